@@ -1,0 +1,113 @@
+//! The effective settings written back as hostconfig lines: what `-t` prints, and a file this
+//! parser reads back to the same settings.
+
+use std::fmt::Write as _;
+
+use super::duration::format_duration;
+use super::keys::{defaults, Key};
+use super::Settings;
+
+impl Settings {
+    /// The effective settings, every key with its value (defaults included), as hostconfig
+    /// lines that read back to equal settings; unset optional keys are comments saying what
+    /// happens instead.
+    pub fn render(&self) -> String {
+        let defaults = defaults(&self.source);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# ipfailover settings read from {}",
+            self.source.display()
+        );
+        for key in Key::ALL {
+            let name = key.hostconfig_name();
+            match value_of(self, key) {
+                Ok(value) => {
+                    let is_default = value_of(&defaults, key).is_ok_and(|d| d == value);
+                    let marker = if is_default { "  # default" } else { "" };
+                    let _ = writeln!(out, "{name}={}{marker}", quote(&value));
+                }
+                Err(meaning) => {
+                    let _ = writeln!(out, "# {name} unset: {meaning}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The value as the parser reads it, or what its absence means.
+fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
+    fn list<T: ToString>(items: &[T], unset: &'static str) -> Result<String, &'static str> {
+        if items.is_empty() {
+            return Err(unset);
+        }
+        Ok(items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "))
+    }
+    match key {
+        Key::BcastIps => list(
+            &s.bcast_ips,
+            "heartbeats go nowhere (heartbeatd requires it)",
+        ),
+        Key::PeerIp => s
+            .peer_ip
+            .map(|ip| ip.to_string())
+            .ok_or("no peer is watched (failoverd requires it)"),
+        Key::PeerIpPairs => list(
+            &s.peer_ip_pairs,
+            "no address to take over (failoverd requires it)",
+        ),
+        Key::EmailRecipient => list(&s.email_recipients, "no mail is sent"),
+        Key::NodeIp => list(
+            &s.node_ips,
+            "this host's addresses on the heartbeat subnets",
+        ),
+        Key::Port => Ok(s.port.to_string()),
+        Key::Interval => Ok(format_duration(s.interval)),
+        Key::Timeout => s
+            .timeout
+            .map(format_duration)
+            .ok_or("3 x the interval the peer announces (3s before any heartbeat)"),
+        Key::ReleaseAfter => Ok(s.release_after.to_string()),
+        Key::SecretFile => s
+            .secret_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .ok_or("heartbeats are not authenticated"),
+        Key::ScriptDir => Ok(s.script_dir.display().to_string()),
+        Key::ScriptTimeout => Ok(format_duration(s.script_timeout)),
+        Key::EmailTransport => Ok(s.email_transport.clone()),
+        Key::EmailFrom => s.email_from.clone().ok_or("failover@<hostname>"),
+        Key::StateDir => Ok(s.state_dir.display().to_string()),
+    }
+}
+
+/// Double quotes, escaping what the shell would otherwise interpret.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_shell_characters() {
+        assert_eq!(quote("plain"), "\"plain\"");
+        assert_eq!(quote(r#"a"b\c$d`e"#), r#""a\"b\\c\$d\`e""#);
+    }
+}

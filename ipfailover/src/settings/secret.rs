@@ -1,0 +1,139 @@
+//! The shared key that authenticates heartbeats.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Shorter keys are guessable; 16 bytes is the least that HMAC-SHA256 can be trusted with.
+const MIN_KEY_LEN: usize = 16;
+/// A key is one short line; anything far larger is the wrong file.
+const MAX_FILE_LEN: u64 = 64 * 1024;
+
+/// Reads the shared secret, refusing files others could read or change and keys too short to
+/// be safe; one trailing newline, as editors leave, is not part of the key.
+pub fn load_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    // Looked at before opening, because opening a FIFO would block; and again after, so
+    // that what is checked is what is read.
+    let before = std::fs::metadata(path)
+        .map_err(|e| format!("Cannot open the secret file {shown}: {e}."))?;
+    if !before.is_file() {
+        return Err(format!("The secret file {shown} is not a regular file."));
+    }
+    let file =
+        File::open(path).map_err(|e| format!("Cannot open the secret file {shown}: {e}."))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("Cannot inspect the secret file {shown}: {e}."))?;
+    if !meta.is_file() {
+        return Err(format!("The secret file {shown} is not a regular file."));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "The secret file {shown} is accessible to group or others (mode {mode:04o}); \
+             anyone who can read it can forge heartbeats: run chmod 600 {shown}."
+        ));
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return Err(format!(
+            "The secret file {shown} is {} bytes long; a key is one line of at most {MAX_FILE_LEN} bytes.",
+            meta.len()
+        ));
+    }
+    let mut key = Vec::new();
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut key)
+        .map_err(|e| format!("Cannot read the secret file {shown}: {e}."))?;
+    if key.len() as u64 > MAX_FILE_LEN {
+        return Err(format!(
+            "The secret file {shown} grew past {MAX_FILE_LEN} bytes while being read."
+        ));
+    }
+    if key.ends_with(b"\r\n") {
+        key.truncate(key.len() - 2);
+    } else if key.ends_with(b"\n") {
+        key.truncate(key.len() - 1);
+    }
+    if key.len() < MIN_KEY_LEN {
+        return Err(format!(
+            "The key in {shown} is {} bytes long; it must be at least {MIN_KEY_LEN} bytes \
+             (for example the output of `openssl rand -hex 32`).",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// A file of its own in the temp directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8], mode: u32) -> TempFile {
+            let path = std::env::temp_dir().join(format!(
+                "ipfailover-secret-test-{}-{name}",
+                std::process::id()
+            ));
+            fs::write(&path, contents).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn mode_0600_accepted_and_newline_stripped() {
+        let f = TempFile::new("ok", b"0123456789abcdef\n", 0o600);
+        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef".to_vec()));
+        let f = TempFile::new("crlf", b"0123456789abcdef\r\n", 0o600);
+        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef".to_vec()));
+        let f = TempFile::new("bare", b"0123456789abcdefXYZ", 0o400);
+        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdefXYZ".to_vec()));
+        // Only one newline is the editor's; a second one is part of the key.
+        let f = TempFile::new("two", b"0123456789abcdef\n\n", 0o600);
+        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef\n".to_vec()));
+    }
+
+    #[test]
+    fn group_or_other_access_refused() {
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            let f = TempFile::new(&format!("mode{mode:o}"), b"0123456789abcdef", mode);
+            let e = load_secret(&f.0).unwrap_err();
+            assert!(e.contains("chmod 600"), "{e}");
+            assert!(e.contains(&f.0.display().to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn short_key_refused() {
+        let f = TempFile::new("short", b"0123456789abcde\n", 0o600);
+        let e = load_secret(&f.0).unwrap_err();
+        assert!(e.contains("15 bytes"), "{e}");
+        let f = TempFile::new("empty", b"", 0o600);
+        assert!(load_secret(&f.0).is_err());
+    }
+
+    #[test]
+    fn missing_file_and_directory_refused() {
+        let e = load_secret(Path::new("/nonexistent/ipfailover/secret")).unwrap_err();
+        assert!(
+            e.starts_with("Cannot open the secret file /nonexistent/ipfailover/secret"),
+            "{e}"
+        );
+        let e = load_secret(&std::env::temp_dir()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}

@@ -1,0 +1,202 @@
+//! The status file each daemon keeps in `FAILOVER_STATE_DIR`: what failoverctl and monitoring
+//! read. Schema version 1; fields are only ever added.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version written in every file.
+pub const SCHEMA: u32 = 1;
+
+/// How many transitions a status file keeps.
+pub const MAX_TRANSITIONS: usize = 20;
+
+/// One daemon's state, as written to `<FAILOVER_STATE_DIR>/<daemon>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Schema version ([`SCHEMA`]).
+    pub schema: u32,
+    /// `failoverd` or `heartbeatd`.
+    pub daemon: String,
+    /// The daemon's version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// This host's name.
+    pub hostname: String,
+    /// When it started, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// When this file was written, ms since the Unix epoch (staleness is judged from it).
+    pub updated_at_ms: u64,
+    /// The longest gap between two writes while the daemon runs, in ms.
+    pub refresh_ms: u64,
+    /// `boot-grace`, `monitoring`, `acquiring`, `acquired`, `releasing` (failoverd);
+    /// `sending`, `stopped` (heartbeatd).
+    pub state: String,
+    /// The watched peer (failoverd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The timeout in force (failoverd), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The interval: heartbeatd's own, or the one the peer announced (failoverd), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// Where heartbeats go (heartbeatd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
+    /// The links the peer's heartbeats arrive on (failoverd).
+    #[serde(default)]
+    pub links: Vec<LinkStatus>,
+    /// The addresses taken over (failoverd) and whether they are held now.
+    #[serde(default)]
+    pub addresses: Vec<AddressStatus>,
+    /// The latest transitions, oldest first.
+    #[serde(default)]
+    pub transitions: Vec<TransitionStatus>,
+    /// Counters since the start.
+    pub counters: CounterStatus,
+}
+
+/// One link, as failoverd sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The peer's source address on this link.
+    pub peer_address: String,
+    /// The local interface whose subnet holds it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Age of the last valid heartbeat on it, ms.
+    pub last_heartbeat_age_ms: u64,
+    /// Valid heartbeats received on it.
+    pub heartbeats: u64,
+    /// `up` (heard within the timeout), `silent` (not, with no other link heard either: the
+    /// peer is silent), or `lost` (not, while another link is heard: redundancy gone).
+    pub state: String,
+}
+
+/// One address failoverd takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressStatus {
+    /// The interface it goes on.
+    pub interface: String,
+    /// The address.
+    pub address: String,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// Whether this host holds it now.
+    pub held: bool,
+}
+
+/// One state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionStatus {
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The state left.
+    pub from: String,
+    /// The state entered.
+    pub to: String,
+    /// Why.
+    pub reason: String,
+    /// How long the state left had lasted, ms.
+    pub duration_ms: u64,
+}
+
+/// Counters since the start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterStatus {
+    /// Valid datagrams accepted from the peer (failoverd) or `released` (heartbeatd).
+    pub accepted: u64,
+    /// Datagrams dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// Heartbeats sent (heartbeatd).
+    #[serde(default)]
+    pub sent: u64,
+    /// Hooks run.
+    #[serde(default)]
+    pub hooks_run: u64,
+    /// Hooks that failed, timed out or were refused.
+    #[serde(default)]
+    pub hooks_failed: u64,
+    /// Mails sent.
+    #[serde(default)]
+    pub mails_sent: u64,
+    /// Mails that could not be sent.
+    #[serde(default)]
+    pub mails_failed: u64,
+    /// Takeovers completed.
+    #[serde(default)]
+    pub takeovers: u64,
+    /// Releases completed.
+    #[serde(default)]
+    pub releases: u64,
+}
+
+impl Status {
+    /// A status with nothing known yet but who writes it.
+    pub fn new(
+        daemon: &str,
+        version: &str,
+        pid: u32,
+        hostname: &str,
+        started_at_ms: u64,
+    ) -> Status {
+        Status {
+            schema: SCHEMA,
+            daemon: daemon.to_string(),
+            version: version.to_string(),
+            pid,
+            hostname: hostname.to_string(),
+            started_at_ms,
+            updated_at_ms: started_at_ms,
+            refresh_ms: 0,
+            state: String::new(),
+            peer: None,
+            timeout_ms: None,
+            interval_ms: None,
+            destinations: Vec::new(),
+            links: Vec::new(),
+            addresses: Vec::new(),
+            transitions: Vec::new(),
+            counters: CounterStatus::default(),
+        }
+    }
+
+    /// Records a transition, keeping the latest [`MAX_TRANSITIONS`].
+    pub fn push_transition(&mut self, t: TransitionStatus) {
+        self.transitions.push(t);
+        if self.transitions.len() > MAX_TRANSITIONS {
+            let extra = self.transitions.len() - MAX_TRANSITIONS;
+            self.transitions.drain(..extra);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json_and_keeps_the_latest_transitions() {
+        let mut s = Status::new("failoverd", "0.1.0", 42, "sec", 1_000);
+        s.state = "monitoring".into();
+        s.peer = Some("198.51.100.10".into());
+        for i in 0..30u64 {
+            s.push_transition(TransitionStatus {
+                at_ms: i,
+                from: "a".into(),
+                to: "b".into(),
+                reason: "timeout".into(),
+                duration_ms: i,
+            });
+        }
+        assert_eq!(s.transitions.len(), MAX_TRANSITIONS);
+        assert_eq!(s.transitions[0].at_ms, 10);
+        s.counters.dropped.insert("bad-tag".into(), 3);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: Status = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        assert!(json.contains("\"bad-tag\":3"));
+    }
+}

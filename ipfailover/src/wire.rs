@@ -1,0 +1,1108 @@
+//! Wire format version 1: the heartbeat datagram, its HMAC-SHA256 tag and replay protection.
+//!
+//! ```text
+//! 0   4  magic b"IPFO"
+//! 4   1  version = 1
+//! 5   1  kind: 1 heartbeat, 2 goodbye, 3 released
+//! 6   1  flags: bit 0 = a 32-byte HMAC tag follows the body; other bits must be zero
+//! 7   1  reserved, must be 0
+//! 8   4  sender's interval in ms
+//! 12  8  boot id (random per start)
+//! 20  8  sequence number (+1 per datagram sent)
+//! 28  8  sender's wall-clock time, ms since the Unix epoch
+//! 36  1  hostname length N (0..=64), then N bytes of UTF-8
+//! ..  1  address count M (0..=16), then M times: family (4 or 6) + 4 or 16 bytes
+//! ..  32 HMAC-SHA256 over every byte before it, present iff flags bit 0
+//! ```
+//!
+//! All integers are in network byte order. Nothing here reads a clock or touches a socket:
+//! the receiver passes its wall-clock time to [`ReplayGuard::check`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The first four bytes of every version-1 datagram.
+pub const MAGIC: [u8; 4] = *b"IPFO";
+/// The wire format version this module speaks.
+pub const VERSION: u8 = 1;
+/// The longest datagram accepted; anything longer is dropped unread.
+pub const MAX_LEN: usize = 512;
+/// Length of the HMAC-SHA256 tag.
+pub const TAG_LEN: usize = 32;
+/// Longest hostname on the wire, in bytes.
+pub const MAX_HOSTNAME: usize = 64;
+/// Most identity addresses on the wire.
+pub const MAX_ADDRS: usize = 16;
+/// How far below the highest sequence seen a late datagram may still be accepted.
+pub const REPLAY_WINDOW: u64 = 64;
+/// Largest accepted difference between the sender's clock and ours, for authenticated datagrams.
+pub const MAX_SKEW_MS: u64 = 60_000;
+
+/// What Apple's heartbeatd sent, without version or anything else.
+const LEGACY: &[u8] = b"heartbeat";
+/// Flags bit 0: a tag follows the body.
+const FLAG_TAG: u8 = 0x01;
+/// Magic, version, kind, flags and reserved: what must be checked before the tag can be found.
+const PREAMBLE_LEN: usize = 8;
+/// Boot ids remembered by a [`ReplayGuard`]; bounded so that a flood of forged boot ids
+/// cannot grow memory.
+const MAX_BOOT_IDS: usize = 32;
+
+// The encoder writes these counts as single bytes, and its longest output must fit MAX_LEN.
+const _: () = assert!(MAX_HOSTNAME <= u8::MAX as usize);
+const _: () = assert!(MAX_ADDRS <= u8::MAX as usize);
+const _: () = assert!(36 + 1 + MAX_HOSTNAME + 1 + MAX_ADDRS * 17 + TAG_LEN <= MAX_LEN);
+// The replay window is one bit per sequence of a u64 bitmap.
+const _: () = assert!(REPLAY_WINDOW == u64::BITS as u64);
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a datagram announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The primary is alive.
+    Heartbeat,
+    /// The primary is shutting down on purpose: take over now.
+    Goodbye,
+    /// The secondary has released the primary's addresses: announce them again.
+    Released,
+}
+
+impl Kind {
+    /// The name used in logs and status files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Heartbeat => "heartbeat",
+            Kind::Goodbye => "goodbye",
+            Kind::Released => "released",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Kind::Heartbeat => 1,
+            Kind::Goodbye => 2,
+            Kind::Released => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Heartbeat),
+            2 => Some(Kind::Goodbye),
+            3 => Some(Kind::Released),
+            _ => None,
+        }
+    }
+}
+
+/// One version-1 datagram, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// What the datagram announces.
+    pub kind: Kind,
+    /// The sender's heartbeat interval, from which the receiver derives its default timeout.
+    pub interval_ms: u32,
+    /// Chosen at random at each start of the sender, so that sequence numbers can restart.
+    pub boot_id: u64,
+    /// Increases by one per datagram sent, across all links.
+    pub seq: u64,
+    /// The sender's wall-clock time, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The sender's hostname (at most [`MAX_HOSTNAME`] bytes on the wire).
+    pub hostname: String,
+    /// The sender's identity addresses (at most [`MAX_ADDRS`] on the wire).
+    pub addrs: Vec<IpAddr>,
+}
+
+/// The shared secret, ready to compute HMAC-SHA256 tags.
+#[derive(Clone)]
+pub struct Key {
+    /// The keyed HMAC state, cloned for each datagram; the raw key bytes are not kept.
+    /// `None` only if the hmac crate refused the key, which it never does (RFC 2104 takes
+    /// keys of any length); it exists so that the impossible case fails closed instead of
+    /// panicking: every datagram then fails verification and none is tagged.
+    mac: Option<HmacSha256>,
+}
+
+impl Key {
+    /// Makes a key from the secret's bytes.
+    pub fn new(bytes: Vec<u8>) -> Key {
+        Key {
+            mac: HmacSha256::new_from_slice(&bytes).ok(),
+        }
+    }
+
+    fn tag(&self, signed: &[u8]) -> Option<Vec<u8>> {
+        let mac = self.mac.clone()?;
+        Some(mac.chain_update(signed).finalize().into_bytes().to_vec())
+    }
+
+    fn verify(&self, signed: &[u8], tag: &[u8]) -> Result<(), DropReason> {
+        let mac = self.mac.clone().ok_or(DropReason::BadTag)?;
+        // verify_slice compares in constant time, so a forger learns nothing from timing.
+        mac.chain_update(signed)
+            .verify_slice(tag)
+            .map_err(|_| DropReason::BadTag)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// What a datagram was, once decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A version-1 datagram; `authenticated` is true when a key was given and the tag matched.
+    V1 {
+        /// The decoded fields.
+        datagram: Datagram,
+        /// Whether the HMAC tag was verified against the configured key.
+        authenticated: bool,
+    },
+    /// Apple's bare `heartbeat` datagram, accepted only when no key is configured.
+    Legacy,
+}
+
+/// Why a datagram was dropped; each reason is a counter in the status file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than the header, or than its length fields or flags announce.
+    Truncated,
+    /// Longer than [`MAX_LEN`].
+    Oversized,
+    /// Does not start with [`MAGIC`].
+    BadMagic,
+    /// A version other than [`VERSION`].
+    BadVersion,
+    /// A kind this version does not define.
+    BadKind,
+    /// Bad flags, reserved byte, address family, UTF-8, counts over the maxima, or trailing bytes.
+    Malformed,
+    /// A key is configured but the datagram carries no tag.
+    MissingTag,
+    /// The tag does not match the configured key.
+    BadTag,
+    /// A sequence number already seen, or too old for the replay window.
+    Replay,
+    /// An authenticated datagram whose time is more than [`MAX_SKEW_MS`] from ours.
+    ClockSkew,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Truncated,
+        DropReason::Oversized,
+        DropReason::BadMagic,
+        DropReason::BadVersion,
+        DropReason::BadKind,
+        DropReason::Malformed,
+        DropReason::MissingTag,
+        DropReason::BadTag,
+        DropReason::Replay,
+        DropReason::ClockSkew,
+    ];
+
+    /// The counter name used in status files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversized => "oversized",
+            DropReason::BadMagic => "bad-magic",
+            DropReason::BadVersion => "bad-version",
+            DropReason::BadKind => "bad-kind",
+            DropReason::Malformed => "malformed",
+            DropReason::MissingTag => "missing-tag",
+            DropReason::BadTag => "bad-tag",
+            DropReason::Replay => "replay",
+            DropReason::ClockSkew => "clock-skew",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::Truncated => "datagram shorter than its fields announce",
+            DropReason::Oversized => "datagram longer than 512 bytes",
+            DropReason::BadMagic => "not an ipfailover datagram (bad magic)",
+            DropReason::BadVersion => "unsupported wire format version",
+            DropReason::BadKind => "unknown datagram kind",
+            DropReason::Malformed => "malformed datagram",
+            DropReason::MissingTag => "no HMAC tag, but a secret is configured",
+            DropReason::BadTag => "bad HMAC tag",
+            DropReason::Replay => "replayed or duplicate sequence number",
+            DropReason::ClockSkew => "sender's clock more than 60 s away from ours",
+        })
+    }
+}
+
+/// Encodes a datagram, tagged when a key is given; over-long fields are cut so it cannot fail.
+pub fn encode(d: &Datagram, key: Option<&Key>) -> Vec<u8> {
+    let hostname = truncate_on_char_boundary(&d.hostname, MAX_HOSTNAME);
+    let addrs = d.addrs.get(..MAX_ADDRS).unwrap_or(&d.addrs);
+    let tagged = key.is_some_and(|k| k.mac.is_some());
+
+    let mut out = Vec::with_capacity(MAX_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(d.kind.code());
+    out.push(if tagged { FLAG_TAG } else { 0 });
+    out.push(0);
+    out.extend_from_slice(&d.interval_ms.to_be_bytes());
+    out.extend_from_slice(&d.boot_id.to_be_bytes());
+    out.extend_from_slice(&d.seq.to_be_bytes());
+    out.extend_from_slice(&d.time_ms.to_be_bytes());
+    // Both counts are bounded by the maxima above, which fit a byte (asserted at compile time).
+    out.push(hostname.len() as u8);
+    out.extend_from_slice(hostname.as_bytes());
+    out.push(addrs.len() as u8);
+    for addr in addrs {
+        match addr {
+            IpAddr::V4(a) => {
+                out.push(4);
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    if let Some(tag) = key.and_then(|k| k.tag(&out)) {
+        out.extend_from_slice(&tag);
+    }
+    out
+}
+
+/// Decodes and, when a key is given, authenticates a datagram; never panics on any input.
+pub fn decode(buf: &[u8], key: Option<&Key>) -> Result<Message, DropReason> {
+    // Size first: nothing longer than MAX_LEN is worth reading.
+    if buf.len() > MAX_LEN {
+        return Err(DropReason::Oversized);
+    }
+    // Apple's heartbeatd carries no secret, so with one configured it is as good as untagged.
+    if is_legacy(buf) {
+        return match key {
+            None => Ok(Message::Legacy),
+            Some(_) => Err(DropReason::MissingTag),
+        };
+    }
+
+    // Fields are judged in wire order as their bytes arrive, so a short datagram of another
+    // protocol or version is counted as such rather than as truncated.
+    let mut r = Reader::new(buf);
+    if r.array::<4>()? != MAGIC {
+        return Err(DropReason::BadMagic);
+    }
+    if r.u8()? != VERSION {
+        return Err(DropReason::BadVersion);
+    }
+    let kind = Kind::from_code(r.u8()?).ok_or(DropReason::BadKind)?;
+    let flags = r.u8()?;
+    if flags & !FLAG_TAG != 0 {
+        return Err(DropReason::Malformed);
+    }
+    if r.u8()? != 0 {
+        return Err(DropReason::Malformed);
+    }
+
+    // The tag, when flagged, is the last TAG_LEN bytes; everything before it is signed.
+    let (signed, tag) = if flags & FLAG_TAG != 0 {
+        let end = buf
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= PREAMBLE_LEN)
+            .ok_or(DropReason::Truncated)?;
+        let (signed, tag) = buf.split_at_checked(end).ok_or(DropReason::Truncated)?;
+        (signed, Some(tag))
+    } else {
+        (buf, None)
+    };
+
+    // With a key, the tag is verified before the body is parsed: only authentic bytes reach
+    // the parser, and any damage to them is counted as a bad tag.
+    let authenticated = match (key, tag) {
+        (None, _) => false,
+        (Some(_), None) => return Err(DropReason::MissingTag),
+        (Some(key), Some(tag)) => {
+            key.verify(signed, tag)?;
+            true
+        }
+    };
+
+    let mut r = Reader::new(signed);
+    r.take(PREAMBLE_LEN)?;
+    let datagram = parse_body(kind, &mut r)?;
+    // Exactly one tag may follow the body; it was split off above, so anything left is extra.
+    if !r.is_empty() {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Message::V1 {
+        datagram,
+        authenticated,
+    })
+}
+
+fn is_legacy(buf: &[u8]) -> bool {
+    matches!(buf.strip_prefix(LEGACY), Some([] | [b'\n' | 0]))
+}
+
+/// Parses everything after the preamble up to where the tag would start.
+fn parse_body(kind: Kind, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
+    let interval_ms = r.u32()?;
+    let boot_id = r.u64()?;
+    let seq = r.u64()?;
+    let time_ms = r.u64()?;
+
+    let hostname_len = usize::from(r.u8()?);
+    if hostname_len > MAX_HOSTNAME {
+        return Err(DropReason::Malformed);
+    }
+    let hostname = std::str::from_utf8(r.take(hostname_len)?)
+        .map_err(|_| DropReason::Malformed)?
+        .to_string();
+
+    let count = usize::from(r.u8()?);
+    if count > MAX_ADDRS {
+        return Err(DropReason::Malformed);
+    }
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let addr = match r.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
+            _ => return Err(DropReason::Malformed),
+        };
+        addrs.push(addr);
+    }
+
+    Ok(Datagram {
+        kind,
+        interval_ms,
+        boot_id,
+        seq,
+        time_ms,
+        hostname,
+        addrs,
+    })
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn truncate_on_char_boundary(s: &str, max: usize) -> &str {
+    let end = (0..=max.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    s.get(..end).unwrap_or("")
+}
+
+/// A cursor over a datagram in which running out of bytes is a [`DropReason::Truncated`].
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { rest: buf }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
+        let (head, tail) = self.rest.split_at_checked(n).ok_or(DropReason::Truncated)?;
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DropReason> {
+        <[u8; N]>::try_from(self.take(N)?).map_err(|_| DropReason::Truncated)
+    }
+
+    fn u8(&mut self) -> Result<u8, DropReason> {
+        Ok(u8::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DropReason> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DropReason> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+}
+
+/// Replay protection per boot id with a sliding window, as IPsec's anti-replay (RFC 4303
+/// §3.4.3), plus a clock-skew check for authenticated datagrams.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    windows: HashMap<u64, Window>,
+    /// Counts accepted datagrams; stamps each window so the least recently accepted is evicted.
+    accepted: u64,
+}
+
+/// What one boot id has sent so far.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The highest sequence accepted.
+    highest: u64,
+    /// Bit `d - 1` is set when `highest - d` was accepted, for `d` in `1..=REPLAY_WINDOW`.
+    seen: u64,
+    /// The guard's `accepted` count when this boot id last passed.
+    last_accepted: u64,
+}
+
+impl Window {
+    fn new(seq: u64, stamp: u64) -> Window {
+        Window {
+            highest: seq,
+            seen: 0,
+            last_accepted: stamp,
+        }
+    }
+
+    /// Records `seq` and returns true if it is new; leaves the window alone otherwise.
+    fn admit(&mut self, seq: u64) -> bool {
+        // A sequence above the highest is new: slide the window up to it, and the old
+        // highest becomes a seen sequence `shift` below the new one.
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.seen = shl(self.seen, shift) | shl(1, shift - 1);
+            self.highest = seq;
+            return true;
+        }
+        // Below the highest, a sequence is new only inside the window and not yet seen;
+        // the highest itself and anything older than the window count as replays.
+        let distance = self.highest - seq;
+        if distance == 0 || distance > REPLAY_WINDOW {
+            return false;
+        }
+        let bit = shl(1, distance - 1);
+        if self.seen & bit != 0 {
+            return false;
+        }
+        self.seen |= bit;
+        true
+    }
+}
+
+/// `x << n`, with bits shifted past the top gone rather than an overflow.
+fn shl(x: u64, n: u64) -> u64 {
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| x.checked_shl(n))
+        .unwrap_or(0)
+}
+
+impl ReplayGuard {
+    /// A guard that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `d` if its sequence is new for its boot id (and, when authenticated, its time
+    /// is within [`MAX_SKEW_MS`] of `now_wall_ms`), and records it; drops it otherwise.
+    pub fn check(
+        &mut self,
+        d: &Datagram,
+        authenticated: bool,
+        now_wall_ms: u64,
+    ) -> Result<(), DropReason> {
+        // Skew is judged before the replay state is touched, so that a datagram dropped for
+        // its time leaves no trace. Only a tagged time can be trusted enough to judge.
+        if authenticated && d.time_ms.abs_diff(now_wall_ms) > MAX_SKEW_MS {
+            return Err(DropReason::ClockSkew);
+        }
+        let stamp = self.accepted.wrapping_add(1);
+        match self.windows.get_mut(&d.boot_id) {
+            Some(window) => {
+                if !window.admit(d.seq) {
+                    return Err(DropReason::Replay);
+                }
+                window.last_accepted = stamp;
+            }
+            None => {
+                // A new boot id: make room by forgetting the one that passed longest ago,
+                // which under a flood of forged ids is never the live peer.
+                if self.windows.len() >= MAX_BOOT_IDS {
+                    let oldest = self
+                        .windows
+                        .iter()
+                        .min_by_key(|(_, w)| w.last_accepted)
+                        .map(|(&id, _)| id);
+                    if let Some(id) = oldest {
+                        self.windows.remove(&id);
+                    }
+                }
+                self.windows.insert(d.boot_id, Window::new(d.seq, stamp));
+            }
+        }
+        self.accepted = stamp;
+        Ok(())
+    }
+
+    /// Forgets every boot id, e.g. when the secret changes and old state means nothing.
+    pub fn forget(&mut self) {
+        self.windows.clear();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// `fixed()` encoded without a key.
+    const GOLDEN_PLAIN: &str = "4950464f01010000000003e80102030405060708000000000000002a\
+        0000018bcfe56800057072692d310204c633640a0620010db8000000000000000000000010";
+
+    /// `fixed()` encoded with `KEY`; the tag was computed with Python's hmac module and
+    /// checked with `openssl dgst -sha256 -hmac`, not with this code.
+    const GOLDEN_TAGGED: &str = "4950464f01010100000003e80102030405060708000000000000002a\
+        0000018bcfe56800057072692d310204c633640a0620010db8000000000000000000000010\
+        43c8687af188d0502da229aba943443e097826d8dee87f6f8510968c40d91a2c";
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn key() -> Key {
+        Key::new(KEY.to_vec())
+    }
+
+    fn fixed() -> Datagram {
+        Datagram {
+            kind: Kind::Heartbeat,
+            interval_ms: 1000,
+            boot_id: 0x0102_0304_0506_0708,
+            seq: 42,
+            time_ms: 1_700_000_000_000,
+            hostname: "pri-1".to_string(),
+            addrs: vec![
+                "198.51.100.10".parse().unwrap(),
+                "2001:db8::10".parse().unwrap(),
+            ],
+        }
+    }
+
+    fn v1(datagram: Datagram, authenticated: bool) -> Message {
+        Message::V1 {
+            datagram,
+            authenticated,
+        }
+    }
+
+    /// Builds a datagram by hand, independently of `encode`, so fields can be made invalid.
+    fn raw(kind: u8, flags: u8, hostname: &[u8], count: u8, addrs: &[u8]) -> Vec<u8> {
+        let mut b = b"IPFO".to_vec();
+        b.extend_from_slice(&[1, kind, flags, 0]);
+        b.extend_from_slice(&1000u32.to_be_bytes());
+        b.extend_from_slice(&7u64.to_be_bytes());
+        b.extend_from_slice(&1u64.to_be_bytes());
+        b.extend_from_slice(&0u64.to_be_bytes());
+        b.push(hostname.len() as u8);
+        b.extend_from_slice(hostname);
+        b.push(count);
+        b.extend_from_slice(addrs);
+        b
+    }
+
+    #[test]
+    fn golden_plain() {
+        let golden = hex(GOLDEN_PLAIN);
+        assert_eq!(golden.len(), 65);
+        assert_eq!(encode(&fixed(), None), golden);
+        assert_eq!(decode(&golden, None), Ok(v1(fixed(), false)));
+    }
+
+    #[test]
+    fn golden_tagged() {
+        let golden = hex(GOLDEN_TAGGED);
+        assert_eq!(golden.len(), 65 + TAG_LEN);
+        assert_eq!(encode(&fixed(), Some(&key())), golden);
+        assert_eq!(decode(&golden, Some(&key())), Ok(v1(fixed(), true)));
+    }
+
+    #[test]
+    fn tag_is_ignored_without_a_key() {
+        let golden = hex(GOLDEN_TAGGED);
+        assert_eq!(decode(&golden, None), Ok(v1(fixed(), false)));
+        // Ignored, not verified: a wrong tag passes too, but unauthenticated.
+        let mut forged = golden.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert_eq!(decode(&forged, None), Ok(v1(fixed(), false)));
+    }
+
+    #[test]
+    fn round_trip_each_kind_with_and_without_key() {
+        for kind in [Kind::Heartbeat, Kind::Goodbye, Kind::Released] {
+            let d = Datagram { kind, ..fixed() };
+            assert_eq!(decode(&encode(&d, None), None), Ok(v1(d.clone(), false)));
+            let k = key();
+            assert_eq!(
+                decode(&encode(&d, Some(&k)), Some(&k)),
+                Ok(v1(d.clone(), true))
+            );
+        }
+    }
+
+    #[test]
+    fn round_trip_empty_fields() {
+        let d = Datagram {
+            hostname: String::new(),
+            addrs: Vec::new(),
+            ..fixed()
+        };
+        let buf = encode(&d, None);
+        assert_eq!(buf.len(), 38);
+        assert_eq!(decode(&buf, None), Ok(v1(d, false)));
+    }
+
+    #[test]
+    fn wrong_key_is_bad_tag() {
+        let buf = encode(&fixed(), Some(&key()));
+        let other = Key::new(b"0123456789abcdef0123456789abcdeF".to_vec());
+        assert_eq!(decode(&buf, Some(&other)), Err(DropReason::BadTag));
+        assert_eq!(
+            decode(&buf, Some(&Key::new(Vec::new()))),
+            Err(DropReason::BadTag)
+        );
+    }
+
+    #[test]
+    fn untagged_with_key_is_missing_tag() {
+        let buf = encode(&fixed(), None);
+        assert_eq!(decode(&buf, Some(&key())), Err(DropReason::MissingTag));
+    }
+
+    #[test]
+    fn any_flipped_bit_is_refused() {
+        let k = key();
+        let buf = encode(&fixed(), Some(&k));
+        for i in 0..buf.len() {
+            for bit in 0..8 {
+                let mut bad = buf.clone();
+                bad[i] ^= 1 << bit;
+                let got = decode(&bad, Some(&k));
+                assert!(got.is_err(), "byte {i} bit {bit}: {got:?}");
+                // Past the preamble the tag is checked before anything is parsed.
+                if i >= PREAMBLE_LEN {
+                    assert_eq!(got, Err(DropReason::BadTag), "byte {i} bit {bit}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let k = key();
+        let plain = encode(&fixed(), None);
+        let tagged = encode(&fixed(), Some(&k));
+        for len in 0..plain.len() {
+            assert!(decode(&plain[..len], None).is_err(), "plain, {len} bytes");
+            assert!(
+                decode(&plain[..len], Some(&k)).is_err(),
+                "plain, {len} bytes"
+            );
+        }
+        for len in 0..tagged.len() {
+            assert!(decode(&tagged[..len], None).is_err(), "tagged, {len} bytes");
+            assert!(
+                decode(&tagged[..len], Some(&k)).is_err(),
+                "tagged, {len} bytes"
+            );
+        }
+        assert_eq!(decode(&plain[..40], None), Err(DropReason::Truncated));
+        assert_eq!(decode(&[], None), Err(DropReason::Truncated));
+        // Without a key, a tag cut short is a datagram shorter than its flags announce.
+        assert_eq!(
+            decode(&tagged[..tagged.len() - 1], None),
+            Err(DropReason::Truncated)
+        );
+    }
+
+    #[test]
+    fn legacy_only_without_key() {
+        for buf in [&b"heartbeat"[..], b"heartbeat\n", b"heartbeat\0"] {
+            assert_eq!(decode(buf, None), Ok(Message::Legacy));
+            assert_eq!(decode(buf, Some(&key())), Err(DropReason::MissingTag));
+        }
+        for buf in [
+            &b"heartbeat\n\n"[..],
+            b"heartbeat\r\n",
+            b"heartbeat\0\0",
+            b"heartbeats",
+            b"Heartbeat",
+            b" heartbeat",
+        ] {
+            assert_eq!(decode(buf, None), Err(DropReason::BadMagic), "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_is_checked_first() {
+        assert_eq!(decode(&[0; MAX_LEN + 1], None), Err(DropReason::Oversized));
+        let mut buf = encode(&fixed(), Some(&key()));
+        buf.resize(MAX_LEN + 1, 0);
+        assert_eq!(decode(&buf, Some(&key())), Err(DropReason::Oversized));
+        let mut buf = b"heartbeat".to_vec();
+        buf.resize(MAX_LEN + 1, 0);
+        assert_eq!(decode(&buf, None), Err(DropReason::Oversized));
+        // At exactly MAX_LEN the datagram is read, and its padding is trailing garbage.
+        let mut buf = encode(&fixed(), None);
+        buf.resize(MAX_LEN, 0);
+        assert_eq!(decode(&buf, None), Err(DropReason::Malformed));
+    }
+
+    #[test]
+    fn crafted_inputs_give_each_structural_reason() {
+        use DropReason::*;
+        let v4 = [4, 192, 0, 2, 1];
+        let ok = raw(1, 0, b"h", 1, &v4);
+        assert!(decode(&ok, None).is_ok());
+
+        let mut bad_magic = ok.clone();
+        bad_magic[3] = b'X';
+        let mut bad_version = ok.clone();
+        bad_version[4] = 2;
+        let mut bad_reserved = ok.clone();
+        bad_reserved[7] = 1;
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        let mut long_tag = raw(1, FLAG_TAG, b"h", 1, &v4);
+        long_tag.extend_from_slice(&[0; TAG_LEN + 1]);
+
+        let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+            ("header cut short", ok[..20].to_vec(), Truncated),
+            ("hostname cut short", ok[..38].to_vec(), Truncated),
+            ("address cut short", ok[..ok.len() - 1].to_vec(), Truncated),
+            ("count beyond data", raw(1, 0, b"h", 2, &v4), Truncated),
+            (
+                "flag without tag",
+                raw(1, FLAG_TAG, b"h", 1, &v4),
+                Truncated,
+            ),
+            ("magic", bad_magic, BadMagic),
+            ("three bytes of junk", b"GET".to_vec(), Truncated),
+            ("version", bad_version, BadVersion),
+            ("short other version", b"IPFO\x02".to_vec(), BadVersion),
+            ("kind 0", raw(0, 0, b"h", 1, &v4), BadKind),
+            ("kind 4", raw(4, 0, b"h", 1, &v4), BadKind),
+            ("kind 255", raw(255, 0, b"h", 1, &v4), BadKind),
+            ("unknown flag", raw(1, 0x02, b"h", 1, &v4), Malformed),
+            ("high flag", raw(1, 0x81, b"h", 1, &v4), Malformed),
+            ("reserved", bad_reserved, Malformed),
+            (
+                "family 5",
+                raw(1, 0, b"h", 1, &[5, 192, 0, 2, 1]),
+                Malformed,
+            ),
+            (
+                "family 0",
+                raw(1, 0, b"h", 1, &[0, 192, 0, 2, 1]),
+                Malformed,
+            ),
+            ("bad UTF-8", raw(1, 0, b"h\xff", 1, &v4), Malformed),
+            (
+                "hostname 65 bytes",
+                raw(1, 0, &[b'a'; 65], 0, &[]),
+                Malformed,
+            ),
+            (
+                "17 addresses",
+                raw(1, 0, b"h", 17, &v4.repeat(17)),
+                Malformed,
+            ),
+            ("trailing byte", trailing, Malformed),
+            ("33 bytes after body", long_tag, Malformed),
+        ];
+        for (what, buf, want) in cases {
+            assert_eq!(decode(&buf, None), Err(want), "{what}");
+        }
+        // The largest legal counts are accepted.
+        let max = raw(1, 0, &[b'a'; 64], 16, &v4.repeat(16));
+        assert!(decode(&max, None).is_ok());
+    }
+
+    #[test]
+    fn encode_cuts_hostname_on_char_boundary_and_addresses_at_max() {
+        let hostname = format!("{}é", "a".repeat(MAX_HOSTNAME - 1));
+        assert_eq!(hostname.len(), MAX_HOSTNAME + 1);
+        let d = Datagram {
+            hostname,
+            addrs: (0..20u8)
+                .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i.into())))
+                .collect(),
+            ..fixed()
+        };
+        let buf = encode(&d, Some(&key()));
+        assert!(buf.len() <= MAX_LEN);
+        let Ok(Message::V1 { datagram, .. }) = decode(&buf, Some(&key())) else {
+            panic!("does not decode");
+        };
+        assert_eq!(datagram.hostname, "a".repeat(MAX_HOSTNAME - 1));
+        assert_eq!(datagram.addrs, d.addrs[..MAX_ADDRS]);
+
+        assert_eq!(truncate_on_char_boundary("ééé", 5), "éé");
+        assert_eq!(truncate_on_char_boundary("ééé", 1), "");
+        assert_eq!(truncate_on_char_boundary("abc", 64), "abc");
+    }
+
+    #[test]
+    fn key_debug_hides_the_secret() {
+        let shown = format!("{:?}", Key::new(b"hunter2-secret".to_vec()));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        // Nor as numbers: 'h' is 104.
+        assert!(!shown.contains("104"), "{shown}");
+    }
+
+    #[test]
+    fn names_are_the_counter_names() {
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "truncated",
+                "oversized",
+                "bad-magic",
+                "bad-version",
+                "bad-kind",
+                "malformed",
+                "missing-tag",
+                "bad-tag",
+                "replay",
+                "clock-skew"
+            ]
+        );
+        let mut sorted = DropReason::ALL;
+        sorted.sort();
+        assert_eq!(sorted, DropReason::ALL);
+        assert_eq!(DropReason::BadTag.to_string(), "bad HMAC tag");
+        for r in DropReason::ALL {
+            assert!(!r.to_string().is_empty());
+        }
+        assert_eq!(Kind::Heartbeat.as_str(), "heartbeat");
+        assert_eq!(Kind::Goodbye.as_str(), "goodbye");
+        assert_eq!(Kind::Released.as_str(), "released");
+    }
+
+    // ReplayGuard
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn dg(boot_id: u64, seq: u64) -> Datagram {
+        Datagram {
+            boot_id,
+            seq,
+            time_ms: NOW,
+            ..fixed()
+        }
+    }
+
+    #[test]
+    fn replay_in_order_accepted_duplicate_refused() {
+        let mut g = ReplayGuard::new();
+        for seq in 0..200 {
+            assert_eq!(g.check(&dg(1, seq), true, NOW), Ok(()), "seq {seq}");
+        }
+        assert_eq!(g.check(&dg(1, 199), true, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 150), true, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 0), true, NOW), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn replay_out_of_order_within_window_accepted_once() {
+        let mut g = ReplayGuard::new();
+        assert_eq!(g.check(&dg(1, 10), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 100), false, NOW), Ok(()));
+        // 10 is now 90 below the highest: outside the window, and seen anyway.
+        assert_eq!(g.check(&dg(1, 10), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 40), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 40), false, NOW), Err(DropReason::Replay));
+        // The window holds the REPLAY_WINDOW sequences below the highest, no more.
+        assert_eq!(g.check(&dg(1, 100 - REPLAY_WINDOW), false, NOW), Ok(()));
+        assert_eq!(
+            g.check(&dg(1, 99 - REPLAY_WINDOW), false, NOW),
+            Err(DropReason::Replay)
+        );
+        assert_eq!(g.check(&dg(1, 99), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 100), false, NOW), Err(DropReason::Replay));
+        // Two links: each datagram arrives once on each of them, interleaved.
+        let mut g = ReplayGuard::new();
+        assert_eq!(g.check(&dg(2, 1), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 3), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 2), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 4), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 3), false, NOW), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn replay_window_slides_and_clears_on_big_jumps() {
+        let mut g = ReplayGuard::new();
+        assert_eq!(g.check(&dg(1, 1), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 2), false, NOW), Ok(()));
+        // Sliding by exactly the window width keeps the old highest as its last bit.
+        assert_eq!(g.check(&dg(1, 2 + REPLAY_WINDOW), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 2), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 1000), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 999), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 936), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 935), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, u64::MAX), false, NOW), Ok(()));
+        assert_eq!(
+            g.check(&dg(1, u64::MAX), false, NOW),
+            Err(DropReason::Replay)
+        );
+        assert_eq!(g.check(&dg(1, u64::MAX - 64), false, NOW), Ok(()));
+    }
+
+    #[test]
+    fn replay_boot_ids_are_independent() {
+        let mut g = ReplayGuard::new();
+        assert_eq!(g.check(&dg(1, 100), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 1), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(2, 100), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 100), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(2, 100), false, NOW), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn replay_memory_is_bounded_and_keeps_the_live_peer() {
+        let mut g = ReplayGuard::new();
+        let live = u64::MAX;
+        for i in 0..1000u64 {
+            assert_eq!(g.check(&dg(live, i), true, NOW), Ok(()));
+            assert_eq!(g.check(&dg(i, 5), true, NOW), Ok(()));
+            assert!(g.windows.len() <= MAX_BOOT_IDS);
+        }
+        assert_eq!(g.windows.len(), MAX_BOOT_IDS);
+        // The peer that keeps sending was never evicted, so its old sequences stay replays.
+        assert_eq!(g.check(&dg(live, 999), true, NOW), Err(DropReason::Replay));
+        // The oldest flood ids were, and the newest were not.
+        assert_eq!(g.check(&dg(0, 5), true, NOW), Ok(()));
+        assert_eq!(g.check(&dg(999, 5), true, NOW), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn replay_clock_skew_only_when_authenticated() {
+        let mut g = ReplayGuard::new();
+        let at = |seq, time_ms| Datagram {
+            time_ms,
+            ..dg(1, seq)
+        };
+        let far = MAX_SKEW_MS + 1;
+        assert_eq!(
+            g.check(&at(1, NOW + far), true, NOW),
+            Err(DropReason::ClockSkew)
+        );
+        assert_eq!(
+            g.check(&at(1, NOW - far), true, NOW),
+            Err(DropReason::ClockSkew)
+        );
+        assert_eq!(g.check(&at(1, 0), true, NOW), Err(DropReason::ClockSkew));
+        assert_eq!(
+            g.check(&at(1, u64::MAX), true, 0),
+            Err(DropReason::ClockSkew)
+        );
+        // Skew is judged before the replay state, and a dropped datagram is not recorded.
+        assert!(g.windows.is_empty());
+        assert_eq!(g.check(&at(1, NOW + MAX_SKEW_MS), true, NOW), Ok(()));
+        assert_eq!(g.check(&at(2, NOW - MAX_SKEW_MS), true, NOW), Ok(()));
+        assert_eq!(
+            g.check(&at(2, NOW + far), true, NOW),
+            Err(DropReason::ClockSkew)
+        );
+        // Unauthenticated times cannot be trusted, so they are not judged.
+        assert_eq!(g.check(&at(3, 0), false, NOW), Ok(()));
+        assert_eq!(g.check(&at(4, NOW + far), false, NOW), Ok(()));
+        assert_eq!(g.check(&at(4, 0), false, NOW), Err(DropReason::Replay));
+    }
+
+    #[test]
+    fn replay_forget() {
+        let mut g = ReplayGuard::new();
+        assert_eq!(g.check(&dg(1, 5), true, NOW), Ok(()));
+        g.forget();
+        assert!(g.windows.is_empty());
+        assert_eq!(g.check(&dg(1, 5), true, NOW), Ok(()));
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Heartbeat),
+            Just(Kind::Goodbye),
+            Just(Kind::Released)
+        ]
+    }
+
+    prop_compose! {
+        fn datagram()(
+            kind in kind(),
+            interval_ms in any::<u32>(),
+            boot_id in any::<u64>(),
+            seq in any::<u64>(),
+            time_ms in any::<u64>(),
+            hostname in "[a-zA-Z0-9.-]{0,64}",
+            addrs in proptest::collection::vec(any::<IpAddr>(), 0..=MAX_ADDRS),
+        ) -> Datagram {
+            Datagram { kind, interval_ms, boot_id, seq, time_ms, hostname, addrs }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = decode(&buf, None);
+            let _ = decode(&buf, Some(&key()));
+        }
+
+        #[test]
+        fn decode_never_panics_on_damaged_datagrams(
+            d in datagram(),
+            tagged in any::<bool>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let k = key();
+            let mut buf = encode(&d, tagged.then_some(&k));
+            for (at, byte) in edits {
+                let i = at.index(buf.len());
+                buf[i] = byte;
+            }
+            buf.truncate(cut.index(buf.len() + 1));
+            let _ = decode(&buf, None);
+            if let Ok(Message::V1 { datagram, authenticated }) = decode(&buf, Some(&k)) {
+                // Authentic bytes are the bytes that were sent.
+                prop_assert!(authenticated);
+                prop_assert_eq!(datagram, d);
+            }
+        }
+
+        #[test]
+        fn valid_datagrams_round_trip(d in datagram(), tagged in any::<bool>()) {
+            let k = key();
+            let buf = encode(&d, tagged.then_some(&k));
+            prop_assert!(buf.len() <= MAX_LEN);
+            prop_assert_eq!(decode(&buf, None), Ok(v1(d.clone(), false)));
+            let want = if tagged { Ok(v1(d, true)) } else { Err(DropReason::MissingTag) };
+            prop_assert_eq!(decode(&buf, Some(&k)), want);
+        }
+    }
+}
