@@ -1,0 +1,463 @@
+//! Telling the LAN that an address moved here: gratuitous ARP (IPv4) and unsolicited
+//! neighbour advertisements (IPv6).
+
+use std::io;
+use std::net::IpAddr;
+#[cfg(target_os = "linux")]
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The Ethernet broadcast address.
+#[cfg(any(target_os = "linux", test))]
+const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+
+/// EtherType of ARP.
+#[cfg(any(target_os = "linux", test))]
+const ETH_P_ARP: u16 = 0x0806;
+
+/// An "ARP Announcement" (RFC 5227 §3): an ARP request whose sender and target protocol
+/// addresses are both `ip`, sender hardware address `mac`, target hardware address zero.
+#[cfg(any(target_os = "linux", test))]
+fn arp_announcement(mac: [u8; 6], ip: std::net::Ipv4Addr) -> [u8; 28] {
+    let mut p = [0u8; 28];
+    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware type: Ethernet
+    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol type: IPv4
+    p[4] = 6; // hardware address length
+    p[5] = 4; // protocol address length
+    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // operation: request
+    p[8..14].copy_from_slice(&mac);
+    p[14..18].copy_from_slice(&ip.octets());
+    // p[18..24], the target hardware address, stays zero.
+    p[24..28].copy_from_slice(&ip.octets());
+    p
+}
+
+/// ICMPv6 type of a neighbour advertisement.
+#[cfg(any(target_os = "linux", test))]
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+
+/// An unsolicited neighbour advertisement for `target` (RFC 4861 §4.4, §7.2.6): Router and
+/// Solicited clear, Override set, and the target link-layer address option with `mac`. The
+/// checksum is left zero: the kernel computes it for raw ICMPv6 sockets.
+#[cfg(any(target_os = "linux", test))]
+fn neighbour_advertisement(mac: [u8; 6], target: std::net::Ipv6Addr) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    p[0] = ND_NEIGHBOR_ADVERT;
+    p[1] = 0; // code
+    p[4] = 0x20; // flags: R=0, S=0, O=1
+    p[8..24].copy_from_slice(&target.octets());
+    p[24] = 2; // option: target link-layer address
+    p[25] = 1; // option length, in units of 8 bytes
+    p[26..32].copy_from_slice(&mac);
+    p
+}
+
+/// Sends announcements for addresses on one interface.
+///
+/// On Linux it sends the packets itself, on sockets opened in the network namespace of the
+/// thread that calls [`Announcer::new`] (the ICMPv6 socket: of the thread of the first IPv6
+/// announcement). Elsewhere (macOS) it does nothing: the kernel announces an address itself
+/// when `ifconfig` adds it as an alias.
+#[derive(Debug)]
+pub struct Announcer {
+    iface: String,
+    #[cfg(target_os = "linux")]
+    linux: LinuxAnnouncer,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct LinuxAnnouncer {
+    index: u32,
+    mac: [u8; 6],
+    /// `AF_PACKET`/`SOCK_DGRAM` with protocol 0: it sends ARP (the frame's EtherType is
+    /// given per packet) and receives nothing, so no queue fills up with the LAN's ARP.
+    packet: socket2::Socket,
+    /// Raw ICMPv6, opened at the first IPv6 announcement (a host may have no IPv6).
+    icmp6: Option<socket2::Socket>,
+}
+
+impl Announcer {
+    /// Prepares announcements on `iface`: on Linux, reads its index and MAC address and opens
+    /// an `AF_PACKET` socket bound to it.
+    pub fn new(iface: &str) -> io::Result<Announcer> {
+        Ok(Announcer {
+            iface: iface.to_string(),
+            #[cfg(target_os = "linux")]
+            linux: LinuxAnnouncer::new(iface)?,
+        })
+    }
+
+    /// One gratuitous ARP (IPv4: an ARP request, sender IP = target IP = addr, sender MAC = ours, to ff:ff:ff:ff:ff:ff, as RFC 5227 §3 "ARP Announcement")
+    /// or one unsolicited neighbour advertisement (IPv6, RFC 4861 §7.2.6: to ff02::1, hop limit 255, Override flag set, Solicited clear, target = addr, with the target link-layer address option; source address = addr).
+    ///
+    /// For IPv6 the interface must hold `addr` (not tentative: add it without duplicate
+    /// address detection), since it is the packet's source address.
+    ///
+    /// On macOS this does nothing and returns `Ok(())`: the kernel sends its own gratuitous
+    /// ARP (and, for IPv6, its own advertisement) when `ifconfig` adds an alias.
+    pub fn announce(&mut self, addr: IpAddr) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let result = match addr {
+                IpAddr::V4(a) => self.linux.send_arp(a),
+                IpAddr::V6(a) => self.linux.send_na(&self.iface, a),
+            };
+            result.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("announcing {addr} on {}: {e}", self.iface),
+                )
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            log::debug!(
+                "not announcing {addr} on {}: the kernel announces aliases itself",
+                self.iface
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `ICMPV6_FILTER` from `<linux/icmpv6.h>`, absent from `libc`.
+#[cfg(target_os = "linux")]
+const ICMPV6_FILTER: libc::c_int = 1;
+
+#[cfg(target_os = "linux")]
+impl LinuxAnnouncer {
+    fn new(iface: &str) -> io::Result<LinuxAnnouncer> {
+        let index = crate::interfaces::iface_index(iface)?;
+        let mac = crate::interfaces::mac_address(iface)?;
+        let packet = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::DGRAM, None)?;
+        packet.bind(&link_addr(index, 0, [0; 6]))?;
+        Ok(LinuxAnnouncer {
+            index,
+            mac,
+            packet,
+            icmp6: None,
+        })
+    }
+
+    fn send_arp(&self, ip: Ipv4Addr) -> io::Result<()> {
+        let frame = arp_announcement(self.mac, ip);
+        let dest = link_addr(self.index, ETH_P_ARP, BROADCAST_MAC);
+        self.packet.send_to(&frame, &dest)?;
+        Ok(())
+    }
+
+    fn send_na(&mut self, iface: &str, ip: Ipv6Addr) -> io::Result<()> {
+        let socket = match &mut self.icmp6 {
+            Some(s) => s,
+            slot => slot.insert(icmp6_socket(iface, self.index)?),
+        };
+        let message = neighbour_advertisement(self.mac, ip);
+        let dest = socket2::SockAddr::from(std::net::SocketAddrV6::new(
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            0,
+            0,
+            self.index,
+        ));
+        send_from(socket, &message, &dest, ip, self.index)
+    }
+}
+
+/// A raw ICMPv6 socket that sends on `iface` with hop limit 255 (RFC 4861 §7.1.2: receivers
+/// drop neighbour discovery messages with any other) and receives nothing.
+#[cfg(target_os = "linux")]
+fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::AsRawFd;
+
+    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    socket.bind_device(Some(iface.as_bytes()))?;
+    socket.set_multicast_if_v6(index)?;
+    socket.set_multicast_hops_v6(255)?;
+    socket.set_unicast_hops_v6(255)?;
+    socket.set_multicast_loop_v6(false)?;
+    // Block every ICMPv6 type on input (a set bit blocks), so that the LAN's ICMPv6 does
+    // not pile up in a queue nobody reads.
+    let filter = [u32::MAX; 8];
+    // SAFETY: the option value is the 32-byte `struct icmp6_filter`, passed by a pointer and
+    // length valid for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMPV6_FILTER,
+            filter.as_ptr().cast(),
+            std::mem::size_of_val(&filter) as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// Sends `payload` to `dest` with source address `source` on interface `index`, given per
+/// packet as `IPV6_PKTINFO` ancillary data (RFC 3542 §6.1).
+#[cfg(target_os = "linux")]
+fn send_from(
+    socket: &socket2::Socket,
+    payload: &[u8],
+    dest: &socket2::SockAddr,
+    source: Ipv6Addr,
+    index: u32,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    const INFO_LEN: libc::c_uint = std::mem::size_of::<libc::in6_pktinfo>() as libc::c_uint;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    const SPACE: usize = unsafe { libc::CMSG_SPACE(INFO_LEN) } as usize;
+    // u64 elements, so that the buffer is aligned for `cmsghdr`.
+    let mut control = [0u64; SPACE.div_ceil(8)];
+    let info = libc::in6_pktinfo {
+        ipi6_addr: libc::in6_addr {
+            s6_addr: source.octets(),
+        },
+        ipi6_ifindex: index,
+    };
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: `msghdr` is a plain C struct for which all zeroes (null pointers, zero lengths)
+    // is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = dest.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = dest.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = SPACE as _;
+    // SAFETY: `msg_control` points to SPACE zeroed bytes, aligned for `cmsghdr`, room for one
+    // header with an `in6_pktinfo`: CMSG_FIRSTHDR is therefore non-null and the data it
+    // designates lies inside `control`, which outlives this block.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(INFO_LEN) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
+    }
+    // SAFETY: every pointer in `msg` (address, one iovec, control) refers to memory that is
+    // valid, and not written to by anyone else, for the duration of the call.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A `sockaddr_ll` for interface `index`, EtherType `protocol`, link-layer address `mac`.
+#[cfg(target_os = "linux")]
+fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_ll` is one of this platform's socket address types and fits in the
+    // storage (`view_as` asserts it).
+    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
+    ll.sll_protocol = protocol.to_be();
+    ll.sll_ifindex = index as libc::c_int;
+    ll.sll_halen = 6;
+    ll.sll_addr[..6].copy_from_slice(&mac);
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the storage holds an initialised `sockaddr_ll` of family AF_PACKET, and `len`
+    // is its size.
+    unsafe { socket2::SockAddr::new(storage, len) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [0x02, 0, 0x5e, 0x10, 0x20, 0x30];
+
+    #[test]
+    fn arp_announcement_bytes() {
+        let p = arp_announcement(MAC, "198.51.100.10".parse().expect("addr"));
+        assert_eq!(
+            p,
+            [
+                0, 1, 8, 0, 6, 4, 0, 1, // Ethernet, IPv4, 6, 4, request
+                2, 0, 0x5e, 0x10, 0x20, 0x30, 198, 51, 100, 10, // sender
+                0, 0, 0, 0, 0, 0, 198, 51, 100, 10, // target
+            ]
+        );
+    }
+
+    #[test]
+    fn neighbour_advertisement_bytes() {
+        let p = neighbour_advertisement(MAC, "2001:db8::10".parse().expect("addr"));
+        let mut expected = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+        expected.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x10]);
+        expected.extend_from_slice(&[2, 1, 2, 0, 0x5e, 0x10, 0x20, 0x30]);
+        assert_eq!(p.to_vec(), expected);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod linux_tests {
+    use super::*;
+    use crate::testns::Netns;
+    use socket2::{Domain, Socket, Type};
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    const ETH_P_IPV6: u16 = 0x86dd;
+
+    /// A namespace with a veth pair vA/vB, both up.
+    fn veth_namespace() -> Netns {
+        let ns = Netns::new();
+        ns.ip("link add vA type veth peer name vB");
+        ns.ip("link set vA up");
+        ns.ip("link set vB up");
+        ns
+    }
+
+    /// An `AF_PACKET`/`SOCK_RAW` socket that receives whole frames of one EtherType on `iface`.
+    fn listen(iface: &str, protocol: u16) -> Socket {
+        let index = crate::interfaces::iface_index(iface).expect("index");
+        let proto = socket2::Protocol::from(i32::from(protocol.to_be()));
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(proto)).expect("packet socket");
+        socket
+            .bind(&link_addr(index, protocol, [0; 6]))
+            .expect("bind packet socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        socket
+    }
+
+    /// The first frame, within 3 s, that `wanted` accepts.
+    fn receive(socket: &Socket, wanted: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut buf = [0u8; 2048];
+        for _ in 0..1000 {
+            if Instant::now() > deadline {
+                break;
+            }
+            match (&*socket).read(&mut buf) {
+                Ok(n) if wanted(&buf[..n]) => return buf[..n].to_vec(),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("receiving: {e}"),
+            }
+        }
+        panic!("no matching frame within 3 s");
+    }
+
+    #[test]
+    fn gratuitous_arp_reaches_the_other_end() {
+        let ns = veth_namespace();
+        ns.enter(|| {
+            let mac = crate::interfaces::mac_address("vA").expect("mac");
+            let listener = listen("vB", ETH_P_ARP);
+            let mut announcer = Announcer::new("vA").expect("announcer");
+            let vip: IpAddr = "198.51.100.10".parse().expect("addr");
+            announcer.announce(vip).expect("announce");
+            let frame = receive(&listener, |f| {
+                f.len() >= 42 && f[28..32] == [198, 51, 100, 10]
+            });
+            assert_eq!(frame[0..6], BROADCAST_MAC, "Ethernet destination");
+            assert_eq!(frame[6..12], mac, "Ethernet source");
+            assert_eq!(frame[12..14], ETH_P_ARP.to_be_bytes());
+            let arp = &frame[14..42];
+            assert_eq!(arp[0..8], [0, 1, 8, 0, 6, 4, 0, 1], "an ARP request");
+            assert_eq!(arp[8..14], mac, "sender MAC");
+            assert_eq!(arp[14..18], [198, 51, 100, 10], "sender IP");
+            assert_eq!(arp[24..28], [198, 51, 100, 10], "target IP");
+        });
+    }
+
+    /// The ICMPv6 checksum over the IPv6 pseudo-header (RFC 8200 §8.1) of a whole message,
+    /// checksum field included: zero when the checksum is right.
+    fn icmp6_checksum(src: &[u8], dst: &[u8], message: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        let mut add = |bytes: &[u8]| {
+            for chunk in bytes.chunks(2) {
+                let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+                sum += u32::from(word);
+            }
+        };
+        add(src);
+        add(dst);
+        add(&(message.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, 58]);
+        add(message);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    #[test]
+    fn unsolicited_neighbour_advertisement_reaches_the_other_end() {
+        let ns = veth_namespace();
+        ns.ip("addr add 2001:db8::10/64 dev vA nodad");
+        ns.enter(|| {
+            let mac = crate::interfaces::mac_address("vA").expect("mac");
+            let listener = listen("vB", ETH_P_IPV6);
+            let mut announcer = Announcer::new("vA").expect("announcer");
+            let vip: Ipv6Addr = "2001:db8::10".parse().expect("addr");
+            announcer.announce(IpAddr::V6(vip)).expect("announce");
+            // Ethernet 14 + IPv6 40 + NA 32; next header ICMPv6, type 136.
+            let frame = receive(&listener, |f| {
+                f.len() >= 86 && f[14 + 6] == 58 && f[54] == ND_NEIGHBOR_ADVERT
+            });
+            assert_eq!(frame[0..6], [0x33, 0x33, 0, 0, 0, 1], "to all nodes");
+            assert_eq!(frame[6..12], mac, "Ethernet source");
+            let ip6 = &frame[14..54];
+            assert_eq!(ip6[7], 255, "hop limit");
+            assert_eq!(ip6[8..24], vip.octets(), "source address");
+            assert_eq!(
+                ip6[24..40],
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets(),
+                "destination address"
+            );
+            let payload_len = usize::from(u16::from_be_bytes([ip6[4], ip6[5]]));
+            assert_eq!(payload_len, 32);
+            let na = &frame[54..86];
+            assert_eq!(na[1], 0, "code");
+            assert_eq!(
+                na[4] & 0xe0,
+                0x20,
+                "Override set, Router and Solicited clear"
+            );
+            assert_eq!(na[8..24], vip.octets(), "target");
+            assert_eq!(na[24..26], [2, 1], "target link-layer address option");
+            assert_eq!(na[26..32], mac, "the option holds our MAC");
+            assert_eq!(icmp6_checksum(&ip6[8..24], &ip6[24..40], na), 0, "checksum");
+        });
+    }
+
+    #[test]
+    fn an_ipv6_address_must_be_held_before_it_is_announced() {
+        let ns = veth_namespace();
+        ns.enter(|| {
+            let mut announcer = Announcer::new("vA").expect("announcer");
+            let err = announcer
+                .announce("2001:db8::10".parse().expect("addr"))
+                .expect_err("the source address is not ours");
+            assert!(
+                err.to_string().contains("announcing 2001:db8::10 on vA"),
+                "{err}"
+            );
+        });
+    }
+
+    #[test]
+    fn an_announcer_needs_an_existing_interface() {
+        let ns = veth_namespace();
+        ns.enter(|| {
+            let err = Announcer::new("eth9").expect_err("no eth9");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        });
+    }
+}

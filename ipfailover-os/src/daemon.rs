@@ -1,0 +1,173 @@
+//! What every ipfailover program does the same way: command line, exit codes, logging,
+//! settings and secret loading.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use ipfailover::settings::{load_secret, Role, Settings};
+use ipfailover::wire::Key;
+
+/// Exit codes shared by the three programs (sysexits.h values).
+pub mod exit {
+    /// Normal exit.
+    pub const OK: i32 = 0;
+    /// Any other failure.
+    pub const FAILURE: i32 = 1;
+    /// Bad command line (EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// Bad configuration (EX_CONFIG): supervisors should not restart.
+    pub const CONFIG: i32 = 78;
+}
+
+/// The options all three programs take.
+#[derive(Debug, Clone, Parser)]
+pub struct CommonArgs {
+    /// Configuration file: hostconfig style, or TOML if the name ends in `.toml`
+    /// [default: /etc/ipfailover/hostconfig on Linux, /etc/hostconfig on macOS]
+    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration, print the effective settings and exit: 0 if valid, 78 if not
+    #[arg(short = 't', short_alias = 'n', long = "check-config")]
+    pub check_config: bool,
+
+    /// Log level: error, warn, info, debug or trace [default: $RUST_LOG, else info]
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl CommonArgs {
+    /// The configuration file to read.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| Settings::default_path().to_path_buf())
+    }
+}
+
+/// Parses the command line; `-h` and `-V` print and exit 0, a usage error exits 64.
+pub fn parse_args<T: Parser>() -> T {
+    let matches = match T::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => exit_for_clap(e),
+    };
+    match T::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => exit_for_clap(e),
+    }
+}
+
+fn exit_for_clap(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let code = match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::OK,
+        _ => exit::USAGE,
+    };
+    // Printing can only fail if stderr is gone; the exit code still tells.
+    let _ = e.print();
+    std::process::exit(code)
+}
+
+/// Logs to stderr with millisecond timestamps; `--log-level`, else `RUST_LOG`, else info.
+pub fn init_logging(level: Option<&str>) {
+    let mut builder = env_logger::Builder::new();
+    builder.format_timestamp_millis();
+    match level {
+        Some(l) => {
+            builder.parse_filters(l);
+        }
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.is_empty() => {
+                builder.parse_filters(&v);
+            }
+            _ => {
+                builder.filter_level(log::LevelFilter::Info);
+            }
+        },
+    }
+    builder.init();
+}
+
+/// Loads the settings for `role`. With `-t`, prints them and exits 0; on any error, prints
+/// every problem and exits 78.
+pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
+    let path = args.config_path();
+    match Settings::load(&path, role) {
+        Ok(settings) => {
+            for w in &settings.warnings {
+                log::warn!("{w}");
+            }
+            if args.check_config {
+                if let Some(file) = &settings.secret_file {
+                    if let Err(e) = load_secret(file) {
+                        eprintln!("{}: FAILOVER_SECRET_FILE: {e}", path.display());
+                        std::process::exit(exit::CONFIG);
+                    }
+                }
+                print!("{}", settings.render());
+                std::process::exit(exit::OK);
+            }
+            settings
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            if args.check_config {
+                eprintln!("{}: configuration is not valid", path.display());
+            }
+            std::process::exit(exit::CONFIG);
+        }
+    }
+}
+
+/// Reads the shared key named by the settings; `None` (with a warning) when none is set.
+pub fn load_key(settings: &Settings) -> Result<Option<Key>, String> {
+    match &settings.secret_file {
+        Some(file) => load_secret(file).map(|k| Some(Key::new(k))),
+        None => {
+            log::warn!(
+                "FAILOVER_SECRET_FILE is not set: heartbeats are not authenticated, and anyone on \
+                 the LAN can forge them"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Like [`load_key`], exiting 78 on an error.
+pub fn load_key_or_exit(settings: &Settings, config: &Path) -> Option<Key> {
+    load_key(settings).unwrap_or_else(|e| {
+        log::error!("{}: FAILOVER_SECRET_FILE: {e}", config.display());
+        std::process::exit(exit::CONFIG)
+    })
+}
+
+/// This host's name, as the wire format and mail use it.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Milliseconds since the Unix epoch, for the wire format's timestamp.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A random 64-bit boot id, new at every start.
+pub fn random_boot_id() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness source: time and pid still differ from one start to the next.
+        return wall_ms() ^ (u64::from(std::process::id()) << 40);
+    }
+    u64::from_ne_bytes(b)
+}

@@ -1,0 +1,34 @@
+//! ipfailover's operating-system adapters: everything that touches the host's interfaces.
+//!
+//! - [`interfaces`]: this host's addresses, interface indexes and MAC addresses, and the
+//!   address heartbeatd uses as its identity on each heartbeat subnet.
+//! - [`addrs`]: adding and removing the taken-over addresses through an [`AddressBackend`]:
+//!   [`Netlink`] (rtnetlink) on Linux, [`Ifconfig`] (`ifconfig alias`) on macOS.
+//! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements, so that the LAN
+//!   learns at once that an address has moved.
+//!
+//! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
+//! - [`udp`]: the daemons' sockets.
+//!
+//! Everything here acts in the network namespace of the calling thread: sockets are opened,
+//! and interfaces looked up, in the thread that calls the function or constructor.
+
+pub mod addrs;
+pub mod announce;
+pub mod daemon;
+pub mod ifconfig;
+pub mod interfaces;
+#[cfg(target_os = "linux")]
+pub mod netlink;
+pub mod status_file;
+pub mod udp;
+
+#[cfg(all(test, target_os = "linux"))]
+mod testns;
+
+pub use addrs::{default_backend, resolve, AddressBackend, ResolvedPair};
+pub use announce::Announcer;
+pub use ifconfig::Ifconfig;
+pub use interfaces::{addrs_for_destinations, iface_index, local_addrs, mac_address, LocalAddr};
+#[cfg(target_os = "linux")]
+pub use netlink::Netlink;

@@ -1,0 +1,98 @@
+//! Writing a status file atomically, so a reader never sees half of one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use ipfailover::status::Status;
+
+/// Keeps one daemon's status file up to date.
+#[derive(Debug)]
+pub struct StatusFile {
+    path: PathBuf,
+    warned: bool,
+}
+
+impl StatusFile {
+    /// The file `<dir>/<daemon>.json`; the directory is made if missing.
+    pub fn new(dir: &Path, daemon: &str) -> StatusFile {
+        StatusFile {
+            path: dir.join(format!("{daemon}.json")),
+            warned: false,
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the status (temp file + rename). A failure is logged once, not on every write:
+    /// status is for people, and must never stop a takeover.
+    pub fn write(&mut self, status: &Status) {
+        match self.try_write(status) {
+            Ok(()) => {
+                if self.warned {
+                    log::info!("status file {} is written again", self.path.display());
+                    self.warned = false;
+                }
+            }
+            Err(e) => {
+                if !self.warned {
+                    log::warn!("cannot write status file {}: {e}", self.path.display());
+                    self.warned = true;
+                }
+            }
+        }
+    }
+
+    fn try_write(&self, status: &Status) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.write_all(b"\n")?;
+        }
+        fs::rename(&tmp, &self.path)
+    }
+
+    /// Removes the file (at a clean exit, the daemon writes a final state instead; this is for
+    /// tests and tools).
+    pub fn remove(&self) -> io::Result<()> {
+        fs::remove_file(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("ipfo-status-{}", std::process::id()));
+        let mut f = StatusFile::new(&dir, "failoverd");
+        let mut s = Status::new("failoverd", "0.1.0", 1, "h", 5);
+        s.state = "acquired".into();
+        f.write(&s);
+        let back: Status =
+            serde_json::from_slice(&fs::read(f.path()).expect("status file")).expect("json");
+        assert_eq!(back, s);
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
