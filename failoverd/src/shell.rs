@@ -1,0 +1,740 @@
+//! failoverd's event loop: turns sockets, signals and time into core events, and the core's
+//! actions into netlink calls, announcements and datagrams.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipfailover::announce::AnnounceRound;
+use ipfailover::failover::{Action, Config, Event, Failover, Notice, State};
+use ipfailover::receive::{Incoming, Receiver, Rejected};
+use ipfailover::settings::{Role, Settings};
+use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
+use ipfailover::wire::{self, Datagram, Key, Kind};
+use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
+use ipfailover_os::announce::Announcer;
+use ipfailover_os::daemon::{self, exit};
+use ipfailover_os::status_file::StatusFile;
+use ipfailover_os::{interfaces, udp};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+const SOCKET4: Token = Token(0);
+const SOCKET6: Token = Token(1);
+const SIGNALS: Token = Token(2);
+
+/// Datagrams read per socket per loop turn: under a flood, deadlines are still honoured.
+const READ_BUDGET: usize = 256;
+
+/// The status file is rewritten at least this often (SPEC §7 asks for 5 s).
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Why failoverd could not start, and with which exit code.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    /// The process exit code (78 for configuration problems).
+    pub code: i32,
+    /// What went wrong, for the log.
+    pub message: String,
+}
+
+impl StartError {
+    fn config(message: String) -> StartError {
+        StartError {
+            code: exit::CONFIG,
+            message,
+        }
+    }
+
+    fn other(context: &str, e: io::Error) -> StartError {
+        StartError {
+            code: exit::FAILURE,
+            message: format!("{context}: {e}"),
+        }
+    }
+}
+
+/// The running daemon. (No Debug: the signal handle has none.)
+pub(crate) struct Shell {
+    config_path: PathBuf,
+    settings: Settings,
+    poll: Poll,
+    socket4: UdpSocket,
+    socket6: Option<UdpSocket>,
+    signals: Signals,
+    core: Failover,
+    receiver: Receiver,
+    pairs: Vec<ResolvedPair>,
+    /// New pairs from a reload, applied once nothing is held.
+    pending_pairs: Option<Vec<ResolvedPair>>,
+    backend: Box<dyn AddressBackend>,
+    announcers: HashMap<String, Announcer>,
+    /// The announcements of the held addresses still to repeat.
+    announcing: AnnounceRound,
+    /// Where the peer's heartbeats come from on each link: where `released` goes.
+    link_sources: BTreeMap<IpAddr, SocketAddr>,
+    key: Option<Key>,
+    boot_id: u64,
+    seq: u64,
+    hostname: String,
+    /// Sockets that may still hold datagrams (mio is edge-triggered).
+    unread: [bool; 2],
+    stop_signals: u32,
+    exit: bool,
+    status: Status,
+    status_file: StatusFile,
+    status_written: Instant,
+    status_dirty: bool,
+    /// When the current state was entered.
+    state_since: Instant,
+    /// Which of the pairs are on the interfaces, as far as our own operations tell.
+    held: Vec<bool>,
+}
+
+impl Shell {
+    /// Checks the settings against this host and opens everything the loop needs.
+    pub fn start(settings: Settings, config_path: PathBuf) -> Result<Shell, StartError> {
+        let key = daemon::load_key(&settings)
+            .map_err(|e| StartError::config(format!("FAILOVER_SECRET_FILE: {e}")))?;
+        let pairs = resolve_pairs(&settings).map_err(StartError::config)?;
+        let mut backend =
+            addrs::default_backend().map_err(|e| StartError::other("address back end", e))?;
+        let mut held = Vec::new();
+        for p in &pairs {
+            match backend.holds(p) {
+                Ok(true) => held.push(p.addr),
+                Ok(false) => {}
+                Err(e) => return Err(StartError::other(&format!("reading {}", p.iface), e)),
+            }
+        }
+        let poll = Poll::new().map_err(|e| StartError::other("poll", e))?;
+        let mut socket4 = udp::bind_listener(false, settings.port)
+            .map_err(|e| StartError::other(&format!("binding UDP port {}", settings.port), e))?;
+        poll.registry()
+            .register(&mut socket4, SOCKET4, Interest::READABLE)
+            .map_err(|e| StartError::other("poll", e))?;
+        let socket6 = match udp::bind_listener(true, settings.port) {
+            Ok(mut s) => {
+                poll.registry()
+                    .register(&mut s, SOCKET6, Interest::READABLE)
+                    .map_err(|e| StartError::other("poll", e))?;
+                Some(s)
+            }
+            Err(e) => {
+                log::debug!("no IPv6 listener: {e}");
+                None
+            }
+        };
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| StartError::other("signals", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| StartError::other("poll", e))?;
+
+        let now = Instant::now();
+        let core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
+        log::info!(
+            "failoverd {} watching {} on UDP {}; takes over {}; timeout {}; release after {} \
+             heartbeats; {}",
+            env!("CARGO_PKG_VERSION"),
+            settings.peer_ip.map_or("?".to_string(), |p| p.to_string()),
+            settings.port,
+            pairs
+                .iter()
+                .map(|p| format!("{}/{} on {}", p.addr, p.prefix, p.iface))
+                .collect::<Vec<_>>()
+                .join(", "),
+            settings.timeout.map_or_else(
+                || "3 x the peer's interval".to_string(),
+                ipfailover::settings::format_duration
+            ),
+            settings.release_after,
+            if key.is_some() {
+                "heartbeats authenticated"
+            } else {
+                "heartbeats NOT authenticated"
+            }
+        );
+        if !held.is_empty() {
+            log::info!(
+                "holding {} at start: keeping them if the peer stays silent for the boot grace, \
+                 releasing them if it is alive",
+                held.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let hostname = daemon::hostname();
+        let status = Status::new(
+            "failoverd",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            &hostname,
+            daemon::wall_ms(),
+        );
+        let held_flags = pairs.iter().map(|p| held.contains(&p.addr)).collect();
+        Ok(Shell {
+            status,
+            status_file: StatusFile::new(&settings.state_dir, "failoverd"),
+            status_written: now,
+            status_dirty: true,
+            state_since: now,
+            held: held_flags,
+            receiver: Receiver::new(key.clone(), settings.peer_ip),
+            config_path,
+            settings,
+            poll,
+            socket4,
+            socket6,
+            signals,
+            core,
+            pairs,
+            pending_pairs: None,
+            backend,
+            announcers: HashMap::new(),
+            announcing: AnnounceRound::new(),
+            link_sources: BTreeMap::new(),
+            key,
+            boot_id: daemon::random_boot_id(),
+            seq: 0,
+            hostname,
+            unread: [false; 2],
+            stop_signals: 0,
+            exit: false,
+        })
+    }
+
+    /// Runs until the core says exit.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let before = Instant::now();
+            let timeout = if self.unread.iter().any(|u| *u) {
+                Some(Duration::ZERO)
+            } else {
+                self.next_wake()
+                    .map(|t| t.saturating_duration_since(before))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            let mut signalled = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    SOCKET4 => self.unread[0] = true,
+                    SOCKET6 => self.unread[1] = true,
+                    SIGNALS => signalled = true,
+                    _ => {}
+                }
+            }
+            self.read_sockets(now);
+            if signalled {
+                self.handle_signals(now);
+            }
+            self.feed(now, Event::Tick);
+            self.run_announcements(now);
+            if self.status_dirty || now >= self.status_written + STATUS_REFRESH || self.exit {
+                self.write_status(now);
+            }
+            if self.exit {
+                log::info!("failoverd stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    fn write_status(&mut self, now: Instant) {
+        self.status_written = now;
+        self.status_dirty = false;
+        let timeout = self.core.timeout();
+        let locals = interfaces::local_addrs().unwrap_or_default();
+        let s = &mut self.status;
+        s.updated_at_ms = daemon::wall_ms();
+        s.refresh_ms = u64::try_from(STATUS_REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.state = self.core.state().as_str().to_string();
+        s.peer = self.settings.peer_ip.map(|p| p.to_string());
+        s.timeout_ms = Some(millis(timeout));
+        s.interval_ms = self.core.announced_interval().map(millis);
+        s.links = self
+            .core
+            .links()
+            .iter()
+            .map(|(addr, link)| {
+                let state = if now < link.last + timeout {
+                    "up"
+                } else if link.anomaly {
+                    "lost"
+                } else {
+                    "silent"
+                };
+                LinkStatus {
+                    peer_address: addr.to_string(),
+                    interface: locals
+                        .iter()
+                        .find(|l| same_subnet(l.addr, *addr, l.prefix))
+                        .map(|l| l.iface.clone()),
+                    last_heartbeat_age_ms: millis(now.saturating_duration_since(link.last)),
+                    heartbeats: link.heartbeats,
+                    state: state.to_string(),
+                }
+            })
+            .collect();
+        s.addresses = self
+            .pairs
+            .iter()
+            .zip(&self.held)
+            .map(|(p, held)| AddressStatus {
+                interface: p.iface.clone(),
+                address: p.addr.to_string(),
+                prefix: p.prefix,
+                held: *held,
+            })
+            .collect();
+        let c = self.receiver.counters();
+        s.counters.accepted = c.accepted;
+        s.counters.dropped = c
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+        self.status_file.write(&self.status);
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let announce = self.announcing.next_deadline();
+        let status = self.status_written + STATUS_REFRESH;
+        [self.core.next_deadline(), announce]
+            .into_iter()
+            .flatten()
+            .fold(status, Instant::min)
+            .into()
+    }
+
+    fn read_sockets(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        for i in 0..2 {
+            if !self.unread[i] {
+                continue;
+            }
+            let mut budget = READ_BUDGET;
+            loop {
+                if budget == 0 {
+                    break; // still unread: the next turn polls with a zero timeout
+                }
+                budget -= 1;
+                let socket = if i == 0 {
+                    &self.socket4
+                } else {
+                    match &self.socket6 {
+                        Some(s) => s,
+                        None => {
+                            self.unread[i] = false;
+                            break;
+                        }
+                    }
+                };
+                match socket.recv_from(&mut buf) {
+                    Ok((n, src)) => {
+                        let data = buf.get(..n).unwrap_or(&[]);
+                        self.handle_datagram(now, data, src);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.unread[i] = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("receiving: {e}");
+                        self.unread[i] = false;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, data: &[u8], src: SocketAddr) {
+        let src_ip = canonical(src.ip());
+        match self.receiver.receive(data, src_ip, daemon::wall_ms()) {
+            Ok(Incoming::Heartbeat { interval }) => {
+                self.link_sources.insert(src_ip, src);
+                self.feed(
+                    now,
+                    Event::Heartbeat {
+                        link: src_ip,
+                        interval,
+                    },
+                );
+            }
+            Ok(Incoming::Goodbye) => {
+                log::info!("goodbye from the peer via {src_ip}");
+                self.feed(now, Event::Goodbye { link: src_ip });
+            }
+            Ok(Incoming::Released) => {
+                log::debug!("ignoring a `released` datagram from {src}: failoverd sends them");
+            }
+            Err(Rejected::NotPeer) => {
+                log::trace!("datagram from {src}: not from the peer we watch");
+            }
+            Err(Rejected::Invalid(reason)) => {
+                log::debug!("dropped a datagram from {src}: {reason}");
+            }
+        }
+    }
+
+    fn handle_signals(&mut self, now: Instant) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for sig in signals {
+            match sig {
+                SIGHUP => self.reload(now),
+                SIGTERM | SIGINT => {
+                    self.stop_signals += 1;
+                    if self.stop_signals == 1 {
+                        log::info!("signal {sig}: releasing what is held, then stopping");
+                        self.feed(now, Event::Shutdown);
+                    } else {
+                        log::warn!("second stop signal: exiting at once");
+                        self.exit = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reload(&mut self, now: Instant) {
+        let settings = match Settings::load(&self.config_path, Role::Failoverd) {
+            Ok(s) => s,
+            Err(errors) => {
+                log::error!(
+                    "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
+                );
+                return;
+            }
+        };
+        let key = match daemon::load_key(&settings) {
+            Ok(k) => k,
+            Err(e) => {
+                log::error!("SIGHUP: FAILOVER_SECRET_FILE: {e}; keeping the old configuration");
+                return;
+            }
+        };
+        let pairs = match resolve_pairs(&settings) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("SIGHUP: {e}; keeping the old configuration");
+                return;
+            }
+        };
+        if settings.port != self.settings.port {
+            log::warn!(
+                "SIGHUP: FAILOVER_PORT changed to {}; it takes effect at the next start",
+                settings.port
+            );
+        }
+        self.receiver.set_peer(settings.peer_ip);
+        if key.is_some() != self.key.is_some() || settings.secret_file != self.settings.secret_file
+        {
+            self.receiver.set_key(key.clone());
+        }
+        self.key = key;
+        if pairs != self.pairs {
+            if self.core.state().may_hold() || matches!(self.core.state(), State::Acquiring(_)) {
+                log::info!(
+                    "SIGHUP: new FAILOVER_PEER_IP_PAIRS apply once the held addresses are released"
+                );
+                self.pending_pairs = Some(pairs);
+            } else {
+                self.held = vec![false; pairs.len()];
+                self.pairs = pairs;
+            }
+        }
+        let config = core_config(&settings, &self.pairs);
+        self.settings = settings;
+        self.feed(now, Event::Reconfigure(config));
+        log::info!(
+            "SIGHUP: configuration reloaded from {}",
+            self.config_path.display()
+        );
+    }
+
+    /// Feeds one event and everything its actions lead to.
+    fn feed(&mut self, now: Instant, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(ev) = queue.pop_front() {
+            for action in self.core.handle(now, ev) {
+                self.execute(now, action, &mut queue);
+            }
+        }
+    }
+
+    fn execute(&mut self, now: Instant, action: Action, queue: &mut VecDeque<Event>) {
+        match action {
+            Action::Transition { from, to, reason } => {
+                log::info!("{from} -> {to} ({reason})");
+                if from.as_str() != to.as_str() {
+                    self.status.push_transition(TransitionStatus {
+                        at_ms: daemon::wall_ms(),
+                        from: from.as_str().to_string(),
+                        to: to.as_str().to_string(),
+                        reason: reason.as_str().to_string(),
+                        duration_ms: millis(now.saturating_duration_since(self.state_since)),
+                    });
+                    self.state_since = now;
+                }
+                if to == State::Acquired && matches!(from, State::Acquiring(_)) {
+                    self.status.counters.takeovers += 1;
+                }
+                if to == State::Monitoring && matches!(from, State::Releasing(_)) {
+                    self.status.counters.releases += 1;
+                }
+                self.status_dirty = true;
+                if to == State::Monitoring {
+                    if let Some(p) = self.pending_pairs.take() {
+                        self.held = vec![false; p.len()];
+                        self.pairs = p;
+                        let config = core_config(&self.settings, &self.pairs);
+                        queue.push_back(Event::Reconfigure(config));
+                    }
+                }
+            }
+            Action::RunHooks { phase, reason } => {
+                // The hook runner comes with its own issue; until then no hook runs.
+                log::debug!(
+                    "{} hooks ({reason}): none run by this version",
+                    phase.as_str()
+                );
+                queue.push_back(Event::HooksDone { phase, ok: true });
+            }
+            Action::AddAddresses => {
+                let ok = self.add_addresses();
+                queue.push_back(Event::AddressesAdded { ok });
+            }
+            Action::Announce => {
+                self.announcing.start(now);
+                self.run_announcements(now);
+            }
+            Action::StopAnnouncing => self.announcing.stop(),
+            Action::RemoveAddresses => {
+                let ok = self.remove_addresses();
+                queue.push_back(Event::AddressesRemoved { ok });
+            }
+            Action::SendReleased => self.send_released(),
+            Action::Notify(notice) => {
+                self.status_dirty = true;
+                self.notify(&notice)
+            }
+            Action::Exit => self.exit = true,
+        }
+    }
+
+    fn add_addresses(&mut self) -> bool {
+        let mut ok = true;
+        for (p, held) in self.pairs.iter().zip(self.held.iter_mut()) {
+            match self.backend.add(p) {
+                Ok(true) => {
+                    *held = true;
+                    log::info!("added {}/{} to {}", p.addr, p.prefix, p.iface)
+                }
+                Ok(false) => {
+                    *held = true;
+                    log::info!("{} was already on {}", p.addr, p.iface)
+                }
+                Err(e) => {
+                    ok = false;
+                    log::error!("adding {}/{} to {}: {e}", p.addr, p.prefix, p.iface);
+                }
+            }
+        }
+        ok
+    }
+
+    fn remove_addresses(&mut self) -> bool {
+        let mut ok = true;
+        for (p, held) in self.pairs.iter().zip(self.held.iter_mut()) {
+            match self.backend.remove(p) {
+                Ok(true) => {
+                    *held = false;
+                    log::info!("removed {} from {}", p.addr, p.iface)
+                }
+                Ok(false) => {
+                    *held = false;
+                    log::info!("{} was not on {}", p.addr, p.iface)
+                }
+                Err(e) => {
+                    ok = false;
+                    log::error!("removing {} from {}: {e}", p.addr, p.iface);
+                }
+            }
+        }
+        ok
+    }
+
+    /// Sends the announcement steps that are due.
+    fn run_announcements(&mut self, now: Instant) {
+        for _ in 0..self.announcing.due(now) {
+            for p in self.pairs.clone() {
+                self.announce(&p);
+            }
+        }
+    }
+
+    fn announce(&mut self, pair: &ResolvedPair) {
+        if !self.announcers.contains_key(&pair.iface) {
+            match Announcer::new(&pair.iface) {
+                Ok(a) => {
+                    self.announcers.insert(pair.iface.clone(), a);
+                }
+                Err(e) => {
+                    log::error!("cannot announce on {}: {e}", pair.iface);
+                    return;
+                }
+            }
+        }
+        if let Some(a) = self.announcers.get_mut(&pair.iface) {
+            if let Err(e) = a.announce(pair.addr) {
+                log::warn!("announcing {} on {}: {e}", pair.addr, pair.iface);
+            }
+        }
+    }
+
+    fn send_released(&mut self) {
+        let own: Vec<IpAddr> = interfaces::local_addrs()
+            .map(|v| {
+                v.into_iter()
+                    .map(|l| l.addr)
+                    .filter(|a| !a.is_loopback() && !self.pairs.iter().any(|p| p.addr == *a))
+                    .take(wire::MAX_ADDRS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for to in self.link_sources.values().copied().collect::<Vec<_>>() {
+            self.seq += 1;
+            let d = Datagram {
+                kind: Kind::Released,
+                interval_ms: 0,
+                boot_id: self.boot_id,
+                seq: self.seq,
+                time_ms: daemon::wall_ms(),
+                hostname: self.hostname.clone(),
+                addrs: own.clone(),
+            };
+            let bytes = wire::encode(&d, self.key.as_ref());
+            let socket = match (to, &self.socket6) {
+                (SocketAddr::V6(_), Some(s6)) => s6,
+                _ => &self.socket4,
+            };
+            match udp::send_to(socket, &bytes, to) {
+                Ok(()) => log::info!("told the primary at {to} that its addresses are released"),
+                Err(e) => log::warn!("sending `released` to {to}: {e}"),
+            }
+        }
+    }
+
+    fn notify(&mut self, notice: &Notice) {
+        match notice {
+            Notice::TookOver(reason) => log::warn!(
+                "took over {} from {} ({reason})",
+                self.addr_list(),
+                self.peer_name()
+            ),
+            Notice::Released(reason) => log::warn!(
+                "released {} to {} ({reason})",
+                self.addr_list(),
+                self.peer_name()
+            ),
+            Notice::TakeoverRefused => log::warn!(
+                "the Test hook refused to take over {} from {}; retrying while it stays silent",
+                self.addr_list(),
+                self.peer_name()
+            ),
+            Notice::LinkLost(link) => log::warn!(
+                "network anomaly: no heartbeat from {link} for {} while another link carries \
+                 them; redundancy is gone",
+                ipfailover::settings::format_duration(self.core.timeout())
+            ),
+            Notice::LinkBack(link) => log::info!("heartbeats from {link} are back"),
+        }
+    }
+
+    fn addr_list(&self) -> String {
+        self.pairs
+            .iter()
+            .map(|p| p.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn peer_name(&self) -> String {
+        self.settings
+            .peer_ip
+            .map_or_else(|| "the peer".to_string(), |p| p.to_string())
+    }
+}
+
+fn resolve_pairs(settings: &Settings) -> Result<Vec<ResolvedPair>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in &settings.peer_ip_pairs {
+        match addrs::resolve(p) {
+            Ok(r) => out.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{}: {}",
+            settings.source.display(),
+            errors.join("; ")
+        ))
+    }
+}
+
+fn core_config(settings: &Settings, pairs: &[ResolvedPair]) -> Config {
+    Config {
+        timeout: settings.timeout,
+        release_after: settings.release_after,
+        taken_over: pairs.iter().map(|p| p.addr).collect(),
+    }
+}
+
+/// IPv4-mapped IPv6 sources compare as the IPv4 addresses they are.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether `b` lies in the `/prefix` subnet of `a`.
+fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}

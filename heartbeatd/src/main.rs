@@ -1,0 +1,38 @@
+//! heartbeatd: tells the secondary, every interval and on every link, that the primary lives.
+//!
+//! A thin shell around [`ipfailover::sender::Sender`]: one mio loop wakes on the schedule the
+//! core keeps, on signals and on `released` datagrams, and sends what the core says.
+
+mod shell;
+
+use clap::Parser;
+use ipfailover::settings::Role;
+use ipfailover_os::daemon::{self, exit, CommonArgs};
+
+/// Broadcasts heartbeats on the public and private subnets for failoverd on the secondary.
+#[derive(Debug, Parser)]
+#[command(name = "heartbeatd", version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() {
+    let args: Args = daemon::parse_args();
+    daemon::init_logging(args.common.log_level.as_deref());
+    let settings = daemon::load_settings_or_exit(&args.common, Role::Heartbeatd);
+    let code = match shell::Shell::start(settings, args.common.config_path()) {
+        Ok(mut shell) => match shell.run() {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("{e}");
+                exit::FAILURE
+            }
+        },
+        Err((code, message)) => {
+            log::error!("{message}");
+            code
+        }
+    };
+    std::process::exit(code);
+}

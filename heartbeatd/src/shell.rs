@@ -1,0 +1,440 @@
+//! heartbeatd's event loop.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipfailover::announce::AnnounceRound;
+use ipfailover::receive::{Incoming, Receiver};
+use ipfailover::sender::{Sender, SenderAction, SenderEvent};
+use ipfailover::settings::{Role, Settings};
+use ipfailover::status::Status;
+use ipfailover::wire::{self, Datagram, Key, Kind};
+use ipfailover_os::announce::Announcer;
+use ipfailover_os::daemon::{self, exit};
+use ipfailover_os::interfaces::{self, LocalAddr};
+use ipfailover_os::status_file::StatusFile;
+use ipfailover_os::udp;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+const SOCKET4: Token = Token(0);
+const SOCKET6: Token = Token(1);
+const SIGNALS: Token = Token(2);
+
+/// How often the identity (this host's addresses on the heartbeat subnets) is looked up again.
+const IDENTITY_REFRESH: Duration = Duration::from_secs(5);
+
+/// A send error on a destination is logged again only after this long (a link that is down
+/// would otherwise fill the log at every interval).
+const SEND_ERROR_LOG_GAP: Duration = Duration::from_secs(60);
+
+/// The status file is rewritten this often.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The running daemon. (No Debug: the signal handle has none.)
+pub(crate) struct Shell {
+    config_path: PathBuf,
+    settings: Settings,
+    poll: Poll,
+    socket4: UdpSocket,
+    socket6: Option<UdpSocket>,
+    signals: Signals,
+    sender: Sender,
+    receiver: Receiver,
+    key: Option<Key>,
+    boot_id: u64,
+    seq: u64,
+    hostname: String,
+    /// This host's addresses that identify it in heartbeats, with their interfaces.
+    identity: Vec<LocalAddr>,
+    identity_checked: Instant,
+    announcers: HashMap<String, Announcer>,
+    /// The announcements of our own addresses still to repeat.
+    announcing: AnnounceRound,
+    send_errors: HashMap<SocketAddr, Instant>,
+    exit: bool,
+    status: Status,
+    status_file: StatusFile,
+    status_written: Instant,
+}
+
+impl Shell {
+    /// Opens the sockets and works out this host's identity.
+    pub fn start(settings: Settings, config_path: PathBuf) -> Result<Shell, (i32, String)> {
+        let key = daemon::load_key(&settings)
+            .map_err(|e| (exit::CONFIG, format!("FAILOVER_SECRET_FILE: {e}")))?;
+        let io_err = |what: &str, e: io::Error| (exit::FAILURE, format!("{what}: {e}"));
+        let poll = Poll::new().map_err(|e| io_err("poll", e))?;
+        let mut socket4 = udp::bind_sender(false).map_err(|e| io_err("UDP socket", e))?;
+        poll.registry()
+            .register(&mut socket4, SOCKET4, Interest::READABLE)
+            .map_err(|e| io_err("poll", e))?;
+        let wants_v6 = settings.bcast_ips.iter().any(IpAddr::is_ipv6);
+        let socket6 = if wants_v6 {
+            let mut s = udp::bind_sender(true).map_err(|e| io_err("UDP socket (IPv6)", e))?;
+            poll.registry()
+                .register(&mut s, SOCKET6, Interest::READABLE)
+                .map_err(|e| io_err("poll", e))?;
+            Some(s)
+        } else {
+            None
+        };
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| io_err("signals", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| io_err("poll", e))?;
+        let now = Instant::now();
+        let hostname = daemon::hostname();
+        let mut shell = Shell {
+            status: Status::new(
+                "heartbeatd",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                &hostname,
+                daemon::wall_ms(),
+            ),
+            status_file: StatusFile::new(&settings.state_dir, "heartbeatd"),
+            status_written: now,
+            receiver: Receiver::new(key.clone(), None),
+            sender: Sender::new(now, settings.interval),
+            config_path,
+            settings,
+            poll,
+            socket4,
+            socket6,
+            signals,
+            key,
+            boot_id: daemon::random_boot_id(),
+            seq: 0,
+            hostname,
+            identity: Vec::new(),
+            identity_checked: now,
+            announcers: HashMap::new(),
+            announcing: AnnounceRound::new(),
+            send_errors: HashMap::new(),
+            exit: false,
+        };
+        shell.refresh_identity(now);
+        log::info!(
+            "heartbeatd {} sending every {} to {} (UDP {}) as {} [{}]; {}",
+            env!("CARGO_PKG_VERSION"),
+            ipfailover::settings::format_duration(shell.settings.interval),
+            shell
+                .settings
+                .bcast_ips
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            shell.settings.port,
+            shell.hostname,
+            shell
+                .identity_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            if shell.key.is_some() {
+                "authenticated"
+            } else {
+                "NOT authenticated"
+            }
+        );
+        Ok(shell)
+    }
+
+    /// Runs until stopped by a signal.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        // The first heartbeat (and the start-up announcement) go out at once.
+        let start = Instant::now();
+        self.feed(start, SenderEvent::Tick);
+        self.write_status(start);
+        loop {
+            let before = Instant::now();
+            let wake = [self.sender.next_deadline(), self.announcing.next_deadline()]
+                .into_iter()
+                .flatten()
+                .fold(self.status_written + STATUS_REFRESH, Instant::min);
+            let timeout = Some(wake.saturating_duration_since(before));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            let mut signalled = false;
+            let mut readable = [false; 2];
+            for ev in events.iter() {
+                match ev.token() {
+                    SOCKET4 => readable[0] = true,
+                    SOCKET6 => readable[1] = true,
+                    SIGNALS => signalled = true,
+                    _ => {}
+                }
+            }
+            if signalled {
+                self.handle_signals(now);
+            }
+            if readable[0] || readable[1] {
+                self.read_replies(now);
+            }
+            if now >= self.identity_checked + IDENTITY_REFRESH {
+                self.refresh_identity(now);
+            }
+            self.feed(now, SenderEvent::Tick);
+            for _ in 0..self.announcing.due(now) {
+                self.announce();
+            }
+            if self.exit || now >= self.status_written + STATUS_REFRESH {
+                self.write_status(now);
+            }
+            if self.exit {
+                log::info!("heartbeatd stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    fn write_status(&mut self, now: Instant) {
+        self.status_written = now;
+        let s = &mut self.status;
+        s.updated_at_ms = daemon::wall_ms();
+        s.refresh_ms = u64::try_from(STATUS_REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.state = if self.sender.stopped() {
+            "stopped"
+        } else {
+            "sending"
+        }
+        .to_string();
+        s.interval_ms = u64::try_from(self.sender.interval().as_millis()).ok();
+        s.destinations = self
+            .settings
+            .bcast_ips
+            .iter()
+            .map(|d| SocketAddr::new(*d, self.settings.port).to_string())
+            .collect();
+        s.counters.sent = self.sender.heartbeats_sent();
+        let c = self.receiver.counters();
+        s.counters.accepted = c.accepted;
+        s.counters.dropped = c
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+        self.status_file.write(&self.status);
+    }
+
+    fn feed(&mut self, now: Instant, event: SenderEvent) {
+        for action in self.sender.handle(now, event) {
+            match action {
+                SenderAction::SendHeartbeat => self.send_all(now, Kind::Heartbeat),
+                SenderAction::SendGoodbye => self.send_all(now, Kind::Goodbye),
+                SenderAction::Announce => {
+                    self.announcing.start(now);
+                    for _ in 0..self.announcing.due(now) {
+                        self.announce();
+                    }
+                }
+                SenderAction::Exit => self.exit = true,
+            }
+        }
+    }
+
+    fn identity_addrs(&self) -> Vec<IpAddr> {
+        if self.settings.node_ips.is_empty() {
+            self.identity.iter().map(|l| l.addr).collect()
+        } else {
+            self.settings.node_ips.clone()
+        }
+    }
+
+    fn refresh_identity(&mut self, now: Instant) {
+        self.identity_checked = now;
+        let found = if self.settings.node_ips.is_empty() {
+            interfaces::addrs_for_destinations(&self.settings.bcast_ips)
+        } else {
+            // The configured identity; the interfaces are still needed for announcements.
+            interfaces::local_addrs().map(|all| {
+                all.into_iter()
+                    .filter(|l| self.settings.node_ips.contains(&l.addr))
+                    .collect()
+            })
+        };
+        match found {
+            Ok(list) => {
+                if list.is_empty() && self.settings.node_ips.is_empty() && self.identity.is_empty()
+                {
+                    log::warn!(
+                        "no local address lies in the subnet of any FAILOVER_BCAST_IPS destination: \
+                         heartbeats name no address until one appears (or set FAILOVER_NODE_IP)"
+                    );
+                }
+                if list != self.identity {
+                    self.identity = list;
+                }
+            }
+            Err(e) => log::warn!("reading this host's addresses: {e}"),
+        }
+    }
+
+    fn send_all(&mut self, now: Instant, kind: Kind) {
+        let addrs: Vec<IpAddr> = self
+            .identity_addrs()
+            .into_iter()
+            .take(wire::MAX_ADDRS)
+            .collect();
+        let interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
+        for dest in self.settings.bcast_ips.clone() {
+            self.seq += 1;
+            let d = Datagram {
+                kind,
+                interval_ms,
+                boot_id: self.boot_id,
+                seq: self.seq,
+                time_ms: daemon::wall_ms(),
+                hostname: self.hostname.clone(),
+                addrs: addrs.clone(),
+            };
+            let bytes = wire::encode(&d, self.key.as_ref());
+            let to = SocketAddr::new(dest, self.settings.port);
+            let socket = match (dest, &self.socket6) {
+                (IpAddr::V6(_), Some(s6)) => s6,
+                _ => &self.socket4,
+            };
+            match udp::send_to(socket, &bytes, to) {
+                Ok(()) => {
+                    if self.send_errors.remove(&to).is_some() {
+                        log::info!("sending to {to} works again");
+                    }
+                }
+                Err(e) => {
+                    let due = self
+                        .send_errors
+                        .get(&to)
+                        .is_none_or(|t| now >= *t + SEND_ERROR_LOG_GAP);
+                    if due {
+                        log::warn!("sending {} to {to}: {e}", kind.as_str());
+                        self.send_errors.insert(to, now);
+                    }
+                }
+            }
+        }
+        if kind == Kind::Goodbye {
+            log::info!(
+                "goodbye sent to {} destinations",
+                self.settings.bcast_ips.len()
+            );
+        }
+    }
+
+    fn announce(&mut self) {
+        for local in self.identity.clone() {
+            if !self.announcers.contains_key(&local.iface) {
+                match Announcer::new(&local.iface) {
+                    Ok(a) => {
+                        self.announcers.insert(local.iface.clone(), a);
+                    }
+                    Err(e) => {
+                        log::warn!("cannot announce on {}: {e}", local.iface);
+                        continue;
+                    }
+                }
+            }
+            if let Some(a) = self.announcers.get_mut(&local.iface) {
+                match a.announce(local.addr) {
+                    Ok(()) => log::debug!("announced {} on {}", local.addr, local.iface),
+                    Err(e) => log::warn!("announcing {} on {}: {e}", local.addr, local.iface),
+                }
+            }
+        }
+    }
+
+    fn read_replies(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        for v6 in [false, true] {
+            // Bounded: a flood of junk cannot hold up the next heartbeat.
+            for _ in 0..256 {
+                let socket = if v6 {
+                    match &self.socket6 {
+                        Some(s) => s,
+                        None => break,
+                    }
+                } else {
+                    &self.socket4
+                };
+                match socket.recv_from(&mut buf) {
+                    Ok((n, src)) => {
+                        let data = buf.get(..n).unwrap_or(&[]);
+                        match self.receiver.receive(data, src.ip(), daemon::wall_ms()) {
+                            Ok(Incoming::Released) => {
+                                log::info!("{src} released our addresses: announcing them");
+                                self.feed(now, SenderEvent::Released);
+                            }
+                            Ok(_) => {}
+                            Err(e) => log::debug!("dropped a datagram from {src}: {e:?}"),
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("receiving: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_signals(&mut self, now: Instant) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for sig in signals {
+            match sig {
+                SIGHUP => self.reload(now),
+                SIGTERM | SIGINT => {
+                    log::info!("signal {sig}: saying goodbye");
+                    self.feed(now, SenderEvent::Shutdown);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reload(&mut self, now: Instant) {
+        let settings = match Settings::load(&self.config_path, Role::Heartbeatd) {
+            Ok(s) => s,
+            Err(errors) => {
+                log::error!(
+                    "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
+                );
+                return;
+            }
+        };
+        let key = match daemon::load_key(&settings) {
+            Ok(k) => k,
+            Err(e) => {
+                log::error!("SIGHUP: FAILOVER_SECRET_FILE: {e}; keeping the old configuration");
+                return;
+            }
+        };
+        if settings.bcast_ips.iter().any(IpAddr::is_ipv6) && self.socket6.is_none() {
+            log::warn!("SIGHUP: IPv6 destinations need a restart of heartbeatd");
+        }
+        self.receiver.set_key(key.clone());
+        self.key = key;
+        let interval = settings.interval;
+        self.settings = settings;
+        self.refresh_identity(now);
+        log::info!(
+            "SIGHUP: configuration reloaded from {}",
+            self.config_path.display()
+        );
+        self.feed(now, SenderEvent::Reconfigure { interval });
+    }
+}
