@@ -1,0 +1,166 @@
+//! The demo: a primary, a secondary and a client in network namespaces on this machine; the
+//! primary dies, the secondary takes over its address, the primary returns and gets it back,
+//! then hands over cleanly with a goodbye.
+//!
+//! Run as root: `sudo make demo`. Everything it makes is removed when it ends, on success, on
+//! failure and on Ctrl-C (the daemons are killed by pid and the namespaces deleted).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipfailover_e2e::{hostconfig, wait_for, Host, Lab, VIP};
+
+struct Demo {
+    lab: Lab,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+}
+
+impl Demo {
+    fn say(&self, msg: &str) {
+        println!("[{:>7.3} s] {msg}", self.t0.elapsed().as_secs_f64());
+    }
+
+    fn interrupted(&self) -> Result<(), String> {
+        if self.stop.load(Ordering::SeqCst) {
+            Err("interrupted".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits for `cond` (or Ctrl-C); the time it took.
+    fn wait(
+        &self,
+        limit: Duration,
+        mut cond: impl FnMut(&Lab) -> bool,
+    ) -> Result<Duration, String> {
+        let stop = &self.stop;
+        let took = wait_for(limit, || stop.load(Ordering::SeqCst) || cond(&self.lab));
+        self.interrupted()?;
+        took.ok_or_else(|| format!("nothing happened within {limit:?}"))
+    }
+
+    /// Shows who answers for the VIP at the client.
+    fn client_sees(&self, host: Host, name: &str) -> Result<(), String> {
+        let mac = self.lab.mac(host, "eth0");
+        self.wait(Duration::from_secs(8), |lab| {
+            lab.client_ping(VIP) && lab.client_neigh(VIP).as_deref() == Some(mac.as_str())
+        })
+        .map_err(|e| format!("the client does not reach {VIP} at {name}'s MAC: {e}"))?;
+        self.say(&format!("client pings {VIP}: answered by {name} ({mac})"));
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        self.say("lab ready: pri 198.51.100.10 + 203.0.113.10, sec 198.51.100.20 + 203.0.113.20, client 198.51.100.30");
+        let dir = self.lab.dir.to_string_lossy().into_owned();
+        let pri = self.lab.write(
+            "pri.conf",
+            &hostconfig(&[
+                ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
+                ("FAILOVER_INTERVAL", "100ms"),
+                ("FAILOVER_STATE_DIR", &format!("{dir}/pri")),
+            ]),
+        );
+        let sec = self.lab.write(
+            "sec.conf",
+            &hostconfig(&[
+                ("FAILOVER_PEER_IP", VIP),
+                ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.10"),
+                ("FAILOVER_TIMEOUT", "500ms"),
+                ("FAILOVER_SCRIPT_DIR", &format!("{dir}/scripts")),
+                ("FAILOVER_STATE_DIR", &format!("{dir}/sec")),
+            ]),
+        );
+        let (pri, sec) = (
+            pri.to_string_lossy().into_owned(),
+            sec.to_string_lossy().into_owned(),
+        );
+        let hb = self
+            .lab
+            .spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &pri]);
+        let fo = self
+            .lab
+            .spawn(Host::Sec, "failoverd", "failoverd", &["-c", &sec]);
+        self.say("heartbeatd started on pri (every 100 ms), failoverd on sec (timeout 500 ms)");
+        let log = self.lab.proc(fo).log.clone();
+        self.wait(Duration::from_secs(10), |_| {
+            ipfailover_e2e::read(&log).contains("-> monitoring")
+        })
+        .map_err(|e| format!("failoverd did not start monitoring: {e}"))?;
+        self.say("failoverd hears the primary on both links: monitoring");
+        self.client_sees(Host::Pri, "pri")?;
+
+        self.say("the primary dies: heartbeatd killed (SIGKILL) and its links cut");
+        self.lab.proc(hb).signal(libc::SIGKILL);
+        self.lab.links(Host::Pri, false);
+        let took = self.wait(Duration::from_secs(10), |lab| {
+            lab.holds(Host::Sec, "eth0", VIP)
+        })?;
+        self.say(&format!(
+            "sec holds {VIP} {} ms after the death (timeout 500 ms)",
+            took.as_millis()
+        ));
+        self.client_sees(Host::Sec, "sec")?;
+
+        self.say("the primary returns: links up, heartbeatd started again");
+        self.lab.links(Host::Pri, true);
+        let hb2 = self
+            .lab
+            .spawn(Host::Pri, "heartbeatd-2", "heartbeatd", &["-c", &pri]);
+        let took = self.wait(Duration::from_secs(10), |lab| {
+            !lab.holds(Host::Sec, "eth0", VIP)
+        })?;
+        self.say(&format!(
+            "sec released {VIP} {} ms after the primary came back (3 heartbeats)",
+            took.as_millis()
+        ));
+        self.client_sees(Host::Pri, "pri")?;
+
+        self.say("the primary stops cleanly (SIGTERM): it says goodbye on both links");
+        self.lab.proc(hb2).signal(libc::SIGTERM);
+        let took = self.wait(Duration::from_secs(10), |lab| {
+            lab.holds(Host::Sec, "eth0", VIP)
+        })?;
+        self.say(&format!(
+            "sec holds {VIP} {} ms after the goodbye, without waiting for the timeout",
+            took.as_millis()
+        ));
+
+        println!("\nfailoverd's log:");
+        for line in self
+            .lab
+            .proc(fo)
+            .log_text()
+            .lines()
+            .filter(|l| !l.contains("DEBUG"))
+        {
+            println!("  {line}");
+        }
+        println!();
+        Ok(())
+    }
+}
+
+fn main() {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("cannot handle signal {sig}: {e}");
+        }
+    }
+    let mut demo = Demo {
+        lab: Lab::new("demo"),
+        t0: Instant::now(),
+        stop,
+    };
+    let result = demo.run();
+    if let Err(e) = &result {
+        eprintln!("demo stopped: {e}\n{}", demo.lab.logs());
+    }
+    demo.say("done; removing the lab");
+    drop(demo);
+    std::process::exit(i32::from(result.is_err()));
+}

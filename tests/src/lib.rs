@@ -1,0 +1,501 @@
+//! A lab of real hosts on one machine, for ipfailover's end-to-end tests and demo.
+//!
+//! Each [`Lab`] makes its own network namespaces (names unique to the process and the lab),
+//! joined by two bridges that live in a namespace of their own, so the root namespace's
+//! networking is never touched:
+//!
+//! ```text
+//!      public bridge 198.51.100.0/24             private bridge 203.0.113.0/24
+//!    pri 198.51.100.10 --+-- sec 198.51.100.20    pri 203.0.113.10 --- sec 203.0.113.20
+//!                        +-- cli 198.51.100.30
+//!                        +-- atk 198.51.100.66 (only when asked for)
+//! ```
+//! Every process the lab starts is killed by pid, and every namespace deleted, when the lab is
+//! dropped, pass or fail. Only the documentation ranges of RFC 5737 and RFC 3849 are used.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// The primary's public address: the address that moves.
+pub const VIP: &str = "198.51.100.10";
+/// The secondary's public address (the VIP of the reverse direction when peering).
+pub const SEC_PUB: &str = "198.51.100.20";
+/// The client's address.
+pub const CLI_PUB: &str = "198.51.100.30";
+/// The attacker's address, on the public LAN.
+pub const ATK_PUB: &str = "198.51.100.66";
+/// The primary's private address.
+pub const PRI_PRIV: &str = "203.0.113.10";
+/// The secondary's private address.
+pub const SEC_PRIV: &str = "203.0.113.20";
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// The hosts of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The primary: heartbeatd.
+    Pri,
+    /// The secondary: failoverd.
+    Sec,
+    /// A client on the public LAN.
+    Cli,
+    /// A hostile host on the public LAN (made by [`Lab::add_attacker`]).
+    Atk,
+    /// The namespace holding the bridges.
+    Lan,
+}
+
+impl Host {
+    fn suffix(self) -> &'static str {
+        match self {
+            Host::Pri => "pri",
+            Host::Sec => "sec",
+            Host::Cli => "cli",
+            Host::Atk => "atk",
+            Host::Lan => "lan",
+        }
+    }
+}
+
+/// A daemon the lab started.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    /// A short name for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to it.
+    pub fn signal(&self, sig: i32) {
+        let Ok(pid) = i32::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) with a pid this lab started and has not reaped.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Whether it has exited (and its status if so).
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for it to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(s) = self.try_exit() {
+                return Some(s);
+            }
+            sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A set of namespaces wired as above, torn down on drop.
+#[derive(Debug)]
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    /// A scratch directory for configuration files, logs and state.
+    pub dir: PathBuf,
+    procs: Vec<Proc>,
+}
+
+/// The directory holding the workspace's built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("IPFAILOVER_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Tests run from target/<profile>/deps/<test>; binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    let mut dir = exe
+        .parent()
+        .expect("the test binary's directory")
+        .to_path_buf();
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The path of a workspace binary, which must have been built (`cargo build --workspace`).
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: build the binaries first (cargo build --workspace), \
+         or set IPFAILOVER_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command, returning its output; panics with the command and its stderr if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command and says whether it succeeded (quietly).
+pub fn run_ok(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns the time it took.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+impl Lab {
+    /// Builds the topology. Fails loudly (never skips) if namespaces cannot be made.
+    pub fn new(name: &str) -> Lab {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("ipfo{}{}-{}", std::process::id(), n, name);
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch directory");
+        let mut lab = Lab {
+            prefix,
+            namespaces: Vec::new(),
+            dir,
+            procs: Vec::new(),
+        };
+        lab.build();
+        lab
+    }
+
+    /// The namespace name of a host.
+    pub fn ns(&self, host: Host) -> String {
+        format!("{}-{}", self.prefix, host.suffix())
+    }
+
+    fn add_ns(&mut self, host: Host) {
+        let ns = self.ns(host);
+        let out = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `ip` (iproute2 is needed, and root): {e}"));
+        assert!(
+            out.status.success(),
+            "cannot create network namespace {ns}: {} -- the end-to-end tests need root and \
+             iproute2; they do not skip",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        self.namespaces.push(ns.clone());
+        self.ip(host, &["link", "set", "lo", "up"]);
+    }
+
+    /// Runs `ip -n <ns> ARGS`, panicking on failure.
+    pub fn ip(&self, host: Host, args: &[&str]) -> String {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "-n", ns.as_str()];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&run(&full).stdout).into_owned()
+    }
+
+    /// Runs a command inside a host's namespace, panicking on failure.
+    pub fn exec(&self, host: Host, args: &[&str]) -> String {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&run(&full).stdout).into_owned()
+    }
+
+    /// Runs a command inside a host's namespace; whether it succeeded.
+    pub fn exec_ok(&self, host: Host, args: &[&str]) -> bool {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        run_ok(&full)
+    }
+
+    /// Joins `host` to a bridge with a veth: `ifname` inside the host, `addr` on it.
+    fn plug(&self, host: Host, bridge: &str, ifname: &str, addr: &str) {
+        let lan = self.ns(Host::Lan);
+        let peer_ns = self.ns(host);
+        let outer = format!("{}-{}", host.suffix(), ifname);
+        run(&[
+            "ip", "-n", &lan, "link", "add", &outer, "type", "veth", "peer", "name", ifname,
+            "netns", &peer_ns,
+        ]);
+        self.ip(Host::Lan, &["link", "set", &outer, "master", bridge, "up"]);
+        self.ip(host, &["addr", "add", addr, "dev", ifname]);
+        self.ip(host, &["link", "set", ifname, "up"]);
+    }
+
+    fn build(&mut self) {
+        for h in [Host::Lan, Host::Pri, Host::Sec, Host::Cli] {
+            self.add_ns(h);
+        }
+        for br in ["brpub", "brpriv"] {
+            self.ip(Host::Lan, &["link", "add", br, "type", "bridge"]);
+            // Forward at once: no STP listening delay on a lab bridge.
+            self.ip(
+                Host::Lan,
+                &["link", "set", br, "type", "bridge", "forward_delay", "0"],
+            );
+            self.ip(Host::Lan, &["link", "set", br, "up"]);
+        }
+        self.plug(Host::Pri, "brpub", "eth0", "198.51.100.10/24");
+        self.plug(Host::Pri, "brpriv", "eth1", "203.0.113.10/24");
+        self.plug(Host::Sec, "brpub", "eth0", "198.51.100.20/24");
+        self.plug(Host::Sec, "brpriv", "eth1", "203.0.113.20/24");
+        self.plug(Host::Cli, "brpub", "eth0", "198.51.100.30/24");
+    }
+
+    /// Adds the hostile host on the public LAN.
+    pub fn add_attacker(&mut self) {
+        self.add_ns(Host::Atk);
+        self.plug(Host::Atk, "brpub", "eth0", "198.51.100.66/24");
+    }
+
+    /// The MAC address of a host's interface.
+    pub fn mac(&self, host: Host, ifname: &str) -> String {
+        let out = self.ip(host, &["-o", "link", "show", ifname]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "link/ether" {
+                return words.next().unwrap_or_default().to_string();
+            }
+        }
+        panic!("no MAC for {ifname} in {out}");
+    }
+
+    /// Whether a host's interface holds an address.
+    pub fn holds(&self, host: Host, ifname: &str, addr: &str) -> bool {
+        let out = self.ip(host, &["-o", "addr", "show", "dev", ifname]);
+        out.split_whitespace()
+            .any(|w| w.split('/').next() == Some(addr))
+    }
+
+    /// The MAC the client's neighbour table has for an address, if any.
+    pub fn client_neigh(&self, addr: &str) -> Option<String> {
+        let out = self.ip(Host::Cli, &["neigh", "show", addr]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "lladdr" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    }
+
+    /// One ping from the client to `addr`, waiting at most 1 s for the reply.
+    pub fn client_ping(&self, addr: &str) -> bool {
+        self.exec_ok(Host::Cli, &["ping", "-n", "-q", "-c", "1", "-W", "1", addr])
+    }
+
+    /// Sets all of a host's lab links up or down (a dead host stops answering ARP too).
+    pub fn links(&self, host: Host, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let names: &[&str] = match host {
+            Host::Pri | Host::Sec => &["eth0", "eth1"],
+            _ => &["eth0"],
+        };
+        for n in names {
+            self.ip(host, &["link", "set", n, state]);
+        }
+    }
+
+    /// Drops `percent`% of the frames on one of a host's links, both ways, with nftables
+    /// ingress rules at both ends of the veth (this kernel has no netem). 0 removes the loss.
+    pub fn loss(&self, host: Host, ifname: &str, percent: u8) {
+        let outer = format!("{}-{}", host.suffix(), ifname);
+        for (ns_host, dev) in [(Host::Lan, outer.as_str()), (host, ifname)] {
+            let table = format!("loss_{}", dev.replace('-', "_"));
+            let ns = self.ns(ns_host);
+            // Replace any earlier rule for this device.
+            run_ok(&[
+                "ip", "netns", "exec", &ns, "nft", "delete", "table", "netdev", &table,
+            ]);
+            if percent == 0 {
+                continue;
+            }
+            let verdict = if percent >= 100 {
+                "drop".to_string()
+            } else {
+                format!("numgen random mod 100 < {percent} drop")
+            };
+            let rules = format!(
+                "table netdev {table} {{\n  chain c {{\n    type filter hook ingress device \"{dev}\" \
+                 priority 0;\n    {verdict}\n  }}\n}}\n"
+            );
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns, "nft", "-f", "-"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("nft (package nftables) is needed for packet loss");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(rules.as_bytes())
+                .expect("nft rules");
+            let out = child.wait_with_output().expect("nft");
+            assert!(
+                out.status.success(),
+                "nft failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Writes a file in the scratch directory, mode 0600; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("directory for a lab file");
+        }
+        let mut f = fs::File::create(&path).expect("lab file");
+        f.write_all(text.as_bytes()).expect("writing a lab file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+
+    /// Starts a workspace binary inside a host's namespace with `args`, stderr to a log file.
+    pub fn spawn(&mut self, host: Host, name: &str, program: &str, args: &[&str]) -> usize {
+        let log = self.dir.join(format!("{name}.log"));
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let ns = self.ns(host);
+        let prog = bin(program);
+        // `ip netns exec` execs the program: the pid we get is the daemon's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(&prog)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log file"))
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prog.display()));
+        self.procs.push(Proc {
+            child,
+            log,
+            name: name.to_string(),
+        });
+        self.procs.len() - 1
+    }
+
+    /// A process started by [`Lab::spawn`].
+    pub fn proc(&mut self, idx: usize) -> &mut Proc {
+        &mut self.procs[idx]
+    }
+
+    /// Everything the lab's processes logged, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for p in &self.procs {
+            s.push_str(&format!("----- {} ({}) -----\n", p.name, p.log.display()));
+            s.push_str(&p.log_text());
+        }
+        s
+    }
+
+    /// Waits until a process's log contains `needle`.
+    pub fn wait_log(&mut self, idx: usize, needle: &str, limit: Duration) -> bool {
+        let log = self.procs[idx].log.clone();
+        wait_for(limit, || {
+            fs::read_to_string(&log)
+                .map(|t| t.contains(needle))
+                .unwrap_or(false)
+        })
+        .is_some()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Processes first (each Proc kills its child by pid), then namespaces.
+        self.procs.clear();
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if std::thread::panicking() {
+            eprintln!("lab files kept for inspection in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A daemon's configuration, written as a hostconfig file in the lab.
+pub fn hostconfig(lines: &[(&str, &str)]) -> String {
+    let mut s = String::from("# written by the ipfailover lab\n");
+    for (k, v) in lines {
+        s.push_str(&format!("{k}=\"{v}\"\n"));
+    }
+    s
+}
+
+/// Reads a path as text, or an empty string.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}

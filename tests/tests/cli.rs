@@ -1,0 +1,151 @@
+//! The programs' command line: `-t` on the shipped samples, exit codes, error messages.
+//! (No namespaces needed: `-t` only reads files.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ipfailover_e2e::bin;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipfo-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A copy of a sample whose secret file exists (mode 0600), as it would on a real host.
+fn sample_with_secret(sample: &str, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "a shared secret of more than sixteen bytes\n").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = std::fs::read_to_string(repo().join(sample)).expect("sample");
+    let text = text.replace("/etc/ipfailover/secret", &secret.to_string_lossy());
+    let name = Path::new(sample).file_name().expect("name");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("copy");
+    path
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(bin(program))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_sample_passes_check_config_for_the_daemons_that_read_it() {
+    let dir = scratch("samples");
+    let cases: &[(&str, &[&str])] = &[
+        ("etc/hostconfig.primary", &["heartbeatd"]),
+        ("etc/hostconfig.secondary", &["failoverd"]),
+        (
+            "etc/peering/host-a.hostconfig",
+            &["heartbeatd", "failoverd"],
+        ),
+        (
+            "etc/peering/host-b.hostconfig",
+            &["heartbeatd", "failoverd"],
+        ),
+        ("etc/ipfailover.toml", &["failoverd"]),
+    ];
+    for (sample, programs) in cases {
+        let conf = sample_with_secret(sample, &dir);
+        let conf = conf.to_string_lossy();
+        for program in *programs {
+            for flag in ["-t", "-n", "--check-config"] {
+                let out = run(program, &[flag, "-c", &conf]);
+                assert!(
+                    out.status.success(),
+                    "{program} {flag} -c {sample}: {:?}\n{}",
+                    out.status,
+                    text(&out)
+                );
+                let shown = String::from_utf8_lossy(&out.stdout);
+                assert!(shown.contains("FAILOVER_PORT=\"1694\""), "{shown}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn a_bad_config_exits_78_naming_every_problem() {
+    let dir = scratch("bad");
+    let conf = dir.join("bad.conf");
+    std::fs::write(
+        &conf,
+        "FAILOVER_PEER_IP=\"10.0.0.300\"\nFAILOVER_TIMOUT=\"3s\"\nFAILOVER_INTERVAL=\"fast\"\n",
+    )
+    .expect("config");
+    let conf_s = conf.to_string_lossy();
+    let out = run("failoverd", &["-t", "-c", &conf_s]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&format!("{conf_s}:1: FAILOVER_PEER_IP")), "{t}");
+    assert!(t.contains(&format!("{conf_s}:2: FAILOVER_TIMOUT")), "{t}");
+    assert!(t.contains("did you mean FAILOVER_TIMEOUT"), "{t}");
+    assert!(t.contains(&format!("{conf_s}:3: FAILOVER_INTERVAL")), "{t}");
+    assert!(
+        t.contains("FAILOVER_PEER_IP_PAIRS"),
+        "the missing key is named too: {t}"
+    );
+    // Without -t the daemon refuses to start, with the same code.
+    let out = run("failoverd", &["-c", &conf_s]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let out = run("heartbeatd", &["-c", &conf_s]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    // A missing file.
+    let out = run("heartbeatd", &["-t", "-c", "/nonexistent/ipfailover.conf"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn an_unknown_interface_is_a_clear_error_at_start() {
+    let dir = scratch("iface");
+    let conf = dir.join("sec.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "FAILOVER_PEER_IP=\"198.51.100.10\"\nFAILOVER_PEER_IP_PAIRS=\"nosuchif0:198.51.100.10\"\n\
+             FAILOVER_STATE_DIR=\"{}\"\n",
+            dir.display()
+        ),
+    )
+    .expect("config");
+    // failoverd stops before it binds a socket or sends anything.
+    let out = run("failoverd", &["-c", &conf.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("nosuchif0"), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_and_version_exit_0() {
+    for program in ["heartbeatd", "failoverd"] {
+        let out = run(program, &["--no-such-option"]);
+        assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+        let out = run(program, &["-h"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out).contains("--check-config"));
+        let out = run(program, &["-V"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out).contains(env!("CARGO_PKG_VERSION")));
+    }
+}
