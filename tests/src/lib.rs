@@ -307,6 +307,30 @@ impl Lab {
         self.plug(Host::Atk, "brpub", "eth0", "198.51.100.66/24");
     }
 
+    /// Gives pri, sec and cli IPv6 addresses on the public LAN (2001:db8::10, ::20, ::30),
+    /// without duplicate address detection so they are usable at once.
+    pub fn add_ipv6(&self) {
+        for (host, addr) in [
+            (Host::Pri, "2001:db8::10/64"),
+            (Host::Sec, "2001:db8::20/64"),
+            (Host::Cli, "2001:db8::30/64"),
+        ] {
+            self.ip(host, &["-6", "addr", "add", addr, "dev", "eth0", "nodad"]);
+        }
+    }
+
+    /// The MAC the client's neighbour table has for an address, if any (IPv4 or IPv6).
+    pub fn client_neigh6(&self, addr: &str) -> Option<String> {
+        let out = self.ip(Host::Cli, &["-6", "neigh", "show", addr]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "lladdr" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    }
+
     /// The MAC address of a host's interface.
     pub fn mac(&self, host: Host, ifname: &str) -> String {
         let out = self.ip(host, &["-o", "link", "show", ifname]);
@@ -483,6 +507,106 @@ impl Drop for Lab {
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// The heartbeat interval the lab's pair uses.
+pub const INTERVAL: &str = "100ms";
+/// The timeout the lab's failoverd uses.
+pub const TIMEOUT: &str = "1s";
+
+impl Lab {
+    /// Writes `<name>.conf` from the lab's defaults for a daemon plus `extra` (later keys win).
+    fn config(&self, name: &str, base: Vec<(&str, String)>, extra: &[(&str, &str)]) -> String {
+        let mut lines: Vec<(String, String)> =
+            base.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for (k, v) in extra {
+            lines.retain(|(key, _)| key != k);
+            lines.push((k.to_string(), v.to_string()));
+        }
+        let refs: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.write(&format!("{name}.conf"), &hostconfig(&refs))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The state directory of a host.
+    pub fn state_dir(&self, host: Host) -> PathBuf {
+        self.dir.join(format!("state-{}", host.suffix()))
+    }
+
+    /// Starts heartbeatd on the primary with the lab's defaults and `extra` settings.
+    pub fn start_heartbeatd(&mut self, extra: &[(&str, &str)]) -> usize {
+        let state = self.state_dir(Host::Pri).to_string_lossy().into_owned();
+        let conf = self.config(
+            "pri",
+            vec![
+                ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255".into()),
+                ("FAILOVER_INTERVAL", INTERVAL.into()),
+                ("FAILOVER_STATE_DIR", state),
+            ],
+            extra,
+        );
+        self.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &conf])
+    }
+
+    /// Starts failoverd on the secondary, watching the primary, with `extra` settings.
+    pub fn start_failoverd(&mut self, extra: &[(&str, &str)]) -> usize {
+        let scripts = self.dir.join("scripts").to_string_lossy().into_owned();
+        let state = self.state_dir(Host::Sec).to_string_lossy().into_owned();
+        let conf = self.config(
+            "sec",
+            vec![
+                ("FAILOVER_PEER_IP", VIP.into()),
+                ("FAILOVER_PEER_IP_PAIRS", format!("eth0:{VIP}")),
+                ("FAILOVER_TIMEOUT", TIMEOUT.into()),
+                ("FAILOVER_SCRIPT_DIR", scripts),
+                ("FAILOVER_STATE_DIR", state),
+            ],
+            extra,
+        );
+        self.spawn(Host::Sec, "failoverd", "failoverd", &["-c", &conf])
+    }
+
+    /// Starts both and waits until failoverd monitors the primary; their indexes.
+    pub fn start_pair(&mut self, hb: &[(&str, &str)], fo: &[(&str, &str)]) -> (usize, usize) {
+        let h = self.start_heartbeatd(hb);
+        let f = self.start_failoverd(fo);
+        assert!(
+            self.wait_log(f, "-> monitoring", Duration::from_secs(10)),
+            "failoverd never reached monitoring:\n{}",
+            self.logs()
+        );
+        (h, f)
+    }
+
+    /// The primary dies: its heartbeatd is SIGKILLed and its links go down.
+    pub fn kill_primary(&mut self, hb: usize) {
+        self.proc(hb).signal(libc::SIGKILL);
+        self.links(Host::Pri, false);
+        assert!(self.proc(hb).wait_exit(Duration::from_secs(5)).is_some());
+    }
+
+    /// Waits until the client reaches `addr` and its neighbour table has `host`'s MAC for it.
+    pub fn client_reaches(&self, addr: &str, host: Host, limit: Duration) {
+        let mac = self.mac(host, "eth0");
+        assert!(
+            wait_for(limit, || self.client_ping(addr)
+                && self.client_neigh(addr).as_deref() == Some(mac.as_str()))
+            .is_some(),
+            "the client does not reach {addr} at {host:?}'s MAC {mac}: neigh {:?}\n{}",
+            self.client_neigh(addr),
+            self.logs()
+        );
+    }
+
+    /// A daemon's status file, parsed (`Null` if absent or unreadable).
+    pub fn status(&self, host: Host, daemon: &str) -> serde_json::Value {
+        let path = self.state_dir(host).join(format!("{daemon}.json"));
+        serde_json::from_str(&read(&path)).unwrap_or(serde_json::Value::Null)
     }
 }
 

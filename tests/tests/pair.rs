@@ -5,103 +5,28 @@
 
 use std::time::Duration;
 
-use ipfailover_e2e::{hostconfig, wait_for, Host, Lab, PRI_PRIV, SEC_PUB, VIP};
-
-const INTERVAL: &str = "100ms";
-const TIMEOUT: &str = "1s";
-
-/// Starts heartbeatd on the primary and failoverd on the secondary; returns their indexes.
-fn start_pair(
-    lab: &mut Lab,
-    extra_hb: &[(&str, &str)],
-    extra_fo: &[(&str, &str)],
-) -> (usize, usize) {
-    let hb = start_heartbeatd(lab, extra_hb);
-    let fo = start_failoverd(lab, extra_fo);
-    assert!(
-        lab.wait_log(fo, "-> monitoring", Duration::from_secs(10)),
-        "failoverd never reached monitoring:\n{}",
-        lab.logs()
-    );
-    (hb, fo)
-}
-
-fn start_heartbeatd(lab: &mut Lab, extra: &[(&str, &str)]) -> usize {
-    let state = lab.dir.join("state-pri");
-    let state = state.to_string_lossy().into_owned();
-    let mut lines = vec![
-        ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
-        ("FAILOVER_INTERVAL", INTERVAL),
-        ("FAILOVER_STATE_DIR", state.as_str()),
-    ];
-    lines.extend_from_slice(extra);
-    let conf = lab.write("pri.conf", &hostconfig(&lines));
-    let conf = conf.to_string_lossy().into_owned();
-    lab.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &conf])
-}
-
-fn start_failoverd(lab: &mut Lab, extra: &[(&str, &str)]) -> usize {
-    let scripts = lab.dir.join("scripts");
-    let state = lab.dir.join("state-sec");
-    let (scripts, state) = (
-        scripts.to_string_lossy().into_owned(),
-        state.to_string_lossy().into_owned(),
-    );
-    let mut lines = vec![
-        ("FAILOVER_PEER_IP", VIP),
-        ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.10"),
-        ("FAILOVER_TIMEOUT", TIMEOUT),
-        ("FAILOVER_SCRIPT_DIR", scripts.as_str()),
-        ("FAILOVER_STATE_DIR", state.as_str()),
-    ];
-    lines.extend_from_slice(extra);
-    let conf = lab.write("sec.conf", &hostconfig(&lines));
-    let conf = conf.to_string_lossy().into_owned();
-    lab.spawn(Host::Sec, "failoverd", "failoverd", &["-c", &conf])
-}
+use ipfailover_e2e::{hostconfig, wait_for, Host, Lab, INTERVAL, PRI_PRIV, SEC_PUB, TIMEOUT, VIP};
 
 /// The client pings the VIP and learns the primary's MAC for it.
 fn client_reaches_primary(lab: &Lab) {
-    let pri_mac = lab.mac(Host::Pri, "eth0");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.client_ping(VIP)
-            && lab.client_neigh(VIP).as_deref() == Some(pri_mac.as_str()))
-        .is_some(),
-        "the client does not reach the VIP at the primary's MAC {pri_mac}: neigh {:?}\n{}",
-        lab.client_neigh(VIP),
-        lab.logs()
-    );
+    lab.client_reaches(VIP, Host::Pri, Duration::from_secs(5));
 }
 
 /// Waits for the secondary to hold the VIP and the client to reach it at the secondary's MAC.
 fn client_reaches_secondary(lab: &Lab, limit: Duration) -> Duration {
-    let sec_mac = lab.mac(Host::Sec, "eth0");
     let held = wait_for(limit, || lab.holds(Host::Sec, "eth0", VIP));
     let held = held.unwrap_or_else(|| panic!("the secondary never took the VIP:\n{}", lab.logs()));
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.client_ping(VIP)
-            && lab.client_neigh(VIP).as_deref() == Some(sec_mac.as_str()))
-        .is_some(),
-        "the client does not reach the VIP at the secondary's MAC {sec_mac}: neigh {:?}\n{}",
-        lab.client_neigh(VIP),
-        lab.logs()
-    );
+    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(5));
     held
-}
-
-fn kill_primary(lab: &mut Lab, hb: usize) {
-    lab.proc(hb).signal(libc::SIGKILL);
-    lab.links(Host::Pri, false);
-    assert!(lab.proc(hb).wait_exit(Duration::from_secs(5)).is_some());
 }
 
 #[test]
 fn host_death_moves_the_address_to_the_secondary() {
     let mut lab = Lab::new("death");
-    let (hb, fo) = start_pair(&mut lab, &[], &[]);
+    let (hb, fo) = lab.start_pair(&[], &[]);
     client_reaches_primary(&lab);
     assert!(!lab.holds(Host::Sec, "eth0", VIP));
-    kill_primary(&mut lab, hb);
+    lab.kill_primary(hb);
     let took = client_reaches_secondary(&lab, Duration::from_secs(10));
     // The timeout is 1 s; allow for a slow CI machine, but not for another timeout.
     assert!(
@@ -116,7 +41,7 @@ fn host_death_moves_the_address_to_the_secondary() {
 fn graceful_stop_hands_over_before_the_timeout() {
     let mut lab = Lab::new("goodbye");
     // A long timeout: only the goodbye can explain a fast takeover.
-    let (hb, fo) = start_pair(&mut lab, &[], &[("FAILOVER_TIMEOUT", "5s")]);
+    let (hb, fo) = lab.start_pair(&[], &[("FAILOVER_TIMEOUT", "5s")]);
     client_reaches_primary(&lab);
     lab.proc(hb).signal(libc::SIGTERM);
     let took = wait_for(Duration::from_secs(10), || {
@@ -145,13 +70,13 @@ fn graceful_stop_hands_over_before_the_timeout() {
 #[test]
 fn returning_primary_gets_its_address_back() {
     let mut lab = Lab::new("return");
-    let (hb, fo) = start_pair(&mut lab, &[], &[]);
+    let (hb, fo) = lab.start_pair(&[], &[]);
     client_reaches_primary(&lab);
-    kill_primary(&mut lab, hb);
+    lab.kill_primary(hb);
     client_reaches_secondary(&lab, Duration::from_secs(10));
     // The primary returns.
     lab.links(Host::Pri, true);
-    let _hb2 = start_heartbeatd(&mut lab, &[]);
+    let _hb2 = lab.start_heartbeatd(&[]);
     let released = wait_for(Duration::from_secs(10), || {
         !lab.holds(Host::Sec, "eth0", VIP)
     })
@@ -172,7 +97,7 @@ fn returning_primary_gets_its_address_back() {
 #[test]
 fn one_link_down_is_an_anomaly_not_a_takeover() {
     let mut lab = Lab::new("onelink");
-    let (_hb, fo) = start_pair(&mut lab, &[], &[]);
+    let (_hb, fo) = lab.start_pair(&[], &[]);
     // The private link fails.
     lab.ip(Host::Pri, &["link", "set", "eth1", "down"]);
     assert!(
@@ -199,7 +124,7 @@ fn one_link_down_is_an_anomaly_not_a_takeover() {
 #[test]
 fn total_loss_on_the_public_link_is_not_a_takeover() {
     let mut lab = Lab::new("loss");
-    let (_hb, fo) = start_pair(&mut lab, &[], &[]);
+    let (_hb, fo) = lab.start_pair(&[], &[]);
     lab.loss(Host::Pri, "eth0", 100);
     assert!(
         lab.wait_log(fo, "network anomaly", Duration::from_secs(5)),
@@ -214,15 +139,15 @@ fn total_loss_on_the_public_link_is_not_a_takeover() {
 #[test]
 fn failoverd_restarted_while_holding_keeps_or_releases_correctly() {
     let mut lab = Lab::new("restart");
-    let (hb, fo) = start_pair(&mut lab, &[], &[]);
-    kill_primary(&mut lab, hb);
+    let (hb, fo) = lab.start_pair(&[], &[]);
+    lab.kill_primary(hb);
     client_reaches_secondary(&lab, Duration::from_secs(10));
     // failoverd dies without releasing (SIGKILL): the address stays.
     lab.proc(fo).signal(libc::SIGKILL);
     assert!(lab.proc(fo).wait_exit(Duration::from_secs(5)).is_some());
     assert!(lab.holds(Host::Sec, "eth0", VIP));
     // Restarted with the primary still dead: it keeps the address.
-    let fo2 = start_failoverd(&mut lab, &[]);
+    let fo2 = lab.start_failoverd(&[]);
     assert!(
         lab.wait_log(fo2, "-> acquired (reconcile)", Duration::from_secs(5)),
         "{}",
@@ -235,8 +160,8 @@ fn failoverd_restarted_while_holding_keeps_or_releases_correctly() {
     lab.proc(fo2).signal(libc::SIGKILL);
     assert!(lab.proc(fo2).wait_exit(Duration::from_secs(5)).is_some());
     lab.links(Host::Pri, true);
-    let _hb2 = start_heartbeatd(&mut lab, &[]);
-    let fo3 = start_failoverd(&mut lab, &[]);
+    let _hb2 = lab.start_heartbeatd(&[]);
+    let fo3 = lab.start_failoverd(&[]);
     assert!(
         wait_for(Duration::from_secs(10), || !lab.holds(
             Host::Sec,
@@ -254,8 +179,8 @@ fn failoverd_restarted_while_holding_keeps_or_releases_correctly() {
 #[test]
 fn sigterm_on_failoverd_releases_what_it_holds() {
     let mut lab = Lab::new("fostop");
-    let (hb, fo) = start_pair(&mut lab, &[], &[]);
-    kill_primary(&mut lab, hb);
+    let (hb, fo) = lab.start_pair(&[], &[]);
+    lab.kill_primary(hb);
     client_reaches_secondary(&lab, Duration::from_secs(10));
     lab.proc(fo).signal(libc::SIGTERM);
     let status = lab.proc(fo).wait_exit(Duration::from_secs(5));
@@ -371,4 +296,123 @@ fn peering_each_host_takes_over_the_other_in_turn() {
         .log_text()
         .contains("took over 198.51.100.10"));
     let _ = hb_pri2;
+}
+
+#[test]
+fn sighup_rereads_the_config_and_keeps_the_old_one_if_invalid() {
+    let mut lab = Lab::new("reload");
+    let (hb, fo) = lab.start_pair(&[], &[]);
+    // An invalid file: logged, the old settings stay, the daemon runs on.
+    lab.write("sec.conf", "FAILOVER_PEER_IP=\"not an address\"\n");
+    lab.proc(fo).signal(libc::SIGHUP);
+    assert!(
+        lab.wait_log(fo, "keeping the old one", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    lab.write("pri.conf", "FAILOVER_INTERVAL=\"never\"\n");
+    lab.proc(hb).signal(libc::SIGHUP);
+    assert!(
+        lab.wait_log(hb, "keeping the old one", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(lab.proc(fo).try_exit().is_none() && lab.proc(hb).try_exit().is_none());
+    assert!(!lab.holds(Host::Sec, "eth0", VIP), "{}", lab.logs());
+
+    // A valid one: a longer timeout on the secondary, a longer interval on the primary.
+    let state = lab.state_dir(Host::Sec).to_string_lossy().into_owned();
+    lab.write(
+        "sec.conf",
+        &hostconfig(&[
+            ("FAILOVER_PEER_IP", VIP),
+            ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.10"),
+            ("FAILOVER_TIMEOUT", "3s"),
+            ("FAILOVER_STATE_DIR", &state),
+        ]),
+    );
+    lab.proc(fo).signal(libc::SIGHUP);
+    assert!(lab.wait_log(fo, "configuration reloaded", Duration::from_secs(5)));
+    let pstate = lab.state_dir(Host::Pri).to_string_lossy().into_owned();
+    lab.write(
+        "pri.conf",
+        &hostconfig(&[
+            ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
+            ("FAILOVER_INTERVAL", "200ms"),
+            ("FAILOVER_STATE_DIR", &pstate),
+        ]),
+    );
+    lab.proc(hb).signal(libc::SIGHUP);
+    assert!(lab.wait_log(hb, "configuration reloaded", Duration::from_secs(5)));
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            lab.status(Host::Pri, "heartbeatd")["interval_ms"] == 200
+                && lab.status(Host::Sec, "failoverd")["interval_ms"] == 200
+                && lab.status(Host::Sec, "failoverd")["timeout_ms"] == 3000
+        })
+        .is_some(),
+        "{} {}",
+        lab.status(Host::Pri, "heartbeatd"),
+        lab.status(Host::Sec, "failoverd")
+    );
+    // The new timeout is the one in force.
+    lab.kill_primary(hb);
+    let took = wait_for(Duration::from_secs(10), || {
+        lab.holds(Host::Sec, "eth0", VIP)
+    })
+    .unwrap_or_else(|| panic!("no takeover:\n{}", lab.logs()));
+    assert!(
+        took > Duration::from_millis(2500) && took < Duration::from_millis(4500),
+        "took over after {took:?} with a 3 s timeout\n{}",
+        lab.logs()
+    );
+}
+
+#[test]
+fn ipv6_addresses_move_too_announced_by_neighbour_advertisement() {
+    let mut lab = Lab::new("ipv6");
+    lab.add_ipv6();
+    let (hb, fo) = lab.start_pair(
+        &[],
+        &[(
+            "FAILOVER_PEER_IP_PAIRS",
+            "eth0:198.51.100.10 eth0:2001:db8::10/64",
+        )],
+    );
+    let (pri_mac, sec_mac) = (lab.mac(Host::Pri, "eth0"), lab.mac(Host::Sec, "eth0"));
+    let v6 = "2001:db8::10";
+    let reach = |lab: &Lab, mac: &str| {
+        wait_for(Duration::from_secs(5), || {
+            lab.exec_ok(
+                Host::Cli,
+                &["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", v6],
+            ) && lab.client_neigh6(v6).as_deref() == Some(mac)
+        })
+        .is_some()
+    };
+    assert!(
+        reach(&lab, &pri_mac),
+        "the client does not reach {v6} at the primary\n{}",
+        lab.logs()
+    );
+    lab.kill_primary(hb);
+    assert!(
+        wait_for(Duration::from_secs(10), || lab.holds(Host::Sec, "eth0", v6)).is_some(),
+        "{}",
+        lab.logs()
+    );
+    // Added without DAD: usable at once, never tentative.
+    let shown = lab.ip(Host::Sec, &["-6", "addr", "show", "dev", "eth0"]);
+    assert!(!shown.contains("tentative"), "{shown}");
+    // The neighbour advertisement moved the client's entry without waiting for it to expire.
+    assert!(
+        reach(&lab, &sec_mac),
+        "the client does not reach {v6} at the secondary\n{}",
+        lab.logs()
+    );
+    assert!(lab.holds(Host::Sec, "eth0", VIP));
+    lab.proc(fo).signal(libc::SIGTERM);
+    assert!(lab.proc(fo).wait_exit(Duration::from_secs(5)).is_some());
+    assert!(!lab.holds(Host::Sec, "eth0", v6) && !lab.holds(Host::Sec, "eth0", VIP));
 }

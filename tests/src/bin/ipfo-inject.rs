@@ -1,35 +1,68 @@
-//! A hostile host for the lab: captures real heartbeats off the LAN, then sends replays,
-//! forgeries, truncations and junk at a target, for a while.
+//! Unusual senders for the lab. Runs only in the lab's namespaces (the tests start it there).
 //!
-//! Usage: ipfo-inject TARGET_IP:PORT SECONDS [--listen-port PORT]
+//! `ipfo-inject attack TARGET_IP:PORT SECONDS`
+//!   A hostile host: captures real heartbeats off the LAN (they are broadcast, so the bridge
+//!   floods them to it), then, for SECONDS, sends the target replays of them, forgeries (their
+//!   content with a later sequence, signed with a made-up key), truncations (half of one, and
+//!   a 20-byte stub shorter than any header) and random bytes. Prints how many of each.
 //!
-//! Prints one line per kind with how many datagrams it sent. Runs only in the lab's
-//! attacker namespace (the tests start it there).
+//! `ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...`
+//!   An old Mac OS X Server primary: Apple's bare `heartbeat` datagram to each destination
+//!   every INTERVAL_MS, for SECONDS.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ipfailover::wire::{self, Key, Message};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
-        eprintln!("usage: ipfo-inject TARGET_IP:PORT SECONDS [--listen-port PORT]");
-        std::process::exit(64);
-    }
-    let target: SocketAddr = args[1].parse().unwrap_or_else(|e| {
-        eprintln!("bad target {}: {e}", args[1]);
-        std::process::exit(64)
-    });
-    let seconds: f64 = args[2].parse().unwrap_or(5.0);
-    let listen_port: u16 = args
-        .iter()
-        .position(|a| a == "--listen-port")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(target.port());
+fn usage() -> ! {
+    eprintln!(
+        "usage: ipfo-inject attack TARGET_IP:PORT SECONDS\n       \
+         ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT..."
+    );
+    std::process::exit(64)
+}
 
-    // Heartbeats are broadcast: the bridge floods them to us too.
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| {
+        eprintln!("bad address {s}: {e}");
+        usage()
+    })
+}
+
+fn number(s: &str) -> f64 {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("attack") if args.len() == 3 => attack(addr(&args[1]), number(&args[2])),
+        Some("legacy") if args.len() >= 4 => {
+            let dests: Vec<SocketAddr> = args[3..].iter().map(|a| addr(a)).collect();
+            legacy(number(&args[1]), number(&args[2]), &dests)
+        }
+        _ => usage(),
+    }
+}
+
+fn legacy(interval_ms: f64, seconds: f64, dests: &[SocketAddr]) {
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("socket");
+    socket.set_broadcast(true).expect("SO_BROADCAST");
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        for d in dests {
+            if socket.send_to(b"heartbeat", d).is_ok() {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_secs_f64(interval_ms / 1000.0));
+    }
+    println!("legacy {sent}");
+}
+
+fn attack(target: SocketAddr, seconds: f64) {
     let listener = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -38,8 +71,8 @@ fn main() {
     .expect("socket");
     listener.set_reuse_address(true).expect("SO_REUSEADDR");
     listener
-        .bind(&SocketAddr::from(([0, 0, 0, 0], listen_port)).into())
-        .expect("bind the listening port");
+        .bind(&SocketAddr::from(([0, 0, 0, 0], target.port())).into())
+        .expect("bind the heartbeat port");
     let listener: UdpSocket = listener.into();
     listener
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -56,12 +89,14 @@ fn main() {
         }
     }
     if captured.is_empty() {
-        eprintln!("nothing to replay: no heartbeat seen on port {listen_port}");
+        eprintln!(
+            "nothing to replay: no heartbeat seen on port {}",
+            target.port()
+        );
         std::process::exit(1);
     }
     println!("captured {}", captured.len());
 
-    // Forgeries: the captured content, with a later sequence, signed with a key we made up.
     let wrong = Key::new(b"not the shared secret, but long enough".to_vec());
     let forged: Vec<Vec<u8>> = captured
         .iter()
@@ -83,9 +118,10 @@ fn main() {
             if out.send_to(c, target).is_ok() {
                 replays += 1;
             }
-            let cut = c.len() / 2;
-            if out.send_to(&c[..cut], target).is_ok() {
-                truncations += 1;
+            for cut in [c.len() / 2, 20.min(c.len())] {
+                if out.send_to(&c[..cut], target).is_ok() {
+                    truncations += 1;
+                }
             }
         }
         for f in &forged {
@@ -98,7 +134,7 @@ fn main() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            *b = x as u8;
+            *b = x.to_le_bytes()[0];
         }
         if out.send_to(&bytes, target).is_ok() {
             junk += 1;
