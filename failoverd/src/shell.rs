@@ -16,16 +16,18 @@ use ipfailover::wire::{self, Datagram, Key, Kind};
 use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcer;
 use ipfailover_os::daemon::{self, exit};
+use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
 use ipfailover_os::status_file::StatusFile;
 use ipfailover_os::{interfaces, udp};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 const SOCKET4: Token = Token(0);
 const SOCKET6: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const HOOK_OUTPUT: Token = Token(3);
 
 /// Datagrams read per socket per loop turn: under a flood, deadlines are still honoured.
 const READ_BUDGET: usize = 256;
@@ -93,6 +95,9 @@ pub(crate) struct Shell {
     state_since: Instant,
     /// Which of the pairs are on the interfaces, as far as our own operations tell.
     held: Vec<bool>,
+    hooks: HookRunner,
+    /// The hook output pipe registered with the poll, by the runner's hook number.
+    hook_source: Option<(u64, i32)>,
 }
 
 impl Shell {
@@ -129,8 +134,8 @@ impl Shell {
                 None
             }
         };
-        let mut signals =
-            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| StartError::other("signals", e))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+            .map_err(|e| StartError::other("signals", e))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| StartError::other("poll", e))?;
@@ -178,7 +183,17 @@ impl Shell {
             daemon::wall_ms(),
         );
         let held_flags = pairs.iter().map(|p| held.contains(&p.addr)).collect();
+        let (hook_dir, hook_env) = hook_settings(&settings);
+        if settings.peer_ip.is_some() {
+            log::info!(
+                "hooks from {} (each at most {})",
+                hook_dir.display(),
+                ipfailover::settings::format_duration(settings.script_timeout)
+            );
+        }
         Ok(Shell {
+            hooks: HookRunner::new(hook_dir, settings.script_timeout, hook_env),
+            hook_source: None,
             status,
             status_file: StatusFile::new(&settings.state_dir, "failoverd"),
             status_written: now,
@@ -227,17 +242,26 @@ impl Shell {
             }
             let now = Instant::now();
             let mut signalled = false;
+            let mut hook_event = self.hooks.next_deadline().is_some_and(|d| now >= d);
             for ev in events.iter() {
                 match ev.token() {
                     SOCKET4 => self.unread[0] = true,
                     SOCKET6 => self.unread[1] = true,
                     SIGNALS => signalled = true,
+                    HOOK_OUTPUT => hook_event = true,
                     _ => {}
                 }
             }
             self.read_sockets(now);
-            if signalled {
-                self.handle_signals(now);
+            if signalled && self.handle_signals(now) {
+                hook_event = true;
+            }
+            if hook_event {
+                if let Some(report) = self.hooks.poll(now) {
+                    let done = self.hooks_done(report);
+                    self.feed(now, done);
+                }
+                self.watch_hook_output();
             }
             self.feed(now, Event::Tick);
             self.run_announcements(now);
@@ -245,6 +269,7 @@ impl Shell {
                 self.write_status(now);
             }
             if self.exit {
+                self.hooks.shutdown(Duration::from_secs(2));
                 log::info!("failoverd stopped");
                 return Ok(());
             }
@@ -311,11 +336,15 @@ impl Shell {
     fn next_wake(&self) -> Option<Instant> {
         let announce = self.announcing.next_deadline();
         let status = self.status_written + STATUS_REFRESH;
-        [self.core.next_deadline(), announce]
-            .into_iter()
-            .flatten()
-            .fold(status, Instant::min)
-            .into()
+        [
+            self.core.next_deadline(),
+            announce,
+            self.hooks.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(status, Instant::min)
+        .into()
     }
 
     fn read_sockets(&mut self, now: Instant) {
@@ -390,10 +419,13 @@ impl Shell {
         }
     }
 
-    fn handle_signals(&mut self, now: Instant) {
+    /// Handles pending signals; true if a child exited (a hook may be done).
+    fn handle_signals(&mut self, now: Instant) -> bool {
         let signals: Vec<i32> = self.signals.pending().collect();
+        let mut child = false;
         for sig in signals {
             match sig {
+                SIGCHLD => child = true,
                 SIGHUP => self.reload(now),
                 SIGTERM | SIGINT => {
                     self.stop_signals += 1;
@@ -407,6 +439,72 @@ impl Shell {
                 }
                 _ => {}
             }
+        }
+        child
+    }
+
+    /// Keeps the poll watching the running hook's output pipe.
+    fn watch_hook_output(&mut self) {
+        let now = self.hooks.output_source();
+        if now == self.hook_source {
+            return;
+        }
+        if let Some((_, fd)) = self.hook_source.take() {
+            // The old pipe may be closed already (the kernel then forgot it): ignore errors.
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        if let Some((n, fd)) = now {
+            match self.poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                HOOK_OUTPUT,
+                Interest::READABLE,
+            ) {
+                Ok(()) => self.hook_source = Some((n, fd)),
+                Err(e) => log::warn!("cannot watch the hook's output: {e}"),
+            }
+        }
+    }
+
+    /// Logs and counts a finished phase; the event to feed the core.
+    fn hooks_done(&mut self, report: PhaseReport) -> Event {
+        let phase = report.phase.as_str();
+        if let Some(why) = &report.dir_refused {
+            log::error!("{phase} hooks not run: {why}");
+            self.status.counters.hooks_failed += 1;
+        }
+        for (name, why) in &report.skipped {
+            log::warn!("hook {name} skipped: {why}");
+        }
+        for r in &report.results {
+            if !matches!(r.status, HookStatus::Refused(_)) {
+                self.status.counters.hooks_run += 1;
+            }
+            if r.status.ok() {
+                log::info!("hook {} ok in {} ms", r.name, r.duration.as_millis());
+            } else {
+                self.status.counters.hooks_failed += 1;
+                let output = r.output.trim_end();
+                log::warn!(
+                    "hook {} failed ({}) after {} ms{}{}",
+                    r.name,
+                    r.status,
+                    r.duration.as_millis(),
+                    if output.is_empty() {
+                        ""
+                    } else {
+                        "; its output ends:\n"
+                    },
+                    output
+                );
+            }
+        }
+        self.status_dirty = true;
+        Event::HooksDone {
+            phase: report.phase,
+            ok: report.ok(),
         }
     }
 
@@ -458,6 +556,9 @@ impl Shell {
             }
         }
         let config = core_config(&settings, &self.pairs);
+        let (hook_dir, hook_env) = hook_settings(&settings);
+        self.hooks
+            .reconfigure(hook_dir, settings.script_timeout, hook_env);
         self.settings = settings;
         self.feed(now, Event::Reconfigure(config));
         log::info!(
@@ -507,12 +608,11 @@ impl Shell {
                 }
             }
             Action::RunHooks { phase, reason } => {
-                // The hook runner comes with its own issue; until then no hook runs.
-                log::debug!(
-                    "{} hooks ({reason}): none run by this version",
-                    phase.as_str()
-                );
-                queue.push_back(Event::HooksDone { phase, ok: true });
+                if let Some(report) = self.hooks.begin(now, phase, reason) {
+                    let done = self.hooks_done(report);
+                    queue.push_back(done);
+                }
+                self.watch_hook_output();
             }
             Action::AddAddresses => {
                 let ok = self.add_addresses();
@@ -698,6 +798,24 @@ fn resolve_pairs(settings: &Settings) -> Result<Vec<ResolvedPair>, String> {
             errors.join("; ")
         ))
     }
+}
+
+/// The peer's hook directory and what hooks are told.
+fn hook_settings(settings: &Settings) -> (PathBuf, HookEnv) {
+    let peer = settings.peer_ip.map(|p| p.to_string()).unwrap_or_default();
+    let pairs = settings
+        .peer_ip_pairs
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (
+        settings.script_dir.join(&peer),
+        HookEnv {
+            peer_ip: peer,
+            pairs,
+        },
+    )
 }
 
 fn core_config(settings: &Settings, pairs: &[ResolvedPair]) -> Config {

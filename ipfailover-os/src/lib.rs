@@ -16,6 +16,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod daemon;
+pub mod hooks;
 pub mod ifconfig;
 pub mod interfaces;
 #[cfg(target_os = "linux")]

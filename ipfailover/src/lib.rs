@@ -8,6 +8,7 @@
 pub mod addr;
 pub mod announce;
 pub mod failover;
+pub mod hooks;
 pub mod receive;
 pub mod sender;
 pub mod settings;

@@ -1,0 +1,893 @@
+//! Running the administrator's hooks: one at a time, each in its own process group, watched
+//! from the event loop so that heartbeats are still read while a hook runs.
+//!
+//! The loop calls [`HookRunner::begin`] for a phase, then [`HookRunner::poll`] whenever
+//! SIGCHLD arrives, the output pipe is readable or [`HookRunner::next_deadline`] passes;
+//! either returns the [`PhaseReport`] once the phase is over.
+//!
+//! A hook's process group lives at most its timeout: past it, SIGTERM to the group, SIGKILL
+//! five seconds later. That holds for a hook that exited but left children behind too, which
+//! is why the hook's own process is reaped only once its group has been dealt with: an
+//! unreaped process keeps its pid, so the group id cannot be reused by an unrelated process
+//! before we signal it.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipfailover::failover::{HookPhase, Reason};
+use ipfailover::hooks::{check_dir, select, Entry, EntryKind};
+
+/// After SIGTERM, how long a hook's group has before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How much of a hook's output is kept (its tail).
+pub const OUTPUT_TAIL: usize = 4096;
+
+/// The PATH hooks run with (their environment is otherwise clean).
+pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How one hook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it (not one of ours).
+    Signaled(i32),
+    /// It ran past the timeout and was killed.
+    TimedOut,
+    /// It was not run: unsafe ownership or permissions.
+    Refused(String),
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+impl HookStatus {
+    /// Whether it succeeded.
+    pub fn ok(&self) -> bool {
+        matches!(self, HookStatus::Exited(0))
+    }
+}
+
+impl std::fmt::Display for HookStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookStatus::Exited(c) => write!(f, "exit {c}"),
+            HookStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+            HookStatus::TimedOut => f.write_str("timed out, killed"),
+            HookStatus::Refused(why) => write!(f, "refused: {why}"),
+            HookStatus::SpawnFailed(e) => write!(f, "could not start: {e}"),
+        }
+    }
+}
+
+/// One hook's run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResult {
+    /// The file name.
+    pub name: String,
+    /// How it ended.
+    pub status: HookStatus,
+    /// When it started, relative to the phase's start.
+    pub started_after: Duration,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The tail of its stdout and stderr, interleaved as written.
+    pub output: String,
+}
+
+/// A phase's hooks, once they have all run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseReport {
+    /// The event.
+    pub phase: HookPhase,
+    /// Why the transition happened (`FAILOVER_REASON`).
+    pub reason: Reason,
+    /// Each hook run or refused, in order.
+    pub results: Vec<HookResult>,
+    /// Files skipped with a warning (not executable, not regular).
+    pub skipped: Vec<(String, String)>,
+    /// The directory itself was refused (unsafe), with why.
+    pub dir_refused: Option<String>,
+    /// How long the phase took.
+    pub duration: Duration,
+}
+
+impl PhaseReport {
+    /// Whether every hook succeeded and none was refused.
+    pub fn ok(&self) -> bool {
+        self.dir_refused.is_none() && self.results.iter().all(|r| r.status.ok())
+    }
+
+    /// The results that were not successes.
+    pub fn failures(&self) -> impl Iterator<Item = &HookResult> {
+        self.results.iter().filter(|r| !r.status.ok())
+    }
+}
+
+/// What hooks are told about the pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEnv {
+    /// `FAILOVER_PEER_IP`.
+    pub peer_ip: String,
+    /// `FAILOVER_PEER_IP_PAIRS`, as configured.
+    pub pairs: String,
+}
+
+/// A hook's process group that must be gone by `kill_at`.
+#[derive(Debug)]
+struct Lingering {
+    child: Child,
+    term_at: Instant,
+    termed: bool,
+    kill_at: Instant,
+}
+
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    name: String,
+    started: Instant,
+    deadline: Instant,
+    term_sent: Option<Instant>,
+    output: Vec<u8>,
+    reader: Option<io::PipeReader>,
+}
+
+#[derive(Debug)]
+struct Phase {
+    started: Instant,
+    queue: VecDeque<(String, PathBuf)>,
+    report: PhaseReport,
+    running: Option<Running>,
+}
+
+/// Runs hooks for one peer's directory.
+#[derive(Debug)]
+pub struct HookRunner {
+    dir: PathBuf,
+    timeout: Duration,
+    env: HookEnv,
+    uid: u32,
+    phase: Option<Phase>,
+    lingering: Vec<Lingering>,
+    /// Hooks started so far: tells the loop a new output pipe needs watching.
+    spawned: u64,
+}
+
+impl HookRunner {
+    /// Hooks from `dir` (`<FAILOVER_SCRIPT_DIR>/<peer>`), each allowed `timeout`.
+    pub fn new(dir: PathBuf, timeout: Duration, env: HookEnv) -> HookRunner {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        HookRunner {
+            dir,
+            timeout,
+            env,
+            uid,
+            phase: None,
+            lingering: Vec::new(),
+            spawned: 0,
+        }
+    }
+
+    /// New settings (SIGHUP); a phase under way finishes with the old ones.
+    pub fn reconfigure(&mut self, dir: PathBuf, timeout: Duration, env: HookEnv) {
+        self.dir = dir;
+        self.timeout = timeout;
+        self.env = env;
+    }
+
+    /// The hook directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a phase is under way.
+    pub fn busy(&self) -> bool {
+        self.phase.is_some()
+    }
+
+    /// The running hook's output pipe, for the loop to watch: a number that changes with
+    /// every hook (an fd number may be reused by the next pipe) and the raw fd.
+    pub fn output_source(&self) -> Option<(u64, i32)> {
+        self.phase
+            .as_ref()
+            .and_then(|p| p.running.as_ref())
+            .and_then(|r| r.reader.as_ref())
+            .map(|r| (self.spawned, r.as_raw_fd()))
+    }
+
+    /// Starts the hooks of a phase. Returns the report at once if there is nothing to run.
+    pub fn begin(&mut self, now: Instant, phase: HookPhase, reason: Reason) -> Option<PhaseReport> {
+        if let Some(old) = self.phase.take() {
+            // The core never overlaps phases; if it did, the old one must not leak.
+            log::error!(
+                "hook phase {} started while {} ran",
+                phase.as_str(),
+                old.report.phase.as_str()
+            );
+            if let Some(r) = old.running {
+                self.linger_now(r.child, now);
+            }
+        }
+        let mut report = PhaseReport {
+            phase,
+            reason,
+            results: Vec::new(),
+            skipped: Vec::new(),
+            dir_refused: None,
+            duration: Duration::ZERO,
+        };
+        let mut queue = VecDeque::new();
+        match self.list() {
+            Ok(None) => {}
+            Ok(Some(entries)) => {
+                let sel = select(phase, &entries, self.uid);
+                for (name, why) in sel.skipped {
+                    report.skipped.push((lossy(&name), why));
+                }
+                for (name, why) in sel.refused {
+                    report.results.push(HookResult {
+                        name: lossy(&name),
+                        status: HookStatus::Refused(why),
+                        started_after: Duration::ZERO,
+                        duration: Duration::ZERO,
+                        output: String::new(),
+                    });
+                }
+                for name in sel.run {
+                    let path = self.dir.join(OsStr::from_bytes(&name));
+                    queue.push_back((lossy(&name), path));
+                }
+            }
+            Err(why) => report.dir_refused = Some(why),
+        }
+        self.phase = Some(Phase {
+            started: now,
+            queue,
+            report,
+            running: None,
+        });
+        self.advance(now)
+    }
+
+    /// Reads the directory: `None` if it does not exist (no hooks), an error if it is unsafe.
+    fn list(&self) -> Result<Option<Vec<Entry>>, String> {
+        let meta = match fs::metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", self.dir.display())),
+        };
+        if !meta.is_dir() {
+            return Err(format!("{} is not a directory", self.dir.display()));
+        }
+        check_dir(meta.mode(), meta.uid(), self.uid)
+            .map_err(|why| format!("directory {} is {why}", self.dir.display()))?;
+        let mut entries = Vec::new();
+        let rd = fs::read_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        for item in rd.flatten() {
+            let name = item.file_name().as_bytes().to_vec();
+            // Follow symlinks: what runs is the target, so its owner and mode are what count.
+            let entry = match fs::metadata(item.path()) {
+                Ok(m) => Entry {
+                    name,
+                    kind: if m.is_file() {
+                        EntryKind::File
+                    } else if m.is_dir() {
+                        EntryKind::Dir
+                    } else {
+                        EntryKind::Other
+                    },
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                },
+                Err(_) => Entry {
+                    name,
+                    kind: EntryKind::Other,
+                    mode: 0,
+                    uid: u32::MAX,
+                },
+            };
+            entries.push(entry);
+        }
+        Ok(Some(entries))
+    }
+
+    /// Starts the next hook if none runs; returns the report when the phase is over.
+    fn advance(&mut self, now: Instant) -> Option<PhaseReport> {
+        loop {
+            let phase = self.phase.as_mut()?;
+            if phase.running.is_some() {
+                return None;
+            }
+            let Some((name, path)) = phase.queue.pop_front() else {
+                let mut done = self.phase.take()?;
+                done.report.duration = now.saturating_duration_since(done.started);
+                return Some(done.report);
+            };
+            let event = phase.report.phase.as_str();
+            let reason = phase.report.reason.as_str();
+            let spawned = self.spawn(&path, event, reason);
+            let phase = self.phase.as_mut()?;
+            match spawned {
+                Ok((child, reader)) => {
+                    self.spawned += 1;
+                    log::info!("hook {name} started ({event}, {reason})");
+                    phase.running = Some(Running {
+                        child,
+                        name,
+                        started: now,
+                        deadline: now + self.timeout,
+                        term_sent: None,
+                        output: Vec::new(),
+                        reader: Some(reader),
+                    });
+                    return None;
+                }
+                Err(e) => {
+                    let started_after = now.saturating_duration_since(phase.started);
+                    phase.report.results.push(HookResult {
+                        name,
+                        status: HookStatus::SpawnFailed(e.to_string()),
+                        started_after,
+                        duration: Duration::ZERO,
+                        output: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, path: &Path, event: &str, reason: &str) -> io::Result<(Child, io::PipeReader)> {
+        let (reader, writer) = io::pipe()?;
+        set_nonblocking(reader.as_raw_fd())?;
+        let child = Command::new(path)
+            .arg(event)
+            .env_clear()
+            .env("PATH", HOOK_PATH)
+            .env("FAILOVER_EVENT", event)
+            .env("FAILOVER_PEER_IP", &self.env.peer_ip)
+            .env("FAILOVER_PEER_IP_PAIRS", &self.env.pairs)
+            .env("FAILOVER_REASON", reason)
+            .env("FAILOVER_HOOK_DIR", &self.dir)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone()?)
+            .stderr(writer)
+            .process_group(0)
+            .spawn()?;
+        Ok((child, reader))
+    }
+
+    /// Reads output, notices exits and timeouts, kills lingering groups; returns the report
+    /// when the phase is over.
+    pub fn poll(&mut self, now: Instant) -> Option<PhaseReport> {
+        self.reap_lingering(now);
+        let timeout = self.timeout;
+        let phase = self.phase.as_mut()?;
+        let phase_started = phase.started;
+        let running = phase.running.as_mut()?;
+        drain(running);
+        let exited = peek_exit(&running.child);
+        let status = match exited {
+            Some(raw) => Some(if running.term_sent.is_some() {
+                HookStatus::TimedOut
+            } else {
+                raw
+            }),
+            None => {
+                if running.term_sent.is_none() && now >= running.deadline {
+                    log::warn!(
+                        "hook {} ran past {} s: SIGTERM to its process group",
+                        running.name,
+                        timeout.as_secs_f64()
+                    );
+                    signal_group(&running.child, libc::SIGTERM);
+                    running.term_sent = Some(now);
+                    None
+                } else if running.term_sent.is_some_and(|t| now >= t + KILL_GRACE) {
+                    log::warn!(
+                        "hook {} ignored SIGTERM: SIGKILL to its process group",
+                        running.name
+                    );
+                    signal_group(&running.child, libc::SIGKILL);
+                    // The kill is certain; its exit is reported at once.
+                    Some(HookStatus::TimedOut)
+                } else {
+                    None
+                }
+            }
+        };
+        let status = status?;
+        let mut done = phase.running.take()?;
+        drain(&mut done);
+        let result = HookResult {
+            name: done.name.clone(),
+            status,
+            started_after: done.started.saturating_duration_since(phase_started),
+            duration: now.saturating_duration_since(done.started),
+            output: tail(&done.output),
+        };
+        phase.report.results.push(result);
+        // Whatever the hook left in its group goes by its deadline (or now + grace after a
+        // timeout); the hook's own zombie keeps the group id reserved until then.
+        let (term_at, kill_at) = match done.term_sent {
+            Some(t) => (t, t + KILL_GRACE),
+            None => (done.deadline, done.deadline + KILL_GRACE),
+        };
+        self.lingering.push(Lingering {
+            child: done.child,
+            term_at,
+            termed: done.term_sent.is_some(),
+            kill_at,
+        });
+        self.advance(now)
+    }
+
+    fn linger_now(&mut self, child: Child, now: Instant) {
+        signal_group(&child, libc::SIGTERM);
+        self.lingering.push(Lingering {
+            child,
+            term_at: now,
+            termed: true,
+            kill_at: now + KILL_GRACE,
+        });
+    }
+
+    fn reap_lingering(&mut self, now: Instant) {
+        self.lingering.retain_mut(|l| {
+            if !l.termed && now >= l.term_at {
+                signal_group(&l.child, libc::SIGTERM);
+                l.termed = true;
+            }
+            if now >= l.kill_at {
+                signal_group(&l.child, libc::SIGKILL);
+                let _ = l.child.wait();
+                return false;
+            }
+            true
+        });
+    }
+
+    /// When the runner needs [`HookRunner::poll`] even without SIGCHLD or output.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let running = self
+            .phase
+            .as_ref()
+            .and_then(|p| p.running.as_ref())
+            .map(|r| match r.term_sent {
+                Some(t) => t + KILL_GRACE,
+                None => r.deadline,
+            });
+        let lingering = self
+            .lingering
+            .iter()
+            .map(|l| if l.termed { l.kill_at } else { l.term_at })
+            .min();
+        match (running, lingering) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// At exit: every hook process group still around gets SIGTERM, then SIGKILL after at
+    /// most `grace`.
+    pub fn shutdown(&mut self, grace: Duration) {
+        let now = Instant::now();
+        if let Some(phase) = self.phase.take() {
+            if let Some(r) = phase.running {
+                log::warn!("stopping: hook {} is killed", r.name);
+                self.linger_now(r.child, now);
+            }
+        }
+        for l in &mut self.lingering {
+            if !l.termed {
+                signal_group(&l.child, libc::SIGTERM);
+                l.termed = true;
+            }
+            l.kill_at = l.kill_at.min(now + grace);
+        }
+        let end = now + grace;
+        while !self.lingering.is_empty() {
+            let now = Instant::now();
+            // Groups whose members are all gone can be reaped early: nothing left to kill.
+            self.lingering.retain_mut(|l| {
+                if now >= l.kill_at || group_empty(&l.child) {
+                    signal_group(&l.child, libc::SIGKILL);
+                    let _ = l.child.wait();
+                    false
+                } else {
+                    true
+                }
+            });
+            if now >= end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with F_GETFL/F_SETFL and integer flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads what the hook wrote so far, keeping the tail; closes the pipe at EOF.
+fn drain(r: &mut Running) {
+    let Some(reader) = r.reader.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                r.reader = None;
+                return;
+            }
+            Ok(n) => {
+                r.output.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+                if r.output.len() > 2 * OUTPUT_TAIL {
+                    let cut = r.output.len() - OUTPUT_TAIL;
+                    r.output.drain(..cut);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn tail(output: &[u8]) -> String {
+    let start = output.len().saturating_sub(OUTPUT_TAIL);
+    String::from_utf8_lossy(output.get(start..).unwrap_or(&[])).into_owned()
+}
+
+/// Signals the hook's process group (its pid: the hook leads the group).
+fn signal_group(child: &Child, sig: i32) {
+    let Ok(pgid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: killpg with a group id we created (the hook's pid, not yet reaped).
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}
+
+/// Whether only the (zombie) leader is left in the hook's group.
+fn group_empty(child: &Child) -> bool {
+    // Without /proc scanning there is no portable test; a leader that has exited with every
+    // other member gone makes killpg(0) still succeed, so be conservative on other systems.
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(pgid) = i32::try_from(child.id()) else {
+            return true;
+        };
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return false;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == pgid {
+                continue;
+            }
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the command name (which may contain spaces) start after ") ".
+            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let pgrp = fields.nth(2).and_then(|f| f.parse::<i32>().ok());
+            if pgrp == Some(pgid) {
+                return false;
+            }
+        }
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = child;
+        false
+    }
+}
+
+/// Whether the hook's own process has exited, and how, without reaping it.
+fn peek_exit(child: &Child) -> Option<HookStatus> {
+    let pid = libc::id_t::from(child.id());
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child; WNOWAIT leaves it waitable for the final reap.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let (si_pid, status) = siginfo_pid_status(&info);
+    if si_pid == 0 {
+        return None;
+    }
+    Some(if info.si_code == libc::CLD_EXITED {
+        HookStatus::Exited(status)
+    } else {
+        HookStatus::Signaled(status)
+    })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
+    // SAFETY: filled by waitid for a child event, so the pid/status union members are valid.
+    unsafe { (info.si_pid(), info.si_status()) }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
+    (info.si_pid, info.si_status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn hook_dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("ipfo-hooks-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        Dir(d)
+    }
+
+    fn script(dir: &Path, name: &str, body: &str, mode: u32) {
+        let p = dir.join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn runner(dir: &Path, timeout: Duration) -> HookRunner {
+        HookRunner::new(
+            dir.to_path_buf(),
+            timeout,
+            HookEnv {
+                peer_ip: "198.51.100.10".into(),
+                pairs: "eth0:198.51.100.10".into(),
+            },
+        )
+    }
+
+    /// Drives the runner as the loop would, without a loop: poll every 5 ms.
+    fn run_phase(r: &mut HookRunner, phase: HookPhase, limit: Duration) -> PhaseReport {
+        let start = Instant::now();
+        if let Some(rep) = r.begin(start, phase, Reason::Timeout) {
+            return rep;
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(5));
+            if let Some(rep) = r.poll(Instant::now()) {
+                return rep;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "phase still running after {limit:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runs_in_order_with_the_documented_environment() {
+        let d = hook_dir("env");
+        let log = d.0.join("log");
+        let log = log.to_string_lossy();
+        for n in ["PreAcq-2", "PreAcq-1"] {
+            script(
+                &d.0,
+                n,
+                &format!(
+                    "echo \"$(basename $0) $1 $FAILOVER_EVENT $FAILOVER_PEER_IP $FAILOVER_PEER_IP_PAIRS \
+                     $FAILOVER_REASON pwd=$(pwd) pgid=$(ps -o pgid= -p $$ | tr -d ' ') pid=$$ \
+                     home=${{HOME:-unset}}\" >> {log}; read x && echo stdin-not-null; echo to-stderr >&2; exit 0"
+                ),
+                0o755,
+            );
+        }
+        let mut r = runner(&d.0, Duration::from_secs(10));
+        let rep = run_phase(&mut r, HookPhase::PreAcq, Duration::from_secs(10));
+        assert!(rep.ok(), "{rep:?}");
+        assert_eq!(rep.results.len(), 2);
+        let text = fs::read_to_string(d.0.join("log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("PreAcq-1 PreAcq PreAcq 198.51.100.10 eth0:198.51.100.10 timeout"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("PreAcq-2 "), "{text}");
+        let dir = fs::canonicalize(&d.0).unwrap();
+        assert!(
+            lines[0].contains(&format!("pwd={}", dir.display())),
+            "{text}"
+        );
+        assert!(lines[0].contains("home=unset"), "clean environment: {text}");
+        // Its own process group: pgid == pid.
+        for l in &lines {
+            let pgid = l.split("pgid=").nth(1).unwrap().split(' ').next().unwrap();
+            let pid = l.split("pid=").nth(1).unwrap().split(' ').next().unwrap();
+            assert_eq!(pgid, pid, "{l}");
+        }
+        assert!(rep.results[0].output.contains("to-stderr"));
+        assert!(!rep.results[0].output.contains("stdin-not-null"));
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_failing_hook_is_reported_with_its_output_and_the_next_still_runs() {
+        let d = hook_dir("fail");
+        script(&d.0, "PostAcq-1", "echo something broke; exit 3", 0o755);
+        script(&d.0, "PostAcq-2", "exit 0", 0o755);
+        script(&d.0, "PostAcq-3", "this is not executable", 0o644);
+        let mut r = runner(&d.0, Duration::from_secs(10));
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(10));
+        assert!(!rep.ok());
+        assert_eq!(rep.results[0].status, HookStatus::Exited(3));
+        assert!(rep.results[0].output.contains("something broke"));
+        assert_eq!(rep.results[1].status, HookStatus::Exited(0));
+        assert_eq!(rep.skipped.len(), 1);
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_hanging_hook_and_its_children_are_killed_after_the_timeout() {
+        let d = hook_dir("hang");
+        let pidfile = d.0.join("grandchild.pid");
+        script(
+            &d.0,
+            "Test",
+            &format!(
+                "trap '' TERM; sleep 1000 & echo $! > {}; wait",
+                pidfile.display()
+            ),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_millis(300));
+        let start = Instant::now();
+        let rep = run_phase(&mut r, HookPhase::Test, Duration::from_secs(10));
+        assert_eq!(rep.results[0].status, HookStatus::TimedOut);
+        // It ignored SIGTERM: SIGKILL came 5 s after.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300) + KILL_GRACE, "{took:?}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        let gc: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild (sleep) went with the group.
+        r.shutdown(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(gc, 0) } == 0;
+        assert!(!alive || is_zombie(gc), "grandchild {gc} survived");
+    }
+
+    #[test]
+    fn a_grandchild_left_behind_by_a_hook_that_exited_is_killed_at_the_timeout() {
+        let d = hook_dir("orphan");
+        let pidfile = d.0.join("gc.pid");
+        script(
+            &d.0,
+            "PostAcq",
+            &format!("sleep 1000 & echo $! > {}; exit 0", pidfile.display()),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_millis(500));
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(5));
+        assert!(rep.ok(), "{rep:?}");
+        let gc: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signal 0 only checks for existence.
+        assert_eq!(
+            unsafe { libc::kill(gc, 0) },
+            0,
+            "the grandchild runs until the timeout"
+        );
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            let _ = r.poll(Instant::now());
+            // SAFETY: as above.
+            if unsafe { libc::kill(gc, 0) } != 0 || is_zombie(gc) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        let alive = unsafe { libc::kill(gc, 0) } == 0 && !is_zombie(gc);
+        assert!(!alive, "grandchild {gc} outlived the hook's timeout");
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    fn is_zombie(pid: i32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+    }
+
+    #[test]
+    fn unsafe_hooks_and_directories_are_refused() {
+        let d = hook_dir("unsafe");
+        script(&d.0, "PreRel-1", "touch ran-1", 0o757);
+        script(&d.0, "PreRel-2", "touch ran-2", 0o755);
+        // chmod after writing: umask may have masked the bits.
+        fs::set_permissions(d.0.join("PreRel-1"), fs::Permissions::from_mode(0o757)).unwrap();
+        let mut r = runner(&d.0, Duration::from_secs(5));
+        let rep = run_phase(&mut r, HookPhase::PreRel, Duration::from_secs(5));
+        assert!(!rep.ok());
+        assert!(
+            matches!(rep.results[0].status, HookStatus::Refused(_)),
+            "{rep:?}"
+        );
+        assert!(!d.0.join("ran-1").exists());
+        assert!(d.0.join("ran-2").exists());
+        fs::set_permissions(&d.0, fs::Permissions::from_mode(0o777)).unwrap();
+        let rep = run_phase(&mut r, HookPhase::PreRel, Duration::from_secs(5));
+        assert!(
+            rep.dir_refused
+                .as_deref()
+                .is_some_and(|w| w.contains("others")),
+            "{rep:?}"
+        );
+        assert!(rep.results.is_empty());
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_missing_directory_means_no_hooks() {
+        let mut r = runner(
+            Path::new("/nonexistent/ipfailover/198.51.100.10"),
+            Duration::from_secs(1),
+        );
+        let rep = r
+            .begin(Instant::now(), HookPhase::Test, Reason::Timeout)
+            .unwrap();
+        assert!(rep.ok() && rep.results.is_empty());
+    }
+}
