@@ -3,6 +3,7 @@
 //! A thin shell around [`ipfailover::failover::Failover`]: one mio loop reads the socket and
 //! the signals, takes the time once per turn, feeds the core and carries out its actions.
 
+mod notices;
 mod shell;
 
 use clap::Parser;

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipfailover::announce::AnnounceRound;
-use ipfailover::failover::{Action, Config, Event, Failover, Notice, State};
+use ipfailover::failover::{
+    AcquireStep, Action, Config, Event, Failover, Notice, Reason, ReleaseStep, State,
+};
 use ipfailover::receive::{Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
@@ -17,6 +19,8 @@ use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcer;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
+
+use crate::notices::{self, Context, Timeline};
 use ipfailover_os::status_file::StatusFile;
 use ipfailover_os::{interfaces, udp};
 use mio::net::UdpSocket;
@@ -98,6 +102,12 @@ pub(crate) struct Shell {
     hooks: HookRunner,
     /// The hook output pipe registered with the poll, by the runner's hook number.
     hook_source: Option<(u64, i32)>,
+    /// When the running hook phase started.
+    hook_phase_start: Instant,
+    /// The takeover or release under way, for its notice.
+    timeline: Option<Timeline>,
+    /// Hook failures during the takeover or release under way, for its notice.
+    episode_failures: String,
 }
 
 impl Shell {
@@ -194,6 +204,9 @@ impl Shell {
         Ok(Shell {
             hooks: HookRunner::new(hook_dir, settings.script_timeout, hook_env),
             hook_source: None,
+            hook_phase_start: now,
+            timeline: None,
+            episode_failures: String::new(),
             status,
             status_file: StatusFile::new(&settings.state_dir, "failoverd"),
             status_written: now,
@@ -280,7 +293,7 @@ impl Shell {
         self.status_written = now;
         self.status_dirty = false;
         let timeout = self.core.timeout();
-        let locals = interfaces::local_addrs().unwrap_or_default();
+        let links = self.link_statuses(now);
         let s = &mut self.status;
         s.updated_at_ms = daemon::wall_ms();
         s.refresh_ms = u64::try_from(STATUS_REFRESH.as_millis()).unwrap_or(u64::MAX);
@@ -288,8 +301,33 @@ impl Shell {
         s.peer = self.settings.peer_ip.map(|p| p.to_string());
         s.timeout_ms = Some(millis(timeout));
         s.interval_ms = self.core.announced_interval().map(millis);
-        s.links = self
-            .core
+        s.links = links;
+        s.addresses = self
+            .pairs
+            .iter()
+            .zip(&self.held)
+            .map(|(p, held)| AddressStatus {
+                interface: p.iface.clone(),
+                address: p.addr.to_string(),
+                prefix: p.prefix,
+                held: *held,
+            })
+            .collect();
+        let c = self.receiver.counters();
+        s.counters.accepted = c.accepted;
+        s.counters.dropped = c
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+        self.status_file.write(&self.status);
+    }
+
+    /// Each link as the status file and notices show it.
+    fn link_statuses(&self, now: Instant) -> Vec<LinkStatus> {
+        let timeout = self.core.timeout();
+        let locals = interfaces::local_addrs().unwrap_or_default();
+        self.core
             .links()
             .iter()
             .map(|(addr, link)| {
@@ -311,26 +349,44 @@ impl Shell {
                     state: state.to_string(),
                 }
             })
-            .collect();
-        s.addresses = self
-            .pairs
+            .collect()
+    }
+
+    /// The links as lines of text, for notices.
+    fn links_text(&self, now: Instant) -> String {
+        let links = self.link_statuses(now);
+        if links.is_empty() {
+            return "  (no heartbeat received since failoverd started)\n".to_string();
+        }
+        links
             .iter()
-            .zip(&self.held)
-            .map(|(p, held)| AddressStatus {
-                interface: p.iface.clone(),
-                address: p.addr.to_string(),
-                prefix: p.prefix,
-                held: *held,
+            .map(|l| {
+                format!(
+                    "  {}{}: {}, last heartbeat {} ms ago, {} heartbeats\n",
+                    l.peer_address,
+                    l.interface
+                        .as_ref()
+                        .map_or(String::new(), |i| format!(" ({i})")),
+                    l.state,
+                    l.last_heartbeat_age_ms,
+                    l.heartbeats
+                )
             })
-            .collect();
-        let c = self.receiver.counters();
-        s.counters.accepted = c.accepted;
-        s.counters.dropped = c
-            .dropped
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), *v))
-            .collect();
-        self.status_file.write(&self.status);
+            .collect()
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            host: self.hostname.clone(),
+            peer: self.peer_name(),
+            addrs: self.addr_list(),
+        }
+    }
+
+    /// Sends a notice to the administrator (logged always; mailed when mail is configured).
+    fn send_notice(&mut self, subject: String, body: String) {
+        log::info!("notice: {subject}");
+        log::debug!("notice body:\n{body}");
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -471,6 +527,21 @@ impl Shell {
     /// Logs and counts a finished phase; the event to feed the core.
     fn hooks_done(&mut self, report: PhaseReport) -> Event {
         let phase = report.phase.as_str();
+        if let Some(t) = self.timeline.as_mut() {
+            t.hooks(self.hook_phase_start, &report);
+        }
+        if !report.ok() {
+            let failures = notices::hook_failures(&report);
+            self.episode_failures.push_str(&failures);
+            // A refused Test is told in the refusal notice; other failures on their own.
+            if report.phase != ipfailover::failover::HookPhase::Test {
+                let subject = self.context().hook_failed(&report);
+                let body = format!(
+                    "{failures}\nThe transition went on: a failing {phase} hook does not stop it.\n"
+                );
+                self.send_notice(subject, body);
+            }
+        }
         if let Some(why) = &report.dir_refused {
             log::error!("{phase} hooks not run: {why}");
             self.status.counters.hooks_failed += 1;
@@ -591,6 +662,7 @@ impl Shell {
                     });
                     self.state_since = now;
                 }
+                self.timeline_transition(now, from, to, reason);
                 if to == State::Acquired && matches!(from, State::Acquiring(_)) {
                     self.status.counters.takeovers += 1;
                 }
@@ -608,7 +680,10 @@ impl Shell {
                 }
             }
             Action::RunHooks { phase, reason } => {
-                if let Some(report) = self.hooks.begin(now, phase, reason) {
+                // Real time, not the turn's: the timeline orders hooks and address steps
+                // taken within one turn.
+                self.hook_phase_start = Instant::now();
+                if let Some(report) = self.hooks.begin(self.hook_phase_start, phase, reason) {
                     let done = self.hooks_done(report);
                     queue.push_back(done);
                 }
@@ -621,6 +696,13 @@ impl Shell {
             Action::Announce => {
                 self.announcing.start(now);
                 self.run_announcements(now);
+                if let Some(t) = self.timeline.as_mut() {
+                    t.at(
+                        Instant::now(),
+                        "announced (gratuitous ARP / unsolicited NA), repeated after 50 ms, \
+                         250 ms, 1 s, 3 s and 10 s",
+                    );
+                }
             }
             Action::StopAnnouncing => self.announcing.stop(),
             Action::RemoveAddresses => {
@@ -630,10 +712,67 @@ impl Shell {
             Action::SendReleased => self.send_released(),
             Action::Notify(notice) => {
                 self.status_dirty = true;
-                self.notify(&notice)
+                self.notify(now, &notice)
             }
             Action::Exit => self.exit = true,
         }
+    }
+
+    /// Starts a timeline when a takeover or release begins, and notes each step.
+    fn timeline_transition(&mut self, now: Instant, from: State, to: State, reason: Reason) {
+        match to {
+            State::Acquiring(AcquireStep::Test) | State::Releasing(ReleaseStep::PreRel) => {
+                let mut t = Timeline::new(now);
+                for (addr, link) in self.core.links() {
+                    t.at(link.last, format!("last heartbeat via {addr}"));
+                }
+                let what = match reason {
+                    Reason::Timeout => format!(
+                        "detected: no heartbeat on any link for {}",
+                        ipfailover::settings::format_duration(self.core.timeout())
+                    ),
+                    Reason::Goodbye => "detected: the peer said goodbye".to_string(),
+                    Reason::PeerReturned => format!(
+                        "detected: {} consecutive heartbeats on one link",
+                        self.core.config().release_after
+                    ),
+                    other => format!("started: {}", notices::reason_text(other)),
+                };
+                t.at(now, what);
+                self.timeline = Some(t);
+                self.episode_failures.clear();
+            }
+            _ => {
+                if let Some(t) = self.timeline.as_mut() {
+                    if from.as_str() != to.as_str() {
+                        t.at(
+                            Instant::now(),
+                            format!("{} ({})", to.as_str(), reason.as_str()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The notice of a completed takeover or release, with its timeline.
+    fn episode_notice(&mut self, now: Instant, subject: String, what: String) {
+        let timeline = self.timeline.take().map(|t| t.render()).unwrap_or_default();
+        let mut body = format!(
+            "{what}\n\nTimeline (ms from the detection):\n{timeline}\nLinks now:\n{}",
+            self.links_text(now)
+        );
+        if !self.episode_failures.is_empty() {
+            body.push_str("\nHooks that failed:\n");
+            body.push_str(&self.episode_failures);
+        }
+        body.push_str(&format!(
+            "\n-- failoverd on {}; status in {}\n",
+            self.hostname,
+            self.status_file.path().display()
+        ));
+        self.episode_failures.clear();
+        self.send_notice(subject, body);
     }
 
     fn add_addresses(&mut self) -> bool {
@@ -642,7 +781,13 @@ impl Shell {
             match self.backend.add(p) {
                 Ok(true) => {
                     *held = true;
-                    log::info!("added {}/{} to {}", p.addr, p.prefix, p.iface)
+                    log::info!("added {}/{} to {}", p.addr, p.prefix, p.iface);
+                    if let Some(t) = self.timeline.as_mut() {
+                        t.at(
+                            Instant::now(),
+                            format!("added {}/{} to {}", p.addr, p.prefix, p.iface),
+                        );
+                    }
                 }
                 Ok(false) => {
                     *held = true;
@@ -663,7 +808,13 @@ impl Shell {
             match self.backend.remove(p) {
                 Ok(true) => {
                     *held = false;
-                    log::info!("removed {} from {}", p.addr, p.iface)
+                    log::info!("removed {} from {}", p.addr, p.iface);
+                    if let Some(t) = self.timeline.as_mut() {
+                        t.at(
+                            Instant::now(),
+                            format!("removed {} from {}", p.addr, p.iface),
+                        );
+                    }
                 }
                 Ok(false) => {
                     *held = false;
@@ -733,35 +884,88 @@ impl Shell {
                 _ => &self.socket4,
             };
             match udp::send_to(socket, &bytes, to) {
-                Ok(()) => log::info!("told the primary at {to} that its addresses are released"),
+                Ok(()) => {
+                    log::info!("told the primary at {to} that its addresses are released");
+                    if let Some(t) = self.timeline.as_mut() {
+                        t.at(
+                            Instant::now(),
+                            format!("told the primary at {to} (released)"),
+                        );
+                    }
+                }
                 Err(e) => log::warn!("sending `released` to {to}: {e}"),
             }
         }
     }
 
-    fn notify(&mut self, notice: &Notice) {
+    fn notify(&mut self, now: Instant, notice: &Notice) {
+        let ctx = self.context();
         match notice {
-            Notice::TookOver(reason) => log::warn!(
-                "took over {} from {} ({reason})",
-                self.addr_list(),
-                self.peer_name()
-            ),
-            Notice::Released(reason) => log::warn!(
-                "released {} to {} ({reason})",
-                self.addr_list(),
-                self.peer_name()
-            ),
-            Notice::TakeoverRefused => log::warn!(
-                "the Test hook refused to take over {} from {}; retrying while it stays silent",
-                self.addr_list(),
-                self.peer_name()
-            ),
-            Notice::LinkLost(link) => log::warn!(
-                "network anomaly: no heartbeat from {link} for {} while another link carries \
-                 them; redundancy is gone",
-                ipfailover::settings::format_duration(self.core.timeout())
-            ),
-            Notice::LinkBack(link) => log::info!("heartbeats from {link} are back"),
+            Notice::TookOver(reason) => {
+                log::warn!("took over {} from {} ({reason})", ctx.addrs, ctx.peer);
+                let what = format!(
+                    "{} took over {} from {} because of: {}.",
+                    ctx.host,
+                    ctx.addrs,
+                    ctx.peer,
+                    notices::reason_text(*reason)
+                );
+                self.episode_notice(now, ctx.took_over(*reason), what);
+            }
+            Notice::Released(reason) => {
+                log::warn!("released {} to {} ({reason})", ctx.addrs, ctx.peer);
+                let what = format!(
+                    "{} gave {} back to {} because of: {}.",
+                    ctx.host,
+                    ctx.addrs,
+                    ctx.peer,
+                    notices::reason_text(*reason)
+                );
+                self.episode_notice(now, ctx.released(*reason), what);
+            }
+            Notice::TakeoverRefused => {
+                log::warn!(
+                    "the Test hook refused to take over {} from {}; retrying while it stays silent",
+                    ctx.addrs,
+                    ctx.peer
+                );
+                let what = format!(
+                    "{} heard nothing from {} for {}, but its Test hook refused the takeover. \
+                     It tries again every {} while the peer stays silent; you get this mail once \
+                     per outage.",
+                    ctx.host,
+                    ctx.peer,
+                    ipfailover::settings::format_duration(self.core.timeout()),
+                    ipfailover::settings::format_duration(self.core.timeout())
+                );
+                self.episode_notice(now, ctx.refused(), what);
+            }
+            Notice::LinkLost(link) => {
+                log::warn!(
+                    "network anomaly: no heartbeat from {link} for {} while another link carries \
+                     them; redundancy is gone",
+                    ipfailover::settings::format_duration(self.core.timeout())
+                );
+                let body = format!(
+                    "No heartbeat from {} has arrived via {link} for {}, while another link still \
+                     carries them. This is not a takeover: the peer is alive. But one more failure \
+                     and the two hosts can no longer tell a dead peer from a cut network.\n\n\
+                     Links now:\n{}",
+                    ctx.peer,
+                    ipfailover::settings::format_duration(self.core.timeout()),
+                    self.links_text(now)
+                );
+                self.send_notice(ctx.link_lost(&link.to_string()), body);
+            }
+            Notice::LinkBack(link) => {
+                log::info!("heartbeats from {link} are back");
+                let body = format!(
+                    "Heartbeats from {} arrive via {link} again.\n\nLinks now:\n{}",
+                    ctx.peer,
+                    self.links_text(now)
+                );
+                self.send_notice(ctx.link_back(&link.to_string()), body);
+            }
         }
     }
 

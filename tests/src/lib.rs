@@ -502,7 +502,7 @@ impl Drop for Lab {
                 .stderr(Stdio::null())
                 .status();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("IPFAILOVER_LAB_KEEP").is_some() {
             eprintln!("lab files kept for inspection in {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);

@@ -1,0 +1,288 @@
+//! What failoverd tells the administrator: subjects and bodies of its notices, and the
+//! millisecond timeline of a takeover or release. Pure text; the shell sends it.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use ipfailover::failover::Reason;
+use ipfailover_os::hooks::{HookStatus, PhaseReport};
+
+/// Events of one takeover or release, in milliseconds from its detection.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    start: Instant,
+    entries: Vec<(Instant, String)>,
+}
+
+impl Timeline {
+    /// A timeline whose zero is `start` (the detection).
+    pub fn new(start: Instant) -> Timeline {
+        Timeline {
+            start,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Records what happened at `at` (before the start is fine: last heartbeats).
+    pub fn at(&mut self, at: Instant, what: impl Into<String>) {
+        self.entries.push((at, what.into()));
+    }
+
+    /// Records every hook of a phase at the time it started.
+    pub fn hooks(&mut self, phase_start: Instant, report: &PhaseReport) {
+        if report.results.is_empty() {
+            let note = match &report.dir_refused {
+                Some(why) => format!("{} hooks not run: {why}", report.phase.as_str()),
+                None => format!("{} hooks: none", report.phase.as_str()),
+            };
+            self.at(phase_start, note);
+            return;
+        }
+        if let Some(why) = &report.dir_refused {
+            self.at(
+                phase_start,
+                format!("{} hooks not run: {why}", report.phase.as_str()),
+            );
+        }
+        for r in &report.results {
+            self.at(
+                phase_start + r.started_after,
+                format!("{}: {} in {} ms", r.name, r.status, r.duration.as_millis()),
+            );
+        }
+    }
+
+    /// The timeline as aligned lines, `+ms` / `-ms` from the detection.
+    pub fn render(&self) -> String {
+        let mut entries: Vec<&(Instant, String)> = self.entries.iter().collect();
+        entries.sort_by_key(|(t, _)| *t);
+        let mut out = String::new();
+        for (t, what) in entries {
+            let ms = if *t >= self.start {
+                i128::try_from(t.duration_since(self.start).as_millis()).unwrap_or(i128::MAX)
+            } else {
+                -i128::try_from(self.start.duration_since(*t).as_millis()).unwrap_or(i128::MAX)
+            };
+            let _ = writeln!(out, "  {ms:>+8} ms  {what}");
+        }
+        out
+    }
+}
+
+/// Words for a reason, as a person would say it.
+pub fn reason_text(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Timeout => "heartbeat timeout",
+        Reason::Goodbye => "the peer said goodbye",
+        Reason::PeerReturned => "the peer is back",
+        Reason::Shutdown => "failoverd is stopping",
+        Reason::Manual => "asked by an administrator",
+        Reason::BootGraceOver => "start-up",
+        Reason::Reconcile => "found held at start",
+        Reason::TestRefused => "Test refused",
+        Reason::PeerAlive => "the peer answered",
+    }
+}
+
+/// Who is telling what about which addresses.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// This host's name.
+    pub host: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The addresses taken over, space-separated.
+    pub addrs: String,
+}
+
+impl Context {
+    /// Subject of a takeover notice.
+    pub fn took_over(&self, reason: Reason) -> String {
+        format!(
+            "[ipfailover] {} took over {} from {} ({})",
+            self.host,
+            self.addrs,
+            self.peer,
+            reason_text(reason)
+        )
+    }
+
+    /// Subject of a release notice.
+    pub fn released(&self, reason: Reason) -> String {
+        format!(
+            "[ipfailover] {} released {} to {} ({})",
+            self.host,
+            self.addrs,
+            self.peer,
+            reason_text(reason)
+        )
+    }
+
+    /// Subject of a refused takeover.
+    pub fn refused(&self) -> String {
+        format!(
+            "[ipfailover] {} did not take over {} from {}: the Test hook refused",
+            self.host, self.addrs, self.peer
+        )
+    }
+
+    /// Subject of a failed or refused hook.
+    pub fn hook_failed(&self, report: &PhaseReport) -> String {
+        let names: Vec<String> = report
+            .failures()
+            .map(|r| match r.status {
+                HookStatus::Refused(_) => format!("{} (refused)", r.name),
+                _ => r.name.clone(),
+            })
+            .collect();
+        if names.is_empty() {
+            format!(
+                "[ipfailover] {}: {} hooks not run (unsafe directory)",
+                self.host,
+                report.phase.as_str()
+            )
+        } else {
+            format!(
+                "[ipfailover] {}: hook {} failed during {} of {}",
+                self.host,
+                names.join(", "),
+                report.phase.as_str(),
+                self.addrs
+            )
+        }
+    }
+
+    /// Subject of a lost link (redundancy gone).
+    pub fn link_lost(&self, link: &str) -> String {
+        format!(
+            "[ipfailover] {}: network anomaly: no heartbeats from {} via {} (redundancy lost)",
+            self.host, self.peer, link
+        )
+    }
+
+    /// Subject of a link back.
+    pub fn link_back(&self, link: &str) -> String {
+        format!(
+            "[ipfailover] {}: heartbeats from {} via {} are back",
+            self.host, self.peer, link
+        )
+    }
+}
+
+/// The failing hooks of a report, each with the tail of its output.
+pub fn hook_failures(report: &PhaseReport) -> String {
+    let mut out = String::new();
+    if let Some(why) = &report.dir_refused {
+        let _ = writeln!(
+            out,
+            "The {} hooks were not run: {why}",
+            report.phase.as_str()
+        );
+    }
+    for r in report.failures() {
+        let _ = writeln!(
+            out,
+            "Hook {} ({}): {} after {} ms",
+            r.name,
+            report.phase.as_str(),
+            r.status,
+            r.duration.as_millis()
+        );
+        let output = r.output.trim_end();
+        if !output.is_empty() {
+            let _ = writeln!(out, "Its output ends with:");
+            for line in output.lines() {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipfailover::failover::HookPhase;
+    use ipfailover_os::hooks::HookResult;
+    use std::time::Duration;
+
+    #[test]
+    fn timeline_is_sorted_and_signed_from_the_detection() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let mut t = Timeline::new(t0);
+        t.at(
+            t0 + Duration::from_millis(16),
+            "added 198.51.100.10/24 to eth0",
+        );
+        t.at(
+            t0 - Duration::from_millis(1003),
+            "last heartbeat via 198.51.100.10",
+        );
+        t.at(t0, "detected");
+        let text = t.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "     -1003 ms  last heartbeat via 198.51.100.10");
+        assert_eq!(lines[1], "        +0 ms  detected");
+        assert_eq!(lines[2], "       +16 ms  added 198.51.100.10/24 to eth0");
+    }
+
+    #[test]
+    fn subjects_name_the_host_the_event_and_the_address() {
+        let c = Context {
+            host: "sec-1".into(),
+            peer: "10.0.0.100".into(),
+            addrs: "10.0.0.100".into(),
+        };
+        assert_eq!(
+            c.took_over(Reason::Timeout),
+            "[ipfailover] sec-1 took over 10.0.0.100 from 10.0.0.100 (heartbeat timeout)"
+        );
+        assert!(c
+            .released(Reason::PeerReturned)
+            .contains("released 10.0.0.100 to 10.0.0.100"));
+        assert!(c.link_lost("203.0.113.10").contains("redundancy lost"));
+    }
+
+    #[test]
+    fn hook_failures_carry_the_output_tail() {
+        let report = PhaseReport {
+            phase: HookPhase::PostAcq,
+            reason: Reason::Timeout,
+            results: vec![
+                HookResult {
+                    name: "PostAcq-1".into(),
+                    status: HookStatus::Exited(3),
+                    started_after: Duration::ZERO,
+                    duration: Duration::from_millis(42),
+                    output: "starting nginx\nnginx: bind failed\n".into(),
+                },
+                HookResult {
+                    name: "PostAcq-2".into(),
+                    status: HookStatus::Refused("writable by others (mode 0757)".into()),
+                    started_after: Duration::ZERO,
+                    duration: Duration::ZERO,
+                    output: String::new(),
+                },
+            ],
+            skipped: vec![],
+            dir_refused: None,
+            duration: Duration::from_millis(42),
+        };
+        let c = Context {
+            host: "sec".into(),
+            peer: "p".into(),
+            addrs: "a".into(),
+        };
+        assert_eq!(
+            c.hook_failed(&report),
+            "[ipfailover] sec: hook PostAcq-1, PostAcq-2 (refused) failed during PostAcq of a"
+        );
+        let body = hook_failures(&report);
+        assert!(
+            body.contains("Hook PostAcq-1 (PostAcq): exit 3 after 42 ms"),
+            "{body}"
+        );
+        assert!(body.contains("  | nginx: bind failed"), "{body}");
+        assert!(body.contains("refused: writable by others"), "{body}");
+    }
+}
