@@ -1,0 +1,26 @@
+//! The sample hooks in hooks-template/ work: their own test script (fake systemctl, launchctl,
+//! ping and mount for idempotence, and the real ping in namespaces of its own) passes.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn hooks_template_test_script_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .join("hooks-template");
+    let out = Command::new("bash")
+        .arg(dir.join("test.sh"))
+        .env("IPFO_HOOKS_NETNS", "require")
+        .output()
+        .expect("bash");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(out.status.success(), "hooks-template/test.sh failed:\n{text}");
+    assert!(last.ends_with(" 0 failed"), "unexpected summary: {last}");
+}
