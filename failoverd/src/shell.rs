@@ -19,6 +19,7 @@ use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcer;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
+use ipfailover_os::mail::{self, MailSettings, Mailer};
 
 use crate::notices::{self, Context, Timeline};
 use ipfailover_os::status_file::StatusFile;
@@ -35,6 +36,9 @@ const HOOK_OUTPUT: Token = Token(3);
 
 /// Datagrams read per socket per loop turn: under a flood, deadlines are still honoured.
 const READ_BUDGET: usize = 256;
+
+/// At exit, how long pending mail may take.
+const MAIL_GRACE: Duration = Duration::from_secs(5);
 
 /// The status file is rewritten at least this often (SPEC §7 asks for 5 s).
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
@@ -108,6 +112,8 @@ pub(crate) struct Shell {
     timeline: Option<Timeline>,
     /// Hook failures during the takeover or release under way, for its notice.
     episode_failures: String,
+    /// The mail worker, when FAILOVER_EMAIL_RECIPIENT is set.
+    mailer: Option<Mailer>,
 }
 
 impl Shell {
@@ -185,6 +191,12 @@ impl Shell {
             );
         }
         let hostname = daemon::hostname();
+        let mailer = match mail_settings(&settings, &hostname) {
+            Some(ms) => Some(Mailer::start(ms).map_err(|e| {
+                StartError::config(format!("FAILOVER_EMAIL_TRANSPORT / _RECIPIENT: {e}"))
+            })?),
+            None => None,
+        };
         let status = Status::new(
             "failoverd",
             env!("CARGO_PKG_VERSION"),
@@ -207,6 +219,7 @@ impl Shell {
             hook_phase_start: now,
             timeline: None,
             episode_failures: String::new(),
+            mailer,
             status,
             status_file: StatusFile::new(&settings.state_dir, "failoverd"),
             status_written: now,
@@ -283,6 +296,10 @@ impl Shell {
             }
             if self.exit {
                 self.hooks.shutdown(Duration::from_secs(2));
+                if let Some(m) = self.mailer.take() {
+                    // The release notice is still on its way: give it a few seconds.
+                    m.shutdown(MAIL_GRACE);
+                }
                 log::info!("failoverd stopped");
                 return Ok(());
             }
@@ -313,6 +330,12 @@ impl Shell {
                 held: *held,
             })
             .collect();
+        if let Some(m) = &self.mailer {
+            let ms = m.stats();
+            s.counters.mails_sent = ms.sent;
+            s.counters.mails_failed = ms.failed_attempts;
+            s.counters.mails_dropped = ms.dropped;
+        }
         let c = self.receiver.counters();
         s.counters.accepted = c.accepted;
         s.counters.dropped = c
@@ -387,6 +410,9 @@ impl Shell {
     fn send_notice(&mut self, subject: String, body: String) {
         log::info!("notice: {subject}");
         log::debug!("notice body:\n{body}");
+        if let Some(m) = &self.mailer {
+            m.send(mail::Notice { subject, body });
+        }
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -625,6 +651,19 @@ impl Shell {
                 self.held = vec![false; pairs.len()];
                 self.pairs = pairs;
             }
+        }
+        match (mail_settings(&settings, &self.hostname), &self.mailer) {
+            (Some(ms), Some(m)) => m.reconfigure(ms),
+            (Some(ms), None) => match Mailer::start(ms) {
+                Ok(m) => self.mailer = Some(m),
+                Err(e) => log::error!("SIGHUP: mail settings: {e}; no mail is sent"),
+            },
+            (None, Some(_)) => {
+                if let Some(m) = self.mailer.take() {
+                    m.shutdown(MAIL_GRACE);
+                }
+            }
+            (None, None) => {}
         }
         let config = core_config(&settings, &self.pairs);
         let (hook_dir, hook_env) = hook_settings(&settings);
@@ -1002,6 +1041,24 @@ fn resolve_pairs(settings: &Settings) -> Result<Vec<ResolvedPair>, String> {
             errors.join("; ")
         ))
     }
+}
+
+/// Where notices go, if anywhere.
+fn mail_settings(settings: &Settings, hostname: &str) -> Option<MailSettings> {
+    if settings.email_recipients.is_empty() {
+        return None;
+    }
+    Some(MailSettings {
+        transport: settings.email_transport.clone(),
+        from: settings
+            .email_from
+            .clone()
+            .unwrap_or_else(|| format!("failover@{hostname}")),
+        recipients: settings.email_recipients.clone(),
+        hostname: hostname.to_string(),
+        min_gap: mail::DEFAULT_MIN_GAP,
+        give_up_after: mail::DEFAULT_GIVE_UP,
+    })
 }
 
 /// The peer's hook directory and what hooks are told.

@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod hooks;
 pub mod ifconfig;
 pub mod interfaces;
+pub mod mail;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod status_file;

@@ -122,9 +122,12 @@ pub struct CounterStatus {
     /// Mails sent.
     #[serde(default)]
     pub mails_sent: u64,
-    /// Mails that could not be sent.
+    /// Failed attempts to send mail (each is retried with back-off).
     #[serde(default)]
     pub mails_failed: u64,
+    /// Notices given up after retrying for an hour.
+    #[serde(default)]
+    pub mails_dropped: u64,
     /// Takeovers completed.
     #[serde(default)]
     pub takeovers: u64,

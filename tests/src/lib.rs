@@ -464,6 +464,86 @@ impl Lab {
         self.procs.len() - 1
     }
 
+    /// Starts any command inside a host's namespace, output to `<name>.log`.
+    pub fn spawn_cmd(&mut self, host: Host, name: &str, argv: &[&str]) -> usize {
+        let log = self.dir.join(format!("{name}.log"));
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let ns = self.ns(host);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log file"))
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        self.procs.push(Proc {
+            child,
+            log,
+            name: name.to_string(),
+        });
+        self.procs.len() - 1
+    }
+
+    /// Starts a real SMTP server (Debian's aiosmtpd) on 127.0.0.1:`port` inside `host`'s
+    /// namespace, storing what it receives in the Maildir `<lab>/maildir`.
+    pub fn start_smtp(&mut self, host: Host, port: u16) -> usize {
+        let maildir = self.dir.join("maildir").to_string_lossy().into_owned();
+        let listen = format!("127.0.0.1:{port}");
+        let idx = self.spawn_cmd(
+            host,
+            "smtp",
+            &[
+                "/usr/bin/python3",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &listen,
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                &maildir,
+            ],
+        );
+        let ok = wait_for(Duration::from_secs(10), || {
+            self.exec_ok(
+                host,
+                &[
+                    "/usr/bin/python3",
+                    "-c",
+                    &format!("import socket; socket.create_connection(('127.0.0.1', {port}), 1)"),
+                ],
+            )
+        });
+        assert!(
+            ok.is_some(),
+            "aiosmtpd did not start (package python3-aiosmtpd, run with /usr/bin/python3):\n{}",
+            self.procs[idx].log_text()
+        );
+        idx
+    }
+
+    /// The messages the lab's SMTP server stored, oldest first (raw RFC 5322 text).
+    pub fn mails(&self) -> Vec<String> {
+        let dir = self.dir.join("maildir").join("new");
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let m = e.metadata().ok()?;
+                        Some((m.modified().ok()?, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|(_, p)| read(p)).collect()
+    }
+
     /// A process started by [`Lab::spawn`].
     pub fn proc(&mut self, idx: usize) -> &mut Proc {
         &mut self.procs[idx]
