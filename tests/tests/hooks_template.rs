@@ -20,7 +20,14 @@ fn hooks_template_test_script_passes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    assert!(out.status.success(), "hooks-template/test.sh failed:\n{text}");
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        out.status.success(),
+        "hooks-template/test.sh failed:\n{text}"
+    );
     assert!(last.ends_with(" 0 failed"), "unexpected summary: {last}");
 }
