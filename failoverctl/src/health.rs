@@ -1,0 +1,734 @@
+//! The verdict: healthy, degraded or down, with the reasons in words. Pure: it reads what
+//! [`Seen`] holds and the time it is given, never the clock or the process table.
+//!
+//! The rules, each also a comment above its branch in [`health`]:
+//!
+//! - **down** (exit 2): no status file exists; or every existing one is stale (or unreadable);
+//!   or failoverd is `acquiring`, `acquired` or `releasing`, i.e. this host has taken, holds or
+//!   is giving back the peer's address: failed over.
+//! - **degraded** (exit 1): one of two files is stale (or unreadable); failoverd is in its boot
+//!   grace; failoverd is monitoring and a link is `lost` or `silent`, or no heartbeat has been
+//!   heard yet; heartbeatd is `stopped`; failoverd is `stopped`; a state failoverctl does not
+//!   know.
+//! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
+//!   heartbeatd.
+
+use ipfailover::status::Status;
+
+use crate::observe::{Daemon, Found, Seen};
+use crate::timefmt::{span, wall};
+
+/// A status file older than this is stale whatever its `refresh_ms` says: the daemons write
+/// at least every 5 s, so three missed writes.
+pub const MIN_STALE_MS: u64 = 15_000;
+
+/// How many refresh periods may pass without a write before a file is stale.
+pub const STALE_REFRESHES: u64 = 3;
+
+/// The overall verdict, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Everything as it should be.
+    Healthy,
+    /// Still protected or still serving, but something needs a look.
+    Degraded,
+    /// Failed over, or nothing running.
+    Down,
+}
+
+impl Level {
+    /// failoverctl's exit code for it.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Level::Healthy => 0,
+            Level::Degraded => 1,
+            Level::Down => 2,
+        }
+    }
+
+    /// Its name in `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Healthy => "healthy",
+            Level::Degraded => "degraded",
+            Level::Down => "down",
+        }
+    }
+}
+
+/// Why a status file cannot be believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// It has not been written for longer than the daemon promises.
+    NotUpdated {
+        /// Since the last write, ms.
+        for_ms: u64,
+    },
+    /// It names this host, and its process no longer exists.
+    ProcessGone {
+        /// The process id in the file.
+        pid: u32,
+        /// Since the last write, ms.
+        for_ms: u64,
+    },
+}
+
+impl Stale {
+    /// The words after `STALE: `.
+    pub fn describe(self) -> String {
+        match self {
+            Stale::NotUpdated { for_ms } => {
+                format!("not updated for {} (daemon not running?)", span(for_ms))
+            }
+            Stale::ProcessGone { pid, for_ms } => format!(
+                "process {pid} no longer exists, not updated for {} (daemon not running?)",
+                span(for_ms)
+            ),
+        }
+    }
+}
+
+/// How far one daemon's file can be believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// No file.
+    Missing,
+    /// A file that is not a readable status.
+    Unreadable(String),
+    /// A status that is out of date.
+    Stale(Stale),
+    /// A status that is current.
+    Fresh,
+}
+
+impl Freshness {
+    /// Whether the file exists but must not be believed (`stale` in `--json`).
+    pub fn is_unusable(&self) -> bool {
+        matches!(self, Freshness::Unreadable(_) | Freshness::Stale(_))
+    }
+}
+
+/// The verdict, its reasons and how far each file can be believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The overall level.
+    pub level: Level,
+    /// Whether failoverd has taken, holds or is giving back the peer's address.
+    pub failed_over: bool,
+    /// Why the level is not healthy, one sentence each.
+    pub reasons: Vec<String>,
+    /// failoverd's file.
+    pub failoverd: Freshness,
+    /// heartbeatd's file.
+    pub heartbeatd: Freshness,
+}
+
+impl Health {
+    /// How far `daemon`'s file can be believed.
+    pub fn of(&self, daemon: Daemon) -> &Freshness {
+        match daemon {
+            Daemon::Failoverd => &self.failoverd,
+            Daemon::Heartbeatd => &self.heartbeatd,
+        }
+    }
+
+    /// The banner: `HEALTHY`, `DEGRADED`, `FAILED OVER` or `DOWN`.
+    pub fn headline(&self) -> &'static str {
+        match self.level {
+            Level::Healthy => "HEALTHY",
+            Level::Degraded => "DEGRADED",
+            Level::Down if self.failed_over => "FAILED OVER",
+            Level::Down => "DOWN",
+        }
+    }
+
+    /// The exit code.
+    pub fn exit_code(&self) -> i32 {
+        self.level.exit_code()
+    }
+}
+
+/// How long a file may go unwritten: `max(3 × refresh_ms, 15 s)`.
+pub fn stale_after_ms(status: &Status) -> u64 {
+    status
+        .refresh_ms
+        .saturating_mul(STALE_REFRESHES)
+        .max(MIN_STALE_MS)
+}
+
+/// How far one file can be believed at `now_ms`. The process is only consulted when the file
+/// names this host (a pid on another host says nothing here).
+pub fn freshness(found: &Found, now_ms: u64, this_host: &str) -> Freshness {
+    match found {
+        Found::Missing => Freshness::Missing,
+        Found::Unreadable { error, .. } => Freshness::Unreadable(error.clone()),
+        Found::Status {
+            status, pid_alive, ..
+        } => {
+            let for_ms = now_ms.saturating_sub(status.updated_at_ms);
+            if status.hostname == this_host && *pid_alive == Some(false) {
+                Freshness::Stale(Stale::ProcessGone {
+                    pid: status.pid,
+                    for_ms,
+                })
+            } else if for_ms > stale_after_ms(status) {
+                Freshness::Stale(Stale::NotUpdated { for_ms })
+            } else {
+                Freshness::Fresh
+            }
+        }
+    }
+}
+
+/// Whether failoverd's state means this host has taken, holds or gives back the peer's address.
+pub fn is_failed_over_state(state: &str) -> bool {
+    matches!(state, "acquiring" | "acquired" | "releasing")
+}
+
+/// The addresses a status says are held, as `a.b.c.d/p on iface`.
+pub fn held_addresses(status: &Status) -> Vec<String> {
+    status
+        .addresses
+        .iter()
+        .filter(|a| a.held)
+        .map(|a| format!("{}/{} on {}", a.address, a.prefix, a.interface))
+        .collect()
+}
+
+/// A link's name for people: `10.0.0.100 (eth0)`.
+pub fn link_name(link: &ipfailover::status::LinkStatus) -> String {
+    match &link.interface {
+        Some(i) => format!("{} ({i})", link.peer_address),
+        None => link.peer_address.clone(),
+    }
+}
+
+/// Age of a link's last heartbeat at `now_ms`: its age when the file was written plus the time
+/// since.
+pub fn link_age_ms(status: &Status, link: &ipfailover::status::LinkStatus, now_ms: u64) -> u64 {
+    link.last_heartbeat_age_ms
+        .saturating_add(now_ms.saturating_sub(status.updated_at_ms))
+}
+
+/// The latest transition into the current state, if the file still has it.
+pub fn entered(status: &Status) -> Option<&ipfailover::status::TransitionStatus> {
+    status
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.to == status.state)
+}
+
+/// Judges what was found; see the module documentation for the rules.
+pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
+    let fo = freshness(&seen.failoverd, now_ms, this_host);
+    let hb = freshness(&seen.heartbeatd, now_ms, this_host);
+    let mut level = Level::Healthy;
+    let mut failed_over = false;
+    let mut reasons = Vec::new();
+    let mut raise = |l: Level, reason: String, reasons: &mut Vec<String>| {
+        level = level.max(l);
+        reasons.push(reason);
+    };
+
+    let existing = [&fo, &hb]
+        .iter()
+        .filter(|f| !matches!(f, Freshness::Missing))
+        .count();
+    let unusable = [&fo, &hb].iter().filter(|f| f.is_unusable()).count();
+
+    // No status file at all: neither daemon runs here, or we look in the wrong place.
+    if existing == 0 {
+        raise(
+            Level::Down,
+            format!(
+                "no status file in {}: neither failoverd nor heartbeatd is running here \
+                 (or the state directory is another one)",
+                seen.dir.display()
+            ),
+            &mut reasons,
+        );
+    }
+    // Every file there is stale: whatever ran here has stopped. One of two stale: half of it.
+    let unusable_level = if existing > 0 && unusable == existing {
+        Level::Down
+    } else {
+        Level::Degraded
+    };
+    for (daemon, f) in [(Daemon::Failoverd, &fo), (Daemon::Heartbeatd, &hb)] {
+        let name = daemon.name();
+        match f {
+            Freshness::Stale(s) => {
+                raise(
+                    unusable_level,
+                    format!("{name}: STALE: {}", s.describe()),
+                    &mut reasons,
+                );
+                // A failoverd that died holding the peer's address may have left it on the
+                // interface: say so, since nothing else will.
+                if let Some(status) = seen.get(daemon).status() {
+                    let held = held_addresses(status);
+                    if is_failed_over_state(&status.state) || !held.is_empty() {
+                        reasons.push(format!(
+                            "{name}: its last known state was {}{}: check whether this host \
+                             still holds the peer's address",
+                            status.state,
+                            if held.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", holding {}", held.join(", "))
+                            }
+                        ));
+                    }
+                }
+            }
+            Freshness::Unreadable(e) => {
+                raise(
+                    unusable_level,
+                    format!("{name}: unreadable status file: {e}"),
+                    &mut reasons,
+                );
+            }
+            Freshness::Missing | Freshness::Fresh => {}
+        }
+    }
+
+    if let (Freshness::Fresh, Some(s)) = (&fo, seen.failoverd.status()) {
+        let peer = s.peer.as_deref().unwrap_or("the peer");
+        let since = entered(s)
+            .map(|t| format!(" since {} UTC ({})", wall(t.at_ms, now_ms), t.reason))
+            .unwrap_or_default();
+        let addrs = |held_only: bool| {
+            let list: Vec<String> = s
+                .addresses
+                .iter()
+                .filter(|a| a.held || !held_only)
+                .map(|a| a.address.clone())
+                .collect();
+            if list.is_empty() {
+                "its addresses".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
+        match s.state.as_str() {
+            // This host holds, or is moving, the peer's address: the pair has failed over.
+            "acquiring" => {
+                failed_over = true;
+                raise(
+                    Level::Down,
+                    format!(
+                        "failed over: failoverd on {} is taking over {} from peer {peer}{since}",
+                        s.hostname,
+                        addrs(false)
+                    ),
+                    &mut reasons,
+                );
+            }
+            "acquired" => {
+                failed_over = true;
+                raise(
+                    Level::Down,
+                    format!(
+                        "failed over: failoverd on {} holds {} for peer {peer}{since}",
+                        s.hostname,
+                        addrs(true)
+                    ),
+                    &mut reasons,
+                );
+            }
+            "releasing" => {
+                failed_over = true;
+                raise(
+                    Level::Down,
+                    format!(
+                        "failed over: failoverd on {} is giving {} back to peer {peer}{since}",
+                        s.hostname,
+                        addrs(false)
+                    ),
+                    &mut reasons,
+                );
+            }
+            // In its boot grace failoverd does not judge the peer yet: nothing is protected.
+            "boot-grace" => raise(
+                Level::Degraded,
+                format!(
+                    "failoverd is in its boot grace period{}: it does not judge peer {peer} yet",
+                    s.timeout_ms
+                        .map(|t| format!(" ({})", span(t)))
+                        .unwrap_or_default()
+                ),
+                &mut reasons,
+            ),
+            // Monitoring: each link that is not up is a reason; so is a peer never heard.
+            "monitoring" => {
+                if s.links.is_empty() {
+                    raise(
+                        Level::Degraded,
+                        format!("failoverd has heard no heartbeat from peer {peer} yet"),
+                        &mut reasons,
+                    );
+                }
+                for link in &s.links {
+                    let age = span(link_age_ms(s, link, now_ms));
+                    let name = link_name(link);
+                    match link.state.as_str() {
+                        "up" => {}
+                        "lost" => raise(
+                            Level::Degraded,
+                            format!(
+                                "failoverd: link {name} is lost: no heartbeat for {age} while \
+                                 another link still carries them (no redundancy left)"
+                            ),
+                            &mut reasons,
+                        ),
+                        "silent" => raise(
+                            Level::Degraded,
+                            format!(
+                                "failoverd: link {name} is silent: no heartbeat for {age}, and \
+                                 none on any other link either, yet no takeover"
+                            ),
+                            &mut reasons,
+                        ),
+                        other => raise(
+                            Level::Degraded,
+                            format!("failoverd: link {name} is in an unknown state {other:?}"),
+                            &mut reasons,
+                        ),
+                    }
+                }
+            }
+            // A stopped failoverd watches nothing (it normally exits right after writing this).
+            "stopped" => raise(
+                Level::Degraded,
+                format!("failoverd has stopped: nobody watches peer {peer}"),
+                &mut reasons,
+            ),
+            other => raise(
+                Level::Degraded,
+                format!("failoverd reports a state failoverctl does not know: {other:?}"),
+                &mut reasons,
+            ),
+        }
+    }
+
+    if let (Freshness::Fresh, Some(s)) = (&hb, seen.heartbeatd.status()) {
+        match s.state.as_str() {
+            "sending" => {}
+            // A stopped heartbeatd has said goodbye: the secondary takes over, if there is one.
+            "stopped" => raise(
+                Level::Degraded,
+                format!(
+                    "heartbeatd on {} has stopped sending heartbeats: the secondary takes over",
+                    s.hostname
+                ),
+                &mut reasons,
+            ),
+            other => raise(
+                Level::Degraded,
+                format!("heartbeatd reports a state failoverctl does not know: {other:?}"),
+                &mut reasons,
+            ),
+        }
+    }
+
+    Health {
+        level,
+        failed_over,
+        reasons,
+        failoverd: fo,
+        heartbeatd: hb,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::PathBuf;
+
+    use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
+
+    use super::*;
+
+    /// 2024-02-29 14:03:04 UTC.
+    pub const NOW: u64 = 1_709_215_384_000;
+    pub const HOST: &str = "sec-1";
+
+    pub fn link(addr: &str, iface: &str, state: &str, age_ms: u64, n: u64) -> LinkStatus {
+        LinkStatus {
+            peer_address: addr.into(),
+            interface: Some(iface.into()),
+            last_heartbeat_age_ms: age_ms,
+            heartbeats: n,
+            state: state.into(),
+        }
+    }
+
+    /// failoverd on sec-1, up 3h12m, watching 10.0.0.100 on two links, both up.
+    pub fn failoverd() -> Status {
+        let started = NOW - (3 * 3600 + 12 * 60) * 1000;
+        let mut s = Status::new("failoverd", "0.1.0", 412, HOST, started);
+        s.updated_at_ms = NOW - 500;
+        s.refresh_ms = 5_000;
+        s.state = "monitoring".into();
+        s.peer = Some("10.0.0.100".into());
+        s.timeout_ms = Some(3_000);
+        s.interval_ms = Some(1_000);
+        s.links = vec![
+            link("10.0.0.100", "eth0", "up", 200, 4021),
+            link("192.168.0.1", "eth1", "up", 300, 4233),
+        ];
+        s.addresses = vec![AddressStatus {
+            interface: "eth0".into(),
+            address: "10.0.0.100".into(),
+            prefix: 24,
+            held: false,
+        }];
+        s.push_transition(TransitionStatus {
+            at_ms: started + 3_000,
+            from: "boot-grace".into(),
+            to: "monitoring".into(),
+            reason: "boot-grace-over".into(),
+            duration_ms: 3_000,
+        });
+        s.counters.accepted = 8254;
+        s.counters.dropped.insert("bad-tag".into(), 10);
+        s.counters.dropped.insert("replay".into(), 2);
+        s
+    }
+
+    /// failoverd after a takeover at 12:01:07 UTC on the primary's silence.
+    pub fn failed_over() -> Status {
+        let mut s = failoverd();
+        let at = NOW - (2 * 3600 + 60 + 57) * 1000;
+        s.state = "acquired".into();
+        s.links = vec![
+            link("10.0.0.100", "eth0", "silent", 7_320_000, 4021),
+            link("192.168.0.1", "eth1", "silent", 7_321_000, 4233),
+        ];
+        s.addresses[0].held = true;
+        s.push_transition(TransitionStatus {
+            at_ms: at,
+            from: "monitoring".into(),
+            to: "acquiring".into(),
+            reason: "timeout".into(),
+            duration_ms: 3_600_000,
+        });
+        s.push_transition(TransitionStatus {
+            at_ms: at + 120,
+            from: "acquiring".into(),
+            to: "acquired".into(),
+            reason: "timeout".into(),
+            duration_ms: 120,
+        });
+        s.counters.hooks_run = 4;
+        s.counters.mails_sent = 2;
+        s.counters.takeovers = 1;
+        s
+    }
+
+    /// heartbeatd on pri-1, sending every second on two subnets.
+    pub fn heartbeatd() -> Status {
+        let mut s = Status::new("heartbeatd", "0.1.0", 99, "pri-1", NOW - 11_520_000);
+        s.updated_at_ms = NOW - 800;
+        s.refresh_ms = 1_000;
+        s.state = "sending".into();
+        s.interval_ms = Some(1_000);
+        s.destinations = vec!["10.0.0.255:1694".into(), "192.168.0.255:1694".into()];
+        s.counters.sent = 11520;
+        s
+    }
+
+    pub fn found(s: Status) -> Found {
+        let raw = serde_json::to_value(&s).unwrap();
+        let pid_alive = (s.hostname == HOST).then_some(true);
+        Found::Status {
+            status: Box::new(s),
+            raw,
+            pid_alive,
+        }
+    }
+
+    pub fn seen(fo: Option<Status>, hb: Option<Status>) -> Seen {
+        Seen {
+            dir: PathBuf::from("/var/run/ipfailover"),
+            failoverd: fo.map(found).unwrap_or(Found::Missing),
+            heartbeatd: hb.map(found).unwrap_or(Found::Missing),
+        }
+    }
+
+    fn judge(fo: Option<Status>, hb: Option<Status>) -> Health {
+        health(&seen(fo, hb), NOW, HOST)
+    }
+
+    #[test]
+    fn healthy_pair_and_single_daemons() {
+        for (fo, hb) in [
+            (Some(failoverd()), Some(heartbeatd())),
+            (Some(failoverd()), None),
+            (None, Some(heartbeatd())),
+        ] {
+            let h = judge(fo, hb);
+            assert_eq!(h.level, Level::Healthy, "{:?}", h.reasons);
+            assert!(h.reasons.is_empty());
+            assert_eq!(h.exit_code(), 0);
+            assert_eq!(h.headline(), "HEALTHY");
+        }
+    }
+
+    #[test]
+    fn a_lost_link_degrades() {
+        let mut s = failoverd();
+        s.links[0] = link("10.0.0.100", "eth0", "lost", 133_000, 4021);
+        let h = judge(Some(s), Some(heartbeatd()));
+        assert_eq!(h.level, Level::Degraded);
+        assert_eq!(h.exit_code(), 1);
+        assert_eq!(h.reasons.len(), 1, "{:?}", h.reasons);
+        assert!(h.reasons[0].contains("link 10.0.0.100 (eth0) is lost"));
+        // The age counts the time since the file was written.
+        assert!(
+            h.reasons[0].contains("no heartbeat for 2m13s"),
+            "{:?}",
+            h.reasons
+        );
+    }
+
+    #[test]
+    fn a_silent_link_boot_grace_and_no_heartbeat_yet_degrade() {
+        let mut s = failoverd();
+        s.links[1].state = "silent".into();
+        assert_eq!(judge(Some(s), None).level, Level::Degraded);
+        let mut s = failoverd();
+        s.state = "boot-grace".into();
+        let h = judge(Some(s), None);
+        assert_eq!(h.level, Level::Degraded);
+        assert!(h.reasons[0].contains("boot grace"), "{:?}", h.reasons);
+        let mut s = failoverd();
+        s.links.clear();
+        let h = judge(Some(s), None);
+        assert_eq!(h.level, Level::Degraded);
+        assert!(h.reasons[0].contains("no heartbeat"), "{:?}", h.reasons);
+        let mut s = heartbeatd();
+        s.state = "stopped".into();
+        let h = judge(Some(failoverd()), Some(s));
+        assert_eq!(h.level, Level::Degraded);
+        assert!(h.reasons[0].contains("heartbeatd on pri-1 has stopped"));
+    }
+
+    #[test]
+    fn failed_over_is_down() {
+        for state in ["acquiring", "acquired", "releasing"] {
+            let mut s = failed_over();
+            s.state = state.into();
+            let h = judge(Some(s), Some(heartbeatd()));
+            assert_eq!(h.level, Level::Down, "{state}");
+            assert!(h.failed_over);
+            assert_eq!(h.exit_code(), 2);
+            assert_eq!(h.headline(), "FAILED OVER");
+        }
+        let h = judge(Some(failed_over()), None);
+        assert_eq!(
+            h.reasons,
+            [
+                "failed over: failoverd on sec-1 holds 10.0.0.100 for peer 10.0.0.100 since \
+              12:01:07 UTC (timeout)"
+            ]
+        );
+        // Silent links while acquired are the takeover's cause, not another reason.
+        assert_eq!(h.reasons.len(), 1);
+    }
+
+    #[test]
+    fn staleness_by_age_and_by_process() {
+        // At the limit: max(3 × 5 s, 15 s) = 15 s.
+        let mut s = failoverd();
+        s.updated_at_ms = NOW - 15_000;
+        assert_eq!(judge(Some(s.clone()), None).level, Level::Healthy);
+        s.updated_at_ms = NOW - 15_001;
+        let h = judge(Some(s.clone()), None);
+        assert_eq!(h.level, Level::Down, "the only file is stale");
+        assert_eq!(
+            h.failoverd,
+            Freshness::Stale(Stale::NotUpdated { for_ms: 15_001 })
+        );
+        assert!(!h.failed_over);
+        // A long refresh period stretches the limit.
+        s.refresh_ms = 60_000;
+        assert_eq!(judge(Some(s), None).level, Level::Healthy);
+        // One of two stale: degraded.
+        let mut s = failoverd();
+        s.updated_at_ms = NOW - 300_000;
+        let h = judge(Some(s), Some(heartbeatd()));
+        assert_eq!(h.level, Level::Degraded);
+        assert_eq!(
+            h.reasons,
+            ["failoverd: STALE: not updated for 5m (daemon not running?)"]
+        );
+        // Both stale: down.
+        let mut s = failoverd();
+        s.updated_at_ms = NOW - 300_000;
+        let mut t = heartbeatd();
+        t.updated_at_ms = NOW - 20_000;
+        let h = judge(Some(s), Some(t));
+        assert_eq!(h.level, Level::Down);
+        assert_eq!(h.reasons.len(), 2);
+        // Fresh by time, but this host's process is gone.
+        let mut seen = seen(Some(failoverd()), Some(heartbeatd()));
+        if let Found::Status { pid_alive, .. } = &mut seen.failoverd {
+            *pid_alive = Some(false);
+        }
+        let h = health(&seen, NOW, HOST);
+        assert_eq!(h.level, Level::Degraded);
+        assert!(matches!(
+            h.failoverd,
+            Freshness::Stale(Stale::ProcessGone { pid: 412, .. })
+        ));
+        assert!(h.reasons[0].contains("process 412 no longer exists"));
+        // The same file read on another host: the pid is not its business.
+        assert_eq!(health(&seen, NOW, "other").level, Level::Healthy);
+    }
+
+    #[test]
+    fn a_stale_failed_over_file_is_never_healthy_and_warns_about_the_address() {
+        let mut s = failed_over();
+        s.updated_at_ms = NOW - 600_000;
+        let h = judge(Some(s), Some(heartbeatd()));
+        assert_eq!(h.level, Level::Degraded);
+        assert!(!h.failed_over, "a stale state is not believed");
+        assert!(
+            h.reasons[1].contains("last known state was acquired, holding 10.0.0.100/24 on eth0"),
+            "{:?}",
+            h.reasons
+        );
+    }
+
+    #[test]
+    fn missing_and_unreadable_files() {
+        let h = judge(None, None);
+        assert_eq!(h.level, Level::Down);
+        assert_eq!(h.headline(), "DOWN");
+        assert!(h.reasons[0].starts_with("no status file in /var/run/ipfailover"));
+        let mut seen = seen(None, Some(heartbeatd()));
+        seen.failoverd = Found::Unreadable {
+            error: "not JSON".into(),
+            raw: None,
+        };
+        let h = health(&seen, NOW, HOST);
+        assert_eq!(h.level, Level::Degraded);
+        assert!(h.failoverd.is_unusable());
+        seen.heartbeatd = Found::Missing;
+        assert_eq!(health(&seen, NOW, HOST).level, Level::Down);
+    }
+
+    #[test]
+    fn unknown_states_are_not_healthy() {
+        let mut s = failoverd();
+        s.state = "dancing".into();
+        assert_eq!(judge(Some(s), None).level, Level::Degraded);
+        let mut s = heartbeatd();
+        s.state = "dancing".into();
+        assert_eq!(judge(None, Some(s)).level, Level::Degraded);
+        let mut s = failoverd();
+        s.state = "stopped".into();
+        assert_eq!(judge(Some(s), None).level, Level::Degraded);
+    }
+}

@@ -1,0 +1,425 @@
+//! failoverctl: the operator's view of ipfailover. `status` reads the status files the daemons
+//! keep in `FAILOVER_STATE_DIR` and says, as text, JSON or an HTML page, whether the pair is
+//! healthy; `check-config` validates a configuration file as the daemons' `-t` would.
+//!
+//! Exit codes of `status` (monitoring systems read them; also in `failoverctl --help`):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | healthy |
+//! | 1 | degraded: one of two status files stale, failoverd in boot grace, a link lost or silent while monitoring, heartbeatd stopped |
+//! | 2 | failed over (failoverd acquiring, holding or releasing the peer's address) or down (no status file, or all stale) |
+//! | 64 | usage error |
+//! | 73 | the `--html` page could not be written |
+//! | 78 | configuration error (`check-config` found problems, or the settings cannot be read) |
+//!
+//! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`]) are pure functions
+//! of what was read ([`observe::Seen`]) and the time; this file does the reading and writing.
+
+mod health;
+mod html;
+mod json;
+mod observe;
+mod text;
+mod timefmt;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Settings};
+use ipfailover_os::daemon::{self, exit, CommonArgs};
+
+use crate::observe::Seen;
+
+/// The --html page could not be written (EX_CANTCREAT).
+const EXIT_CANTCREAT: i32 = 73;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   healthy: every status file is fresh, failoverd monitors with every link up,
+      heartbeatd sends
+  1   degraded: one of the two status files is stale; failoverd is in its boot grace, or
+      monitors while a link is lost or silent (or has heard no heartbeat yet); heartbeatd
+      (or failoverd) has stopped
+  2   failed over or down: failoverd is acquiring, holds or is releasing the peer's
+      address; or there is no status file; or every status file is stale
+  64  usage error
+  73  the --html page could not be written
+  78  configuration error: check-config found problems, or the settings that name the
+      state directory cannot be read
+
+A status file is stale when it was last written more than max(3 x refresh_ms, 15 s) ago, or
+when it names this host and its process no longer exists.";
+
+/// Shows the state of the local ipfailover daemons, and checks configuration files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "failoverctl",
+    version,
+    about,
+    long_about = "Shows the state of the local ipfailover daemons (heartbeatd, failoverd) from \
+                  the status files they keep in FAILOVER_STATE_DIR, as text, JSON or an HTML \
+                  page, and checks configuration files.\n\nWithout a command, runs `status`.",
+    after_help = "Exit codes: 0 healthy, 1 degraded, 2 failed over or down, 64 usage, \
+                  78 configuration error (--help says more).",
+    after_long_help = EXIT_CODES
+)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the daemons' state from their status files (the default command)
+    #[command(after_long_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// Validate the configuration file as the daemons' -t does, print the effective settings;
+    /// exit 0, or 78 naming every problem (same as -t)
+    CheckConfig,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct StatusArgs {
+    /// Print one JSON object (health, exit_code, reasons, the daemons' own status files,
+    /// stale) instead of text
+    #[arg(long)]
+    json: bool,
+
+    /// Also write a self-contained HTML status page to FILE (atomically; it reloads every 5 s)
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+
+    /// Read the status files from DIR instead of the configured FAILOVER_STATE_DIR (the
+    /// configuration is then not read)
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() {
+    let args: Args = daemon::parse_args();
+    daemon::init_logging(args.common.log_level.as_deref());
+    let code = match (args.common.check_config, &args.command) {
+        (true, Some(Command::Status(_))) => {
+            eprintln!(
+                "error: -t/--check-config checks the configuration; it cannot be combined with \
+                 status\n\nFor more information, try '--help'."
+            );
+            exit::USAGE
+        }
+        (true, _) | (false, Some(Command::CheckConfig)) => check_config(&args.common),
+        (false, Some(Command::Status(s))) => status(&args.common, s),
+        (false, None) => status(&args.common, &StatusArgs::default()),
+    };
+    std::process::exit(code);
+}
+
+/// Writes to stdout; a closed pipe (`failoverctl status | head -1`) is not an error worth a
+/// panic.
+fn print(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => match settings_for_status(common) {
+            Ok(settings) => settings.state_dir,
+            Err(code) => return code,
+        },
+    };
+    let this_host = daemon::hostname();
+    let seen = Seen::read(&dir, &this_host);
+    // The clock is read once, after the files: every age is then measured from one instant.
+    let now_ms = daemon::wall_ms();
+    let health = health::health(&seen, now_ms, &this_host);
+    let mut code = health.exit_code();
+    if let Some(file) = &args.html {
+        let page = html::render_html(&seen, &health, now_ms);
+        if let Err(e) = write_atomically(file, page.as_bytes()) {
+            eprintln!("failoverctl: cannot write {}: {e}", file.display());
+            code = EXIT_CANTCREAT;
+        }
+    }
+    if args.json {
+        print(&json::render_json(&seen, &health));
+    } else {
+        print(&text::render_text(&seen, &health, now_ms));
+    }
+    code
+}
+
+/// The settings that say where the status files are. A missing *default* file is fine (a host
+/// may run failoverctl before it is configured): the defaults apply. A file named with `-c`
+/// must exist.
+fn settings_for_status(common: &CommonArgs) -> Result<Settings, i32> {
+    let path = common.config_path();
+    let missing = matches!(std::fs::metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let loaded = if common.config.is_none() && missing {
+        Settings::from_hostconfig("", &path, Role::Ctl)
+    } else {
+        Settings::load(&path, Role::Ctl)
+    };
+    match loaded {
+        Ok(settings) => {
+            for w in &settings.warnings {
+                log::warn!("{w}");
+            }
+            Ok(settings)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "failoverctl: cannot tell where the status files are: fix {} or give \
+                 --state-dir",
+                path.display()
+            );
+            Err(exit::CONFIG)
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that a browser (or a web server) never reads half a page.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The daemons whose rules a file must satisfy, judged from its content: heartbeatd's if it
+/// says where heartbeats go, failoverd's if it names a peer or addresses to take over, only
+/// failoverctl's (which require nothing) if neither.
+fn roles_of(settings: &Settings) -> Vec<Role> {
+    let mut roles = Vec::new();
+    if !settings.bcast_ips.is_empty() {
+        roles.push(Role::Heartbeatd);
+    }
+    if settings.peer_ip.is_some() || !settings.peer_ip_pairs.is_empty() {
+        roles.push(Role::Failoverd);
+    }
+    roles
+}
+
+/// The role a key belongs to, in either format's spelling.
+fn role_of_key(key: &str) -> Option<Role> {
+    match key {
+        "FAILOVER_BCAST_IPS" | "bcast_ips" => Some(Role::Heartbeatd),
+        "FAILOVER_PEER_IP" | "FAILOVER_PEER_IP_PAIRS" | "peer_ip" | "peer_ip_pairs" => {
+            Some(Role::Failoverd)
+        }
+        _ => None,
+    }
+}
+
+/// For a file that does not parse: the roles whose keys it sets with a non-empty value,
+/// looked for line by line (`KEY=value`, `export KEY=value`, `key = value`).
+fn roles_in_text(text: &str) -> Vec<Role> {
+    let mut roles = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let Some(role) = role_of_key(key.trim()) else {
+            continue;
+        };
+        let value = value.trim();
+        let rest = ["\"\"", "''", "[]"]
+            .iter()
+            .find_map(|empty| value.strip_prefix(empty))
+            .unwrap_or(value)
+            .trim_start();
+        let empty = rest.is_empty() || rest.starts_with('#');
+        if !empty && !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    roles
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Heartbeatd => "heartbeatd",
+        Role::Failoverd => "failoverd",
+        Role::Ctl => "failoverctl",
+    }
+}
+
+fn check_config(common: &CommonArgs) -> i32 {
+    let path = common.config_path();
+    let as_ctl = Settings::load(&path, Role::Ctl);
+    let mut roles = match &as_ctl {
+        Ok(settings) => roles_of(settings),
+        Err(errors) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut roles = roles_in_text(&text);
+            for role in errors
+                .0
+                .iter()
+                .filter_map(|e| e.key.as_deref().and_then(role_of_key))
+            {
+                if !roles.contains(&role) {
+                    roles.push(role);
+                }
+            }
+            roles
+        }
+    };
+    // heartbeatd first, then failoverd: the order the spec lists them.
+    roles.sort_by_key(|r| match r {
+        Role::Heartbeatd => 0,
+        Role::Failoverd => 1,
+        Role::Ctl => 2,
+    });
+    let names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
+    let for_whom = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" for {}", names.join(" and "))
+    };
+
+    let mut settings = None;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let loads = if roles.is_empty() {
+        vec![as_ctl]
+    } else {
+        roles.iter().map(|r| Settings::load(&path, *r)).collect()
+    };
+    for loaded in loads {
+        match loaded {
+            Ok(s) => {
+                settings.get_or_insert(s);
+            }
+            Err(ConfigErrors(list)) => {
+                for e in list {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+    if let (true, Some(s)) = (errors.is_empty(), &settings) {
+        if let Some(file) = &s.secret_file {
+            if let Err(e) = load_secret(file) {
+                errors.push(ConfigError {
+                    file: path.clone(),
+                    line: None,
+                    key: Some("FAILOVER_SECRET_FILE".to_string()),
+                    message: e,
+                });
+            }
+        }
+    }
+    match settings {
+        Some(s) if errors.is_empty() => {
+            for w in &s.warnings {
+                log::warn!("{w}");
+            }
+            print(&s.render());
+            if names.is_empty() {
+                print(
+                    "# valid, but for neither daemon: it sets neither FAILOVER_BCAST_IPS \
+                     (heartbeatd) nor FAILOVER_PEER_IP (failoverd)\n",
+                );
+            } else {
+                print(&format!("# valid{for_whom}\n"));
+            }
+            exit::OK
+        }
+        _ => {
+            eprintln!("{}", ConfigErrors(errors));
+            eprintln!("{}: configuration is not valid{for_whom}", path.display());
+            exit::CONFIG
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_from_text() {
+        assert_eq!(roles_in_text(""), []);
+        assert_eq!(
+            roles_in_text("FAILOVER_BCAST_IPS=\"10.0.0.255\"\nFAILOVER_PORT=x\n"),
+            [Role::Heartbeatd]
+        );
+        assert_eq!(
+            roles_in_text("export FAILOVER_PEER_IP_PAIRS='eth0:10.0.0.1'"),
+            [Role::Failoverd]
+        );
+        assert_eq!(
+            roles_in_text("peer_ip = \"10.0.0.1\"\nbcast_ips = []\n"),
+            [Role::Failoverd]
+        );
+        assert_eq!(
+            roles_in_text("FAILOVER_BCAST_IPS=\"\"  # unused\n#FAILOVER_PEER_IP=1\n"),
+            []
+        );
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        let a =
+            Args::try_parse_from(["failoverctl", "-c", "/x", "status", "--json", "--html", "p"])
+                .unwrap();
+        assert_eq!(a.common.config, Some(PathBuf::from("/x")));
+        assert!(matches!(
+            a.command,
+            Some(Command::Status(StatusArgs { json: true, .. }))
+        ));
+        let a = Args::try_parse_from(["failoverctl", "-n"]).unwrap();
+        assert!(a.common.check_config && a.command.is_none());
+        let a = Args::try_parse_from(["failoverctl", "check-config"]).unwrap();
+        assert!(matches!(a.command, Some(Command::CheckConfig)));
+    }
+
+    #[test]
+    fn writes_atomically() {
+        let dir = std::env::temp_dir().join(format!("failoverctl-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("status.html");
+        write_atomically(&file, b"one").unwrap();
+        write_atomically(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        assert!(write_atomically(&dir.join("no/such/dir/x.html"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
