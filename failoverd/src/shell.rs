@@ -170,7 +170,7 @@ impl Shell {
                 .collect::<Vec<_>>()
                 .join(", "),
             settings.timeout.map_or_else(
-                || "3 x the peer's interval".to_string(),
+                || "3.25 x the peer's interval (3 missed heartbeats)".to_string(),
                 ipfailover::settings::format_duration
             ),
             settings.release_after,

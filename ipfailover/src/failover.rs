@@ -6,8 +6,9 @@
 //!
 //! The rules, in one place:
 //! - The peer is *alive* while some link carried a valid heartbeat within the timeout.
-//! - The timeout is `FAILOVER_TIMEOUT` if set, else 3 × the interval the peer announced in its
-//!   latest heartbeat, else 3 s.
+//! - The timeout is `FAILOVER_TIMEOUT` if set, else three missed heartbeats: 3¼ × the
+//!   interval the peer announced in its latest heartbeat (exactly 3 × would race the third
+//!   heartbeat's arrival, so two losses in a row would make a takeover), else 3 s.
 //! - Takeover: when no link carried a heartbeat for the timeout, or at once on a goodbye.
 //! - The takeover runs `Test`; a refusal abandons it and it is tried again one timeout later
 //!   while the peer stays silent. Then `PreAcq`, add, announce, `PostAcq`.
@@ -35,8 +36,15 @@ pub type LinkId = IpAddr;
 /// The timeout used before the peer has announced its interval, when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// How many announced intervals of silence make a timeout, when none is configured.
+/// How many announced intervals of silence make a timeout, when none is configured: three
+/// missed heartbeats.
 pub const TIMEOUT_INTERVALS: u32 = 3;
+
+/// The part of an interval added to [`TIMEOUT_INTERVALS`] when the timeout is derived: the
+/// third missed heartbeat was due exactly 3 intervals after the last one, so without a margin
+/// the deadline would race its arrival. A quarter interval covers the network's and the
+/// sender's jitter.
+pub const TIMEOUT_MARGIN_DIVISOR: u32 = 4;
 
 /// The settings the core needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,7 +388,7 @@ impl Failover {
     pub fn timeout(&self) -> Duration {
         self.config.timeout.unwrap_or_else(|| {
             self.announced_interval
-                .map(|i| i.saturating_mul(TIMEOUT_INTERVALS))
+                .map(|i| i.saturating_mul(TIMEOUT_INTERVALS) + i / TIMEOUT_MARGIN_DIVISOR)
                 .unwrap_or(DEFAULT_TIMEOUT)
         })
     }

@@ -503,12 +503,13 @@ fn timeout_is_derived_from_the_announced_interval() {
     let mut sim = Sim::new(Config::default(), false);
     assert_eq!(sim.core.timeout(), DEFAULT_TIMEOUT);
     sim.beat(&[PUB, PRIV], ms(100), ms(3000));
-    assert_eq!(sim.core.timeout(), ms(300));
-    // Last heartbeats at 2.9 s: takeover at 3.2 s exactly.
-    sim.run_until(ms(3199));
+    // Three missed heartbeats, with a quarter interval for jitter.
+    assert_eq!(sim.core.timeout(), ms(325));
+    // Last heartbeats at 2.9 s: takeover at 3.225 s exactly.
+    sim.run_until(ms(3224));
     assert_eq!(sim.count(is_takeover), 0);
-    sim.run_until(ms(3200));
-    assert_eq!(sim.first(is_takeover), Some(ms(3200)));
+    sim.run_until(ms(3225));
+    assert_eq!(sim.first(is_takeover), Some(ms(3225)));
     // A configured timeout wins over the announcement.
     let mut sim = Sim::with_timeout(ms(1000));
     sim.beat(&[PUB], ms(100), ms(3000));
@@ -779,4 +780,35 @@ fn the_link_from_a_held_address_is_blind_not_lost() {
     sim.beat(&[PRIV], SEC, ms(60_000));
     assert_eq!(sim.core.state(), State::Monitoring);
     assert!(sim.notices().contains(&Notice::LinkLost(PUB)));
+}
+
+#[test]
+fn with_the_derived_timeout_two_lost_heartbeats_are_not_a_takeover() {
+    // Heartbeats every 100 ms that arrive 0.2 ms after they are due; two in a row are lost
+    // on both links. With a timeout of exactly 3 intervals the third would arrive after the
+    // deadline; the derived timeout waits for it.
+    let mut sim = Sim::new(Config::default(), false);
+    let mut t = 0u64;
+    while t < 20_000 {
+        let lost = (10_000..10_200).contains(&t);
+        sim.run_until(Duration::from_micros(t * 1000 + 200));
+        if !lost {
+            sim.heartbeat(PUB, ms(100));
+            sim.heartbeat(PRIV, ms(100));
+        }
+        t += 100;
+    }
+    assert_eq!(sim.count(is_takeover), 0, "{:?}", sim.transitions());
+    // Three lost in a row is an outage.
+    let mut sim = Sim::new(Config::default(), false);
+    let mut t = 0u64;
+    while t < 20_000 {
+        let lost = (10_000..10_300).contains(&t);
+        sim.run_until(Duration::from_micros(t * 1000 + 200));
+        if !lost {
+            sim.heartbeat(PUB, ms(100));
+        }
+        t += 100;
+    }
+    assert_eq!(sim.count(is_takeover), 1, "{:?}", sim.transitions());
 }

@@ -729,7 +729,7 @@ release_after = 3
         );
         assert!(text.contains("\nFAILOVER_INTERVAL=\"1s\"  # default\n"));
         assert!(text.contains(
-            "\n# FAILOVER_TIMEOUT unset: 3 x the interval the peer announces (3s before any heartbeat)\n"
+            "\n# FAILOVER_TIMEOUT unset: 3 missed heartbeats: 3.25 x the interval the peer announces (3s before any heartbeat)\n"
         ));
         assert!(text.contains("\n# FAILOVER_EMAIL_FROM unset: failover@<hostname>\n"));
         // One line per key, plus the heading.

@@ -68,10 +68,9 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
         ),
         Key::Port => Ok(s.port.to_string()),
         Key::Interval => Ok(format_duration(s.interval)),
-        Key::Timeout => s
-            .timeout
-            .map(format_duration)
-            .ok_or("3 x the interval the peer announces (3s before any heartbeat)"),
+        Key::Timeout => s.timeout.map(format_duration).ok_or(
+            "3 missed heartbeats: 3.25 x the interval the peer announces (3s before any heartbeat)",
+        ),
         Key::ReleaseAfter => Ok(s.release_after.to_string()),
         Key::SecretFile => s
             .secret_file
