@@ -26,15 +26,17 @@ const SOCKET4: Token = Token(0);
 const SOCKET6: Token = Token(1);
 const SIGNALS: Token = Token(2);
 
-/// How often the identity (this host's addresses on the heartbeat subnets) is looked up again.
-const IDENTITY_REFRESH: Duration = Duration::from_secs(5);
+/// How often the identity (this host's addresses on the heartbeat subnets) is looked up again
+/// (and at once on SIGHUP): addresses rarely change, and each look-up is a netlink dump.
+const IDENTITY_REFRESH: Duration = Duration::from_secs(30);
 
 /// A send error on a destination is logged again only after this long (a link that is down
 /// would otherwise fill the log at every interval).
 const SEND_ERROR_LOG_GAP: Duration = Duration::from_secs(60);
 
-/// The status file is rewritten this often.
-const STATUS_REFRESH: Duration = Duration::from_secs(1);
+/// The status file is rewritten this often (SPEC §7's ceiling): each write costs more than a
+/// heartbeat, and at a 1 s interval it would be most of heartbeatd's work.
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// The running daemon. (No Debug: the signal handle has none.)
 pub(crate) struct Shell {
@@ -291,30 +293,47 @@ impl Shell {
             .take(wire::MAX_ADDRS)
             .collect();
         let interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
-        for dest in self.settings.bcast_ips.clone() {
+        let time_ms = daemon::wall_ms();
+        let mut d = Datagram {
+            kind,
+            interval_ms,
+            boot_id: self.boot_id,
+            seq: self.seq,
+            time_ms,
+            hostname: self.hostname.clone(),
+            addrs,
+        };
+        // One datagram per destination, each with its own sequence number, grouped by
+        // socket so each family goes out in one system call.
+        let mut v4: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+        let mut v6: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+        for dest in &self.settings.bcast_ips {
             self.seq += 1;
-            let d = Datagram {
-                kind,
-                interval_ms,
-                boot_id: self.boot_id,
-                seq: self.seq,
-                time_ms: daemon::wall_ms(),
-                hostname: self.hostname.clone(),
-                addrs: addrs.clone(),
-            };
+            d.seq = self.seq;
+            let to = SocketAddr::new(*dest, self.settings.port);
             let bytes = wire::encode(&d, self.key.as_ref());
-            let to = SocketAddr::new(dest, self.settings.port);
-            let socket = match (dest, &self.socket6) {
-                (IpAddr::V6(_), Some(s6)) => s6,
-                _ => &self.socket4,
-            };
-            match udp::send_to(socket, &bytes, to) {
-                Ok(()) => {
+            match (dest, &self.socket6) {
+                (IpAddr::V6(_), Some(_)) => v6.push((bytes, to)),
+                _ => v4.push((bytes, to)),
+            }
+        }
+        let mut outcomes = Vec::new();
+        if !v4.is_empty() {
+            let errs = udp::send_batch(&self.socket4, &v4);
+            outcomes.extend(v4.iter().map(|(_, to)| *to).zip(errs));
+        }
+        if let (false, Some(s6)) = (v6.is_empty(), &self.socket6) {
+            let errs = udp::send_batch(s6, &v6);
+            outcomes.extend(v6.iter().map(|(_, to)| *to).zip(errs));
+        }
+        for (to, err) in outcomes {
+            match err {
+                None => {
                     if self.send_errors.remove(&to).is_some() {
                         log::info!("sending to {to} works again");
                     }
                 }
-                Err(e) => {
+                Some(e) => {
                     let due = self
                         .send_errors
                         .get(&to)

@@ -120,8 +120,9 @@ fn takeover_and_release_are_mailed_with_their_timeline() {
     let b = body(&m);
     assert!(b.contains("removed 198.51.100.10 from eth0"), "{b}");
     assert!(b.contains("told the primary at"), "{b}");
+    // Counters reach the status file at its next periodic write (at most 5 s).
     assert!(
-        wait_for(Duration::from_secs(5), || {
+        wait_for(Duration::from_secs(12), || {
             lab.status(Host::Sec, "failoverd")["counters"]["mails_sent"]
                 .as_u64()
                 .unwrap_or(0)
@@ -170,9 +171,9 @@ fn a_dead_mail_server_does_not_delay_the_takeover_and_the_mail_comes_later() {
         took < Duration::from_millis(1900),
         "took over after {took:?}"
     );
-    // Sending fails and is retried.
+    // Sending fails and is retried (counted at the status file's next write).
     assert!(
-        wait_for(Duration::from_secs(10), || {
+        wait_for(Duration::from_secs(15), || {
             lab.status(Host::Sec, "failoverd")["counters"]["mails_failed"]
                 .as_u64()
                 .unwrap_or(0)
@@ -187,7 +188,9 @@ fn a_dead_mail_server_does_not_delay_the_takeover_and_the_mail_comes_later() {
     lab.start_smtp(Host::Sec, SMTP_PORT);
     let m = wait_mail(&lab, "took over", Duration::from_secs(40));
     assert!(body(&m).contains("detected: no heartbeat on any link"));
-    assert!(killed.elapsed() > Duration::from_secs(2));
+    // One message: the retries did not duplicate it.
+    assert_eq!(lab.mails().len(), 1, "{:?}", subjects(&lab));
+    assert!(killed.elapsed() < Duration::from_secs(60));
 }
 
 #[test]

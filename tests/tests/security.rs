@@ -26,7 +26,8 @@ fn with_a_secret_forged_truncated_and_replayed_datagrams_are_dropped_and_counted
         "ipfo-inject",
         &["attack", "198.51.100.20:1694", "8"],
     );
-    let every_kind = wait_for(Duration::from_secs(6), || {
+    // Counters reach the status file at its next periodic write (at most 5 s).
+    let every_kind = wait_for(Duration::from_secs(7), || {
         let s = lab.status(Host::Sec, "failoverd");
         ["replay", "bad-tag", "truncated", "bad-magic"]
             .iter()
