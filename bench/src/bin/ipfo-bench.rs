@@ -1,0 +1,906 @@
+//! The benchmark: ipfailover and keepalived, side by side, on the namespace lab of the tests.
+//!
+//! Usage: ipfo-bench [--trials N] [--idle SECONDS] [--loss-intervals N] [--smoke]
+//!                   [--out DIR] [--only 1s|100ms|10ms]...
+//!
+//! For each setting (1 s / 3 s, 100 ms / 300 ms, 10 ms / 30 ms) and each daemon it measures,
+//! with a probe that sends a UDP datagram to the VIP every millisecond from the client and
+//! timestamps the replies (each tagged by the host that answered):
+//! - crash takeover: the primary's daemon SIGKILLed and its links cut at once -> the first
+//!   reply from the secondary;
+//! - failback: the primary back (links up, daemon started) -> the first reply from the primary,
+//!   and when the secondary no longer holds the address;
+//! - graceful handover: SIGTERM to the primary's daemon -> the first reply from the secondary;
+//!
+//! then the idle cost (CPU and memory of each daemon), false takeovers under random loss on
+//! both of the primary's links, and crash takeovers with a CPU hog on the other core.
+//! It prints the tables and writes `<out>/<date>.md` and `<out>/<date>-takeover.svg`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipfailover_bench::{children, cpu_ns, mono_ns, ms, rss_kib, svg, Panel, Series, Summary};
+use ipfailover_e2e::{hostconfig, read, wait_for, Host, Lab};
+
+const ECHO_PORT: &str = "7777";
+/// keepalived's virtual address (VRRP moves an address no host owns).
+const VRRP_VIP: &str = "198.51.100.100";
+/// ipfailover's: the primary's own public address, as with Apple's IPFailover.
+const IPFO_VIP: &str = "198.51.100.10";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Daemon {
+    Ipfailover,
+    Keepalived,
+}
+
+impl Daemon {
+    fn name(self) -> &'static str {
+        match self {
+            Daemon::Ipfailover => "ipfailover",
+            Daemon::Keepalived => "keepalived",
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            Daemon::Ipfailover => "#1a7f37",
+            Daemon::Keepalived => "#b35900",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Setting {
+    label: &'static str,
+    interval: Duration,
+    timeout: Duration,
+}
+
+const SETTINGS: [Setting; 3] = [
+    Setting {
+        label: "1s",
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
+    },
+    Setting {
+        label: "100ms",
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
+    },
+    Setting {
+        label: "10ms",
+        interval: Duration::from_millis(10),
+        timeout: Duration::from_millis(30),
+    },
+];
+
+fn dur_str(d: Duration) -> String {
+    if d >= Duration::from_secs(1) && d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// One daemon pair on its own lab, with echo responders and the probe running.
+struct Bed {
+    lab: Lab,
+    daemon: Daemon,
+    setting: Setting,
+    /// Settings for the secondary: the configured timeout, or ipfailover's default.
+    explicit_timeout: bool,
+    probe_file: PathBuf,
+    primary: Option<usize>,
+    secondary: usize,
+    generation: u32,
+}
+
+impl Bed {
+    fn vip(&self) -> &'static str {
+        match self.daemon {
+            Daemon::Ipfailover => IPFO_VIP,
+            Daemon::Keepalived => VRRP_VIP,
+        }
+    }
+
+    fn new(daemon: Daemon, setting: Setting, explicit_timeout: bool) -> Result<Bed, String> {
+        let name = format!(
+            "b{}{}",
+            &daemon.name()[..2],
+            setting.label.trim_end_matches('s')
+        );
+        let mut lab = Lab::new(&name);
+        lab.spawn(Host::Pri, "echo-pri", "ipfo-echo", &[ECHO_PORT, "P"]);
+        lab.spawn(Host::Sec, "echo-sec", "ipfo-echo", &[ECHO_PORT, "S"]);
+        let probe_file = lab.dir.join("probe.txt");
+        let mut bed = Bed {
+            lab,
+            daemon,
+            setting,
+            explicit_timeout,
+            probe_file,
+            primary: None,
+            secondary: 0,
+            generation: 0,
+        };
+        bed.start_primary();
+        let vip = bed.vip();
+        if wait_for(Duration::from_secs(15), || {
+            bed.lab.holds(Host::Pri, "eth0", vip)
+        })
+        .is_none()
+        {
+            return Err(format!(
+                "{}: the primary never held {vip}\n{}",
+                daemon.name(),
+                bed.lab.logs()
+            ));
+        }
+        bed.secondary = bed.start_secondary();
+        let ready = match daemon {
+            Daemon::Ipfailover => "-> monitoring",
+            Daemon::Keepalived => "Entering BACKUP STATE",
+        };
+        if !bed
+            .lab
+            .wait_log(bed.secondary, ready, Duration::from_secs(15))
+        {
+            return Err(format!(
+                "{}: the secondary never settled\n{}",
+                daemon.name(),
+                bed.lab.logs()
+            ));
+        }
+        let target = format!("{vip}:{ECHO_PORT}");
+        let file = bed.probe_file.to_string_lossy().into_owned();
+        bed.lab
+            .spawn(Host::Cli, "probe", "ipfo-probe", &[&target, &file]);
+        bed.wait_steady()?;
+        Ok(bed)
+    }
+
+    fn start_primary(&mut self) {
+        self.generation += 1;
+        let g = self.generation;
+        let idx = match self.daemon {
+            Daemon::Ipfailover => {
+                let state = self
+                    .lab
+                    .dir
+                    .join("state-pri")
+                    .to_string_lossy()
+                    .into_owned();
+                let conf = self.lab.write(
+                    "pri.conf",
+                    &hostconfig(&[
+                        ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
+                        ("FAILOVER_INTERVAL", &dur_str(self.setting.interval)),
+                        ("FAILOVER_STATE_DIR", &state),
+                    ]),
+                );
+                let conf = conf.to_string_lossy().into_owned();
+                self.lab.spawn(
+                    Host::Pri,
+                    &format!("heartbeatd-{g}"),
+                    "heartbeatd",
+                    &["-c", &conf],
+                )
+            }
+            Daemon::Keepalived => {
+                self.start_keepalived(Host::Pri, 200, &format!("keepalived-pri-{g}"))
+            }
+        };
+        self.primary = Some(idx);
+    }
+
+    fn start_secondary(&mut self) -> usize {
+        match self.daemon {
+            Daemon::Ipfailover => {
+                let state = self
+                    .lab
+                    .dir
+                    .join("state-sec")
+                    .to_string_lossy()
+                    .into_owned();
+                let scripts = self.lab.dir.join("scripts").to_string_lossy().into_owned();
+                let timeout = dur_str(self.setting.timeout);
+                let mut lines = vec![
+                    ("FAILOVER_PEER_IP", IPFO_VIP),
+                    ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.10"),
+                    ("FAILOVER_SCRIPT_DIR", scripts.as_str()),
+                    ("FAILOVER_STATE_DIR", state.as_str()),
+                ];
+                if self.explicit_timeout {
+                    lines.push(("FAILOVER_TIMEOUT", timeout.as_str()));
+                }
+                let conf = self.lab.write("sec.conf", &hostconfig(&lines));
+                let conf = conf.to_string_lossy().into_owned();
+                self.lab
+                    .spawn(Host::Sec, "failoverd", "failoverd", &["-c", &conf])
+            }
+            Daemon::Keepalived => self.start_keepalived(Host::Sec, 100, "keepalived-sec"),
+        }
+    }
+
+    /// keepalived as usually configured: both start as BACKUP, the primary with the higher
+    /// priority (it preempts), VRRPv3 for sub-second adverts.
+    fn start_keepalived(&mut self, host: Host, priority: u8, name: &str) -> usize {
+        let advert = self.setting.interval.as_secs_f64();
+        let conf = format!(
+            "global_defs {{\n  router_id {name}\n  vrrp_version 3\n  script_user root\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+             priority {priority}\n  advert_int {advert}\n  virtual_ipaddress {{\n    {VRRP_VIP}/24 dev eth0\n  }}\n}}\n"
+        );
+        let path = self.lab.write(&format!("{name}.conf"), &conf);
+        let dir = self.lab.dir.clone();
+        let pid = dir
+            .join(format!("{name}.pid"))
+            .to_string_lossy()
+            .into_owned();
+        let vpid = dir
+            .join(format!("{name}-vrrp.pid"))
+            .to_string_lossy()
+            .into_owned();
+        let path = path.to_string_lossy().into_owned();
+        self.lab.spawn_cmd(
+            host,
+            name,
+            &[
+                "keepalived",
+                "--dont-fork",
+                "--log-console",
+                "--no-syslog",
+                "--vrrp",
+                "-f",
+                &path,
+                "-p",
+                &pid,
+                "-r",
+                &vpid,
+            ],
+        )
+    }
+
+    fn pids(&mut self, idx: usize) -> Vec<u32> {
+        let pid = self.lab.proc(idx).pid();
+        let mut all = children(pid);
+        all.push(pid);
+        all
+    }
+
+    /// The probe's lines after `since`: (time, tag).
+    fn probe_after(&self, since: u64) -> Vec<(u64, char)> {
+        read(&self.probe_file)
+            .lines()
+            .filter_map(|l| {
+                let (t, tag) = l.split_once(' ')?;
+                Some((t.parse().ok()?, tag.chars().next()?))
+            })
+            .filter(|(t, _)| *t > since)
+            .collect()
+    }
+
+    /// The first reply from `tag` after `since`, waiting at most `limit`.
+    fn first_reply(&self, since: u64, tag: char, limit: Duration) -> Option<Duration> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some((t, _)) = self.probe_after(since).into_iter().find(|(_, g)| *g == tag) {
+                return Some(Duration::from_nanos(t - since));
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The primary holds the address, the secondary does not, and the client is answered by
+    /// the primary.
+    fn wait_steady(&self) -> Result<(), String> {
+        let vip = self.vip();
+        let limit = Duration::from_secs(15) + self.setting.timeout * 4;
+        let ok = wait_for(limit, || {
+            self.lab.holds(Host::Pri, "eth0", vip)
+                && !self.lab.holds(Host::Sec, "eth0", vip)
+                && self
+                    .probe_after(mono_ns().saturating_sub(300_000_000))
+                    .last()
+                    .is_some_and(|(_, g)| *g == 'P')
+        });
+        ok.map(|_| ()).ok_or_else(|| {
+            format!(
+                "{} {}: never steady\n{}",
+                self.daemon.name(),
+                self.setting.label,
+                self.lab.logs()
+            )
+        })
+    }
+
+    fn crash(&mut self) -> Result<Duration, String> {
+        self.wait_steady()?;
+        // A random point of the heartbeat interval: the last heartbeat before the crash went
+        // out between 0 and 1 interval earlier, uniformly, as in a real crash.
+        let frac = (mono_ns() ^ (mono_ns() >> 17)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+        let frac = frac as f64 / (1u64 << 53) as f64;
+        std::thread::sleep(Duration::from_millis(20) + self.setting.interval.mul_f64(frac));
+        let idx = self.primary.ok_or("no primary")?;
+        let pids = self.pids(idx);
+        let t0 = mono_ns();
+        for pid in &pids {
+            // SAFETY: kill(2) on pids of processes this bench started.
+            unsafe {
+                libc::kill(i32::try_from(*pid).unwrap_or(0), libc::SIGKILL);
+            }
+        }
+        self.lab.links(Host::Pri, false);
+        let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(5));
+        let limit = self.setting.timeout * 3 + Duration::from_secs(5);
+        self.first_reply(t0, 'S', limit).ok_or_else(|| {
+            format!(
+                "{} {}: no takeover after a crash\n{}",
+                self.daemon.name(),
+                self.setting.label,
+                self.lab.logs()
+            )
+        })
+    }
+
+    /// The primary returns; (first reply from it, secondary released).
+    fn failback(&mut self) -> Result<(Duration, Duration), String> {
+        let t0 = mono_ns();
+        self.lab.links(Host::Pri, true);
+        self.start_primary();
+        let limit = self.setting.timeout * 6 + Duration::from_secs(8);
+        let first = self
+            .first_reply(t0, 'P', limit)
+            .ok_or_else(|| format!("{}: no failback\n{}", self.daemon.name(), self.lab.logs()))?;
+        let vip = self.vip();
+        let end = Instant::now() + limit;
+        while self.lab.holds(Host::Sec, "eth0", vip) {
+            if Instant::now() >= end {
+                return Err(format!(
+                    "{}: the secondary never released",
+                    self.daemon.name()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let released = Duration::from_nanos(mono_ns() - t0);
+        self.wait_steady()?;
+        Ok((first, released))
+    }
+
+    fn graceful(&mut self) -> Result<Duration, String> {
+        self.wait_steady()?;
+        let idx = self.primary.ok_or("no primary")?;
+        let t0 = mono_ns();
+        self.lab.proc(idx).signal(libc::SIGTERM);
+        let limit = self.setting.timeout * 3 + Duration::from_secs(5);
+        let took = self.first_reply(t0, 'S', limit).ok_or_else(|| {
+            format!(
+                "{}: no takeover after SIGTERM\n{}",
+                self.daemon.name(),
+                self.lab.logs()
+            )
+        })?;
+        let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(10));
+        // Back to steady: the primary's daemon again (the host never went down).
+        self.start_primary();
+        self.wait_steady()?;
+        Ok(took)
+    }
+
+    /// CPU (% of one core) and RSS (KiB) of the primary's and the secondary's daemon while
+    /// idle for `d`.
+    fn cost(&mut self, d: Duration) -> Result<[(f64, u64); 2], String> {
+        self.wait_steady()?;
+        let pri = self.primary.ok_or("no primary")?;
+        let sides = [self.pids(pri), self.pids(self.secondary)];
+        let before: Vec<u64> = sides
+            .iter()
+            .map(|pids| pids.iter().filter_map(|p| cpu_ns(*p)).sum())
+            .collect();
+        let t0 = mono_ns();
+        std::thread::sleep(d);
+        let wall = (mono_ns() - t0) as f64;
+        let mut out = [(0.0, 0); 2];
+        for (i, pids) in sides.iter().enumerate() {
+            let after: u64 = pids.iter().filter_map(|p| cpu_ns(*p)).sum();
+            let rss: u64 = pids.iter().filter_map(|p| rss_kib(*p)).sum();
+            out[i] = ((after - before[i]) as f64 / wall * 100.0, rss);
+        }
+        Ok(out)
+    }
+
+    /// Takeovers by the secondary while the primary lives, with `loss` % random loss on both of
+    /// its links, over `intervals` heartbeat intervals.
+    fn false_takeovers(&mut self, loss: u8, intervals: u64) -> Result<u64, String> {
+        self.wait_steady()?;
+        let count = |bed: &mut Bed| -> u64 {
+            match bed.daemon {
+                Daemon::Ipfailover => bed.lab.status(Host::Sec, "failoverd")["counters"]
+                    ["takeovers"]
+                    .as_u64()
+                    .unwrap_or(0),
+                Daemon::Keepalived => {
+                    let log = bed.lab.proc(bed.secondary).log_text();
+                    log.matches("Entering MASTER STATE").count() as u64
+                }
+            }
+        };
+        // Let the status file catch up first.
+        std::thread::sleep(Duration::from_millis(1200));
+        let before = count(self);
+        for ifname in ["eth0", "eth1"] {
+            self.lab.loss(Host::Pri, ifname, loss);
+        }
+        std::thread::sleep(self.setting.interval * u32::try_from(intervals).unwrap_or(u32::MAX));
+        for ifname in ["eth0", "eth1"] {
+            self.lab.loss(Host::Pri, ifname, 0);
+        }
+        std::thread::sleep(Duration::from_millis(1200) + self.setting.timeout * 4);
+        Ok(count(self) - before)
+    }
+}
+
+struct Opts {
+    trials: usize,
+    idle: Duration,
+    loss_intervals: u64,
+    hog_trials: usize,
+    out: PathBuf,
+    only: Vec<String>,
+    smoke: bool,
+}
+
+fn parse() -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let only: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--only")
+        .map(|w| w[1].clone())
+        .collect();
+    Opts {
+        trials: get("--trials")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if smoke { 2 } else { 20 }),
+        idle: Duration::from_secs(
+            get("--idle")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if smoke { 2 } else { 60 }),
+        ),
+        loss_intervals: get("--loss-intervals")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if smoke { 300 } else { 6000 }),
+        hog_trials: if smoke { 2 } else { 10 },
+        out: get("--out").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(if smoke {
+                "target/bench-smoke"
+            } else {
+                "bench/results"
+            })
+        }),
+        only: if smoke && only.is_empty() {
+            vec!["100ms".into(), "10ms".into()]
+        } else {
+            only
+        },
+        smoke,
+    }
+}
+
+#[derive(Default)]
+struct Results {
+    crash: Vec<Duration>,
+    graceful: Vec<Duration>,
+    failback_first: Vec<Duration>,
+    failback_released: Vec<Duration>,
+    cost: Option<[(f64, u64); 2]>,
+}
+
+fn civil_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            let t = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            t.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_else(|_| "not found".into())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {mem} memory; kernel {}",
+        command_line("uname", &["-r"])
+    )
+}
+
+fn main() {
+    let opts = parse();
+    let started = Instant::now();
+    let date = civil_date();
+    let mut report = String::new();
+    let settings: Vec<Setting> = SETTINGS
+        .iter()
+        .copied()
+        .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| o == s.label))
+        .collect();
+    let mut results: Vec<(Setting, Daemon, Results)> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+
+    for setting in &settings {
+        for daemon in [Daemon::Ipfailover, Daemon::Keepalived] {
+            eprintln!(
+                "== {} at {} / {}",
+                daemon.name(),
+                dur_str(setting.interval),
+                dur_str(setting.timeout)
+            );
+            let mut r = Results::default();
+            match Bed::new(daemon, *setting, true) {
+                Ok(mut bed) => {
+                    for i in 0..opts.trials {
+                        let step = (|| -> Result<(), String> {
+                            let c = bed.crash()?;
+                            let (first, released) = bed.failback()?;
+                            let g = bed.graceful()?;
+                            eprintln!(
+                                "   trial {:>2}: crash {} ms, failback {} ms (secondary released {} ms), graceful {} ms",
+                                i + 1,
+                                ms(c.as_secs_f64() * 1e3),
+                                ms(first.as_secs_f64() * 1e3),
+                                ms(released.as_secs_f64() * 1e3),
+                                ms(g.as_secs_f64() * 1e3)
+                            );
+                            r.crash.push(c);
+                            r.failback_first.push(first);
+                            r.failback_released.push(released);
+                            r.graceful.push(g);
+                            Ok(())
+                        })();
+                        if let Err(e) = step {
+                            failures.push(e.lines().next().unwrap_or("").to_string());
+                            eprintln!("   trial {} failed: {e}", i + 1);
+                            break;
+                        }
+                    }
+                    match bed.cost(opts.idle) {
+                        Ok(c) => r.cost = Some(c),
+                        Err(e) => failures.push(e.lines().next().unwrap_or("").to_string()),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("   {e}");
+                    failures.push(e.lines().next().unwrap_or("").to_string());
+                }
+            }
+            results.push((*setting, daemon, r));
+        }
+    }
+
+    // False takeovers under loss, with each daemon's default timing at 10 ms (ipfailover:
+    // FAILOVER_TIMEOUT unset; keepalived: advert_int 0.01).
+    let mut losses: Vec<(u8, Daemon, Result<u64, String>)> = Vec::new();
+    let loss_setting = SETTINGS[2];
+    for daemon in [Daemon::Ipfailover, Daemon::Keepalived] {
+        eprintln!("== false takeovers: {} under loss", daemon.name());
+        match Bed::new(daemon, loss_setting, false) {
+            Ok(mut bed) => {
+                for loss in [5u8, 10, 20] {
+                    let n = bed.false_takeovers(loss, opts.loss_intervals);
+                    eprintln!("   {loss} % loss: {n:?}");
+                    losses.push((loss, daemon, n));
+                }
+            }
+            Err(e) => failures.push(e.lines().next().unwrap_or("").to_string()),
+        }
+    }
+
+    // Crash takeovers with the other core busy.
+    let hog_setting = SETTINGS[1];
+    let mut hogged: Vec<(Daemon, Vec<Duration>)> = Vec::new();
+    for daemon in [Daemon::Ipfailover, Daemon::Keepalived] {
+        eprintln!("== crash takeover with a CPU hog: {}", daemon.name());
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = Arc::clone(&stop);
+        let hog = std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !s2.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                std::hint::black_box(x);
+            }
+        });
+        let mut v = Vec::new();
+        match Bed::new(daemon, hog_setting, true) {
+            Ok(mut bed) => {
+                for _ in 0..opts.hog_trials {
+                    match bed.crash().and_then(|c| bed.failback().map(|_| c)) {
+                        Ok(c) => v.push(c),
+                        Err(e) => {
+                            failures.push(e.lines().next().unwrap_or("").to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => failures.push(e.lines().next().unwrap_or("").to_string()),
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = hog.join();
+        hogged.push((daemon, v));
+    }
+
+    // The report.
+    let keepalived_version = command_line("keepalived", &["--version"]);
+    let _ = writeln!(report, "# ipfailover vs keepalived: {date}\n");
+    let _ = writeln!(
+        report,
+        "Made by `bench/run{}` in {:.0} s.\n",
+        if opts.smoke { " --smoke" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(report, "- Machine: {}", machine());
+    let _ = writeln!(
+        report,
+        "- ipfailover {}; {keepalived_version}; {}",
+        env!("CARGO_PKG_VERSION"),
+        command_line("rustc", &["--version"])
+    );
+    let _ = writeln!(
+        report,
+        "- Topology: the test lab (primary, secondary, client in network namespaces, public and private bridges). \
+         ipfailover: heartbeats on both links, `FAILOVER_TIMEOUT` = 3 intervals, release after 3 heartbeats; \
+         the VIP is the primary's own address. keepalived: VRRPv3 on the public link, both `state BACKUP`, \
+         priorities 200 (primary) and 100 (secondary), preemption on (its defaults); VIP {VRRP_VIP}."
+    );
+    let _ = writeln!(
+        report,
+        "- Probe: a UDP datagram to the VIP every 1 ms from the client; each reply carries a tag \
+         naming the host that answered; timestamps on CLOCK_MONOTONIC. {} trials per cell; \
+         min / **median** / max in ms.\n",
+        opts.trials
+    );
+    let table = |title: &str,
+                 pick: &dyn Fn(&Results) -> &Vec<Duration>,
+                 note: &dyn Fn(Setting, &Summary) -> String| {
+        let mut t = format!("## {title}\n\n| setting | ipfailover | keepalived | ipfailover: |\n|---|---|---|---|\n");
+        for s in &settings {
+            let cell = |d: Daemon| {
+                results
+                    .iter()
+                    .find(|(st, dd, _)| st.label == s.label && *dd == d)
+                    .and_then(|(_, _, r)| Summary::of(pick(r)))
+            };
+            let (a, b) = (cell(Daemon::Ipfailover), cell(Daemon::Keepalived));
+            let _ = writeln!(
+                t,
+                "| {} / {} | {} | {} | {} |",
+                dur_str(s.interval),
+                dur_str(s.timeout),
+                a.map_or("—".into(), |x| x.cell()),
+                b.map_or("—".into(), |x| x.cell()),
+                a.map_or(String::new(), |x| note(*s, &x))
+            );
+        }
+        t
+    };
+    report.push_str(&table(
+        "Crash takeover (SIGKILL and links down -> first reply from the secondary)",
+        &|r| &r.crash,
+        &|s, x| {
+            format!(
+                "median {} ms {} the timeout",
+                ms((x.median - s.timeout.as_secs_f64() * 1e3).abs()),
+                if x.median <= s.timeout.as_secs_f64() * 1e3 {
+                    "under"
+                } else {
+                    "over"
+                }
+            )
+        },
+    ));
+    report.push_str(
+        "\nThe last heartbeat before a crash was sent between 0 and 1 interval earlier, so a daemon \
+         that takes over exactly at its timeout shows a median about half an interval under it.\n\n",
+    );
+    report.push_str(&table(
+        "Graceful handover (SIGTERM -> first reply from the secondary)",
+        &|r| &r.graceful,
+        &|_, x| format!("median {} ms", ms(x.median)),
+    ));
+    report.push('\n');
+    report.push_str(&table(
+        "Failback (the primary returns -> first reply from the primary)",
+        &|r| &r.failback_first,
+        &|s, x| {
+            format!(
+                "median {:.1} intervals",
+                x.median / (s.interval.as_secs_f64() * 1e3)
+            )
+        },
+    ));
+    report.push_str(
+        "\nipfailover's primary announces itself as soon as heartbeatd starts, so clients come back \
+         at once; the secondary gives the address up after 3 heartbeats:\n\n",
+    );
+    report.push_str(&table(
+        "Failback: the secondary no longer holds the address",
+        &|r| &r.failback_released,
+        &|s, x| {
+            format!(
+                "median {:.1} intervals",
+                x.median / (s.interval.as_secs_f64() * 1e3)
+            )
+        },
+    ));
+    let _ = writeln!(
+        report,
+        "\n## Cost, idle for {} s (CPU in % of one core; resident memory)\n\n| setting | ipfailover heartbeatd | ipfailover failoverd | keepalived primary | keepalived secondary |\n|---|---|---|---|---|",
+        opts.idle.as_secs()
+    );
+    for s in &settings {
+        let c = |d: Daemon| {
+            results
+                .iter()
+                .find(|(st, dd, _)| st.label == s.label && *dd == d)
+                .and_then(|(_, _, r)| r.cost)
+        };
+        let f = |x: Option<[(f64, u64); 2]>, i: usize| {
+            x.map_or("—".into(), |v| {
+                format!("{:.4} % / {:.1} MB", v[i].0, v[i].1 as f64 / 1024.0)
+            })
+        };
+        let _ = writeln!(
+            report,
+            "| {} | {} | {} | {} | {} |",
+            dur_str(s.interval),
+            f(c(Daemon::Ipfailover), 0),
+            f(c(Daemon::Ipfailover), 1),
+            f(c(Daemon::Keepalived), 0),
+            f(c(Daemon::Keepalived), 1)
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\nkeepalived's figures are its parent and VRRP child together.\n\n## False takeovers under random loss on both of the primary's links\n\n{} intervals of 10 ms per cell, each daemon with its default timing (ipfailover: `FAILOVER_TIMEOUT` unset, i.e. 3¼ intervals; keepalived: `advert_int 0.01`).\n\n| loss | ipfailover | keepalived |\n|---|---|---|",
+        opts.loss_intervals
+    );
+    for loss in [5u8, 10, 20] {
+        let cell = |d: Daemon| {
+            losses
+                .iter()
+                .find(|(l, dd, _)| *l == loss && *dd == d)
+                .map_or("—".to_string(), |(_, _, r)| match r {
+                    Ok(n) => n.to_string(),
+                    Err(e) => format!("error: {}", e.lines().next().unwrap_or("")),
+                })
+        };
+        let _ = writeln!(
+            report,
+            "| {loss} % | {} | {} |",
+            cell(Daemon::Ipfailover),
+            cell(Daemon::Keepalived)
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\n## Crash takeover with the other core busy (100 ms / 300 ms, a CPU hog spinning)\n\n| | with the hog | without (above) |\n|---|---|---|"
+    );
+    for (d, v) in &hogged {
+        let without = results
+            .iter()
+            .find(|(st, dd, _)| st.label == "100ms" && dd == d)
+            .and_then(|(_, _, r)| Summary::of(&r.crash));
+        let _ = writeln!(
+            report,
+            "| {} | {} | {} |",
+            d.name(),
+            Summary::of(v).map_or("—".into(), |x| x.cell()),
+            without.map_or("—".into(), |x| x.cell())
+        );
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(report, "\n## Failures\n");
+        for f in &failures {
+            let _ = writeln!(report, "- {f}");
+        }
+    }
+
+    // The plot.
+    let panels: Vec<Panel> = settings
+        .iter()
+        .map(|s| Panel {
+            title: format!(
+                "{} interval, {} timeout",
+                dur_str(s.interval),
+                dur_str(s.timeout)
+            ),
+            reference: Some((s.timeout.as_secs_f64() * 1e3, "timeout".into())),
+            series: [Daemon::Ipfailover, Daemon::Keepalived]
+                .iter()
+                .map(|d| Series {
+                    label: d.name().into(),
+                    colour: d.colour().into(),
+                    values: results
+                        .iter()
+                        .find(|(st, dd, _)| st.label == s.label && dd == d)
+                        .map(|(_, _, r)| r.crash.iter().map(|x| x.as_secs_f64() * 1e3).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    let plot = svg(
+        "Crash takeover: SIGKILL and links down -> first reply from the secondary",
+        &panels,
+    );
+    if let Err(e) = std::fs::create_dir_all(&opts.out) {
+        eprintln!("cannot create {}: {e}", opts.out.display());
+    }
+    let svg_name = format!("{date}-takeover.svg");
+    let _ = writeln!(report, "\n![crash takeover distributions]({svg_name})");
+    let md = opts.out.join(format!("{date}.md"));
+    let _ = std::fs::write(opts.out.join(&svg_name), plot);
+    match std::fs::write(&md, &report) {
+        Ok(()) => eprintln!(
+            "wrote {} and {}",
+            md.display(),
+            opts.out.join(&svg_name).display()
+        ),
+        Err(e) => eprintln!("cannot write {}: {e}", md.display()),
+    }
+    println!("{report}");
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
