@@ -217,7 +217,8 @@ impl Shell {
             );
         }
         Ok(Shell {
-            hooks: HookRunner::new(hook_dir, settings.script_timeout, hook_env),
+            hooks: HookRunner::new(hook_dir, settings.script_timeout, hook_env)
+                .with_record(settings.state_dir.join("failoverd.hooks")),
             hook_source: None,
             hook_phase_start: now,
             timeline: None,

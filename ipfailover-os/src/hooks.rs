@@ -161,6 +161,9 @@ pub struct HookRunner {
     lingering: Vec<Lingering>,
     /// Hooks started so far: tells the loop a new output pipe needs watching.
     spawned: u64,
+    /// Where the process groups still to be dealt with are written, so that a failoverd
+    /// killed with SIGKILL can finish the job when it starts again.
+    record: Option<PathBuf>,
 }
 
 impl HookRunner {
@@ -176,6 +179,56 @@ impl HookRunner {
             phase: None,
             lingering: Vec::new(),
             spawned: 0,
+            record: None,
+        }
+    }
+
+    /// Keeps a record of live hook process groups in `path`; first kills the groups a previous
+    /// run recorded and could not deal with (it was killed), so no hook outlives its timeout
+    /// by more than a restart.
+    pub fn with_record(mut self, path: PathBuf) -> HookRunner {
+        let killed = kill_recorded(&path);
+        if killed > 0 {
+            log::warn!(
+                "killed {killed} hook process group(s) left by a previous failoverd that was killed"
+            );
+        }
+        self.record = Some(path);
+        self.write_record();
+        self
+    }
+
+    /// Rewrites the record: one line `PGID STARTTIME` per group still alive or lingering.
+    fn write_record(&self) {
+        let Some(path) = &self.record else {
+            return;
+        };
+        let mut text = String::new();
+        let running = self
+            .phase
+            .as_ref()
+            .and_then(|p| p.running.as_ref())
+            .map(|r| &r.child);
+        for child in running
+            .into_iter()
+            .chain(self.lingering.iter().map(|l| &l.child))
+        {
+            if let Some(start) = start_time(child.id()) {
+                text.push_str(&format!("{} {start}\n", child.id()));
+            }
+        }
+        let result = if text.is_empty() {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            path.parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| fs::write(path, text))
+        };
+        if let Err(e) = result {
+            log::debug!("hook record {}: {e}", path.display());
         }
     }
 
@@ -322,6 +375,7 @@ impl HookRunner {
                 Ok((child, reader)) => {
                     self.spawned += 1;
                     log::info!("hook {name} started ({event}, {reason})");
+                    let phase = self.phase.as_mut()?;
                     phase.running = Some(Running {
                         child,
                         name,
@@ -331,6 +385,7 @@ impl HookRunner {
                         output: Vec::new(),
                         reader: Some(reader),
                     });
+                    self.write_record();
                     return None;
                 }
                 Err(e) => {
@@ -444,6 +499,7 @@ impl HookRunner {
     }
 
     fn reap_lingering(&mut self, now: Instant) {
+        let before = self.lingering.len();
         self.lingering.retain_mut(|l| {
             if !l.termed && now >= l.term_at {
                 signal_group(&l.child, libc::SIGTERM);
@@ -456,6 +512,9 @@ impl HookRunner {
             }
             true
         });
+        if self.lingering.len() != before {
+            self.write_record();
+        }
     }
 
     /// When the runner needs [`HookRunner::poll`] even without SIGCHLD or output.
@@ -514,7 +573,51 @@ impl HookRunner {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.write_record();
     }
+}
+
+/// A process's start time (clock ticks since boot, /proc/PID/stat field 22): with the pid it
+/// names one process for good, where a pid alone may be reused.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills the process groups a record names, when they are still the same ones; returns how
+/// many were signalled. The record is removed.
+fn kill_recorded(path: &Path) -> usize {
+    let Ok(text) = fs::read_to_string(path) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(pgid), Some(start)) = (
+            f.next().and_then(|v| v.parse::<i32>().ok()),
+            f.next().and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if pgid <= 1 {
+            continue;
+        }
+        // The leader still exists: it must be the one recorded. Gone: while any member of
+        // its group lives, no new process can take that id, so the group is still ours.
+        let same = match start_time(pgid.unsigned_abs()) {
+            Some(now) => now == start,
+            None => true,
+        };
+        if same {
+            // SAFETY: killpg on a group a previous failoverd created, checked above.
+            if unsafe { libc::killpg(pgid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    let _ = fs::remove_file(path);
+    killed
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -877,6 +980,40 @@ mod tests {
         );
         assert!(rep.results.is_empty());
         r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn groups_left_by_a_killed_daemon_are_killed_at_the_next_start() {
+        let d = hook_dir("record");
+        let pidfile = d.0.join("gc.pid");
+        let record = d.0.join("state").join("failoverd.hooks");
+        script(
+            &d.0,
+            "PostAcq",
+            &format!("sleep 1000 & echo $! > {}; exit 0", pidfile.display()),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_secs(60)).with_record(record.clone());
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(5));
+        assert!(rep.ok());
+        let gc: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(record.exists(), "the lingering group is recorded");
+        // The daemon dies without dealing with it (SIGKILL): the runner is just forgotten.
+        std::mem::forget(r);
+        // SAFETY: signal 0 only checks for existence.
+        assert_eq!(unsafe { libc::kill(gc, 0) }, 0);
+        // The next start kills what the record names.
+        let r2 = runner(&d.0, Duration::from_secs(60)).with_record(record.clone());
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: as above.
+        let alive = unsafe { libc::kill(gc, 0) } == 0 && !is_zombie(gc);
+        assert!(!alive, "the grandchild {gc} survived the restart");
+        assert!(!record.exists());
+        drop(r2);
     }
 
     #[test]
