@@ -3,6 +3,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+pub use ipfailover_e2e::{cpu_ns, rss_kib};
+
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every network namespace, so the probe
 /// in the client and the driver outside agree on when things happened.
 pub fn mono_ns() -> u64 {
@@ -15,36 +17,6 @@ pub fn mono_ns() -> u64 {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
     }
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// CPU time a process has used, in nanoseconds (all its threads), exact to the nanosecond:
-/// /proc's clock ticks (10 ms) are too coarse for a daemon that uses 0.01 % of a core.
-pub fn cpu_ns(pid: u32) -> Option<u64> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: clock_getcpuclockid writes the clock id of an existing process into `clock`.
-    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-        return None;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as in mono_ns.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?)
-}
-
-/// Resident memory of a process, in KiB (VmRSS).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// The children of a process (keepalived forks its VRRP worker).

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+pub mod chaos;
+
 /// The primary's public address: the address that moves.
 pub const VIP: &str = "198.51.100.10";
 /// The secondary's public address (the VIP of the reverse direction when peering).
@@ -402,24 +404,62 @@ impl Lab {
                 "table netdev {table} {{\n  chain c {{\n    type filter hook ingress device \"{dev}\" \
                  priority 0;\n    {verdict}\n  }}\n}}\n"
             );
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns, "nft", "-f", "-"])
-                .stdin(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("nft (package nftables) is needed for packet loss");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(rules.as_bytes())
-                .expect("nft rules");
-            let out = child.wait_with_output().expect("nft");
-            assert!(
-                out.status.success(),
-                "nft failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+            self.nft(ns_host, &rules);
+        }
+    }
+
+    /// Loads nftables rules into a host's namespace (the package nftables is needed).
+    pub fn nft(&self, host: Host, rules: &str) {
+        let ns = self.ns(host);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft (package nftables) is needed");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("nft rules");
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft failed: {}\n{rules}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Cuts (or heals) every path between the primary and the secondary, on both links,
+    /// while the client still reaches both: a partition, made by the bridges in `lan`.
+    pub fn partition(&self, cut: bool) {
+        let ns = self.ns(Host::Lan);
+        run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "delete",
+            "table",
+            "bridge",
+            "partition",
+        ]);
+        if cut {
+            let mut rules = String::from(
+                "table bridge partition {\n  chain cut {\n    type filter hook forward priority 0;\n",
             );
+            for (a, b) in [
+                ("pri-eth0", "sec-eth0"),
+                ("sec-eth0", "pri-eth0"),
+                ("pri-eth1", "sec-eth1"),
+                ("sec-eth1", "pri-eth1"),
+            ] {
+                rules.push_str(&format!("    iifname \"{a}\" oifname \"{b}\" drop\n"));
+            }
+            rules.push_str("  }\n}\n");
+            self.nft(Host::Lan, &rules);
         }
     }
 
@@ -688,6 +728,36 @@ impl Lab {
         let path = self.state_dir(host).join(format!("{daemon}.json"));
         serde_json::from_str(&read(&path)).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// CPU time a process has used, in nanoseconds (all its threads), exact to the nanosecond:
+/// /proc's clock ticks (10 ms) are too coarse for a daemon that uses 0.01 % of a core.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes the clock id of an existing process into `clock`.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?)
+}
+
+/// Resident memory of a process, in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// A daemon's configuration, written as a hostconfig file in the lab.

@@ -6,6 +6,13 @@
 //!   content with a later sequence, signed with a made-up key), truncations (half of one, and
 //!   a 20-byte stub shorter than any header) and random bytes. Prints how many of each.
 //!
+//! `ipfo-inject flood TARGET RATE SECONDS [LISTEN_PORT]`
+//!   A flood: captures heartbeats on LISTEN_PORT (default 1694), then sends RATE datagrams
+//!   per second for SECONDS, a third each of random bytes, forged heartbeats (captured content,
+//!   fresh sequence numbers, a made-up key) and replays. TARGET is IP:PORT, or `source` for the
+//!   address and port the captured heartbeats came from (heartbeatd's own socket). Prints how
+//!   many of each it sent.
+//!
 //! `ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...`
 //!   An old Mac OS X Server primary: Apple's bare `heartbeat` datagram to each destination
 //!   every INTERVAL_MS, for SECONDS.
@@ -18,6 +25,7 @@ use ipfailover::wire::{self, Key, Message};
 fn usage() -> ! {
     eprintln!(
         "usage: ipfo-inject attack TARGET_IP:PORT SECONDS\n       \
+         ipfo-inject flood TARGET|source RATE SECONDS [LISTEN_PORT]\n       \
          ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT..."
     );
     std::process::exit(64)
@@ -38,6 +46,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("attack") if args.len() == 3 => attack(addr(&args[1]), number(&args[2])),
+        Some("flood") if args.len() >= 4 => {
+            let port = args.get(4).map_or(1694.0, |p| number(p)) as u16;
+            flood(&args[1], number(&args[2]), number(&args[3]), port)
+        }
         Some("legacy") if args.len() >= 4 => {
             let dests: Vec<SocketAddr> = args[3..].iter().map(|a| addr(a)).collect();
             legacy(number(&args[1]), number(&args[2]), &dests)
@@ -60,6 +72,111 @@ fn legacy(interval_ms: f64, seconds: f64, dests: &[SocketAddr]) {
         std::thread::sleep(Duration::from_secs_f64(interval_ms / 1000.0));
     }
     println!("legacy {sent}");
+}
+
+/// Captures up to 8 datagrams sent to `port` (broadcasts reach us too), with their sources.
+fn capture(port: u16) -> Vec<(Vec<u8>, SocketAddr)> {
+    let listener = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("socket");
+    listener.set_reuse_address(true).expect("SO_REUSEADDR");
+    listener
+        .bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+        .expect("bind the heartbeat port");
+    let listener: UdpSocket = listener.into();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut captured = Vec::new();
+    let mut buf = [0u8; 2048];
+    while captured.len() < 8 {
+        match listener.recv_from(&mut buf) {
+            Ok((n, from)) => captured.push((buf[..n].to_vec(), from)),
+            Err(e) => {
+                eprintln!("captured {} datagrams, then: {e}", captured.len());
+                break;
+            }
+        }
+    }
+    captured
+}
+
+fn flood(target: &str, rate: f64, seconds: f64, port: u16) {
+    let captured = capture(port);
+    if captured.is_empty() {
+        eprintln!("nothing captured on port {port}");
+        std::process::exit(1);
+    }
+    let target: SocketAddr = if target == "source" {
+        captured[0].1
+    } else {
+        addr(target)
+    };
+    println!(
+        "captured {}; flooding {target} at {rate:.0}/s for {seconds} s",
+        captured.len()
+    );
+    let wrong = Key::new(b"not the shared secret, but long enough".to_vec());
+    let mut templates: Vec<ipfailover::wire::Datagram> = captured
+        .iter()
+        .filter_map(|(c, _)| match wire::decode(c, None) {
+            Ok(Message::V1 { datagram, .. }) => Some(datagram),
+            _ => None,
+        })
+        .collect();
+    let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let (mut junk, mut forged, mut replays, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut sent_total = 0u64;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut bytes = [0u8; 120];
+    while Instant::now() < end {
+        // Send what the rate allows by now, then sleep a little.
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while sent_total < due {
+            let kind = sent_total % 3;
+            sent_total += 1;
+            let ok = match kind {
+                0 => {
+                    for b in bytes.iter_mut() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        *b = x.to_le_bytes()[0];
+                    }
+                    junk += 1;
+                    out.send_to(&bytes[..(x % 120) as usize], target)
+                }
+                1 if !templates.is_empty() => {
+                    let i = (x as usize) % templates.len();
+                    templates[i].seq = templates[i].seq.wrapping_add(1_000_000);
+                    forged += 1;
+                    out.send_to(&wire::encode(&templates[i], Some(&wrong)), target)
+                }
+                _ => {
+                    let (c, _) = &captured[(sent_total as usize) % captured.len()];
+                    replays += 1;
+                    out.send_to(c, target)
+                }
+            };
+            if ok.is_err() {
+                errors += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    println!("junk {junk}");
+    println!("forgeries {forged}");
+    println!("replays {replays}");
+    println!("send errors {errors}");
+    println!(
+        "rate {:.0}/s",
+        sent_total as f64 / start.elapsed().as_secs_f64()
+    );
 }
 
 fn attack(target: SocketAddr, seconds: f64) {
