@@ -12,7 +12,10 @@
 //!    address within the timeout (plus the boot grace after a restart);
 //! 3. once the faults stop, the pair settles with the primary holding the address;
 //! 4. when failoverd stops (SIGTERM), no address is left on the secondary;
-//! 5. failoverd's memory and open files do not grow.
+//! 5. failoverd's memory and open files do not grow;
+//! 6. no process a hook started outlives the hook's timeout (plus the SIGKILL grace, and a
+//!    restart of failoverd when it was killed meanwhile): each takeover runs a PostAcq hook
+//!    that leaves a `sleep` behind.
 //!
 //! On a violation the report carries the seed and the timeline, so the run can be repeated.
 
@@ -25,6 +28,8 @@ use crate::{cpu_ns, hostconfig, rss_kib, wait_for, Host, Lab, VIP};
 pub const INTERVAL: Duration = Duration::from_millis(100);
 /// failoverd's timeout in the soak.
 pub const TIMEOUT: Duration = Duration::from_millis(400);
+/// The hooks' timeout in the soak.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What happened, and whether every invariant held.
 #[derive(Debug)]
@@ -47,6 +52,8 @@ pub struct Report {
     pub fds: (usize, usize),
     /// CPU used by failoverd's last run, ns.
     pub cpu_ns: u64,
+    /// Processes hooks left behind, all checked to be gone by their deadline.
+    pub hook_leftovers: usize,
 }
 
 struct Rng(u64);
@@ -102,6 +109,35 @@ enum Undo {
     ContFo,
 }
 
+/// What the soak's hook recorded: each leftover's pid and age.
+fn leftovers(path: &std::path::Path) -> Vec<(i32, Duration)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    crate::read(path)
+        .lines()
+        .filter_map(|l| {
+            let (pid, t) = l.split_once(' ')?;
+            let t: u64 = t.trim().parse().ok()?;
+            Some((
+                pid.parse().ok()?,
+                Duration::from_secs(now.saturating_sub(t)),
+            ))
+        })
+        .collect()
+}
+
+/// Whether `pid` is still the hook's `sleep 1000` (not a recycled pid, not a zombie).
+fn alive_sleep(pid: i32) -> bool {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, r)| r.starts_with('Z'));
+    cmd.starts_with(b"sleep\0") && cmd.windows(4).any(|w| w == b"1000") && !zombie
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -123,6 +159,7 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         rss: (0, 0),
         fds: (0, 0),
         cpu_ns: 0,
+        hook_leftovers: 0,
     };
     let stamp = |t0: Instant| format!("{:>8.3}", t0.elapsed().as_secs_f64());
     let secret = lab.write("secret", "the chaos pair's shared secret\n");
@@ -138,6 +175,25 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
             ("FAILOVER_STATE_DIR", &state_pri),
         ]),
     );
+    // A PostAcq hook that leaves a process behind, which must not outlive the timeout.
+    let scripts = lab.dir.join("scripts");
+    let hook_dir = scripts.join(VIP);
+    let hook_pids = hook_dir.join("leftovers");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&hook_dir).expect("hook dir");
+        for d in [&scripts, &hook_dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let hook = hook_dir.join("PostAcq-leftover");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\nsleep 1000 &\necho \"$! $(date +%s)\" >> leftovers\nexit 0\n",
+        )
+        .expect("hook");
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let scripts = scripts.to_string_lossy().into_owned();
     let sec_conf = lab.write(
         "sec.conf",
         &hostconfig(&[
@@ -146,6 +202,8 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
             ("FAILOVER_TIMEOUT", "400ms"),
             ("FAILOVER_SECRET_FILE", &secret),
             ("FAILOVER_STATE_DIR", &state_sec),
+            ("FAILOVER_SCRIPT_DIR", &scripts),
+            ("FAILOVER_SCRIPT_TIMEOUT", "2s"),
         ]),
     );
     let (pri_conf, sec_conf) = (
@@ -199,6 +257,11 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
     let mut holding = false;
     // failoverd's memory and open files 1 s into its current run: (pid, rss, fds).
     let mut baseline: Option<(u32, u64, usize)> = None;
+    // A hook's leftover may live its timeout, the SIGKILL grace, the longest pause and the
+    // longest restart of failoverd (3 s each in this soak), and a little slack.
+    let leftover_bound = SCRIPT_TIMEOUT + Duration::from_secs(5 + 3 + 3 + 2);
+    let mut leftovers_seen: Vec<i32> = Vec::new();
+    let mut next_leftover_check = Instant::now();
     let end = t0 + duration;
 
     while Instant::now() < end {
@@ -327,6 +390,20 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
             }
         }
 
+        // Hook leftovers, twice a second.
+        if Instant::now() >= next_leftover_check {
+            next_leftover_check = Instant::now() + Duration::from_millis(500);
+            for (pid, age) in leftovers(&hook_pids) {
+                if age > leftover_bound && alive_sleep(pid) && !leftovers_seen.contains(&pid) {
+                    leftovers_seen.push(pid);
+                    report.violations.push(format!(
+                        "{} a process left by a hook ({pid}) lived {age:?}, past its timeout (bound {leftover_bound:?})",
+                        stamp(t0)
+                    ));
+                }
+            }
+        }
+
         // Sample and check.
         let held = lab.holds(Host::Sec, "eth0", VIP);
         report.samples += 1;
@@ -389,6 +466,20 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         Some(_) => {}
         None => truth.fo = Some(start_fo(&mut lab)),
     }
+    // At the end, wait out the bound for the youngest leftover, then none may be alive.
+    let youngest = leftovers(&hook_pids).iter().map(|(_, a)| *a).min();
+    if let Some(age) = youngest {
+        std::thread::sleep(leftover_bound.saturating_sub(age));
+    }
+    for (pid, age) in leftovers(&hook_pids) {
+        if alive_sleep(pid) && !leftovers_seen.contains(&pid) {
+            report.violations.push(format!(
+                "{} a process left by a hook ({pid}, {age:?} old) is still alive at the end",
+                stamp(t0)
+            ));
+        }
+    }
+    report.hook_leftovers = leftovers(&hook_pids).len();
     let settled = wait_for(release_bound + Duration::from_secs(3), || {
         !lab.holds(Host::Sec, "eth0", VIP)
     });
@@ -444,10 +535,11 @@ impl Report {
     /// A summary and, if anything failed, the seed and the timeline.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "chaos seed {}: {} faults, {} samples, {} violations; failoverd's last run: {} takeovers, RSS {} KiB, {} open files\n",
+            "chaos seed {}: {} faults, {} samples, {} hook leftovers checked, {} violations; failoverd's last run: {} takeovers, RSS {} KiB, {} open files\n",
             self.seed,
             self.faults,
             self.samples,
+            self.hook_leftovers,
             self.violations.len(),
             self.takeovers,
             self.rss.1,

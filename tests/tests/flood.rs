@@ -8,6 +8,16 @@ use ipfailover_e2e::{cpu_ns, rss_kib, wait_for, Host, Lab, VIP};
 
 const RATE: &str = "50000";
 
+/// How long the flood at the secondary lasts: 10 s on every build, 30 s for the figures
+/// (`IPFAILOVER_FLOOD_SECONDS=30`).
+fn flood_seconds() -> u64 {
+    std::env::var("IPFAILOVER_FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+        .max(6)
+}
+
 /// One flood at a time: each needs a core of its own to reach its rate.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -37,14 +47,15 @@ fn a_flood_at_the_secondary_does_not_delay_the_takeover() {
     let pid = lab.proc(fo).pid();
     std::thread::sleep(Duration::from_secs(1));
     let rss_before = rss_kib(pid).unwrap_or(0);
+    let seconds = flood_seconds();
     let inj = lab.spawn(
         Host::Atk,
         "flood",
         "ipfo-inject",
-        &["flood", "198.51.100.20:1694", RATE, "10"],
+        &["flood", "198.51.100.20:1694", RATE, &seconds.to_string()],
     );
-    // Let the flood run a while with the primary alive: no takeover.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the flood run a while with the primary alive (a third of it): no takeover.
+    std::thread::sleep(Duration::from_secs(seconds / 3));
     let cpu_start = (Instant::now(), cpu_ns(pid).unwrap_or(0));
     assert!(
         !lab.holds(Host::Sec, "eth0", VIP),
@@ -64,7 +75,10 @@ fn a_flood_at_the_secondary_does_not_delay_the_takeover() {
         lab.proc(inj).try_exit().is_none(),
         "the flood ended too early"
     );
-    assert!(lab.proc(inj).wait_exit(Duration::from_secs(20)).is_some());
+    assert!(lab
+        .proc(inj)
+        .wait_exit(Duration::from_secs(seconds + 10))
+        .is_some());
     let cpu =
         (cpu_ns(pid).unwrap_or(0) - cpu_start.1) as f64 / cpu_start.0.elapsed().as_nanos() as f64;
     let report = lab.proc(inj).log_text();
