@@ -1,10 +1,10 @@
 # ipfailover — build, test, demo, install.
 #
 #   make                      build the three programs (release)
-#   sudo make demo            the pair in network namespaces on this machine
-#   sudo make test            every test, the end-to-end ones on real namespaces (root needed)
+#   make demo                 the pair in network namespaces on this machine (as root)
+#   make test                 every test, the end-to-end ones on real namespaces (as root)
 #   make lint                 rustfmt and clippy, as CI runs them
-#   sudo make install         install binaries, service files, samples, hook templates, docs
+#   make install              install binaries, service files, samples, hook templates, docs (as root)
 #
 # install honours PREFIX (default /usr/local) and DESTDIR (staging root for packagers), and
 # BUILD=debug to install the debug binaries instead of the release ones.

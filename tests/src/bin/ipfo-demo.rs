@@ -2,7 +2,7 @@
 //! primary dies, the secondary takes over its address, the primary returns and gets it back,
 //! then hands over cleanly with a goodbye.
 //!
-//! Run as root: `sudo make demo`. Everything it makes is removed when it ends, on success, on
+//! Run as root: `make demo`. Everything it makes is removed when it ends, on success, on
 //! failure and on Ctrl-C (the daemons are killed by pid and the namespaces deleted).
 
 use std::sync::atomic::{AtomicBool, Ordering};
