@@ -365,7 +365,7 @@ impl Shell {
                 self.link_ifaces.entry(*addr).or_insert_with(|| {
                     locals
                         .iter()
-                        .find(|l| same_subnet(l.addr, *addr, l.prefix))
+                        .find(|l| l.contains(*addr))
                         .map(|l| l.iface.clone())
                 });
             }
@@ -634,21 +634,8 @@ impl Shell {
     }
 
     fn reload(&mut self, now: Instant) {
-        let settings = match Settings::load(&self.config_path, Role::Failoverd) {
-            Ok(s) => s,
-            Err(errors) => {
-                log::error!(
-                    "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
-                );
-                return;
-            }
-        };
-        let key = match daemon::load_key(&settings) {
-            Ok(k) => k,
-            Err(e) => {
-                log::error!("SIGHUP: FAILOVER_SECRET_FILE: {e}; keeping the old configuration");
-                return;
-            }
+        let Some((settings, key)) = daemon::reload(&self.config_path, Role::Failoverd) else {
+            return;
         };
         let pairs = match resolve_pairs(&settings) {
             Ok(p) => p,
@@ -1126,23 +1113,4 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Whether `b` lies in the `/prefix` subnet of `a`.
-fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(prefix.min(32)))
-                .unwrap_or(0);
-            u32::from(a) & mask == u32::from(b) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(prefix.min(128)))
-                .unwrap_or(0);
-            u128::from(a) & mask == u128::from(b) & mask
-        }
-        _ => false,
-    }
 }

@@ -426,21 +426,8 @@ impl Shell {
     }
 
     fn reload(&mut self, now: Instant) {
-        let settings = match Settings::load(&self.config_path, Role::Heartbeatd) {
-            Ok(s) => s,
-            Err(errors) => {
-                log::error!(
-                    "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
-                );
-                return;
-            }
-        };
-        let key = match daemon::load_key(&settings) {
-            Ok(k) => k,
-            Err(e) => {
-                log::error!("SIGHUP: FAILOVER_SECRET_FILE: {e}; keeping the old configuration");
-                return;
-            }
+        let Some((settings, key)) = daemon::reload(&self.config_path, Role::Heartbeatd) else {
+            return;
         };
         if settings.bcast_ips.iter().any(IpAddr::is_ipv6) && self.socket6.is_none() {
             log::warn!("SIGHUP: IPv6 destinations need a restart of heartbeatd");

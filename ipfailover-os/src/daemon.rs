@@ -134,6 +134,30 @@ pub fn load_key(settings: &Settings) -> Result<Option<Key>, String> {
     }
 }
 
+/// SIGHUP: the new settings and key, or `None` with every problem logged (the caller keeps
+/// its old settings).
+pub fn reload(config: &Path, role: Role) -> Option<(Settings, Option<Key>)> {
+    let settings = match Settings::load(config, role) {
+        Ok(s) => s,
+        Err(errors) => {
+            log::error!(
+                "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
+            );
+            return None;
+        }
+    };
+    for w in &settings.warnings {
+        log::warn!("{w}");
+    }
+    match load_key(&settings) {
+        Ok(key) => Some((settings, key)),
+        Err(e) => {
+            log::error!("SIGHUP: FAILOVER_SECRET_FILE: {e}; keeping the old configuration");
+            None
+        }
+    }
+}
+
 /// Like [`load_key`], exiting 78 on an error.
 pub fn load_key_or_exit(settings: &Settings, config: &Path) -> Option<Key> {
     load_key(settings).unwrap_or_else(|e| {

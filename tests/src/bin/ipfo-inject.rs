@@ -180,31 +180,7 @@ fn flood(target: &str, rate: f64, seconds: f64, port: u16) {
 }
 
 fn attack(target: SocketAddr, seconds: f64) {
-    let listener = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )
-    .expect("socket");
-    listener.set_reuse_address(true).expect("SO_REUSEADDR");
-    listener
-        .bind(&SocketAddr::from(([0, 0, 0, 0], target.port())).into())
-        .expect("bind the heartbeat port");
-    let listener: UdpSocket = listener.into();
-    listener
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut captured = Vec::new();
-    let mut buf = [0u8; 2048];
-    while captured.len() < 8 {
-        match listener.recv_from(&mut buf) {
-            Ok((n, _)) => captured.push(buf[..n].to_vec()),
-            Err(e) => {
-                eprintln!("captured {} datagrams, then: {e}", captured.len());
-                break;
-            }
-        }
-    }
+    let captured: Vec<Vec<u8>> = capture(target.port()).into_iter().map(|(c, _)| c).collect();
     if captured.is_empty() {
         eprintln!(
             "nothing to replay: no heartbeat seen on port {}",
