@@ -16,7 +16,7 @@ use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
 use ipfailover::wire::{self, Datagram, Key, Kind};
 use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
-use ipfailover_os::announce::Announcer;
+use ipfailover_os::announce::Announcers;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
 use ipfailover_os::mail::{self, MailSettings, Mailer};
@@ -83,7 +83,7 @@ pub(crate) struct Shell {
     /// New pairs from a reload, applied once nothing is held.
     pending_pairs: Option<Vec<ResolvedPair>>,
     backend: Box<dyn AddressBackend>,
-    announcers: HashMap<String, Announcer>,
+    announcers: Announcers,
     /// The announcements of the held addresses still to repeat.
     announcing: AnnounceRound,
     /// Where the peer's heartbeats come from on each link: where `released` goes.
@@ -242,7 +242,7 @@ impl Shell {
             pairs,
             pending_pairs: None,
             backend,
-            announcers: HashMap::new(),
+            announcers: Announcers::new(),
             announcing: AnnounceRound::new(),
             link_sources: BTreeMap::new(),
             key,
@@ -894,21 +894,8 @@ impl Shell {
     }
 
     fn announce(&mut self, pair: &ResolvedPair) {
-        if !self.announcers.contains_key(&pair.iface) {
-            match Announcer::new(&pair.iface) {
-                Ok(a) => {
-                    self.announcers.insert(pair.iface.clone(), a);
-                }
-                Err(e) => {
-                    log::error!("cannot announce on {}: {e}", pair.iface);
-                    return;
-                }
-            }
-        }
-        if let Some(a) = self.announcers.get_mut(&pair.iface) {
-            if let Err(e) = a.announce(pair.addr) {
-                log::warn!("announcing {} on {}: {e}", pair.addr, pair.iface);
-            }
+        if let Err(e) = self.announcers.announce(&pair.iface, pair.addr) {
+            log::warn!("announcing {} on {}: {e}", pair.addr, pair.iface);
         }
     }
 

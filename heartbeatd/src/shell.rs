@@ -12,7 +12,7 @@ use ipfailover::sender::{Sender, SenderAction, SenderEvent};
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::Status;
 use ipfailover::wire::{self, Datagram, Key, Kind};
-use ipfailover_os::announce::Announcer;
+use ipfailover_os::announce::Announcers;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::interfaces::{self, LocalAddr};
 use ipfailover_os::status_file::StatusFile;
@@ -55,7 +55,7 @@ pub(crate) struct Shell {
     /// This host's addresses that identify it in heartbeats, with their interfaces.
     identity: Vec<LocalAddr>,
     identity_checked: Instant,
-    announcers: HashMap<String, Announcer>,
+    announcers: Announcers,
     /// The announcements of our own addresses still to repeat.
     announcing: AnnounceRound,
     send_errors: HashMap<SocketAddr, Instant>,
@@ -117,7 +117,7 @@ impl Shell {
             hostname,
             identity: Vec::new(),
             identity_checked: now,
-            announcers: HashMap::new(),
+            announcers: Announcers::new(),
             announcing: AnnounceRound::new(),
             send_errors: HashMap::new(),
             exit: false,
@@ -354,23 +354,10 @@ impl Shell {
     }
 
     fn announce(&mut self) {
-        for local in self.identity.clone() {
-            if !self.announcers.contains_key(&local.iface) {
-                match Announcer::new(&local.iface) {
-                    Ok(a) => {
-                        self.announcers.insert(local.iface.clone(), a);
-                    }
-                    Err(e) => {
-                        log::warn!("cannot announce on {}: {e}", local.iface);
-                        continue;
-                    }
-                }
-            }
-            if let Some(a) = self.announcers.get_mut(&local.iface) {
-                match a.announce(local.addr) {
-                    Ok(()) => log::debug!("announced {} on {}", local.addr, local.iface),
-                    Err(e) => log::warn!("announcing {} on {}: {e}", local.addr, local.iface),
-                }
+        for local in &self.identity {
+            match self.announcers.announce(&local.iface, local.addr) {
+                Ok(()) => log::debug!("announced {} on {}", local.addr, local.iface),
+                Err(e) => log::warn!("announcing {} on {}: {e}", local.addr, local.iface),
             }
         }
     }

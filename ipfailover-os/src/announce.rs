@@ -268,6 +268,32 @@ fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
     unsafe { socket2::SockAddr::new(storage, len) }
 }
 
+/// One [`Announcer`] per interface, opened when first needed and kept: what both daemons
+/// use to announce addresses on whatever interfaces they hold them.
+#[derive(Debug, Default)]
+pub struct Announcers {
+    by_iface: std::collections::HashMap<String, Announcer>,
+}
+
+impl Announcers {
+    /// No interface opened yet.
+    pub fn new() -> Announcers {
+        Announcers::default()
+    }
+
+    /// Announces `addr` on `iface`, opening the interface's announcer the first time.
+    pub fn announce(&mut self, iface: &str, addr: IpAddr) -> io::Result<()> {
+        if !self.by_iface.contains_key(iface) {
+            let a = Announcer::new(iface)?;
+            self.by_iface.insert(iface.to_string(), a);
+        }
+        match self.by_iface.get_mut(iface) {
+            Some(a) => a.announce(addr),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

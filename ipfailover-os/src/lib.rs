@@ -29,7 +29,7 @@ pub mod udp;
 mod testns;
 
 pub use addrs::{default_backend, resolve, AddressBackend, ResolvedPair};
-pub use announce::Announcer;
+pub use announce::{Announcer, Announcers};
 pub use ifconfig::Ifconfig;
 pub use interfaces::{addrs_for_destinations, iface_index, local_addrs, mac_address, LocalAddr};
 #[cfg(target_os = "linux")]

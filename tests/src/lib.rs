@@ -352,6 +352,25 @@ impl Lab {
             .any(|w| w.split('/').next() == Some(addr))
     }
 
+    /// Waits until `host` holds `addr` on `ifname` (or, with `want` false, no longer holds
+    /// it); fails the test with every log after `limit`. Returns how long it took.
+    pub fn wait_holds(
+        &self,
+        host: Host,
+        ifname: &str,
+        addr: &str,
+        want: bool,
+        limit: Duration,
+    ) -> Duration {
+        wait_for(limit, || self.holds(host, ifname, addr) == want).unwrap_or_else(|| {
+            panic!(
+                "{host:?} {} {addr} on {ifname} after {limit:?}:\n{}",
+                if want { "never held" } else { "still holds" },
+                self.logs()
+            )
+        })
+    }
+
     /// The MAC the client's neighbour table has for an address, if any.
     pub fn client_neigh(&self, addr: &str) -> Option<String> {
         let out = self.ip(Host::Cli, &["neigh", "show", addr]);

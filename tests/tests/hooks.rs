@@ -56,16 +56,7 @@ fn takeover_and_release_run_the_hooks_in_order_around_the_address() {
     hook(&dir, "PreAcq-1~", "exit 0", 0o755);
     let (hb, fo) = lab.start_pair(&[], &[]);
     lab.kill_primary(hb);
-    assert!(
-        wait_for(Duration::from_secs(10), || lab.holds(
-            Host::Sec,
-            "eth0",
-            VIP
-        ))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(10));
     assert!(
         lab.wait_log(fo, "-> acquired", Duration::from_secs(5)),
         "{}",
@@ -136,11 +127,7 @@ fn a_failing_test_stops_the_takeover_until_it_passes() {
     );
     // The Test passes from now on: the next attempt takes over.
     fs::write(dir.join("allow"), "").expect("allow");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP)).is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     let lines = log_lines(&dir);
     assert_eq!(
         lines.last().map(String::as_str),

@@ -162,16 +162,7 @@ fn failoverd_restarted_while_holding_keeps_or_releases_correctly() {
     lab.links(Host::Pri, true);
     let _hb2 = lab.start_heartbeatd(&[]);
     let fo3 = lab.start_failoverd(&[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || !lab.holds(
-            Host::Sec,
-            "eth0",
-            VIP
-        ))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(10));
     assert!(lab.proc(fo3).log_text().contains("(peer-returned)"));
     client_reaches_primary(&lab);
 }
@@ -247,46 +238,15 @@ fn peering_each_host_takes_over_the_other_in_turn() {
 
     // The primary's heartbeatd stops: the secondary takes over its address.
     lab.proc(hb_pri).signal(libc::SIGTERM);
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP)).is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     let hb_pri2 = lab.spawn(Host::Pri, "hb-pri2", "heartbeatd", &["-c", &pri_conf]);
-    assert!(
-        wait_for(Duration::from_secs(5), || !lab.holds(
-            Host::Sec,
-            "eth0",
-            VIP
-        ))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(5));
 
     // Now the other way round.
     lab.proc(hb_sec).signal(libc::SIGTERM);
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.holds(
-            Host::Pri,
-            "eth0",
-            SEC_PUB
-        ))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Pri, "eth0", SEC_PUB, true, Duration::from_secs(5));
     let _hb_sec2 = lab.spawn(Host::Sec, "hb-sec2", "heartbeatd", &["-c", &sec_conf]);
-    assert!(
-        wait_for(Duration::from_secs(5), || !lab.holds(
-            Host::Pri,
-            "eth0",
-            SEC_PUB
-        ))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Pri, "eth0", SEC_PUB, false, Duration::from_secs(5));
     assert!(lab
         .proc(fo_pri)
         .log_text()
@@ -397,11 +357,7 @@ fn ipv6_addresses_move_too_announced_by_neighbour_advertisement() {
         lab.logs()
     );
     lab.kill_primary(hb);
-    assert!(
-        wait_for(Duration::from_secs(10), || lab.holds(Host::Sec, "eth0", v6)).is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", v6, true, Duration::from_secs(10));
     // Added without DAD: usable at once, never tentative.
     let shown = lab.ip(Host::Sec, &["-6", "addr", "show", "dev", "eth0"]);
     assert!(!shown.contains("tentative"), "{shown}");

@@ -112,11 +112,7 @@ fn apples_bare_heartbeat_from_the_peer_counts_without_a_secret() {
         lab.logs()
     );
     // It stops: the secondary takes over after the timeout.
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP)).is_some(),
-        "{}",
-        lab.logs()
-    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     let status = lab.status(Host::Sec, "failoverd");
     // Only the datagrams from the peer's public address are the peer's.
     assert!(
