@@ -1,13 +1,15 @@
 //! The chaos soak: a seeded, repeatable run of random faults against a pair in the lab, with
 //! a checker sampling the secondary every few milliseconds against the ground truth.
 //!
-//! Faults: a link of either host down for a while; random loss on a primary link; heartbeatd
-//! or failoverd killed (SIGKILL) and restarted; either paused (SIGSTOP, as a stalled VM) and
-//! resumed; heartbeatd stopped cleanly (goodbye) and restarted.
+//! Faults: a link of either host down for a while; random loss on a primary link; delay with
+//! jitter, reordering and duplication on a primary link (the lab's userspace netem, both
+//! ways); heartbeatd or failoverd killed (SIGKILL) and restarted; either paused (SIGSTOP, as a
+//! stalled VM) and resumed; heartbeatd stopped cleanly (goodbye) and restarted.
 //!
 //! Invariants:
-//! 1. never two hosts holding the address, while the primary is healthy and the secondary's
-//!    daemon runs, for longer than one release window;
+//! 1. never two hosts holding the address, while heartbeatd runs, the private link is whole
+//!    (up at both ends, no loss, no netem) and the secondary's daemon runs, for longer than
+//!    one release window, whatever happens on the public link;
 //! 2. whenever the primary is dead and the secondary's daemon runs, the secondary holds the
 //!    address within the timeout (plus the boot grace after a restart);
 //! 3. once the faults stop, the pair settles with the primary holding the address;
@@ -30,6 +32,11 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 pub const TIMEOUT: Duration = Duration::from_millis(400);
 /// The hooks' timeout in the soak.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Delays the netem faults choose from, ms, and the jitters added to them.
+const DELAYS: [u32; 4] = [20, 50, 150, 300];
+const JITTERS: [u32; 3] = [0, 30, 120];
+/// The latest a held heartbeat can arrive after it was sent.
+const MOST_LATE: Duration = Duration::from_millis(300 + 120);
 
 /// What happened, and whether every invariant held.
 #[derive(Debug)]
@@ -54,6 +61,9 @@ pub struct Report {
     pub cpu_ns: u64,
     /// Processes hooks left behind, all checked to be gone by their deadline.
     pub hook_leftovers: usize,
+    /// What the netem did on the primary's links (packets held, and reordered as seen by
+    /// the receiver).
+    pub netem: Option<[crate::NetemCounts; 2]>,
 }
 
 struct Rng(u64);
@@ -84,14 +94,24 @@ struct Truth {
     up: [bool; 4],
     /// loss % on pri eth0, pri eth1.
     loss: [u8; 2],
+    /// netem on pri eth0, pri eth1.
+    impaired: [bool; 2],
 }
 
 impl Truth {
     fn primary_dead(&self) -> bool {
         self.hb.is_none() || self.hb_paused || (!self.up[0] && !self.up[1])
     }
+    /// heartbeatd runs, and the private link is whole: the secondary hears every heartbeat
+    /// there, whatever happens on the public link (where it cannot hear the primary while it
+    /// holds the primary's address).
     fn primary_healthy(&self) -> bool {
-        self.hb.is_some() && !self.hb_paused && self.up.iter().all(|u| *u) && self.loss == [0, 0]
+        self.hb.is_some()
+            && !self.hb_paused
+            && self.up[1]
+            && self.up[3]
+            && self.loss[1] == 0
+            && !self.impaired[1]
     }
     fn secondary_runs(&self) -> bool {
         self.fo.is_some() && !self.fo_paused
@@ -103,6 +123,7 @@ impl Truth {
 enum Undo {
     LinkUp(usize),
     NoLoss(usize),
+    NoImpairment(usize),
     StartHb,
     StartFo,
     ContHb,
@@ -160,7 +181,9 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         fds: (0, 0),
         cpu_ns: 0,
         hook_leftovers: 0,
+        netem: None,
     };
+    lab.seed = seed;
     let stamp = |t0: Instant| format!("{:>8.3}", t0.elapsed().as_secs_f64());
     let secret = lab.write("secret", "the chaos pair's shared secret\n");
     let secret = secret.to_string_lossy().into_owned();
@@ -247,8 +270,9 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
     ];
     // Release: the boot grace after a restart, three heartbeats, and slack for a busy machine.
     let release_bound = TIMEOUT * 2 + INTERVAL * 4 + Duration::from_millis(1500);
-    // Takeover: the boot grace after a restart, the timeout, and slack.
-    let takeover_bound = TIMEOUT * 2 + Duration::from_millis(1500);
+    // Takeover: the boot grace after a restart, the timeout, the latest a heartbeat held by
+    // the netem arrives, and slack.
+    let takeover_bound = TIMEOUT * 2 + MOST_LATE + Duration::from_millis(1500);
     let mut undos: Vec<(Instant, Undo)> = Vec::new();
     let mut next_fault = Instant::now() + rng.ms(300, 1500);
     let mut dual_since: Option<Instant> = None;
@@ -285,6 +309,11 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
                     truth.loss[i] = 0;
                     format!("no more loss on Pri {}", links[i].1)
                 }
+                Undo::NoImpairment(i) => {
+                    lab.impair(Host::Pri, links[i].1, crate::Impairment::default());
+                    truth.impaired[i] = false;
+                    format!("no more netem on Pri {}", links[i].1)
+                }
                 Undo::StartHb => {
                     truth.hb = Some(start_hb(&mut lab));
                     "heartbeatd started".to_string()
@@ -317,7 +346,7 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         // A new fault, at most two at a time.
         if Instant::now() >= next_fault && undos.len() < 2 {
             report.faults += 1;
-            let what = match rng.below(8) {
+            let what = match rng.below(9) {
                 0 | 1 => {
                     let i = rng.below(4) as usize;
                     if truth.up[i] {
@@ -374,6 +403,22 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
                     }
                     undos.push((Instant::now() + rng.ms(300, 3000), Undo::StartHb));
                     "heartbeatd stopped (goodbye)".to_string()
+                }
+                8 => {
+                    let i = rng.below(2) as usize;
+                    let imp = crate::Impairment {
+                        delay_ms: DELAYS[rng.below(DELAYS.len() as u64) as usize],
+                        jitter_ms: JITTERS[rng.below(JITTERS.len() as u64) as usize],
+                        reorder_pct: [0, 25][rng.below(2) as usize],
+                        dup_pct: [0, 10, 40][rng.below(3) as usize],
+                    };
+                    lab.impair(Host::Pri, links[i].1, imp);
+                    truth.impaired[i] = true;
+                    undos.push((Instant::now() + rng.ms(500, 4000), Undo::NoImpairment(i)));
+                    format!(
+                        "netem on Pri {}: delay {} ms, jitter {} ms, {} % at once, {} % twice",
+                        links[i].1, imp.delay_ms, imp.jitter_ms, imp.reorder_pct, imp.dup_pct
+                    )
                 }
                 _ => "nothing (the chosen daemon is down)".to_string(),
             };
@@ -455,7 +500,11 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
     }
     for (_, ifname) in &links[..2] {
         lab.loss(Host::Pri, ifname, 0);
+        if truth.impaired.iter().any(|i| *i) {
+            lab.impair(Host::Pri, ifname, crate::Impairment::default());
+        }
     }
+    report.netem = lab.netem_report(Host::Pri);
     match truth.hb {
         Some(i) if truth.hb_paused => lab.proc(i).signal(libc::SIGCONT),
         Some(_) => {}
@@ -545,6 +594,15 @@ impl Report {
             self.rss.1,
             self.fds.1
         );
+        if let Some(links) = &self.netem {
+            let _ = writeln!(
+                s,
+                "netem on the primary's links: {} packets held, {} sent ahead, {} reordered",
+                links.iter().map(|l| l.held).sum::<u64>(),
+                links.iter().map(|l| l.ahead).sum::<u64>(),
+                links.iter().map(|l| l.out_of_order).sum::<u64>()
+            );
+        }
         if !self.violations.is_empty() {
             for v in &self.violations {
                 let _ = writeln!(s, "VIOLATION {v}");

@@ -133,6 +133,37 @@ pub struct Lab {
     /// A scratch directory for configuration files, logs and state.
     pub dir: PathBuf,
     procs: Vec<Proc>,
+    /// The seed of the lab's netem ([`Lab::impair`]), for repeatable runs.
+    pub seed: u64,
+    /// Each host's netem: its process and the pipe its settings go down.
+    netems: Vec<(Host, usize, std::process::ChildStdin)>,
+}
+
+/// What `ipfo-netem` did on one link ([`Lab::netem_report`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetemCounts {
+    /// Packets it was handed.
+    pub seen: u64,
+    /// Packets it held for a while.
+    pub held: u64,
+    /// Packets it let go at once while others were held.
+    pub ahead: u64,
+    /// Packets that left after one that arrived later: the reordering the receiver saw.
+    pub out_of_order: u64,
+}
+
+/// What [`Lab::impair`] does to a link, as `tc netem` would: delay with jitter, reordering,
+/// duplication. The default is none of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Impairment {
+    /// Delay of every packet, ms.
+    pub delay_ms: u32,
+    /// Up to this much more, at random, ms (more than the gap between packets reorders them).
+    pub jitter_ms: u32,
+    /// Percent of the packets sent at once, ahead of the delayed ones.
+    pub reorder_pct: u8,
+    /// Percent of the packets sent twice.
+    pub dup_pct: u8,
 }
 
 /// The directory holding the workspace's built binaries (`target/<profile>`).
@@ -219,6 +250,8 @@ impl Lab {
             namespaces: Vec::new(),
             dir,
             procs: Vec::new(),
+            seed: 1,
+            netems: Vec::new(),
         };
         lab.build();
         lab
@@ -405,26 +438,127 @@ impl Lab {
     pub fn loss(&self, host: Host, ifname: &str, percent: u8) {
         let outer = format!("{}-{}", host.suffix(), ifname);
         for (ns_host, dev) in [(Host::Lan, outer.as_str()), (host, ifname)] {
-            let table = format!("loss_{}", dev.replace('-', "_"));
-            let ns = self.ns(ns_host);
-            // Replace any earlier rule for this device.
-            run_ok(&[
-                "ip", "netns", "exec", &ns, "nft", "delete", "table", "netdev", &table,
-            ]);
-            if percent == 0 {
-                continue;
-            }
-            let verdict = if percent >= 100 {
-                "drop".to_string()
-            } else {
-                format!("numgen random mod 100 < {percent} drop")
+            let rule = match percent {
+                0 => None,
+                100.. => Some("drop".to_string()),
+                _ => Some(format!("numgen random mod 100 < {percent} drop")),
             };
-            let rules = format!(
-                "table netdev {table} {{\n  chain c {{\n    type filter hook ingress device \"{dev}\" \
-                 priority 0;\n    {verdict}\n  }}\n}}\n"
-            );
-            self.nft(ns_host, &rules);
+            self.device_rule(ns_host, "loss", "ingress", dev, rule.as_deref());
         }
+    }
+
+    /// Sets the one rule of a netdev chain on `dev`'s `hook`, or none. The table and chain
+    /// stay once made: removing a hook makes the kernel drop every packet held in the
+    /// namespace's netfilter queues, which would be loss that nobody asked for.
+    fn device_rule(&self, host: Host, what: &str, hook: &str, dev: &str, rule: Option<&str>) {
+        let table = format!("{what}_{}", dev.replace('-', "_"));
+        self.nft(
+            host,
+            &format!(
+                "table netdev {table} {{\n  chain c {{\n    type filter hook {hook} device \"{dev}\" \
+                 priority 0;\n  }}\n}}\nflush chain netdev {table} c\n{}\n",
+                rule.map(|r| format!("add rule netdev {table} c {r}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+
+    /// Delays, reorders and duplicates the UDP packets a host sends and receives on one of its
+    /// links, as `tc netem` would on both ends of the veth (this kernel has no netem).
+    ///
+    /// Delay and reordering: iptables `NFQUEUE` rules hand the packets to the host's
+    /// `ipfo-netem`, which holds them. Duplication: nftables `dup` at the egress of both ends
+    /// of the veth (a mark keeps the copy from being copied again). The default
+    /// [`Impairment`] removes it all; packets already held still leave on their schedule.
+    pub fn impair(&mut self, host: Host, ifname: &str, imp: Impairment) {
+        let queue = match ifname {
+            "eth0" => "0",
+            "eth1" => "1",
+            _ => panic!("impair: only eth0 and eth1 have queues, not {ifname}"),
+        };
+        if !self.netems.iter().any(|(h, _, _)| *h == host) {
+            let seed = self.seed.to_string();
+            let prog = bin("ipfo-netem").to_string_lossy().into_owned();
+            let name = format!("netem-{}", host.suffix());
+            let idx = self.spawn_with_stdin(host, &name, &[&prog, &seed, "0", "1"], Stdio::piped());
+            assert!(
+                self.wait_log(idx, "bound to queues", Duration::from_secs(5)),
+                "ipfo-netem did not start:\n{}",
+                self.procs[idx].log_text()
+            );
+            let stdin = self.procs[idx].child.stdin.take().expect("netem's stdin");
+            self.netems.push((host, idx, stdin));
+        }
+        let line = format!(
+            "{queue} {} {} {}\n",
+            imp.delay_ms, imp.jitter_ms, imp.reorder_pct
+        );
+        if let Some((_, _, stdin)) = self.netems.iter_mut().find(|(h, _, _)| *h == host) {
+            stdin.write_all(line.as_bytes()).expect("netem settings");
+            stdin.flush().expect("netem settings");
+        }
+        let ns = self.ns(host);
+        for (chain, dir) in [("OUTPUT", "-o"), ("INPUT", "-i")] {
+            let rule = [
+                chain,
+                dir,
+                ifname,
+                "-p",
+                "udp",
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                queue,
+                "--queue-bypass",
+            ];
+            let mut del = vec!["ip", "netns", "exec", &ns, "iptables", "-D"];
+            del.extend_from_slice(&rule);
+            while run_ok(&del) {}
+            if imp.delay_ms > 0 || imp.jitter_ms > 0 {
+                let mut add = vec!["ip", "netns", "exec", &ns, "iptables", "-A"];
+                add.extend_from_slice(&rule);
+                run(&add);
+            }
+        }
+        let outer = format!("{}-{}", host.suffix(), ifname);
+        for (ns_host, dev) in [(Host::Lan, outer.as_str()), (host, ifname)] {
+            let rule = (imp.dup_pct > 0).then(|| {
+                format!(
+                    "meta l4proto udp meta mark != 0x1d numgen random mod 100 < {} \
+                     meta mark set 0x1d dup to \"{dev}\"",
+                    imp.dup_pct.min(100)
+                )
+            });
+            self.device_rule(ns_host, "dup", "egress", dev, rule.as_deref());
+        }
+    }
+
+    /// Stops a host's netem, letting every held packet go, and returns what it did on each
+    /// link (eth0, eth1). None if the host had no netem.
+    pub fn netem_report(&mut self, host: Host) -> Option<[NetemCounts; 2]> {
+        let pos = self.netems.iter().position(|(h, _, _)| *h == host)?;
+        let (_, idx, stdin) = self.netems.remove(pos);
+        drop(stdin);
+        let _ = self.procs[idx].wait_exit(Duration::from_secs(5));
+        let log = self.procs[idx].log_text();
+        let counts = |queue: usize| {
+            let line = log
+                .lines()
+                .find(|l| l.starts_with(&format!("queue {queue}:")))
+                .unwrap_or_else(|| panic!("no report for queue {queue} from ipfo-netem:\n{log}"));
+            let n: Vec<u64> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .skip(1)
+                .collect();
+            NetemCounts {
+                seen: n[0],
+                held: n[1],
+                ahead: n[2],
+                out_of_order: n[3],
+            }
+        };
+        Some([counts(0), counts(1)])
     }
 
     /// Loads nftables rules into a host's namespace (the package nftables is needed).
@@ -525,6 +659,10 @@ impl Lab {
 
     /// Starts any command inside a host's namespace, output to `<name>.log`.
     pub fn spawn_cmd(&mut self, host: Host, name: &str, argv: &[&str]) -> usize {
+        self.spawn_with_stdin(host, name, argv, Stdio::null())
+    }
+
+    fn spawn_with_stdin(&mut self, host: Host, name: &str, argv: &[&str], stdin: Stdio) -> usize {
         let log = self.dir.join(format!("{name}.log"));
         let logf = fs::OpenOptions::new()
             .create(true)
@@ -535,7 +673,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns])
             .args(argv)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(logf.try_clone().expect("log file"))
             .stderr(logf)
             .spawn()
