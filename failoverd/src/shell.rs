@@ -13,7 +13,7 @@ use ipfailover::failover::{
 };
 use ipfailover::receive::{Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
+use ipfailover::status::{self, AddressStatus, LinkStatus, Status, TransitionStatus};
 use ipfailover::wire::{self, Datagram, Key, Kind};
 use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcers;
@@ -39,10 +39,6 @@ const READ_BUDGET: usize = 256;
 
 /// At exit, how long pending mail may take.
 const MAIL_GRACE: Duration = Duration::from_secs(5);
-
-/// The status file is rewritten on every change and at least this often (SPEC §7's ceiling):
-/// a periodic write costs more than the heartbeats of a 1 s interval.
-const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// Why failoverd could not start, and with which exit code.
 #[derive(Debug)]
@@ -296,7 +292,14 @@ impl Shell {
             }
             self.feed(now, Event::Tick);
             self.run_announcements(now);
-            if self.status_dirty || now >= self.status_written + STATUS_REFRESH || self.exit {
+            // The peer's next heartbeat is a wake to come while it is heard.
+            let next = self
+                .core
+                .peer_alive(now)
+                .then(|| self.core.announced_interval())
+                .flatten();
+            if self.status_dirty || self.exit || status::refresh_due(now, self.status_written, next)
+            {
                 self.write_status(now);
             }
             if self.exit {
@@ -318,7 +321,7 @@ impl Shell {
         let links = self.link_statuses(now);
         let s = &mut self.status;
         s.updated_at_ms = daemon::wall_ms();
-        s.refresh_ms = u64::try_from(STATUS_REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.refresh_ms = u64::try_from(status::REFRESH.as_millis()).unwrap_or(u64::MAX);
         s.state = self.core.state().as_str().to_string();
         s.peer = self.settings.peer_ip.map(|p| p.to_string());
         s.timeout_ms = Some(millis(timeout));
@@ -434,7 +437,7 @@ impl Shell {
 
     fn next_wake(&self) -> Option<Instant> {
         let announce = self.announcing.next_deadline();
-        let status = self.status_written + STATUS_REFRESH;
+        let status = self.status_written + status::REFRESH;
         [
             self.core.next_deadline(),
             announce,

@@ -10,7 +10,7 @@ use ipfailover::announce::AnnounceRound;
 use ipfailover::receive::{Incoming, Receiver};
 use ipfailover::sender::{Sender, SenderAction, SenderEvent};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::Status;
+use ipfailover::status::{self, Status};
 use ipfailover::wire::{self, Datagram, Key, Kind};
 use ipfailover_os::announce::Announcers;
 use ipfailover_os::daemon::{self, exit};
@@ -33,10 +33,6 @@ const IDENTITY_REFRESH: Duration = Duration::from_secs(30);
 /// A send error on a destination is logged again only after this long (a link that is down
 /// would otherwise fill the log at every interval).
 const SEND_ERROR_LOG_GAP: Duration = Duration::from_secs(60);
-
-/// The status file is rewritten this often (SPEC §7's ceiling): each write costs more than a
-/// heartbeat, and at a 1 s interval it would be most of heartbeatd's work.
-const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// The running daemon. (No Debug: the signal handle has none.)
 pub(crate) struct Shell {
@@ -163,7 +159,7 @@ impl Shell {
             let wake = [self.sender.next_deadline(), self.announcing.next_deadline()]
                 .into_iter()
                 .flatten()
-                .fold(self.status_written + STATUS_REFRESH, Instant::min);
+                .fold(self.status_written + status::REFRESH, Instant::min);
             let timeout = Some(wake.saturating_duration_since(before));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -194,7 +190,8 @@ impl Shell {
             for _ in 0..self.announcing.due(now) {
                 self.announce();
             }
-            if self.exit || now >= self.status_written + STATUS_REFRESH {
+            let next = (!self.sender.stopped()).then(|| self.sender.interval());
+            if self.exit || status::refresh_due(now, self.status_written, next) {
                 self.write_status(now);
             }
             if self.exit {
@@ -208,7 +205,7 @@ impl Shell {
         self.status_written = now;
         let s = &mut self.status;
         s.updated_at_ms = daemon::wall_ms();
-        s.refresh_ms = u64::try_from(STATUS_REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.refresh_ms = u64::try_from(status::REFRESH.as_millis()).unwrap_or(u64::MAX);
         s.state = if self.sender.stopped() {
             "stopped"
         } else {

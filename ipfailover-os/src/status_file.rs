@@ -11,6 +11,9 @@ use ipfailover::status::Status;
 pub struct StatusFile {
     path: PathBuf,
     warned: bool,
+    /// Whether the directory is known to exist (made at the first write, and again after a
+    /// failure).
+    dir_made: bool,
 }
 
 impl StatusFile {
@@ -19,6 +22,7 @@ impl StatusFile {
         StatusFile {
             path: dir.join(format!("{daemon}.json")),
             warned: false,
+            dir_made: false,
         }
     }
 
@@ -32,12 +36,14 @@ impl StatusFile {
     pub fn write(&mut self, status: &Status) {
         match self.try_write(status) {
             Ok(()) => {
+                self.dir_made = true;
                 if self.warned {
                     log::info!("status file {} is written again", self.path.display());
                     self.warned = false;
                 }
             }
             Err(e) => {
+                self.dir_made = false;
                 if !self.warned {
                     log::warn!("cannot write status file {}: {e}", self.path.display());
                     self.warned = true;
@@ -48,7 +54,9 @@ impl StatusFile {
 
     fn try_write(&self, status: &Status) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
+        if !self.dir_made {
+            fs::create_dir_all(dir)?;
+        }
         let json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
         let tmp = dir.join(format!(
             ".{}.{}.tmp",

@@ -2,11 +2,23 @@
 //! read. Schema version 1; fields are only ever added.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 /// The schema version written in every file.
 pub const SCHEMA: u32 = 1;
+
+/// A status file is rewritten on every change and at least this often (SPEC §7's ceiling).
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// Whether a daemon awake at `now` should rewrite its status file, last written at `written`,
+/// when it expects to wake again `next_wake` from now anyway (a heartbeat interval), or has
+/// no such expectation (`None`): it writes at the last of those wakes before the refresh is
+/// due, sparing a wake of its own, which costs about as much as the write.
+pub fn refresh_due(now: Instant, written: Instant, next_wake: Option<Duration>) -> bool {
+    now + next_wake.unwrap_or(Duration::ZERO) >= written + REFRESH
+}
 
 /// How many transitions a status file keeps.
 pub const MAX_TRANSITIONS: usize = 20;
@@ -179,6 +191,26 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refresh_rides_on_the_last_heartbeat_before_it_is_due() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // Heartbeats every second: written at the fourth, never later than 5 s.
+        let at: Vec<u64> = (1..=10)
+            .filter(|k| refresh_due(t0 + s(*k), t0, Some(s(1))))
+            .collect();
+        assert_eq!(at.first(), Some(&4));
+        // Every 10 ms: at 4.99 s, the last before the deadline, not before.
+        assert!(!refresh_due(t0 + ms(4980), t0, Some(ms(10))));
+        assert!(refresh_due(t0 + ms(4990), t0, Some(ms(10))));
+        // Nothing expected (a silent peer, a stopped sender): at the deadline itself.
+        assert!(!refresh_due(t0 + ms(4999), t0, None));
+        assert!(refresh_due(t0 + s(5), t0, None));
+        // Heartbeats rarer than the refresh: every wake writes.
+        assert!(refresh_due(t0 + ms(1), t0, Some(s(6))));
+    }
 
     #[test]
     fn round_trips_through_json_and_keeps_the_latest_transitions() {

@@ -94,6 +94,8 @@ struct Bed {
     /// Settings for the secondary: the configured timeout, or ipfailover's default.
     explicit_timeout: bool,
     probe_file: PathBuf,
+    /// The probe's process in the lab.
+    probe: usize,
     primary: Option<usize>,
     secondary: usize,
     generation: u32,
@@ -123,6 +125,7 @@ impl Bed {
             setting,
             explicit_timeout,
             probe_file,
+            probe: 0,
             primary: None,
             secondary: 0,
             generation: 0,
@@ -157,7 +160,8 @@ impl Bed {
         }
         let target = format!("{vip}:{ECHO_PORT}");
         let file = bed.probe_file.to_string_lossy().into_owned();
-        bed.lab
+        bed.probe = bed
+            .lab
             .spawn(Host::Cli, "probe", "ipfo-probe", &[&target, &file]);
         bed.wait_steady()?;
         Ok(bed)
@@ -396,9 +400,19 @@ impl Bed {
     }
 
     /// CPU (% of one core) and RSS (KiB) of the primary's and the secondary's daemon while
-    /// idle for `d`.
+    /// idle for `d`. The probe is paused meanwhile: its thousand packets a second through the
+    /// primary's stack are not the daemons' work, and they would cool the daemons' caches.
     fn cost(&mut self, d: Duration) -> Result<[(f64, u64); 2], String> {
         self.wait_steady()?;
+        self.lab.proc(self.probe).signal(libc::SIGSTOP);
+        let out = self.idle_cost(d);
+        self.lab.proc(self.probe).signal(libc::SIGCONT);
+        out
+    }
+
+    fn idle_cost(&mut self, d: Duration) -> Result<[(f64, u64); 2], String> {
+        // Let the last probe replies and their wake-ups pass.
+        std::thread::sleep(Duration::from_millis(200));
         let pri = self.primary.ok_or("no primary")?;
         let sides = [self.pids(pri), self.pids(self.secondary)];
         let before: Vec<u64> = sides
