@@ -826,7 +826,7 @@ fn main() {
     }
     let _ = writeln!(
         report,
-        "\nkeepalived's figures are its parent and VRRP child together.\n\n## False takeovers under random loss on both of the primary's links\n\n{} intervals of 10 ms per cell, each daemon with its default timing (ipfailover: `FAILOVER_TIMEOUT` unset, i.e. 3¼ intervals; keepalived: `advert_int 0.01`).\n\n| loss | ipfailover | keepalived |\n|---|---|---|",
+        "\nkeepalived's figures are its parent and VRRP child together. The probe is paused while they are measured.\n\n## False takeovers under random loss on both of the primary's links\n\n{} intervals of 10 ms per cell, each daemon with its default timing (ipfailover: `FAILOVER_TIMEOUT` unset, i.e. 3¼ intervals; keepalived: `advert_int 0.01`).\n\n| loss | ipfailover | keepalived |\n|---|---|---|",
         opts.loss_intervals
     );
     for loss in [5u8, 10, 20] {
