@@ -320,8 +320,7 @@ impl Shell {
         let timeout = self.core.timeout();
         let links = self.link_statuses(now);
         let s = &mut self.status;
-        s.updated_at_ms = daemon::wall_ms();
-        s.refresh_ms = u64::try_from(status::REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.stamp(daemon::wall_ms(), self.receiver.counters());
         s.state = self.core.state().as_str().to_string();
         s.peer = self.settings.peer_ip.map(|p| p.to_string());
         s.timeout_ms = Some(millis(timeout));
@@ -344,13 +343,6 @@ impl Shell {
             s.counters.mails_failed = ms.failed_attempts;
             s.counters.mails_dropped = ms.dropped;
         }
-        let c = self.receiver.counters();
-        s.counters.accepted = c.accepted;
-        s.counters.dropped = c
-            .dropped
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), *v))
-            .collect();
         self.status_file.write(&self.status);
     }
 

@@ -19,20 +19,8 @@ struct Args {
 
 fn main() {
     let args: Args = daemon::parse_args();
-    daemon::init_logging(args.common.log_level.as_deref());
-    let settings = daemon::load_settings_or_exit(&args.common, Role::Heartbeatd);
-    let code = match shell::Shell::start(settings, args.common.config_path()) {
-        Ok(mut shell) => match shell.run() {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                log::error!("{e}");
-                exit::FAILURE
-            }
-        },
-        Err((code, message)) => {
-            log::error!("{message}");
-            code
-        }
-    };
-    std::process::exit(code);
+    daemon::serve(&args.common, Role::Heartbeatd, |settings, path| {
+        let mut shell = shell::Shell::start(settings, path)?;
+        shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
+    })
 }

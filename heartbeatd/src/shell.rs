@@ -204,8 +204,7 @@ impl Shell {
     fn write_status(&mut self, now: Instant) {
         self.status_written = now;
         let s = &mut self.status;
-        s.updated_at_ms = daemon::wall_ms();
-        s.refresh_ms = u64::try_from(status::REFRESH.as_millis()).unwrap_or(u64::MAX);
+        s.stamp(daemon::wall_ms(), self.receiver.counters());
         s.state = if self.sender.stopped() {
             "stopped"
         } else {
@@ -220,13 +219,6 @@ impl Shell {
             .map(|d| SocketAddr::new(*d, self.settings.port).to_string())
             .collect();
         s.counters.sent = self.sender.heartbeats_sent();
-        let c = self.receiver.counters();
-        s.counters.accepted = c.accepted;
-        s.counters.dropped = c
-            .dropped
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), *v))
-            .collect();
         self.status_file.write(&self.status);
     }
 

@@ -112,18 +112,7 @@ pub fn default_backend() -> io::Result<Box<dyn AddressBackend>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn local(iface: &str, addr: &str, prefix: u8) -> LocalAddr {
-        LocalAddr {
-            iface: iface.to_string(),
-            addr: addr.parse().expect("test address"),
-            prefix,
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("test address")
-    }
+    use crate::interfaces::tests::{ip, local};
 
     #[test]
     fn the_prefix_comes_from_the_most_specific_subnet_of_that_interface() {

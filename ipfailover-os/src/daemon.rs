@@ -89,6 +89,26 @@ pub fn init_logging(level: Option<&str>) {
     builder.init();
 }
 
+/// A daemon's life once its arguments are parsed: logging, then its settings (as
+/// [`load_settings_or_exit`]), then `run` with them and the configuration's path. Exits 0 when
+/// `run` returns, or logs its message and exits with its code.
+pub fn serve(
+    args: &CommonArgs,
+    role: Role,
+    run: impl FnOnce(Settings, PathBuf) -> Result<(), (i32, String)>,
+) -> ! {
+    init_logging(args.log_level.as_deref());
+    let settings = load_settings_or_exit(args, role);
+    let code = match run(settings, args.config_path()) {
+        Ok(()) => exit::OK,
+        Err((code, message)) => {
+            log::error!("{message}");
+            code
+        }
+    };
+    std::process::exit(code)
+}
+
 /// Loads the settings for `role`. With `-t`, prints them and exits 0; on any error, prints
 /// every problem and exits 78.
 pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {

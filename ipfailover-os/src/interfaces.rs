@@ -260,10 +260,11 @@ fn match_destinations(locals: &[LocalAddr], dests: &[IpAddr]) -> Vec<LocalAddr> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn local(iface: &str, addr: &str, prefix: u8) -> LocalAddr {
+    /// A local address, for tests.
+    pub(crate) fn local(iface: &str, addr: &str, prefix: u8) -> LocalAddr {
         LocalAddr {
             iface: iface.to_string(),
             addr: addr.parse().expect("test address"),
@@ -271,7 +272,8 @@ mod tests {
         }
     }
 
-    fn ip(s: &str) -> IpAddr {
+    /// An address, for tests.
+    pub(crate) fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
     }
 

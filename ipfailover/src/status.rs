@@ -178,6 +178,19 @@ impl Status {
         }
     }
 
+    /// Dates the status for a write at `wall_ms`, with the promise of the next by [`REFRESH`],
+    /// and copies the datagram counters of the daemon's receiver.
+    pub fn stamp(&mut self, wall_ms: u64, received: &crate::receive::Counters) {
+        self.updated_at_ms = wall_ms;
+        self.refresh_ms = u64::try_from(REFRESH.as_millis()).unwrap_or(u64::MAX);
+        self.counters.accepted = received.accepted;
+        self.counters.dropped = received
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+    }
+
     /// Records a transition, keeping the latest [`MAX_TRANSITIONS`].
     pub fn push_transition(&mut self, t: TransitionStatus) {
         self.transitions.push(t);

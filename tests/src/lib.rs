@@ -166,6 +166,22 @@ pub struct Impairment {
     pub dup_pct: u8,
 }
 
+/// The workspace's root directory (the repository).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
+/// A fresh scratch directory for one test of a suite: `<tmp>/ipfo-<suite>-<pid>-<name>`.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipfo-{suite}-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// The directory holding the workspace's built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("IPFAILOVER_BIN_DIR") {
@@ -480,7 +496,7 @@ impl Lab {
             let seed = self.seed.to_string();
             let prog = bin("ipfo-netem").to_string_lossy().into_owned();
             let name = format!("netem-{}", host.suffix());
-            let idx = self.spawn_with_stdin(host, &name, &[&prog, &seed, "0", "1"], Stdio::piped());
+            let idx = self.launch(host, &name, &[&prog, &seed, "0", "1"], Stdio::piped(), None);
             assert!(
                 self.wait_log(idx, "bound to queues", Duration::from_secs(5)),
                 "ipfo-netem did not start:\n{}",
@@ -630,39 +646,27 @@ impl Lab {
 
     /// Starts a workspace binary inside a host's namespace with `args`, stderr to a log file.
     pub fn spawn(&mut self, host: Host, name: &str, program: &str, args: &[&str]) -> usize {
-        let log = self.dir.join(format!("{name}.log"));
-        let logf = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let ns = self.ns(host);
-        let prog = bin(program);
-        // `ip netns exec` execs the program: the pid we get is the daemon's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(&prog)
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("log file"))
-            .stderr(logf)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prog.display()));
-        self.procs.push(Proc {
-            child,
-            log,
-            name: name.to_string(),
-        });
-        self.procs.len() - 1
+        let prog = bin(program).to_string_lossy().into_owned();
+        let mut argv = vec![prog.as_str()];
+        argv.extend_from_slice(args);
+        self.launch(host, name, &argv, Stdio::null(), Some("debug"))
     }
 
     /// Starts any command inside a host's namespace, output to `<name>.log`.
     pub fn spawn_cmd(&mut self, host: Host, name: &str, argv: &[&str]) -> usize {
-        self.spawn_with_stdin(host, name, argv, Stdio::null())
+        self.launch(host, name, argv, Stdio::null(), None)
     }
 
-    fn spawn_with_stdin(&mut self, host: Host, name: &str, argv: &[&str], stdin: Stdio) -> usize {
+    /// Starts `argv` in a host's namespace (`ip netns exec` execs it: the pid we get is the
+    /// program's), output to `<name>.log`, with `RUST_LOG` if given.
+    fn launch(
+        &mut self,
+        host: Host,
+        name: &str,
+        argv: &[&str],
+        stdin: Stdio,
+        rust_log: Option<&str>,
+    ) -> usize {
         let log = self.dir.join(format!("{name}.log"));
         let logf = fs::OpenOptions::new()
             .create(true)
@@ -670,7 +674,11 @@ impl Lab {
             .open(&log)
             .expect("log file");
         let ns = self.ns(host);
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        if let Some(level) = rust_log {
+            cmd.env("RUST_LOG", level);
+        }
+        let child = cmd
             .args(["netns", "exec", &ns])
             .args(argv)
             .stdin(stdin)

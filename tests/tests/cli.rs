@@ -4,19 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ipfailover_e2e::bin;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_path_buf()
-}
+use ipfailover_e2e::{bin, repo};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ipfo-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    ipfailover_e2e::scratch("cli", name)
 }
 
 /// A copy of a sample whose secret file exists (mode 0600), as it would on a real host.

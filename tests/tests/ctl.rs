@@ -11,10 +11,7 @@ use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
 use ipfailover_e2e::bin;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ipfo-ctl-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    ipfailover_e2e::scratch("ctl", name)
 }
 
 fn now_ms() -> u64 {

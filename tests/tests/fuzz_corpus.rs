@@ -8,11 +8,7 @@ use ipfailover::settings::{Role, Settings};
 use ipfailover::wire::{decode, encode, Key, Message, ReplayGuard};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .join("fuzz/corpus")
-        .join(target);
+    let dir = ipfailover_e2e::repo().join("fuzz/corpus").join(target);
     let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()

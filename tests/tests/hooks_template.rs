@@ -1,15 +1,11 @@
 //! The sample hooks in hooks-template/ work: their own test script (fake systemctl, launchctl,
 //! ping and mount for idempotence, and the real ping in namespaces of its own) passes.
 
-use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn hooks_template_test_script_passes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .join("hooks-template");
+    let dir = ipfailover_e2e::repo().join("hooks-template");
     let out = Command::new("bash")
         .arg(dir.join("test.sh"))
         .env("IPFO_HOOKS_NETNS", "require")

@@ -2,23 +2,13 @@
 //! launchd plists parse, and `make install` puts everything where the docs say.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use ipfailover_e2e::{bin, bin_dir};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_path_buf()
-}
+use ipfailover_e2e::{bin, bin_dir, repo};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ipfo-install-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    ipfailover_e2e::scratch("install", name)
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! every field docs/status.md documents, and telling the truth about the state.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipfailover::status::Status;
@@ -11,13 +10,8 @@ use serde_json::Value;
 
 /// The field names of one table of docs/status.md (the section headed `heading`).
 fn documented(heading: &str) -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace")
-            .join("docs/status.md"),
-    )
-    .expect("docs/status.md");
+    let doc = std::fs::read_to_string(ipfailover_e2e::repo().join("docs/status.md"))
+        .expect("docs/status.md");
     let section = doc
         .split("\n#")
         .find(|s| s.trim_start_matches('#').trim_start().starts_with(heading))

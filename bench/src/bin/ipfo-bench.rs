@@ -524,23 +524,6 @@ struct Results {
     cost: Option<[(f64, u64); 2]>,
 }
 
-fn civil_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn command_line(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
@@ -582,7 +565,8 @@ fn machine() -> String {
 fn main() {
     let opts = parse();
     let started = Instant::now();
-    let date = civil_date();
+    // Today's date in UTC, as coreutils' date prints it (the results are named by it).
+    let date = command_line("date", &["-u", "+%F"]);
     let mut report = String::new();
     let settings: Vec<Setting> = SETTINGS
         .iter()
