@@ -103,4 +103,20 @@ mod tests {
         assert!(leftovers.is_empty());
         fs::remove_dir_all(&dir).expect("cleanup");
     }
+
+    #[test]
+    fn a_directory_removed_meanwhile_is_made_again() {
+        let dir = std::env::temp_dir().join(format!("ipfo-status-gone-{}", std::process::id()));
+        let mut f = StatusFile::new(&dir, "heartbeatd");
+        let s = Status::new("heartbeatd", "0.1.0", 1, "h", 5);
+        f.write(&s);
+        fs::remove_dir_all(&dir).expect("remove");
+        // The directory is made once, so this write fails (and is logged) ...
+        f.write(&s);
+        assert!(!f.path().exists());
+        // ... and the next one makes it again.
+        f.write(&s);
+        assert!(f.path().exists());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
