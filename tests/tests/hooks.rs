@@ -86,6 +86,11 @@ fn takeover_and_release_run_the_hooks_in_order_around_the_address() {
         "\n{}",
         lab.logs()
     );
+    // failoverd logs the transition before it rewrites its status file, in the same turn of
+    // its loop: wait for the file to catch up.
+    wait_for(Duration::from_secs(5), || {
+        lab.status(Host::Sec, "failoverd")["state"] == "monitoring"
+    });
     let status = lab.status(Host::Sec, "failoverd");
     assert_eq!(status["counters"]["hooks_run"], 6, "{status}");
     assert_eq!(status["counters"]["hooks_failed"], 0, "{status}");
