@@ -45,12 +45,16 @@ pub(crate) struct Shell {
     sender: Sender,
     receiver: Receiver,
     key: Option<Key>,
-    boot_id: u64,
     seq: u64,
     hostname: String,
     /// This host's addresses that identify it in heartbeats, with their interfaces.
     identity: Vec<LocalAddr>,
     identity_checked: Instant,
+    /// What every datagram carries; kind, interval, sequence and time are set at each send.
+    template: Datagram,
+    /// One reusable datagram per destination, by socket family.
+    out4: Vec<udp::Outgoing>,
+    out6: Vec<udp::Outgoing>,
     announcers: Announcers,
     /// The announcements of our own addresses still to repeat.
     announcing: AnnounceRound,
@@ -108,11 +112,21 @@ impl Shell {
             socket6,
             signals,
             key,
-            boot_id: daemon::random_boot_id(),
             seq: 0,
             hostname,
             identity: Vec::new(),
             identity_checked: now,
+            template: Datagram {
+                kind: Kind::Heartbeat,
+                interval_ms: 0,
+                boot_id: daemon::random_boot_id(),
+                seq: 0,
+                time_ms: 0,
+                hostname: String::new(),
+                addrs: Vec::new(),
+            },
+            out4: Vec::new(),
+            out6: Vec::new(),
             announcers: Announcers::new(),
             announcing: AnnounceRound::new(),
             send_errors: HashMap::new(),
@@ -273,52 +287,62 @@ impl Shell {
             }
             Err(e) => log::warn!("reading this host's addresses: {e}"),
         }
+        self.prepare_outgoing();
     }
 
-    fn send_all(&mut self, now: Instant, kind: Kind) {
-        let addrs: Vec<IpAddr> = self
+    /// Fills in what every datagram carries (hostname, identity) and makes one reusable
+    /// datagram per destination, on the socket of its family. Runs at start, at each identity
+    /// look-up and on reload: the only times these change.
+    fn prepare_outgoing(&mut self) {
+        self.template.hostname.clone_from(&self.hostname);
+        self.template.addrs = self
             .identity_addrs()
             .into_iter()
             .take(wire::MAX_ADDRS)
             .collect();
-        let interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
-        let time_ms = daemon::wall_ms();
-        let mut d = Datagram {
-            kind,
-            interval_ms,
-            boot_id: self.boot_id,
-            seq: self.seq,
-            time_ms,
-            hostname: self.hostname.clone(),
-            addrs,
+        let port = self.settings.port;
+        // Without an IPv6 socket (see reload), IPv6 destinations go to the IPv4 one, which
+        // fails and says so in the log.
+        let has6 = self.socket6.is_some();
+        let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) = self
+            .settings
+            .bcast_ips
+            .iter()
+            .map(|d| SocketAddr::new(*d, port))
+            .partition(|to| !(has6 && to.is_ipv6()));
+        let same = |outs: &[udp::Outgoing], tos: &[SocketAddr]| {
+            outs.len() == tos.len() && outs.iter().zip(tos).all(|(o, t)| o.to == *t)
         };
+        if !same(&self.out4, &v4) {
+            self.out4 = v4.into_iter().map(udp::Outgoing::new).collect();
+        }
+        if !same(&self.out6, &v6) {
+            self.out6 = v6.into_iter().map(udp::Outgoing::new).collect();
+        }
+    }
+
+    fn send_all(&mut self, now: Instant, kind: Kind) {
+        // Nothing is allocated here: at a 10 ms interval this runs a hundred times a second.
+        let d = &mut self.template;
+        d.kind = kind;
+        d.interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
+        d.time_ms = daemon::wall_ms();
         // One datagram per destination, each with its own sequence number, grouped by
         // socket so each family goes out in one system call.
-        let mut v4: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-        let mut v6: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-        for dest in &self.settings.bcast_ips {
+        for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
             self.seq += 1;
             d.seq = self.seq;
-            let to = SocketAddr::new(*dest, self.settings.port);
-            let bytes = wire::encode(&d, self.key.as_ref());
-            match (dest, &self.socket6) {
-                (IpAddr::V6(_), Some(_)) => v6.push((bytes, to)),
-                _ => v4.push((bytes, to)),
-            }
+            wire::encode_into(d, self.key.as_ref(), &mut out.buf);
         }
-        let mut outcomes = Vec::new();
-        if !v4.is_empty() {
-            let errs = udp::send_batch(&self.socket4, &v4);
-            outcomes.extend(v4.iter().map(|(_, to)| *to).zip(errs));
+        udp::send_batch(&self.socket4, &mut self.out4);
+        if let Some(s6) = &self.socket6 {
+            udp::send_batch(s6, &mut self.out6);
         }
-        if let (false, Some(s6)) = (v6.is_empty(), &self.socket6) {
-            let errs = udp::send_batch(s6, &v6);
-            outcomes.extend(v6.iter().map(|(_, to)| *to).zip(errs));
-        }
-        for (to, err) in outcomes {
-            match err {
+        for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
+            let to = out.to;
+            match out.error.take() {
                 None => {
-                    if self.send_errors.remove(&to).is_some() {
+                    if !self.send_errors.is_empty() && self.send_errors.remove(&to).is_some() {
                         log::info!("sending to {to} works again");
                     }
                 }

@@ -137,9 +137,9 @@ impl Key {
         }
     }
 
-    fn tag(&self, signed: &[u8]) -> Option<Vec<u8>> {
+    fn tag(&self, signed: &[u8]) -> Option<[u8; TAG_LEN]> {
         let mac = self.mac.clone()?;
-        Some(mac.chain_update(signed).finalize().into_bytes().to_vec())
+        Some(mac.chain_update(signed).finalize().into_bytes().into())
     }
 
     fn verify(&self, signed: &[u8], tag: &[u8]) -> Result<(), DropReason> {
@@ -247,11 +247,19 @@ impl fmt::Display for DropReason {
 
 /// Encodes a datagram, tagged when a key is given; over-long fields are cut so it cannot fail.
 pub fn encode(d: &Datagram, key: Option<&Key>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_LEN);
+    encode_into(d, key, &mut out);
+    out
+}
+
+/// [`encode`] into a buffer that is cleared first, so that a sender at a 10 ms interval can
+/// reuse its buffers instead of allocating a new one for every datagram.
+pub fn encode_into(d: &Datagram, key: Option<&Key>, out: &mut Vec<u8>) {
     let hostname = truncate_on_char_boundary(&d.hostname, MAX_HOSTNAME);
     let addrs = d.addrs.get(..MAX_ADDRS).unwrap_or(&d.addrs);
     let tagged = key.is_some_and(|k| k.mac.is_some());
 
-    let mut out = Vec::with_capacity(MAX_LEN);
+    out.clear();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(d.kind.code());
@@ -277,10 +285,9 @@ pub fn encode(d: &Datagram, key: Option<&Key>) -> Vec<u8> {
             }
         }
     }
-    if let Some(tag) = key.and_then(|k| k.tag(&out)) {
+    if let Some(tag) = key.and_then(|k| k.tag(out)) {
         out.extend_from_slice(&tag);
     }
-    out
 }
 
 /// Decodes and, when a key is given, authenticates a datagram; never panics on any input.
@@ -863,6 +870,22 @@ mod tests {
         assert_eq!(truncate_on_char_boundary("ééé", 5), "éé");
         assert_eq!(truncate_on_char_boundary("ééé", 1), "");
         assert_eq!(truncate_on_char_boundary("abc", 64), "abc");
+    }
+
+    #[test]
+    fn encode_into_a_used_buffer_matches_a_fresh_encode() {
+        // A buffer last used for a longer, tagged datagram: nothing of it may remain.
+        let long = Datagram {
+            hostname: "a".repeat(MAX_HOSTNAME),
+            ..fixed()
+        };
+        let mut buf = encode(&long, Some(&key()));
+        let short = Datagram { seq: 99, ..fixed() };
+        for k in [None, Some(key())] {
+            encode_into(&short, k.as_ref(), &mut buf);
+            assert_eq!(buf, encode(&short, k.as_ref()));
+            assert!(decode(&buf, k.as_ref()).is_ok());
+        }
     }
 
     #[test]
