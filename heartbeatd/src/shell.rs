@@ -45,12 +45,12 @@ pub(crate) struct Shell {
     sender: Sender,
     receiver: Receiver,
     key: Option<Key>,
-    seq: u64,
     hostname: String,
     /// This host's addresses that identify it in heartbeats, with their interfaces.
     identity: Vec<LocalAddr>,
     identity_checked: Instant,
-    /// What every datagram carries; kind, interval, sequence and time are set at each send.
+    /// What every datagram carries; kind, interval, sequence (counting every datagram sent)
+    /// and time are set at each send.
     template: Datagram,
     /// One reusable datagram per destination, by socket family.
     out4: Vec<udp::Outgoing>,
@@ -112,7 +112,6 @@ impl Shell {
             socket6,
             signals,
             key,
-            seq: 0,
             hostname,
             identity: Vec::new(),
             identity_checked: now,
@@ -304,21 +303,12 @@ impl Shell {
         // Without an IPv6 socket (see reload), IPv6 destinations go to the IPv4 one, which
         // fails and says so in the log.
         let has6 = self.socket6.is_some();
-        let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) = self
+        (self.out4, self.out6) = self
             .settings
             .bcast_ips
             .iter()
-            .map(|d| SocketAddr::new(*d, port))
-            .partition(|to| !(has6 && to.is_ipv6()));
-        let same = |outs: &[udp::Outgoing], tos: &[SocketAddr]| {
-            outs.len() == tos.len() && outs.iter().zip(tos).all(|(o, t)| o.to == *t)
-        };
-        if !same(&self.out4, &v4) {
-            self.out4 = v4.into_iter().map(udp::Outgoing::new).collect();
-        }
-        if !same(&self.out6, &v6) {
-            self.out6 = v6.into_iter().map(udp::Outgoing::new).collect();
-        }
+            .map(|d| udp::Outgoing::new(SocketAddr::new(*d, port)))
+            .partition(|out| !(has6 && out.to.is_ipv6()));
     }
 
     fn send_all(&mut self, now: Instant, kind: Kind) {
@@ -330,8 +320,7 @@ impl Shell {
         // One datagram per destination, each with its own sequence number, grouped by
         // socket so each family goes out in one system call.
         for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
-            self.seq += 1;
-            d.seq = self.seq;
+            d.seq += 1;
             wire::encode_into(d, self.key.as_ref(), &mut out.buf);
         }
         udp::send_batch(&self.socket4, &mut self.out4);

@@ -10,6 +10,8 @@ use ipfailover::status::Status;
 #[derive(Debug)]
 pub struct StatusFile {
     path: PathBuf,
+    /// The temporary file beside it that each write fills and renames over it.
+    tmp: PathBuf,
     warned: bool,
     /// Whether the directory is known to exist (made at the first write, and again after a
     /// failure).
@@ -21,6 +23,7 @@ impl StatusFile {
     pub fn new(dir: &Path, daemon: &str) -> StatusFile {
         StatusFile {
             path: dir.join(format!("{daemon}.json")),
+            tmp: dir.join(format!(".{daemon}.json.{}.tmp", std::process::id())),
             warned: false,
             dir_made: false,
         }
@@ -57,21 +60,10 @@ impl StatusFile {
         if !self.dir_made {
             fs::create_dir_all(dir)?;
         }
-        let json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.write_all(b"\n")?;
-        }
-        fs::rename(&tmp, &self.path)
+        let mut json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
+        json.push(b'\n');
+        fs::File::create(&self.tmp)?.write_all(&json)?;
+        fs::rename(&self.tmp, &self.path)
     }
 
     /// Removes the file (at a clean exit, the daemon writes a final state instead; this is for

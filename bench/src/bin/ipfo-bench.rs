@@ -484,11 +484,7 @@ impl Bed {
         self.wait_steady()?;
         match (before, after) {
             (Some(b), Some(a)) => Ok((a - b) as f64 / wall * 100.0),
-            _ => Err(format!(
-                "ipfo-floor did not run
-{}",
-                self.lab.logs()
-            )),
+            _ => Err(format!("ipfo-floor did not run\n{}", self.lab.logs())),
         }
     }
 

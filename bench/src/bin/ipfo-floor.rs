@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use ipfailover::settings::DEFAULT_PORT;
 use ipfailover::wire::{self, Datagram, Kind};
 use ipfailover_os::{daemon, interfaces, udp};
 
@@ -32,7 +33,7 @@ fn main() {
     });
     let mut batch: Vec<udp::Outgoing> = dests
         .iter()
-        .map(|d| udp::Outgoing::new(SocketAddr::new(*d, 1694)))
+        .map(|d| udp::Outgoing::new(SocketAddr::new(*d, DEFAULT_PORT)))
         .collect();
     let mut d = Datagram {
         kind: Kind::Heartbeat,

@@ -227,7 +227,7 @@ pub(super) fn defaults(source: &Path) -> Settings {
         peer_ip_pairs: Vec::new(),
         email_recipients: Vec::new(),
         node_ips: Vec::new(),
-        port: 1694,
+        port: super::DEFAULT_PORT,
         interval: Duration::from_secs(1),
         timeout: None,
         release_after: 3,

@@ -20,6 +20,9 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::load_secret;
 
+/// The UDP port of heartbeats when `FAILOVER_PORT` is not set: Apple's.
+pub const DEFAULT_PORT: u16 = 1694;
+
 /// Who reads the file, which decides what it must contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
