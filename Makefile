@@ -36,11 +36,18 @@ build:
 debug:
 	$(CARGO) build --workspace --bins
 
-test: debug
+# scripts/deps installs (as root on Debian/Ubuntu) or names what the tests need; the demo
+# only checks that it can make namespaces, before anything is built.
+test:
+	scripts/deps test
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
-demo: debug
-	./target/debug/ipfo-demo
+DEMO ?= ./target/debug/ipfo-demo
+demo:
+	@scripts/deps demo
+	$(CARGO) build --workspace --bins
+	$(DEMO)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -20,20 +20,21 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-/// The options all three programs take.
+/// The options all three programs take. They are global: people type them after a command
+/// too (`failoverctl status --json -c FILE`), as with systemctl, ip and git.
 #[derive(Debug, Clone, Parser)]
 pub struct CommonArgs {
     /// Configuration file: hostconfig style, or TOML if the name ends in `.toml`
     /// [default: /etc/ipfailover/hostconfig on Linux, /etc/hostconfig on macOS]
-    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
     /// Check the configuration, print the effective settings and exit: 0 if valid, 78 if not
-    #[arg(short = 't', short_alias = 'n', long = "check-config")]
+    #[arg(short = 't', short_alias = 'n', long = "check-config", global = true)]
     pub check_config: bool,
 
     /// Log level: error, warn, info, debug or trace [default: $RUST_LOG, else info]
-    #[arg(long = "log-level", value_name = "LEVEL")]
+    #[arg(long = "log-level", value_name = "LEVEL", global = true)]
     pub log_level: Option<String>,
 }
 

@@ -23,6 +23,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 pub mod chaos;
+pub mod icmp;
 
 /// The primary's public address: the address that moves.
 pub const VIP: &str = "198.51.100.10";
@@ -432,9 +433,20 @@ impl Lab {
         None
     }
 
-    /// One ping from the client to `addr`, waiting at most 1 s for the reply.
+    /// One ping (ICMP or ICMPv6 echo, the lab's own: no `ping` binary) from the client to
+    /// `addr`, waiting at most 1 s for the reply.
     pub fn client_ping(&self, addr: &str) -> bool {
-        self.exec_ok(Host::Cli, &["ping", "-n", "-q", "-c", "1", "-W", "1", addr])
+        self.ping_from(Host::Cli, addr, Duration::from_secs(1))
+    }
+
+    /// One echo from `host` to `addr`, waiting at most `wait`; panics if the echo cannot be
+    /// sent at all (a bad address, no namespace), which is a broken test, not a lost reply.
+    pub fn ping_from(&self, host: Host, addr: &str, wait: Duration) -> bool {
+        let dst: std::net::IpAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("ping: {addr} is not an address: {e}"));
+        icmp::ping_in(&self.ns(host), dst, wait)
+            .unwrap_or_else(|e| panic!("ping {addr} from {host:?}: {e}"))
     }
 
     /// Sets all of a host's lab links up or down (a dead host stops answering ARP too).

@@ -140,3 +140,72 @@ fn usage_errors_exit_64_and_help_and_version_exit_0() {
         assert!(text(&out).contains(env!("CARGO_PKG_VERSION")));
     }
 }
+
+#[test]
+fn options_work_before_and_after_the_command() {
+    let dir = scratch("order");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let conf = dir.join("sec.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "FAILOVER_PEER_IP=\"198.51.100.10\"\nFAILOVER_PEER_IP_PAIRS=\"eth0:198.51.100.10\"\n\
+             FAILOVER_BCAST_IPS=\"198.51.100.255\"\nFAILOVER_STATE_DIR=\"{}\"\n",
+            state.display()
+        ),
+    )
+    .expect("config");
+    let conf = conf.to_string_lossy();
+    // failoverctl: -c before the command and after it, the same answer. No daemon runs, so the
+    // answer is "down" (exit 2) as JSON: what matters is that the option was taken, not refused
+    // as a usage error (64), and that the configured state directory was read.
+    let orders: [&[&str]; 3] = [
+        &["status", "--json", "-c", &conf],
+        &["-c", &conf, "status", "--json"],
+        &["status", "-c", &conf, "--json", "--log-level", "warn"],
+    ];
+    for args in orders {
+        let out = run("failoverctl", args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "failoverctl {args:?}: {}",
+            text(&out)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("failoverctl {args:?}: not JSON ({e}): {}", text(&out)));
+        assert_eq!(v["health"], "down", "failoverctl {args:?}: {v}");
+        assert!(
+            v.to_string().contains(&*state.to_string_lossy()),
+            "failoverctl {args:?} read another state directory: {v}"
+        );
+    }
+    for args in [["check-config", "-c", &conf], ["-c", &conf, "check-config"]] {
+        let out = run("failoverctl", &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "failoverctl {args:?}: {}",
+            text(&out)
+        );
+    }
+    // The daemons: -t and -c in either order.
+    for program in ["heartbeatd", "failoverd"] {
+        for args in [["-t", "-c", &conf], ["-c", &conf, "-t"]] {
+            let out = run(program, &args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{program} {args:?}: {}",
+                text(&out)
+            );
+            assert!(
+                text(&out).contains("FAILOVER_PORT=\"1694\""),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

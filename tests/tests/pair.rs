@@ -344,10 +344,7 @@ fn ipv6_addresses_move_too_announced_by_neighbour_advertisement() {
     let v6 = "2001:db8::10";
     let reach = |lab: &Lab, mac: &str| {
         wait_for(Duration::from_secs(5), || {
-            lab.exec_ok(
-                Host::Cli,
-                &["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", v6],
-            ) && lab.client_neigh6(v6).as_deref() == Some(mac)
+            lab.client_ping(v6) && lab.client_neigh6(v6).as_deref() == Some(mac)
         })
         .is_some()
     };
