@@ -482,6 +482,7 @@ pub(crate) mod tests {
             address: "10.0.0.100".into(),
             prefix: 24,
             held: false,
+            error: None,
         }];
         s.push_transition(TransitionStatus {
             at_ms: started + 3_000,

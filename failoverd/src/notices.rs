@@ -77,6 +77,7 @@ pub fn reason_text(reason: Reason) -> &'static str {
         Reason::PeerReturned => "the peer is back",
         Reason::Shutdown => "failoverd is stopping",
         Reason::Manual => "asked by an administrator",
+        Reason::Conflict => "another host answers for the address",
         Reason::BootGraceOver => "start-up",
         Reason::Reconcile => "found held at start",
         Reason::TestRefused => "Test refused",
@@ -115,6 +116,47 @@ impl Context {
             self.addrs,
             self.peer,
             reason_text(reason)
+        )
+    }
+
+    /// Subject of a blocked takeover: the address still answers from `mac`.
+    pub fn conflict(&self, addr: &str, mac: &str) -> String {
+        format!(
+            "[ipfailover] {}: heartbeats from {} lost on every link, but {addr} still answers \
+             from {mac}: not taking over",
+            self.host, self.peer
+        )
+    }
+
+    /// Subject of a conflict while holding.
+    pub fn conflict_holding(&self, addr: &str, mac: &str) -> String {
+        format!(
+            "[ipfailover] {}: {addr}, which it holds, also answers from {mac}",
+            self.host
+        )
+    }
+
+    /// Subject of the end of a conflict.
+    pub fn conflict_over(&self) -> String {
+        format!(
+            "[ipfailover] {}: {} no longer answers from another host",
+            self.host, self.addrs
+        )
+    }
+
+    /// Subject of an address that vanished while held.
+    pub fn address_lost(&self, addr: &str) -> String {
+        format!(
+            "[ipfailover] {}: {addr} vanished from its interface while held; added again",
+            self.host
+        )
+    }
+
+    /// Subject of the hosts' clocks disagreeing.
+    pub fn clock_offset(&self, offset: &str) -> String {
+        format!(
+            "[ipfailover] {}: the clock of {} is {offset} off this host's",
+            self.host, self.peer
         )
     }
 

@@ -13,10 +13,13 @@ use ipfailover::failover::{
 };
 use ipfailover::receive::{Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{self, AddressStatus, LinkStatus, Status, TransitionStatus};
-use ipfailover::wire::{self, Datagram, Key, Kind};
+use ipfailover::status::{
+    self, AddressStatus, ConflictStatus, LinkStatus, Status, TransitionStatus,
+};
+use ipfailover::wire::{self, Datagram, DropReason, Key, Kind};
 use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcers;
+use ipfailover_os::conflict::ConflictWatch;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
 use ipfailover_os::mail::{self, MailSettings, Mailer};
@@ -33,6 +36,12 @@ const SOCKET4: Token = Token(0);
 const SOCKET6: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const HOOK_OUTPUT: Token = Token(3);
+const CONFLICT: Token = Token(4);
+const ADDRESS_EVENTS: Token = Token(5);
+
+/// A clock difference above this is reported (log, status, one mail per episode): it changes
+/// nothing for failover, but logs and mail from the two hosts no longer line up.
+const CLOCK_OFFSET_WARN_MS: u64 = 60_000;
 
 /// Datagrams read per socket per loop turn: under a flood, deadlines are still honoured.
 const READ_BUDGET: usize = 256;
@@ -113,6 +122,17 @@ pub(crate) struct Shell {
     episode_failures: String,
     /// The mail worker, when FAILOVER_EMAIL_RECIPIENT is set.
     mailer: Option<Mailer>,
+    /// Probes out, and answers in: who else claims our addresses.
+    conflict_watch: ConflictWatch,
+    /// The kernel's address notifications, to notice an address removed behind our back.
+    #[cfg(target_os = "linux")]
+    address_events: Option<ipfailover_os::AddressEvents>,
+    /// The local interface index each link arrives on, looked up once per link.
+    link_via: HashMap<IpAddr, Option<u32>>,
+    /// The last error adding or removing each pair, for the status.
+    pair_errors: Vec<Option<String>>,
+    /// The peers' clock difference has been reported (until it is back under the limit).
+    clock_reported: bool,
 }
 
 impl Shell {
@@ -155,6 +175,31 @@ impl Shell {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| StartError::other("poll", e))?;
 
+        let mut conflict_watch = ConflictWatch::new();
+        for e in conflict_watch.watch(poll.registry(), CONFLICT, &watched(&pairs)) {
+            log::warn!("{e}: a takeover there cannot check whether the address still answers");
+        }
+        #[cfg(target_os = "linux")]
+        let address_events = match ipfailover_os::AddressEvents::new() {
+            Ok(events) => {
+                let fd = events.fd();
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&fd),
+                        ADDRESS_EVENTS,
+                        Interest::READABLE,
+                    )
+                    .map_err(|e| StartError::other("poll", e))?;
+                Some(events)
+            }
+            Err(e) => {
+                log::warn!(
+                    "cannot follow the kernel's address changes ({e}): an address removed by \
+                     hand while held is noticed only at the next status write"
+                );
+                None
+            }
+        };
         let now = Instant::now();
         let core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
         log::info!(
@@ -204,7 +249,7 @@ impl Shell {
             daemon::wall_ms(),
         );
         let held_flags = pairs.iter().map(|p| held.contains(&p.addr)).collect();
-        let (hook_dir, hook_env) = hook_settings(&settings);
+        let (hook_dir, hook_env) = hook_settings(&settings, &pairs);
         if settings.peer_ip.is_some() {
             log::info!(
                 "hooks from {} (each at most {})",
@@ -226,6 +271,12 @@ impl Shell {
             status_dirty: true,
             state_since: now,
             held: held_flags,
+            pair_errors: vec![None; pairs.len()],
+            conflict_watch,
+            #[cfg(target_os = "linux")]
+            address_events,
+            link_via: HashMap::new(),
+            clock_reported: false,
             link_ifaces: HashMap::new(),
             receiver: Receiver::new(key.clone(), settings.peer_ip),
             config_path,
@@ -276,6 +327,8 @@ impl Shell {
                     SOCKET6 => self.unread[1] = true,
                     SIGNALS => signalled = true,
                     HOOK_OUTPUT => hook_event = true,
+                    CONFLICT => self.read_conflicts(now),
+                    ADDRESS_EVENTS => self.check_addresses(now),
                     _ => {}
                 }
             }
@@ -330,13 +383,24 @@ impl Shell {
             .pairs
             .iter()
             .zip(&self.held)
-            .map(|(p, held)| AddressStatus {
+            .zip(&self.pair_errors)
+            .map(|((p, held), error)| AddressStatus {
                 interface: p.iface.clone(),
                 address: p.addr.to_string(),
                 prefix: p.prefix,
                 held: *held,
+                error: error.clone(),
             })
             .collect();
+        let wall = daemon::wall_ms();
+        s.conflict = self.core.conflict().map(|c| ConflictStatus {
+            address: c.addr.to_string(),
+            mac: mac_text(&c.mac),
+            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(c.since))),
+            holding: c.holding,
+        });
+        s.peer_clock_offset_ms = self.receiver.peer_clock_offset_ms();
+        s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
         if let Some(m) = &self.mailer {
             let ms = m.stats();
             s.counters.mails_sent = ms.sent;
@@ -486,9 +550,11 @@ impl Shell {
 
     fn handle_datagram(&mut self, now: Instant, data: &[u8], src: SocketAddr) {
         let src_ip = canonical(src.ip());
-        match self.receiver.receive(data, src_ip, daemon::wall_ms()) {
+        match self.receiver.receive(data, src_ip, now, daemon::wall_ms()) {
             Ok(Incoming::Heartbeat { interval }) => {
                 self.link_sources.insert(src_ip, src);
+                self.check_clock(now);
+                let via = self.link_via(src_ip);
                 // A link that starts carrying heartbeats (new, or after a silence) is news
                 // for the status file; ordinary heartbeats wait for the periodic write.
                 let timeout = self.core.timeout();
@@ -505,6 +571,7 @@ impl Shell {
                     Event::Heartbeat {
                         link: src_ip,
                         interval,
+                        via,
                     },
                 );
             }
@@ -512,15 +579,164 @@ impl Shell {
                 log::info!("goodbye from the peer via {src_ip}");
                 self.feed(now, Event::Goodbye { link: src_ip });
             }
-            Ok(Incoming::Released) => {
-                log::debug!("ignoring a `released` datagram from {src}: failoverd sends them");
+            Ok(Incoming::Released { .. } | Incoming::Challenge { .. }) => {
+                log::debug!("ignoring a datagram from {src}: failoverd sends these");
             }
             Err(Rejected::NotPeer) => {
                 log::trace!("datagram from {src}: not from the peer we watch");
             }
+            Err(Rejected::Invalid(DropReason::Unverified)) => {
+                // The peer (a new boot of it, or one we have not verified since our start):
+                // ask it to prove it is alive now, on every link it uses.
+                self.link_sources.insert(src_ip, src);
+                let lifetime = self.core.timeout().max(Duration::from_secs(1));
+                if let Some(nonce) = self.receiver.challenge(now, lifetime, daemon::random_u64) {
+                    log::debug!(
+                        "a boot of the peer not verified yet, via {src_ip}: challenging it"
+                    );
+                    self.send_challenge(nonce);
+                }
+            }
             Err(Rejected::Invalid(reason)) => {
                 log::debug!("dropped a datagram from {src}: {reason}");
             }
+        }
+    }
+
+    /// Sends a challenge to every address the peer's datagrams come from.
+    fn send_challenge(&mut self, nonce: u64) {
+        let d = Datagram {
+            kind: Kind::Challenge,
+            interval_ms: 0,
+            boot_id: self.boot_id,
+            seq: 0,
+            time_ms: daemon::wall_ms(),
+            nonce,
+            hostname: self.hostname.clone(),
+            addrs: Vec::new(),
+        };
+        self.send_to_links(d, "a challenge");
+    }
+
+    /// Sends `d` (its sequence number set here) to the peer on every link.
+    fn send_to_links(&mut self, mut d: Datagram, what: &str) -> usize {
+        let mut sent = 0;
+        for to in self.link_sources.values().copied().collect::<Vec<_>>() {
+            self.seq += 1;
+            d.seq = self.seq;
+            let bytes = wire::encode(&d, self.key.as_ref());
+            let socket = match (to, &self.socket6) {
+                (SocketAddr::V6(_), Some(s6)) => s6,
+                _ => &self.socket4,
+            };
+            match udp::send_to(socket, &bytes, to) {
+                Ok(()) => sent += 1,
+                Err(e) => log::warn!("sending {what} to {to}: {e}"),
+            }
+        }
+        sent
+    }
+
+    /// The local interface (by index) whose subnet holds a link's source, looked up once.
+    fn link_via(&mut self, link: IpAddr) -> Option<u32> {
+        if let Some(v) = self.link_via.get(&link) {
+            return *v;
+        }
+        let via = interfaces::local_addrs()
+            .ok()
+            .and_then(|locals| {
+                locals
+                    .into_iter()
+                    .find(|l| l.contains(link) && !l.addr.is_loopback())
+            })
+            .and_then(|l| interfaces::iface_index(&l.iface).ok());
+        self.link_via.insert(link, via);
+        via
+    }
+
+    /// Reports the hosts' clock difference once it passes the limit (once per episode).
+    fn check_clock(&mut self, _now: Instant) {
+        let Some(offset) = self.receiver.peer_clock_offset_ms() else {
+            return;
+        };
+        let far = offset.unsigned_abs() > CLOCK_OFFSET_WARN_MS;
+        if far && !self.clock_reported {
+            self.clock_reported = true;
+            self.status_dirty = true;
+            let text = offset_text(offset);
+            log::warn!(
+                "the peer's clock is {text} this host's: this changes nothing for failover \
+                 (freshness is proved by challenge, never by the clocks), but check NTP on both"
+            );
+            let subject = self.context().clock_offset(&text);
+            let body = format!(
+                "The wall clock in the heartbeats of {} is {text} the clock of {}.\n\n\
+                 ipfailover does not trust either clock: heartbeats count because the peer \
+                 answered a challenge, and timeouts run on the monotonic clock, so failover \
+                 works as before. But the two hosts' logs and mails no longer line up, and \
+                 other software on them may care: check NTP (or chrony) on both.\n",
+                self.peer_name(),
+                self.hostname
+            );
+            self.send_notice(subject, body);
+        } else if !far && self.clock_reported && offset.unsigned_abs() < CLOCK_OFFSET_WARN_MS / 2 {
+            self.clock_reported = false;
+            self.status_dirty = true;
+            log::info!("the peer's clock is {} ours again", offset_text(offset));
+        }
+    }
+
+    /// Reads what the LAN said about our addresses and tells the core.
+    fn read_conflicts(&mut self, now: Instant) {
+        let mut seen: Vec<(IpAddr, [u8; 6])> = Vec::new();
+        for a in self.conflict_watch.read(READ_BUDGET) {
+            if seen.contains(&(a.addr, a.mac)) {
+                continue;
+            }
+            seen.push((a.addr, a.mac));
+            log::debug!(
+                "{} answers from {} on {}",
+                a.addr,
+                mac_text(&a.mac),
+                a.iface
+            );
+            self.feed(
+                now,
+                Event::ProbeAnswer {
+                    addr: a.addr,
+                    mac: a.mac,
+                },
+            );
+        }
+    }
+
+    /// After an address change in the kernel: whether what we hold is still there.
+    fn check_addresses(&mut self, now: Instant) {
+        #[cfg(target_os = "linux")]
+        {
+            let changed = self
+                .address_events
+                .as_mut()
+                .is_some_and(|events| events.drain());
+            if !changed {
+                return;
+            }
+        }
+        if self.core.state() != State::Acquired {
+            return;
+        }
+        let mut missing = Vec::new();
+        for (i, p) in self.pairs.iter().enumerate() {
+            if self.held.get(i) == Some(&true) && matches!(self.backend.holds(p), Ok(false)) {
+                missing.push((i, p.addr));
+            }
+        }
+        for (i, addr) in missing {
+            if let Some(h) = self.held.get_mut(i) {
+                *h = false;
+            }
+            self.status_dirty = true;
+            self.feed(now, Event::AddressMissing { addr });
         }
     }
 
@@ -646,20 +862,24 @@ impl Shell {
             );
         }
         self.receiver.set_peer(settings.peer_ip);
-        if key.is_some() != self.key.is_some() || settings.secret_file != self.settings.secret_file
-        {
-            self.receiver.set_key(key.clone());
+        if settings.peer_ip != self.settings.peer_ip {
+            // The old peer's links and where they came from mean nothing for the new one.
+            self.link_sources.clear();
+            self.link_via.clear();
+            self.clock_reported = false;
         }
+        // Every SIGHUP re-reads the key: a secret file rewritten in place is a new key. The
+        // peer then proves itself again (one round trip).
+        self.receiver.set_key(key.clone());
         self.key = key;
         if pairs != self.pairs {
-            if self.core.state().may_hold() || matches!(self.core.state(), State::Acquiring(_)) {
+            if self.core.holds_addresses() || matches!(self.core.state(), State::Acquiring(_)) {
                 log::info!(
                     "SIGHUP: new FAILOVER_PEER_IP_PAIRS apply once the held addresses are released"
                 );
                 self.pending_pairs = Some(pairs);
             } else {
-                self.held = vec![false; pairs.len()];
-                self.pairs = pairs;
+                self.set_pairs(pairs);
             }
         }
         match (mail_settings(&settings, &self.hostname), &self.mailer) {
@@ -677,7 +897,7 @@ impl Shell {
         }
         self.link_ifaces.clear();
         let config = core_config(&settings, &self.pairs);
-        let (hook_dir, hook_env) = hook_settings(&settings);
+        let (hook_dir, hook_env) = hook_settings(&settings, &self.pairs);
         self.hooks
             .reconfigure(hook_dir, settings.script_timeout, hook_env);
         self.settings = settings;
@@ -722,8 +942,7 @@ impl Shell {
                 self.status_dirty = true;
                 if to == State::Monitoring {
                     if let Some(p) = self.pending_pairs.take() {
-                        self.held = vec![false; p.len()];
-                        self.pairs = p;
+                        self.set_pairs(p);
                         let config = core_config(&self.settings, &self.pairs);
                         queue.push_back(Event::Reconfigure(config));
                     }
@@ -755,6 +974,19 @@ impl Shell {
                 }
             }
             Action::StopAnnouncing => self.announcing.stop(),
+            Action::Probe => {
+                for e in self.conflict_watch.probe(self.poll.registry(), CONFLICT) {
+                    log::warn!("{e}");
+                }
+            }
+            Action::Defend => {
+                log::info!("defending {}: announcing it once", self.addr_list());
+                for (p, held) in self.pairs.clone().iter().zip(self.held.clone()) {
+                    if held {
+                        self.announce(p);
+                    }
+                }
+            }
             Action::RemoveAddresses => {
                 let ok = self.remove_addresses();
                 queue.push_back(Event::AddressesRemoved { ok });
@@ -827,8 +1059,18 @@ impl Shell {
 
     fn add_addresses(&mut self) -> bool {
         let mut ok = true;
-        for (p, held) in self.pairs.iter().zip(self.held.iter_mut()) {
-            match self.backend.add(p) {
+        for ((p, held), error) in self
+            .pairs
+            .iter()
+            .zip(self.held.iter_mut())
+            .zip(self.pair_errors.iter_mut())
+        {
+            let result = self.backend.add(p);
+            let failed = result.as_ref().err().map(|e| e.to_string());
+            // Logged once per change of outcome, not at every retry.
+            let repeated = failed.is_some() && failed == *error;
+            *error = failed;
+            match result {
                 Ok(true) => {
                     *held = true;
                     log::info!("added {}/{} to {}", p.addr, p.prefix, p.iface);
@@ -845,17 +1087,39 @@ impl Shell {
                 }
                 Err(e) => {
                     ok = false;
-                    log::error!("adding {}/{} to {}: {e}", p.addr, p.prefix, p.iface);
+                    *held = false;
+                    if !repeated {
+                        log::error!(
+                            "adding {}/{} to {}: {e} (retried while the addresses are held)",
+                            p.addr,
+                            p.prefix,
+                            p.iface
+                        );
+                    }
+                    if let Some(t) = self.timeline.as_mut() {
+                        t.at(
+                            Instant::now(),
+                            format!("FAILED to add {}/{} to {}: {e}", p.addr, p.prefix, p.iface),
+                        );
+                    }
                 }
             }
         }
+        self.status_dirty = true;
         ok
     }
 
     fn remove_addresses(&mut self) -> bool {
         let mut ok = true;
-        for (p, held) in self.pairs.iter().zip(self.held.iter_mut()) {
-            match self.backend.remove(p) {
+        for ((p, held), error) in self
+            .pairs
+            .iter()
+            .zip(self.held.iter_mut())
+            .zip(self.pair_errors.iter_mut())
+        {
+            let result = self.backend.remove(p);
+            *error = result.as_ref().err().map(|e| e.to_string());
+            match result {
                 Ok(true) => {
                     *held = false;
                     log::info!("removed {} from {}", p.addr, p.iface);
@@ -882,55 +1146,55 @@ impl Shell {
     /// Sends the announcement steps that are due.
     fn run_announcements(&mut self, now: Instant) {
         for _ in 0..self.announcing.due(now) {
-            for p in self.pairs.clone() {
-                self.announce(&p);
+            // Only what is on the interfaces: announcing an address that could not be added
+            // would send the LAN to a host that does not answer for it.
+            for (p, held) in self.pairs.clone().iter().zip(self.held.clone()) {
+                if held {
+                    self.announce(p);
+                }
             }
         }
     }
 
     fn announce(&mut self, pair: &ResolvedPair) {
+        // The announcer's error names the address and the interface.
         if let Err(e) = self.announcers.announce(&pair.iface, pair.addr) {
-            log::warn!("announcing {} on {}: {e}", pair.addr, pair.iface);
+            log::warn!("{e}");
         }
     }
 
+    /// Tells the primary, on every link, which of its addresses we no longer hold, so that it
+    /// announces each of them (a service alias too, not only its own address).
     fn send_released(&mut self) {
-        let own: Vec<IpAddr> = interfaces::local_addrs()
-            .map(|v| {
-                v.into_iter()
-                    .map(|l| l.addr)
-                    .filter(|a| !a.is_loopback() && !self.pairs.iter().any(|p| p.addr == *a))
-                    .take(wire::MAX_ADDRS)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for to in self.link_sources.values().copied().collect::<Vec<_>>() {
-            self.seq += 1;
-            let d = Datagram {
-                kind: Kind::Released,
-                interval_ms: 0,
-                boot_id: self.boot_id,
-                seq: self.seq,
-                time_ms: daemon::wall_ms(),
-                hostname: self.hostname.clone(),
-                addrs: own.clone(),
-            };
-            let bytes = wire::encode(&d, self.key.as_ref());
-            let socket = match (to, &self.socket6) {
-                (SocketAddr::V6(_), Some(s6)) => s6,
-                _ => &self.socket4,
-            };
-            match udp::send_to(socket, &bytes, to) {
-                Ok(()) => {
-                    log::info!("told the primary at {to} that its addresses are released");
-                    if let Some(t) = self.timeline.as_mut() {
-                        t.at(
-                            Instant::now(),
-                            format!("told the primary at {to} (released)"),
-                        );
-                    }
-                }
-                Err(e) => log::warn!("sending `released` to {to}: {e}"),
+        let released: Vec<IpAddr> = self
+            .pairs
+            .iter()
+            .zip(&self.held)
+            .filter(|(_, held)| !**held)
+            .map(|(p, _)| p.addr)
+            .take(wire::MAX_ADDRS)
+            .collect();
+        let d = Datagram {
+            kind: Kind::Released,
+            interval_ms: 0,
+            boot_id: self.boot_id,
+            seq: 0,
+            time_ms: daemon::wall_ms(),
+            nonce: 0,
+            hostname: self.hostname.clone(),
+            addrs: released,
+        };
+        let sent = self.send_to_links(d, "`released`");
+        if sent > 0 {
+            log::info!(
+                "told the primary on {sent} link(s) that {} are released",
+                self.addr_list()
+            );
+            if let Some(t) = self.timeline.as_mut() {
+                t.at(
+                    Instant::now(),
+                    format!("told the primary (released) on {sent} link(s)"),
+                );
             }
         }
     }
@@ -994,6 +1258,85 @@ impl Shell {
                 );
                 self.send_notice(ctx.link_lost(&link.to_string()), body);
             }
+            Notice::Conflict(c) => {
+                let mac = mac_text(&c.mac);
+                let addr = c.addr.to_string();
+                let grace =
+                    ipfailover::settings::format_duration(self.core.config().conflict_grace);
+                if c.holding {
+                    log::warn!(
+                        "conflict: {addr}, which we hold, also answers from {mac} while {} is \
+                         silent; defending it, and giving it up if that host still answers \
+                         after {grace}",
+                        ctx.peer
+                    );
+                    let body = format!(
+                        "{} holds {addr}, and another host answers for it too, from {mac}: the \
+                         LAN's clients are split between two hosts. {} sends no heartbeats.\n\n\
+                         This happens while a host that said goodbye is still shutting down (its \
+                         kernel answers until its links go down), or when the peer came back \
+                         with its address while its heartbeats are blocked (a firewall), or when \
+                         a third host claims the address.\n\nfailoverd defends the address \
+                         (at most once per 10 s) and, if {mac} still answers after {grace} \
+                         (FAILOVER_CONFLICT_GRACE), releases it with the release hooks: one \
+                         host answering is better than two.\n\nLinks now:\n{}",
+                        ctx.host,
+                        ctx.peer,
+                        self.links_text(now)
+                    );
+                    self.send_notice(ctx.conflict_holding(&addr, &mac), body);
+                } else {
+                    log::warn!(
+                        "heartbeats lost on every link but {addr} still answers from {mac}: \
+                         not taking over (probing until it stops answering)"
+                    );
+                    let (links, port) = (self.links_text(now), self.settings.port);
+                    let body = format!(
+                        "No heartbeat from {} has arrived on any link for {}, but {addr} still \
+                         answers on the LAN, from {mac}. Taking it over now would make two \
+                         hosts answer for it, which is worse than no failover, so {} does not.\n\n\
+                         Usual causes: a firewall that drops UDP {} on the peer, heartbeatd \
+                         stopped or hung while the host runs, a host that is slow but alive.\n\n\
+                         failoverd keeps probing and takes over as soon as the address stops \
+                         answering; the Fence hooks (if any) ran to power the peer off. Status: \
+                         state `conflict`.\n\nLinks now:\n{}",
+                        ctx.peer,
+                        ipfailover::settings::format_duration(self.core.timeout()),
+                        ctx.host,
+                        port,
+                        links
+                    );
+                    self.send_notice(ctx.conflict(&addr, &mac), body);
+                }
+            }
+            Notice::ConflictOver { holding } => {
+                log::info!(
+                    "conflict over: {} no longer answers from another host{}",
+                    ctx.addrs,
+                    if *holding {
+                        ""
+                    } else {
+                        " (or the peer was heard)"
+                    }
+                );
+                let body = format!(
+                    "{} no longer answers from another host, or the peer was heard again.\n\n\
+                     Links now:\n{}",
+                    ctx.addrs,
+                    self.links_text(now)
+                );
+                self.send_notice(ctx.conflict_over(), body);
+            }
+            Notice::AddressLost(addr) => {
+                log::warn!("{addr} vanished from its interface while held: adding it again");
+                let body = format!(
+                    "{addr} was removed from its interface on {} (by hand, or by a network \
+                     manager) while failoverd held it for {}. failoverd added it again and \
+                     announced it.\n",
+                    ctx.host, ctx.peer
+                );
+                self.send_notice(ctx.address_lost(&addr.to_string()), body);
+            }
             Notice::LinkBack(link) => {
                 log::info!("heartbeats from {link} are back");
                 let body = format!(
@@ -1004,6 +1347,23 @@ impl Shell {
                 self.send_notice(ctx.link_back(&link.to_string()), body);
             }
         }
+    }
+
+    /// Takes new pairs (nothing of the old ones is held): the conflict watch and the hooks'
+    /// FAILOVER_PEER_IP_PAIRS follow.
+    fn set_pairs(&mut self, pairs: Vec<ResolvedPair>) {
+        self.held = vec![false; pairs.len()];
+        self.pair_errors = vec![None; pairs.len()];
+        for e in self
+            .conflict_watch
+            .watch(self.poll.registry(), CONFLICT, &watched(&pairs))
+        {
+            log::warn!("{e}");
+        }
+        self.pairs = pairs;
+        let (hook_dir, hook_env) = hook_settings(&self.settings, &self.pairs);
+        self.hooks
+            .reconfigure(hook_dir, self.settings.script_timeout, hook_env);
     }
 
     fn addr_list(&self) -> String {
@@ -1059,13 +1419,13 @@ fn mail_settings(settings: &Settings, hostname: &str) -> Option<MailSettings> {
     })
 }
 
-/// The peer's hook directory and what hooks are told.
-fn hook_settings(settings: &Settings) -> (PathBuf, HookEnv) {
+/// The peer's hook directory and what hooks are told: the pairs being acted on, which after
+/// a SIGHUP stay the old ones until those are released.
+fn hook_settings(settings: &Settings, pairs: &[ResolvedPair]) -> (PathBuf, HookEnv) {
     let peer = settings.peer_ip.map(|p| p.to_string()).unwrap_or_default();
-    let pairs = settings
-        .peer_ip_pairs
+    let pairs = pairs
         .iter()
-        .map(|p| p.to_string())
+        .map(|p| format!("{}:{}", p.iface, p.addr))
         .collect::<Vec<_>>()
         .join(" ");
     (
@@ -1079,10 +1439,32 @@ fn hook_settings(settings: &Settings) -> (PathBuf, HookEnv) {
 
 fn core_config(settings: &Settings, pairs: &[ResolvedPair]) -> Config {
     Config {
+        peer: settings.peer_ip,
         timeout: settings.timeout,
         release_after: settings.release_after,
         taken_over: pairs.iter().map(|p| p.addr).collect(),
+        conflict_grace: settings.conflict_grace,
     }
+}
+
+/// What the conflict watch watches: each pair's address on its interface.
+fn watched(pairs: &[ResolvedPair]) -> Vec<(String, IpAddr)> {
+    pairs.iter().map(|p| (p.iface.clone(), p.addr)).collect()
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A clock difference in words: "10 min 0 s ahead of" / "3 s behind".
+fn offset_text(offset_ms: i64) -> String {
+    let d = Duration::from_millis(offset_ms.unsigned_abs());
+    let side = if offset_ms >= 0 { "ahead of" } else { "behind" };
+    format!("{} {side}", ipfailover::settings::format_duration(d))
 }
 
 /// IPv4-mapped IPv6 sources compare as the IPv4 addresses they are.

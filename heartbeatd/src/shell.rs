@@ -10,7 +10,7 @@ use ipfailover::announce::AnnounceRound;
 use ipfailover::receive::{Incoming, Receiver};
 use ipfailover::sender::{Sender, SenderAction, SenderEvent};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{self, Status};
+use ipfailover::status::{self, SendStatus, Status};
 use ipfailover::wire::{self, Datagram, Key, Kind};
 use ipfailover_os::announce::Announcers;
 use ipfailover_os::daemon::{self, exit};
@@ -25,6 +25,11 @@ use signal_hook_mio::v1_0::Signals;
 const SOCKET4: Token = Token(0);
 const SOCKET6: Token = Token(1);
 const SIGNALS: Token = Token(2);
+
+/// IPv6 link-local (fe80::/10): never moved, never announced.
+fn is_link_local(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
 
 /// How often the identity (this host's addresses on the heartbeat subnets) is looked up again
 /// (and at once on SIGHUP): addresses rarely change, and each look-up is a netlink dump.
@@ -58,7 +63,15 @@ pub(crate) struct Shell {
     announcers: Announcers,
     /// The announcements of our own addresses still to repeat.
     announcing: AnnounceRound,
+    /// What the current round announces: every address on the heartbeat interfaces, and
+    /// those a `released` named.
+    announce_list: Vec<LocalAddr>,
+    /// Addresses the secondary said it released, to announce with the rest.
+    released: Vec<IpAddr>,
+    /// When a send error on a destination was last logged.
     send_errors: HashMap<SocketAddr, Instant>,
+    /// Per destination: datagrams sent, failed, and the latest failure.
+    sends: HashMap<SocketAddr, SendStatus>,
     exit: bool,
     status: Status,
     status_file: StatusFile,
@@ -121,6 +134,7 @@ impl Shell {
                 boot_id: daemon::random_boot_id(),
                 seq: 0,
                 time_ms: 0,
+                nonce: 0,
                 hostname: String::new(),
                 addrs: Vec::new(),
             },
@@ -128,7 +142,10 @@ impl Shell {
             out6: Vec::new(),
             announcers: Announcers::new(),
             announcing: AnnounceRound::new(),
+            announce_list: Vec::new(),
+            released: Vec::new(),
             send_errors: HashMap::new(),
+            sends: HashMap::new(),
             exit: false,
         };
         shell.refresh_identity(now);
@@ -232,6 +249,12 @@ impl Shell {
             .map(|d| SocketAddr::new(*d, self.settings.port).to_string())
             .collect();
         s.counters.sent = self.sender.heartbeats_sent();
+        s.sends = s
+            .destinations
+            .iter()
+            .filter_map(|d| d.parse::<SocketAddr>().ok())
+            .filter_map(|d| self.sends.get(&d).cloned())
+            .collect();
         self.status_file.write(&self.status);
     }
 
@@ -241,6 +264,7 @@ impl Shell {
                 SenderAction::SendHeartbeat => self.send_all(now, Kind::Heartbeat),
                 SenderAction::SendGoodbye => self.send_all(now, Kind::Goodbye),
                 SenderAction::Announce => {
+                    self.announce_list = self.addresses_to_announce();
                     self.announcing.start(now);
                     for _ in 0..self.announcing.due(now) {
                         self.announce();
@@ -257,6 +281,24 @@ impl Shell {
         } else {
             self.settings.node_ips.clone()
         }
+    }
+
+    /// Every address on the interfaces heartbeats leave by (not only the identity: a service
+    /// alias on the same interface moved too), and each address a `released` named that is on
+    /// any of our interfaces. IPv6 link-local addresses never move and are left out.
+    fn addresses_to_announce(&self) -> Vec<LocalAddr> {
+        let all = match interfaces::local_addrs() {
+            Ok(all) => all,
+            Err(e) => {
+                log::warn!("reading this host's addresses to announce them: {e}");
+                return self.identity.clone();
+            }
+        };
+        let ifaces: Vec<&str> = self.identity.iter().map(|l| l.iface.as_str()).collect();
+        all.into_iter()
+            .filter(|l| !l.addr.is_loopback() && !is_link_local(l.addr))
+            .filter(|l| ifaces.contains(&l.iface.as_str()) || self.released.contains(&l.addr))
+            .collect()
     }
 
     fn refresh_identity(&mut self, now: Instant) {
@@ -281,6 +323,19 @@ impl Shell {
                     );
                 }
                 if list != self.identity {
+                    if !self.identity.is_empty() || !list.is_empty() {
+                        log::info!(
+                            "identity: {}",
+                            if list.is_empty() {
+                                "none".to_string()
+                            } else {
+                                list.iter()
+                                    .map(|l| format!("{} on {}", l.addr, l.iface))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        );
+                    }
                     self.identity = list;
                 }
             }
@@ -317,6 +372,7 @@ impl Shell {
         d.kind = kind;
         d.interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
         d.time_ms = daemon::wall_ms();
+        d.nonce = self.sender.echo(now);
         // One datagram per destination, each with its own sequence number, grouped by
         // socket so each family goes out in one system call.
         for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
@@ -327,15 +383,29 @@ impl Shell {
         if let Some(s6) = &self.socket6 {
             udp::send_batch(s6, &mut self.out6);
         }
+        let mut delivered = 0;
         for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
             let to = out.to;
+            let stats = self.sends.entry(to).or_insert_with(|| SendStatus {
+                to: to.to_string(),
+                sent: 0,
+                failed: 0,
+                failing: false,
+                last_error: None,
+            });
             match out.error.take() {
                 None => {
+                    delivered += 1;
+                    stats.sent = stats.sent.saturating_add(1);
+                    stats.failing = false;
                     if !self.send_errors.is_empty() && self.send_errors.remove(&to).is_some() {
                         log::info!("sending to {to} works again");
                     }
                 }
                 Some(e) => {
+                    stats.failed = stats.failed.saturating_add(1);
+                    stats.failing = true;
+                    stats.last_error = Some(e.to_string());
                     let due = self
                         .send_errors
                         .get(&to)
@@ -349,17 +419,18 @@ impl Shell {
         }
         if kind == Kind::Goodbye {
             log::info!(
-                "goodbye sent to {} destinations",
+                "goodbye sent to {delivered} of {} destinations",
                 self.settings.bcast_ips.len()
             );
         }
     }
 
     fn announce(&mut self) {
-        for local in &self.identity {
+        for local in &self.announce_list {
             match self.announcers.announce(&local.iface, local.addr) {
                 Ok(()) => log::debug!("announced {} on {}", local.addr, local.iface),
-                Err(e) => log::warn!("announcing {} on {}: {e}", local.addr, local.iface),
+                // The announcer's error names the address and the interface.
+                Err(e) => log::warn!("{e}"),
             }
         }
     }
@@ -380,10 +451,25 @@ impl Shell {
                 match socket.recv_from(&mut buf) {
                     Ok((n, src)) => {
                         let data = buf.get(..n).unwrap_or(&[]);
-                        match self.receiver.receive(data, src.ip(), daemon::wall_ms()) {
-                            Ok(Incoming::Released) => {
-                                log::info!("{src} released our addresses: announcing them");
+                        match self
+                            .receiver
+                            .receive(data, src.ip(), now, daemon::wall_ms())
+                        {
+                            Ok(Incoming::Released { addrs }) => {
+                                log::info!(
+                                    "{src} released {}: announcing our addresses",
+                                    addrs
+                                        .iter()
+                                        .map(|a| a.to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                );
+                                self.released = addrs;
                                 self.feed(now, SenderEvent::Released);
+                            }
+                            Ok(Incoming::Challenge { nonce }) => {
+                                log::debug!("challenged by {src}: answering");
+                                self.feed(now, SenderEvent::Challenged { nonce });
                             }
                             Ok(_) => {}
                             Err(e) => log::debug!("dropped a datagram from {src}: {e:?}"),

@@ -67,8 +67,9 @@ pub struct Announcer {
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct LinuxAnnouncer {
+    /// The interface's index when the sockets were opened: if it changes (the interface was
+    /// deleted and made again), they are opened again.
     index: u32,
-    mac: [u8; 6],
     /// `AF_PACKET`/`SOCK_DGRAM` with protocol 0: it sends ARP (the frame's EtherType is
     /// given per packet) and receives nothing, so no queue fills up with the LAN's ARP.
     packet: socket2::Socket,
@@ -98,10 +99,10 @@ impl Announcer {
     pub fn announce(&mut self, addr: IpAddr) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {
-            let result = match addr {
-                IpAddr::V4(a) => self.linux.send_arp(a),
-                IpAddr::V6(a) => self.linux.send_na(&self.iface, a),
-            };
+            let result = self.linux.refresh(&self.iface).and_then(|mac| match addr {
+                IpAddr::V4(a) => self.linux.send_arp(mac, a),
+                IpAddr::V6(a) => self.linux.send_na(&self.iface, mac, a),
+            });
             result.map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -128,30 +129,39 @@ const ICMPV6_FILTER: libc::c_int = 1;
 impl LinuxAnnouncer {
     fn new(iface: &str) -> io::Result<LinuxAnnouncer> {
         let index = crate::interfaces::iface_index(iface)?;
-        let mac = crate::interfaces::mac_address(iface)?;
         let packet = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::DGRAM, None)?;
         packet.bind(&link_addr(index, 0, [0; 6]))?;
         Ok(LinuxAnnouncer {
             index,
-            mac,
             packet,
             icmp6: None,
         })
     }
 
-    fn send_arp(&self, ip: Ipv4Addr) -> io::Result<()> {
-        let frame = arp_announcement(self.mac, ip);
+    /// Reads the interface's index and MAC now (an announcement must carry the MAC the
+    /// interface has today, and leave by the interface that has its name today), opening
+    /// the sockets again if the index changed. Returns the MAC.
+    fn refresh(&mut self, iface: &str) -> io::Result<[u8; 6]> {
+        let index = crate::interfaces::iface_index(iface)?;
+        if index != self.index {
+            *self = LinuxAnnouncer::new(iface)?;
+        }
+        crate::interfaces::mac_address(iface)
+    }
+
+    fn send_arp(&self, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
+        let frame = arp_announcement(mac, ip);
         let dest = link_addr(self.index, ETH_P_ARP, BROADCAST_MAC);
         self.packet.send_to(&frame, &dest)?;
         Ok(())
     }
 
-    fn send_na(&mut self, iface: &str, ip: Ipv6Addr) -> io::Result<()> {
+    fn send_na(&mut self, iface: &str, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
         let socket = match &mut self.icmp6 {
             Some(s) => s,
             slot => slot.insert(icmp6_socket(iface, self.index)?),
         };
-        let message = neighbour_advertisement(self.mac, ip);
+        let message = neighbour_advertisement(mac, ip);
         let dest = socket2::SockAddr::from(std::net::SocketAddrV6::new(
             Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
             0,
@@ -167,7 +177,6 @@ impl LinuxAnnouncer {
 #[cfg(target_os = "linux")]
 fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::AsRawFd;
 
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
     socket.bind_device(Some(iface.as_bytes()))?;
@@ -177,7 +186,15 @@ fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
     socket.set_multicast_loop_v6(false)?;
     // Block every ICMPv6 type on input (a set bit blocks), so that the LAN's ICMPv6 does
     // not pile up in a queue nobody reads.
-    let filter = [u32::MAX; 8];
+    set_icmp6_filter(&socket, &[u32::MAX; 8])?;
+    Ok(socket)
+}
+
+/// Sets a raw ICMPv6 socket's `ICMP6_FILTER` (RFC 3542 §3.2): bit `t` of the 256 set blocks
+/// type `t` on input.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_icmp6_filter(socket: &socket2::Socket, filter: &[u32; 8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
     // SAFETY: the option value is the 32-byte `struct icmp6_filter`, passed by a pointer and
     // length valid for the call.
     let rc = unsafe {
@@ -186,13 +203,13 @@ fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
             libc::IPPROTO_ICMPV6,
             ICMPV6_FILTER,
             filter.as_ptr().cast(),
-            std::mem::size_of_val(&filter) as libc::socklen_t,
+            std::mem::size_of_val(filter) as libc::socklen_t,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(socket)
+    Ok(())
 }
 
 /// Sends `payload` to `dest` with source address `source` on interface `index`, given per
@@ -252,7 +269,7 @@ fn send_from(
 
 /// A `sockaddr_ll` for interface `index`, EtherType `protocol`, link-layer address `mac`.
 #[cfg(target_os = "linux")]
-fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
+pub(crate) fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
     let mut storage = socket2::SockAddrStorage::zeroed();
     // SAFETY: `sockaddr_ll` is one of this platform's socket address types and fits in the
     // storage (`view_as` asserts it).

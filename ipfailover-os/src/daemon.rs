@@ -209,6 +209,11 @@ pub fn wall_ms() -> u64 {
 
 /// A random 64-bit boot id, new at every start.
 pub fn random_boot_id() -> u64 {
+    random_u64()
+}
+
+/// 64 random bits from the operating system (a challenge's nonce, a boot id).
+pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         // No randomness source: time and pid still differ from one start to the next.

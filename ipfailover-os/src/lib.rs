@@ -6,6 +6,8 @@
 //!   [`Netlink`] (rtnetlink) on Linux, [`Ifconfig`] (`ifconfig alias`) on macOS.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements, so that the LAN
 //!   learns at once that an address has moved.
+//! - [`conflict`]: ARP probes and DAD neighbour solicitations, and listening for whoever else
+//!   claims our addresses (address conflict detection, RFC 5227).
 //!
 //! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
 //! - [`udp`]: the daemons' sockets.
@@ -15,6 +17,7 @@
 
 pub mod addrs;
 pub mod announce;
+pub mod conflict;
 pub mod daemon;
 pub mod hooks;
 pub mod ifconfig;
@@ -33,4 +36,4 @@ pub use announce::{Announcer, Announcers};
 pub use ifconfig::Ifconfig;
 pub use interfaces::{addrs_for_destinations, iface_index, local_addrs, mac_address, LocalAddr};
 #[cfg(target_os = "linux")]
-pub use netlink::Netlink;
+pub use netlink::{AddressEvents, Netlink};

@@ -11,6 +11,7 @@ use netlink_packet_core::{
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -170,6 +171,44 @@ impl Netlink {
         }
     }
 
+    /// The index the interface named `name` has now, in the socket's network namespace.
+    fn link_index(&mut self, name: &str) -> io::Result<u32> {
+        let mut query = LinkMessage::default();
+        query
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        let seq = self.send(
+            RouteNetlinkMessage::GetLink(query),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )?;
+        let (messages, _) = self
+            .receive(seq)
+            .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
+        messages
+            .into_iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("interface {name}: not found"),
+                )
+            })
+    }
+
+    /// The pair with its interface's index as it is now, looked up by name when acting: an
+    /// interface deleted and made again has a new index, and one that is gone is an error
+    /// that names it.
+    fn current(&mut self, pair: &ResolvedPair) -> io::Result<ResolvedPair> {
+        let index = self.link_index(&pair.iface)?;
+        Ok(ResolvedPair {
+            index,
+            ..pair.clone()
+        })
+    }
+
     /// The entries for `pair`'s address on `pair`'s interface, whatever their prefix.
     fn find(&mut self, pair: &ResolvedPair) -> io::Result<Vec<AddressMessage>> {
         let family = family_of(pair.addr);
@@ -259,6 +298,7 @@ impl AddressBackend for Netlink {
     }
 
     fn add(&mut self, pair: &ResolvedPair) -> io::Result<bool> {
+        let pair = &self.current(pair)?;
         // The kernel's EEXIST only covers the same address with the same prefix: an IPv4
         // address held with another prefix would be added a second time. So look first.
         if !self.find(pair)?.is_empty() {
@@ -273,6 +313,7 @@ impl AddressBackend for Netlink {
     }
 
     fn remove(&mut self, pair: &ResolvedPair) -> io::Result<bool> {
+        let pair = &self.current(pair)?;
         let mut removed = false;
         // Remove each entry with the prefix it really has, which may differ from the pair's.
         for found in self.find(pair)? {
@@ -303,7 +344,58 @@ impl AddressBackend for Netlink {
     }
 
     fn holds(&mut self, pair: &ResolvedPair) -> io::Result<bool> {
+        let pair = &self.current(pair)?;
         Ok(!self.find(pair)?.is_empty())
+    }
+}
+
+/// The kernel's address notifications (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`): a
+/// non-blocking socket that becomes readable whenever an address is added or removed in the
+/// calling thread's network namespace. Its messages are not parsed: that something changed
+/// is reason enough to look at what is held.
+#[derive(Debug)]
+pub struct AddressEvents {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl AddressEvents {
+    /// Subscribes to the address groups.
+    pub fn new() -> io::Result<AddressEvents> {
+        const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+        const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind(&SocketAddr::new(0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))?;
+        socket.set_non_blocking(true)?;
+        Ok(AddressEvents {
+            socket,
+            buf: vec![0; RECV_BUFFER],
+        })
+    }
+
+    /// The descriptor to poll.
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
+    /// Reads every pending notification; whether there was any (an overrun, `ENOBUFS`,
+    /// counts: changes were missed).
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..1024 {
+            let mut window = &mut self.buf[..];
+            match self.socket.recv(&mut window, 0) {
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    any = true;
+                    break;
+                }
+            }
+        }
+        any
     }
 }
 
@@ -370,6 +462,25 @@ mod tests {
         ns.ip("addr add 198.51.100.20/24 dev vA");
         ns.ip("addr add 2001:db8::20/64 dev vA nodad");
         ns
+    }
+
+    #[test]
+    fn an_interface_made_again_is_found_by_name_and_a_missing_one_is_named() {
+        let ns = veth_namespace();
+        let resolved = ns.enter(|| resolve(&pair("vA:198.51.100.10")).expect("resolve"));
+        let mut nl = ns.enter(|| Netlink::new().expect("netlink socket"));
+        // Deleted and made again: a new index, the same name.
+        ns.ip("link del vA");
+        let err = nl.add(&resolved).expect_err("vA is gone");
+        assert!(err.to_string().contains("interface vA"), "{err}");
+        ns.ip("link add vA type veth peer name vB");
+        ns.ip("link set vA up");
+        ns.ip("addr add 198.51.100.20/24 dev vA");
+        let new_index = ns.enter(|| crate::interfaces::iface_index("vA").expect("index"));
+        assert_ne!(new_index, resolved.index);
+        assert!(nl.add(&resolved).expect("add on the new vA"));
+        assert!(listed(&ns, "198.51.100.10/24"), "{}", ns.ip("-o addr"));
+        assert!(nl.remove(&resolved).expect("remove"));
     }
 
     /// Whether `ip -o addr show dev vA` lists `addr/prefix`.

@@ -34,6 +34,11 @@ impl Netns {
         }
     }
 
+    /// Its name under /run/netns.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs `ip -n NAME ARGS...` (arguments split on white space) and returns its output;
     /// panics if it fails.
     pub(crate) fn ip(&self, args: &str) -> String {

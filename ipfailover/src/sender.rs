@@ -12,6 +12,18 @@ pub const GOODBYES: u32 = 2;
 /// A `released` datagram makes heartbeatd announce its addresses, at most this often.
 pub const ANNOUNCE_MIN_GAP: Duration = Duration::from_millis(500);
 
+/// A challenge is answered at once with an extra heartbeat round, at most this often: a
+/// flood of challenges (which only a key holder can send) costs one round per gap.
+pub const ANSWER_MIN_GAP: Duration = Duration::from_millis(20);
+
+/// How long the regular heartbeats keep echoing a challenge's nonce after it arrived, at
+/// least: if the at-once answer is lost, the next heartbeats still carry it.
+pub const ECHO_FOR: Duration = Duration::from_secs(1);
+
+/// Heartbeats echo a challenge's nonce for this many intervals, when that is longer than
+/// [`ECHO_FOR`].
+pub const ECHO_INTERVALS: u32 = 3;
+
 /// An input to the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
@@ -19,6 +31,11 @@ pub enum SenderEvent {
     Tick,
     /// The secondary says it released our addresses.
     Released,
+    /// A secondary asks us to prove that we are alive now.
+    Challenged {
+        /// The nonce to echo.
+        nonce: u64,
+    },
     /// New settings (SIGHUP): the new interval, and announce again.
     Reconfigure {
         /// The new interval.
@@ -48,6 +65,10 @@ pub struct Sender {
     next_send: Instant,
     /// When a `released` datagram last made us announce.
     last_released_announce: Option<Instant>,
+    /// The nonce our datagrams echo, and until when.
+    echo: Option<(u64, Instant)>,
+    /// When a challenge was last answered with an extra round.
+    last_answer: Option<Instant>,
     announced_at_start: bool,
     sent: u64,
     stopped: bool,
@@ -60,6 +81,8 @@ impl Sender {
             interval,
             next_send: now,
             last_released_announce: None,
+            echo: None,
+            last_answer: None,
             announced_at_start: false,
             sent: 0,
             stopped: false,
@@ -79,6 +102,13 @@ impl Sender {
     /// Whether it has said goodbye.
     pub fn stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// The nonce the datagrams sent at `now` echo (0: none).
+    pub fn echo(&self, now: Instant) -> u64 {
+        self.echo
+            .filter(|(_, until)| now < *until)
+            .map_or(0, |(nonce, _)| nonce)
     }
 
     /// When the next heartbeat is due.
@@ -102,6 +132,17 @@ impl Sender {
                 {
                     self.last_released_announce = Some(now);
                     out.push(SenderAction::Announce);
+                }
+            }
+            SenderEvent::Challenged { nonce } => {
+                let keep = ECHO_FOR.max(self.interval.saturating_mul(ECHO_INTERVALS));
+                self.echo = Some((nonce, now + keep));
+                // Answer at once, on every link (a challenge that reached us on one link may
+                // only be answerable on the other), off the grid: the grid stays where it is.
+                if self.last_answer.is_none_or(|t| now >= t + ANSWER_MIN_GAP) {
+                    self.last_answer = Some(now);
+                    self.sent += 1;
+                    out.push(SenderAction::SendHeartbeat);
                 }
             }
             SenderEvent::Reconfigure { interval } => {
@@ -232,6 +273,38 @@ mod tests {
             s.handle(t0 + ms(1300), SenderEvent::Released),
             vec![SenderAction::Announce, SenderAction::SendHeartbeat]
         );
+    }
+
+    #[test]
+    fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
+        let t0 = Instant::now();
+        let mut s = Sender::new(t0, ms(100));
+        s.handle(t0, SenderEvent::Tick);
+        assert_eq!(s.echo(t0), 0);
+        let out = s.handle(t0 + ms(30), SenderEvent::Challenged { nonce: 42 });
+        assert_eq!(out, vec![SenderAction::SendHeartbeat], "answered at once");
+        assert_eq!(
+            s.next_deadline(),
+            Some(t0 + ms(100)),
+            "the grid did not move"
+        );
+        // A second challenge within the gap is echoed, not answered with another round.
+        assert!(s
+            .handle(t0 + ms(40), SenderEvent::Challenged { nonce: 43 })
+            .is_empty());
+        assert_eq!(s.echo(t0 + ms(40)), 43);
+        assert_eq!(s.echo(t0 + ms(1039)), 43);
+        assert_eq!(
+            s.echo(t0 + ms(1040)),
+            0,
+            "echoed for 1 s (3 intervals are less)"
+        );
+        // With a long interval, for three intervals.
+        let mut s = Sender::new(t0, ms(5000));
+        s.handle(t0, SenderEvent::Tick);
+        s.handle(t0, SenderEvent::Challenged { nonce: 7 });
+        assert_eq!(s.echo(t0 + ms(14_999)), 7);
+        assert_eq!(s.echo(t0 + ms(15_000)), 0);
     }
 
     #[test]

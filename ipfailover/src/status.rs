@@ -42,8 +42,8 @@ pub struct Status {
     pub updated_at_ms: u64,
     /// The longest gap between two writes while the daemon runs, in ms.
     pub refresh_ms: u64,
-    /// `boot-grace`, `monitoring`, `acquiring`, `acquired`, `releasing` (failoverd);
-    /// `sending`, `stopped` (heartbeatd).
+    /// `boot-grace`, `monitoring`, `conflict`, `acquiring`, `acquired`, `releasing`,
+    /// `stopped` (failoverd); `sending`, `stopped` (heartbeatd).
     pub state: String,
     /// The watched peer (failoverd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +57,21 @@ pub struct Status {
     /// Where heartbeats go (heartbeatd).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
+    /// How sending to each destination goes (heartbeatd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sends: Vec<SendStatus>,
+    /// Another host answering for one of the addresses (failoverd): the takeover is blocked,
+    /// or (`holding`) both hosts answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<ConflictStatus>,
+    /// The peer's wall clock minus this host's, ms, as of its latest heartbeat (failoverd):
+    /// reported, never a reason to drop a heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_clock_offset_ms: Option<i64>,
+    /// Whether the peer's current boot has answered a challenge (failoverd, with a secret):
+    /// until it has, its heartbeats do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_verified: Option<bool>,
     /// The links the peer's heartbeats arrive on (failoverd).
     #[serde(default)]
     pub links: Vec<LinkStatus>,
@@ -98,6 +113,39 @@ pub struct AddressStatus {
     pub prefix: u8,
     /// Whether this host holds it now.
     pub held: bool,
+    /// What went wrong the last time it was added or removed, if that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Sending heartbeats to one destination (heartbeatd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendStatus {
+    /// `address:port`.
+    pub to: String,
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Datagrams it refused.
+    pub failed: u64,
+    /// Whether the latest send failed.
+    pub failing: bool,
+    /// The latest failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Another host answering for an address failoverd takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictStatus {
+    /// The address.
+    pub address: String,
+    /// The MAC that answered (`00:00:00:00:00:00` when an IPv6 advertisement named none).
+    pub mac: String,
+    /// Since when, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Whether failoverd holds the address too (a conflict while holding) rather than
+    /// refraining from taking it over.
+    pub holding: bool,
 }
 
 /// One state change.
@@ -171,6 +219,10 @@ impl Status {
             timeout_ms: None,
             interval_ms: None,
             destinations: Vec::new(),
+            sends: Vec::new(),
+            conflict: None,
+            peer_clock_offset_ms: None,
+            peer_verified: None,
             links: Vec::new(),
             addresses: Vec::new(),
             transitions: Vec::new(),

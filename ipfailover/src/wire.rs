@@ -1,22 +1,26 @@
-//! Wire format version 1: the heartbeat datagram, its HMAC-SHA256 tag and replay protection.
+//! Wire format version 2: the heartbeat datagram, its HMAC-SHA256 tag, the freshness
+//! challenge and replay protection.
 //!
 //! ```text
 //! 0   4  magic b"IPFO"
-//! 4   1  version = 1
-//! 5   1  kind: 1 heartbeat, 2 goodbye, 3 released
+//! 4   1  version = 2
+//! 5   1  kind: 1 heartbeat, 2 goodbye, 3 released, 4 challenge
 //! 6   1  flags: bit 0 = a 32-byte HMAC tag follows the body; other bits must be zero
 //! 7   1  reserved, must be 0
-//! 8   4  sender's interval in ms
+//! 8   4  sender's interval in ms (heartbeat and goodbye: 10 ms to 1 h)
 //! 12  8  boot id (random per start)
 //! 20  8  sequence number (+1 per datagram sent)
-//! 28  8  sender's wall-clock time, ms since the Unix epoch
-//! 36  1  hostname length N (0..=64), then N bytes of UTF-8
+//! 28  8  sender's wall-clock time, ms since the Unix epoch (reported, never judged)
+//! 36  8  nonce: in a challenge, the nonce asked for; in a heartbeat or goodbye, the latest
+//!        nonce it answers (0: none)
+//! 44  1  hostname length N (0..=64), then N bytes of UTF-8
 //! ..  1  address count M (0..=16), then M times: family (4 or 6) + 4 or 16 bytes
 //! ..  32 HMAC-SHA256 over every byte before it, present iff flags bit 0
 //! ```
 //!
-//! All integers are in network byte order. Nothing here reads a clock or touches a socket:
-//! the receiver passes its wall-clock time to [`ReplayGuard::check`].
+//! All integers are in network byte order. Nothing here reads a clock or touches a socket.
+//! Version 1 (ipfailover 0.1) had no nonce and judged freshness by the receiver's clock; its
+//! datagrams are dropped as `bad-version`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,7 +32,7 @@ use sha2::Sha256;
 /// The first four bytes of every version-1 datagram.
 pub const MAGIC: [u8; 4] = *b"IPFO";
 /// The wire format version this module speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The longest datagram accepted; anything longer is dropped unread.
 pub const MAX_LEN: usize = 512;
 /// Length of the HMAC-SHA256 tag.
@@ -39,8 +43,13 @@ pub const MAX_HOSTNAME: usize = 64;
 pub const MAX_ADDRS: usize = 16;
 /// How far below the highest sequence seen a late datagram may still be accepted.
 pub const REPLAY_WINDOW: u64 = 64;
-/// Largest accepted difference between the sender's clock and ours, for authenticated datagrams.
-pub const MAX_SKEW_MS: u64 = 60_000;
+/// The shortest interval a heartbeat or goodbye may announce (`FAILOVER_INTERVAL`'s minimum).
+pub const MIN_INTERVAL_MS: u32 = 10;
+/// The longest interval a heartbeat or goodbye may announce: one hour.
+pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+/// Where the body starts: magic, version, kind, flags, reserved, interval, boot id,
+/// sequence, time and nonce.
+const FIXED_LEN: usize = 44;
 
 /// What Apple's heartbeatd sent, without version or anything else.
 const LEGACY: &[u8] = b"heartbeat";
@@ -55,7 +64,7 @@ const MAX_BOOT_IDS: usize = 32;
 // The encoder writes these counts as single bytes, and its longest output must fit MAX_LEN.
 const _: () = assert!(MAX_HOSTNAME <= u8::MAX as usize);
 const _: () = assert!(MAX_ADDRS <= u8::MAX as usize);
-const _: () = assert!(36 + 1 + MAX_HOSTNAME + 1 + MAX_ADDRS * 17 + TAG_LEN <= MAX_LEN);
+const _: () = assert!(FIXED_LEN + 1 + MAX_HOSTNAME + 1 + MAX_ADDRS * 17 + TAG_LEN <= MAX_LEN);
 // The replay window is one bit per sequence of a u64 bitmap.
 const _: () = assert!(REPLAY_WINDOW == u64::BITS as u64);
 
@@ -68,8 +77,10 @@ pub enum Kind {
     Heartbeat,
     /// The primary is shutting down on purpose: take over now.
     Goodbye,
-    /// The secondary has released the primary's addresses: announce them again.
+    /// The secondary has released the primary's addresses (those listed): announce them again.
     Released,
+    /// The secondary asks the primary to prove that it is alive now: echo this nonce.
+    Challenge,
 }
 
 impl Kind {
@@ -79,6 +90,7 @@ impl Kind {
             Kind::Heartbeat => "heartbeat",
             Kind::Goodbye => "goodbye",
             Kind::Released => "released",
+            Kind::Challenge => "challenge",
         }
     }
 
@@ -87,6 +99,7 @@ impl Kind {
             Kind::Heartbeat => 1,
             Kind::Goodbye => 2,
             Kind::Released => 3,
+            Kind::Challenge => 4,
         }
     }
 
@@ -95,12 +108,13 @@ impl Kind {
             1 => Some(Kind::Heartbeat),
             2 => Some(Kind::Goodbye),
             3 => Some(Kind::Released),
+            4 => Some(Kind::Challenge),
             _ => None,
         }
     }
 }
 
-/// One version-1 datagram, decoded.
+/// One datagram, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     /// What the datagram announces.
@@ -111,11 +125,15 @@ pub struct Datagram {
     pub boot_id: u64,
     /// Increases by one per datagram sent, across all links.
     pub seq: u64,
-    /// The sender's wall-clock time, in ms since the Unix epoch.
+    /// The sender's wall-clock time, in ms since the Unix epoch: reported (the hosts' clock
+    /// difference), never a reason to drop.
     pub time_ms: u64,
+    /// A challenge's nonce; in a heartbeat or goodbye, the nonce it answers (0: none).
+    pub nonce: u64,
     /// The sender's hostname (at most [`MAX_HOSTNAME`] bytes on the wire).
     pub hostname: String,
-    /// The sender's identity addresses (at most [`MAX_ADDRS`] on the wire).
+    /// The sender's identity addresses (at most [`MAX_ADDRS`] on the wire); in a `released`,
+    /// the addresses released.
     pub addrs: Vec<IpAddr>,
 }
 
@@ -160,8 +178,8 @@ impl fmt::Debug for Key {
 /// What a datagram was, once decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// A version-1 datagram; `authenticated` is true when a key was given and the tag matched.
-    V1 {
+    /// An ipfailover datagram; `authenticated` is true when a key was given and the tag matched.
+    Ipfo {
         /// The decoded fields.
         datagram: Datagram,
         /// Whether the HMAC tag was verified against the configured key.
@@ -190,15 +208,17 @@ pub enum DropReason {
     MissingTag,
     /// The tag does not match the configured key.
     BadTag,
+    /// A heartbeat or goodbye announcing an interval outside 10 ms to 1 h.
+    BadInterval,
     /// A sequence number already seen, or too old for the replay window.
     Replay,
-    /// An authenticated datagram whose time is more than [`MAX_SKEW_MS`] from ours.
-    ClockSkew,
+    /// From a boot of the peer that has not yet answered a challenge: it may be a replay.
+    Unverified,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::BadMagic,
@@ -207,8 +227,9 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::MissingTag,
         DropReason::BadTag,
+        DropReason::BadInterval,
         DropReason::Replay,
-        DropReason::ClockSkew,
+        DropReason::Unverified,
     ];
 
     /// The counter name used in status files.
@@ -222,8 +243,9 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::MissingTag => "missing-tag",
             DropReason::BadTag => "bad-tag",
+            DropReason::BadInterval => "bad-interval",
             DropReason::Replay => "replay",
-            DropReason::ClockSkew => "clock-skew",
+            DropReason::Unverified => "unverified",
         }
     }
 }
@@ -239,8 +261,11 @@ impl fmt::Display for DropReason {
             DropReason::Malformed => "malformed datagram",
             DropReason::MissingTag => "no HMAC tag, but a secret is configured",
             DropReason::BadTag => "bad HMAC tag",
+            DropReason::BadInterval => "announced interval outside 10 ms to 1 h",
             DropReason::Replay => "replayed or duplicate sequence number",
-            DropReason::ClockSkew => "sender's clock more than 60 s away from ours",
+            DropReason::Unverified => {
+                "from a boot of the peer that has not answered a challenge yet"
+            }
         })
     }
 }
@@ -269,6 +294,7 @@ pub fn encode_into(d: &Datagram, key: Option<&Key>, out: &mut Vec<u8>) {
     out.extend_from_slice(&d.boot_id.to_be_bytes());
     out.extend_from_slice(&d.seq.to_be_bytes());
     out.extend_from_slice(&d.time_ms.to_be_bytes());
+    out.extend_from_slice(&d.nonce.to_be_bytes());
     // Both counts are bounded by the maxima above, which fit a byte (asserted at compile time).
     out.push(hostname.len() as u8);
     out.extend_from_slice(hostname.as_bytes());
@@ -353,7 +379,7 @@ pub fn decode(buf: &[u8], key: Option<&Key>) -> Result<Message, DropReason> {
     if !r.is_empty() {
         return Err(DropReason::Malformed);
     }
-    Ok(Message::V1 {
+    Ok(Message::Ipfo {
         datagram,
         authenticated,
     })
@@ -369,6 +395,14 @@ fn parse_body(kind: Kind, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
     let boot_id = r.u64()?;
     let seq = r.u64()?;
     let time_ms = r.u64()?;
+    let nonce = r.u64()?;
+    // The interval decides the receiver's timeout: one outside what the settings allow (a
+    // 0 ms interval would make the timeout 0) is never believed.
+    if matches!(kind, Kind::Heartbeat | Kind::Goodbye)
+        && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&interval_ms)
+    {
+        return Err(DropReason::BadInterval);
+    }
 
     let hostname_len = usize::from(r.u8()?);
     if hostname_len > MAX_HOSTNAME {
@@ -398,6 +432,7 @@ fn parse_body(kind: Kind, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
         boot_id,
         seq,
         time_ms,
+        nonce,
         hostname,
         addrs,
     })
@@ -450,7 +485,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Replay protection per boot id with a sliding window, as IPsec's anti-replay (RFC 4303
-/// §3.4.3), plus a clock-skew check for authenticated datagrams.
+/// §3.4.3). It knows nothing of time: freshness across restarts is the challenge's job
+/// ([`crate::receive`]), never the two hosts' clocks.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
     windows: HashMap<u64, Window>,
@@ -459,8 +495,8 @@ pub struct ReplayGuard {
 }
 
 /// What one boot id has sent so far.
-#[derive(Debug, Clone, Copy)]
-struct Window {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
     /// The highest sequence accepted.
     highest: u64,
     /// Bit `d - 1` is set when `highest - d` was accepted, for `d` in `1..=REPLAY_WINDOW`.
@@ -478,8 +514,18 @@ impl Window {
         }
     }
 
+    /// A window in which `seq` and every sequence below it count as seen: what a boot that
+    /// has just proved itself fresh with `seq` may still send is only what comes after.
+    pub fn fresh_from(seq: u64) -> Window {
+        Window {
+            highest: seq,
+            seen: u64::MAX,
+            last_accepted: 0,
+        }
+    }
+
     /// Records `seq` and returns true if it is new; leaves the window alone otherwise.
-    fn admit(&mut self, seq: u64) -> bool {
+    pub fn admit(&mut self, seq: u64) -> bool {
         // A sequence above the highest is new: slide the window up to it, and the old
         // highest becomes a seen sequence `shift` below the new one.
         if seq > self.highest {
@@ -517,19 +563,8 @@ impl ReplayGuard {
         Self::default()
     }
 
-    /// Accepts `d` if its sequence is new for its boot id (and, when authenticated, its time
-    /// is within [`MAX_SKEW_MS`] of `now_wall_ms`), and records it; drops it otherwise.
-    pub fn check(
-        &mut self,
-        d: &Datagram,
-        authenticated: bool,
-        now_wall_ms: u64,
-    ) -> Result<(), DropReason> {
-        // Skew is judged before the replay state is touched, so that a datagram dropped for
-        // its time leaves no trace. Only a tagged time can be trusted enough to judge.
-        if authenticated && d.time_ms.abs_diff(now_wall_ms) > MAX_SKEW_MS {
-            return Err(DropReason::ClockSkew);
-        }
+    /// Accepts `d` if its sequence is new for its boot id, and records it; drops it otherwise.
+    pub fn check(&mut self, d: &Datagram) -> Result<(), DropReason> {
         let stamp = self.accepted.wrapping_add(1);
         match self.windows.get_mut(&d.boot_id) {
             Some(window) => {
@@ -540,7 +575,7 @@ impl ReplayGuard {
             }
             None => {
                 // A new boot id: make room by forgetting the one that passed longest ago,
-                // which under a flood of forged ids is never the live peer.
+                // which under a flood of forged ids is never the live sender.
                 if self.windows.len() >= MAX_BOOT_IDS {
                     let oldest = self
                         .windows
@@ -572,15 +607,15 @@ mod tests {
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    /// `fixed()` encoded without a key.
-    const GOLDEN_PLAIN: &str = "4950464f01010000000003e80102030405060708000000000000002a\
-        0000018bcfe56800057072692d310204c633640a0620010db8000000000000000000000010";
+    /// `fixed()` encoded without a key (built with Python's struct module, not this code).
+    const GOLDEN_PLAIN: &str = "4950464f02010000000003e80102030405060708000000000000002a\
+        0000018bcfe568001122334455667788057072692d310204c633640a0620010db8000000000000000000000010";
 
     /// `fixed()` encoded with `KEY`; the tag was computed with Python's hmac module and
     /// checked with `openssl dgst -sha256 -hmac`, not with this code.
-    const GOLDEN_TAGGED: &str = "4950464f01010100000003e80102030405060708000000000000002a\
-        0000018bcfe56800057072692d310204c633640a0620010db8000000000000000000000010\
-        43c8687af188d0502da229aba943443e097826d8dee87f6f8510968c40d91a2c";
+    const GOLDEN_TAGGED: &str = "4950464f02010100000003e80102030405060708000000000000002a\
+        0000018bcfe568001122334455667788057072692d310204c633640a0620010db8000000000000000000000010\
+        ea7572d610c4552fb41046e0a42fb4806de58afff98ac9cd1e8a16e6b3fb1088";
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -601,6 +636,7 @@ mod tests {
             boot_id: 0x0102_0304_0506_0708,
             seq: 42,
             time_ms: 1_700_000_000_000,
+            nonce: 0x1122_3344_5566_7788,
             hostname: "pri-1".to_string(),
             addrs: vec![
                 "198.51.100.10".parse().unwrap(),
@@ -610,7 +646,7 @@ mod tests {
     }
 
     fn v1(datagram: Datagram, authenticated: bool) -> Message {
-        Message::V1 {
+        Message::Ipfo {
             datagram,
             authenticated,
         }
@@ -619,10 +655,11 @@ mod tests {
     /// Builds a datagram by hand, independently of `encode`, so fields can be made invalid.
     fn raw(kind: u8, flags: u8, hostname: &[u8], count: u8, addrs: &[u8]) -> Vec<u8> {
         let mut b = b"IPFO".to_vec();
-        b.extend_from_slice(&[1, kind, flags, 0]);
+        b.extend_from_slice(&[VERSION, kind, flags, 0]);
         b.extend_from_slice(&1000u32.to_be_bytes());
         b.extend_from_slice(&7u64.to_be_bytes());
         b.extend_from_slice(&1u64.to_be_bytes());
+        b.extend_from_slice(&0u64.to_be_bytes());
         b.extend_from_slice(&0u64.to_be_bytes());
         b.push(hostname.len() as u8);
         b.extend_from_slice(hostname);
@@ -634,7 +671,7 @@ mod tests {
     #[test]
     fn golden_plain() {
         let golden = hex(GOLDEN_PLAIN);
-        assert_eq!(golden.len(), 65);
+        assert_eq!(golden.len(), 73);
         assert_eq!(encode(&fixed(), None), golden);
         assert_eq!(decode(&golden, None), Ok(v1(fixed(), false)));
     }
@@ -642,7 +679,7 @@ mod tests {
     #[test]
     fn golden_tagged() {
         let golden = hex(GOLDEN_TAGGED);
-        assert_eq!(golden.len(), 65 + TAG_LEN);
+        assert_eq!(golden.len(), 73 + TAG_LEN);
         assert_eq!(encode(&fixed(), Some(&key())), golden);
         assert_eq!(decode(&golden, Some(&key())), Ok(v1(fixed(), true)));
     }
@@ -659,7 +696,12 @@ mod tests {
 
     #[test]
     fn round_trip_each_kind_with_and_without_key() {
-        for kind in [Kind::Heartbeat, Kind::Goodbye, Kind::Released] {
+        for kind in [
+            Kind::Heartbeat,
+            Kind::Goodbye,
+            Kind::Released,
+            Kind::Challenge,
+        ] {
             let d = Datagram { kind, ..fixed() };
             assert_eq!(decode(&encode(&d, None), None), Ok(v1(d.clone(), false)));
             let k = key();
@@ -678,7 +720,7 @@ mod tests {
             ..fixed()
         };
         let buf = encode(&d, None);
-        assert_eq!(buf.len(), 38);
+        assert_eq!(buf.len(), 46);
         assert_eq!(decode(&buf, None), Ok(v1(d, false)));
     }
 
@@ -736,7 +778,7 @@ mod tests {
                 "tagged, {len} bytes"
             );
         }
-        assert_eq!(decode(&plain[..40], None), Err(DropReason::Truncated));
+        assert_eq!(decode(&plain[..48], None), Err(DropReason::Truncated));
         assert_eq!(decode(&[], None), Err(DropReason::Truncated));
         // Without a key, a tag cut short is a datagram shorter than its flags announce.
         assert_eq!(
@@ -788,7 +830,7 @@ mod tests {
         let mut bad_magic = ok.clone();
         bad_magic[3] = b'X';
         let mut bad_version = ok.clone();
-        bad_version[4] = 2;
+        bad_version[4] = 1;
         let mut bad_reserved = ok.clone();
         bad_reserved[7] = 1;
         let mut trailing = ok.clone();
@@ -798,7 +840,7 @@ mod tests {
 
         let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
             ("header cut short", ok[..20].to_vec(), Truncated),
-            ("hostname cut short", ok[..38].to_vec(), Truncated),
+            ("hostname cut short", ok[..46].to_vec(), Truncated),
             ("address cut short", ok[..ok.len() - 1].to_vec(), Truncated),
             ("count beyond data", raw(1, 0, b"h", 2, &v4), Truncated),
             (
@@ -809,9 +851,10 @@ mod tests {
             ("magic", bad_magic, BadMagic),
             ("three bytes of junk", b"GET".to_vec(), Truncated),
             ("version", bad_version, BadVersion),
-            ("short other version", b"IPFO\x02".to_vec(), BadVersion),
+            ("short other version", b"IPFO\x01".to_vec(), BadVersion),
+            ("version 3", b"IPFO\x03\x01".to_vec(), BadVersion),
             ("kind 0", raw(0, 0, b"h", 1, &v4), BadKind),
-            ("kind 4", raw(4, 0, b"h", 1, &v4), BadKind),
+            ("kind 5", raw(5, 0, b"h", 1, &v4), BadKind),
             ("kind 255", raw(255, 0, b"h", 1, &v4), BadKind),
             ("unknown flag", raw(1, 0x02, b"h", 1, &v4), Malformed),
             ("high flag", raw(1, 0x81, b"h", 1, &v4), Malformed),
@@ -861,7 +904,7 @@ mod tests {
         };
         let buf = encode(&d, Some(&key()));
         assert!(buf.len() <= MAX_LEN);
-        let Ok(Message::V1 { datagram, .. }) = decode(&buf, Some(&key())) else {
+        let Ok(Message::Ipfo { datagram, .. }) = decode(&buf, Some(&key())) else {
             panic!("does not decode");
         };
         assert_eq!(datagram.hostname, "a".repeat(MAX_HOSTNAME - 1));
@@ -910,8 +953,9 @@ mod tests {
                 "malformed",
                 "missing-tag",
                 "bad-tag",
+                "bad-interval",
                 "replay",
-                "clock-skew"
+                "unverified"
             ]
         );
         let mut sorted = DropReason::ALL;
@@ -924,6 +968,45 @@ mod tests {
         assert_eq!(Kind::Heartbeat.as_str(), "heartbeat");
         assert_eq!(Kind::Goodbye.as_str(), "goodbye");
         assert_eq!(Kind::Released.as_str(), "released");
+        assert_eq!(Kind::Challenge.as_str(), "challenge");
+    }
+
+    #[test]
+    fn a_heartbeat_or_goodbye_must_announce_an_interval_the_settings_allow() {
+        for kind in [Kind::Heartbeat, Kind::Goodbye] {
+            for bad in [0, 9, MAX_INTERVAL_MS + 1, u32::MAX] {
+                let d = Datagram {
+                    kind,
+                    interval_ms: bad,
+                    ..fixed()
+                };
+                assert_eq!(
+                    decode(&encode(&d, Some(&key())), Some(&key())),
+                    Err(DropReason::BadInterval),
+                    "{kind:?} {bad} ms"
+                );
+            }
+            for good in [MIN_INTERVAL_MS, 1000, MAX_INTERVAL_MS] {
+                let d = Datagram {
+                    kind,
+                    interval_ms: good,
+                    ..fixed()
+                };
+                assert!(
+                    decode(&encode(&d, None), None).is_ok(),
+                    "{kind:?} {good} ms"
+                );
+            }
+        }
+        // `released` and `challenge` come from failoverd, which has no interval of its own.
+        for kind in [Kind::Released, Kind::Challenge] {
+            let d = Datagram {
+                kind,
+                interval_ms: 0,
+                ..fixed()
+            };
+            assert!(decode(&encode(&d, None), None).is_ok(), "{kind:?}");
+        }
     }
 
     // ReplayGuard
@@ -943,67 +1026,61 @@ mod tests {
     fn replay_in_order_accepted_duplicate_refused() {
         let mut g = ReplayGuard::new();
         for seq in 0..200 {
-            assert_eq!(g.check(&dg(1, seq), true, NOW), Ok(()), "seq {seq}");
+            assert_eq!(g.check(&dg(1, seq)), Ok(()), "seq {seq}");
         }
-        assert_eq!(g.check(&dg(1, 199), true, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(1, 150), true, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(1, 0), true, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 199)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 150)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 0)), Err(DropReason::Replay));
     }
 
     #[test]
     fn replay_out_of_order_within_window_accepted_once() {
         let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&dg(1, 10), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 100), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 10)), Ok(()));
+        assert_eq!(g.check(&dg(1, 100)), Ok(()));
         // 10 is now 90 below the highest: outside the window, and seen anyway.
-        assert_eq!(g.check(&dg(1, 10), false, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(1, 40), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 40), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 10)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 40)), Ok(()));
+        assert_eq!(g.check(&dg(1, 40)), Err(DropReason::Replay));
         // The window holds the REPLAY_WINDOW sequences below the highest, no more.
-        assert_eq!(g.check(&dg(1, 100 - REPLAY_WINDOW), false, NOW), Ok(()));
-        assert_eq!(
-            g.check(&dg(1, 99 - REPLAY_WINDOW), false, NOW),
-            Err(DropReason::Replay)
-        );
-        assert_eq!(g.check(&dg(1, 99), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 100), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 100 - REPLAY_WINDOW)), Ok(()));
+        assert_eq!(g.check(&dg(1, 99 - REPLAY_WINDOW)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 99)), Ok(()));
+        assert_eq!(g.check(&dg(1, 100)), Err(DropReason::Replay));
         // Two links: each datagram arrives once on each of them, interleaved.
         let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&dg(2, 1), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 3), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 2), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 4), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 3), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(2, 1)), Ok(()));
+        assert_eq!(g.check(&dg(2, 3)), Ok(()));
+        assert_eq!(g.check(&dg(2, 2)), Ok(()));
+        assert_eq!(g.check(&dg(2, 4)), Ok(()));
+        assert_eq!(g.check(&dg(2, 3)), Err(DropReason::Replay));
     }
 
     #[test]
     fn replay_window_slides_and_clears_on_big_jumps() {
         let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&dg(1, 1), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 2), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 1)), Ok(()));
+        assert_eq!(g.check(&dg(1, 2)), Ok(()));
         // Sliding by exactly the window width keeps the old highest as its last bit.
-        assert_eq!(g.check(&dg(1, 2 + REPLAY_WINDOW), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 2), false, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(1, 1000), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 999), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 936), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 935), false, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(1, u64::MAX), false, NOW), Ok(()));
-        assert_eq!(
-            g.check(&dg(1, u64::MAX), false, NOW),
-            Err(DropReason::Replay)
-        );
-        assert_eq!(g.check(&dg(1, u64::MAX - 64), false, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 2 + REPLAY_WINDOW)), Ok(()));
+        assert_eq!(g.check(&dg(1, 2)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 1000)), Ok(()));
+        assert_eq!(g.check(&dg(1, 999)), Ok(()));
+        assert_eq!(g.check(&dg(1, 936)), Ok(()));
+        assert_eq!(g.check(&dg(1, 935)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, u64::MAX)), Ok(()));
+        assert_eq!(g.check(&dg(1, u64::MAX)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, u64::MAX - 64)), Ok(()));
     }
 
     #[test]
     fn replay_boot_ids_are_independent() {
         let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&dg(1, 100), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 1), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(2, 100), false, NOW), Ok(()));
-        assert_eq!(g.check(&dg(1, 100), false, NOW), Err(DropReason::Replay));
-        assert_eq!(g.check(&dg(2, 100), false, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(1, 100)), Ok(()));
+        assert_eq!(g.check(&dg(2, 1)), Ok(()));
+        assert_eq!(g.check(&dg(2, 100)), Ok(()));
+        assert_eq!(g.check(&dg(1, 100)), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(2, 100)), Err(DropReason::Replay));
     }
 
     #[test]
@@ -1011,81 +1088,65 @@ mod tests {
         let mut g = ReplayGuard::new();
         let live = u64::MAX;
         for i in 0..1000u64 {
-            assert_eq!(g.check(&dg(live, i), true, NOW), Ok(()));
-            assert_eq!(g.check(&dg(i, 5), true, NOW), Ok(()));
+            assert_eq!(g.check(&dg(live, i)), Ok(()));
+            assert_eq!(g.check(&dg(i, 5)), Ok(()));
             assert!(g.windows.len() <= MAX_BOOT_IDS);
         }
         assert_eq!(g.windows.len(), MAX_BOOT_IDS);
         // The peer that keeps sending was never evicted, so its old sequences stay replays.
-        assert_eq!(g.check(&dg(live, 999), true, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(live, 999)), Err(DropReason::Replay));
         // The oldest flood ids were, and the newest were not.
-        assert_eq!(g.check(&dg(0, 5), true, NOW), Ok(()));
-        assert_eq!(g.check(&dg(999, 5), true, NOW), Err(DropReason::Replay));
+        assert_eq!(g.check(&dg(0, 5)), Ok(()));
+        assert_eq!(g.check(&dg(999, 5)), Err(DropReason::Replay));
     }
 
     #[test]
-    fn replay_clock_skew_only_when_authenticated() {
-        let mut g = ReplayGuard::new();
-        let at = |seq, time_ms| Datagram {
-            time_ms,
-            ..dg(1, seq)
-        };
-        let far = MAX_SKEW_MS + 1;
-        assert_eq!(
-            g.check(&at(1, NOW + far), true, NOW),
-            Err(DropReason::ClockSkew)
+    fn a_window_fresh_from_a_sequence_admits_only_what_follows() {
+        let mut w = Window::fresh_from(100);
+        for seq in [0, 37, 99, 100] {
+            assert!(
+                !w.admit(seq),
+                "{seq} was sent before the proof, or is the proof"
+            );
+        }
+        assert!(w.admit(102));
+        assert!(
+            w.admit(101),
+            "inside the window after the proof: late, not replayed"
         );
-        assert_eq!(
-            g.check(&at(1, NOW - far), true, NOW),
-            Err(DropReason::ClockSkew)
-        );
-        assert_eq!(g.check(&at(1, 0), true, NOW), Err(DropReason::ClockSkew));
-        assert_eq!(
-            g.check(&at(1, u64::MAX), true, 0),
-            Err(DropReason::ClockSkew)
-        );
-        // Skew is judged before the replay state, and a dropped datagram is not recorded.
-        assert!(g.windows.is_empty());
-        assert_eq!(g.check(&at(1, NOW + MAX_SKEW_MS), true, NOW), Ok(()));
-        assert_eq!(g.check(&at(2, NOW - MAX_SKEW_MS), true, NOW), Ok(()));
-        assert_eq!(
-            g.check(&at(2, NOW + far), true, NOW),
-            Err(DropReason::ClockSkew)
-        );
-        // Unauthenticated times cannot be trusted, so they are not judged.
-        assert_eq!(g.check(&at(3, 0), false, NOW), Ok(()));
-        assert_eq!(g.check(&at(4, NOW + far), false, NOW), Ok(()));
-        assert_eq!(g.check(&at(4, 0), false, NOW), Err(DropReason::Replay));
+        assert!(!w.admit(101));
     }
 
     #[test]
     fn replay_forget() {
         let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&dg(1, 5), true, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 5)), Ok(()));
         g.forget();
         assert!(g.windows.is_empty());
-        assert_eq!(g.check(&dg(1, 5), true, NOW), Ok(()));
+        assert_eq!(g.check(&dg(1, 5)), Ok(()));
     }
 
     fn kind() -> impl Strategy<Value = Kind> {
         prop_oneof![
             Just(Kind::Heartbeat),
             Just(Kind::Goodbye),
-            Just(Kind::Released)
+            Just(Kind::Released),
+            Just(Kind::Challenge)
         ]
     }
 
     prop_compose! {
         fn datagram()(
             kind in kind(),
-            interval_ms in any::<u32>(),
+            interval_ms in MIN_INTERVAL_MS..=MAX_INTERVAL_MS,
             boot_id in any::<u64>(),
             seq in any::<u64>(),
             time_ms in any::<u64>(),
+            nonce in any::<u64>(),
             hostname in "[a-zA-Z0-9.-]{0,64}",
             addrs in proptest::collection::vec(any::<IpAddr>(), 0..=MAX_ADDRS),
         ) -> Datagram {
-            Datagram { kind, interval_ms, boot_id, seq, time_ms, hostname, addrs }
+            Datagram { kind, interval_ms, boot_id, seq, time_ms, nonce, hostname, addrs }
         }
     }
 
@@ -1111,7 +1172,7 @@ mod tests {
             }
             buf.truncate(cut.index(buf.len() + 1));
             let _ = decode(&buf, None);
-            if let Ok(Message::V1 { datagram, authenticated }) = decode(&buf, Some(&k)) {
+            if let Ok(Message::Ipfo { datagram, authenticated }) = decode(&buf, Some(&k)) {
                 // Authentic bytes are the bytes that were sent.
                 prop_assert!(authenticated);
                 prop_assert_eq!(datagram, d);

@@ -3,19 +3,26 @@
 //!
 //! Faults: a link of either host down for a while; random loss on a primary link; delay with
 //! jitter, reordering and duplication on a primary link (the lab's userspace netem, both
-//! ways); heartbeatd or failoverd killed (SIGKILL) and restarted; either paused (SIGSTOP, as a
-//! stalled VM) and resumed; heartbeatd stopped cleanly (goodbye) and restarted.
+//! ways); heartbeatd or failoverd killed (SIGKILL) and restarted, with the host left up;
+//! either paused (SIGSTOP, as a stalled VM) and resumed; heartbeatd stopped cleanly (goodbye)
+//! and restarted; a firewall on the primary that drops its heartbeats on both links; a
+//! daemon restarted with its wall clock ten minutes off.
 //!
 //! Invariants:
 //! 1. never two hosts holding the address, while heartbeatd runs, the private link is whole
-//!    (up at both ends, no loss, no netem) and the secondary's daemon runs, for longer than
-//!    one release window, whatever happens on the public link;
-//! 2. whenever the primary is dead and the secondary's daemon runs, the secondary holds the
+//!    (up at both ends, no loss, no netem, no firewall) and the secondary's daemon runs, for
+//!    longer than one release window, whatever happens on the public link;
+//! 2. never two hosts answering for the address (the primary's public link up, the secondary
+//!    holding it with its own up) for longer than the conflict grace window, whatever else
+//!    happens: a primary whose heartbeats are lost but whose kernel answers is a conflict,
+//!    not a host to take over;
+//! 3. whenever the primary's address no longer answers (its public link down) and its
+//!    heartbeats cannot arrive, and the secondary's daemon runs, the secondary holds the
 //!    address within the timeout (plus the boot grace after a restart);
-//! 3. once the faults stop, the pair settles with the primary holding the address;
-//! 4. when failoverd stops (SIGTERM), no address is left on the secondary;
-//! 5. failoverd's memory and open files do not grow;
-//! 6. no process a hook started outlives the hook's timeout (plus the SIGKILL grace, and a
+//! 4. once the faults stop, the pair settles with the primary holding the address;
+//! 5. when failoverd stops (SIGTERM), no address is left on the secondary;
+//! 6. failoverd's memory and open files do not grow;
+//! 7. no process a hook started outlives the hook's timeout (plus the SIGKILL grace, and a
 //!    restart of failoverd when it was killed meanwhile): each takeover runs a PostAcq hook
 //!    that leaves a `sleep` behind.
 //!
@@ -32,6 +39,8 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 pub const TIMEOUT: Duration = Duration::from_millis(400);
 /// The hooks' timeout in the soak.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the secondary lets another host answer for the address it holds.
+pub const CONFLICT_GRACE: Duration = Duration::from_secs(2);
 /// Delays the netem faults choose from, ms, and the jitters added to them.
 const DELAYS: [u32; 4] = [20, 50, 150, 300];
 const JITTERS: [u32; 3] = [0, 30, 120];
@@ -96,11 +105,21 @@ struct Truth {
     loss: [u8; 2],
     /// netem on pri eth0, pri eth1.
     impaired: [bool; 2],
+    /// A firewall on the primary drops its heartbeats on both links.
+    firewall: bool,
 }
 
 impl Truth {
+    /// The primary's kernel answers for its address on the public LAN.
+    fn primary_answers(&self) -> bool {
+        self.up[0] && self.loss[0] < 100
+    }
+    /// The primary is gone for the secondary: its address does not answer, and no heartbeat
+    /// can reach the secondary on the private link.
     fn primary_dead(&self) -> bool {
-        self.hb.is_none() || self.hb_paused || (!self.up[0] && !self.up[1])
+        let beats = self.hb.is_some() && !self.hb_paused && !self.firewall;
+        let private = self.up[1] && self.up[3] && self.loss[1] < 100;
+        !(self.primary_answers() || beats && private)
     }
     /// heartbeatd runs, and the private link is whole: the secondary hears every heartbeat
     /// there, whatever happens on the public link (where it cannot hear the primary while it
@@ -112,6 +131,7 @@ impl Truth {
             && self.up[3]
             && self.loss[1] == 0
             && !self.impaired[1]
+            && !self.firewall
     }
     fn secondary_runs(&self) -> bool {
         self.fo.is_some() && !self.fo_paused
@@ -128,6 +148,7 @@ enum Undo {
     StartFo,
     ContHb,
     ContFo,
+    NoFirewall,
 }
 
 /// What the soak's hook recorded: each leftover's pid and age.
@@ -227,38 +248,40 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
             ("FAILOVER_STATE_DIR", &state_sec),
             ("FAILOVER_SCRIPT_DIR", &scripts),
             ("FAILOVER_SCRIPT_TIMEOUT", "2s"),
+            ("FAILOVER_CONFLICT_GRACE", "2s"),
         ]),
     );
     let (pri_conf, sec_conf) = (
         pri_conf.to_string_lossy().into_owned(),
         sec_conf.to_string_lossy().into_owned(),
     );
+    // Each start picks a wall clock: right, ten minutes ahead, or ten minutes behind (a host
+    // that booted before NTP): freshness must not care.
     let mut n = 0u32;
-    let mut start_hb = |lab: &mut Lab| {
+    let mut start_hb = |lab: &mut Lab, skew: i64| {
         n += 1;
-        lab.spawn(
-            Host::Pri,
-            &format!("heartbeatd-{n}"),
-            "heartbeatd",
-            &["-c", &pri_conf],
-        )
+        let name = format!("heartbeatd-{n}");
+        match skew {
+            0 => lab.spawn(Host::Pri, &name, "heartbeatd", &["-c", &pri_conf]),
+            s => lab.spawn_skewed(Host::Pri, &name, "heartbeatd", &["-c", &pri_conf], s),
+        }
     };
     let mut m = 0u32;
-    let mut start_fo = |lab: &mut Lab| {
+    let mut start_fo = |lab: &mut Lab, skew: i64| {
         m += 1;
-        lab.spawn(
-            Host::Sec,
-            &format!("failoverd-{m}"),
-            "failoverd",
-            &["-c", &sec_conf],
-        )
+        let name = format!("failoverd-{m}");
+        match skew {
+            0 => lab.spawn(Host::Sec, &name, "failoverd", &["-c", &sec_conf]),
+            s => lab.spawn_skewed(Host::Sec, &name, "failoverd", &["-c", &sec_conf], s),
+        }
     };
+    const SKEWS: [i64; 3] = [0, 600, -600];
     let mut truth = Truth {
         up: [true; 4],
         ..Truth::default()
     };
-    truth.hb = Some(start_hb(&mut lab));
-    truth.fo = Some(start_fo(&mut lab));
+    truth.hb = Some(start_hb(&mut lab, 0));
+    truth.fo = Some(start_fo(&mut lab, 0));
     let mut fo_started = Instant::now();
     std::thread::sleep(TIMEOUT * 3);
 
@@ -273,6 +296,11 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
     // Takeover: the boot grace after a restart, the timeout, the latest a heartbeat held by
     // the netem arrives, and slack.
     let takeover_bound = TIMEOUT * 2 + MOST_LATE + Duration::from_millis(1500);
+    // Two hosts answering: the boot grace after a restart, a probe while holding (every
+    // half second with this grace), the grace itself, and slack.
+    let answer_bound =
+        TIMEOUT + Duration::from_millis(500) + CONFLICT_GRACE + Duration::from_millis(1500);
+    let mut answering_since: Option<Instant> = None;
     let mut undos: Vec<(Instant, Undo)> = Vec::new();
     let mut next_fault = Instant::now() + rng.ms(300, 1500);
     let mut dual_since: Option<Instant> = None;
@@ -315,14 +343,21 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
                     format!("no more netem on Pri {}", links[i].1)
                 }
                 Undo::StartHb => {
-                    truth.hb = Some(start_hb(&mut lab));
-                    "heartbeatd started".to_string()
+                    let skew = SKEWS[rng.below(3) as usize];
+                    truth.hb = Some(start_hb(&mut lab, skew));
+                    format!("heartbeatd started, its clock {skew:+} s off")
                 }
                 Undo::StartFo => {
-                    truth.fo = Some(start_fo(&mut lab));
+                    let skew = SKEWS[rng.below(3) as usize];
+                    truth.fo = Some(start_fo(&mut lab, skew));
                     fo_started = Instant::now();
                     fo_runs_since = Instant::now();
-                    "failoverd started".to_string()
+                    format!("failoverd started, its clock {skew:+} s off")
+                }
+                Undo::NoFirewall => {
+                    lab.firewall_heartbeats(Host::Pri, false);
+                    truth.firewall = false;
+                    "the primary's firewall lets heartbeats through again".to_string()
                 }
                 Undo::ContHb => {
                     if let Some(i) = truth.hb {
@@ -346,7 +381,7 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         // A new fault, at most two at a time.
         if Instant::now() >= next_fault && undos.len() < 2 {
             report.faults += 1;
-            let what = match rng.below(9) {
+            let what = match rng.below(10) {
                 0 | 1 => {
                     let i = rng.below(4) as usize;
                     if truth.up[i] {
@@ -420,6 +455,12 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
                         links[i].1, imp.delay_ms, imp.jitter_ms, imp.reorder_pct, imp.dup_pct
                     )
                 }
+                9 if !truth.firewall => {
+                    lab.firewall_heartbeats(Host::Pri, true);
+                    truth.firewall = true;
+                    undos.push((Instant::now() + rng.ms(500, 4000), Undo::NoFirewall));
+                    "a firewall on the primary drops its heartbeats on both links".to_string()
+                }
                 _ => "nothing (the chosen daemon is down)".to_string(),
             };
             report.timeline.push(format!("{} fault: {what}", stamp(t0)));
@@ -475,6 +516,20 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         } else {
             dual_since = None;
         }
+        // Two hosts answering for the address: the primary's kernel, and the secondary.
+        if held && truth.up[2] && truth.primary_answers() && runs_long {
+            let since = *answering_since.get_or_insert(now);
+            if now - since > answer_bound {
+                report.violations.push(format!(
+                    "{} two hosts answered for the address for {:?} (bound {answer_bound:?})",
+                    stamp(t0),
+                    now - since
+                ));
+                answering_since = Some(now);
+            }
+        } else {
+            answering_since = None;
+        }
         if truth.primary_dead() && runs_long {
             let since = *dead_since.get_or_insert(now);
             if !held && now - since > takeover_bound {
@@ -498,6 +553,7 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
             lab.ip(host, &["link", "set", ifname, "up"]);
         }
     }
+    lab.firewall_heartbeats(Host::Pri, false);
     for (_, ifname) in &links[..2] {
         lab.loss(Host::Pri, ifname, 0);
         if truth.impaired.iter().any(|i| *i) {
@@ -508,12 +564,12 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
     match truth.hb {
         Some(i) if truth.hb_paused => lab.proc(i).signal(libc::SIGCONT),
         Some(_) => {}
-        None => truth.hb = Some(start_hb(&mut lab)),
+        None => truth.hb = Some(start_hb(&mut lab, 0)),
     }
     match truth.fo {
         Some(i) if truth.fo_paused => lab.proc(i).signal(libc::SIGCONT),
         Some(_) => {}
-        None => truth.fo = Some(start_fo(&mut lab)),
+        None => truth.fo = Some(start_fo(&mut lab, 0)),
     }
     // At the end, wait out the bound for the youngest leftover, then none may be alive.
     let youngest = leftovers(&hook_pids).iter().map(|(_, a)| *a).min();

@@ -669,6 +669,46 @@ impl Lab {
         self.launch(host, name, argv, Stdio::null(), None)
     }
 
+    /// Starts a workspace binary like [`Lab::spawn`], its wall clock `offset_s` seconds off
+    /// (libfaketime, preloaded into the daemon itself, so the pid is the daemon's; the
+    /// monotonic clock is left alone, as NTP would leave it). The package faketime is needed.
+    pub fn spawn_skewed(
+        &mut self,
+        host: Host,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        offset_s: i64,
+    ) -> usize {
+        let lib = faketime_lib();
+        let prog = bin(program).to_string_lossy().into_owned();
+        let mut argv = vec![prog.as_str()];
+        argv.extend_from_slice(args);
+        let env = [
+            ("LD_PRELOAD", lib.to_string_lossy().into_owned()),
+            ("FAKETIME", format!("{offset_s:+}s")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ];
+        self.launch_env(host, name, &argv, Stdio::null(), Some("debug"), &env)
+    }
+
+    /// Drops (or stops dropping) every UDP datagram to port 1694 that `host` sends, as a
+    /// firewall on that host would (nftables in its namespace): heartbeats do not leave,
+    /// everything else (ARP, the client's traffic) does.
+    pub fn firewall_heartbeats(&self, host: Host, on: bool) {
+        let ns = self.ns(host);
+        run_ok(&[
+            "ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", "ipfo_fw",
+        ]);
+        if on {
+            self.nft(
+                host,
+                "table inet ipfo_fw {\n  chain out {\n    type filter hook output priority 0;\n    \
+                 udp dport 1694 drop\n  }\n}\n",
+            );
+        }
+    }
+
     /// Starts `argv` in a host's namespace (`ip netns exec` execs it: the pid we get is the
     /// program's), output to `<name>.log`, with `RUST_LOG` if given.
     fn launch(
@@ -678,6 +718,18 @@ impl Lab {
         argv: &[&str],
         stdin: Stdio,
         rust_log: Option<&str>,
+    ) -> usize {
+        self.launch_env(host, name, argv, stdin, rust_log, &[])
+    }
+
+    fn launch_env(
+        &mut self,
+        host: Host,
+        name: &str,
+        argv: &[&str],
+        stdin: Stdio,
+        rust_log: Option<&str>,
+        env: &[(&str, String)],
     ) -> usize {
         let log = self.dir.join(format!("{name}.log"));
         let logf = fs::OpenOptions::new()
@@ -689,6 +741,9 @@ impl Lab {
         let mut cmd = Command::new("ip");
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .args(["netns", "exec", &ns])
@@ -944,6 +999,22 @@ pub fn hostconfig(lines: &[(&str, &str)]) -> String {
         s.push_str(&format!("{k}=\"{v}\"\n"));
     }
     s
+}
+
+/// libfaketime's library (Debian's package faketime), which the clock tests preload.
+pub fn faketime_lib() -> PathBuf {
+    let found = fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "libfaketime.so.1 is not under /usr/lib/*/faketime: the clock tests need the \
+             package faketime (scripts/deps test installs it)"
+        )
+    })
 }
 
 /// Reads a path as text, or an empty string.

@@ -119,7 +119,7 @@ fn takeover_and_release_are_mailed_with_their_timeline() {
     );
     let b = body(&m);
     assert!(b.contains("removed 198.51.100.10 from eth0"), "{b}");
-    assert!(b.contains("told the primary at"), "{b}");
+    assert!(b.contains("told the primary (released)"), "{b}");
     // Counters reach the status file at its next periodic write (at most 5 s).
     assert!(
         wait_for(Duration::from_secs(12), || {

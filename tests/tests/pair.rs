@@ -90,7 +90,7 @@ fn returning_primary_gets_its_address_back() {
     assert!(lab
         .proc(fo)
         .log_text()
-        .contains("that its addresses are released"));
+        .contains("198.51.100.10 are released"));
     client_reaches_primary(&lab);
 }
 

@@ -111,7 +111,15 @@ fn apples_bare_heartbeat_from_the_peer_counts_without_a_secret() {
         "took over while the old primary was beating:\n{}",
         lab.logs()
     );
-    // It stops: the secondary takes over after the timeout.
+    // It stops sending but the host lives, still answering ARP for its address: no takeover,
+    // a conflict. Then it dies (its links go down): the secondary takes over.
+    assert!(
+        lab.wait_log(fo, "-> conflict", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    lab.links(Host::Pri, false);
     lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     let status = lab.status(Host::Sec, "failoverd");
     // Only the datagrams from the peer's public address are the peer's.

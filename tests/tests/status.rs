@@ -55,10 +55,19 @@ fn check(v: &Value, daemon: &str) -> String {
     assert_eq!(parsed.daemon, daemon);
     assert_eq!(parsed.schema, 1);
     let top = documented("Fields");
-    let optional: BTreeSet<String> = ["peer", "timeout_ms", "interval_ms", "destinations"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let optional: BTreeSet<String> = [
+        "peer",
+        "timeout_ms",
+        "interval_ms",
+        "destinations",
+        "sends",
+        "conflict",
+        "peer_clock_offset_ms",
+        "peer_verified",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     for f in &top {
         assert!(
             keys(v).contains(f) || optional.contains(f),
@@ -75,6 +84,7 @@ fn check(v: &Value, daemon: &str) -> String {
         ("links", "links[]"),
         ("addresses", "addresses[]"),
         ("transitions", "transitions[]"),
+        ("sends", "sends[]"),
     ] {
         let doc = documented(heading);
         for item in v[list].as_array().into_iter().flatten() {
@@ -86,7 +96,8 @@ fn check(v: &Value, daemon: &str) -> String {
             }
             for f in &doc {
                 assert!(
-                    keys(item).contains(f) || f == "interface",
+                    keys(item).contains(f)
+                        || ["interface", "error", "last_error"].contains(&f.as_str()),
                     "{list}[] lacks the documented field `{f}`: {item}"
                 );
             }

@@ -41,6 +41,7 @@ fn main() {
         boot_id: daemon::random_boot_id(),
         seq: 0,
         time_ms: 0,
+        nonce: 0,
         hostname: daemon::hostname(),
         addrs,
     };

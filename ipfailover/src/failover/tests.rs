@@ -25,6 +25,13 @@ struct Sim {
     pending: Vec<HookPhase>,
     /// Whether the addresses are on the interface.
     held: bool,
+    /// Whether another host answers probes for the address (the peer alive with its address,
+    /// or a third host): its MAC.
+    answerer: Option<Mac>,
+    /// What `Fence` does: exit 0 and silence the answerer (power the peer off), if true.
+    fence_kills: bool,
+    /// Every probe sent, and whether it was answered.
+    probes: Vec<(Duration, bool)>,
 }
 
 impl Sim {
@@ -39,12 +46,17 @@ impl Sim {
             hold_hooks: false,
             pending: Vec::new(),
             held,
+            answerer: None,
+            fence_kills: false,
+            probes: Vec::new(),
         }
     }
 
     fn with_timeout(timeout: Duration) -> Sim {
         Sim::new(
             Config {
+                peer: Some(PUB),
+                conflict_grace: DEFAULT_CONFLICT_GRACE,
                 timeout: Some(timeout),
                 release_after: 3,
                 taken_over: vec![PUB],
@@ -64,6 +76,45 @@ impl Sim {
             let mut follow = Vec::new();
             for a in actions {
                 match &a {
+                    Action::Probe => {
+                        self.probes.push((self.elapsed(), self.answerer.is_some()));
+                        if let Some(mac) = self.answerer {
+                            follow.push(Event::ProbeAnswer { addr: PUB, mac });
+                        }
+                    }
+                    // Never two holders: a takeover on timeout comes after a full round of
+                    // probes that nobody answered. (A goodbye is a planned handover.)
+                    Action::Transition {
+                        to: State::Acquiring(AcquireStep::Test),
+                        reason: Reason::Timeout,
+                        ..
+                    } => {
+                        let last: Vec<bool> = self
+                            .probes
+                            .iter()
+                            .rev()
+                            .take(PROBES as usize)
+                            .map(|(_, answered)| *answered)
+                            .collect();
+                        assert!(
+                            last.len() == PROBES as usize && last.iter().all(|a| !a),
+                            "a takeover at {:?} without a full round of unanswered probes: {:?}",
+                            self.elapsed(),
+                            self.probes
+                        );
+                    }
+                    Action::RunHooks {
+                        phase: HookPhase::Fence,
+                        ..
+                    } if !self.hold_hooks => {
+                        if self.fence_kills {
+                            self.answerer = None;
+                        }
+                        follow.push(Event::HooksDone {
+                            phase: HookPhase::Fence,
+                            ok: self.fence_kills,
+                        });
+                    }
                     Action::RunHooks { phase, .. } => {
                         if self.hold_hooks {
                             self.pending.push(*phase);
@@ -117,6 +168,7 @@ impl Sim {
         self.feed(Event::Heartbeat {
             link,
             interval: Some(interval),
+            via: None,
         });
     }
 
@@ -202,7 +254,9 @@ fn takeover_exactly_at_the_timeout_and_not_before() {
     let mut sim = Sim::with_timeout(ms(3000));
     sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10)); // last heartbeats at 9 s
     assert_eq!(sim.core.state(), State::Monitoring);
-    assert_eq!(sim.core.next_deadline(), Some(sim.t0 + ms(12_000)));
+    // The first probe goes out at the start of the probe window: 30 % of the timeout, at
+    // most 1 s, before it.
+    assert_eq!(sim.core.next_deadline(), Some(sim.t0 + ms(11_100)));
     sim.run_until(ms(11_999));
     assert_eq!(
         sim.core.state(),
@@ -390,6 +444,8 @@ fn boot_grace_with_the_peer_alive_goes_to_monitoring() {
 fn reconcile_held_and_peer_alive_releases_with_hooks() {
     let mut sim = Sim::new(
         Config {
+            peer: Some(PUB),
+            conflict_grace: DEFAULT_CONFLICT_GRACE,
             timeout: Some(ms(2000)),
             release_after: 3,
             taken_over: vec![PUB],
@@ -408,6 +464,8 @@ fn reconcile_held_and_peer_alive_releases_with_hooks() {
 fn reconcile_held_and_peer_silent_keeps_without_hooks() {
     let mut sim = Sim::new(
         Config {
+            peer: Some(PUB),
+            conflict_grace: DEFAULT_CONFLICT_GRACE,
             timeout: Some(ms(2000)),
             release_after: 3,
             taken_over: vec![PUB],
@@ -650,6 +708,8 @@ fn shutdown_while_monitoring_exits_at_once() {
 fn shutdown_during_boot_grace_releases_addresses_found_at_start() {
     let mut sim = Sim::new(
         Config {
+            peer: Some(PUB),
+            conflict_grace: DEFAULT_CONFLICT_GRACE,
             timeout: Some(ms(2000)),
             release_after: 3,
             taken_over: vec![PUB],
@@ -722,8 +782,8 @@ fn stale_completions_change_nothing() {
 #[test]
 fn random_event_sequences_keep_the_invariants() {
     use proptest::prelude::*;
-    let strategy = proptest::collection::vec((0u8..8, 0u64..700), 1..400);
-    proptest!(ProptestConfig::with_cases(300), |(steps in strategy)| {
+    let strategy = proptest::collection::vec((0u8..10, 0u64..700), 1..400);
+    proptest!(ProptestConfig::with_cases(std::env::var("IPFO_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(300)), |(steps in strategy)| {
         let mut sim = Sim::with_timeout(ms(300));
         sim.hold_hooks = true;
         for (kind, dt) in steps {
@@ -735,6 +795,9 @@ fn random_event_sequences_keep_the_invariants() {
                 4 => sim.feed(Event::Goodbye { link: PUB }),
                 5 | 6 if !sim.pending.is_empty() => sim.finish_hook(kind == 5),
                 7 if dt < 20 => sim.feed(Event::Shutdown),
+                // Another host starts or stops answering for the address.
+                8 => sim.answerer = if sim.answerer.is_some() { None } else { Some(PEER_MAC) },
+                9 => sim.feed(Event::AddressMissing { addr: PUB }),
                 _ => {}
             }
             // The addresses are held only in states that may hold them.
@@ -753,7 +816,8 @@ fn random_event_sequences_keep_the_invariants() {
         }
         prop_assert!(sim.pending.is_empty());
         prop_assert!(matches!(sim.core.state(),
-            State::Monitoring | State::Acquired | State::Stopped | State::BootGrace));
+            State::Monitoring | State::Acquired | State::Stopped | State::BootGrace
+                | State::Conflict));
     });
 }
 
@@ -811,4 +875,495 @@ fn with_the_derived_timeout_two_lost_heartbeats_are_not_a_takeover() {
         t += 100;
     }
     assert_eq!(sim.count(is_takeover), 1, "{:?}", sim.transitions());
+}
+
+// Never two holders: the probe, the conflict, Fence, and a conflict while holding.
+
+const PEER_MAC: Mac = [0x02, 0, 0, 0, 0, 0x10];
+const THIRD_MAC: Mac = [0x02, 0, 0, 0, 0, 0x66];
+
+fn probe_times(sim: &Sim) -> Vec<Duration> {
+    sim.probes.iter().map(|(t, _)| *t).collect()
+}
+
+fn in_conflict(n: &Notice) -> bool {
+    matches!(n, Notice::Conflict(_))
+}
+
+#[test]
+fn a_dead_peer_is_probed_in_the_last_part_of_the_timeout_and_taken_over_at_it() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000)); // last heartbeats at 9 s: deadline 12 s
+    sim.run_until(ms(13_000));
+    // Three probes over the last 900 ms, the last leaving 300 ms for an answer.
+    assert_eq!(probe_times(&sim)[..3], [ms(11_100), ms(11_400), ms(11_700)]);
+    assert_eq!(sim.first(is_takeover), Some(ms(12_000)));
+    // Then, holding while the peer is silent, once a second for a conflict.
+    assert_eq!(probe_times(&sim)[3..], [ms(12_000), ms(13_000)]);
+    // The window is 30 % of the timeout, capped at 1 s.
+    assert_eq!(probe_window(ms(30)), ms(9));
+    assert_eq!(probe_window(ms(10_000)), SEC);
+}
+
+#[test]
+fn an_address_that_still_answers_is_not_taken_over() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000));
+    // Heartbeats stop (a firewall, heartbeatd killed) but the host still answers ARP.
+    sim.answerer = Some(PEER_MAC);
+    sim.run_until(ms(60_000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert!(!sim.held);
+    assert_eq!(sim.first(is_takeover), None);
+    // Told once, with the MAC that answered; Fence ran once; probing goes on in rounds.
+    let conflicts: Vec<Notice> = sim.notices().into_iter().filter(in_conflict).collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let Notice::Conflict(c) = &conflicts[0] else {
+        unreachable!()
+    };
+    assert_eq!((c.addr, c.mac, c.holding), (PUB, PEER_MAC, false));
+    assert_eq!(sim.hooks_run(), vec![HookPhase::Fence]);
+    assert!(sim.probes.len() > 100, "{} probes", sim.probes.len());
+    assert_eq!(
+        sim.core.conflict().map(|c| c.since),
+        Some(sim.t0 + ms(12_000))
+    );
+    // The host dies (its links go down): taken over within one round.
+    sim.answerer = None;
+    let died = sim.elapsed();
+    sim.run_until(ms(62_000));
+    let took = sim.first(is_takeover).expect("taken over") - died;
+    assert!(took <= CONFLICT_ROUND_MIN.max(ms(900)) * 2, "{took:?}");
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim
+        .notices()
+        .contains(&Notice::ConflictOver { holding: false }));
+}
+
+#[test]
+fn a_heartbeat_ends_the_conflict() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.answerer = Some(PEER_MAC);
+    sim.run_until(ms(3000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    // The firewall is lifted.
+    sim.beat(&[PUB, PRIV], ms(100), ms(4000));
+    assert_eq!(sim.core.state(), State::Monitoring);
+    assert!(sim.core.conflict().is_none());
+    assert!(sim
+        .transitions()
+        .contains(&(ms(3000), State::Monitoring, Reason::PeerAlive)));
+    assert_eq!(sim.first(is_takeover), None);
+}
+
+#[test]
+fn fence_that_powers_the_peer_off_is_followed_by_the_takeover_at_once() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000));
+    sim.answerer = Some(PEER_MAC);
+    sim.fence_kills = true;
+    sim.run_until(ms(20_000));
+    // Conflict at 12 s, Fence at once, a fresh round at once: taken over one round later.
+    assert_eq!(sim.hooks_run()[0], HookPhase::Fence);
+    let took = sim.first(is_takeover).expect("taken over");
+    assert!(
+        took > ms(12_000) && took <= ms(12_000) + ms(900),
+        "{took:?}"
+    );
+    assert_eq!(sim.core.state(), State::Acquired);
+}
+
+#[test]
+fn nothing_is_decided_while_fence_runs() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.answerer = Some(PEER_MAC);
+    sim.hold_hooks = true;
+    sim.run_until(ms(2000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert_eq!(sim.pending, vec![HookPhase::Fence]);
+    // The peer's host goes away while Fence still runs: probing goes on, no takeover yet.
+    sim.answerer = None;
+    sim.run_until(ms(5000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert_eq!(sim.first(is_takeover), None);
+    sim.finish_hook(true);
+    sim.hold_hooks = false;
+    sim.run_until(ms(6000));
+    assert_eq!(sim.core.state(), State::Acquired);
+}
+
+#[test]
+fn a_goodbye_is_a_planned_handover_and_is_not_probed() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000));
+    sim.answerer = Some(PEER_MAC); // the host stays up while heartbeatd stops
+    sim.feed(Event::Goodbye { link: PUB });
+    assert_eq!(sim.first(is_takeover), Some(ms(10_000)));
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim.probes.is_empty(), "{:?}", sim.probes);
+}
+
+#[test]
+fn a_goodbye_during_a_conflict_hands_over() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.answerer = Some(PEER_MAC);
+    sim.run_until(ms(2000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    sim.feed(Event::Goodbye { link: PRIV });
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim.transitions().contains(&(
+        ms(2000),
+        State::Acquiring(AcquireStep::Test),
+        Reason::Goodbye
+    )));
+}
+
+#[test]
+fn after_a_stall_the_core_probes_before_it_acts() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    // failoverd was stopped (SIGSTOP, a paused VM) from 1 s to 10 s: no tick in between.
+    sim.now = sim.t0 + ms(10_000);
+    sim.answerer = Some(PEER_MAC);
+    sim.feed(Event::Tick);
+    assert_eq!(
+        sim.first(is_takeover),
+        None,
+        "no takeover before a probe round"
+    );
+    assert_eq!(probe_times(&sim), vec![ms(10_000)]);
+    sim.run_until(ms(10_500));
+    assert_eq!(sim.core.state(), State::Conflict);
+    // The same stall with a dead peer: the round still takes its time, then the takeover.
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.now = sim.t0 + ms(10_000);
+    sim.feed(Event::Tick);
+    sim.run_until(ms(10_500));
+    assert_eq!(probe_times(&sim)[..3], [ms(10_000), ms(10_030), ms(10_060)]);
+    assert_eq!(sim.first(is_takeover), Some(ms(10_090)));
+}
+
+#[test]
+fn the_boot_grace_probes_too() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.answerer = Some(PEER_MAC);
+    sim.run_until(ms(10_000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert_eq!(sim.first(is_takeover), None);
+}
+
+/// A sim that took over at 12 s (the peer silent since 9 s), with a grace of 5 s.
+fn holding(grace: Duration) -> Sim {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.core.config.conflict_grace = grace;
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000));
+    sim.run_until(ms(12_500));
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim
+}
+
+fn defends(a: &Action) -> bool {
+    matches!(a, Action::Defend)
+}
+
+#[test]
+fn another_host_answering_while_we_hold_is_defended_then_given_the_address() {
+    let mut sim = holding(ms(5000));
+    // The primary comes back with its own address, its heartbeats blocked by a firewall.
+    sim.answerer = Some(PEER_MAC);
+    sim.run_until(ms(30_000));
+    let conflicts: Vec<Notice> = sim.notices().into_iter().filter(in_conflict).collect();
+    assert_eq!(
+        conflicts.len(),
+        2,
+        "while holding, then blocking the takeover: {conflicts:?}"
+    );
+    let Notice::Conflict(c) = conflicts[0] else {
+        unreachable!()
+    };
+    assert!(c.holding);
+    let since = c.since - sim.t0;
+    // Seen at the first probe while holding (every 1 s); told and defended once the peer has
+    // had a timeout (3 s) to be heard, since a returning peer announces itself first.
+    assert!(since <= ms(13_500), "{since:?}");
+    assert_eq!(sim.first(defends), Some(since + ms(3000)));
+    assert_eq!(
+        sim.count(defends),
+        1,
+        "at most once per 10 s within a 5 s grace"
+    );
+    // Released at the end of the grace, with the reason `conflict`, and not taken back.
+    let released = sim.first(is_release).expect("released");
+    assert_eq!(released, since + ms(5000));
+    assert!(sim.transitions().contains(&(
+        released,
+        State::Releasing(ReleaseStep::PreRel),
+        Reason::Conflict
+    )));
+    assert!(!sim.held);
+    assert_eq!(sim.count(is_takeover), 1);
+    assert_eq!(sim.core.state(), State::Conflict);
+}
+
+#[test]
+fn a_host_that_stops_answering_within_the_grace_leaves_us_holding() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.core.config.conflict_grace = ms(10_000);
+    sim.beat(&[PUB, PRIV], SEC, ms(10_000));
+    // A goodbye; the host still answers while it shuts down, then its links go down.
+    sim.answerer = Some(PEER_MAC);
+    sim.feed(Event::Goodbye { link: PUB });
+    sim.run_until(ms(16_000));
+    assert!(sim.notices().iter().any(in_conflict));
+    sim.answerer = None;
+    sim.run_until(ms(60_000));
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim.held);
+    assert_eq!(sim.count(is_release), 0, "no flapping");
+    assert!(sim
+        .notices()
+        .contains(&Notice::ConflictOver { holding: true }));
+}
+
+#[test]
+fn defence_is_at_most_once_per_defend_interval() {
+    let mut sim = holding(ms(60_000));
+    sim.answerer = Some(THIRD_MAC);
+    sim.run_until(ms(45_000));
+    let times: Vec<Duration> = sim
+        .log
+        .iter()
+        .filter(|(_, a)| defends(a))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(times.len() >= 3, "{times:?}");
+    for w in times.windows(2) {
+        assert!(w[1] - w[0] >= DEFEND_INTERVAL, "{times:?}");
+    }
+}
+
+#[test]
+fn a_returning_peer_that_announces_itself_before_it_is_heard_is_no_conflict() {
+    let mut sim = holding(ms(30_000));
+    // It announces (gratuitous ARP) a moment before its first heartbeat counts.
+    sim.feed(Event::ProbeAnswer {
+        addr: PUB,
+        mac: PEER_MAC,
+    });
+    sim.run_until(sim.elapsed() + ms(50));
+    sim.beat(&[PRIV], SEC, sim.elapsed() + ms(4000));
+    assert!(
+        !sim.notices().iter().any(in_conflict),
+        "{:?}",
+        sim.notices()
+    );
+    assert!(!sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::ConflictOver { .. })));
+    assert_eq!(sim.count(defends), 0, "no defence against a failback");
+    assert!(sim.first(is_release).is_some());
+}
+
+#[test]
+fn answers_while_the_peer_is_heard_are_the_returning_peer_not_a_conflict() {
+    let mut sim = holding(ms(2000));
+    sim.answerer = Some(PEER_MAC);
+    // The peer is back and heard on the private link: the release rule gives the address back.
+    sim.beat(&[PRIV], SEC, ms(20_000));
+    assert!(
+        !sim.notices().iter().any(in_conflict),
+        "{:?}",
+        sim.notices()
+    );
+    assert!(sim.transitions().iter().any(|(_, to, r)| *to
+        == State::Releasing(ReleaseStep::PreRel)
+        && *r == Reason::PeerReturned));
+}
+
+// The boot grace and reloads (issue 17).
+
+#[test]
+fn the_boot_grace_follows_the_timeout_derived_from_the_first_heartbeat() {
+    let mut sim = Sim::new(
+        Config {
+            peer: Some(PUB),
+            taken_over: vec![PUB],
+            ..Config::default()
+        },
+        false,
+    );
+    // A primary every 5 s, first heard 2 s after our start: the timeout is now 16.25 s.
+    sim.run_until(ms(2000));
+    sim.heartbeat(PUB, ms(5000));
+    assert_eq!(sim.core.grace_end(), sim.t0 + ms(16_250));
+    sim.run_until(ms(6999));
+    assert_eq!(sim.core.state(), State::BootGrace);
+    sim.beat(&[PUB], ms(5000), ms(20_000));
+    assert_eq!(sim.core.state(), State::Monitoring);
+    assert_eq!(sim.first(is_takeover), None);
+}
+
+#[test]
+fn a_reload_shortens_a_boot_grace_under_way() {
+    let mut sim = Sim::with_timeout(ms(60_000));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    let mut config = sim.core.config().clone();
+    config.timeout = Some(ms(300));
+    sim.feed(Event::Reconfigure(config));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1500));
+    assert_eq!(sim.core.state(), State::Monitoring);
+}
+
+#[test]
+fn a_goodbye_in_the_boot_grace_while_holding_keeps_the_addresses() {
+    let mut sim = Sim::new(
+        Config {
+            peer: Some(PUB),
+            timeout: Some(ms(3000)),
+            taken_over: vec![PUB],
+            ..Config::default()
+        },
+        true,
+    );
+    assert!(sim.core.holds_addresses(), "held at start counts as held");
+    sim.beat(&[PRIV], SEC, ms(1500));
+    sim.feed(Event::Goodbye { link: PRIV });
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(
+        !sim.hooks_run().contains(&HookPhase::Test),
+        "nothing to take over"
+    );
+    assert!(sim.count(|a| matches!(a, Action::AddAddresses)) == 1);
+    // Whatever happens next, the held addresses are under the release rule.
+    sim.beat(&[PRIV], SEC, ms(10_000));
+    assert!(sim.first(is_release).is_some());
+    assert!(!sim.held);
+}
+
+#[test]
+fn a_link_we_could_not_hear_is_judged_from_the_release() {
+    // The failback: only the private link is heard while we hold the public address; after
+    // the release the public link's heartbeats come back a little later. No anomaly.
+    let mut sim = Sim::with_timeout(ms(325));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.run_until(ms(5000));
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim.beat(&[PRIV], ms(100), ms(5300)); // released at 5.2 s
+    assert_eq!(sim.core.state(), State::Monitoring);
+    sim.beat(&[PRIV], ms(100), ms(5500));
+    sim.beat(&[PUB, PRIV], ms(100), ms(8000));
+    assert!(
+        !sim.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::LinkLost(_))),
+        "{:?}",
+        sim.notices()
+    );
+}
+
+#[test]
+fn a_new_peer_is_watched_from_scratch() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    let other: IpAddr = "198.51.100.11".parse().unwrap();
+    let mut config = sim.core.config().clone();
+    config.peer = Some(other);
+    sim.feed(Event::Reconfigure(config));
+    assert!(sim.core.links().is_empty(), "the old peer's links are gone");
+    sim.beat(&[other], ms(100), ms(3000));
+    assert_eq!(sim.core.links().len(), 1);
+    assert!(
+        !sim.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::LinkLost(_))),
+        "{:?}",
+        sim.notices()
+    );
+    assert_eq!(sim.first(is_takeover), None);
+}
+
+#[test]
+fn a_renumbered_link_is_forgotten_not_lost() {
+    let mut sim = Sim::with_timeout(ms(300));
+    let renumbered: IpAddr = "203.0.113.11".parse().unwrap();
+    let beat = |sim: &mut Sim, link, via| {
+        sim.feed(Event::Heartbeat {
+            link,
+            interval: Some(ms(100)),
+            via: Some(via),
+        })
+    };
+    let mut t = ms(0);
+    while t < ms(2000) {
+        sim.run_until(t);
+        beat(&mut sim, PUB, 1);
+        // The primary's private address changes at 1 s: same interface, new source.
+        beat(&mut sim, if t < ms(1000) { PRIV } else { renumbered }, 2);
+        t += ms(100);
+    }
+    sim.run_until(ms(2000));
+    assert!(
+        !sim.core.links().contains_key(&PRIV),
+        "{:?}",
+        sim.core.links()
+    );
+    assert!(sim.core.links().contains_key(&renumbered));
+    assert!(
+        !sim.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::LinkLost(_))),
+        "{:?}",
+        sim.notices()
+    );
+    // A link that is cut, with nothing new on its interface, is still lost.
+    let mut t = ms(2000);
+    while t < ms(3000) {
+        sim.run_until(t);
+        beat(&mut sim, PUB, 1);
+        t += ms(100);
+    }
+    sim.run_until(ms(3000));
+    assert!(sim.notices().contains(&Notice::LinkLost(renumbered)));
+}
+
+#[test]
+fn an_address_removed_behind_our_back_is_added_again() {
+    let mut sim = holding(ms(30_000));
+    let adds = |sim: &Sim| sim.count(|a| matches!(a, Action::AddAddresses));
+    let before = adds(&sim);
+    sim.held = false;
+    sim.feed(Event::AddressMissing { addr: PUB });
+    assert_eq!(adds(&sim), before + 1);
+    assert!(sim.held);
+    assert!(sim.notices().contains(&Notice::AddressLost(PUB)));
+    // Not ours, or not held: nothing.
+    sim.feed(Event::AddressMissing {
+        addr: "198.51.100.99".parse().unwrap(),
+    });
+    assert_eq!(adds(&sim), before + 1);
+}
+
+#[test]
+fn a_failed_add_is_retried_with_back_off_while_held() {
+    let mut sim = holding(ms(30_000));
+    let t = sim.elapsed();
+    sim.feed(Event::AddressesAdded { ok: false });
+    // The sim's adds succeed: one retry after 1 s, then nothing more.
+    sim.run_until(t + ms(10_000));
+    let retries: Vec<Duration> = sim
+        .log
+        .iter()
+        .filter(|(at, a)| *at > t && matches!(a, Action::AddAddresses))
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(retries, vec![t + ADD_RETRY_FIRST]);
+    assert!(sim
+        .log
+        .iter()
+        .any(|(at, a)| *at == t + ADD_RETRY_FIRST && matches!(a, Action::Announce)));
 }

@@ -22,6 +22,7 @@ pub(super) enum Key {
     Interval,
     Timeout,
     ReleaseAfter,
+    ConflictGrace,
     SecretFile,
     ScriptDir,
     ScriptTimeout,
@@ -60,10 +61,14 @@ pub(super) const MIN_TIMEOUT: Duration = Duration::from_millis(10);
 pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub(super) const MAX_SCRIPT_TIMEOUT: Duration = MAX_TIMEOUT;
 pub(super) const MAX_RELEASE_AFTER: u32 = 1000;
+/// A grace shorter than a few probes could give up an address over one stray answer.
+pub(super) const MIN_CONFLICT_GRACE: Duration = Duration::from_millis(100);
+/// How many keys there are.
+pub(super) const KEYS: usize = 16;
 
 impl Key {
     /// In the order of the spec's table, which is also the order `render` prints.
-    pub(super) const ALL: [Key; 15] = [
+    pub(super) const ALL: [Key; KEYS] = [
         Key::BcastIps,
         Key::PeerIp,
         Key::PeerIpPairs,
@@ -73,6 +78,7 @@ impl Key {
         Key::Interval,
         Key::Timeout,
         Key::ReleaseAfter,
+        Key::ConflictGrace,
         Key::SecretFile,
         Key::ScriptDir,
         Key::ScriptTimeout,
@@ -92,6 +98,7 @@ impl Key {
             Key::Interval => "FAILOVER_INTERVAL",
             Key::Timeout => "FAILOVER_TIMEOUT",
             Key::ReleaseAfter => "FAILOVER_RELEASE_AFTER",
+            Key::ConflictGrace => "FAILOVER_CONFLICT_GRACE",
             Key::SecretFile => "FAILOVER_SECRET_FILE",
             Key::ScriptDir => "FAILOVER_SCRIPT_DIR",
             Key::ScriptTimeout => "FAILOVER_SCRIPT_TIMEOUT",
@@ -112,6 +119,7 @@ impl Key {
             Key::Interval => "interval",
             Key::Timeout => "timeout",
             Key::ReleaseAfter => "release_after",
+            Key::ConflictGrace => "conflict_grace",
             Key::SecretFile => "secret_file",
             Key::ScriptDir => "script_dir",
             Key::ScriptTimeout => "script_timeout",
@@ -136,7 +144,9 @@ impl Key {
         match self {
             Key::BcastIps | Key::PeerIpPairs | Key::EmailRecipient | Key::NodeIp => Kind::List,
             Key::Port | Key::ReleaseAfter => Kind::Int,
-            Key::Interval | Key::Timeout | Key::ScriptTimeout => Kind::Duration,
+            Key::Interval | Key::Timeout | Key::ScriptTimeout | Key::ConflictGrace => {
+                Kind::Duration
+            }
             Key::PeerIp
             | Key::SecretFile
             | Key::ScriptDir
@@ -231,6 +241,7 @@ pub(super) fn defaults(source: &Path) -> Settings {
         interval: Duration::from_secs(1),
         timeout: None,
         release_after: 3,
+        conflict_grace: crate::failover::DEFAULT_CONFLICT_GRACE,
         secret_file: None,
         script_dir: default_script_dir(),
         script_timeout: Duration::from_secs(60),
@@ -258,9 +269,9 @@ pub(super) struct Builder<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     /// Line of the last assignment of each key, to warn about overrides.
-    set_on: [Option<usize>; 15],
+    set_on: [Option<usize>; KEYS],
     /// Keys with a bad value: not also reported as missing.
-    invalid: [bool; 15],
+    invalid: [bool; KEYS],
 }
 
 impl<'a> Builder<'a> {
@@ -271,8 +282,8 @@ impl<'a> Builder<'a> {
             settings: defaults(file),
             errors: Vec::new(),
             warnings: Vec::new(),
-            set_on: [None; 15],
-            invalid: [false; 15],
+            set_on: [None; KEYS],
+            invalid: [false; KEYS],
         }
     }
 
@@ -337,6 +348,7 @@ impl<'a> Builder<'a> {
             Key::Interval => s.interval = d.interval,
             Key::Timeout => s.timeout = d.timeout,
             Key::ReleaseAfter => s.release_after = d.release_after,
+            Key::ConflictGrace => s.conflict_grace = d.conflict_grace,
             Key::SecretFile => s.secret_file = d.secret_file,
             Key::ScriptDir => s.script_dir = d.script_dir,
             Key::ScriptTimeout => s.script_timeout = d.script_timeout,
@@ -426,6 +438,7 @@ impl<'a> Builder<'a> {
         let (min, max, too_small) = match key {
             Key::Interval => (MIN_INTERVAL, MAX_INTERVAL, ""),
             Key::Timeout => (MIN_TIMEOUT, MAX_TIMEOUT, ""),
+            Key::ConflictGrace => (MIN_CONFLICT_GRACE, MAX_TIMEOUT, ""),
             _ => (
                 Duration::from_nanos(1),
                 MAX_SCRIPT_TIMEOUT,
@@ -448,6 +461,7 @@ impl<'a> Builder<'a> {
         match key {
             Key::Interval => self.settings.interval = d,
             Key::Timeout => self.settings.timeout = Some(d),
+            Key::ConflictGrace => self.settings.conflict_grace = d,
             _ => self.settings.script_timeout = d,
         }
     }

@@ -57,6 +57,9 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// `FAILOVER_RELEASE_AFTER`: consecutive heartbeats before release, 1 to 1000.
     pub release_after: u32,
+    /// `FAILOVER_CONFLICT_GRACE`: how long another host may answer for an address failoverd
+    /// holds before it gives the address up (100 ms to 24 h).
+    pub conflict_grace: Duration,
     /// `FAILOVER_SECRET_FILE`: the shared key's file; `None` means unauthenticated heartbeats.
     pub secret_file: Option<PathBuf>,
     /// `FAILOVER_SCRIPT_DIR`: parent of the per-peer hook directories.
@@ -531,6 +534,10 @@ mod tests {
             ("FAILOVER_RELEASE_AFTER=0", false),
             ("FAILOVER_RELEASE_AFTER=1001", false),
             ("FAILOVER_RELEASE_AFTER=3.5", false),
+            ("FAILOVER_CONFLICT_GRACE=100ms", true),
+            ("FAILOVER_CONFLICT_GRACE=99ms", false),
+            ("FAILOVER_CONFLICT_GRACE=2m", true),
+            ("FAILOVER_CONFLICT_GRACE=25h", false),
             ("FAILOVER_SCRIPT_TIMEOUT=1ms", true),
             ("FAILOVER_SCRIPT_TIMEOUT=0s", false),
             ("FAILOVER_SCRIPT_TIMEOUT=24h", true),
@@ -735,8 +742,12 @@ release_after = 3
             "\n# FAILOVER_TIMEOUT unset: 3 missed heartbeats: 3.25 x the interval the peer announces (3s before any heartbeat)\n"
         ));
         assert!(text.contains("\n# FAILOVER_EMAIL_FROM unset: failover@<hostname>\n"));
+        assert!(
+            text.contains("\nFAILOVER_CONFLICT_GRACE=\"30s\"  # default\n"),
+            "{text}"
+        );
         // One line per key, plus the heading.
-        assert_eq!(text.lines().count(), 16);
+        assert_eq!(text.lines().count(), keys::KEYS + 1);
         let text = full().render();
         assert!(
             text.contains("\nFAILOVER_PORT=\"1694\"  # default\n")

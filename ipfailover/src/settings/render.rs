@@ -72,6 +72,7 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
             "3 missed heartbeats: 3.25 x the interval the peer announces (3s before any heartbeat)",
         ),
         Key::ReleaseAfter => Ok(s.release_after.to_string()),
+        Key::ConflictGrace => Ok(format_duration(s.conflict_grace)),
         Key::SecretFile => s
             .secret_file
             .as_ref()

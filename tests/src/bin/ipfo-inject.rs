@@ -123,7 +123,7 @@ fn flood(target: &str, rate: f64, seconds: f64, port: u16) {
     let mut templates: Vec<ipfailover::wire::Datagram> = captured
         .iter()
         .filter_map(|(c, _)| match wire::decode(c, None) {
-            Ok(Message::V1 { datagram, .. }) => Some(datagram),
+            Ok(Message::Ipfo { datagram, .. }) => Some(datagram),
             _ => None,
         })
         .collect();
@@ -194,7 +194,7 @@ fn attack(target: SocketAddr, seconds: f64) {
     let forged: Vec<Vec<u8>> = captured
         .iter()
         .filter_map(|c| match wire::decode(c, None) {
-            Ok(Message::V1 { mut datagram, .. }) => {
+            Ok(Message::Ipfo { mut datagram, .. }) => {
                 datagram.seq += 1_000_000;
                 Some(wire::encode(&datagram, Some(&wrong)))
             }
