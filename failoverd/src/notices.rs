@@ -155,7 +155,7 @@ impl Context {
     /// Subject of the hosts' clocks disagreeing.
     pub fn clock_offset(&self, offset: &str) -> String {
         format!(
-            "[ipfailover] {}: the clock of {} is {offset} off this host's",
+            "[ipfailover] {}: the clock of {} is {offset} this host's",
             self.host, self.peer
         )
     }

@@ -590,11 +590,19 @@ impl Shell {
                 // ask it to prove it is alive now, on every link it uses.
                 self.link_sources.insert(src_ip, src);
                 let lifetime = self.core.timeout().max(Duration::from_secs(1));
-                if let Some(nonce) = self.receiver.challenge(now, lifetime, daemon::random_u64) {
+                if let Some(c) = self.receiver.challenge(now, lifetime, daemon::random_u64) {
                     log::debug!(
                         "a boot of the peer not verified yet, via {src_ip}: challenging it"
                     );
-                    self.send_challenge(nonce);
+                    // Every link: the sources heard from, and each address the peer names at
+                    // the port it sends from (a link may carry its datagrams one way only).
+                    for a in c.to {
+                        let a = canonical(a);
+                        self.link_sources
+                            .entry(a)
+                            .or_insert_with(|| SocketAddr::new(a, src.port()));
+                    }
+                    self.send_challenge(c.nonce);
                 }
             }
             Err(Rejected::Invalid(reason)) => {
@@ -603,8 +611,25 @@ impl Shell {
         }
     }
 
-    /// Sends a challenge to every address the peer's datagrams come from.
+    /// Sends a challenge to every address the peer's datagrams come from, and to the
+    /// broadcast address of each of those links at the peer's port: a link that carries
+    /// frames one way only (a failed fibre) lets no unicast through, since ARP needs both
+    /// ways, but a broadcast still reaches the peer.
     fn send_challenge(&mut self, nonce: u64) {
+        let locals = interfaces::local_addrs().unwrap_or_default();
+        let mut targets: Vec<SocketAddr> = self.link_sources.values().copied().collect();
+        for to in self.link_sources.values() {
+            if let Some(b) = locals
+                .iter()
+                .find(|l| l.contains(to.ip()) && !l.addr.is_loopback())
+                .and_then(|l| l.broadcast())
+            {
+                let b = SocketAddr::new(IpAddr::V4(b), to.port());
+                if !targets.contains(&b) {
+                    targets.push(b);
+                }
+            }
+        }
         let d = Datagram {
             kind: Kind::Challenge,
             interval_ms: 0,
@@ -615,13 +640,19 @@ impl Shell {
             hostname: self.hostname.clone(),
             addrs: Vec::new(),
         };
-        self.send_to_links(d, "a challenge");
+        self.send_to(targets, d, "a challenge");
     }
 
-    /// Sends `d` (its sequence number set here) to the peer on every link.
-    fn send_to_links(&mut self, mut d: Datagram, what: &str) -> usize {
+    /// Sends `d` to the peer on every link it is heard on.
+    fn send_to_links(&mut self, d: Datagram, what: &str) -> usize {
+        let targets = self.link_sources.values().copied().collect();
+        self.send_to(targets, d, what)
+    }
+
+    /// Sends `d` (its sequence number set here, one per datagram) to each target.
+    fn send_to(&mut self, targets: Vec<SocketAddr>, mut d: Datagram, what: &str) -> usize {
         let mut sent = 0;
-        for to in self.link_sources.values().copied().collect::<Vec<_>>() {
+        for to in targets {
             self.seq += 1;
             d.seq = self.seq;
             let bytes = wire::encode(&d, self.key.as_ref());
@@ -1462,7 +1493,8 @@ fn mac_text(mac: &[u8; 6]) -> String {
 
 /// A clock difference in words: "10 min 0 s ahead of" / "3 s behind".
 fn offset_text(offset_ms: i64) -> String {
-    let d = Duration::from_millis(offset_ms.unsigned_abs());
+    // To the second: what matters is the size of the difference, not its milliseconds.
+    let d = Duration::from_secs(offset_ms.unsigned_abs().saturating_add(500) / 1000);
     let side = if offset_ms >= 0 { "ahead of" } else { "behind" };
     format!("{} {side}", ipfailover::settings::format_duration(d))
 }

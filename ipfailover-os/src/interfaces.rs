@@ -20,6 +20,16 @@ impl LocalAddr {
     pub fn contains(&self, addr: IpAddr) -> bool {
         subnet_contains(self.addr, self.prefix, addr)
     }
+
+    /// The subnet's broadcast address (IPv4 with a prefix up to /30; none otherwise).
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        match self.addr {
+            IpAddr::V4(a) if self.prefix <= 30 => Some(Ipv4Addr::from(
+                u32::from(a) | !u32::from(netmask_v4(self.prefix)),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Whether `addr` lies in the subnet `net/prefix`; addresses of different families never do.

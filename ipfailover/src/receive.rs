@@ -80,6 +80,17 @@ pub enum Rejected {
     NotPeer,
 }
 
+/// A challenge to send: its nonce, and the peer's identity addresses, one per link it sends
+/// on, which it goes to besides the sources heard from (a link may carry the peer's
+/// datagrams one way only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The nonce the peer must echo.
+    pub nonce: u64,
+    /// The peer's identity addresses, as its latest unverified datagram named them.
+    pub to: Vec<IpAddr>,
+}
+
 /// A challenge sent and not yet answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
@@ -96,6 +107,8 @@ struct Freshness {
     pending: Option<Pending>,
     /// An unverified datagram of the peer arrived since the last challenge went out.
     wanted: bool,
+    /// The identity addresses that datagram named.
+    wanted_to: Vec<IpAddr>,
     last_sent: Option<Instant>,
 }
 
@@ -179,24 +192,23 @@ impl Receiver {
         result
     }
 
-    /// If an unverified datagram of the peer asks for one, the nonce of a challenge to send
-    /// now on every link: the pending one while it lives (`lifetime` from when it was drawn),
-    /// else a new one from `draw`. `None`: nothing to send, or one went out within
-    /// [`CHALLENGE_GAP`].
+    /// If an unverified datagram of the peer asks for one, a challenge to send now on every
+    /// link: the pending nonce while it lives (`lifetime` from when it was drawn), else a new
+    /// one from `draw`. `None`: nothing to send, or one went out within [`CHALLENGE_GAP`].
     pub fn challenge(
         &mut self,
         now: Instant,
         lifetime: Duration,
         draw: impl FnOnce() -> u64,
-    ) -> Option<u64> {
+    ) -> Option<Challenge> {
         let f = &mut self.fresh;
         if !f.wanted || f.last_sent.is_some_and(|t| now < t + CHALLENGE_GAP) {
             return None;
         }
         f.wanted = false;
         f.last_sent = Some(now);
-        match f.pending {
-            Some(p) if now < p.expires => Some(p.nonce),
+        let nonce = match f.pending {
+            Some(p) if now < p.expires => p.nonce,
             _ => {
                 // Zero means "no echo" on the wire.
                 let nonce = draw().max(1);
@@ -204,9 +216,13 @@ impl Receiver {
                     nonce,
                     expires: now + lifetime,
                 });
-                Some(nonce)
+                nonce
             }
-        }
+        };
+        Some(Challenge {
+            nonce,
+            to: std::mem::take(&mut f.wanted_to),
+        })
     }
 
     fn check(
@@ -281,6 +297,7 @@ impl Receiver {
             return Ok(());
         }
         f.wanted = true;
+        f.wanted_to.clone_from(&d.addrs);
         Err(Rejected::Invalid(DropReason::Unverified))
     }
 
@@ -356,9 +373,14 @@ mod tests {
     fn verified(t0: Instant) -> Receiver {
         let mut r = Receiver::new(Some(key()), Some(peer()));
         assert_eq!(r.receive(&hb(7, 1, 0), peer(), t0, WALL), UNVERIFIED);
-        let n = r.challenge(t0, Duration::from_secs(1), || 99).unwrap();
-        assert_eq!(n, 99);
-        assert_eq!(r.receive(&hb(7, 2, 99), peer(), t0, WALL), Ok(BEAT));
+        let c = r.challenge(t0, Duration::from_secs(1), || 99).unwrap();
+        assert_eq!(c.nonce, 99);
+        assert_eq!(
+            c.to,
+            vec![peer()],
+            "to the addresses the peer names, on every link"
+        );
+        assert_eq!(r.receive(&hb(7, 2, c.nonce), peer(), t0, WALL), Ok(BEAT));
         r
     }
 
@@ -373,11 +395,12 @@ mod tests {
         let gb = encode(&dgram(Kind::Goodbye, 7, 2, 0), Some(&key()));
         assert_eq!(r.receive(&gb, peer(), t0, WALL), UNVERIFIED);
         // One challenge goes out, and not another within the gap.
-        let n = r.challenge(t0, Duration::from_secs(1), || 5).unwrap();
+        let n = r.challenge(t0, Duration::from_secs(1), || 5).unwrap().nonce;
         assert_eq!(r.challenge(t0, Duration::from_secs(1), || 6), None);
         assert_eq!(r.receive(&hb(7, 3, n + 1), peer(), t0, WALL), UNVERIFIED);
         assert_eq!(
-            r.challenge(t0 + CHALLENGE_GAP, Duration::from_secs(1), || 6),
+            r.challenge(t0 + CHALLENGE_GAP, Duration::from_secs(1), || 6)
+                .map(|c| c.nonce),
             Some(n),
             "the pending nonce is asked again while it lives"
         );
@@ -406,12 +429,12 @@ mod tests {
         let mut r = Receiver::new(Some(key()), Some(peer()));
         let life = Duration::from_millis(500);
         assert_eq!(r.receive(&hb(7, 1, 0), peer(), t0, WALL), UNVERIFIED);
-        let n = r.challenge(t0, life, || 5).unwrap();
+        let n = r.challenge(t0, life, || 5).unwrap().nonce;
         // Too late: a datagram echoing an expired nonce may have been held back and replayed.
         let late = t0 + life;
         assert_eq!(r.receive(&hb(7, 2, n), peer(), late, WALL), UNVERIFIED);
         assert_eq!(
-            r.challenge(late, life, || 6),
+            r.challenge(late, life, || 6).map(|c| c.nonce),
             Some(6),
             "a new nonce is drawn"
         );
@@ -427,7 +450,10 @@ mod tests {
         // Boot 8 starts: unverified until it echoes.
         let t1 = t0 + CHALLENGE_GAP;
         assert_eq!(r.receive(&hb(8, 1, 0), peer(), t1, WALL), UNVERIFIED);
-        let n = r.challenge(t1, Duration::from_secs(1), || 77).unwrap();
+        let n = r
+            .challenge(t1, Duration::from_secs(1), || 77)
+            .unwrap()
+            .nonce;
         assert_eq!(r.receive(&hb(8, 2, n), peer(), t1, WALL), Ok(BEAT));
         // A goodbye of boot 7 that was never seen (held back by an attacker) is no longer
         // of the verified boot: it does not count.

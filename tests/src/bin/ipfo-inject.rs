@@ -16,6 +16,13 @@
 //! `ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...`
 //!   An old Mac OS X Server primary: Apple's bare `heartbeat` datagram to each destination
 //!   every INTERVAL_MS, for SECONDS.
+//!
+//! `ipfo-inject record PORT SECONDS FILE`
+//!   Captures every datagram to PORT (broadcasts reach us too) for SECONDS into FILE, then
+//!   prints how many of each kind (`heartbeat N`, `goodbye N`).
+//!
+//! `ipfo-inject replay FILE TARGET_IP:PORT SECONDS`
+//!   Sends every datagram of FILE to the target, one every 2 ms round and round, for SECONDS.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -26,7 +33,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: ipfo-inject attack TARGET_IP:PORT SECONDS\n       \
          ipfo-inject flood TARGET|source RATE SECONDS [LISTEN_PORT]\n       \
-         ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT..."
+         ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...\n       \
+         ipfo-inject record PORT SECONDS FILE\n       \
+         ipfo-inject replay FILE TARGET_IP:PORT SECONDS"
     );
     std::process::exit(64)
 }
@@ -50,12 +59,85 @@ fn main() {
             let port = args.get(4).map_or(1694.0, |p| number(p)) as u16;
             flood(&args[1], number(&args[2]), number(&args[3]), port)
         }
+        Some("record") if args.len() == 4 => {
+            record(number(&args[1]) as u16, number(&args[2]), &args[3])
+        }
+        Some("replay") if args.len() == 4 => replay(&args[1], addr(&args[2]), number(&args[3])),
         Some("legacy") if args.len() >= 4 => {
             let dests: Vec<SocketAddr> = args[3..].iter().map(|a| addr(a)).collect();
             legacy(number(&args[1]), number(&args[2]), &dests)
         }
         _ => usage(),
     }
+}
+
+fn record(port: u16, seconds: f64, file: &str) {
+    let listener = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("socket");
+    listener.set_reuse_address(true).expect("SO_REUSEADDR");
+    listener
+        .bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+        .expect("bind the heartbeat port");
+    let listener: UdpSocket = listener.into();
+    listener
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    println!("recording");
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut out = Vec::new();
+    let (mut beats, mut goodbyes) = (0, 0);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        if let Ok((n, _)) = listener.recv_from(&mut buf) {
+            let d = &buf[..n];
+            if let Ok(Message::Ipfo { datagram, .. }) = wire::decode(d, None) {
+                match datagram.kind {
+                    wire::Kind::Heartbeat => beats += 1,
+                    wire::Kind::Goodbye => goodbyes += 1,
+                    _ => {}
+                }
+            }
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+            out.extend_from_slice(d);
+        }
+    }
+    std::fs::write(file, out).expect("the record file");
+    println!("heartbeat {beats}");
+    println!("goodbye {goodbyes}");
+}
+
+fn replay(file: &str, target: SocketAddr, seconds: f64) {
+    let data = std::fs::read(file).expect("the record file");
+    let mut datagrams = Vec::new();
+    let mut rest = &data[..];
+    while rest.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        if rest.len() < 2 + n {
+            break;
+        }
+        datagrams.push(rest[2..2 + n].to_vec());
+        rest = &rest[2 + n..];
+    }
+    if datagrams.is_empty() {
+        eprintln!("nothing to replay in {file}");
+        std::process::exit(1);
+    }
+    let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        for d in &datagrams {
+            if out.send_to(d, target).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    println!("replayed {sent}");
 }
 
 fn legacy(interval_ms: f64, seconds: f64, dests: &[SocketAddr]) {
