@@ -8,8 +8,9 @@
 //!   is giving back the peer's address: failed over.
 //! - **degraded** (exit 1): one of two files is stale (or unreadable); failoverd is in its boot
 //!   grace; failoverd is monitoring and a link is `lost` or `silent`, or no heartbeat has been
-//!   heard yet; heartbeatd is `stopped`; failoverd is `stopped`; a state failoverctl does not
-//!   know.
+//!   heard yet; failoverd is in `conflict` (the peer is silent but its address still answers:
+//!   nothing was taken over, and nothing protects it); heartbeatd is `stopped`, or a send to
+//!   one of its destinations fails; failoverd is `stopped`; a state failoverctl does not know.
 //! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
 //!   heartbeatd.
 
@@ -336,6 +337,30 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     ),
                     &mut reasons,
                 );
+                for a in s.addresses.iter().filter(|a| !a.held) {
+                    if let Some(e) = &a.error {
+                        raise(
+                            Level::Down,
+                            format!(
+                                "failoverd on {} could not add {}: {e} (retried while it holds                                  the others)",
+                                s.hostname, a.address
+                            ),
+                            &mut reasons,
+                        );
+                    }
+                }
+                if let Some(c) = s.conflict.as_ref().filter(|c| c.holding) {
+                    raise(
+                        Level::Down,
+                        format!(
+                            "{} also answers from {} (since {} UTC): two hosts answer for it;                              failoverd gives it up if that goes on past its conflict grace",
+                            c.address,
+                            c.mac,
+                            wall(c.since_ms, now_ms)
+                        ),
+                        &mut reasons,
+                    );
+                }
             }
             "releasing" => {
                 failed_over = true;
@@ -398,6 +423,28 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     }
                 }
             }
+            // The peer is silent on every link but its address still answers: no takeover.
+            "conflict" => {
+                let answered = s.conflict.as_ref().map_or_else(
+                    || "still answers".to_string(),
+                    |c| {
+                        format!(
+                            "{} still answers from {} (since {} UTC)",
+                            c.address,
+                            c.mac,
+                            wall(c.since_ms, now_ms)
+                        )
+                    },
+                );
+                raise(
+                    Level::Degraded,
+                    format!(
+                        "failoverd on {}: no heartbeat from peer {peer} on any link, but                          {answered}: not taking over (a firewall dropping UDP heartbeats?                          heartbeatd stopped on a host that is up?)",
+                        s.hostname
+                    ),
+                    &mut reasons,
+                );
+            }
             // A stopped failoverd watches nothing (it normally exits right after writing this).
             "stopped" => raise(
                 Level::Degraded,
@@ -414,7 +461,22 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
 
     if let (Freshness::Fresh, Some(s)) = (&hb, seen.heartbeatd.status()) {
         match s.state.as_str() {
-            "sending" => {}
+            // Sending, but a destination the kernel refuses is a link the secondary does not
+            // hear from: say so rather than call it healthy.
+            "sending" => {
+                for d in s.sends.iter().filter(|d| d.failing) {
+                    raise(
+                        Level::Degraded,
+                        format!(
+                            "heartbeatd on {} cannot send to {}: {}",
+                            s.hostname,
+                            d.to,
+                            d.last_error.as_deref().unwrap_or("unknown error")
+                        ),
+                        &mut reasons,
+                    );
+                }
+            }
             // A stopped heartbeatd has said goodbye: the secondary takes over, if there is one.
             "stopped" => raise(
                 Level::Degraded,
@@ -574,6 +636,65 @@ pub(crate) mod tests {
             assert_eq!(h.exit_code(), 0);
             assert_eq!(h.headline(), "HEALTHY");
         }
+    }
+
+    #[test]
+    fn a_conflict_degrades_and_names_the_mac_that_answered() {
+        let mut s = failoverd();
+        s.state = "conflict".into();
+        s.conflict = Some(ipfailover::status::ConflictStatus {
+            address: "10.0.0.100".into(),
+            mac: "aa:bb:cc:dd:ee:ff".into(),
+            since_ms: NOW - 60_000,
+            holding: false,
+        });
+        let h = judge(Some(s), Some(heartbeatd()));
+        assert_eq!(h.level, Level::Degraded, "{:?}", h.reasons);
+        assert!(
+            h.reasons[0].contains("10.0.0.100 still answers from aa:bb:cc:dd:ee:ff"),
+            "{:?}",
+            h.reasons
+        );
+    }
+
+    #[test]
+    fn a_conflict_while_holding_and_a_failed_add_are_said() {
+        let mut s = failoverd();
+        s.state = "acquired".into();
+        s.addresses[0].held = false;
+        s.addresses[0].error = Some("interface eth9: No such device".into());
+        s.conflict = Some(ipfailover::status::ConflictStatus {
+            address: "10.0.0.100".into(),
+            mac: "aa:bb:cc:dd:ee:ff".into(),
+            since_ms: NOW - 5_000,
+            holding: true,
+        });
+        let h = judge(Some(s), Some(heartbeatd()));
+        assert_eq!(h.level, Level::Down);
+        let all = h.reasons.join("\n");
+        assert!(
+            all.contains("could not add 10.0.0.100: interface eth9"),
+            "{all}"
+        );
+        assert!(all.contains("also answers from aa:bb:cc:dd:ee:ff"), "{all}");
+    }
+
+    #[test]
+    fn heartbeatd_whose_sends_fail_is_degraded_not_healthy() {
+        let mut hb = heartbeatd();
+        hb.sends = vec![ipfailover::status::SendStatus {
+            to: "10.0.0.255:1694".into(),
+            sent: 10,
+            failed: 90,
+            failing: true,
+            last_error: Some("Network is unreachable (os error 101)".into()),
+        }];
+        let h = judge(None, Some(hb));
+        assert_eq!(h.level, Level::Degraded, "{:?}", h.reasons);
+        assert_eq!(
+            h.reasons,
+            ["heartbeatd on pri-1 cannot send to 10.0.0.255:1694: Network is unreachable (os error 101)"]
+        );
     }
 
     #[test]

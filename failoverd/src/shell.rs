@@ -1234,15 +1234,45 @@ impl Shell {
         let ctx = self.context();
         match notice {
             Notice::TookOver(reason) => {
-                log::warn!("took over {} from {} ({reason})", ctx.addrs, ctx.peer);
-                let what = format!(
-                    "{} took over {} from {} because of: {}.",
+                // What is really held: an address whose add failed is named as such, in the
+                // subject and the body, never counted as taken over.
+                let held = self.held_list(true);
+                let failed: Vec<String> = self
+                    .pairs
+                    .iter()
+                    .zip(&self.held)
+                    .zip(&self.pair_errors)
+                    .filter(|((_, h), _)| !**h)
+                    .map(|((p, _), e)| {
+                        format!(
+                            "{} on {}: {}",
+                            p.addr,
+                            p.iface,
+                            e.as_deref().unwrap_or("not added")
+                        )
+                    })
+                    .collect();
+                log::warn!("took over {held} from {} ({reason})", ctx.peer);
+                let mut what = format!(
+                    "{} took over {held} from {} because of: {}.",
                     ctx.host,
-                    ctx.addrs,
                     ctx.peer,
                     notices::reason_text(*reason)
                 );
-                self.episode_notice(now, ctx.took_over(*reason), what);
+                let mut subject = ctx.took_over(*reason);
+                if !failed.is_empty() {
+                    what.push_str(&format!(
+                        "\n\nCOULD NOT ADD (retried while the others are held):\n  {}",
+                        failed.join("\n  ")
+                    ));
+                    subject = Context {
+                        addrs: held.clone(),
+                        ..ctx.clone()
+                    }
+                    .took_over(*reason)
+                        + &format!(", {} FAILED", failed.len());
+                }
+                self.episode_notice(now, subject, what);
             }
             Notice::Released(reason) => {
                 log::warn!("released {} to {} ({reason})", ctx.addrs, ctx.peer);
@@ -1395,6 +1425,22 @@ impl Shell {
         let (hook_dir, hook_env) = hook_settings(&self.settings, &self.pairs);
         self.hooks
             .reconfigure(hook_dir, self.settings.script_timeout, hook_env);
+    }
+
+    /// The addresses held now (or, with `held` false, not held), comma-separated; "none".
+    fn held_list(&self, held: bool) -> String {
+        let list: Vec<String> = self
+            .pairs
+            .iter()
+            .zip(&self.held)
+            .filter(|(_, h)| **h == held)
+            .map(|(p, _)| p.addr.to_string())
+            .collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
     }
 
     fn addr_list(&self) -> String {

@@ -37,7 +37,14 @@ impl StatusFile {
     /// Writes the status (temp file + rename). A failure is logged once, not on every write:
     /// status is for people, and must never stop a takeover.
     pub fn write(&mut self, status: &Status) {
-        match self.try_write(status) {
+        let mut result = self.try_write(status);
+        if result.is_err() && self.dir_made {
+            // The directory may have gone (a tmpfs cleaned up, removed by hand): make it again
+            // and write at once, rather than leave the daemon without a file until later.
+            self.dir_made = false;
+            result = self.try_write(status);
+        }
+        match result {
             Ok(()) => {
                 self.dir_made = true;
                 if self.warned {
@@ -103,10 +110,7 @@ mod tests {
         let s = Status::new("heartbeatd", "0.1.0", 1, "h", 5);
         f.write(&s);
         fs::remove_dir_all(&dir).expect("remove");
-        // The directory is made once, so this write fails (and is logged) ...
-        f.write(&s);
-        assert!(!f.path().exists());
-        // ... and the next one makes it again.
+        // The very next write makes it again: no write is lost to a vanished directory.
         f.write(&s);
         assert!(f.path().exists());
         fs::remove_dir_all(&dir).expect("cleanup");

@@ -36,8 +36,10 @@
 //!   While the peer is heard, the release rule is already on its way and answers are not news.
 //! - An address that vanishes from the interface while held is added again and announced; an
 //!   add that fails is retried, with back-off, while the addresses are held.
-//! - One link silent for a timeout while another has carried heartbeats for a timeout is a
-//!   network anomaly (redundancy gone): notified, never a takeover. A link we cannot hear
+//! - One link silent for a timeout while another has carried heartbeats for a timeout, and
+//!   at least an interval past the silent one's last, is a network anomaly (redundancy gone):
+//!   notified, never a takeover. (Links of a crashed peer fall silent a few milliseconds
+//!   apart: that is no anomaly, it is the takeover.) A link we cannot hear
 //!   because we hold its source address is blind, not lost, and its silence is measured from
 //!   the moment we can hear it again. A silent link whose interface now carries the peer's
 //!   heartbeats from another source address was renumbered: it is forgotten, not lost.
@@ -667,6 +669,13 @@ impl Failover {
         now < link.last + self.timeout()
     }
 
+    /// How much longer than a silent link another must have carried heartbeats before the
+    /// silent one counts as lost: one interval (a third of the timeout before one is known).
+    fn outlived_by(&self) -> Duration {
+        self.announced_interval
+            .unwrap_or_else(|| self.timeout() / 3)
+    }
+
     /// The next instant at which the core wants a [`Event::Tick`], if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timeout = self.timeout();
@@ -743,6 +752,11 @@ impl Failover {
                 let silent_at = link.silent_since() + timeout;
                 for (other_id, other) in &self.links {
                     if other_id == id {
+                        continue;
+                    }
+                    // Only a link that outlived this one by an interval makes it lost; if
+                    // `other` has not yet, its next heartbeat is an event with its own check.
+                    if other.last < link.last + self.outlived_by() {
                         continue;
                     }
                     // The instant `link` would count as lost while `other` counts as steady,
@@ -1310,12 +1324,13 @@ impl Failover {
                 }
             }
         }
-        let steady: Vec<LinkId> = self
+        let steady: Vec<(LinkId, Instant)> = self
             .links
             .iter()
             .filter(|(_, l)| self.link_alive(l, now) && now >= l.up_since + timeout)
-            .map(|(id, _)| *id)
+            .map(|(id, l)| (*id, l.last))
             .collect();
+        let outlived_by = self.outlived_by();
         let blind: Vec<LinkId> = self
             .links
             .keys()
@@ -1324,7 +1339,10 @@ impl Failover {
             .collect();
         for (id, link) in self.links.iter_mut() {
             let silent = now >= link.silent_since() + timeout;
-            if !link.anomaly && silent && !blind.contains(id) && steady.iter().any(|s| s != id) {
+            let outlived = steady
+                .iter()
+                .any(|(s, last)| s != id && *last >= link.last + outlived_by);
+            if !link.anomaly && silent && !blind.contains(id) && outlived {
                 link.anomaly = true;
                 out.push(Action::Notify(Notice::LinkLost(*id)));
             }

@@ -890,10 +890,10 @@ impl Lab {
         self.dir.join(format!("state-{}", host.suffix()))
     }
 
-    /// Starts heartbeatd on the primary with the lab's defaults and `extra` settings.
-    pub fn start_heartbeatd(&mut self, extra: &[(&str, &str)]) -> usize {
+    /// Writes heartbeatd's configuration (`pri.conf`): the lab's defaults and `extra`.
+    pub fn heartbeatd_conf(&self, extra: &[(&str, &str)]) -> String {
         let state = self.state_dir(Host::Pri).to_string_lossy().into_owned();
-        let conf = self.config(
+        self.config(
             "pri",
             vec![
                 ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255".into()),
@@ -901,15 +901,15 @@ impl Lab {
                 ("FAILOVER_STATE_DIR", state),
             ],
             extra,
-        );
-        self.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &conf])
+        )
     }
 
-    /// Starts failoverd on the secondary, watching the primary, with `extra` settings.
-    pub fn start_failoverd(&mut self, extra: &[(&str, &str)]) -> usize {
+    /// Writes failoverd's configuration (`sec.conf`): the lab's defaults and `extra`. Written
+    /// again under a running failoverd, it is what the next SIGHUP reads.
+    pub fn failoverd_conf(&self, extra: &[(&str, &str)]) -> String {
         let scripts = self.dir.join("scripts").to_string_lossy().into_owned();
         let state = self.state_dir(Host::Sec).to_string_lossy().into_owned();
-        let conf = self.config(
+        self.config(
             "sec",
             vec![
                 ("FAILOVER_PEER_IP", VIP.into()),
@@ -919,8 +919,35 @@ impl Lab {
                 ("FAILOVER_STATE_DIR", state),
             ],
             extra,
-        );
+        )
+    }
+
+    /// Starts heartbeatd on the primary with the lab's defaults and `extra` settings.
+    pub fn start_heartbeatd(&mut self, extra: &[(&str, &str)]) -> usize {
+        let conf = self.heartbeatd_conf(extra);
+        self.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &conf])
+    }
+
+    /// Starts failoverd on the secondary, watching the primary, with `extra` settings.
+    pub fn start_failoverd(&mut self, extra: &[(&str, &str)]) -> usize {
+        let conf = self.failoverd_conf(extra);
         self.spawn(Host::Sec, "failoverd", "failoverd", &["-c", &conf])
+    }
+
+    /// Writes an executable hook `<scripts>/<peer>/<name>` with `body` (a shell script),
+    /// with the modes the hook runner insists on.
+    pub fn hook(&self, peer: &str, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let scripts = self.dir.join("scripts");
+        let dir = scripts.join(peer);
+        fs::create_dir_all(&dir).expect("hook directory");
+        for d in [&scripts, &dir] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("hook");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
+        path
     }
 
     /// Starts both and waits until failoverd monitors the primary; their indexes.

@@ -1367,3 +1367,21 @@ fn a_failed_add_is_retried_with_back_off_while_held() {
         .iter()
         .any(|(at, a)| *at == t + ADD_RETRY_FIRST && matches!(a, Action::Announce)));
 }
+
+#[test]
+fn links_of_a_crashed_peer_falling_silent_a_moment_apart_are_no_anomaly() {
+    let mut sim = Sim::with_timeout(ms(1000));
+    sim.beat(&[PUB, PRIV], ms(100), ms(3000));
+    // The public link's last heartbeat at 2.9 s, the private one's 5 ms later.
+    sim.run_until(ms(2905));
+    sim.heartbeat(PRIV, ms(100));
+    sim.run_until(ms(6000));
+    assert!(
+        !sim.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::LinkLost(_))),
+        "{:?}",
+        sim.notices()
+    );
+    assert_eq!(sim.first(is_takeover), Some(ms(3905)));
+}

@@ -23,6 +23,10 @@
 //!
 //! `ipfo-inject replay FILE TARGET_IP:PORT SECONDS`
 //!   Sends every datagram of FILE to the target, one every 2 ms round and round, for SECONDS.
+//!
+//! `ipfo-inject beat INTERVAL_MS PEER_IP TARGET_IP:PORT SECONDS`
+//!   Valid unauthenticated heartbeats naming PEER_IP and announcing INTERVAL_MS (0 included:
+//!   what a key holder or, without a secret, anyone could send), every 20 ms for SECONDS.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -35,7 +39,8 @@ fn usage() -> ! {
          ipfo-inject flood TARGET|source RATE SECONDS [LISTEN_PORT]\n       \
          ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...\n       \
          ipfo-inject record PORT SECONDS FILE\n       \
-         ipfo-inject replay FILE TARGET_IP:PORT SECONDS"
+         ipfo-inject replay FILE TARGET_IP:PORT SECONDS\n       \
+         ipfo-inject beat INTERVAL_MS PEER_IP TARGET_IP:PORT SECONDS"
     );
     std::process::exit(64)
 }
@@ -63,6 +68,12 @@ fn main() {
             record(number(&args[1]) as u16, number(&args[2]), &args[3])
         }
         Some("replay") if args.len() == 4 => replay(&args[1], addr(&args[2]), number(&args[3])),
+        Some("beat") if args.len() == 5 => beat(
+            number(&args[1]) as u32,
+            args[2].parse().unwrap_or_else(|_| usage()),
+            addr(&args[3]),
+            number(&args[4]),
+        ),
         Some("legacy") if args.len() >= 4 => {
             let dests: Vec<SocketAddr> = args[3..].iter().map(|a| addr(a)).collect();
             legacy(number(&args[1]), number(&args[2]), &dests)
@@ -138,6 +149,30 @@ fn replay(file: &str, target: SocketAddr, seconds: f64) {
         }
     }
     println!("replayed {sent}");
+}
+
+fn beat(interval_ms: u32, peer: std::net::IpAddr, target: SocketAddr, seconds: f64) {
+    let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
+    let mut d = wire::Datagram {
+        kind: wire::Kind::Heartbeat,
+        interval_ms,
+        boot_id: 0x0bad_0bad,
+        seq: 0,
+        time_ms: 0,
+        nonce: 0,
+        hostname: "impostor".into(),
+        addrs: vec![peer],
+    };
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        d.seq += 1;
+        if out.send_to(&wire::encode(&d, None), target).is_ok() {
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("beats {sent}");
 }
 
 fn legacy(interval_ms: f64, seconds: f64, dests: &[SocketAddr]) {
