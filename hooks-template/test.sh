@@ -60,7 +60,7 @@ hooks=()
 for f in "$here"/*; do
     name=${f##*/}
     case $name in
-        Test* | PreAcq* | PostAcq* | PreRel* | PostRel*) hooks+=("$name") ;;
+        Test* | Fence* | PreAcq* | PostAcq* | PreRel* | PostRel*) hooks+=("$name") ;;
     esac
 done
 
@@ -233,12 +233,12 @@ mkhooks() {
 # rc, out, err. DARWIN=1 takes the macOS paths; HOOK_SHELL runs it with that shell instead
 # of its #! line; RUN_ABSOLUTE=1 runs it by absolute path from / without FAILOVER_HOOK_DIR;
 # NETNS=name runs it in that network namespace with the real tools (only logger is fake).
-last_run= rc= out= err=
+last_run='' rc='' out='' err=''
 run() {
     local dir=$1 hook=$2 event path cwd hookenv cmd
     shift 2
     event=$hook
-    case $hook in Test* | PreAcq* | PostAcq* | PreRel* | PostRel*) event=${hook%%-*} ;; esac
+    case $hook in Test* | Fence* | PreAcq* | PostAcq* | PreRel* | PostRel*) event=${hook%%-*} ;; esac
     path="$fakebin:/usr/sbin:/usr/bin:/sbin:/bin"
     [ -z "${DARWIN:-}" ] || path="$darwinbin:$path"
     local -a prefix=()
@@ -274,7 +274,7 @@ job_is() { [ "$(cat "$state/job.$1" 2>/dev/null || echo absent)" = "$2" ]; }
 # ---------------------------------------------------------------------------------------
 echo "# the files"
 
-for h in Test PreAcq-10-mounts PostAcq-10-services PreRel-10-services PostRel-10-mounts; do
+for h in Test Fence PreAcq-10-mounts PostAcq-10-services PreRel-10-services PostRel-10-mounts; do
     check "$h is in the template" test -f "$here/$h"
 done
 for h in "${hooks[@]}"; do
@@ -442,6 +442,26 @@ check "no FAILOVER_MOUNTS: PreAcq-10-mounts exits 0 and says what it would do" \
 run "$d" PostRel-10-mounts
 check "no FAILOVER_MOUNTS: PostRel-10-mounts exits 0" rc_is 0
 check "...and mounts nothing" test "$(ncalls '^u?mount ')" = 0
+
+# ---------------------------------------------------------------------------------------
+echo "# Fence"
+reset_state
+d=$(mkhooks nofence)
+run "$d" Fence
+check "unconfigured: Fence exits 0 and says what it would do" \
+    sh -c "[ $rc = 0 ] && grep -q 'nothing to do' '$tmp/err'"
+d=$(mkhooks fencecmd "FAILOVER_FENCE_COMMAND=\"touch $state/fenced\"")
+run "$d" Fence
+check "FAILOVER_FENCE_COMMAND: Fence exits 0" rc_is 0
+check "...and ran the command" test -e "$state/fenced"
+run "$d" Fence
+check "...and again (the command must be idempotent itself): exit 0" rc_is 0
+d=$(mkhooks fencefail 'FAILOVER_FENCE_COMMAND="exit 3"')
+run "$d" Fence
+check "a failing FAILOVER_FENCE_COMMAND: Fence exits 1" rc_is 1
+d=$(mkhooks fenceboth 'FAILOVER_FENCE_COMMAND="true"' 'FAILOVER_FENCE_IPMI_HOST="192.0.2.1"')
+run "$d" Fence
+check "both ways configured: Fence refuses (exit 2)" rc_is 2
 
 # ---------------------------------------------------------------------------------------
 echo "# Test on Linux"
@@ -614,7 +634,7 @@ run "$d" PreRel-10-services
 check "a group-writable lib/: exit 2" rc_is 2
 
 d=$(mkhooks nolib)
-rm -r "$d/lib"
+rm -r "${d:?}/lib"
 run "$d" PostRel-10-mounts
 check "no lib/common.sh: exit 2, saying so" sh -c "[ $rc = 2 ] && grep -q 'missing' '$tmp/err'"
 

@@ -342,7 +342,8 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                         raise(
                             Level::Down,
                             format!(
-                                "failoverd on {} could not add {}: {e} (retried while it holds                                  the others)",
+                                "failoverd on {} could not add {}: {e} (retried while it holds \
+                                 the others)",
                                 s.hostname, a.address
                             ),
                             &mut reasons,
@@ -353,7 +354,8 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     raise(
                         Level::Down,
                         format!(
-                            "{} also answers from {} (since {} UTC): two hosts answer for it;                              failoverd gives it up if that goes on past its conflict grace",
+                            "{} also answers from {} (since {} UTC): two hosts answer for it; \
+                             failoverd gives it up if that goes on past its conflict grace",
                             c.address,
                             c.mac,
                             wall(c.since_ms, now_ms)
@@ -439,7 +441,9 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 raise(
                     Level::Degraded,
                     format!(
-                        "failoverd on {}: no heartbeat from peer {peer} on any link, but                          {answered}: not taking over (a firewall dropping UDP heartbeats?                          heartbeatd stopped on a host that is up?)",
+                        "failoverd on {}: no heartbeat from peer {peer} on any link, but \
+                         {answered}: not taking over (a firewall dropping UDP heartbeats? \
+                         heartbeatd stopped on a host that is up?)",
                         s.hostname
                     ),
                     &mut reasons,

@@ -832,9 +832,14 @@ impl Shell {
             // A refused Test is told in the refusal notice; other failures on their own.
             if report.phase != ipfailover::failover::HookPhase::Test {
                 let subject = self.context().hook_failed(&report);
-                let body = format!(
-                    "{failures}\nThe transition went on: a failing {phase} hook does not stop it.\n"
-                );
+                let consequence = if report.phase == ipfailover::failover::HookPhase::Fence {
+                    "The takeover stays blocked while the address answers; failoverd goes on \
+                     probing and takes over when it stops answering."
+                        .to_string()
+                } else {
+                    format!("The transition went on: a failing {phase} hook does not stop it.")
+                };
+                let body = format!("{failures}\n{consequence}\n");
                 self.send_notice(subject, body);
             }
         }
@@ -1537,7 +1542,7 @@ fn mac_text(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// A clock difference in words: "10 min 0 s ahead of" / "3 s behind".
+/// A clock difference in words, to the second: "10m ahead of", "3s behind".
 fn offset_text(offset_ms: i64) -> String {
     // To the second: what matters is the size of the difference, not its milliseconds.
     let d = Duration::from_secs(offset_ms.unsigned_abs().saturating_add(500) / 1000);

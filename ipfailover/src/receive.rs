@@ -312,9 +312,12 @@ impl Receiver {
             // A challenge is only worth answering when it proves a key holder asked: without
             // a secret no secondary sends one.
             Kind::Challenge if !authenticated => Err(Rejected::NotPeer),
-            // Answering again costs one heartbeat round (rate-limited by the sender), so a
-            // replayed challenge needs no window of its own.
-            Kind::Challenge => Ok(Incoming::Challenge { nonce: d.nonce }),
+            // A replayed old challenge would make us echo a stale nonce instead of the one a
+            // secondary waits for: each challenge counts once.
+            Kind::Challenge => {
+                self.replay.check(&d).map_err(Rejected::Invalid)?;
+                Ok(Incoming::Challenge { nonce: d.nonce })
+            }
             Kind::Released => {
                 self.replay.check(&d).map_err(Rejected::Invalid)?;
                 Ok(Incoming::Released { addrs: d.addrs })
@@ -605,6 +608,11 @@ mod tests {
         assert_eq!(
             r.receive(&ch, src, t0, WALL),
             Ok(Incoming::Challenge { nonce: 4242 })
+        );
+        // Replayed, it does not count again: it cannot displace a newer nonce.
+        assert_eq!(
+            r.receive(&ch, src, t0, WALL),
+            Err(Rejected::Invalid(DropReason::Replay))
         );
         // Our own heartbeats looped back are not for us.
         assert_eq!(

@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// The first four bytes of every version-1 datagram.
+/// The first four bytes of every ipfailover datagram.
 pub const MAGIC: [u8; 4] = *b"IPFO";
 /// The wire format version this module speaks.
 pub const VERSION: u8 = 2;
@@ -645,7 +645,7 @@ mod tests {
         }
     }
 
-    fn v1(datagram: Datagram, authenticated: bool) -> Message {
+    fn ipfo(datagram: Datagram, authenticated: bool) -> Message {
         Message::Ipfo {
             datagram,
             authenticated,
@@ -673,7 +673,7 @@ mod tests {
         let golden = hex(GOLDEN_PLAIN);
         assert_eq!(golden.len(), 73);
         assert_eq!(encode(&fixed(), None), golden);
-        assert_eq!(decode(&golden, None), Ok(v1(fixed(), false)));
+        assert_eq!(decode(&golden, None), Ok(ipfo(fixed(), false)));
     }
 
     #[test]
@@ -681,17 +681,17 @@ mod tests {
         let golden = hex(GOLDEN_TAGGED);
         assert_eq!(golden.len(), 73 + TAG_LEN);
         assert_eq!(encode(&fixed(), Some(&key())), golden);
-        assert_eq!(decode(&golden, Some(&key())), Ok(v1(fixed(), true)));
+        assert_eq!(decode(&golden, Some(&key())), Ok(ipfo(fixed(), true)));
     }
 
     #[test]
     fn tag_is_ignored_without_a_key() {
         let golden = hex(GOLDEN_TAGGED);
-        assert_eq!(decode(&golden, None), Ok(v1(fixed(), false)));
+        assert_eq!(decode(&golden, None), Ok(ipfo(fixed(), false)));
         // Ignored, not verified: a wrong tag passes too, but unauthenticated.
         let mut forged = golden.clone();
         *forged.last_mut().unwrap() ^= 1;
-        assert_eq!(decode(&forged, None), Ok(v1(fixed(), false)));
+        assert_eq!(decode(&forged, None), Ok(ipfo(fixed(), false)));
     }
 
     #[test]
@@ -703,11 +703,11 @@ mod tests {
             Kind::Challenge,
         ] {
             let d = Datagram { kind, ..fixed() };
-            assert_eq!(decode(&encode(&d, None), None), Ok(v1(d.clone(), false)));
+            assert_eq!(decode(&encode(&d, None), None), Ok(ipfo(d.clone(), false)));
             let k = key();
             assert_eq!(
                 decode(&encode(&d, Some(&k)), Some(&k)),
-                Ok(v1(d.clone(), true))
+                Ok(ipfo(d.clone(), true))
             );
         }
     }
@@ -721,7 +721,7 @@ mod tests {
         };
         let buf = encode(&d, None);
         assert_eq!(buf.len(), 46);
-        assert_eq!(decode(&buf, None), Ok(v1(d, false)));
+        assert_eq!(decode(&buf, None), Ok(ipfo(d, false)));
     }
 
     #[test]
@@ -1184,8 +1184,8 @@ mod tests {
             let k = key();
             let buf = encode(&d, tagged.then_some(&k));
             prop_assert!(buf.len() <= MAX_LEN);
-            prop_assert_eq!(decode(&buf, None), Ok(v1(d.clone(), false)));
-            let want = if tagged { Ok(v1(d, true)) } else { Err(DropReason::MissingTag) };
+            prop_assert_eq!(decode(&buf, None), Ok(ipfo(d.clone(), false)));
+            let want = if tagged { Ok(ipfo(d, true)) } else { Err(DropReason::MissingTag) };
             prop_assert_eq!(decode(&buf, Some(&k)), want);
         }
     }
