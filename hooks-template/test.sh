@@ -246,6 +246,12 @@ run() {
         path="$logbin:/usr/sbin:/usr/bin:/sbin:/bin"
         prefix=(ip netns exec "$NETNS")
     fi
+    # What failoverd's systemd unit leaves a hook: CAP_NET_ADMIN and CAP_NET_RAW only, and no
+    # new privileges (systemd/failoverd.service).
+    if [ -n "${UNIT_LIMITS:-}" ]; then
+        local caps=-all,+net_admin,+net_raw
+        prefix=(setpriv --no-new-privs "--bounding-set=$caps" --inh-caps=-all)
+    fi
     cwd=$dir cmd=./$hook hookenv=(FAILOVER_HOOK_DIR="$dir")
     if [ -n "${RUN_ABSOLUTE:-}" ]; then
         cwd=/ cmd=$dir/$hook hookenv=()
@@ -442,6 +448,32 @@ check "no FAILOVER_MOUNTS: PreAcq-10-mounts exits 0 and says what it would do" \
 run "$d" PostRel-10-mounts
 check "no FAILOVER_MOUNTS: PostRel-10-mounts exits 0" rc_is 0
 check "...and mounts nothing" test "$(ncalls '^u?mount ')" = 0
+
+# ---------------------------------------------------------------------------------------
+echo "# mounts through systemd, under the limits of failoverd's unit"
+if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+    # Under the unit's limits mount(8) itself cannot work: no CAP_SYS_ADMIN.
+    mkdir -p "$tmp/limits-mnt"
+    check "under the unit's limits, mount(8) is refused" \
+        sh -c "! setpriv --no-new-privs --bounding-set=-all,+net_admin,+net_raw --inh-caps=-all \
+            mount -t tmpfs none '$tmp/limits-mnt' 2>/dev/null"
+    umount "$tmp/limits-mnt" 2>/dev/null || true
+    reset_state
+    d=$(mkhooks mountsd 'FAILOVER_MOUNTS="/srv/a /srv/b/"' 'FAILOVER_MOUNT_WITH=systemd')
+    UNIT_LIMITS=1 run "$d" PreAcq-10-mounts
+    check "PreAcq-10-mounts through systemd, under the unit's limits: exit 0" rc_is 0
+    check "starts each mount unit, in order" \
+        eq "$(calls '^systemctl start ')" $'systemctl start srv-a.mount\nsystemctl start srv-b.mount'
+    check "...and calls no mount(8)" test "$(ncalls '^mount ')" = 0
+    UNIT_LIMITS=1 run "$d" PreAcq-10-mounts
+    check "again: exit 0, no second start" sh -c "[ $rc = 0 ] && [ $(ncalls '^systemctl start ') = 2 ]"
+    UNIT_LIMITS=1 run "$d" PostRel-10-mounts
+    check "PostRel-10-mounts through systemd: exit 0" rc_is 0
+    check "stops each mount unit, in reverse order" \
+        eq "$(calls '^systemctl stop ')" $'systemctl stop srv-b.mount\nsystemctl stop srv-a.mount'
+else
+    echo "# (needs Linux, root and setpriv: skipped here)"
+fi
 
 # ---------------------------------------------------------------------------------------
 echo "# Fence"

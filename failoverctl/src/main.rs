@@ -24,7 +24,7 @@ mod text;
 mod timefmt;
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Settings};
@@ -142,7 +142,7 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
     let mut code = health.exit_code();
     if let Some(file) = &args.html {
         let page = html::render_html(&seen, &health, now_ms);
-        if let Err(e) = write_atomically(file, page.as_bytes()) {
+        if let Err(e) = ipfailover_os::safe_fs::write_atomic(file, page.as_bytes(), 0o644) {
             eprintln!("failoverctl: cannot write {}: {e}", file.display());
             code = EXIT_CANTCREAT;
         }
@@ -181,34 +181,6 @@ fn settings_for_status(common: &CommonArgs) -> Result<Settings, i32> {
                 path.display()
             );
             Err(exit::CONFIG)
-        }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that a browser (or a web server) never reads half a page.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
         }
     }
 }
@@ -327,9 +299,21 @@ fn check_config(common: &CommonArgs) -> i32 {
             }
         }
     }
+    let mut mail_line = None;
     if let (true, Some(s)) = (errors.is_empty(), &settings) {
+        if roles.contains(&Role::Failoverd) {
+            match daemon::check_mail(s) {
+                Ok(line) => mail_line = line,
+                Err(e) => errors.push(ConfigError {
+                    file: path.clone(),
+                    line: None,
+                    key: Some("FAILOVER_EMAIL_FROM".to_string()),
+                    message: e,
+                }),
+            }
+        }
         if let Some(file) = &s.secret_file {
-            if let Err(e) = load_secret(file) {
+            if let Err(e) = load_secret(file, daemon::euid()) {
                 errors.push(ConfigError {
                     file: path.clone(),
                     line: None,
@@ -345,6 +329,9 @@ fn check_config(common: &CommonArgs) -> i32 {
                 log::warn!("{w}");
             }
             print(&s.render());
+            if let Some(line) = mail_line {
+                print(&format!("{line}\n"));
+            }
             if names.is_empty() {
                 print(
                     "# valid, but for neither daemon: it sets neither FAILOVER_BCAST_IPS \
@@ -411,15 +398,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("failoverctl-write-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("status.html");
-        write_atomically(&file, b"one").unwrap();
-        write_atomically(&file, b"two").unwrap();
+        ipfailover_os::safe_fs::write_atomic(&file, b"one", 0o644).unwrap();
+        ipfailover_os::safe_fs::write_atomic(&file, b"two", 0o644).unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"two");
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),
             1,
             "no temp file left"
         );
-        assert!(write_atomically(&dir.join("no/such/dir/x.html"), b"x").is_err());
+        assert!(
+            ipfailover_os::safe_fs::write_atomic(&dir.join("no/such/dir/x.html"), b"x", 0o644)
+                .is_err()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -112,7 +112,7 @@ fn status_path(dir: &Path, daemon: Daemon) -> PathBuf {
 }
 
 fn read_one(path: &Path, this_host: &str) -> Found {
-    let bytes = match std::fs::read(path) {
+    let bytes = match ipfailover_os::status_file::read_status_file(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Missing,
         Err(e) => {

@@ -203,7 +203,11 @@ pub fn heartbeatd_summary(s: &Status) -> Summary {
 /// `accepted 8254, dropped 12 (bad-tag 10, replay 2)`
 pub fn datagram_counters(s: &Status, accepted_name: &str) -> String {
     let c = &s.counters;
-    let dropped: u64 = c.dropped.values().sum();
+    // Saturating: a hostile or corrupt file's counters must not overflow into nonsense.
+    let dropped = c
+        .dropped
+        .values()
+        .fold(0u64, |sum, n| sum.saturating_add(*n));
     let mut text = format!("{accepted_name} {}, dropped {dropped}", c.accepted);
     if dropped > 0 {
         let parts: Vec<String> = c

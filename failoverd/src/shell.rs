@@ -22,7 +22,7 @@ use ipfailover_os::announce::Announcers;
 use ipfailover_os::conflict::ConflictWatch;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
-use ipfailover_os::mail::{self, MailSettings, Mailer};
+use ipfailover_os::mail::{self, Mailer};
 
 use crate::notices::{self, Context, Timeline};
 use ipfailover_os::status_file::StatusFile;
@@ -91,6 +91,8 @@ pub(crate) struct Shell {
     announcers: Announcers,
     /// The announcements of the held addresses still to repeat.
     announcing: AnnounceRound,
+    /// Announcements on behalf of the host the addresses were given up to, still to repeat.
+    handing_back: Option<([u8; 6], AnnounceRound)>,
     /// Where the peer's heartbeats come from on each link: where `released` goes.
     link_sources: BTreeMap<IpAddr, SocketAddr>,
     key: Option<Key>,
@@ -138,6 +140,10 @@ pub(crate) struct Shell {
 impl Shell {
     /// Checks the settings against this host and opens everything the loop needs.
     pub fn start(settings: Settings, config_path: PathBuf) -> Result<Shell, StartError> {
+        // The state directory holds the hooks record, which a root daemon acts on at start:
+        // nobody else may be able to write there.
+        ipfailover_os::safe_fs::own_dir(&settings.state_dir, daemon::euid())
+            .map_err(|e| StartError::config(format!("FAILOVER_STATE_DIR: {e}")))?;
         let key = daemon::load_key(&settings)
             .map_err(|e| StartError::config(format!("FAILOVER_SECRET_FILE: {e}")))?;
         let pairs = resolve_pairs(&settings).map_err(StartError::config)?;
@@ -235,10 +241,22 @@ impl Shell {
             );
         }
         let hostname = daemon::hostname();
-        let mailer = match mail_settings(&settings, &hostname) {
-            Some(ms) => Some(Mailer::start(ms).map_err(|e| {
-                StartError::config(format!("FAILOVER_EMAIL_TRANSPORT / _RECIPIENT: {e}"))
-            })?),
+        // The same settings `-t` checks: what it accepts, the daemon starts with.
+        let mailer = match mail::settings_for(&settings, &hostname).map_err(|e| {
+            StartError::config(format!(
+                "{}: mail (FAILOVER_EMAIL_*): {e}",
+                settings.source.display()
+            ))
+        })? {
+            Some((ms, warning)) => {
+                if let Some(w) = warning {
+                    log::warn!("{w}");
+                }
+                Some(
+                    Mailer::start(ms)
+                        .map_err(|e| StartError::config(format!("mail (FAILOVER_EMAIL_*): {e}")))?,
+                )
+            }
             None => None,
         };
         let status = Status::new(
@@ -291,6 +309,7 @@ impl Shell {
             backend,
             announcers: Announcers::new(),
             announcing: AnnounceRound::new(),
+            handing_back: None,
             link_sources: BTreeMap::new(),
             key,
             boot_id: daemon::random_boot_id(),
@@ -492,7 +511,15 @@ impl Shell {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let announce = self.announcing.next_deadline();
+        let announce = [
+            self.announcing.next_deadline(),
+            self.handing_back
+                .as_ref()
+                .and_then(|(_, r)| r.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let status = self.status_written + status::REFRESH;
         [
             self.core.next_deadline(),
@@ -918,7 +945,20 @@ impl Shell {
                 self.set_pairs(pairs);
             }
         }
-        match (mail_settings(&settings, &self.hostname), &self.mailer) {
+        let wanted = match mail::settings_for(&settings, &self.hostname) {
+            Ok(Some((ms, warning))) => {
+                if let Some(w) = warning {
+                    log::warn!("SIGHUP: {w}");
+                }
+                Some(ms)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                log::error!("SIGHUP: mail (FAILOVER_EMAIL_*): {e}; no mail is sent");
+                None
+            }
+        };
+        match (wanted, &self.mailer) {
             (Some(ms), Some(m)) => m.reconfigure(ms),
             (Some(ms), None) => match Mailer::start(ms) {
                 Ok(m) => self.mailer = Some(m),
@@ -999,6 +1039,8 @@ impl Shell {
                 queue.push_back(Event::AddressesAdded { ok });
             }
             Action::Announce => {
+                // Ours again: no more announcing it in another host's name.
+                self.handing_back = None;
                 self.announcing.start(now);
                 self.run_announcements(now);
                 if let Some(t) = self.timeline.as_mut() {
@@ -1009,7 +1051,9 @@ impl Shell {
                     );
                 }
             }
-            Action::StopAnnouncing => self.announcing.stop(),
+            Action::StopAnnouncing => {
+                self.announcing.stop();
+            }
             Action::Probe => {
                 for e in self.conflict_watch.probe(self.poll.registry(), CONFLICT) {
                     log::warn!("{e}");
@@ -1028,6 +1072,17 @@ impl Shell {
                 queue.push_back(Event::AddressesRemoved { ok });
             }
             Action::SendReleased => self.send_released(),
+            Action::HandBack { mac } => {
+                log::info!(
+                    "announcing {} for {}, which answers for it",
+                    self.addr_list(),
+                    mac_text(&mac)
+                );
+                let mut round = AnnounceRound::new();
+                round.start(now);
+                self.handing_back = Some((mac, round));
+                self.run_announcements(now);
+            }
             Action::Notify(notice) => {
                 self.status_dirty = true;
                 self.notify(now, &notice)
@@ -1181,6 +1236,23 @@ impl Shell {
 
     /// Sends the announcement steps that are due.
     fn run_announcements(&mut self, now: Instant) {
+        if let Some((mac, round)) = self.handing_back.as_mut() {
+            let (mac, due) = (*mac, round.due(now));
+            for _ in 0..due {
+                for p in self.pairs.clone() {
+                    if let Err(e) = self.announcers.announce_as(&p.iface, p.addr, Some(mac)) {
+                        log::debug!("{e}");
+                    }
+                }
+            }
+            if self
+                .handing_back
+                .as_ref()
+                .is_some_and(|(_, r)| r.next_deadline().is_none())
+            {
+                self.handing_back = None;
+            }
+        }
         for _ in 0..self.announcing.due(now) {
             // Only what is on the interfaces: announcing an address that could not be added
             // would send the LAN to a host that does not answer for it.
@@ -1481,24 +1553,6 @@ fn resolve_pairs(settings: &Settings) -> Result<Vec<ResolvedPair>, String> {
             errors.join("; ")
         ))
     }
-}
-
-/// Where notices go, if anywhere.
-fn mail_settings(settings: &Settings, hostname: &str) -> Option<MailSettings> {
-    if settings.email_recipients.is_empty() {
-        return None;
-    }
-    Some(MailSettings {
-        transport: settings.email_transport.clone(),
-        from: settings
-            .email_from
-            .clone()
-            .unwrap_or_else(|| format!("failover@{hostname}")),
-        recipients: settings.email_recipients.clone(),
-        hostname: hostname.to_string(),
-        min_gap: mail::DEFAULT_MIN_GAP,
-        give_up_after: mail::DEFAULT_GIVE_UP,
-    })
 }
 
 /// The peer's hook directory and what hooks are told: the pairs being acted on, which after

@@ -81,6 +81,8 @@ pub(crate) struct Shell {
 impl Shell {
     /// Opens the sockets and works out this host's identity.
     pub fn start(settings: Settings, config_path: PathBuf) -> Result<Shell, (i32, String)> {
+        ipfailover_os::safe_fs::own_dir(&settings.state_dir, daemon::euid())
+            .map_err(|e| (exit::CONFIG, format!("FAILOVER_STATE_DIR: {e}")))?;
         let key = daemon::load_key(&settings)
             .map_err(|e| (exit::CONFIG, format!("FAILOVER_SECRET_FILE: {e}")))?;
         let io_err = |what: &str, e: io::Error| (exit::FAILURE, format!("{what}: {e}"));

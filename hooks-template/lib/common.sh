@@ -208,8 +208,49 @@ mnt_is_mounted() {
     mount | grep -F -q -e " on $1 "
 }
 
+# mnt_with: how mounts are done. "systemd": through PID 1 (`systemctl start` of the .mount
+# unit systemd makes from the /etc/fstab entry), which is the only way under failoverd's
+# systemd unit: a hook there has no CAP_SYS_ADMIN, no new privileges, and a mount namespace
+# of its own, so a mount(8) of its own would fail, and one that worked would be seen by no
+# service. "mount": mount(8) and umount(8) (macOS, Linux without systemd, or failoverd run by
+# hand as root). FAILOVER_MOUNT_WITH in hooks.conf chooses; else systemd when it runs.
+mnt_with() {
+    case ${FAILOVER_MOUNT_WITH:-} in
+        systemd | mount) echo "$FAILOVER_MOUNT_WITH" ;;
+        "")
+            if [ "$hook_os" = Linux ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+                echo systemd
+            else
+                echo mount
+            fi
+            ;;
+        *)
+            hook_err "FAILOVER_MOUNT_WITH must be systemd or mount, not $FAILOVER_MOUNT_WITH"
+            echo mount
+            ;;
+    esac
+}
+
+# mnt_unit PATH: the name of the systemd mount unit of PATH (/srv/a: srv-a.mount).
+mnt_unit() {
+    systemd-escape --path --suffix=mount "$1"
+}
+
 # mnt_mount PATH: 0 if PATH is mounted afterwards.
 mnt_mount() {
+    if [ "$(mnt_with)" = systemd ]; then
+        _unit=$(mnt_unit "$1") || { hook_err "no mount unit name for $1"; return 1; }
+        if systemctl is-active --quiet "$_unit" 2>/dev/null; then
+            hook_log "$1 is already mounted ($_unit): nothing to do"
+            return 0
+        fi
+        if _out=$(systemctl start "$_unit" 2>&1); then
+            hook_log "mounted $1 ($_unit)"
+            return 0
+        fi
+        hook_err "could not mount $1: systemctl start $_unit: $_out (is there an /etc/fstab entry for it? run systemctl daemon-reload after editing fstab)"
+        return 1
+    fi
     if mnt_is_mounted "$1"; then
         hook_log "$1 is already mounted: nothing to do"
         return 0
@@ -224,6 +265,19 @@ mnt_mount() {
 
 # mnt_umount PATH: 0 if PATH is not mounted afterwards.
 mnt_umount() {
+    if [ "$(mnt_with)" = systemd ]; then
+        _unit=$(mnt_unit "$1") || { hook_err "no mount unit name for $1"; return 1; }
+        if ! systemctl is-active --quiet "$_unit" 2>/dev/null; then
+            hook_log "$1 is not mounted ($_unit): nothing to do"
+            return 0
+        fi
+        if _out=$(systemctl stop "$_unit" 2>&1); then
+            hook_log "unmounted $1 ($_unit)"
+            return 0
+        fi
+        hook_err "could not unmount $1: systemctl stop $_unit: $_out (still in use? see fuser -vm $1)"
+        return 1
+    fi
     if ! mnt_is_mounted "$1"; then
         hook_log "$1 is not mounted: nothing to do"
         return 0

@@ -97,11 +97,21 @@ impl Announcer {
     /// On macOS this does nothing and returns `Ok(())`: the kernel sends its own gratuitous
     /// ARP (and, for IPv6, its own advertisement) when `ifconfig` adds an alias.
     pub fn announce(&mut self, addr: IpAddr) -> io::Result<()> {
+        self.announce_as(addr, None)
+    }
+
+    /// Like [`Announcer::announce`], but naming `mac` as the address's link-layer address:
+    /// for handing an address back to the host that answers for it (IPv4: the ARP sender
+    /// hardware address is `mac`; the frame still leaves from our interface). `None` is ours.
+    pub fn announce_as(&mut self, addr: IpAddr, mac: Option<[u8; 6]>) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {
-            let result = self.linux.refresh(&self.iface).and_then(|mac| match addr {
-                IpAddr::V4(a) => self.linux.send_arp(mac, a),
-                IpAddr::V6(a) => self.linux.send_na(&self.iface, mac, a),
+            let result = self.linux.refresh(&self.iface).and_then(|ours| {
+                let mac = mac.unwrap_or(ours);
+                match addr {
+                    IpAddr::V4(a) => self.linux.send_arp(mac, a),
+                    IpAddr::V6(a) => self.linux.send_na(&self.iface, mac, a),
+                }
             });
             result.map_err(|e| {
                 io::Error::new(
@@ -112,6 +122,7 @@ impl Announcer {
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = mac;
             log::debug!(
                 "not announcing {addr} on {}: the kernel announces aliases itself",
                 self.iface
@@ -300,12 +311,22 @@ impl Announcers {
 
     /// Announces `addr` on `iface`, opening the interface's announcer the first time.
     pub fn announce(&mut self, iface: &str, addr: IpAddr) -> io::Result<()> {
+        self.announce_as(iface, addr, None)
+    }
+
+    /// [`Announcers::announce`] naming `mac` (another host's) as the address's owner.
+    pub fn announce_as(
+        &mut self,
+        iface: &str,
+        addr: IpAddr,
+        mac: Option<[u8; 6]>,
+    ) -> io::Result<()> {
         if !self.by_iface.contains_key(iface) {
             let a = Announcer::new(iface)?;
             self.by_iface.insert(iface.to_string(), a);
         }
         match self.by_iface.get_mut(iface) {
-            Some(a) => a.announce(addr),
+            Some(a) => a.announce_as(addr, mac),
             None => Ok(()),
         }
     }

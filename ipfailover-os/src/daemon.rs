@@ -121,12 +121,25 @@ pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
             }
             if args.check_config {
                 if let Some(file) = &settings.secret_file {
-                    if let Err(e) = load_secret(file) {
+                    if let Err(e) = load_secret(file, euid()) {
                         eprintln!("{}: FAILOVER_SECRET_FILE: {e}", path.display());
                         std::process::exit(exit::CONFIG);
                     }
                 }
+                let mail = match role {
+                    Role::Failoverd => match check_mail(&settings) {
+                        Ok(line) => line,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            std::process::exit(exit::CONFIG);
+                        }
+                    },
+                    _ => None,
+                };
                 print!("{}", settings.render());
+                if let Some(line) = mail {
+                    println!("{line}");
+                }
                 std::process::exit(exit::OK);
             }
             settings
@@ -141,10 +154,32 @@ pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
     }
 }
 
+/// What `-t` says of failoverd's mail, built as failoverd builds it at start: a comment line
+/// naming the sender (a fallback logged as a warning), or the error failoverd would stop with.
+pub fn check_mail(settings: &Settings) -> Result<Option<String>, String> {
+    match crate::mail::settings_for(settings, &hostname()) {
+        Ok(Some((ms, warning))) => {
+            if let Some(w) = warning {
+                log::warn!("{w}");
+            }
+            Ok(Some(format!(
+                "# mail from {} to {}",
+                ms.from,
+                ms.recipients.join(", ")
+            )))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!(
+            "{}: mail (FAILOVER_EMAIL_*): {e}",
+            settings.source.display()
+        )),
+    }
+}
+
 /// Reads the shared key named by the settings; `None` (with a warning) when none is set.
 pub fn load_key(settings: &Settings) -> Result<Option<Key>, String> {
     match &settings.secret_file {
-        Some(file) => load_secret(file).map(|k| Some(Key::new(k))),
+        Some(file) => load_secret(file, euid()).map(|k| Some(Key::new(k))),
         None => {
             log::warn!(
                 "FAILOVER_SECRET_FILE is not set: heartbeats are not authenticated, and anyone on \
@@ -185,6 +220,12 @@ pub fn load_key_or_exit(settings: &Settings, config: &Path) -> Option<Key> {
         log::error!("{}: FAILOVER_SECRET_FILE: {e}", config.display());
         std::process::exit(exit::CONFIG)
     })
+}
+
+/// The effective user id: the daemon's user, whose files (secret, state, hooks) it trusts.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// This host's name, as the wire format and mail use it.

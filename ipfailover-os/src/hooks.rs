@@ -9,7 +9,16 @@
 //! five seconds later. That holds for a hook that exited but left children behind too, which
 //! is why the hook's own process is reaped only once its group has been dealt with: an
 //! unreaped process keeps its pid, so the group id cannot be reused by an unrelated process
-//! before we signal it.
+//! before we signal it. A child that left the group (`setsid`) does not escape either: on
+//! Linux the daemon is a child subreaper, so such a child is the hook's descendant while the
+//! hook runs and the daemon's own child once the hook has exited; either way it is found, and
+//! ended with the group.
+//!
+//! What runs is what was checked: the hook directory and every directory above it, and each
+//! hook's target (links resolved) with every directory above it, must be writable by nobody
+//! but root or the daemon's user; they are checked when a phase begins and again right before
+//! each hook starts, and the resolved target is what is executed. A hook directory that was
+//! there before and has vanished is an error, not "no hooks".
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -122,13 +131,15 @@ pub struct HookEnv {
     pub pairs: String,
 }
 
-/// A hook's process group that must be gone by `kill_at`.
+/// A hook's process group that must be gone by `kill_at`, with the processes that left it.
 #[derive(Debug)]
 struct Lingering {
     child: Child,
     term_at: Instant,
     termed: bool,
     kill_at: Instant,
+    /// Processes outside the group the hook left behind (`setsid`): pid and start time.
+    strays: Vec<(i32, u64)>,
 }
 
 #[derive(Debug)]
@@ -145,7 +156,8 @@ struct Running {
 #[derive(Debug)]
 struct Phase {
     started: Instant,
-    queue: VecDeque<(String, PathBuf)>,
+    /// Name, the resolved target checked, and its (device, inode).
+    queue: VecDeque<(String, PathBuf, (u64, u64))>,
     report: PhaseReport,
     running: Option<Running>,
 }
@@ -164,6 +176,8 @@ pub struct HookRunner {
     /// Where the process groups still to be dealt with are written, so that a failoverd
     /// killed with SIGKILL can finish the job when it starts again.
     record: Option<PathBuf>,
+    /// The hook directory existed at some point: if it vanishes, that is an error.
+    dir_seen: bool,
 }
 
 impl HookRunner {
@@ -171,6 +185,8 @@ impl HookRunner {
     pub fn new(dir: PathBuf, timeout: Duration, env: HookEnv) -> HookRunner {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
+        become_subreaper();
+        let dir_seen = dir.is_dir();
         HookRunner {
             dir,
             timeout,
@@ -180,6 +196,7 @@ impl HookRunner {
             lingering: Vec::new(),
             spawned: 0,
             record: None,
+            dir_seen,
         }
     }
 
@@ -187,7 +204,7 @@ impl HookRunner {
     /// run recorded and could not deal with (it was killed), so no hook outlives its timeout
     /// by more than a restart.
     pub fn with_record(mut self, path: PathBuf) -> HookRunner {
-        let killed = kill_recorded(&path);
+        let killed = kill_recorded(&path, self.uid);
         if killed > 0 {
             log::warn!(
                 "killed {killed} hook process group(s) left by a previous failoverd that was killed"
@@ -217,15 +234,19 @@ impl HookRunner {
                 text.push_str(&format!("{} {start}\n", child.id()));
             }
         }
+        for (pid, start) in self.lingering.iter().flat_map(|l| l.strays.iter()) {
+            text.push_str(&format!("p {pid} {start}\n"));
+        }
         let result = if text.is_empty() {
             match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             }
         } else {
+            // Mode 0600 and no link followed: a record is trusted only when it is ours.
             path.parent()
                 .map_or(Ok(()), fs::create_dir_all)
-                .and_then(|()| fs::write(path, text))
+                .and_then(|()| crate::safe_fs::write_atomic(path, text.as_bytes(), 0o600))
         };
         if let Err(e) = result {
             log::debug!("hook record {}: {e}", path.display());
@@ -234,6 +255,9 @@ impl HookRunner {
 
     /// New settings (SIGHUP); a phase under way finishes with the old ones.
     pub fn reconfigure(&mut self, dir: PathBuf, timeout: Duration, env: HookEnv) {
+        if dir != self.dir {
+            self.dir_seen = dir.is_dir();
+        }
         self.dir = dir;
         self.timeout = timeout;
         self.env = env;
@@ -299,7 +323,16 @@ impl HookRunner {
                 }
                 for name in sel.run {
                     let path = self.dir.join(OsStr::from_bytes(&name));
-                    queue.push_back((lossy(&name), path));
+                    match checked_target(&path, self.uid) {
+                        Ok((target, id)) => queue.push_back((lossy(&name), target, id)),
+                        Err(why) => report.results.push(HookResult {
+                            name: lossy(&name),
+                            status: HookStatus::Refused(why),
+                            started_after: Duration::ZERO,
+                            duration: Duration::ZERO,
+                            output: String::new(),
+                        }),
+                    }
                 }
             }
             Err(why) => report.dir_refused = Some(why),
@@ -313,18 +346,32 @@ impl HookRunner {
         self.advance(now)
     }
 
-    /// Reads the directory: `None` if it does not exist (no hooks), an error if it is unsafe.
-    fn list(&self) -> Result<Option<Vec<Entry>>, String> {
+    /// Reads the directory: `None` if it does not exist and never did (no hooks), an error if
+    /// it is unsafe, or if it was there before and has vanished (renamed away during a
+    /// takeover: `Test` must not be skipped silently).
+    fn list(&mut self) -> Result<Option<Vec<Entry>>, String> {
         let meta = match fs::metadata(&self.dir) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.dir_seen => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "the hook directory {} has vanished (it was there before): its hooks \
+                     cannot run",
+                    self.dir.display()
+                ))
+            }
             Err(e) => return Err(format!("{}: {e}", self.dir.display())),
         };
         if !meta.is_dir() {
             return Err(format!("{} is not a directory", self.dir.display()));
         }
+        self.dir_seen = true;
         check_dir(meta.mode(), meta.uid(), self.uid)
             .map_err(|why| format!("directory {} is {why}", self.dir.display()))?;
+        // Every directory above it too: one that others can write lets them swap the
+        // directory itself for one of their own.
+        crate::safe_fs::check_chain(&self.dir, self.uid)
+            .map_err(|why| format!("hook directory {}: {why}", self.dir.display()))?;
         let mut entries = Vec::new();
         let rd = fs::read_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         for item in rd.flatten() {
@@ -362,14 +409,23 @@ impl HookRunner {
             if phase.running.is_some() {
                 return None;
             }
-            let Some((name, path)) = phase.queue.pop_front() else {
+            let Some((name, path, id)) = phase.queue.pop_front() else {
                 let mut done = self.phase.take()?;
                 done.report.duration = now.saturating_duration_since(done.started);
                 return Some(done.report);
             };
             let event = phase.report.phase.as_str();
             let reason = phase.report.reason.as_str();
-            let spawned = self.spawn(&path, event, reason);
+            // Checked again now: a hook queued behind a slow one may have been swapped in
+            // the meantime, by whoever could (which the checks leave to root and us).
+            let spawned = match checked_target(&path, self.uid) {
+                Ok((_, now_id)) if now_id == id => self.spawn(&path, event, reason),
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} changed after it was checked: not run", path.display()),
+                )),
+                Err(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+            };
             let phase = self.phase.as_mut()?;
             match spawned {
                 Ok((child, reader)) => {
@@ -447,6 +503,7 @@ impl HookRunner {
                         timeout.as_secs_f64()
                     );
                     signal_group(&running.child, libc::SIGTERM);
+                    signal_tree(running.child.id(), libc::SIGTERM);
                     running.term_sent = Some(now);
                     None
                 } else if running.term_sent.is_some_and(|t| now >= t + KILL_GRACE) {
@@ -455,6 +512,7 @@ impl HookRunner {
                         running.name
                     );
                     signal_group(&running.child, libc::SIGKILL);
+                    signal_tree(running.child.id(), libc::SIGKILL);
                     // The kill is certain; its exit is reported at once.
                     Some(HookStatus::TimedOut)
                 } else {
@@ -479,22 +537,56 @@ impl HookRunner {
             Some(t) => (t, t + KILL_GRACE),
             None => (done.deadline, done.deadline + KILL_GRACE),
         };
+        // What left the group is ours now (the subreaper): it goes with the group.
+        let mut known = self.owned_children();
+        known.push(i32::try_from(done.child.id()).unwrap_or(0));
+        known.extend(
+            self.lingering
+                .iter()
+                .flat_map(|l| l.strays.iter().map(|s| s.0)),
+        );
+        let strays = adopted_strays(&known);
+        if !strays.is_empty() {
+            log::info!(
+                "hook {} left {} process(es) outside its group; they end with it",
+                done.name,
+                strays.len()
+            );
+        }
         self.lingering.push(Lingering {
             child: done.child,
             term_at,
             termed: done.term_sent.is_some(),
             kill_at,
+            strays,
         });
+        self.write_record();
         self.advance(now)
+    }
+
+    /// The hooks' own processes (running, lingering): reaped only through their `Child`.
+    fn owned_children(&self) -> Vec<i32> {
+        let running = self
+            .phase
+            .as_ref()
+            .and_then(|p| p.running.as_ref())
+            .map(|r| r.child.id());
+        running
+            .into_iter()
+            .chain(self.lingering.iter().map(|l| l.child.id()))
+            .filter_map(|id| i32::try_from(id).ok())
+            .collect()
     }
 
     fn linger_now(&mut self, child: Child, now: Instant) {
         signal_group(&child, libc::SIGTERM);
+        signal_tree(child.id(), libc::SIGTERM);
         self.lingering.push(Lingering {
             child,
             term_at: now,
             termed: true,
             kill_at: now + KILL_GRACE,
+            strays: Vec::new(),
         });
     }
 
@@ -503,15 +595,21 @@ impl HookRunner {
         self.lingering.retain_mut(|l| {
             if !l.termed && now >= l.term_at {
                 signal_group(&l.child, libc::SIGTERM);
+                signal_strays(&l.strays, libc::SIGTERM);
                 l.termed = true;
             }
             if now >= l.kill_at {
                 signal_group(&l.child, libc::SIGKILL);
+                signal_strays(&l.strays, libc::SIGKILL);
                 let _ = l.child.wait();
                 return false;
             }
+            reap_strays(&mut l.strays);
             true
         });
+        // Adopted processes nobody tracks (a hook's grandchild that exited on its own) must
+        // not stay zombies of ours.
+        reap_adopted_zombies(&self.owned_children());
         if self.lingering.len() != before {
             self.write_record();
         }
@@ -551,6 +649,7 @@ impl HookRunner {
         for l in &mut self.lingering {
             if !l.termed {
                 signal_group(&l.child, libc::SIGTERM);
+                signal_strays(&l.strays, libc::SIGTERM);
                 l.termed = true;
             }
             l.kill_at = l.kill_at.min(now + grace);
@@ -560,8 +659,10 @@ impl HookRunner {
             let now = Instant::now();
             // Groups whose members are all gone can be reaped early: nothing left to kill.
             self.lingering.retain_mut(|l| {
-                if now >= l.kill_at || group_empty(&l.child) {
+                reap_strays(&mut l.strays);
+                if now >= l.kill_at || (group_empty(&l.child) && l.strays.is_empty()) {
                     signal_group(&l.child, libc::SIGKILL);
+                    signal_strays(&l.strays, libc::SIGKILL);
                     let _ = l.child.wait();
                     false
                 } else {
@@ -586,13 +687,37 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Kills the process groups a record names, when they are still the same ones; returns how
-/// many were signalled. The record is removed.
-fn kill_recorded(path: &Path) -> usize {
-    let Ok(text) = fs::read_to_string(path) else {
-        return 0;
+/// many were signalled. The record is removed. A record that is not the daemon's own (not a
+/// regular file of its user with mode 0600: someone else wrote it) is not acted on.
+fn kill_recorded(path: &Path, uid: u32) -> usize {
+    let text = match crate::safe_fs::read_own(path, uid) {
+        Ok(Some(text)) => text,
+        Ok(None) => return 0,
+        Err(why) => {
+            log::warn!("{why}");
+            let _ = fs::remove_file(path);
+            return 0;
+        }
     };
     let mut killed = 0;
     for line in text.lines() {
+        // A process that left its hook's group: killed alone, if it is still the same one.
+        if let Some(rest) = line.strip_prefix("p ") {
+            let mut f = rest.split_whitespace();
+            if let (Some(pid), Some(start)) = (
+                f.next().and_then(|v| v.parse::<i32>().ok()),
+                f.next().and_then(|v| v.parse::<u64>().ok()),
+            ) {
+                if pid > 1 && start_time(pid.unsigned_abs()) == Some(start) {
+                    // SAFETY: kill on a process a previous failoverd recorded, checked above
+                    // to be the same one (pid and start time).
+                    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                        killed += 1;
+                    }
+                }
+            }
+            continue;
+        }
         let mut f = line.split_whitespace();
         let (Some(pgid), Some(start)) = (
             f.next().and_then(|v| v.parse::<i32>().ok()),
@@ -618,6 +743,148 @@ fn kill_recorded(path: &Path) -> usize {
     }
     let _ = fs::remove_file(path);
     killed
+}
+
+/// The hook at `path`, links resolved, if it and every directory above it are writable by
+/// nobody but root or `uid`: its real path and its (device, inode).
+fn checked_target(path: &Path, uid: u32) -> Result<(PathBuf, (u64, u64)), String> {
+    let target = crate::safe_fs::check_chain(path, uid)?;
+    let meta = fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", target.display()));
+    }
+    Ok((target, (meta.dev(), meta.ino())))
+}
+
+/// Makes this process the reaper of its descendants' orphans (Linux), so that a hook's child
+/// that calls `setsid` and is orphaned comes to us rather than to init, where it would be
+/// out of reach.
+fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes an integer flag and changes only this
+        // process's attributes.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if rc != 0 {
+            log::warn!(
+                "cannot become a child subreaper ({}): a hook's child that leaves its process \
+                 group may outlive the hook's timeout",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// One process as /proc/PID/stat tells it.
+#[derive(Debug, Clone, Copy)]
+struct ProcInfo {
+    pid: i32,
+    ppid: i32,
+    session: i32,
+    zombie: bool,
+    start: u64,
+}
+
+/// Every process of the system (Linux); empty elsewhere.
+fn processes() -> Vec<ProcInfo> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = stat.rsplit_once(") ")?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(ProcInfo {
+                pid,
+                zombie: f.first() == Some(&"Z"),
+                ppid: f.get(1)?.parse().ok()?,
+                session: f.get(3)?.parse().ok()?,
+                start: f.get(19)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Signals every descendant of `root` (by parent links, whatever its group or session).
+fn signal_tree(root: u32, sig: i32) {
+    let Ok(root) = i32::try_from(root) else {
+        return;
+    };
+    let all = processes();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while let Some(&p) = tree.get(i) {
+        tree.extend(all.iter().filter(|q| q.ppid == p).map(|q| q.pid));
+        i += 1;
+    }
+    for pid in tree.into_iter().skip(1) {
+        // SAFETY: kill on a descendant of our own hook, found a moment ago.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Processes we adopted (our children, in another session than ours: a hook's `setsid`
+/// child orphaned by the hook's exit) that are not already tracked, and their descendants.
+fn adopted_strays(known: &[i32]) -> Vec<(i32, u64)> {
+    // SAFETY: getpid and getsid(0) have no preconditions.
+    let (me, session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    let all = processes();
+    let mut found: Vec<(i32, u64)> = all
+        .iter()
+        .filter(|p| p.ppid == me && p.session != session && !known.contains(&p.pid))
+        .map(|p| (p.pid, p.start))
+        .collect();
+    let mut i = 0;
+    while let Some(&(p, _)) = found.get(i) {
+        found.extend(all.iter().filter(|q| q.ppid == p).map(|q| (q.pid, q.start)));
+        i += 1;
+    }
+    found
+}
+
+/// Signals the strays that are still the processes recorded (pid and start time).
+fn signal_strays(strays: &[(i32, u64)], sig: i32) {
+    for &(pid, start) in strays {
+        if start_time(pid.unsigned_abs()) == Some(start) {
+            // SAFETY: kill on a process a hook left behind, checked to be the same one.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+}
+
+/// Reaps the strays that have exited (those that were our children), forgetting them.
+fn reap_strays(strays: &mut Vec<(i32, u64)>) {
+    strays.retain(|&(pid, start)| {
+        if start_time(pid.unsigned_abs()) != Some(start) {
+            return false;
+        }
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on one pid: reaps it only if it is our exited child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        rc != pid
+    });
+}
+
+/// Reaps zombies we adopted (children of ours in another session), which no `Child` owns
+/// (`owned` are those that do).
+fn reap_adopted_zombies(owned: &[i32]) {
+    // SAFETY: getpid and getsid(0) have no preconditions.
+    let (me, session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    for p in processes() {
+        if p.ppid == me && p.zombie && p.session != session && !owned.contains(&p.pid) {
+            let mut status = 0;
+            // SAFETY: waitpid with WNOHANG on a zombie child of ours that no Child owns.
+            unsafe {
+                libc::waitpid(p.pid, &mut status, libc::WNOHANG);
+            }
+        }
+    }
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -662,9 +929,21 @@ fn drain(r: &mut Running) {
     }
 }
 
+/// The tail of a hook's output as text for the log and mail: invalid UTF-8 replaced, and every
+/// control character but newline and tab written as an escape (`\0`, `\u{1b}`), so that a hook
+/// cannot put NUL bytes in the log or forge log lines with a carriage return.
 fn tail(output: &[u8]) -> String {
     let start = output.len().saturating_sub(OUTPUT_TAIL);
-    String::from_utf8_lossy(output.get(start..).unwrap_or(&[])).into_owned()
+    let text = String::from_utf8_lossy(output.get(start..).unwrap_or(&[]));
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Signals the hook's process group (its pid: the hook leads the group).
@@ -952,6 +1231,153 @@ mod tests {
         fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
             .unwrap_or(true)
+    }
+
+    #[test]
+    fn a_child_that_left_the_group_with_setsid_is_killed_at_the_timeout() {
+        let d = hook_dir("setsid");
+        let pidfile = d.0.join("escaped.pid");
+        script(
+            &d.0,
+            "PostAcq",
+            &format!(
+                "setsid sleep 1000 & echo $! > {}; exit 0",
+                pidfile.display()
+            ),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_millis(500));
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(5));
+        assert!(rep.ok(), "{rep:?}");
+        let pid: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < end {
+            let _ = r.poll(Instant::now());
+            // SAFETY: signal 0 only checks for existence.
+            if unsafe { libc::kill(pid, 0) } != 0 || is_zombie(pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+        if alive {
+            // SAFETY: our test's own stray, killed so the test leaves nothing behind.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert!(!alive, "the setsid child {pid} outlived the hook's timeout");
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_hook_swapped_while_another_runs_is_not_run() {
+        let d = hook_dir("swap");
+        let ran = d.0.join("ran");
+        script(&d.0, "PreAcq-1", "sleep 0.3", 0o755);
+        script(
+            &d.0,
+            "PreAcq-2",
+            &format!("echo checked > {}", ran.display()),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_secs(5));
+        assert!(r
+            .begin(Instant::now(), HookPhase::PreAcq, Reason::Timeout)
+            .is_none());
+        // While PreAcq-1 sleeps, PreAcq-2 is replaced by another file.
+        let other = d.0.join(".new");
+        fs::write(
+            &other,
+            format!("#!/bin/sh\necho swapped > {}\n", ran.display()),
+        )
+        .unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::rename(&other, d.0.join("PreAcq-2")).unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        let rep = loop {
+            if let Some(rep) = r.poll(Instant::now()) {
+                break rep;
+            }
+            assert!(Instant::now() < end, "the phase never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(!ran.exists(), "a hook that changed after its check ran");
+        let second = &rep.results[1];
+        assert!(
+            matches!(&second.status, HookStatus::SpawnFailed(why) if why.contains("changed after it was checked")),
+            "{rep:?}"
+        );
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hooks_in_or_below_directories_others_can_write_are_refused() {
+        let d = hook_dir("chain");
+        // A hook that links into a directory another user owns.
+        let foreign = d.0.join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        fs::set_permissions(&foreign, fs::Permissions::from_mode(0o755)).unwrap();
+        let hooks = d.0.join("hooks");
+        fs::create_dir(&hooks).unwrap();
+        fs::set_permissions(&hooks, fs::Permissions::from_mode(0o755)).unwrap();
+        script(&foreign, "target", "exit 0", 0o755);
+        std::os::unix::fs::symlink(foreign.join("target"), hooks.join("PreAcq-link")).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+            let mut r = runner(&hooks, Duration::from_secs(5));
+            let rep = run_phase(&mut r, HookPhase::PreAcq, Duration::from_secs(5));
+            assert!(
+                matches!(&rep.results[0].status, HookStatus::Refused(why) if why.contains("owned by uid 65534")),
+                "{rep:?}"
+            );
+        }
+        // A hook directory below a directory others can write (not sticky).
+        let open = d.0.join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let inner = open.join("hooks");
+        fs::create_dir(&inner).unwrap();
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o755)).unwrap();
+        script(&inner, "PreAcq", "exit 0", 0o755);
+        let mut r = runner(&inner, Duration::from_secs(5));
+        let rep = run_phase(&mut r, HookPhase::PreAcq, Duration::from_secs(5));
+        let why = rep.dir_refused.clone().unwrap_or_default();
+        assert!(why.contains("writable by group and others"), "{rep:?}");
+        assert!(!rep.ok());
+    }
+
+    #[test]
+    fn a_hook_directory_that_vanished_is_an_error_not_no_hooks() {
+        let d = hook_dir("vanish");
+        script(&d.0, "Test", "exit 0", 0o755);
+        let mut r = runner(&d.0, Duration::from_secs(5));
+        let moved = d.0.with_extension("away");
+        fs::rename(&d.0, &moved).unwrap();
+        let rep = run_phase(&mut r, HookPhase::Test, Duration::from_secs(5));
+        fs::rename(&moved, &d.0).unwrap();
+        assert!(
+            !rep.ok(),
+            "a vanished Test directory must refuse, not pass: {rep:?}"
+        );
+        assert!(
+            rep.dir_refused
+                .as_deref()
+                .is_some_and(|w| w.contains("vanished")),
+            "{rep:?}"
+        );
+    }
+
+    #[test]
+    fn hook_output_is_escaped_for_the_log() {
+        assert_eq!(tail(b"ok\n\tindented\n"), "ok\n\tindented\n");
+        assert_eq!(tail(b"a\0b\rc\x1b[31m"), "a\\u{0}b\\rc\\u{1b}[31m");
+        assert_eq!(tail(&[0u8; 4096]).matches("\\u{0}").count(), 4096);
+        assert!(!tail(&[0u8; 10]).contains('\0'));
     }
 
     #[test]

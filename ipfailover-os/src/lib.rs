@@ -10,6 +10,7 @@
 //!   claims our addresses (address conflict detection, RFC 5227).
 //!
 //! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
+//! - [`safe_fs`]: paths a root daemon may trust, and files created so that no link is followed.
 //! - [`udp`]: the daemons' sockets.
 //!
 //! Everything here acts in the network namespace of the calling thread: sockets are opened,
@@ -25,6 +26,7 @@ pub mod interfaces;
 pub mod mail;
 #[cfg(target_os = "linux")]
 pub mod netlink;
+pub mod safe_fs;
 pub mod status_file;
 pub mod udp;
 

@@ -82,6 +82,74 @@ impl MailSettings {
     }
 }
 
+/// The sender used when `FAILOVER_EMAIL_FROM` is unset: `failover@<hostname>`, the host name's
+/// trailing dots dropped (`sec.example.com.` is a valid host name, not a valid mail domain).
+/// A host name that still makes no mail address gives `failover@localhost` and a warning:
+/// a default must never stop the daemon.
+pub fn default_sender(hostname: &str) -> (String, Option<String>) {
+    let host = hostname.trim().trim_end_matches('.');
+    let candidate = format!("failover@{host}");
+    if !host.is_empty() && candidate.parse::<Mailbox>().is_ok() {
+        return (candidate, None);
+    }
+    (
+        "failover@localhost".to_owned(),
+        Some(format!(
+            "this host's name {hostname:?} makes no mail address: mail comes from \
+             failover@localhost (set FAILOVER_EMAIL_FROM)"
+        )),
+    )
+}
+
+/// failoverd's mail settings, as its start, a SIGHUP, `-t` and `failoverctl check-config` all
+/// build them: `None` without recipients; an error for what the configuration says wrongly (a
+/// transport, a recipient, an explicit sender); a warning beside them when the default sender
+/// had to fall back.
+pub fn settings_for(
+    settings: &ipfailover::settings::Settings,
+    hostname: &str,
+) -> Result<Option<(MailSettings, Option<String>)>, String> {
+    if settings.email_recipients.is_empty() {
+        return Ok(None);
+    }
+    let (from, warning) = match &settings.email_from {
+        Some(from) => (from.clone(), None),
+        None => default_sender(hostname),
+    };
+    let ms = MailSettings {
+        transport: settings.email_transport.clone(),
+        from,
+        recipients: settings.email_recipients.clone(),
+        hostname: hostname.to_string(),
+        min_gap: DEFAULT_MIN_GAP,
+        give_up_after: DEFAULT_GIVE_UP,
+    };
+    ms.validate()?;
+    Ok(Some((ms, warning)))
+}
+
+/// A Message-ID of our own: lettre's default takes the system host name as it is, and one with
+/// a CR or LF in it would break the header.
+fn message_id(hostname: &str) -> String {
+    let host: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .take(253)
+        .collect();
+    let host = host.trim_matches('.');
+    let host = if host.is_empty() { "localhost" } else { host };
+    let mut r = [0u8; 12];
+    if getrandom::fill(&mut r).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        r[..12].copy_from_slice(&t.to_le_bytes()[..12]);
+    }
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("<{hex}.ipfailover@{host}>")
+}
+
 /// One thing to tell the administrator, composed by the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -313,7 +381,7 @@ impl Prepared {
         }
         builder
             .subject(one_line(&notice.subject))
-            .message_id(None)
+            .message_id(Some(message_id(&self.hostname)))
             .header(ContentType::TEXT_PLAIN)
             .header(AutoSubmitted)
             .body(notice.body.clone())
@@ -898,6 +966,38 @@ impl Worker {
 #[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_sender_never_stops_the_daemon() {
+        assert_eq!(
+            default_sender("sec.example.com."),
+            ("failover@sec.example.com".to_owned(), None)
+        );
+        assert_eq!(default_sender("sec-1"), ("failover@sec-1".to_owned(), None));
+        for bad in ["", ".", "bad host", "sec\r\nBcc: x@example.org", "a@b"] {
+            let (from, warning) = default_sender(bad);
+            assert_eq!(from, "failover@localhost", "{bad:?}");
+            assert!(
+                warning.is_some_and(|w| w.contains("FAILOVER_EMAIL_FROM")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_id_is_clean_whatever_the_host_name() {
+        let id = message_id("sec\r\nX-Injected: yes");
+        assert!(
+            id.starts_with('<') && id.ends_with("@secX-Injectedyes>"),
+            "{id}"
+        );
+        assert!(
+            !id.contains('\r') && !id.contains('\n') && !id.contains(' '),
+            "{id}"
+        );
+        assert!(message_id("").ends_with("@localhost>"));
+        assert_ne!(message_id("h"), message_id("h"), "unique");
+    }
     use std::fs;
     use std::net::{TcpListener, TcpStream};
     use std::os::unix::fs::PermissionsExt;

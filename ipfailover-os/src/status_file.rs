@@ -1,7 +1,8 @@
 //! Writing a status file atomically, so a reader never sees half of one.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ipfailover::status::Status;
@@ -10,8 +11,6 @@ use ipfailover::status::Status;
 #[derive(Debug)]
 pub struct StatusFile {
     path: PathBuf,
-    /// The temporary file beside it that each write fills and renames over it.
-    tmp: PathBuf,
     warned: bool,
     /// Whether the directory is known to exist (made at the first write, and again after a
     /// failure).
@@ -23,7 +22,6 @@ impl StatusFile {
     pub fn new(dir: &Path, daemon: &str) -> StatusFile {
         StatusFile {
             path: dir.join(format!("{daemon}.json")),
-            tmp: dir.join(format!(".{daemon}.json.{}.tmp", std::process::id())),
             warned: false,
             dir_made: false,
         }
@@ -65,12 +63,15 @@ impl StatusFile {
     fn try_write(&self, status: &Status) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         if !self.dir_made {
-            fs::create_dir_all(dir)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
         }
         let mut json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
         json.push(b'\n');
-        fs::File::create(&self.tmp)?.write_all(&json)?;
-        fs::rename(&self.tmp, &self.path)
+        // Readable by all (failoverctl runs as anyone), never through a planted link.
+        crate::safe_fs::write_atomic(&self.path, &json, 0o644)
     }
 
     /// Removes the file (at a clean exit, the daemon writes a final state instead; this is for
@@ -78,6 +79,37 @@ impl StatusFile {
     pub fn remove(&self) -> io::Result<()> {
         fs::remove_file(&self.path)
     }
+}
+
+/// The largest status file worth reading: the daemons write a few KiB.
+pub const MAX_STATUS_FILE: u64 = 1 << 20;
+
+/// Reads a status file for a reader (failoverctl): only a regular file (a FIFO named like one
+/// would hang the reader, a link to `/dev/zero` would read until memory runs out), opened
+/// without blocking, at most [`MAX_STATUS_FILE`] bytes.
+pub fn read_status_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_STATUS_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STATUS_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_STATUS_FILE} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -100,6 +132,33 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_reader_reads_only_regular_files_of_a_bounded_size() {
+        let dir = std::env::temp_dir().join(format!("ipfo-status-read-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        // A FIFO: refused at once, not waited on.
+        let fifo = dir.join("fifo.json");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+        // SAFETY: mkfifo with a NUL-terminated path and a mode.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        assert!(read_status_file(&fifo).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // A link to /dev/zero: refused, not read until memory runs out.
+        let zero = dir.join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        assert!(read_status_file(&zero).is_err());
+        // Too large.
+        let big = dir.join("big.json");
+        fs::write(&big, vec![b' '; (MAX_STATUS_FILE + 1) as usize]).expect("big");
+        assert!(read_status_file(&big).is_err());
+        let ok = dir.join("ok.json");
+        fs::write(&ok, b"{}").expect("ok");
+        assert_eq!(read_status_file(&ok).expect("read"), b"{}");
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 

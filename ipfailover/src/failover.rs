@@ -437,6 +437,13 @@ pub enum Action {
     Defend,
     /// Remove every address, then report [`Event::AddressesRemoved`].
     RemoveAddresses,
+    /// The addresses were given up to the host that kept answering for them: announce them
+    /// on its behalf (its link-layer address as the sender), repeated, so the LAN's caches
+    /// go back to it even if it announces nothing itself (its heartbeatd stopped).
+    HandBack {
+        /// The link-layer address of the host that answers for them.
+        mac: Mac,
+    },
     /// Tell the primary we released its addresses, so it announces them at once.
     SendReleased,
     /// Tell the administrator.
@@ -570,6 +577,8 @@ pub struct Failover {
     defended: Option<Instant>,
     /// A failed add is retried at this instant, and the wait after that.
     add_retry: Option<(Instant, Duration)>,
+    /// The host the release under way gives the addresses up to, after a conflict.
+    handback: Option<Mac>,
     /// The latest time the shell handed in: what has been judged already.
     now: Instant,
 }
@@ -601,6 +610,7 @@ impl Failover {
             hold_probed: None,
             defended: None,
             add_retry: None,
+            handback: None,
             now,
         }
     }
@@ -1086,6 +1096,9 @@ impl Failover {
             let reason = self.transition_reason;
             // Tell the primary at once; PostRel may take a while and the clients should not wait.
             out.push(Action::SendReleased);
+            if let Some(mac) = self.handback.take() {
+                out.push(Action::HandBack { mac });
+            }
             self.set_state(State::Releasing(ReleaseStep::PostRel), reason, out);
             out.push(Action::RunHooks {
                 phase: HookPhase::PostRel,
@@ -1276,6 +1289,7 @@ impl Failover {
                 }
                 self.end_conflict(None);
                 self.start_release(Reason::Conflict, out);
+                self.handback = Some(c.mac);
                 return;
             } else if c.reported || now >= c.since + self.timeout() {
                 if !c.reported {

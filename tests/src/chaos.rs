@@ -232,7 +232,9 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         let hook = hook_dir.join("PostAcq-leftover");
         std::fs::write(
             &hook,
-            "#!/bin/sh\nsleep 1000 &\necho \"$! $(date +%s)\" >> leftovers\nexit 0\n",
+            // Two leftovers: one in the hook's group, one that left it (setsid).
+            "#!/bin/sh\nsleep 1000 &\necho \"$! $(date +%s)\" >> leftovers\n\
+             setsid sleep 1000 &\necho \"$! $(date +%s)\" >> leftovers\nexit 0\n",
         )
         .expect("hook");
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");

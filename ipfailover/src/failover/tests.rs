@@ -1107,6 +1107,11 @@ fn another_host_answering_while_we_hold_is_defended_then_given_the_address() {
     assert!(!sim.held);
     assert_eq!(sim.count(is_takeover), 1);
     assert_eq!(sim.core.state(), State::Conflict);
+    // The LAN is sent back to the host that kept answering, in its name.
+    assert_eq!(
+        sim.count(|a| matches!(a, Action::HandBack { mac } if *mac == PEER_MAC)),
+        1
+    );
 }
 
 #[test]

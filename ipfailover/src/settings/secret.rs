@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Shorter keys are guessable; 16 bytes is the least that HMAC-SHA256 can be trusted with.
@@ -10,9 +10,11 @@ const MIN_KEY_LEN: usize = 16;
 /// A key is one short line; anything far larger is the wrong file.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 
-/// Reads the shared secret, refusing files others could read or change and keys too short to
-/// be safe; one trailing newline, as editors leave, is not part of the key.
-pub fn load_secret(path: &Path) -> Result<Vec<u8>, String> {
+/// Reads the shared secret, refusing files others could read or change, files owned by another
+/// user than root or `daemon_uid` (that user could read the key, forge a goodbye, rotate the
+/// key), and keys too short to be safe; one trailing newline, as editors leave, is not part of
+/// the key.
+pub fn load_secret(path: &Path, daemon_uid: u32) -> Result<Vec<u8>, String> {
     let shown = path.display();
     // Looked at before opening, because opening a FIFO would block; and again after, so
     // that what is checked is what is read.
@@ -28,6 +30,14 @@ pub fn load_secret(path: &Path) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("Cannot inspect the secret file {shown}: {e}."))?;
     if !meta.is_file() {
         return Err(format!("The secret file {shown} is not a regular file."));
+    }
+    let owner = meta.uid();
+    if owner != 0 && owner != daemon_uid {
+        return Err(format!(
+            "The secret file {shown} is owned by uid {owner}, not by root or the daemon's uid \
+             {daemon_uid}; its owner could read the key and forge heartbeats: run chown \
+             {daemon_uid} {shown}."
+        ));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -73,6 +83,9 @@ mod tests {
     use std::fs;
     use std::path::PathBuf;
 
+    /// The owner the tests' files get: whoever runs them.
+    const UID: u32 = 0;
+
     /// A file of its own in the temp directory, removed when dropped.
     struct TempFile(PathBuf);
 
@@ -97,43 +110,62 @@ mod tests {
     #[test]
     fn mode_0600_accepted_and_newline_stripped() {
         let f = TempFile::new("ok", b"0123456789abcdef\n", 0o600);
-        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef".to_vec()));
+        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
         let f = TempFile::new("crlf", b"0123456789abcdef\r\n", 0o600);
-        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef".to_vec()));
+        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
         let f = TempFile::new("bare", b"0123456789abcdefXYZ", 0o400);
-        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdefXYZ".to_vec()));
+        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdefXYZ".to_vec()));
         // Only one newline is the editor's; a second one is part of the key.
         let f = TempFile::new("two", b"0123456789abcdef\n\n", 0o600);
-        assert_eq!(load_secret(&f.0), Ok(b"0123456789abcdef\n".to_vec()));
+        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef\n".to_vec()));
     }
 
     #[test]
     fn group_or_other_access_refused() {
         for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
             let f = TempFile::new(&format!("mode{mode:o}"), b"0123456789abcdef", mode);
-            let e = load_secret(&f.0).unwrap_err();
+            let e = load_secret(&f.0, UID).unwrap_err();
             assert!(e.contains("chmod 600"), "{e}");
             assert!(e.contains(&f.0.display().to_string()), "{e}");
         }
     }
 
     #[test]
+    fn a_file_of_another_user_is_refused_even_with_mode_0600() {
+        let f = TempFile::new("owner", b"0123456789abcdef", 0o600);
+        let me = fs::metadata(&f.0).unwrap().uid();
+        // As root or as its owner: accepted.
+        assert!(load_secret(&f.0, me).is_ok());
+        if me != 0 {
+            return; // Only root can give a file away; the tests run as root in CI.
+        }
+        std::os::unix::fs::chown(&f.0, Some(65534), None).unwrap();
+        let e = load_secret(&f.0, 0).unwrap_err();
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        // A daemon running as uid 1000 accepts neither 65534's file nor would it accept 1000's
+        // file owned by 65534; root-owned is accepted for any daemon user.
+        assert!(load_secret(&f.0, 1000).is_err());
+        std::os::unix::fs::chown(&f.0, Some(0), None).unwrap();
+        assert!(load_secret(&f.0, 1000).is_ok());
+    }
+
+    #[test]
     fn short_key_refused() {
         let f = TempFile::new("short", b"0123456789abcde\n", 0o600);
-        let e = load_secret(&f.0).unwrap_err();
+        let e = load_secret(&f.0, UID).unwrap_err();
         assert!(e.contains("15 bytes"), "{e}");
         let f = TempFile::new("empty", b"", 0o600);
-        assert!(load_secret(&f.0).is_err());
+        assert!(load_secret(&f.0, UID).is_err());
     }
 
     #[test]
     fn missing_file_and_directory_refused() {
-        let e = load_secret(Path::new("/nonexistent/ipfailover/secret")).unwrap_err();
+        let e = load_secret(Path::new("/nonexistent/ipfailover/secret"), UID).unwrap_err();
         assert!(
             e.starts_with("Cannot open the secret file /nonexistent/ipfailover/secret"),
             "{e}"
         );
-        let e = load_secret(&std::env::temp_dir()).unwrap_err();
+        let e = load_secret(&std::env::temp_dir(), UID).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
     }
 }

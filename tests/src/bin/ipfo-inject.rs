@@ -24,6 +24,10 @@
 //! `ipfo-inject replay FILE TARGET_IP:PORT SECONDS`
 //!   Sends every datagram of FILE to the target, one every 2 ms round and round, for SECONDS.
 //!
+//! `ipfo-inject crowd SECRET_FILE N TARGET_IP:PORT SECONDS`
+//!   N other key holders on the LAN (one secret for many pairs): authentic heartbeats from N
+//!   made-up hosts (198.51.100.101 on), each with a boot id of its own, every 20 ms.
+//!
 //! `ipfo-inject beat INTERVAL_MS PEER_IP TARGET_IP:PORT SECONDS`
 //!   Valid unauthenticated heartbeats naming PEER_IP and announcing INTERVAL_MS (0 included:
 //!   what a key holder or, without a secret, anyone could send), every 20 ms for SECONDS.
@@ -40,6 +44,7 @@ fn usage() -> ! {
          ipfo-inject legacy INTERVAL_MS SECONDS DEST_IP:PORT...\n       \
          ipfo-inject record PORT SECONDS FILE\n       \
          ipfo-inject replay FILE TARGET_IP:PORT SECONDS\n       \
+         ipfo-inject crowd SECRET_FILE N TARGET_IP:PORT SECONDS\n       \
          ipfo-inject beat INTERVAL_MS PEER_IP TARGET_IP:PORT SECONDS"
     );
     std::process::exit(64)
@@ -68,6 +73,12 @@ fn main() {
             record(number(&args[1]) as u16, number(&args[2]), &args[3])
         }
         Some("replay") if args.len() == 4 => replay(&args[1], addr(&args[2]), number(&args[3])),
+        Some("crowd") if args.len() == 5 => crowd(
+            &args[1],
+            number(&args[2]) as u8,
+            addr(&args[3]),
+            number(&args[4]),
+        ),
         Some("beat") if args.len() == 5 => beat(
             number(&args[1]) as u32,
             args[2].parse().unwrap_or_else(|_| usage()),
@@ -149,6 +160,42 @@ fn replay(file: &str, target: SocketAddr, seconds: f64) {
         }
     }
     println!("replayed {sent}");
+}
+
+fn crowd(secret: &str, n: u8, target: SocketAddr, seconds: f64) {
+    let bytes = std::fs::read(secret).expect("the secret file");
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+    let key = Key::new(bytes);
+    let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
+    let mut hosts: Vec<wire::Datagram> = (0..n)
+        .map(|i| wire::Datagram {
+            kind: wire::Kind::Heartbeat,
+            interval_ms: 100,
+            boot_id: 0x1000 + u64::from(i),
+            seq: 0,
+            time_ms: 0,
+            nonce: 0,
+            hostname: format!("other-{i}"),
+            addrs: vec![std::net::IpAddr::from([
+                198,
+                51,
+                100,
+                101u8.saturating_add(i),
+            ])],
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        for d in hosts.iter_mut() {
+            d.seq += 1;
+            if out.send_to(&wire::encode(d, Some(&key)), target).is_ok() {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("crowd {sent}");
 }
 
 fn beat(interval_ms: u32, peer: std::net::IpAddr, target: SocketAddr, seconds: f64) {
