@@ -1,13 +1,16 @@
 //! ipfailover's core: everything the daemons decide, free of sockets and of the clock.
 //!
 //! - [`settings`]: the hostconfig and TOML configuration, parsed and validated into [`Settings`].
-//! - [`wire`]: the heartbeat datagram, version 1, with HMAC-SHA256 and replay protection.
-//! - [`failover`]: failoverd's state machine, fed with events and the current time.
+//! - [`wire`]: the heartbeat datagram, version 2, with HMAC-SHA256 and the freshness challenge.
+//! - [`receive`]: what a received datagram means: authentic, fresh, from the peer.
+//! - [`failover`]: failoverd's state machine for a pair, fed with events and the current time.
+//! - [`group`]: a group member's state machine (etcd arbitrates), the same shape.
 //! - [`sender`]: heartbeatd's schedule, the same shape.
 
 pub mod addr;
 pub mod announce;
 pub mod failover;
+pub mod group;
 pub mod hooks;
 pub mod receive;
 pub mod sender;

@@ -1,0 +1,1216 @@
+//! A group member's decisions (SPEC §9): which of the group's addresses it holds, arbitrated
+//! by etcd. Pure, like [`crate::failover`]: what etcd says comes in as [`GroupEvent`]s (a lease
+//! granted, a renewal acknowledged, the group's keys as they are now, a transaction's outcome),
+//! what the member asks of etcd and of the host goes out as [`GroupAction`]s, and the time is
+//! handed in.
+//!
+//! The rules, in one place:
+//! - The holder of an address is the member whose lease the address's key is attached to; the
+//!   key's create revision is the *epoch*, the fencing token hooks get as `FAILOVER_EPOCH`.
+//! - One lease per member, for all its keys; renewed every third of its TTL. The member's
+//!   *deadline* is the time it sent its last acknowledged renewal, plus the TTL, minus a margin
+//!   (a fifth of the TTL): the lease cannot expire in etcd before then, since etcd counts from
+//!   when the renewal arrived. Past the deadline without a newer acknowledgement (etcd
+//!   unreachable, the member cut off, the process stalled) the member **fences itself**: it
+//!   removes every address at once (they must be gone before anyone can acquire them: the
+//!   release hooks run after, with the reason `fenced`) and acquires nothing until a new lease
+//!   is granted. After a stall the deadline is checked before anything else.
+//! - An address nobody holds goes to the highest live priority (ties: the lower name). A member
+//!   ranked k (k live members before it) waits k steps, then tries if the address is still
+//!   free: so the best one wins, without a thundering herd. A member that has just joined
+//!   waits a third of a TTL before its first try, so that it knows who else is there. It acquires only by winning a
+//!   create-if-absent transaction; then it probes the address on the LAN (SPEC §5), runs
+//!   `Test`, `PreAcq`, adds, announces, `PostAcq`. An address that answers is a conflict: not
+//!   added while it answers (probed in rounds; `Fence` once). `Test` refusing gives the claim
+//!   up, and the member waits a TTL before trying that address again.
+//! - Without an etcd quorum no transaction wins: nobody acquires.
+//! - An address this member thinks it holds that etcd shows unheld, or held by another, is
+//!   removed at once: the claim is gone.
+//! - With `FAILOVER_PREEMPT`, a holder gives an address back (release hooks, then the key) when
+//!   a live member that outranks it appears; without it, a holder keeps what it holds.
+//! - Shutdown first deletes this member's key (the others stop waiting for it), then releases
+//!   what is held (`PreRel`, remove, delete the address's key, `PostRel`), revokes the lease,
+//!   exits. An address's key is deleted once the address is off the interface, never before.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::failover::{HookPhase, Mac};
+
+/// The share of the TTL kept in hand: the deadline is this much before the lease could expire.
+pub const FENCE_MARGIN_DIVISOR: u32 = 5;
+
+/// Renewals per TTL.
+pub const RENEWALS_PER_TTL: u32 = 3;
+
+/// How long the probe round after winning an address lasts (three probes).
+pub const GROUP_PROBE_WINDOW: Duration = Duration::from_millis(150);
+
+/// A conflict's probe rounds last this long.
+pub const GROUP_CONFLICT_ROUND: Duration = Duration::from_millis(300);
+
+/// Probes per round.
+pub const PROBES: u32 = 3;
+
+/// One priority step: the wait per member ranked before this one.
+pub fn priority_step(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// The member's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// This member's name (its key under `members/`).
+    pub name: String,
+    /// `FAILOVER_PRIORITY`, 1 to 255.
+    pub priority: u8,
+    /// `FAILOVER_LEASE_TTL`.
+    pub lease_ttl: Duration,
+    /// `FAILOVER_PREEMPT`.
+    pub preempt: bool,
+    /// The group's addresses, in the order of `FAILOVER_GROUP_IP_PAIRS`.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// A live member, as etcd lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its priority.
+    pub priority: u8,
+}
+
+/// Who holds an address in etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The member's name.
+    pub member: String,
+    /// The key's create revision: the epoch.
+    pub epoch: i64,
+}
+
+/// The group's keys as etcd has them at one revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// The revision the view was read or watched at.
+    pub revision: i64,
+    /// The live members (their keys exist).
+    pub members: Vec<Member>,
+    /// The held addresses.
+    pub holders: BTreeMap<IpAddr, Holder>,
+}
+
+/// Why an address changed hands here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupReason {
+    /// Nobody held it.
+    Unheld,
+    /// A member that outranks this one is back (preemption).
+    Preempted,
+    /// This member lost its lease, or could not renew it in time.
+    Fenced,
+    /// etcd shows the key gone or another's.
+    LostClaim,
+    /// `Test` refused.
+    TestRefused,
+    /// failoverd is stopping.
+    Shutdown,
+}
+
+impl GroupReason {
+    /// The `FAILOVER_REASON` of hooks, and the status file's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupReason::Unheld => "unheld",
+            GroupReason::Preempted => "preempted",
+            GroupReason::Fenced => "fenced",
+            GroupReason::LostClaim => "lost-claim",
+            GroupReason::TestRefused => "test-refused",
+            GroupReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for GroupReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one address is, here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrState {
+    /// Not ours, and not being acquired.
+    Free,
+    /// Unheld: waiting this member's priority steps until `at` before trying.
+    Waiting {
+        /// When to try.
+        at: Instant,
+    },
+    /// The create-if-absent transaction is in flight.
+    Trying,
+    /// Won (the epoch); probing the LAN before adding.
+    Probing {
+        /// The epoch.
+        epoch: i64,
+    },
+    /// Won, but another host answers for it: not added while it does.
+    Conflict {
+        /// The epoch.
+        epoch: i64,
+        /// Who answers.
+        mac: Mac,
+    },
+    /// Won; its hooks and the add are under way, at this phase.
+    Acquiring {
+        /// The epoch.
+        epoch: i64,
+        /// The hook phase running or waiting (`PreAcq` also covers the add).
+        phase: HookPhase,
+    },
+    /// On our interface, and ours in etcd.
+    Held {
+        /// The epoch.
+        epoch: i64,
+    },
+    /// Being given back.
+    Releasing {
+        /// The epoch it was held at.
+        epoch: i64,
+        /// The hook phase running or waiting.
+        phase: HookPhase,
+        /// Why.
+        reason: GroupReason,
+    },
+}
+
+impl AddrState {
+    /// The status file's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddrState::Free => "free",
+            AddrState::Waiting { .. } => "waiting",
+            AddrState::Trying => "trying",
+            AddrState::Probing { .. } => "probing",
+            AddrState::Conflict { .. } => "conflict",
+            AddrState::Acquiring { .. } => "acquiring",
+            AddrState::Held { .. } => "held",
+            AddrState::Releasing { .. } => "releasing",
+        }
+    }
+
+    /// The epoch this member has for it, if any.
+    pub fn epoch(self) -> Option<i64> {
+        match self {
+            AddrState::Probing { epoch }
+            | AddrState::Conflict { epoch, .. }
+            | AddrState::Acquiring { epoch, .. }
+            | AddrState::Held { epoch }
+            | AddrState::Releasing { epoch, .. } => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// Whether the address may be on our interface.
+    pub fn may_hold(self) -> bool {
+        matches!(
+            self,
+            AddrState::Acquiring {
+                phase: HookPhase::PostAcq,
+                ..
+            } | AddrState::Held { .. }
+                | AddrState::Releasing {
+                    phase: HookPhase::PreRel,
+                    ..
+                }
+        )
+    }
+}
+
+/// The member's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// None, and none asked for.
+    None,
+    /// Asked for.
+    Granting,
+    /// Granted.
+    Held {
+        /// Its id.
+        id: i64,
+        /// Past this instant without a newer acknowledgement, the member fences itself.
+        deadline: Instant,
+        /// When the next renewal is due.
+        renew_at: Instant,
+        /// A renewal is in flight.
+        renewing: bool,
+    },
+}
+
+/// Something the administrator should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupNotice {
+    /// This member now holds the address.
+    TookOver {
+        /// The address.
+        addr: IpAddr,
+        /// Its epoch.
+        epoch: i64,
+    },
+    /// It gave the address back (or lost it).
+    Released {
+        /// The address.
+        addr: IpAddr,
+        /// Why.
+        reason: GroupReason,
+    },
+    /// It fenced itself: its addresses are removed.
+    Fenced {
+        /// The addresses removed.
+        addrs: Vec<IpAddr>,
+        /// Why, in words.
+        why: String,
+    },
+    /// It won an address that another host still answers for.
+    Conflict {
+        /// The address.
+        addr: IpAddr,
+        /// Who answers.
+        mac: Mac,
+    },
+}
+
+/// An input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// Time passed.
+    Tick,
+    /// etcd granted the lease asked for.
+    LeaseGranted {
+        /// Its id.
+        id: i64,
+        /// When the grant was sent.
+        sent_at: Instant,
+    },
+    /// The grant failed (etcd unreachable, no quorum).
+    GrantFailed,
+    /// etcd acknowledged a renewal sent at `sent_at`.
+    RenewalAcked {
+        /// When that renewal was sent.
+        sent_at: Instant,
+    },
+    /// A renewal went unanswered or failed (etcd unreachable); the deadline still rules.
+    RenewalFailed,
+    /// etcd says the lease no longer exists (it expired).
+    LeaseLost,
+    /// The group's keys as they are now.
+    View(View),
+    /// The outcome of a create-if-absent transaction.
+    Acquired {
+        /// The address.
+        addr: IpAddr,
+        /// The epoch, if it was won.
+        epoch: Option<i64>,
+    },
+    /// A transaction went unanswered (no quorum): the address stays free.
+    AcquireFailed {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Another host answered for an address on the LAN.
+    ProbeAnswer {
+        /// The address.
+        addr: IpAddr,
+        /// Who.
+        mac: Mac,
+    },
+    /// The running hook phase finished.
+    HooksDone {
+        /// Which.
+        phase: HookPhase,
+        /// Whether every hook succeeded.
+        ok: bool,
+    },
+    /// Stop: release everything, revoke the lease, exit.
+    Shutdown,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAction {
+    /// Ask etcd for a lease of the member's TTL; report [`GroupEvent::LeaseGranted`].
+    GrantLease,
+    /// Renew the lease; report [`GroupEvent::RenewalAcked`] with when it was sent.
+    Renew {
+        /// The lease.
+        lease: i64,
+    },
+    /// Put this member's key, attached to the lease.
+    Register {
+        /// The lease.
+        lease: i64,
+    },
+    /// Delete this member's key (it is leaving: nobody should wait for it).
+    Unregister {
+        /// The lease.
+        lease: i64,
+    },
+    /// Revoke the lease (deleting every key attached to it).
+    Revoke {
+        /// The lease.
+        lease: i64,
+    },
+    /// Create the address's key with the lease if it does not exist; report
+    /// [`GroupEvent::Acquired`].
+    TryAcquire {
+        /// The address.
+        addr: IpAddr,
+        /// The lease.
+        lease: i64,
+    },
+    /// Delete the address's key, if it is still ours (attached to `lease`).
+    GiveUp {
+        /// The address.
+        addr: IpAddr,
+        /// The lease the key must be attached to.
+        lease: i64,
+    },
+    /// Send one probe for each address.
+    Probe {
+        /// The addresses.
+        addrs: Vec<IpAddr>,
+    },
+    /// Run a hook phase for one address.
+    RunHooks {
+        /// The phase.
+        phase: HookPhase,
+        /// The address (`FAILOVER_ADDRESS`).
+        addr: IpAddr,
+        /// Its epoch (`FAILOVER_EPOCH`).
+        epoch: i64,
+        /// Why (`FAILOVER_REASON`).
+        reason: GroupReason,
+    },
+    /// Add the address to its interface.
+    Add {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Announce it (gratuitous ARP / NA), repeated.
+    Announce {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Remove it from its interface.
+    Remove {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// An address changed state here (for logs and status).
+    Transition {
+        /// The address.
+        addr: IpAddr,
+        /// From.
+        from: AddrState,
+        /// To.
+        to: AddrState,
+    },
+    /// Tell the administrator.
+    Notify(GroupNotice),
+    /// Exit.
+    Exit,
+}
+
+/// The probe round under way for the addresses just won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Round {
+    started: Instant,
+    sent: u32,
+    window: Duration,
+    addrs: Vec<IpAddr>,
+}
+
+/// A group member's decisions.
+#[derive(Debug, Clone)]
+pub struct Group {
+    config: GroupConfig,
+    lease: Lease,
+    view: View,
+    /// Whether a view was ever received: before it, nothing is acquired.
+    viewed: bool,
+    addrs: BTreeMap<IpAddr, AddrState>,
+    /// An address whose `Test` refused is not tried again before this instant.
+    retry_after: BTreeMap<IpAddr, Instant>,
+    /// Hook phases waiting for the runner, in order.
+    hook_queue: VecDeque<(IpAddr, HookPhase)>,
+    /// The phase running, and for which address.
+    hook_running: Option<(IpAddr, HookPhase)>,
+    round: Option<Round>,
+    /// The latest answer for each address.
+    answers: BTreeMap<IpAddr, (Instant, Mac)>,
+    /// The `Fence` hook ran for this conflict.
+    fenced_conflict: BTreeMap<IpAddr, bool>,
+    /// A failed grant is asked again at this instant, not at once.
+    grant_after: Option<Instant>,
+    /// When this member's key first appeared in a view: it acquires a third of a TTL later.
+    joined: Option<Instant>,
+    stopping: bool,
+    now: Instant,
+}
+
+impl Group {
+    /// A member with no lease yet: it asks for one at the first tick.
+    pub fn new(now: Instant, config: GroupConfig) -> Group {
+        let addrs = config.addrs.iter().map(|a| (*a, AddrState::Free)).collect();
+        Group {
+            config,
+            lease: Lease::None,
+            view: View::default(),
+            viewed: false,
+            addrs,
+            retry_after: BTreeMap::new(),
+            hook_queue: VecDeque::new(),
+            hook_running: None,
+            round: None,
+            answers: BTreeMap::new(),
+            fenced_conflict: BTreeMap::new(),
+            grant_after: None,
+            joined: None,
+            stopping: false,
+            now,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The lease.
+    pub fn lease(&self) -> Lease {
+        self.lease
+    }
+
+    /// The latest view of the group.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Each address's state here.
+    pub fn addrs(&self) -> &BTreeMap<IpAddr, AddrState> {
+        &self.addrs
+    }
+
+    /// How many live members come before this one (higher priority, or equal and a lower
+    /// name), by the latest view; this member counts as live.
+    pub fn rank(&self) -> usize {
+        self.view
+            .members
+            .iter()
+            .filter(|m| m.name != self.config.name && self.outranks(m))
+            .count()
+    }
+
+    fn outranks(&self, m: &Member) -> bool {
+        (m.priority, std::cmp::Reverse(&m.name))
+            > (self.config.priority, std::cmp::Reverse(&self.config.name))
+    }
+
+    fn lease_id(&self) -> Option<i64> {
+        match self.lease {
+            Lease::Held { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The next instant at which the member wants a tick.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if let Lease::Held {
+            deadline,
+            renew_at,
+            renewing,
+            ..
+        } = self.lease
+        {
+            consider(deadline);
+            if !renewing {
+                consider(renew_at);
+            }
+        }
+        for state in self.addrs.values() {
+            if let AddrState::Waiting { at } = state {
+                consider(*at);
+            }
+        }
+        for at in self.retry_after.values() {
+            if *at > self.now {
+                consider(*at);
+            }
+        }
+        if let Some(r) = &self.round {
+            let gap = r.window / PROBES;
+            if r.sent < PROBES {
+                consider(r.started + gap * r.sent);
+            }
+            consider(r.started + r.window);
+        }
+        if let (Lease::None, Some(at)) = (self.lease, self.grant_after) {
+            consider(at);
+        }
+        if let Some(t) = self.joined {
+            let at = t + self.config.lease_ttl / RENEWALS_PER_TTL;
+            if at > self.now {
+                consider(at);
+            }
+        }
+        next
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn handle(&mut self, now: Instant, event: GroupEvent) -> Vec<GroupAction> {
+        let mut out = Vec::new();
+        self.now = self.now.max(now);
+        // After a stall, the deadline comes before anything the member might act on.
+        self.check_deadline(now, &mut out);
+        match event {
+            GroupEvent::Tick => {}
+            GroupEvent::LeaseGranted { id, sent_at } => {
+                let ttl = self.config.lease_ttl;
+                self.lease = Lease::Held {
+                    id,
+                    deadline: sent_at + ttl - ttl / FENCE_MARGIN_DIVISOR,
+                    renew_at: sent_at + ttl / RENEWALS_PER_TTL,
+                    renewing: false,
+                };
+                out.push(GroupAction::Register { lease: id });
+            }
+            GroupEvent::GrantFailed => {
+                self.lease = Lease::None;
+                self.grant_after = Some(now + self.config.lease_ttl / 6);
+            }
+            GroupEvent::RenewalAcked { sent_at } => {
+                let ttl = self.config.lease_ttl;
+                if let Lease::Held {
+                    deadline,
+                    renew_at,
+                    renewing,
+                    ..
+                } = &mut self.lease
+                {
+                    *deadline = (*deadline).max(sent_at + ttl - ttl / FENCE_MARGIN_DIVISOR);
+                    *renew_at = sent_at + ttl / RENEWALS_PER_TTL;
+                    *renewing = false;
+                }
+            }
+            GroupEvent::RenewalFailed => {
+                if let Lease::Held {
+                    renew_at, renewing, ..
+                } = &mut self.lease
+                {
+                    *renewing = false;
+                    // Try again soon: the deadline, not this failure, decides.
+                    *renew_at = now + self.config.lease_ttl / 10;
+                }
+            }
+            GroupEvent::LeaseLost => {
+                if matches!(self.lease, Lease::Held { .. }) {
+                    self.fence(now, "etcd says the lease has expired".to_string(), &mut out);
+                }
+            }
+            GroupEvent::View(view) => {
+                self.view = view;
+                self.viewed = true;
+                if self.joined.is_none()
+                    && self.view.members.iter().any(|m| m.name == self.config.name)
+                {
+                    self.joined = Some(now);
+                }
+                self.reconcile(now, &mut out);
+            }
+            GroupEvent::Acquired { addr, epoch } => self.acquired(now, addr, epoch, &mut out),
+            GroupEvent::AcquireFailed { addr } => {
+                if self.addrs.get(&addr) == Some(&AddrState::Trying) {
+                    self.set(addr, AddrState::Free, &mut out);
+                }
+            }
+            GroupEvent::ProbeAnswer { addr, mac } => {
+                self.answers.insert(addr, (now, mac));
+            }
+            GroupEvent::HooksDone { phase, ok } => self.hooks_done(now, phase, ok, &mut out),
+            GroupEvent::Shutdown => self.shutdown(&mut out),
+        }
+        self.check_timers(now, &mut out);
+        self.start_hooks(&mut out);
+        if self.stopping && self.idle() {
+            if let Some(lease) = self.lease_id() {
+                out.push(GroupAction::Revoke { lease });
+            }
+            self.lease = Lease::None;
+            out.push(GroupAction::Exit);
+            self.stopping = false;
+        }
+        out
+    }
+
+    /// Nothing held, and no hook running or waiting.
+    fn idle(&self) -> bool {
+        self.hook_running.is_none()
+            && self.hook_queue.is_empty()
+            && self
+                .addrs
+                .values()
+                .all(|s| matches!(s, AddrState::Free | AddrState::Waiting { .. }))
+    }
+
+    fn set(&mut self, addr: IpAddr, to: AddrState, out: &mut Vec<GroupAction>) {
+        let Some(state) = self.addrs.get_mut(&addr) else {
+            return;
+        };
+        let from = *state;
+        if from == to {
+            return;
+        }
+        *state = to;
+        out.push(GroupAction::Transition { addr, from, to });
+    }
+
+    fn check_deadline(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        if let Lease::Held { deadline, .. } = self.lease {
+            if now >= deadline {
+                self.fence(
+                    now,
+                    "no renewal of the lease was acknowledged in time (etcd unreachable, this \
+                     member cut off, or the process stalled)"
+                        .to_string(),
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Removes every address at once, drops every claim, forgets the lease.
+    fn fence(&mut self, _now: Instant, why: String, out: &mut Vec<GroupAction>) {
+        let mut removed = Vec::new();
+        let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        for (addr, state) in addrs {
+            match state {
+                AddrState::Free | AddrState::Waiting { .. } | AddrState::Trying => {
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Probing { .. } | AddrState::Conflict { .. } => {
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Acquiring {
+                    phase: HookPhase::Test,
+                    ..
+                } => {
+                    self.hook_queue.retain(|(a, _)| *a != addr);
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Acquiring { epoch, phase } => {
+                    // PreAcq may have started services: PostRel undoes them.
+                    if phase == HookPhase::PostAcq {
+                        out.push(GroupAction::Remove { addr });
+                        removed.push(addr);
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::Fenced, out);
+                }
+                AddrState::Held { epoch }
+                | AddrState::Releasing {
+                    epoch,
+                    phase: HookPhase::PreRel,
+                    ..
+                } => {
+                    // The address goes now; the release hooks run after (there is no time to
+                    // run PreRel first: the lease may be about to expire).
+                    out.push(GroupAction::Remove { addr });
+                    removed.push(addr);
+                    self.enter_release_after_removal(addr, epoch, GroupReason::Fenced, out);
+                }
+                // Already removed; its PostRel runs as it is.
+                AddrState::Releasing { .. } => {}
+            }
+        }
+        self.round = None;
+        self.lease = Lease::None;
+        out.push(GroupAction::Notify(GroupNotice::Fenced {
+            addrs: removed,
+            why,
+        }));
+    }
+
+    /// After an address was removed without PreRel (a fence, a lost claim): only PostRel.
+    fn enter_release_after_removal(
+        &mut self,
+        addr: IpAddr,
+        epoch: i64,
+        reason: GroupReason,
+        out: &mut Vec<GroupAction>,
+    ) {
+        self.set(
+            addr,
+            AddrState::Releasing {
+                epoch,
+                phase: HookPhase::PostRel,
+                reason,
+            },
+            out,
+        );
+        self.queue_hook(addr, HookPhase::PostRel);
+    }
+
+    fn queue_hook(&mut self, addr: IpAddr, phase: HookPhase) {
+        // A running phase of this address is let finish; a waiting one is replaced.
+        self.hook_queue.retain(|(a, _)| *a != addr);
+        self.hook_queue.push_back((addr, phase));
+    }
+
+    fn start_hooks(&mut self, out: &mut Vec<GroupAction>) {
+        while self.hook_running.is_none() {
+            let Some((addr, phase)) = self.hook_queue.pop_front() else {
+                return;
+            };
+            let Some(state) = self.addrs.get(&addr).copied() else {
+                continue;
+            };
+            let (epoch, reason) = match state {
+                AddrState::Acquiring { epoch, phase: p } if p == phase => {
+                    (epoch, GroupReason::Unheld)
+                }
+                AddrState::Releasing {
+                    epoch,
+                    phase: p,
+                    reason,
+                } if p == phase => (epoch, reason),
+                AddrState::Conflict { epoch, .. } if phase == HookPhase::Fence => {
+                    (epoch, GroupReason::Unheld)
+                }
+                // Stale: the address moved on meanwhile.
+                _ => continue,
+            };
+            self.hook_running = Some((addr, phase));
+            out.push(GroupAction::RunHooks {
+                phase,
+                addr,
+                epoch,
+                reason,
+            });
+        }
+    }
+
+    /// Compares what etcd says with what this member believes.
+    fn reconcile(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        let rank = self.rank();
+        let _ = now;
+        for (addr, state) in addrs {
+            let holder = self.view.holders.get(&addr).cloned();
+            let ours = holder
+                .as_ref()
+                .is_some_and(|h| h.member == self.config.name && Some(h.epoch) == state.epoch());
+            match state {
+                // Free addresses are scheduled by check_timers.
+                AddrState::Free => {}
+                AddrState::Waiting { .. } if holder.is_some() => {
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Trying => {}
+                AddrState::Probing { .. } | AddrState::Conflict { .. } if !ours => {
+                    // Not ours after all: nothing was added.
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Acquiring {
+                    phase: HookPhase::Test,
+                    ..
+                } if !ours => {
+                    // Nothing was done yet.
+                    self.hook_queue.retain(|(a, _)| *a != addr);
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Acquiring { epoch, phase } if !ours => {
+                    if phase == HookPhase::PostAcq {
+                        out.push(GroupAction::Remove { addr });
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LostClaim, out);
+                }
+                AddrState::Held { epoch } if !ours => {
+                    // The claim is gone (the lease expired, the key was deleted): the address
+                    // must go now, before the new holder adds it.
+                    out.push(GroupAction::Remove { addr });
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LostClaim, out);
+                }
+                // Preemption: a live member that outranks us takes it back.
+                AddrState::Held { epoch } if self.config.preempt && rank > 0 => {
+                    self.start_release(addr, epoch, GroupReason::Preempted, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn can_acquire(&self) -> bool {
+        self.viewed
+            && self.lease_id().is_some()
+            && self
+                .joined
+                .is_some_and(|t| self.now >= t + self.config.lease_ttl / RENEWALS_PER_TTL)
+    }
+
+    fn acquired(
+        &mut self,
+        now: Instant,
+        addr: IpAddr,
+        epoch: Option<i64>,
+        out: &mut Vec<GroupAction>,
+    ) {
+        if self.addrs.get(&addr) != Some(&AddrState::Trying) {
+            // A late answer to a try this member no longer makes (it fenced): give the key
+            // up if it was won.
+            if let (Some(_), Some(lease)) = (epoch, self.lease_id()) {
+                out.push(GroupAction::GiveUp { addr, lease });
+            }
+            return;
+        }
+        match epoch {
+            None => self.set(addr, AddrState::Free, out),
+            Some(_) if self.stopping => {
+                if let Some(lease) = self.lease_id() {
+                    out.push(GroupAction::GiveUp { addr, lease });
+                }
+                self.set(addr, AddrState::Free, out);
+            }
+            Some(epoch) => {
+                self.set(addr, AddrState::Probing { epoch }, out);
+                match &mut self.round {
+                    // Joined to the round under way if it has not sent its last probe.
+                    Some(r) if r.sent < PROBES => r.addrs.push(addr),
+                    _ => {
+                        self.round = Some(Round {
+                            started: now,
+                            sent: 0,
+                            window: GROUP_PROBE_WINDOW,
+                            addrs: vec![addr],
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn hooks_done(&mut self, now: Instant, phase: HookPhase, ok: bool, out: &mut Vec<GroupAction>) {
+        let Some((addr, running)) = self.hook_running.take() else {
+            return;
+        };
+        if running != phase {
+            return;
+        }
+        let Some(state) = self.addrs.get(&addr).copied() else {
+            return;
+        };
+        match (state, phase) {
+            (AddrState::Conflict { .. }, HookPhase::Fence) => {
+                // Probe again at once.
+                self.start_conflict_round(now, addr);
+            }
+            (
+                AddrState::Acquiring {
+                    epoch,
+                    phase: HookPhase::Test,
+                },
+                HookPhase::Test,
+            ) => {
+                if !ok {
+                    self.retry_after.insert(addr, now + self.config.lease_ttl);
+                    if let Some(lease) = self.lease_id() {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.set(addr, AddrState::Free, out);
+                    out.push(GroupAction::Notify(GroupNotice::Released {
+                        addr,
+                        reason: GroupReason::TestRefused,
+                    }));
+                } else {
+                    self.set(
+                        addr,
+                        AddrState::Acquiring {
+                            epoch,
+                            phase: HookPhase::PreAcq,
+                        },
+                        out,
+                    );
+                    self.queue_hook(addr, HookPhase::PreAcq);
+                }
+            }
+            (
+                AddrState::Acquiring {
+                    epoch,
+                    phase: HookPhase::PreAcq,
+                },
+                HookPhase::PreAcq,
+            ) => {
+                out.push(GroupAction::Add { addr });
+                out.push(GroupAction::Announce { addr });
+                self.set(
+                    addr,
+                    AddrState::Acquiring {
+                        epoch,
+                        phase: HookPhase::PostAcq,
+                    },
+                    out,
+                );
+                self.queue_hook(addr, HookPhase::PostAcq);
+            }
+            (
+                AddrState::Acquiring {
+                    epoch,
+                    phase: HookPhase::PostAcq,
+                },
+                HookPhase::PostAcq,
+            ) => {
+                self.set(addr, AddrState::Held { epoch }, out);
+                out.push(GroupAction::Notify(GroupNotice::TookOver { addr, epoch }));
+                if self.stopping {
+                    self.start_release(addr, epoch, GroupReason::Shutdown, out);
+                }
+            }
+            (
+                AddrState::Releasing {
+                    epoch,
+                    reason,
+                    phase: HookPhase::PreRel,
+                },
+                HookPhase::PreRel,
+            ) => {
+                out.push(GroupAction::Remove { addr });
+                // Off the interface: the key may go now, so the next member need not wait for
+                // PostRel.
+                if let Some(lease) = self.lease_id() {
+                    out.push(GroupAction::GiveUp { addr, lease });
+                }
+                self.set(
+                    addr,
+                    AddrState::Releasing {
+                        epoch,
+                        phase: HookPhase::PostRel,
+                        reason,
+                    },
+                    out,
+                );
+                self.queue_hook(addr, HookPhase::PostRel);
+            }
+            (
+                AddrState::Releasing {
+                    reason,
+                    phase: HookPhase::PostRel,
+                    ..
+                },
+                HookPhase::PostRel,
+            ) => {
+                if reason == GroupReason::Preempted {
+                    // Give the better member time to take it, not the step of our rank.
+                    self.retry_after.insert(addr, now + self.config.lease_ttl);
+                }
+                self.set(addr, AddrState::Free, out);
+                out.push(GroupAction::Notify(GroupNotice::Released { addr, reason }));
+            }
+            _ => {}
+        }
+    }
+
+    fn start_release(
+        &mut self,
+        addr: IpAddr,
+        epoch: i64,
+        reason: GroupReason,
+        out: &mut Vec<GroupAction>,
+    ) {
+        self.set(
+            addr,
+            AddrState::Releasing {
+                epoch,
+                phase: HookPhase::PreRel,
+                reason,
+            },
+            out,
+        );
+        self.queue_hook(addr, HookPhase::PreRel);
+    }
+
+    fn shutdown(&mut self, out: &mut Vec<GroupAction>) {
+        self.stopping = true;
+        if let Some(lease) = self.lease_id() {
+            out.push(GroupAction::Unregister { lease });
+        }
+        let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        for (addr, state) in addrs {
+            match state {
+                AddrState::Held { epoch } => {
+                    self.start_release(addr, epoch, GroupReason::Shutdown, out)
+                }
+                AddrState::Waiting { .. } => self.set(addr, AddrState::Free, out),
+                AddrState::Probing { .. } | AddrState::Conflict { .. } => {
+                    if let Some(lease) = self.lease_id() {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.set(addr, AddrState::Free, out);
+                }
+                // An acquisition under way finishes (its hooks are not cut), then releases.
+                _ => {}
+            }
+        }
+        self.round = None;
+    }
+
+    fn start_conflict_round(&mut self, now: Instant, addr: IpAddr) {
+        match &mut self.round {
+            // Any round under way decides for it too: replacing it would lose the others.
+            Some(r) => {
+                if !r.addrs.contains(&addr) {
+                    r.addrs.push(addr);
+                }
+            }
+            None => {
+                self.round = Some(Round {
+                    started: now,
+                    sent: 0,
+                    window: GROUP_CONFLICT_ROUND,
+                    addrs: vec![addr],
+                })
+            }
+        }
+    }
+
+    fn check_timers(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        // The lease: ask for one, renew it.
+        match self.lease {
+            Lease::None if !self.stopping && self.grant_after.is_none_or(|t| now >= t) => {
+                self.grant_after = None;
+                self.lease = Lease::Granting;
+                out.push(GroupAction::GrantLease);
+            }
+            Lease::Held {
+                id,
+                renew_at,
+                renewing: false,
+                ..
+            } if now >= renew_at => {
+                if let Lease::Held { renewing, .. } = &mut self.lease {
+                    *renewing = true;
+                }
+                out.push(GroupAction::Renew { lease: id });
+            }
+            _ => {}
+        }
+        self.retry_after.retain(|_, at| now < *at);
+        // Addresses whose wait is over: try, if still free and this member may.
+        let due: Vec<IpAddr> = self
+            .addrs
+            .iter()
+            .filter(|(_, s)| matches!(s, AddrState::Waiting { at } if now >= *at))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            let free = !self.view.holders.contains_key(&addr);
+            match self.lease_id() {
+                Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
+                    self.set(addr, AddrState::Trying, out);
+                    out.push(GroupAction::TryAcquire { addr, lease });
+                }
+                _ => self.set(addr, AddrState::Free, out),
+            }
+        }
+        // Free addresses that became tryable again (a retry wait ended, a lease came).
+        if self.can_acquire() && !self.stopping {
+            let rank = self.rank();
+            let free: Vec<IpAddr> = self
+                .addrs
+                .iter()
+                .filter(|(a, s)| {
+                    **s == AddrState::Free
+                        && !self.view.holders.contains_key(a)
+                        && !self.retry_after.contains_key(a)
+                })
+                .map(|(a, _)| *a)
+                .collect();
+            for addr in free {
+                let wait = priority_step(self.config.lease_ttl) * rank as u32;
+                self.set(addr, AddrState::Waiting { at: now + wait }, out);
+            }
+        }
+        self.check_round(now, out);
+    }
+
+    fn check_round(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let gap = r.window / PROBES;
+        if r.sent < PROBES && now >= r.started + gap * r.sent {
+            r.sent += 1;
+            out.push(GroupAction::Probe {
+                addrs: r.addrs.clone(),
+            });
+        }
+        if now < r.started + r.window || r.sent < PROBES {
+            self.round = Some(r);
+            return;
+        }
+        // Decide: each address of the round answered, or not.
+        let mut again = Vec::new();
+        for addr in r.addrs {
+            let answered = self
+                .answers
+                .get(&addr)
+                .filter(|(t, _)| *t >= r.started)
+                .map(|(_, mac)| *mac);
+            match (self.addrs.get(&addr).copied(), answered) {
+                (Some(AddrState::Probing { epoch }), None)
+                | (Some(AddrState::Conflict { epoch, .. }), None) => {
+                    self.fenced_conflict.remove(&addr);
+                    self.set(
+                        addr,
+                        AddrState::Acquiring {
+                            epoch,
+                            phase: HookPhase::Test,
+                        },
+                        out,
+                    );
+                    self.queue_hook(addr, HookPhase::Test);
+                }
+                (Some(AddrState::Probing { epoch }), Some(mac)) => {
+                    self.set(addr, AddrState::Conflict { epoch, mac }, out);
+                    out.push(GroupAction::Notify(GroupNotice::Conflict { addr, mac }));
+                    if let std::collections::btree_map::Entry::Vacant(e) =
+                        self.fenced_conflict.entry(addr)
+                    {
+                        e.insert(true);
+                        self.queue_hook(addr, HookPhase::Fence);
+                    }
+                    again.push(addr);
+                }
+                (Some(AddrState::Conflict { epoch, .. }), Some(mac)) => {
+                    self.set(addr, AddrState::Conflict { epoch, mac }, out);
+                    again.push(addr);
+                }
+                _ => {}
+            }
+        }
+        if !again.is_empty() {
+            self.round = Some(Round {
+                started: now,
+                sent: 0,
+                window: GROUP_CONFLICT_ROUND,
+                addrs: again,
+            });
+            self.check_round(now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,663 @@
+//! The group rules, in virtual time: several members around a simulated etcd (revisions,
+//! leases that expire, create-if-absent, a watch that delivers views), with crashes, stalls,
+//! partitions from etcd and loss of quorum. The invariant checked after every step: no
+//! address is on the interfaces of two hosts that can answer for it.
+
+use super::*;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const TTL: Duration = Duration::from_secs(3);
+
+fn addr(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100 + i))
+}
+
+/// One key of the simulated etcd.
+#[derive(Debug, Clone)]
+struct Kv {
+    value: String,
+    lease: i64,
+    create: i64,
+}
+
+/// etcd, simulated: one store, leases expiring at their deadline, and a quorum that may be
+/// lost.
+#[derive(Debug, Default)]
+struct Etcd {
+    revision: i64,
+    keys: BTreeMap<String, Kv>,
+    leases: BTreeMap<i64, Instant>,
+    next_lease: i64,
+    quorum: bool,
+}
+
+impl Etcd {
+    fn expire(&mut self, now: Instant) -> bool {
+        let dead: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, at)| now >= **at)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            self.leases.remove(id);
+        }
+        let before = self.keys.len();
+        self.keys.retain(|_, kv| !dead.contains(&kv.lease));
+        if self.keys.len() != before {
+            self.revision += 1;
+            return true;
+        }
+        false
+    }
+
+    fn view(&self) -> View {
+        let mut v = View {
+            revision: self.revision,
+            ..View::default()
+        };
+        for (k, kv) in &self.keys {
+            if let Some(name) = k.strip_prefix("members/") {
+                v.members.push(Member {
+                    name: name.to_string(),
+                    priority: kv.value.parse().unwrap_or(0),
+                });
+            } else if let Some(a) = k.strip_prefix("addrs/") {
+                v.holders.insert(
+                    a.parse().unwrap(),
+                    Holder {
+                        member: kv.value.clone(),
+                        epoch: kv.create,
+                    },
+                );
+            }
+        }
+        v
+    }
+}
+
+/// One host of the group.
+struct Host {
+    core: Group,
+    /// The process runs (not SIGSTOPped, not crashed).
+    running: bool,
+    /// The host is up: its kernel answers for what is on its interface.
+    up: bool,
+    /// It reaches etcd.
+    reaches_etcd: bool,
+    /// What is on its interface.
+    held: BTreeSet<IpAddr>,
+    /// Answers to hand in, and when.
+    inbox: Vec<(Instant, GroupEvent)>,
+    exited: bool,
+    log: Vec<(Duration, GroupAction)>,
+}
+
+struct World {
+    t0: Instant,
+    now: Instant,
+    etcd: Etcd,
+    hosts: Vec<Host>,
+    addrs: Vec<IpAddr>,
+    /// Round trip to etcd.
+    rtt: Duration,
+    /// A request that gets no answer fails after this.
+    timeout: Duration,
+}
+
+impl World {
+    fn new(priorities: &[u8], n_addrs: u8) -> World {
+        let t0 = Instant::now();
+        let addrs: Vec<IpAddr> = (0..n_addrs).map(addr).collect();
+        let hosts = priorities
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Host {
+                core: Group::new(
+                    t0,
+                    GroupConfig {
+                        name: format!("m{}", i + 1),
+                        priority: *p,
+                        lease_ttl: TTL,
+                        preempt: false,
+                        addrs: addrs.clone(),
+                    },
+                ),
+                running: true,
+                up: true,
+                reaches_etcd: true,
+                held: BTreeSet::new(),
+                inbox: Vec::new(),
+                exited: false,
+                log: Vec::new(),
+            })
+            .collect();
+        let mut w = World {
+            t0,
+            now: t0,
+            etcd: Etcd {
+                quorum: true,
+                ..Etcd::default()
+            },
+            hosts,
+            addrs,
+            rtt: ms(2),
+            timeout: ms(500),
+        };
+        // The shell's first loop turn.
+        for h in 0..w.hosts.len() {
+            w.feed(h, GroupEvent::Tick);
+        }
+        w
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// Feeds an event to host `h` and carries out its actions.
+    fn feed(&mut self, h: usize, ev: GroupEvent) {
+        if !self.hosts[h].running || self.hosts[h].exited {
+            return;
+        }
+        let now = self.now;
+        let actions = self.hosts[h].core.handle(now, ev);
+        for a in actions {
+            self.hosts[h].log.push((now - self.t0, a.clone()));
+            self.act(h, a);
+        }
+        self.check();
+    }
+
+    fn ok(&self, h: usize) -> bool {
+        self.hosts[h].reaches_etcd && self.etcd.quorum
+    }
+
+    fn act(&mut self, h: usize, a: GroupAction) {
+        let now = self.now;
+        let name = self.hosts[h].core.config().name.clone();
+        let prio = self.hosts[h].core.config().priority;
+        match a {
+            GroupAction::GrantLease => {
+                if self.ok(h) {
+                    self.etcd.next_lease += 1;
+                    let id = self.etcd.next_lease;
+                    self.etcd.leases.insert(id, now + self.rtt / 2 + TTL);
+                    self.hosts[h].inbox.push((
+                        now + self.rtt,
+                        GroupEvent::LeaseGranted { id, sent_at: now },
+                    ));
+                } else {
+                    self.hosts[h]
+                        .inbox
+                        .push((now + self.timeout, GroupEvent::GrantFailed));
+                }
+            }
+            GroupAction::Renew { lease } => {
+                if self.ok(h) {
+                    match self.etcd.leases.get_mut(&lease) {
+                        Some(at) => {
+                            *at = now + self.rtt / 2 + TTL;
+                            self.hosts[h]
+                                .inbox
+                                .push((now + self.rtt, GroupEvent::RenewalAcked { sent_at: now }));
+                        }
+                        None => self.hosts[h]
+                            .inbox
+                            .push((now + self.rtt, GroupEvent::LeaseLost)),
+                    }
+                } else {
+                    self.hosts[h]
+                        .inbox
+                        .push((now + self.timeout, GroupEvent::RenewalFailed));
+                }
+            }
+            GroupAction::Register { lease } => {
+                if self.ok(h) && self.etcd.leases.contains_key(&lease) {
+                    self.etcd.revision += 1;
+                    let create = self.etcd.revision;
+                    self.etcd.keys.insert(
+                        format!("members/{name}"),
+                        Kv {
+                            value: prio.to_string(),
+                            lease,
+                            create,
+                        },
+                    );
+                    self.broadcast();
+                }
+            }
+            GroupAction::Unregister { lease } => {
+                if self.ok(h) {
+                    let key = format!("members/{name}");
+                    if self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                        self.etcd.keys.remove(&key);
+                        self.etcd.revision += 1;
+                        self.broadcast();
+                    }
+                }
+            }
+            GroupAction::Revoke { lease } => {
+                if self.ok(h) {
+                    self.etcd.leases.remove(&lease);
+                    self.etcd.keys.retain(|_, kv| kv.lease != lease);
+                    self.etcd.revision += 1;
+                    self.broadcast();
+                }
+            }
+            GroupAction::TryAcquire { addr, lease } => {
+                if !self.ok(h) {
+                    self.hosts[h]
+                        .inbox
+                        .push((now + self.timeout, GroupEvent::AcquireFailed { addr }));
+                    return;
+                }
+                let key = format!("addrs/{addr}");
+                let epoch = if self.etcd.keys.contains_key(&key)
+                    || !self.etcd.leases.contains_key(&lease)
+                {
+                    None
+                } else {
+                    self.etcd.revision += 1;
+                    let create = self.etcd.revision;
+                    self.etcd.keys.insert(
+                        key,
+                        Kv {
+                            value: name,
+                            lease,
+                            create,
+                        },
+                    );
+                    Some(create)
+                };
+                self.hosts[h]
+                    .inbox
+                    .push((now + self.rtt, GroupEvent::Acquired { addr, epoch }));
+                self.broadcast();
+            }
+            GroupAction::GiveUp { addr, lease } => {
+                if self.ok(h) {
+                    let key = format!("addrs/{addr}");
+                    if self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                        self.etcd.keys.remove(&key);
+                        self.etcd.revision += 1;
+                        self.broadcast();
+                    }
+                }
+            }
+            GroupAction::Probe { addrs } => {
+                for a in addrs {
+                    for (o, other) in self.hosts.iter().enumerate() {
+                        if o != h && other.up && other.held.contains(&a) {
+                            self.hosts[h].inbox.push((
+                                now + ms(1),
+                                GroupEvent::ProbeAnswer {
+                                    addr: a,
+                                    mac: [2, 0, 0, 0, 0, o as u8],
+                                },
+                            ));
+                            break;
+                        }
+                    }
+                }
+            }
+            GroupAction::RunHooks { phase, .. } => self.hosts[h]
+                .inbox
+                .push((now, GroupEvent::HooksDone { phase, ok: true })),
+            GroupAction::Add { addr } => {
+                self.hosts[h].held.insert(addr);
+            }
+            GroupAction::Remove { addr } => {
+                self.hosts[h].held.remove(&addr);
+            }
+            GroupAction::Exit => self.hosts[h].exited = true,
+            GroupAction::Announce { .. }
+            | GroupAction::Transition { .. }
+            | GroupAction::Notify(_) => {}
+        }
+    }
+
+    /// The watch: every member that reaches etcd gets the view after a change.
+    fn broadcast(&mut self) {
+        let view = self.etcd.view();
+        let now = self.now;
+        for (i, host) in self.hosts.iter_mut().enumerate() {
+            let _ = i;
+            if host.reaches_etcd && self.etcd.quorum {
+                host.inbox
+                    .push((now + self.rtt / 2, GroupEvent::View(view.clone())));
+            }
+        }
+    }
+
+    /// Never two hosts that can answer holding one address.
+    fn check(&self) {
+        for a in &self.addrs {
+            let holders: Vec<usize> = self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.up && h.held.contains(a))
+                .map(|(i, _)| i)
+                .collect();
+            assert!(
+                holders.len() <= 1,
+                "{a} on hosts {holders:?} at {:?}",
+                self.elapsed()
+            );
+        }
+    }
+
+    /// Runs to `t` (since start), delivering inbox events and ticking at deadlines.
+    fn run_until(&mut self, t: Duration) {
+        let end = self.t0 + t;
+        loop {
+            // The earliest of: an inbox event, a core deadline, a lease expiry in etcd.
+            let mut next: Option<(Instant, usize, Option<usize>)> = None;
+            for (h, host) in self.hosts.iter().enumerate() {
+                if !host.running || host.exited {
+                    continue;
+                }
+                for (k, (at, _)) in host.inbox.iter().enumerate() {
+                    if next.is_none_or(|(n, _, _)| *at < n) {
+                        next = Some((*at, h, Some(k)));
+                    }
+                }
+                if let Some(d) = host.core.next_deadline() {
+                    if next.is_none_or(|(n, _, _)| d < n) {
+                        next = Some((d, h, None));
+                    }
+                }
+            }
+            let expiry = self.etcd.leases.values().min().copied();
+            let (at, h, k) = match (next, expiry) {
+                (Some(n), Some(e)) if e < n.0 => (e, usize::MAX, None),
+                (None, Some(e)) => (e, usize::MAX, None),
+                (Some(n), _) => n,
+                (None, None) => break,
+            };
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            if h == usize::MAX {
+                if self.etcd.quorum && self.etcd.expire(self.now) {
+                    self.broadcast();
+                } else if !self.etcd.quorum {
+                    // Without a quorum leases are not expired (etcd extends them on the next
+                    // leader's election).
+                    for at in self.etcd.leases.values_mut() {
+                        *at += TTL;
+                    }
+                }
+                continue;
+            }
+            match k {
+                Some(k) => {
+                    let (_, ev) = self.hosts[h].inbox.remove(k);
+                    self.feed(h, ev);
+                }
+                None => self.feed(h, GroupEvent::Tick),
+            }
+        }
+        self.now = end;
+    }
+
+    fn holders(&self, a: IpAddr) -> Vec<usize> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.held.contains(&a))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The host crashes: process and links gone at once.
+    fn crash(&mut self, h: usize) {
+        let host = &mut self.hosts[h];
+        host.running = false;
+        host.up = false;
+        host.reaches_etcd = false;
+        host.inbox.clear();
+        host.held.clear();
+    }
+}
+
+#[test]
+fn the_highest_priority_acquires_everything_nobody_holds() {
+    let mut w = World::new(&[100, 200, 150], 3);
+    w.run_until(ms(2000));
+    for a in w.addrs.clone() {
+        assert_eq!(w.holders(a), vec![1], "{a}");
+    }
+    // The epoch is the key's create revision, and hooks get it.
+    let epochs: Vec<i64> = w.hosts[1]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            GroupAction::RunHooks {
+                phase: HookPhase::PostAcq,
+                epoch,
+                ..
+            } => Some(*epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs.len(), 3);
+    assert!(epochs.iter().all(|e| *e > 0));
+}
+
+#[test]
+fn a_crashed_holder_is_replaced_by_the_next_priority_within_ttl_and_a_step() {
+    let mut w = World::new(&[100, 200, 150], 2);
+    w.run_until(ms(2000));
+    let crash = w.elapsed();
+    w.crash(1);
+    w.run_until(crash + TTL + ms(1000));
+    for a in w.addrs.clone() {
+        assert_eq!(w.holders(a), vec![2], "{a}: the next priority takes it");
+    }
+    let took = w.hosts[2]
+        .log
+        .iter()
+        .find(|(t, a)| *t > crash && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t - crash)
+        .expect("an add");
+    // The lease runs out at most a TTL after the crash, then the probe window.
+    assert!(took <= TTL + GROUP_PROBE_WINDOW + ms(50), "{took:?}");
+}
+
+#[test]
+fn a_holder_cut_off_from_etcd_fences_itself_before_anyone_can_acquire() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // Cut off from etcd, but still up on the LAN: it must drop the addresses before the
+    // other member can have them (check() asserts it at every step).
+    let cut = w.elapsed();
+    w.hosts[0].reaches_etcd = false;
+    w.run_until(cut + TTL * 3);
+    for a in w.addrs.clone() {
+        assert_eq!(w.holders(a), vec![1], "{a}");
+    }
+    let fenced = w.hosts[0]
+        .log
+        .iter()
+        .find(|(t, a)| *t > cut && matches!(a, GroupAction::Notify(GroupNotice::Fenced { .. })))
+        .map(|(t, _)| *t)
+        .expect("fenced");
+    let taken = w.hosts[1]
+        .log
+        .iter()
+        .find(|(t, a)| *t > cut && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t)
+        .expect("taken");
+    assert!(fenced < taken, "fenced at {fenced:?}, taken at {taken:?}");
+    // Back in touch: it gets a new lease, and holds nothing (no preemption).
+    w.hosts[0].reaches_etcd = true;
+    w.run_until(w.elapsed() + TTL * 2);
+    assert!(matches!(w.hosts[0].core.lease(), Lease::Held { .. }));
+    assert!(w.hosts[0].held.is_empty());
+}
+
+#[test]
+fn a_stalled_holder_drops_its_addresses_before_acting_and_the_new_one_waits_for_that() {
+    let mut w = World::new(&[200, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // SIGSTOP: the process stops, its kernel still answers for the address.
+    let stop = w.elapsed();
+    w.hosts[0].running = false;
+    w.run_until(stop + TTL + ms(2000));
+    // The other member won the key, but the address still answers: a conflict, not an add.
+    assert!(
+        w.hosts[1].held.is_empty(),
+        "added while the stalled holder answers"
+    );
+    assert!(matches!(
+        w.hosts[1].core.addrs()[&addr(0)],
+        AddrState::Conflict { .. }
+    ));
+    // SIGCONT: the first thing it does is fence; then the other adds.
+    w.hosts[0].running = true;
+    w.feed(0, GroupEvent::Tick);
+    assert!(
+        w.hosts[0].held.is_empty(),
+        "it acted before dropping the address"
+    );
+    w.run_until(w.elapsed() + ms(1000));
+    assert_eq!(w.holders(addr(0)), vec![1]);
+}
+
+#[test]
+fn without_a_quorum_nobody_acquires_and_the_holder_fences_at_its_deadline() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    w.run_until(ms(2000));
+    let lost = w.elapsed();
+    w.etcd.quorum = false;
+    w.run_until(lost + TTL * 3);
+    assert!(w.holders(addr(0)).is_empty(), "held without a quorum");
+    let fenced_at = w.hosts[0]
+        .log
+        .iter()
+        .find(|(t, a)| *t > lost && matches!(a, GroupAction::Notify(GroupNotice::Fenced { .. })))
+        .map(|(t, _)| *t - lost)
+        .expect("fenced");
+    assert!(fenced_at <= TTL, "{fenced_at:?}");
+    // The quorum returns: the group recovers.
+    w.etcd.quorum = true;
+    for l in w.etcd.leases.values_mut() {
+        *l = w.now + TTL;
+    }
+    w.run_until(w.elapsed() + TTL * 3);
+    assert_eq!(w.holders(addr(0)).len(), 1);
+}
+
+#[test]
+fn shutdown_releases_revokes_and_the_next_takes_over_within_a_step() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    let stop = w.elapsed();
+    w.feed(0, GroupEvent::Shutdown);
+    w.run_until(stop + ms(1000));
+    assert!(w.hosts[0].exited);
+    for a in w.addrs.clone() {
+        assert_eq!(w.holders(a), vec![1]);
+    }
+    let took = w.hosts[1]
+        .log
+        .iter()
+        .filter(|(t, a)| *t > stop && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t - stop)
+        .max()
+        .expect("added");
+    assert!(took < ms(400), "{took:?}");
+}
+
+#[test]
+fn preemption_gives_the_addresses_back_to_a_returning_better_member_only_when_on() {
+    for preempt in [false, true] {
+        let mut w = World::new(&[200, 100], 1);
+        for h in &mut w.hosts {
+            h.core.config.preempt = preempt;
+        }
+        w.run_until(ms(2000));
+        w.crash(0);
+        w.run_until(ms(2000) + TTL * 2);
+        assert_eq!(w.holders(addr(0)), vec![1]);
+        // The better member returns.
+        let mut back = Group::new(w.now, w.hosts[0].core.config.clone());
+        std::mem::swap(&mut w.hosts[0].core, &mut back);
+        let h0 = &mut w.hosts[0];
+        h0.running = true;
+        h0.up = true;
+        h0.reaches_etcd = true;
+        w.feed(0, GroupEvent::Tick);
+        w.run_until(w.elapsed() + TTL * 2);
+        let want = if preempt { vec![0] } else { vec![1] };
+        assert_eq!(w.holders(addr(0)), want, "preempt {preempt}");
+    }
+}
+
+#[test]
+fn a_hundred_addresses_move_together() {
+    let mut w = World::new(&[200, 100], 100);
+    w.run_until(ms(2000));
+    let crash = w.elapsed();
+    w.crash(0);
+    w.run_until(crash + TTL + ms(1000));
+    let adds: Vec<Duration> = w.hosts[1]
+        .log
+        .iter()
+        .filter(|(t, a)| *t > crash && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(adds.len(), 100);
+    let spread = *adds.iter().max().unwrap() - *adds.iter().min().unwrap();
+    assert!(spread <= ms(100), "{spread:?}");
+}
+
+#[test]
+fn random_faults_never_make_two_holders() {
+    use proptest::prelude::*;
+    let strategy = proptest::collection::vec((0u8..8, 0usize..3, 50u64..3000), 1..40);
+    let cases = std::env::var("IPFO_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120);
+    proptest!(ProptestConfig::with_cases(cases), |(steps in strategy)| {
+        let mut w = World::new(&[200, 150, 100], 3);
+        w.run_until(ms(1500));
+        for (kind, h, dt) in steps {
+            let t = w.elapsed() + ms(dt);
+            match kind {
+                0 => w.crash(h),
+                // A stall, or its end (of a process on a host that is up).
+                1 if w.hosts[h].up => w.hosts[h].running = !w.hosts[h].running,
+                2 => w.hosts[h].reaches_etcd = !w.hosts[h].reaches_etcd, // cut from etcd
+                3 => w.etcd.quorum = !w.etcd.quorum,
+                4 if !w.hosts[h].running && !w.hosts[h].up => {
+                    // The crashed host comes back, as a new process.
+                    let cfg = w.hosts[h].core.config.clone();
+                    w.hosts[h].core = Group::new(w.now, cfg);
+                    // A reboot: nothing on the interfaces.
+                    w.hosts[h].held.clear();
+                    w.hosts[h].running = true;
+                    w.hosts[h].up = true;
+                    w.hosts[h].reaches_etcd = true;
+                    w.hosts[h].exited = false;
+                    w.feed(h, GroupEvent::Tick);
+                }
+                5 => w.feed(h, GroupEvent::Shutdown),
+                _ => {}
+            }
+            // check() runs at every step inside run_until: the invariant is asserted there.
+            w.run_until(t);
+        }
+    });
+}
