@@ -3,6 +3,7 @@
 //! A thin shell around [`ipfailover::failover::Failover`]: one mio loop reads the socket and
 //! the signals, takes the time once per turn, feeds the core and carries out its actions.
 
+mod group_shell;
 mod notices;
 mod shell;
 
@@ -20,8 +21,35 @@ struct Args {
 
 fn main() {
     let args: Args = daemon::parse_args();
-    daemon::serve(&args.common, Role::Failoverd, |settings, path| {
-        let mut shell = shell::Shell::start(settings, path).map_err(|e| (e.code, e.message))?;
-        shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
-    })
+    daemon::serve_checked(
+        &args.common,
+        Role::Failoverd,
+        check_group,
+        |settings, path| {
+            if settings.group_mode() {
+                let mut shell = group_shell::GroupShell::start(settings, path)
+                    .map_err(|e| (e.code, e.message))?;
+                return shell.run().map_err(|e| (exit::FAILURE, e.to_string()));
+            }
+            let mut shell = shell::Shell::start(settings, path).map_err(|e| (e.code, e.message))?;
+            shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
+        },
+    )
+}
+
+/// `-t` in group mode: the TLS files and the password must be readable, and each etcd
+/// endpoint is asked whether it answers (a comment line each; one that does not answer is
+/// said, not an error: etcd may be down while the configuration is right).
+fn check_group(settings: &ipfailover::settings::Settings) -> Result<Vec<String>, String> {
+    if !settings.group_mode() {
+        return Ok(Vec::new());
+    }
+    let member = group_shell::member_name(settings);
+    let config = group_shell::etcd_config(settings, &member)?;
+    let mut lines = vec![format!(
+        "# group {} member {member} priority {}",
+        settings.group, settings.priority
+    )];
+    lines.extend(ipfailover_etcd::check(&config).map_err(|e| e.to_string())?);
+    Ok(lines)
 }

@@ -289,7 +289,7 @@ mod tests {
     fn hook_failures_carry_the_output_tail() {
         let report = PhaseReport {
             phase: HookPhase::PostAcq,
-            reason: Reason::Timeout,
+            reason: Reason::Timeout.as_str(),
             results: vec![
                 HookResult {
                     name: "PostAcq-1".into(),

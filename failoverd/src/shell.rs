@@ -59,14 +59,14 @@ pub(crate) struct StartError {
 }
 
 impl StartError {
-    fn config(message: String) -> StartError {
+    pub(crate) fn config(message: String) -> StartError {
         StartError {
             code: exit::CONFIG,
             message,
         }
     }
 
-    fn other(context: &str, e: io::Error) -> StartError {
+    pub(crate) fn other(context: &str, e: io::Error) -> StartError {
         StartError {
             code: exit::FAILURE,
             message: format!("{context}: {e}"),
@@ -1028,7 +1028,10 @@ impl Shell {
                 // Real time, not the turn's: the timeline orders hooks and address steps
                 // taken within one turn.
                 self.hook_phase_start = Instant::now();
-                if let Some(report) = self.hooks.begin(self.hook_phase_start, phase, reason) {
+                if let Some(report) =
+                    self.hooks
+                        .begin(self.hook_phase_start, phase, reason.as_str())
+                {
                     let done = self.hooks_done(report);
                     queue.push_back(done);
                 }
@@ -1569,6 +1572,7 @@ fn hook_settings(settings: &Settings, pairs: &[ResolvedPair]) -> (PathBuf, HookE
         HookEnv {
             peer_ip: peer,
             pairs,
+            extra: Vec::new(),
         },
     )
 }

@@ -35,17 +35,19 @@ impl fmt::Display for ResolvedPair {
 /// itself, if the interface already holds it (a takeover from before a restart), does not
 /// count, so that the answer does not depend on whether it is held.
 pub fn resolve(pair: &AddrPair) -> Result<ResolvedPair, String> {
+    resolve_as(pair, "FAILOVER_PEER_IP_PAIRS")
+}
+
+/// [`resolve`], for a pair of the key `key` (a group's `FAILOVER_GROUP_IP_PAIRS`).
+pub fn resolve_as(pair: &AddrPair, key: &str) -> Result<ResolvedPair, String> {
     let index = interfaces::iface_index(&pair.iface).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             format!(
-                "interface `{}` of FAILOVER_PEER_IP_PAIRS entry `{pair}` does not exist",
+                "interface `{}` of {key} entry `{pair}` does not exist",
                 pair.iface
             )
         } else {
-            format!(
-                "interface `{}` of FAILOVER_PEER_IP_PAIRS entry `{pair}`: {e}",
-                pair.iface
-            )
+            format!("interface `{}` of {key} entry `{pair}`: {e}", pair.iface)
         }
     })?;
     let max = pair.max_prefix();
@@ -53,13 +55,13 @@ pub fn resolve(pair: &AddrPair) -> Result<ResolvedPair, String> {
         Some(p) if p <= max => p,
         Some(p) => {
             return Err(format!(
-                "`/{p}` in FAILOVER_PEER_IP_PAIRS entry `{pair}` is longer than {max} bits"
+                "`/{p}` in {key} entry `{pair}` is longer than {max} bits"
             ))
         }
         None => {
             let locals = interfaces::local_addrs().map_err(|e| {
                 format!(
-                    "cannot list the addresses of `{}` for FAILOVER_PEER_IP_PAIRS entry `{pair}`: {e}",
+                    "cannot list the addresses of `{}` for {key} entry `{pair}`: {e}",
                     pair.iface
                 )
             })?;

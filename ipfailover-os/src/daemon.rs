@@ -98,8 +98,19 @@ pub fn serve(
     role: Role,
     run: impl FnOnce(Settings, PathBuf) -> Result<(), (i32, String)>,
 ) -> ! {
+    serve_checked(args, role, |_| Ok(Vec::new()), run)
+}
+
+/// [`serve`], with a check of the daemon's own for `-t`: its lines are printed after the
+/// settings; its error is a configuration error (exit 78).
+pub fn serve_checked(
+    args: &CommonArgs,
+    role: Role,
+    check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
+    run: impl FnOnce(Settings, PathBuf) -> Result<(), (i32, String)>,
+) -> ! {
     init_logging(args.log_level.as_deref());
-    let settings = load_settings_or_exit(args, role);
+    let settings = load_settings_checked(args, role, check);
     let code = match run(settings, args.config_path()) {
         Ok(()) => exit::OK,
         Err((code, message)) => {
@@ -113,6 +124,15 @@ pub fn serve(
 /// Loads the settings for `role`. With `-t`, prints them and exits 0; on any error, prints
 /// every problem and exits 78.
 pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
+    load_settings_checked(args, role, |_| Ok(Vec::new()))
+}
+
+/// [`load_settings_or_exit`], with the daemon's own check for `-t`.
+pub fn load_settings_checked(
+    args: &CommonArgs,
+    role: Role,
+    check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
+) -> Settings {
     let path = args.config_path();
     match Settings::load(&path, role) {
         Ok(settings) => {
@@ -136,8 +156,18 @@ pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
                     },
                     _ => None,
                 };
+                let extra = match check(&settings) {
+                    Ok(lines) => lines,
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        std::process::exit(exit::CONFIG);
+                    }
+                };
                 print!("{}", settings.render());
                 if let Some(line) = mail {
+                    println!("{line}");
+                }
+                for line in extra {
                     println!("{line}");
                 }
                 std::process::exit(exit::OK);

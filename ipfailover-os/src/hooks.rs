@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipfailover::failover::{HookPhase, Reason};
+use ipfailover::failover::HookPhase;
 use ipfailover::hooks::{check_dir, select, Entry, EntryKind};
 
 /// After SIGTERM, how long a hook's group has before SIGKILL.
@@ -99,7 +99,7 @@ pub struct PhaseReport {
     /// The event.
     pub phase: HookPhase,
     /// Why the transition happened (`FAILOVER_REASON`).
-    pub reason: Reason,
+    pub reason: &'static str,
     /// Each hook run or refused, in order.
     pub results: Vec<HookResult>,
     /// Files skipped with a warning (not executable, not regular).
@@ -122,13 +122,15 @@ impl PhaseReport {
     }
 }
 
-/// What hooks are told about the pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What hooks are told about the pair, or the group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HookEnv {
     /// `FAILOVER_PEER_IP`.
     pub peer_ip: String,
     /// `FAILOVER_PEER_IP_PAIRS`, as configured.
     pub pairs: String,
+    /// More variables (a group's `FAILOVER_GROUP`, `FAILOVER_ADDRESS`, `FAILOVER_EPOCH`).
+    pub extra: Vec<(String, String)>,
 }
 
 /// A hook's process group that must be gone by `kill_at`, with the processes that left it.
@@ -263,6 +265,11 @@ impl HookRunner {
         self.env = env;
     }
 
+    /// New variables for the next phase (a group's phases are each for one address).
+    pub fn set_env(&mut self, env: HookEnv) {
+        self.env = env;
+    }
+
     /// The hook directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -284,7 +291,12 @@ impl HookRunner {
     }
 
     /// Starts the hooks of a phase. Returns the report at once if there is nothing to run.
-    pub fn begin(&mut self, now: Instant, phase: HookPhase, reason: Reason) -> Option<PhaseReport> {
+    pub fn begin(
+        &mut self,
+        now: Instant,
+        phase: HookPhase,
+        reason: &'static str,
+    ) -> Option<PhaseReport> {
         if let Some(old) = self.phase.take() {
             // The core never overlaps phases; if it did, the old one must not leak.
             log::error!(
@@ -415,7 +427,7 @@ impl HookRunner {
                 return Some(done.report);
             };
             let event = phase.report.phase.as_str();
-            let reason = phase.report.reason.as_str();
+            let reason = phase.report.reason;
             // Checked again now: a hook queued behind a slow one may have been swapped in
             // the meantime, by whoever could (which the checks leave to root and us).
             let spawned = match checked_target(&path, self.uid) {
@@ -461,15 +473,22 @@ impl HookRunner {
     fn spawn(&self, path: &Path, event: &str, reason: &str) -> io::Result<(Child, io::PipeReader)> {
         let (reader, writer) = io::pipe()?;
         set_nonblocking(reader.as_raw_fd())?;
-        let child = Command::new(path)
+        let mut command = Command::new(path);
+        command
             .arg(event)
             .env_clear()
             .env("PATH", HOOK_PATH)
-            .env("FAILOVER_EVENT", event)
-            .env("FAILOVER_PEER_IP", &self.env.peer_ip)
-            .env("FAILOVER_PEER_IP_PAIRS", &self.env.pairs)
+            .env("FAILOVER_EVENT", event);
+        // A group member's hooks have no peer: no empty variable pretends they have one.
+        if !self.env.peer_ip.is_empty() {
+            command
+                .env("FAILOVER_PEER_IP", &self.env.peer_ip)
+                .env("FAILOVER_PEER_IP_PAIRS", &self.env.pairs);
+        }
+        let child = command
             .env("FAILOVER_REASON", reason)
             .env("FAILOVER_HOOK_DIR", &self.dir)
+            .envs(self.env.extra.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)
@@ -1041,6 +1060,7 @@ fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipfailover::failover::Reason;
     use std::os::unix::fs::PermissionsExt;
 
     struct Dir(PathBuf);
@@ -1071,6 +1091,7 @@ mod tests {
             HookEnv {
                 peer_ip: "198.51.100.10".into(),
                 pairs: "eth0:198.51.100.10".into(),
+                extra: Vec::new(),
             },
         )
     }
@@ -1078,7 +1099,7 @@ mod tests {
     /// Drives the runner as the loop would, without a loop: poll every 5 ms.
     fn run_phase(r: &mut HookRunner, phase: HookPhase, limit: Duration) -> PhaseReport {
         let start = Instant::now();
-        if let Some(rep) = r.begin(start, phase, Reason::Timeout) {
+        if let Some(rep) = r.begin(start, phase, Reason::Timeout.as_str()) {
             return rep;
         }
         loop {
@@ -1286,7 +1307,7 @@ mod tests {
         );
         let mut r = runner(&d.0, Duration::from_secs(5));
         assert!(r
-            .begin(Instant::now(), HookPhase::PreAcq, Reason::Timeout)
+            .begin(Instant::now(), HookPhase::PreAcq, Reason::Timeout.as_str())
             .is_none());
         // While PreAcq-1 sleeps, PreAcq-2 is replaced by another file.
         let other = d.0.join(".new");
@@ -1449,7 +1470,7 @@ mod tests {
             Duration::from_secs(1),
         );
         let rep = r
-            .begin(Instant::now(), HookPhase::Test, Reason::Timeout)
+            .begin(Instant::now(), HookPhase::Test, Reason::Timeout.as_str())
             .unwrap();
         assert!(rep.ok() && rep.results.is_empty());
     }

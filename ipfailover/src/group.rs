@@ -28,11 +28,13 @@
 //!   removed at once: the claim is gone.
 //! - With `FAILOVER_PREEMPT`, a holder gives an address back (release hooks, then the key) when
 //!   a live member that outranks it appears; without it, a holder keeps what it holds.
+//! - A key in this member's name under a lease it no longer has (a previous life: it fenced
+//!   itself, or failoverd was restarted) is revoked: the addresses are not on its interfaces.
 //! - Shutdown first deletes this member's key (the others stop waiting for it), then releases
 //!   what is held (`PreRel`, remove, delete the address's key, `PostRel`), revokes the lease,
 //!   exits. An address's key is deleted once the address is off the interface, never before.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -90,6 +92,8 @@ pub struct Holder {
     pub member: String,
     /// The key's create revision: the epoch.
     pub epoch: i64,
+    /// The lease the key is attached to.
+    pub lease: i64,
 }
 
 /// The group's keys as etcd has them at one revision.
@@ -424,13 +428,63 @@ pub enum GroupAction {
     Exit,
 }
 
-/// The probe round under way for the addresses just won.
+/// An address being probed: how many probes it has had since it joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    addr: IpAddr,
+    joined: Instant,
+    probes: u32,
+    last_probe: Instant,
+}
+
+/// Probing under way: one probe every `gap` for the addresses that have had fewer than
+/// [`PROBES`]; each is decided a gap after its last probe, by whether anything answered since
+/// it joined. Addresses join at any time (a hundred won one after another share the probes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Round {
-    started: Instant,
-    sent: u32,
-    window: Duration,
-    addrs: Vec<IpAddr>,
+    gap: Duration,
+    next_probe: Instant,
+    pending: Vec<Pending>,
+}
+
+impl Round {
+    fn new(gap: Duration, now: Instant) -> Round {
+        Round {
+            gap,
+            next_probe: now,
+            pending: Vec::new(),
+        }
+    }
+
+    fn join(&mut self, addr: IpAddr, now: Instant) {
+        if self.pending.iter().any(|p| p.addr == addr) {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.next_probe = now;
+        }
+        self.pending.push(Pending {
+            addr,
+            joined: now,
+            probes: 0,
+            last_probe: now,
+        });
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let probe = self
+            .pending
+            .iter()
+            .any(|p| p.probes < PROBES)
+            .then_some(self.next_probe);
+        let decide = self
+            .pending
+            .iter()
+            .filter(|p| p.probes >= PROBES)
+            .map(|p| p.last_probe + self.gap)
+            .min();
+        [probe, decide].into_iter().flatten().min()
+    }
 }
 
 /// A group member's decisions.
@@ -448,7 +502,10 @@ pub struct Group {
     hook_queue: VecDeque<(IpAddr, HookPhase)>,
     /// The phase running, and for which address.
     hook_running: Option<(IpAddr, HookPhase)>,
-    round: Option<Round>,
+    /// Probing of addresses just won.
+    probing: Option<Round>,
+    /// Probing of addresses won that another host answered for.
+    conflicts: Option<Round>,
     /// The latest answer for each address.
     answers: BTreeMap<IpAddr, (Instant, Mac)>,
     /// The `Fence` hook ran for this conflict.
@@ -457,6 +514,10 @@ pub struct Group {
     grant_after: Option<Instant>,
     /// When this member's key first appeared in a view: it acquires a third of a TTL later.
     joined: Option<Instant>,
+    /// When this member's key was last put: put again if a view lacks it a while later.
+    registered_at: Option<Instant>,
+    /// Leases of this member's previous life already revoked.
+    revoked: BTreeSet<i64>,
     stopping: bool,
     now: Instant,
 }
@@ -474,11 +535,14 @@ impl Group {
             retry_after: BTreeMap::new(),
             hook_queue: VecDeque::new(),
             hook_running: None,
-            round: None,
+            probing: None,
+            conflicts: None,
             answers: BTreeMap::new(),
             fenced_conflict: BTreeMap::new(),
             grant_after: None,
             joined: None,
+            registered_at: None,
+            revoked: BTreeSet::new(),
             stopping: false,
             now,
         }
@@ -552,12 +616,10 @@ impl Group {
                 consider(*at);
             }
         }
-        if let Some(r) = &self.round {
-            let gap = r.window / PROBES;
-            if r.sent < PROBES {
-                consider(r.started + gap * r.sent);
+        for r in [&self.probing, &self.conflicts].into_iter().flatten() {
+            if let Some(t) = r.next_deadline() {
+                consider(t);
             }
-            consider(r.started + r.window);
         }
         if let (Lease::None, Some(at)) = (self.lease, self.grant_after) {
             consider(at);
@@ -587,6 +649,7 @@ impl Group {
                     renew_at: sent_at + ttl / RENEWALS_PER_TTL,
                     renewing: false,
                 };
+                self.registered_at = Some(now);
                 out.push(GroupAction::Register { lease: id });
             }
             GroupEvent::GrantFailed => {
@@ -622,13 +685,24 @@ impl Group {
                     self.fence(now, "etcd says the lease has expired".to_string(), &mut out);
                 }
             }
+            // Views come from a watch and from re-reads: an older one than ours says nothing
+            // new, and would hide keys this member already knows of.
+            GroupEvent::View(view) if view.revision < self.view.revision => {}
             GroupEvent::View(view) => {
                 self.view = view;
                 self.viewed = true;
-                if self.joined.is_none()
-                    && self.view.members.iter().any(|m| m.name == self.config.name)
-                {
+                let listed = self.view.members.iter().any(|m| m.name == self.config.name);
+                if self.joined.is_none() && listed {
                     self.joined = Some(now);
+                }
+                // A put that did not get through (etcd was unreachable): again, at most once
+                // per renewal period.
+                if let (false, Some(lease), false) = (listed, self.lease_id(), self.stopping) {
+                    let period = self.config.lease_ttl / RENEWALS_PER_TTL;
+                    if self.registered_at.is_none_or(|t| now >= t + period) {
+                        self.registered_at = Some(now);
+                        out.push(GroupAction::Register { lease });
+                    }
                 }
                 self.reconcile(now, &mut out);
             }
@@ -736,7 +810,8 @@ impl Group {
                 AddrState::Releasing { .. } => {}
             }
         }
-        self.round = None;
+        self.probing = None;
+        self.conflicts = None;
         self.lease = Lease::None;
         out.push(GroupAction::Notify(GroupNotice::Fenced {
             addrs: removed,
@@ -805,15 +880,45 @@ impl Group {
 
     /// Compares what etcd says with what this member believes.
     fn reconcile(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        // Keys in this member's name under a lease it no longer has (it fenced itself, or
+        // failoverd was restarted): it holds none of those addresses (a fence removes them, a
+        // start removes what it finds), so the old lease is revoked at once rather than left
+        // to expire, and the others need not wait out its TTL.
+        if let (Some(current), false) = (self.lease_id(), self.stopping) {
+            let old: BTreeSet<i64> = self
+                .view
+                .holders
+                .values()
+                .filter(|h| h.member == self.config.name && h.lease != current)
+                .map(|h| h.lease)
+                .filter(|l| *l != 0 && !self.revoked.contains(l))
+                .collect();
+            for lease in old {
+                self.revoked.insert(lease);
+                out.push(GroupAction::Revoke { lease });
+            }
+        }
         let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
         let rank = self.rank();
         let _ = now;
+        let lease = self.lease_id();
         for (addr, state) in addrs {
             let holder = self.view.holders.get(&addr).cloned();
+            // A claim won at a revision this view does not reach yet is not visible in it.
             let ours = holder
                 .as_ref()
-                .is_some_and(|h| h.member == self.config.name && Some(h.epoch) == state.epoch());
+                .is_some_and(|h| h.member == self.config.name && Some(h.epoch) == state.epoch())
+                || state.epoch().is_some_and(|e| e > self.view.revision);
             match state {
+                // A key of our lease that this member does not use (a give-up that did not get
+                // through): delete it, or nobody else can have the address.
+                AddrState::Free
+                    if lease.is_some_and(|l| holder.as_ref().is_some_and(|h| h.lease == l)) =>
+                {
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                }
                 // Free addresses are scheduled by check_timers.
                 AddrState::Free => {}
                 AddrState::Waiting { .. } if holder.is_some() => {
@@ -886,18 +991,9 @@ impl Group {
             }
             Some(epoch) => {
                 self.set(addr, AddrState::Probing { epoch }, out);
-                match &mut self.round {
-                    // Joined to the round under way if it has not sent its last probe.
-                    Some(r) if r.sent < PROBES => r.addrs.push(addr),
-                    _ => {
-                        self.round = Some(Round {
-                            started: now,
-                            sent: 0,
-                            window: GROUP_PROBE_WINDOW,
-                            addrs: vec![addr],
-                        })
-                    }
-                }
+                self.probing
+                    .get_or_insert_with(|| Round::new(GROUP_PROBE_WINDOW / PROBES, now))
+                    .join(addr, now);
             }
         }
     }
@@ -1063,26 +1159,14 @@ impl Group {
                 _ => {}
             }
         }
-        self.round = None;
+        self.probing = None;
+        self.conflicts = None;
     }
 
     fn start_conflict_round(&mut self, now: Instant, addr: IpAddr) {
-        match &mut self.round {
-            // Any round under way decides for it too: replacing it would lose the others.
-            Some(r) => {
-                if !r.addrs.contains(&addr) {
-                    r.addrs.push(addr);
-                }
-            }
-            None => {
-                self.round = Some(Round {
-                    started: now,
-                    sent: 0,
-                    window: GROUP_CONFLICT_ROUND,
-                    addrs: vec![addr],
-                })
-            }
-        }
+        self.conflicts
+            .get_or_insert_with(|| Round::new(GROUP_CONFLICT_ROUND / PROBES, now))
+            .join(addr, now);
     }
 
     fn check_timers(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
@@ -1146,68 +1230,85 @@ impl Group {
     }
 
     fn check_round(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
-        let Some(mut r) = self.round.take() else {
-            return;
-        };
-        let gap = r.window / PROBES;
-        if r.sent < PROBES && now >= r.started + gap * r.sent {
-            r.sent += 1;
-            out.push(GroupAction::Probe {
-                addrs: r.addrs.clone(),
-            });
-        }
-        if now < r.started + r.window || r.sent < PROBES {
-            self.round = Some(r);
-            return;
-        }
-        // Decide: each address of the round answered, or not.
-        let mut again = Vec::new();
-        for addr in r.addrs {
-            let answered = self
-                .answers
-                .get(&addr)
-                .filter(|(t, _)| *t >= r.started)
-                .map(|(_, mac)| *mac);
-            match (self.addrs.get(&addr).copied(), answered) {
-                (Some(AddrState::Probing { epoch }), None)
-                | (Some(AddrState::Conflict { epoch, .. }), None) => {
-                    self.fenced_conflict.remove(&addr);
-                    self.set(
-                        addr,
-                        AddrState::Acquiring {
-                            epoch,
-                            phase: HookPhase::Test,
-                        },
-                        out,
-                    );
-                    self.queue_hook(addr, HookPhase::Test);
+        for conflict_round in [false, true] {
+            let slot = if conflict_round {
+                &mut self.conflicts
+            } else {
+                &mut self.probing
+            };
+            let Some(mut r) = slot.take() else {
+                continue;
+            };
+            // One probe for everything that has not had its three.
+            let wanted: Vec<IpAddr> = r
+                .pending
+                .iter()
+                .filter(|p| p.probes < PROBES)
+                .map(|p| p.addr)
+                .collect();
+            if !wanted.is_empty() && now >= r.next_probe {
+                for p in r.pending.iter_mut().filter(|p| p.probes < PROBES) {
+                    p.probes += 1;
+                    p.last_probe = now;
                 }
-                (Some(AddrState::Probing { epoch }), Some(mac)) => {
-                    self.set(addr, AddrState::Conflict { epoch, mac }, out);
-                    out.push(GroupAction::Notify(GroupNotice::Conflict { addr, mac }));
-                    if let std::collections::btree_map::Entry::Vacant(e) =
-                        self.fenced_conflict.entry(addr)
-                    {
-                        e.insert(true);
-                        self.queue_hook(addr, HookPhase::Fence);
-                    }
-                    again.push(addr);
-                }
-                (Some(AddrState::Conflict { epoch, .. }), Some(mac)) => {
-                    self.set(addr, AddrState::Conflict { epoch, mac }, out);
-                    again.push(addr);
-                }
-                _ => {}
+                r.next_probe = now + r.gap;
+                out.push(GroupAction::Probe { addrs: wanted });
+            }
+            // Decide what has had its probes and a gap since the last.
+            let (done, waiting): (Vec<Pending>, Vec<Pending>) = r
+                .pending
+                .into_iter()
+                .partition(|p| p.probes >= PROBES && now >= p.last_probe + r.gap);
+            r.pending = waiting;
+            if !r.pending.is_empty() {
+                *slot = Some(r);
+            }
+            for p in done {
+                self.decide(now, p, out);
             }
         }
-        if !again.is_empty() {
-            self.round = Some(Round {
-                started: now,
-                sent: 0,
-                window: GROUP_CONFLICT_ROUND,
-                addrs: again,
-            });
-            self.check_round(now, out);
+    }
+
+    /// The outcome of an address's probes: added (its `Test` first), or a conflict probed
+    /// again.
+    fn decide(&mut self, now: Instant, p: Pending, out: &mut Vec<GroupAction>) {
+        let addr = p.addr;
+        let answered = self
+            .answers
+            .get(&addr)
+            .filter(|(t, _)| *t >= p.joined)
+            .map(|(_, mac)| *mac);
+        match (self.addrs.get(&addr).copied(), answered) {
+            (Some(AddrState::Probing { epoch }), None)
+            | (Some(AddrState::Conflict { epoch, .. }), None) => {
+                self.fenced_conflict.remove(&addr);
+                self.set(
+                    addr,
+                    AddrState::Acquiring {
+                        epoch,
+                        phase: HookPhase::Test,
+                    },
+                    out,
+                );
+                self.queue_hook(addr, HookPhase::Test);
+            }
+            (Some(AddrState::Probing { epoch }), Some(mac)) => {
+                self.set(addr, AddrState::Conflict { epoch, mac }, out);
+                out.push(GroupAction::Notify(GroupNotice::Conflict { addr, mac }));
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    self.fenced_conflict.entry(addr)
+                {
+                    e.insert(true);
+                    self.queue_hook(addr, HookPhase::Fence);
+                } else {
+                    self.start_conflict_round(now, addr);
+                }
+            }
+            (Some(AddrState::Conflict { epoch, .. }), Some(mac)) => {
+                self.set(addr, AddrState::Conflict { epoch, mac }, out);
+                self.start_conflict_round(now, addr);
+            }
+            _ => {}
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Status {
     /// The addresses taken over (failoverd) and whether they are held now.
     #[serde(default)]
     pub addresses: Vec<AddressStatus>,
+    /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStatus>,
     /// The latest transitions, oldest first.
     #[serde(default)]
     pub transitions: Vec<TransitionStatus>,
@@ -114,6 +117,83 @@ pub struct AddressStatus {
     /// Whether this host holds it now.
     pub held: bool,
     /// What went wrong the last time it was added or removed, if that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A group as one member sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The group's name.
+    pub name: String,
+    /// This member's name.
+    pub member: String,
+    /// Its priority.
+    pub priority: u8,
+    /// Whether a returning higher priority takes its addresses back.
+    pub preempt: bool,
+    /// The lease TTL, ms.
+    pub lease_ttl_ms: u64,
+    /// This member's lease id (hex), while it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// Time left before this member fences itself without a renewal, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_in_ms: Option<u64>,
+    /// The etcd endpoint in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Whether etcd answered the latest request.
+    pub etcd_reachable: bool,
+    /// Why not, if it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_error: Option<String>,
+    /// The revision of the latest view.
+    pub revision: i64,
+    /// The live members, highest priority first.
+    pub members: Vec<MemberStatus>,
+    /// Each of the group's addresses.
+    pub addresses: Vec<GroupAddressStatus>,
+}
+
+/// A live member of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its name.
+    pub name: String,
+    /// Its priority.
+    pub priority: u8,
+    /// Seconds its lease has left, as etcd said at the latest ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_left_s: Option<i64>,
+    /// Whether it is the member writing this file.
+    pub this: bool,
+}
+
+/// One of the group's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAddressStatus {
+    /// The address.
+    pub address: String,
+    /// The interface it goes on here.
+    pub interface: String,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The member holding it in etcd, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The epoch (its key's create revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    /// Since when this member has seen that holder, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Where it is here: `free`, `waiting`, `trying`, `probing`, `conflict`, `acquiring`,
+    /// `held`, `releasing`.
+    pub state: String,
+    /// Whether this host has it on its interface now.
+    pub held: bool,
+    /// What went wrong the last time it was added or removed here, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -225,6 +305,7 @@ impl Status {
             peer_verified: None,
             links: Vec::new(),
             addresses: Vec::new(),
+            group: None,
             transitions: Vec::new(),
             counters: CounterStatus::default(),
         }

@@ -23,6 +23,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 pub mod chaos;
+pub mod group;
 pub mod icmp;
 
 /// The primary's public address: the address that moves.

@@ -73,6 +73,7 @@ impl Etcd {
                     Holder {
                         member: kv.value.clone(),
                         epoch: kv.create,
+                        lease: kv.lease,
                     },
                 );
             }
@@ -108,6 +109,10 @@ struct World {
     rtt: Duration,
     /// A request that gets no answer fails after this.
     timeout: Duration,
+    /// How long one transaction takes etcd.
+    txn_time: Duration,
+    /// Each host's latest batch of tries: when asked, when answered.
+    batches: BTreeMap<usize, (Instant, Instant)>,
 }
 
 impl World {
@@ -148,6 +153,8 @@ impl World {
             addrs,
             rtt: ms(2),
             timeout: ms(500),
+            txn_time: Duration::from_micros(1500),
+            batches: BTreeMap::new(),
         };
         // The shell's first loop turn.
         for h in 0..w.hosts.len() {
@@ -275,9 +282,17 @@ impl World {
                     );
                     Some(create)
                 };
+                // As the client makes them: the tries asked for at one instant go in one
+                // batch transaction; batches go one after another.
+                let at = match self.batches.get(&h) {
+                    Some((asked, at)) if *asked == now => *at,
+                    Some((_, last)) => (*last + self.txn_time).max(now + self.rtt + self.txn_time),
+                    None => now + self.rtt + self.txn_time,
+                };
+                self.batches.insert(h, (now, at));
                 self.hosts[h]
                     .inbox
-                    .push((now + self.rtt, GroupEvent::Acquired { addr, epoch }));
+                    .push((at, GroupEvent::Acquired { addr, epoch }));
                 self.broadcast();
             }
             GroupAction::GiveUp { addr, lease } => {
@@ -620,6 +635,143 @@ fn a_hundred_addresses_move_together() {
     assert_eq!(adds.len(), 100);
     let spread = *adds.iter().max().unwrap() - *adds.iter().min().unwrap();
     assert!(spread <= ms(100), "{spread:?}");
+}
+
+#[test]
+fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
+    let mut w = World::new(&[200, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let old = match w.hosts[0].core.lease() {
+        Lease::Held { id, .. } => id,
+        other => panic!("{other:?}"),
+    };
+    // failoverd alone is killed and started again at once: the new process starts with
+    // nothing on the interface (it removes what it finds) and a new lease; the old lease's
+    // key still names it.
+    let restart = w.elapsed();
+    let mut fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    std::mem::swap(&mut w.hosts[0].core, &mut fresh);
+    w.hosts[0].held.clear();
+    w.hosts[0].inbox.clear();
+    w.feed(0, GroupEvent::Tick);
+    w.run_until(restart + TTL / 2);
+    let revoked = w.hosts[0]
+        .log
+        .iter()
+        .any(|(t, a)| *t > restart && *a == GroupAction::Revoke { lease: old });
+    assert!(revoked, "the old lease is not revoked");
+    // Well before the old lease would have expired, the address is held again.
+    w.run_until(restart + TTL - ms(500));
+    assert_eq!(w.holders(addr(0)).len(), 1);
+}
+
+/// Drives one member by hand up to `until`, acknowledging renewals at once and answering
+/// hooks at once; its actions.
+fn drive(
+    g: &mut Group,
+    from: Instant,
+    until: Instant,
+    events: &mut Vec<(Instant, GroupEvent)>,
+) -> Vec<(Instant, GroupAction)> {
+    let mut log = Vec::new();
+    let mut now = from;
+    loop {
+        events.sort_by_key(|(t, _)| *t);
+        let next_event = events.first().map(|(t, _)| *t);
+        let next = [g.next_deadline(), next_event].into_iter().flatten().min();
+        let Some(next) = next.filter(|t| *t <= until) else {
+            return log;
+        };
+        now = now.max(next);
+        let ev = match events.first() {
+            Some((t, _)) if *t <= now => events.remove(0).1,
+            _ => GroupEvent::Tick,
+        };
+        for a in g.handle(now, ev) {
+            match &a {
+                GroupAction::Renew { .. } => {
+                    events.push((now + ms(1), GroupEvent::RenewalAcked { sent_at: now }))
+                }
+                GroupAction::RunHooks { phase, .. } => events.push((
+                    now,
+                    GroupEvent::HooksDone {
+                        phase: *phase,
+                        ok: true,
+                    },
+                )),
+                _ => {}
+            }
+            log.push((now, a));
+        }
+    }
+}
+
+#[test]
+fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
+    let t0 = Instant::now();
+    let (a0, a1) = (addr(0), addr(1));
+    let mut g = Group::new(
+        t0,
+        GroupConfig {
+            name: "m1".into(),
+            priority: 200,
+            lease_ttl: TTL,
+            preempt: false,
+            addrs: vec![a0, a1],
+        },
+    );
+    let view = View {
+        revision: 2,
+        members: vec![Member {
+            name: "m1".into(),
+            priority: 200,
+        }],
+        holders: BTreeMap::new(),
+    };
+    let mut events = vec![
+        (t0 + ms(1), GroupEvent::LeaseGranted { id: 7, sent_at: t0 }),
+        (t0 + ms(2), GroupEvent::View(view)),
+    ];
+    let log = drive(&mut g, t0, t0 + TTL / 3 + ms(20), &mut events);
+    let tried: Vec<Instant> = log
+        .iter()
+        .filter(|(_, a)| matches!(a, GroupAction::TryAcquire { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(tried.len(), 2, "{log:?}");
+    // a0 is won at once; a1 110 ms later: after a0's third probe, before a0 is decided.
+    let won = tried[0] + ms(3);
+    let mut events = vec![
+        (
+            won,
+            GroupEvent::Acquired {
+                addr: a0,
+                epoch: Some(3),
+            },
+        ),
+        (
+            won + ms(110),
+            GroupEvent::Acquired {
+                addr: a1,
+                epoch: Some(4),
+            },
+        ),
+    ];
+    let log = drive(&mut g, tried[0], won + ms(600), &mut events);
+    for a in [a0, a1] {
+        assert!(
+            matches!(g.addrs()[&a], AddrState::Held { .. }),
+            "{a}: {:?}\n{log:?}",
+            g.addrs()[&a]
+        );
+        // Three probes each, whenever it joined.
+        let probes = log
+            .iter()
+            .filter(|(_, x)| matches!(x, GroupAction::Probe { addrs } if addrs.contains(&a)))
+            .count();
+        assert_eq!(probes, PROBES as usize, "{a}");
+    }
 }
 
 #[test]

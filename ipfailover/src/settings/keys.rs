@@ -29,6 +29,18 @@ pub(super) enum Key {
     EmailTransport,
     EmailFrom,
     StateDir,
+    EtcdEndpoints,
+    Group,
+    GroupIpPairs,
+    Priority,
+    LeaseTtl,
+    Preempt,
+    MemberName,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    EtcdUser,
+    EtcdPasswordFile,
 }
 
 /// How a value is written, which decides the TOML types accepted.
@@ -42,6 +54,8 @@ pub(super) enum Kind {
     Duration,
     /// An integer.
     Int,
+    /// Yes or no: a TOML boolean, or `yes`/`no` (also `true`/`false`).
+    Bool,
 }
 
 /// Which file format names the keys in messages.
@@ -63,8 +77,12 @@ pub(super) const MAX_SCRIPT_TIMEOUT: Duration = MAX_TIMEOUT;
 pub(super) const MAX_RELEASE_AFTER: u32 = 1000;
 /// A grace shorter than a few probes could give up an address over one stray answer.
 pub(super) const MIN_CONFLICT_GRACE: Duration = Duration::from_millis(100);
+/// etcd's shortest useful lease: a member renews three times per TTL.
+pub(super) const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
+/// Longer than this, a dead holder keeps its addresses for longer than anyone would wait.
+pub(super) const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
 /// How many keys there are.
-pub(super) const KEYS: usize = 16;
+pub(super) const KEYS: usize = 28;
 
 impl Key {
     /// In the order of the spec's table, which is also the order `render` prints.
@@ -85,6 +103,18 @@ impl Key {
         Key::EmailTransport,
         Key::EmailFrom,
         Key::StateDir,
+        Key::EtcdEndpoints,
+        Key::Group,
+        Key::GroupIpPairs,
+        Key::Priority,
+        Key::LeaseTtl,
+        Key::Preempt,
+        Key::MemberName,
+        Key::EtcdCaFile,
+        Key::EtcdCertFile,
+        Key::EtcdKeyFile,
+        Key::EtcdUser,
+        Key::EtcdPasswordFile,
     ];
 
     pub(super) fn hostconfig_name(self) -> &'static str {
@@ -105,6 +135,18 @@ impl Key {
             Key::EmailTransport => "FAILOVER_EMAIL_TRANSPORT",
             Key::EmailFrom => "FAILOVER_EMAIL_FROM",
             Key::StateDir => "FAILOVER_STATE_DIR",
+            Key::EtcdEndpoints => "FAILOVER_ETCD_ENDPOINTS",
+            Key::Group => "FAILOVER_GROUP",
+            Key::GroupIpPairs => "FAILOVER_GROUP_IP_PAIRS",
+            Key::Priority => "FAILOVER_PRIORITY",
+            Key::LeaseTtl => "FAILOVER_LEASE_TTL",
+            Key::Preempt => "FAILOVER_PREEMPT",
+            Key::MemberName => "FAILOVER_MEMBER_NAME",
+            Key::EtcdCaFile => "FAILOVER_ETCD_CA_FILE",
+            Key::EtcdCertFile => "FAILOVER_ETCD_CERT_FILE",
+            Key::EtcdKeyFile => "FAILOVER_ETCD_KEY_FILE",
+            Key::EtcdUser => "FAILOVER_ETCD_USER",
+            Key::EtcdPasswordFile => "FAILOVER_ETCD_PASSWORD_FILE",
         }
     }
 
@@ -126,6 +168,18 @@ impl Key {
             Key::EmailTransport => "email_transport",
             Key::EmailFrom => "email_from",
             Key::StateDir => "state_dir",
+            Key::EtcdEndpoints => "etcd_endpoints",
+            Key::Group => "group",
+            Key::GroupIpPairs => "group_ip_pairs",
+            Key::Priority => "priority",
+            Key::LeaseTtl => "lease_ttl",
+            Key::Preempt => "preempt",
+            Key::MemberName => "member_name",
+            Key::EtcdCaFile => "etcd_ca_file",
+            Key::EtcdCertFile => "etcd_cert_file",
+            Key::EtcdKeyFile => "etcd_key_file",
+            Key::EtcdUser => "etcd_user",
+            Key::EtcdPasswordFile => "etcd_password_file",
         }
     }
 
@@ -142,17 +196,32 @@ impl Key {
 
     pub(super) fn kind(self) -> Kind {
         match self {
-            Key::BcastIps | Key::PeerIpPairs | Key::EmailRecipient | Key::NodeIp => Kind::List,
-            Key::Port | Key::ReleaseAfter => Kind::Int,
-            Key::Interval | Key::Timeout | Key::ScriptTimeout | Key::ConflictGrace => {
-                Kind::Duration
-            }
+            Key::BcastIps
+            | Key::PeerIpPairs
+            | Key::EmailRecipient
+            | Key::NodeIp
+            | Key::EtcdEndpoints
+            | Key::GroupIpPairs => Kind::List,
+            Key::Port | Key::ReleaseAfter | Key::Priority => Kind::Int,
+            Key::Interval
+            | Key::Timeout
+            | Key::ScriptTimeout
+            | Key::ConflictGrace
+            | Key::LeaseTtl => Kind::Duration,
+            Key::Preempt => Kind::Bool,
             Key::PeerIp
             | Key::SecretFile
             | Key::ScriptDir
             | Key::EmailTransport
             | Key::EmailFrom
-            | Key::StateDir => Kind::Text,
+            | Key::StateDir
+            | Key::Group
+            | Key::MemberName
+            | Key::EtcdCaFile
+            | Key::EtcdCertFile
+            | Key::EtcdKeyFile
+            | Key::EtcdUser
+            | Key::EtcdPasswordFile => Kind::Text,
         }
     }
 
@@ -248,6 +317,18 @@ pub(super) fn defaults(source: &Path) -> Settings {
         email_transport: "smtp://localhost:25".to_string(),
         email_from: None,
         state_dir: PathBuf::from("/var/run/ipfailover"),
+        etcd_endpoints: Vec::new(),
+        group: "ipfailover".to_string(),
+        group_ip_pairs: Vec::new(),
+        priority: 100,
+        lease_ttl: Duration::from_secs(3),
+        preempt: false,
+        member_name: None,
+        etcd_ca_file: None,
+        etcd_cert_file: None,
+        etcd_key_file: None,
+        etcd_user: None,
+        etcd_password_file: None,
         warnings: Vec::new(),
     }
 }
@@ -355,6 +436,18 @@ impl<'a> Builder<'a> {
             Key::EmailTransport => s.email_transport = d.email_transport,
             Key::EmailFrom => s.email_from = d.email_from,
             Key::StateDir => s.state_dir = d.state_dir,
+            Key::EtcdEndpoints => s.etcd_endpoints = d.etcd_endpoints,
+            Key::Group => s.group = d.group,
+            Key::GroupIpPairs => s.group_ip_pairs = d.group_ip_pairs,
+            Key::Priority => s.priority = d.priority,
+            Key::LeaseTtl => s.lease_ttl = d.lease_ttl,
+            Key::Preempt => s.preempt = d.preempt,
+            Key::MemberName => s.member_name = d.member_name,
+            Key::EtcdCaFile => s.etcd_ca_file = d.etcd_ca_file,
+            Key::EtcdCertFile => s.etcd_cert_file = d.etcd_cert_file,
+            Key::EtcdKeyFile => s.etcd_key_file = d.etcd_key_file,
+            Key::EtcdUser => s.etcd_user = d.etcd_user,
+            Key::EtcdPasswordFile => s.etcd_password_file = d.etcd_password_file,
         }
     }
 
@@ -394,6 +487,11 @@ impl<'a> Builder<'a> {
                 Ok(d) => self.apply_duration(key, d, text, line),
                 Err(message) => self.bad(key, line, message),
             },
+            Kind::Bool => match text.to_ascii_lowercase().as_str() {
+                "yes" | "true" => self.apply_bool(key, true),
+                "no" | "false" => self.apply_bool(key, false),
+                _ => self.bad(key, line, format!("expected yes or no, got {text:?}")),
+            },
             Kind::Text | Kind::List => self.apply_text(key, text, line),
         }
     }
@@ -407,6 +505,18 @@ impl<'a> Builder<'a> {
             .flat_map(|(s, l)| split_list(key, s).map(move |part| (part.to_string(), *l)))
             .collect();
         self.apply_items(key, items);
+    }
+
+    /// Applies a value written as a TOML boolean.
+    pub(super) fn set_bool(&mut self, key: Key, value: bool, line: usize) {
+        self.assigned(key, line);
+        self.apply_bool(key, value);
+    }
+
+    fn apply_bool(&mut self, key: Key, value: bool) {
+        if key == Key::Preempt {
+            self.settings.preempt = value;
+        }
     }
 
     /// Applies a value written as a TOML integer.
@@ -430,6 +540,10 @@ impl<'a> Builder<'a> {
                 Ok(n) if (1..=MAX_RELEASE_AFTER).contains(&n) => self.settings.release_after = n,
                 _ => self.bad(key, line, format!("{expected}, got {got}")),
             },
+            Key::Priority => match u8::try_from(value) {
+                Ok(p) if p != 0 => self.settings.priority = p,
+                _ => self.bad(key, line, format!("{expected}, got {got}")),
+            },
             _ => self.bad(key, line, format!("expected a string, got integer {got}")),
         }
     }
@@ -439,6 +553,7 @@ impl<'a> Builder<'a> {
             Key::Interval => (MIN_INTERVAL, MAX_INTERVAL, ""),
             Key::Timeout => (MIN_TIMEOUT, MAX_TIMEOUT, ""),
             Key::ConflictGrace => (MIN_CONFLICT_GRACE, MAX_TIMEOUT, ""),
+            Key::LeaseTtl => (MIN_LEASE_TTL, MAX_LEASE_TTL, ""),
             _ => (
                 Duration::from_nanos(1),
                 MAX_SCRIPT_TIMEOUT,
@@ -458,10 +573,21 @@ impl<'a> Builder<'a> {
             );
             return;
         }
+        if key == Key::LeaseTtl && d.subsec_nanos() != 0 {
+            // etcd counts leases in whole seconds: a fraction would be rounded behind the
+            // administrator's back, and the fencing deadline with it.
+            self.bad(
+                key,
+                line,
+                format!("expected whole seconds (etcd's leases count in seconds), got {text:?}"),
+            );
+            return;
+        }
         match key {
             Key::Interval => self.settings.interval = d,
             Key::Timeout => self.settings.timeout = Some(d),
             Key::ConflictGrace => self.settings.conflict_grace = d,
+            Key::LeaseTtl => self.settings.lease_ttl = d,
             _ => self.settings.script_timeout = d,
         }
     }
@@ -476,6 +602,26 @@ impl<'a> Builder<'a> {
                     format!("expected an IPv4 or IPv6 address, got {text:?}"),
                 ),
             },
+            Key::Group | Key::MemberName => match check_name(text) {
+                Ok(()) if key == Key::Group => self.settings.group = text.to_string(),
+                Ok(()) => self.settings.member_name = Some(text.to_string()),
+                Err(message) => self.bad(key, line, message),
+            },
+            Key::EtcdUser => self.settings.etcd_user = Some(text.to_string()),
+            Key::EtcdCaFile | Key::EtcdCertFile | Key::EtcdKeyFile | Key::EtcdPasswordFile => {
+                if !text.starts_with('/') {
+                    let message = format!("expected an absolute path, got {text:?}");
+                    self.bad(key, line, message);
+                    return;
+                }
+                let path = Some(PathBuf::from(text));
+                match key {
+                    Key::EtcdCaFile => self.settings.etcd_ca_file = path,
+                    Key::EtcdCertFile => self.settings.etcd_cert_file = path,
+                    Key::EtcdKeyFile => self.settings.etcd_key_file = path,
+                    _ => self.settings.etcd_password_file = path,
+                }
+            }
             Key::SecretFile | Key::ScriptDir | Key::StateDir => {
                 // Daemons run from launchd or systemd with `/` as working directory, so a
                 // relative path would not mean what it meant in the administrator's shell.
@@ -509,6 +655,7 @@ impl<'a> Builder<'a> {
         // Address -> position in `pairs`, so that a long list is checked in linear time.
         let mut seen: HashMap<IpAddr, usize> = HashMap::new();
         let mut mails = Vec::new();
+        let mut urls = Vec::new();
         for (item, line) in items {
             if item.contains(char::is_control) {
                 let message = format!("control characters are not allowed, got {item:?}");
@@ -516,7 +663,11 @@ impl<'a> Builder<'a> {
                 continue;
             }
             match key {
-                Key::PeerIpPairs => match item.parse::<AddrPair>() {
+                Key::EtcdEndpoints => match check_endpoint(&item) {
+                    Ok(url) => urls.push(url),
+                    Err(message) => self.bad(key, line, message),
+                },
+                Key::PeerIpPairs | Key::GroupIpPairs => match item.parse::<AddrPair>() {
                     Ok(pair) => {
                         let first = seen.get(&pair.addr).and_then(|&i| pairs.get(i));
                         if let Some(first) = first {
@@ -559,6 +710,8 @@ impl<'a> Builder<'a> {
             Key::BcastIps => self.settings.bcast_ips = ips,
             Key::NodeIp => self.settings.node_ips = ips,
             Key::PeerIpPairs => self.settings.peer_ip_pairs = pairs,
+            Key::GroupIpPairs => self.settings.group_ip_pairs = pairs,
+            Key::EtcdEndpoints => self.settings.etcd_endpoints = urls,
             _ => self.settings.email_recipients = mails,
         }
     }
@@ -579,6 +732,17 @@ impl<'a> Builder<'a> {
                     "required by heartbeatd: the addresses heartbeats are sent to (the \
                      broadcast addresses of the public and the private subnet)",
                 )),
+                // Group mode: the group's addresses, not the pair's keys.
+                Role::Failoverd
+                    if !s.etcd_endpoints.is_empty() || self.invalid[Key::EtcdEndpoints.index()] =>
+                {
+                    missing.extend(s.group_ip_pairs.is_empty().then_some((
+                        Key::GroupIpPairs,
+                        "required in group mode (FAILOVER_ETCD_ENDPOINTS is set): the \
+                         iface:address[/prefix] entries the group moves, like \
+                         eth0:198.51.100.100",
+                    )));
+                }
                 Role::Failoverd => {
                     if s.peer_ip.is_none() {
                         missing.push((
@@ -603,6 +767,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        self.check_group_keys(role);
         // Stable: problems on one line keep the order they were found in; missing keys last.
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         if !self.errors.is_empty() {
@@ -615,10 +780,118 @@ impl<'a> Builder<'a> {
     }
 }
 
+impl Builder<'_> {
+    /// The group keys that only make sense together.
+    fn check_group_keys(&mut self, role: Role) {
+        let s = &self.settings;
+        let group_mode = !s.etcd_endpoints.is_empty();
+        let mut problems: Vec<(Key, String)> = Vec::new();
+        let name = |k: Key| k.name(self.format);
+        if role == Role::Failoverd && group_mode && !s.peer_ip_pairs.is_empty() {
+            problems.push((
+                Key::PeerIpPairs,
+                format!(
+                    "a failoverd is either a pair's secondary ({}) or a group member ({}), not \
+                     both: run the group on its own host, or drop one of them",
+                    name(Key::PeerIpPairs),
+                    name(Key::GroupIpPairs)
+                ),
+            ));
+        }
+        if role == Role::Failoverd && !group_mode && !self.invalid[Key::EtcdEndpoints.index()] {
+            for k in [Key::GroupIpPairs] {
+                if self.set_on[k.index()].is_some() && !s.group_ip_pairs.is_empty() {
+                    problems.push((
+                        k,
+                        format!(
+                            "only means something in group mode: set {} to etcd's URLs",
+                            name(Key::EtcdEndpoints)
+                        ),
+                    ));
+                }
+            }
+        }
+        match (&s.etcd_cert_file, &s.etcd_key_file) {
+            (Some(_), None) => problems.push((
+                Key::EtcdCertFile,
+                format!(
+                    "a client certificate needs its key: set {} too",
+                    name(Key::EtcdKeyFile)
+                ),
+            )),
+            (None, Some(_)) => problems.push((
+                Key::EtcdKeyFile,
+                format!(
+                    "a key needs its certificate: set {} too",
+                    name(Key::EtcdCertFile)
+                ),
+            )),
+            _ => {}
+        }
+        match (&s.etcd_user, &s.etcd_password_file) {
+            (Some(_), None) => problems.push((
+                Key::EtcdUser,
+                format!(
+                    "a user needs a password: set {} too",
+                    name(Key::EtcdPasswordFile)
+                ),
+            )),
+            (None, Some(_)) => problems.push((
+                Key::EtcdPasswordFile,
+                format!("a password needs its user: set {} too", name(Key::EtcdUser)),
+            )),
+            _ => {}
+        }
+        for (key, message) in problems {
+            if !self.invalid[key.index()] {
+                let line = self.set_on[key.index()];
+                self.error(line, Some(key.name(self.format)), message);
+            }
+        }
+    }
+}
+
+/// A group's or member's name: it becomes part of etcd keys and of a hook directory's path.
+fn check_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text != "."
+        && text != ".."
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a name of letters, digits, '-', '_' and '.' (at most 64), got {text:?}"
+        ))
+    }
+}
+
+/// An etcd endpoint: `http://host:port` or `https://host:port`, without a path.
+fn check_endpoint(text: &str) -> Result<String, String> {
+    let expectation = || {
+        format!(
+            "expected etcd URLs like http://203.0.113.1:2379 or https://etcd1:2379, got {text:?}"
+        )
+    };
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .ok_or_else(expectation)?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) || host.contains(char::is_whitespace)
+    {
+        return Err(expectation());
+    }
+    Ok(text.strip_suffix('/').unwrap_or(text).to_string())
+}
+
 /// Splits at ASCII whitespace (and commas, for mail addresses). Other whitespace stays inside
 /// an item, so that `render` writes back exactly what was read.
 fn split_list(key: Key, text: &str) -> impl Iterator<Item = &str> {
-    let commas = key == Key::EmailRecipient;
+    let commas = matches!(key, Key::EmailRecipient | Key::EtcdEndpoints);
     text.split(move |c: char| c.is_ascii_whitespace() || (commas && c == ','))
         .filter(|s| !s.is_empty())
 }
@@ -633,6 +906,7 @@ fn parse_int(text: &str) -> Option<i64> {
 fn int_expectation(key: Key) -> String {
     match key {
         Key::Port => "expected a UDP port from 1 to 65535".to_string(),
+        Key::Priority => "expected a priority from 1 to 255".to_string(),
         _ => format!("expected a whole number from 1 to {MAX_RELEASE_AFTER}"),
     }
 }

@@ -72,6 +72,30 @@ pub struct Settings {
     pub email_from: Option<String>,
     /// `FAILOVER_STATE_DIR`: where the status files go.
     pub state_dir: PathBuf,
+    /// `FAILOVER_ETCD_ENDPOINTS`: etcd's URLs; set, failoverd is a group member (SPEC §9).
+    pub etcd_endpoints: Vec<String>,
+    /// `FAILOVER_GROUP`: the group's name, its keys under `/ipfailover/<group>/`.
+    pub group: String,
+    /// `FAILOVER_GROUP_IP_PAIRS`: the addresses the group moves.
+    pub group_ip_pairs: Vec<AddrPair>,
+    /// `FAILOVER_PRIORITY`: 1 to 255, the highest live one acquires.
+    pub priority: u8,
+    /// `FAILOVER_LEASE_TTL`: the member's etcd lease, whole seconds.
+    pub lease_ttl: Duration,
+    /// `FAILOVER_PREEMPT`: a returning higher priority takes its addresses back.
+    pub preempt: bool,
+    /// `FAILOVER_MEMBER_NAME`: this member's name in the group; `None` is the host name.
+    pub member_name: Option<String>,
+    /// `FAILOVER_ETCD_CA_FILE`: the CA that signs etcd's certificate.
+    pub etcd_ca_file: Option<PathBuf>,
+    /// `FAILOVER_ETCD_CERT_FILE`: the client certificate for etcd.
+    pub etcd_cert_file: Option<PathBuf>,
+    /// `FAILOVER_ETCD_KEY_FILE`: its key.
+    pub etcd_key_file: Option<PathBuf>,
+    /// `FAILOVER_ETCD_USER`: the etcd user.
+    pub etcd_user: Option<String>,
+    /// `FAILOVER_ETCD_PASSWORD_FILE`: the file holding that user's password.
+    pub etcd_password_file: Option<PathBuf>,
     /// Findings that do not stop the daemon, each naming file and line.
     pub warnings: Vec<String>,
 }
@@ -132,6 +156,11 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// Whether failoverd runs as a member of a group (`FAILOVER_ETCD_ENDPOINTS` is set).
+    pub fn group_mode(&self) -> bool {
+        !self.etcd_endpoints.is_empty()
     }
 
     /// Parses hostconfig text (`KEY="value"` lines); `path` only names the file in messages.
@@ -297,6 +326,54 @@ mod tests {
                 r#"state_dir = "/run/ipfailover""#,
                 |s| s.state_dir = PathBuf::from("/run/ipfailover"),
             ),
+            (
+                "FAILOVER_ETCD_ENDPOINTS=http://203.0.113.1:2379,https://etcd2:2379/",
+                r#"etcd_endpoints = ["http://203.0.113.1:2379", "https://etcd2:2379/"]"#,
+                |s| {
+                    s.etcd_endpoints =
+                        vec!["http://203.0.113.1:2379".into(), "https://etcd2:2379".into()]
+                },
+            ),
+            ("FAILOVER_GROUP=web-1.prod", r#"group = "web-1.prod""#, |s| {
+                s.group = "web-1.prod".into()
+            }),
+            (
+                r#"FAILOVER_GROUP_IP_PAIRS="eth0:198.51.100.100 eth0:198.51.100.101/24""#,
+                r#"group_ip_pairs = ["eth0:198.51.100.100", "eth0:198.51.100.101/24"]"#,
+                |s| {
+                    s.group_ip_pairs =
+                        vec![pair("eth0:198.51.100.100"), pair("eth0:198.51.100.101/24")]
+                },
+            ),
+            ("FAILOVER_PRIORITY=255", "priority = 255", |s| s.priority = 255),
+            ("FAILOVER_LEASE_TTL=5s", r#"lease_ttl = "5s""#, |s| {
+                s.lease_ttl = Duration::from_secs(5)
+            }),
+            ("FAILOVER_PREEMPT=yes", "preempt = true", |s| s.preempt = true),
+            ("FAILOVER_MEMBER_NAME=m1", r#"member_name = "m1""#, |s| {
+                s.member_name = Some("m1".into())
+            }),
+            (
+                "FAILOVER_ETCD_CA_FILE=/etc/ipfailover/etcd-ca.pem",
+                r#"etcd_ca_file = "/etc/ipfailover/etcd-ca.pem""#,
+                |s| s.etcd_ca_file = Some(PathBuf::from("/etc/ipfailover/etcd-ca.pem")),
+            ),
+            (
+                "FAILOVER_ETCD_CERT_FILE=/etc/ipfailover/etcd.pem\nFAILOVER_ETCD_KEY_FILE=/etc/ipfailover/etcd.key",
+                "etcd_cert_file = \"/etc/ipfailover/etcd.pem\"\netcd_key_file = \"/etc/ipfailover/etcd.key\"",
+                |s| {
+                    s.etcd_cert_file = Some(PathBuf::from("/etc/ipfailover/etcd.pem"));
+                    s.etcd_key_file = Some(PathBuf::from("/etc/ipfailover/etcd.key"));
+                },
+            ),
+            (
+                "FAILOVER_ETCD_USER=ipfo\nFAILOVER_ETCD_PASSWORD_FILE=/etc/ipfailover/etcd-password",
+                "etcd_user = \"ipfo\"\netcd_password_file = \"/etc/ipfailover/etcd-password\"",
+                |s| {
+                    s.etcd_user = Some("ipfo".into());
+                    s.etcd_password_file = Some(PathBuf::from("/etc/ipfailover/etcd-password"));
+                },
+            ),
         ]
     }
 
@@ -328,10 +405,112 @@ mod tests {
             t.push('\n');
             effect(&mut expected);
         }
-        let a = hc(&h, Role::Failoverd).unwrap();
-        let b = tm(&t, Role::Failoverd).unwrap();
+        // Every key at once is a pair and a group in one file: failoverd refuses that (see
+        // group_mode_keys), so the roles that require nothing read it.
+        let a = hc(&h, Role::Ctl).unwrap();
+        let b = tm(&t, Role::Ctl).unwrap();
         assert!(same(&a, &expected));
         assert!(same(&b, &expected));
+    }
+
+    #[test]
+    fn group_mode_keys() {
+        let group = "FAILOVER_ETCD_ENDPOINTS=http://203.0.113.1:2379\n\
+                     FAILOVER_GROUP_IP_PAIRS=eth0:198.51.100.100\n";
+        let s = hc(group, Role::Failoverd).unwrap();
+        assert!(s.group_mode());
+        assert_eq!(
+            (s.group.as_str(), s.priority, s.lease_ttl, s.preempt),
+            ("ipfailover", 100, Duration::from_secs(3), false)
+        );
+        // In group mode the pair's keys are not required...
+        assert!(s.peer_ip.is_none());
+        // ...but the group's addresses are.
+        let e = hc(
+            "FAILOVER_ETCD_ENDPOINTS=http://203.0.113.1:2379\n",
+            Role::Failoverd,
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("FAILOVER_GROUP_IP_PAIRS"));
+        // A pair and a group in one failoverd: refused.
+        let both = format!(
+            "{group}FAILOVER_PEER_IP=198.51.100.10\nFAILOVER_PEER_IP_PAIRS=eth0:198.51.100.10\n"
+        );
+        let e = hc(&both, Role::Failoverd).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("FAILOVER_PEER_IP_PAIRS"));
+        assert!(e.0[0].message.contains("not both"), "{}", e.0[0].message);
+        // Group addresses without etcd mean nothing.
+        let e = hc(
+            "FAILOVER_PEER_IP=198.51.100.10\nFAILOVER_PEER_IP_PAIRS=eth0:198.51.100.10\n\
+             FAILOVER_GROUP_IP_PAIRS=eth0:198.51.100.100\n",
+            Role::Failoverd,
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].line, Some(3));
+        assert!(e.0[0].message.contains("FAILOVER_ETCD_ENDPOINTS"));
+        // Bad values, each located.
+        for (line, key, needle) in [
+            ("FAILOVER_PRIORITY=0", "FAILOVER_PRIORITY", "from 1 to 255"),
+            (
+                "FAILOVER_PRIORITY=256",
+                "FAILOVER_PRIORITY",
+                "from 1 to 255",
+            ),
+            (
+                "FAILOVER_LEASE_TTL=1500ms",
+                "FAILOVER_LEASE_TTL",
+                "whole seconds",
+            ),
+            ("FAILOVER_LEASE_TTL=0s", "FAILOVER_LEASE_TTL", "from 1s"),
+            ("FAILOVER_PREEMPT=maybe", "FAILOVER_PREEMPT", "yes or no"),
+            ("FAILOVER_GROUP=../etc", "FAILOVER_GROUP", "letters, digits"),
+            (
+                "FAILOVER_MEMBER_NAME='a b'",
+                "FAILOVER_MEMBER_NAME",
+                "letters, digits",
+            ),
+            (
+                "FAILOVER_ETCD_ENDPOINTS=203.0.113.1:2379",
+                "FAILOVER_ETCD_ENDPOINTS",
+                "http://",
+            ),
+            (
+                "FAILOVER_ETCD_ENDPOINTS=http://a/v3",
+                "FAILOVER_ETCD_ENDPOINTS",
+                "http://",
+            ),
+            (
+                "FAILOVER_ETCD_CA_FILE=ca.pem",
+                "FAILOVER_ETCD_CA_FILE",
+                "absolute path",
+            ),
+            (
+                "FAILOVER_ETCD_CERT_FILE=/c.pem",
+                "FAILOVER_ETCD_CERT_FILE",
+                "needs its key",
+            ),
+            (
+                "FAILOVER_ETCD_USER=ipfo",
+                "FAILOVER_ETCD_USER",
+                "needs a password",
+            ),
+        ] {
+            let e = hc(&format!("{group}{line}\n"), Role::Failoverd).unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{line}: {e:?}");
+            assert!(
+                e.0[0].message.contains(needle),
+                "{line}: {}",
+                e.0[0].message
+            );
+        }
+        // And the effective settings written back read back the same.
+        let s = hc(
+            &format!("{group}FAILOVER_PREEMPT=yes\nFAILOVER_PRIORITY=7\nFAILOVER_GROUP=web\n"),
+            Role::Failoverd,
+        )
+        .unwrap();
+        let again = hc(&s.render(), Role::Failoverd).unwrap();
+        assert!(same(&s, &again), "{}", s.render());
     }
 
     #[test]
@@ -449,7 +628,7 @@ mod tests {
         );
         let e = hc("FAILOVER_COLOUR=blue\n", Role::Ctl).unwrap_err();
         assert!(e.0[0].message.starts_with("unknown key; known keys are "));
-        assert!(e.0[0].message.ends_with("FAILOVER_STATE_DIR"));
+        assert!(e.0[0].message.ends_with("FAILOVER_ETCD_PASSWORD_FILE"));
         let e = tm("\n\ntimout = \"3s\"\n", Role::Ctl).unwrap_err();
         assert_eq!(e.0[0].line, Some(3));
         assert_eq!(e.0[0].key.as_deref(), Some("timout"));

@@ -48,6 +48,9 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
             .collect::<Vec<_>>()
             .join(" "))
     }
+    fn path(p: &Option<std::path::PathBuf>, unset: &'static str) -> Result<String, &'static str> {
+        p.as_ref().map(|p| p.display().to_string()).ok_or(unset)
+    }
     match key {
         Key::BcastIps => list(
             &s.bcast_ips,
@@ -83,6 +86,21 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
         Key::EmailTransport => Ok(s.email_transport.clone()),
         Key::EmailFrom => s.email_from.clone().ok_or("failover@<hostname>"),
         Key::StateDir => Ok(s.state_dir.display().to_string()),
+        Key::EtcdEndpoints => list(&s.etcd_endpoints, "no group: failoverd watches one peer"),
+        Key::Group => Ok(s.group.clone()),
+        Key::GroupIpPairs => list(
+            &s.group_ip_pairs,
+            "no group addresses (group mode requires them)",
+        ),
+        Key::Priority => Ok(s.priority.to_string()),
+        Key::LeaseTtl => Ok(format_duration(s.lease_ttl)),
+        Key::Preempt => Ok(if s.preempt { "yes" } else { "no" }.to_string()),
+        Key::MemberName => s.member_name.clone().ok_or("the host name"),
+        Key::EtcdCaFile => path(&s.etcd_ca_file, "the system's CA certificates"),
+        Key::EtcdCertFile => path(&s.etcd_cert_file, "no client certificate"),
+        Key::EtcdKeyFile => path(&s.etcd_key_file, "no client certificate"),
+        Key::EtcdUser => s.etcd_user.clone().ok_or("no etcd authentication"),
+        Key::EtcdPasswordFile => path(&s.etcd_password_file, "no etcd authentication"),
     }
 }
 

@@ -63,13 +63,17 @@ pub(super) fn parse(text: &str, path: &Path, role: Role) -> Result<Settings, Con
                 Ok(v) => values.set_int(key, v, line),
                 Err(_) => values.bad(key, line, format!("integer {i} is out of range")),
             },
-            (Kind::Text | Kind::Duration, DeValue::String(s)) => values.set_text(key, s, line),
+            (Kind::Text | Kind::Duration | Kind::Bool, DeValue::String(s)) => {
+                values.set_text(key, s, line)
+            }
+            (Kind::Bool, DeValue::Boolean(v)) => values.set_bool(key, *v, line),
             (kind, other) => {
                 let expected = match kind {
                     Kind::List => "an array of strings or one space-separated string",
                     Kind::Int => "an integer",
                     Kind::Duration => "a duration string like \"1s\"",
                     Kind::Text => "a string",
+                    Kind::Bool => "true or false",
                 };
                 values.bad(
                     key,

@@ -1,0 +1,935 @@
+//! ipfailover's etcd client: what a group member (SPEC §9) asks of etcd, carried out on worker
+//! threads, with the answers handed back through a channel and a mio [`Waker`], so that
+//! failoverd's mio loop stays its one loop and nothing else in it knows etcd.
+//!
+//! # Why etcd's JSON gateway and ureq
+//!
+//! etcd serves its v3 API twice: as gRPC and, on the same port, as JSON over HTTP/1.1
+//! (`/v3/kv/range`, `/v3/lease/keepalive`, `/v3/watch`, ...), the gateway Patroni uses. The
+//! other choice was the `etcd-client` crate: well kept, but gRPC on tokio and tonic, a second
+//! runtime and some hundred crates beside a daemon whose whole point is a small, auditable
+//! loop. A member makes a handful of small requests per lease period and one long watch; the
+//! gateway gives every one of them with a blocking HTTP client on a thread. ureq is that
+//! client: well kept, pure Rust, rustls for `https://` (with a CA file, and a client
+//! certificate for etcd's `--client-cert-auth`), no async runtime. Nothing here writes HTTP
+//! or parses it; [`api`] only builds and reads the JSON bodies.
+//!
+//! # Threads
+//!
+//! - The **lease** thread grants, renews and revokes the member's lease. Each renewal takes
+//!   the time just before it is sent: the core's fencing deadline counts from then, which is
+//!   never later than when etcd restarts the lease's clock. Renewals time out well within a
+//!   TTL, so a hung endpoint cannot make the member miss its deadline unseen.
+//! - The **kv** thread puts and deletes the member's key, runs the create-if-absent
+//!   transactions that acquire addresses and the delete-if-ours ones that give them up, and
+//!   every few seconds asks how long each member's lease has left (for the status).
+//! - The **watch** thread reads the group's prefix, then watches it from the next revision,
+//!   hands every change on as a new [`View`], and starts over with a fresh read after a
+//!   compaction, a cancelled watch, an error, a lost leader or a few seconds at most: a lost
+//!   watch event can leave a view wrong only until the next read (vip-manager's #394 and #431
+//!   kept a wrong view for days).
+//!
+//! Endpoints are tried in turn: a request that fails moves every thread to the next one.
+
+pub mod api;
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipfailover::group::View;
+use mio::Waker;
+use serde_json::Value;
+
+use crate::api::{Keys, Store, WatchMessage};
+
+/// How to reach etcd, and who this member is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `http://` or `https://` URLs, without a path.
+    pub endpoints: Vec<String>,
+    /// The group's name.
+    pub group: String,
+    /// This member's name.
+    pub member: String,
+    /// Its priority (the value of its key).
+    pub priority: u8,
+    /// The lease TTL, whole seconds (etcd's unit).
+    pub ttl: Duration,
+    /// A CA file to verify etcd's certificate with; `None` uses the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for etcd's `--client-cert-auth`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// A user and their password, for etcd's authentication.
+    pub user: Option<(String, String)>,
+}
+
+/// What the member asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Grant a lease of the TTL.
+    Grant,
+    /// Renew the lease.
+    Renew {
+        /// The lease.
+        lease: i64,
+    },
+    /// Revoke it (every key attached goes with it).
+    Revoke {
+        /// The lease.
+        lease: i64,
+    },
+    /// Put the member's key, attached to the lease.
+    Register {
+        /// The lease.
+        lease: i64,
+    },
+    /// Delete the member's key if it is still attached to the lease.
+    Unregister {
+        /// The lease.
+        lease: i64,
+    },
+    /// Create the address's key with the lease, if it does not exist.
+    TryAcquire {
+        /// The address.
+        addr: IpAddr,
+        /// The lease.
+        lease: i64,
+    },
+    /// Delete the address's key, if it is attached to the lease.
+    GiveUp {
+        /// The address.
+        addr: IpAddr,
+        /// The lease.
+        lease: i64,
+    },
+}
+
+/// What etcd answered, or that it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A lease was granted; the grant was sent at `sent_at`.
+    Granted {
+        /// Its id.
+        id: i64,
+        /// When the grant was sent.
+        sent_at: Instant,
+    },
+    /// The grant failed.
+    GrantFailed(String),
+    /// A renewal sent at `sent_at` was acknowledged.
+    Renewed {
+        /// When it was sent.
+        sent_at: Instant,
+    },
+    /// A renewal failed or went unanswered.
+    RenewFailed(String),
+    /// etcd no longer has the lease.
+    LeaseLost,
+    /// The group's keys, as they are now.
+    View(View),
+    /// A create-if-absent transaction's outcome: the epoch if it won.
+    Acquired {
+        /// The address.
+        addr: IpAddr,
+        /// Its epoch, if won.
+        epoch: Option<i64>,
+    },
+    /// A transaction went unanswered: its outcome is unknown (the next view tells).
+    AcquireFailed {
+        /// The address.
+        addr: IpAddr,
+        /// Why.
+        why: String,
+    },
+    /// Another request failed (a put, a delete, a revoke): worth a log line.
+    Failed {
+        /// What was asked.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
+    /// The seconds each member's lease has left, by member name (-1: gone).
+    LeaseTimes(BTreeMap<String, i64>),
+    /// Whether etcd answers, and which endpoint (for the status and the log).
+    Reachable {
+        /// The endpoint in use.
+        endpoint: String,
+        /// `None` when it answers; why not, otherwise.
+        error: Option<String>,
+    },
+}
+
+/// Why the client could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The longest a watch runs before the prefix is read again from scratch.
+fn watch_cycle(ttl: Duration) -> Duration {
+    (ttl * 2).clamp(Duration::from_secs(2), Duration::from_secs(10))
+}
+
+/// The longest one renewal may take: a third of the renewal period, so a hung endpoint
+/// leaves time for another try on the next one before the deadline.
+fn renew_timeout(ttl: Duration) -> Duration {
+    (ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(2))
+}
+
+/// Other requests: a transaction that hangs leaves its address unheld, no worse.
+fn request_timeout(ttl: Duration) -> Duration {
+    (ttl / 2).clamp(Duration::from_millis(300), Duration::from_secs(5))
+}
+
+/// Addresses tried in one transaction.
+const BATCH: usize = 64;
+
+/// How often the members' remaining lease times are asked, for the status.
+const LEASE_TIMES_EVERY: Duration = Duration::from_secs(2);
+
+/// The HTTP side shared by the threads: the agent, the endpoints, which one is in use, and
+/// the authentication token.
+#[derive(Debug)]
+struct Http {
+    agent: ureq::Agent,
+    endpoints: Vec<String>,
+    current: AtomicUsize,
+    user: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+    replies: Sender<Reply>,
+    waker: Arc<Waker>,
+    /// The last reachability told, so that it is told once per change.
+    told: Mutex<Option<(String, Option<String>)>>,
+}
+
+/// An answer that is an error, as etcd or the gateway says it.
+fn error_of(v: &Value) -> Option<String> {
+    let e = v.get("error")?;
+    Some(match e {
+        Value::String(s) => s.clone(),
+        other => other
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| other.to_string(), str::to_string),
+    })
+}
+
+fn is_auth_error(message: &str) -> bool {
+    message.contains("invalid auth token")
+        || message.contains("auth token is expired")
+        || message.contains("user name is empty")
+}
+
+impl Http {
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn endpoint(&self) -> String {
+        let i = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
+        self.endpoints.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Moves every thread to the next endpoint, unless another thread already did since
+    /// `failed` was tried.
+    fn rotate(&self, failed: &str) {
+        let i = self.current.load(Ordering::Relaxed);
+        if self
+            .endpoints
+            .get(i % self.endpoints.len().max(1))
+            .map(String::as_str)
+            == Some(failed)
+        {
+            let _ = self.current.compare_exchange(
+                i,
+                i.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn reply(&self, r: Reply) {
+        if self.replies.send(r).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Tells whether etcd answers, once per change from answering to not (or to another
+    /// endpoint): not at every failed request while it is down.
+    fn tell_reachable(&self, endpoint: &str, error: Option<String>) {
+        let mut told = Self::lock(&self.told);
+        let now = match &error {
+            None => (endpoint.to_string(), None),
+            Some(_) => (String::new(), Some(String::new())),
+        };
+        if told.as_ref() != Some(&now) {
+            *told = Some(now);
+            drop(told);
+            self.reply(Reply::Reachable {
+                endpoint: endpoint.to_string(),
+                error,
+            });
+        }
+    }
+
+    /// POSTs `body` to `path` at the endpoint in use and reads the JSON answer; on a failure
+    /// moves to the next endpoint. Authenticates first when a user is set and no token is
+    /// held, and once more when etcd says the token is no longer good.
+    fn call(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, String> {
+        let endpoint = self.endpoint();
+        let result = self.call_at(&endpoint, path, body, timeout, true);
+        match &result {
+            Ok(_) => self.tell_reachable(&endpoint, None),
+            Err(e) => {
+                self.rotate(&endpoint);
+                self.tell_reachable(&endpoint, Some(e.clone()));
+            }
+        }
+        result
+    }
+
+    fn call_at(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        retry_auth: bool,
+    ) -> Result<Value, String> {
+        let token = self.token_for(endpoint, timeout)?;
+        let mut response = self.post(endpoint, path, body, timeout, token.as_deref())?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_string()
+            .map_err(|e| format!("{endpoint}{path}: reading the answer: {e}"))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{endpoint}{path}: not etcd's JSON (HTTP {status}): {e}: {}",
+                excerpt(&text)
+            )
+        })?;
+        if let Some(message) = error_of(&value) {
+            if retry_auth && self.user.is_some() && is_auth_error(&message) {
+                *Self::lock(&self.token) = None;
+                return self.call_at(endpoint, path, body, timeout, false);
+            }
+            return Err(format!("{endpoint}{path}: etcd says: {message}"));
+        }
+        if !(200..300).contains(&status) {
+            return Err(format!(
+                "{endpoint}{path}: HTTP {status}: {}",
+                excerpt(&text)
+            ));
+        }
+        // Streaming calls (keepalive) wrap their answer.
+        Ok(match value.get("result") {
+            Some(r) if path != "/v3/watch" => r.clone(),
+            _ => value,
+        })
+    }
+
+    fn post(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let mut request = self
+            .agent
+            .post(format!("{endpoint}{path}"))
+            .header("Content-Type", "application/json")
+            // etcd's WithRequireLeader, through the gateway: a member that has lost its
+            // leader fails the call (and cancels a watch) instead of answering stale.
+            .header("Grpc-Metadata-hasleader", "true");
+        if let Some(t) = token {
+            request = request.header("Authorization", t);
+        }
+        request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body.to_string())
+            .map_err(|e| format!("{endpoint}{path}: {e}"))
+    }
+
+    /// The token to send, authenticating first if a user is set and none is held.
+    fn token_for(&self, endpoint: &str, timeout: Duration) -> Result<Option<String>, String> {
+        let Some((name, password)) = &self.user else {
+            return Ok(None);
+        };
+        if let Some(t) = Self::lock(&self.token).clone() {
+            return Ok(Some(t));
+        }
+        let body = api::authenticate(name, password);
+        let mut response = self.post(endpoint, "/v3/auth/authenticate", &body, timeout, None)?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{endpoint}: authenticating: {e}"))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{endpoint}: authenticating: {e}: {}", excerpt(&text)))?;
+        if let Some(message) = error_of(&value) {
+            return Err(format!("{endpoint}: authenticating as {name}: {message}"));
+        }
+        let token = api::token(&value)
+            .ok_or_else(|| format!("{endpoint}: authenticating as {name}: no token"))?;
+        *Self::lock(&self.token) = Some(token.clone());
+        Ok(Some(token))
+    }
+}
+
+/// The start of a text, for a message.
+fn excerpt(text: &str) -> String {
+    let t: String = text.chars().take(200).collect();
+    t.escape_debug().to_string()
+}
+
+/// The member's connection to etcd. (Dropping it stops the threads.)
+#[derive(Debug)]
+pub struct Client {
+    lease_tx: Option<Sender<Request>>,
+    kv_tx: Option<Sender<Request>>,
+    replies: Receiver<Reply>,
+    stop: Arc<AtomicBool>,
+    /// Each worker that takes requests says here when it has finished its queue.
+    done: Receiver<()>,
+}
+
+fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError(format!("{what} {}: {e}", path.display())))
+}
+
+/// The TLS settings, from the CA and client certificate files.
+fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig, ConfigError> {
+    use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
+    let mut builder = TlsConfig::builder();
+    if let Some(ca) = &config.ca_file {
+        let pem = read_file(ca, "FAILOVER_ETCD_CA_FILE")?;
+        let certs: Vec<_> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(ConfigError(format!(
+                "FAILOVER_ETCD_CA_FILE {}: no PEM certificate in it",
+                ca.display()
+            )));
+        }
+        builder = builder.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        let pem = read_file(cert, "FAILOVER_ETCD_CERT_FILE")?;
+        let chain: Vec<_> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if chain.is_empty() {
+            return Err(ConfigError(format!(
+                "FAILOVER_ETCD_CERT_FILE {}: no PEM certificate in it",
+                cert.display()
+            )));
+        }
+        let key_pem = read_file(key, "FAILOVER_ETCD_KEY_FILE")?;
+        let key = ureq::tls::PrivateKey::from_pem(&key_pem)
+            .map_err(|e| ConfigError(format!("FAILOVER_ETCD_KEY_FILE {}: {e}", key.display())))?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(builder.build())
+}
+
+impl Client {
+    /// Starts the threads; nothing is asked of etcd until a request comes, but the watch,
+    /// which starts at once.
+    pub fn start(config: Config, waker: Arc<Waker>) -> Result<Client, ConfigError> {
+        if config.endpoints.is_empty() {
+            return Err(ConfigError("no etcd endpoint".to_string()));
+        }
+        let tls = tls_config(&config)?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .max_idle_connections_per_host(4)
+            .build()
+            .into();
+        let (reply_tx, replies) = mpsc::channel();
+        let http = Arc::new(Http {
+            agent,
+            endpoints: config.endpoints.clone(),
+            current: AtomicUsize::new(0),
+            user: config.user.clone(),
+            token: Mutex::new(None),
+            replies: reply_tx,
+            waker,
+            told: Mutex::new(None),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let keys = Keys::new(&config.group);
+        let member_leases: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+        let (done_tx, done) = mpsc::channel();
+
+        let (lease_tx, lease_rx) = mpsc::channel();
+        let worker = LeaseWorker {
+            http: Arc::clone(&http),
+            ttl: config.ttl,
+        };
+        let done_lease = done_tx.clone();
+        spawn("etcd-lease", move || {
+            worker.run(&lease_rx);
+            let _ = done_lease.send(());
+        })?;
+
+        let (kv_tx, kv_rx) = mpsc::channel();
+        let worker = KvWorker {
+            http: Arc::clone(&http),
+            keys: keys.clone(),
+            member: config.member.clone(),
+            priority: config.priority,
+            ttl: config.ttl,
+            member_leases: Arc::clone(&member_leases),
+        };
+        spawn("etcd-kv", move || {
+            worker.run(&kv_rx);
+            let _ = done_tx.send(());
+        })?;
+
+        let worker = WatchWorker {
+            http,
+            keys,
+            ttl: config.ttl,
+            stop: Arc::clone(&stop),
+            member_leases,
+        };
+        spawn("etcd-watch", move || worker.run())?;
+        Ok(Client {
+            lease_tx: Some(lease_tx),
+            kv_tx: Some(kv_tx),
+            replies,
+            stop,
+            done,
+        })
+    }
+
+    /// Hands a request to its worker.
+    pub fn send(&self, request: Request) {
+        let to = match request {
+            Request::Grant | Request::Renew { .. } | Request::Revoke { .. } => &self.lease_tx,
+            _ => &self.kv_tx,
+        };
+        if to.as_ref().is_none_or(|t| t.send(request).is_err()) {
+            log::error!("etcd worker thread has stopped");
+        }
+    }
+
+    /// The next answer, if one has come.
+    pub fn try_recv(&self) -> Option<Reply> {
+        self.replies.try_recv().ok()
+    }
+
+    /// Lets the workers finish what they were asked (the release's deletes and the revoke),
+    /// for at most `grace`, then stops them.
+    pub fn finish(mut self, grace: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        // The workers end once their queues are empty and these are gone.
+        self.lease_tx = None;
+        self.kv_tx = None;
+        let until = Instant::now() + grace;
+        for _ in 0..2 {
+            let left = until.saturating_duration_since(Instant::now());
+            if self.done.recv_timeout(left).is_err() {
+                log::warn!("etcd: requests still unanswered at exit");
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// For `failoverd -t`: reads the TLS files (an error if they are not right), then asks each
+/// endpoint for its status; a line each, saying whether it answers. An endpoint that does not
+/// answer is not an error: etcd may be down while the configuration is right.
+pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let tls = tls_config(config)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into();
+    let (replies, _) = mpsc::channel();
+    let poll = mio::Poll::new().map_err(|e| ConfigError(format!("poll: {e}")))?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), mio::Token(0))
+            .map_err(|e| ConfigError(format!("poll waker: {e}")))?,
+    );
+    let mut lines = Vec::new();
+    for endpoint in &config.endpoints {
+        let http = Http {
+            agent: agent.clone(),
+            endpoints: vec![endpoint.clone()],
+            current: AtomicUsize::new(0),
+            user: config.user.clone(),
+            token: Mutex::new(None),
+            replies: replies.clone(),
+            waker: Arc::clone(&waker),
+            told: Mutex::new(None),
+        };
+        let line = match http.call_at(
+            endpoint,
+            "/v3/maintenance/status",
+            &serde_json::json!({}),
+            Duration::from_secs(2),
+            true,
+        ) {
+            Ok(answer) => {
+                let version = answer["version"].as_str().unwrap_or("?");
+                let leader = answer["leader"].as_str().unwrap_or("0");
+                let has_leader = leader != "0" && !leader.is_empty();
+                format!(
+                    "# etcd {endpoint}: answers (etcd {version}{})",
+                    if has_leader {
+                        ", has a leader"
+                    } else {
+                        ", NO leader: no quorum"
+                    }
+                )
+            }
+            Err(e) => format!("# etcd {endpoint}: does NOT answer: {e}"),
+        };
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ConfigError> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("starting the {name} thread: {e}")))
+}
+
+#[derive(Debug)]
+struct LeaseWorker {
+    http: Arc<Http>,
+    ttl: Duration,
+}
+
+impl LeaseWorker {
+    fn run(&self, requests: &Receiver<Request>) {
+        while let Ok(request) = requests.recv() {
+            match request {
+                Request::Grant => {
+                    let sent_at = Instant::now();
+                    let body = api::grant(self.ttl.as_secs().max(1));
+                    let reply =
+                        match self
+                            .http
+                            .call("/v3/lease/grant", &body, request_timeout(self.ttl))
+                        {
+                            Ok(answer) => match api::granted(&answer) {
+                                Some((id, _)) => Reply::Granted { id, sent_at },
+                                None => Reply::GrantFailed(format!("no lease in {answer}")),
+                            },
+                            Err(e) => Reply::GrantFailed(e),
+                        };
+                    self.http.reply(reply);
+                }
+                Request::Renew { lease } => {
+                    // Taken before sending: etcd restarts the lease's clock later than this.
+                    let sent_at = Instant::now();
+                    let reply = match self.http.call(
+                        "/v3/lease/keepalive",
+                        &api::lease_id(lease),
+                        renew_timeout(self.ttl),
+                    ) {
+                        Ok(answer) => match api::kept_alive(&answer) {
+                            Some(_) => Reply::Renewed { sent_at },
+                            None => Reply::LeaseLost,
+                        },
+                        Err(e) => Reply::RenewFailed(e),
+                    };
+                    self.http.reply(reply);
+                }
+                Request::Revoke { lease } => {
+                    if let Err(why) = self.http.call(
+                        "/v3/lease/revoke",
+                        &api::lease_id(lease),
+                        request_timeout(self.ttl),
+                    ) {
+                        self.http.reply(Reply::Failed {
+                            what: format!("revoking lease {lease:x}"),
+                            why,
+                        });
+                    }
+                }
+                other => log::error!("etcd-lease: not a lease request: {other:?}"),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct KvWorker {
+    http: Arc<Http>,
+    keys: Keys,
+    member: String,
+    priority: u8,
+    ttl: Duration,
+    member_leases: Arc<Mutex<Vec<(String, i64)>>>,
+}
+
+impl KvWorker {
+    fn run(&self, requests: &Receiver<Request>) {
+        let mut next_times = Instant::now() + LEASE_TIMES_EVERY;
+        loop {
+            let wait = next_times.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(wait) {
+                Ok(first) => {
+                    // Everything queued behind it too: the tries go in batches, one round
+                    // trip for a hundred addresses; the rest in order.
+                    let mut batch = vec![first];
+                    while let Ok(more) = requests.try_recv() {
+                        batch.push(more);
+                    }
+                    let (tries, others): (Vec<Request>, Vec<Request>) = batch
+                        .into_iter()
+                        .partition(|r| matches!(r, Request::TryAcquire { .. }));
+                    for request in others {
+                        self.handle(request);
+                    }
+                    self.try_acquire(tries);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.lease_times();
+                    next_times = Instant::now() + LEASE_TIMES_EVERY;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn handle(&self, request: Request) {
+        let timeout = request_timeout(self.ttl);
+        match request {
+            Request::Register { lease } => {
+                let body = self.keys.register(&self.member, self.priority, lease);
+                if let Err(why) = self.http.call("/v3/kv/put", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("putting {}", self.keys.member(&self.member)),
+                        why,
+                    });
+                }
+            }
+            Request::Unregister { lease } => {
+                let key = self.keys.member(&self.member);
+                let body = self.keys.delete_if_ours(&key, lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("deleting {key}"),
+                        why,
+                    });
+                }
+            }
+            Request::TryAcquire { .. } => self.try_acquire(vec![request]),
+            Request::GiveUp { addr, lease } => {
+                let key = self.keys.addr(addr);
+                let body = self.keys.delete_if_ours(&key, lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("deleting {key}"),
+                        why,
+                    });
+                }
+            }
+            other => log::error!("etcd-kv: not a key request: {other:?}"),
+        }
+    }
+
+    /// Create-if-absent for each address, in transactions of at most [`BATCH`] (etcd's
+    /// default `--max-txn-ops` is 128), grouped by lease.
+    fn try_acquire(&self, tries: Vec<Request>) {
+        let mut by_lease: BTreeMap<i64, Vec<IpAddr>> = BTreeMap::new();
+        for r in tries {
+            if let Request::TryAcquire { addr, lease } = r {
+                by_lease.entry(lease).or_default().push(addr);
+            }
+        }
+        for (lease, addrs) in by_lease {
+            for chunk in addrs.chunks(BATCH) {
+                let body = self.keys.acquire_many(chunk, &self.member, lease);
+                let answer = self
+                    .http
+                    .call("/v3/kv/txn", &body, request_timeout(self.ttl))
+                    .and_then(|a| {
+                        api::txn_many(&a, chunk.len())
+                            .ok_or_else(|| format!("an answer that is not one per address: {a}"))
+                    });
+                match answer {
+                    Ok((revision, won)) => {
+                        for (addr, won) in chunk.iter().zip(won) {
+                            self.http.reply(Reply::Acquired {
+                                addr: *addr,
+                                epoch: (won && revision > 0).then_some(revision),
+                            });
+                        }
+                    }
+                    Err(why) => {
+                        for addr in chunk {
+                            self.http.reply(Reply::AcquireFailed {
+                                addr: *addr,
+                                why: why.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long each member's lease has left.
+    fn lease_times(&self) {
+        let leases = Http::lock(&self.member_leases).clone();
+        if leases.is_empty() {
+            return;
+        }
+        let mut times = BTreeMap::new();
+        for (name, lease) in leases {
+            let answer = self.http.call(
+                "/v3/lease/timetolive",
+                &api::lease_id(lease),
+                request_timeout(self.ttl),
+            );
+            match answer {
+                Ok(a) => {
+                    times.insert(name, api::time_to_live(&a));
+                }
+                // etcd is not answering: the view says so; no times this round.
+                Err(_) => return,
+            }
+        }
+        self.http.reply(Reply::LeaseTimes(times));
+    }
+}
+
+#[derive(Debug)]
+struct WatchWorker {
+    http: Arc<Http>,
+    keys: Keys,
+    ttl: Duration,
+    stop: Arc<AtomicBool>,
+    member_leases: Arc<Mutex<Vec<(String, i64)>>>,
+}
+
+impl WatchWorker {
+    fn run(&self) {
+        let mut last_error: Option<String> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.cycle() {
+                Ok(()) => last_error = None,
+                Err(e) => {
+                    // The loop hears of it as etcd not answering; the detail is for debugging.
+                    if last_error.as_ref() != Some(&e) {
+                        log::debug!("etcd watch: {e}");
+                    }
+                    last_error = Some(e);
+                    // Another endpoint is tried next; not in a tight loop.
+                    thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn publish(&self, store: &Store) {
+        *Http::lock(&self.member_leases) = store.member_leases(&self.keys);
+        self.http.reply(Reply::View(store.view(&self.keys)));
+    }
+
+    /// One read of the prefix, then a watch from the next revision until it ends, fails or
+    /// has run a cycle.
+    fn cycle(&self) -> Result<(), String> {
+        let answer = self.http.call(
+            "/v3/kv/range",
+            &self.keys.range_all(),
+            request_timeout(self.ttl),
+        )?;
+        let (kvs, revision) = api::range(&answer);
+        if revision <= 0 {
+            return Err(format!(
+                "a range without a revision: {}",
+                excerpt(&answer.to_string())
+            ));
+        }
+        let mut store = Store::from_range(kvs, revision);
+        self.publish(&store);
+        let endpoint = self.http.endpoint();
+        let body = self.keys.watch_from(revision + 1);
+        let cycle = watch_cycle(self.ttl);
+        let token = self.http.token_for(&endpoint, request_timeout(self.ttl))?;
+        let mut response =
+            match self
+                .http
+                .post(&endpoint, "/v3/watch", &body, cycle, token.as_deref())
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    self.http.rotate(&endpoint);
+                    return Err(e);
+                }
+            };
+        let reader = BufReader::new(response.body_mut().as_reader());
+        let messages = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
+        for message in messages {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let message = match message {
+                Ok(m) => m,
+                // The cycle's timeout, or the connection gone: read again.
+                Err(e) if e.is_io() || e.is_eof() => return Ok(()),
+                Err(e) => return Err(format!("{endpoint}/v3/watch: not etcd's JSON: {e}")),
+            };
+            match api::watch_message(&message) {
+                WatchMessage::Created | WatchMessage::Progress { .. } => {}
+                WatchMessage::Events { revision, changes } => {
+                    store.apply(revision, changes);
+                    self.publish(&store);
+                }
+                WatchMessage::Cancelled { reason } => {
+                    log::info!("etcd watch cancelled ({reason}): reading the group again");
+                    if is_auth_error(&reason) {
+                        *Http::lock(&self.http.token) = None;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,739 @@
+//! A lab for groups (SPEC §9): a three-member etcd cluster and N group members, each host in a
+//! namespace of its own, and a client; torn down on drop like [`crate::Lab`].
+//!
+//! ```text
+//!   public bridge 198.51.100.0/24: m1 .11, m2 .12, m3 .13 ... , cli .30; group VIPs .100 up
+//!   etcd bridge   203.0.113.0/24:  e1 .1, e2 .2, e3 .3;  m1 .11, m2 .12, m3 .13 ...
+//! ```
+//! A member cut off from etcd (its eth1 down) still reaches the client; a member killed has
+//! both links down. etcd runs only inside the lab's namespaces, on the lab's addresses, with
+//! its data under the lab's scratch directory, and is ended by pid.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, sleep, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::{bin, hostconfig, read, run, run_ok, wait_for, Proc};
+
+static GROUP_LABS: AtomicU32 = AtomicU32::new(0);
+
+/// A host of the group lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// The namespace holding the bridges.
+    Lan,
+    /// The client on the public LAN.
+    Cli,
+    /// etcd member `n` (1-based).
+    Etcd(usize),
+    /// Group member `n` (1-based).
+    Member(usize),
+}
+
+impl Node {
+    fn suffix(self) -> String {
+        match self {
+            Node::Lan => "lan".into(),
+            Node::Cli => "cli".into(),
+            Node::Etcd(n) => format!("e{n}"),
+            Node::Member(n) => format!("m{n}"),
+        }
+    }
+}
+
+/// The group's `k`-th address (0-based): 198.51.100.100 and up.
+pub fn vip(k: usize) -> String {
+    format!("198.51.100.{}", 100 + k)
+}
+
+/// Member `n`'s name in the group.
+pub fn member_name(n: usize) -> String {
+    format!("m{n}")
+}
+
+/// The lab.
+#[derive(Debug)]
+pub struct GroupLab {
+    prefix: String,
+    namespaces: Vec<String>,
+    /// Scratch: configurations, logs, state, etcd's data.
+    pub dir: PathBuf,
+    procs: Vec<Proc>,
+    /// How many group members.
+    pub members: usize,
+    /// How many etcd members.
+    pub etcds: usize,
+    etcd_procs: BTreeMap<usize, usize>,
+    member_procs: BTreeMap<usize, usize>,
+}
+
+impl GroupLab {
+    /// Builds `members` group members and `etcds` etcd hosts (etcd not started yet).
+    pub fn new(name: &str, members: usize, etcds: usize) -> GroupLab {
+        let n = GROUP_LABS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("ipfg{}{}-{}", std::process::id(), n, name);
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch directory");
+        let mut lab = GroupLab {
+            prefix,
+            namespaces: Vec::new(),
+            dir,
+            procs: Vec::new(),
+            members,
+            etcds,
+            etcd_procs: BTreeMap::new(),
+            member_procs: BTreeMap::new(),
+        };
+        lab.build();
+        lab
+    }
+
+    /// The namespace of a node.
+    pub fn ns(&self, node: Node) -> String {
+        format!("{}-{}", self.prefix, node.suffix())
+    }
+
+    fn add_ns(&mut self, node: Node) {
+        let ns = self.ns(node);
+        let out = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `ip` (iproute2 is needed, and root): {e}"));
+        assert!(
+            out.status.success(),
+            "cannot create network namespace {ns}: {} -- the end-to-end tests need root and \
+             iproute2; they do not skip",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        self.namespaces.push(ns);
+        self.ip(node, &["link", "set", "lo", "up"]);
+    }
+
+    /// `ip -n <ns> ARGS`, panicking on failure.
+    pub fn ip(&self, node: Node, args: &[&str]) -> String {
+        let ns = self.ns(node);
+        let mut full = vec!["ip", "-n", ns.as_str()];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&run(&full).stdout).into_owned()
+    }
+
+    /// A command in a node's namespace; whether it succeeded.
+    pub fn exec_ok(&self, node: Node, args: &[&str]) -> bool {
+        let ns = self.ns(node);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        run_ok(&full)
+    }
+
+    /// A command in a node's namespace: its stdout, whatever its exit status.
+    pub fn exec_out(&self, node: Node, args: &[&str]) -> String {
+        let ns = self.ns(node);
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn plug(&self, node: Node, bridge: &str, ifname: &str, addr: &str) {
+        let lan = self.ns(Node::Lan);
+        let inner = self.ns(node);
+        let outer = format!("{}-{}", node.suffix(), ifname);
+        run(&[
+            "ip", "-n", &lan, "link", "add", &outer, "type", "veth", "peer", "name", ifname,
+            "netns", &inner,
+        ]);
+        self.ip(Node::Lan, &["link", "set", &outer, "master", bridge, "up"]);
+        self.ip(node, &["addr", "add", addr, "dev", ifname]);
+        self.ip(node, &["link", "set", ifname, "up"]);
+    }
+
+    fn build(&mut self) {
+        self.add_ns(Node::Lan);
+        self.add_ns(Node::Cli);
+        for j in 1..=self.etcds {
+            self.add_ns(Node::Etcd(j));
+        }
+        for i in 1..=self.members {
+            self.add_ns(Node::Member(i));
+        }
+        for br in ["brpub", "bretcd"] {
+            self.ip(Node::Lan, &["link", "add", br, "type", "bridge"]);
+            self.ip(
+                Node::Lan,
+                &["link", "set", br, "type", "bridge", "forward_delay", "0"],
+            );
+            self.ip(Node::Lan, &["link", "set", br, "up"]);
+        }
+        self.plug(Node::Cli, "brpub", "eth0", "198.51.100.30/24");
+        for j in 1..=self.etcds {
+            self.plug(
+                Node::Etcd(j),
+                "bretcd",
+                "eth0",
+                &format!("203.0.113.{j}/24"),
+            );
+        }
+        for i in 1..=self.members {
+            self.plug(
+                Node::Member(i),
+                "brpub",
+                "eth0",
+                &format!("198.51.100.{}/24", 10 + i),
+            );
+            self.plug(
+                Node::Member(i),
+                "bretcd",
+                "eth1",
+                &format!("203.0.113.{}/24", 10 + i),
+            );
+        }
+    }
+
+    /// etcd's client URLs, comma-separated.
+    pub fn endpoints(&self) -> String {
+        (1..=self.etcds)
+            .map(|j| format!("http://203.0.113.{j}:2379"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn launch(&mut self, node: Node, name: &str, argv: &[&str], rust_log: bool) -> usize {
+        let log = self.dir.join(format!("{name}.log"));
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let ns = self.ns(node);
+        let mut cmd = Command::new("ip");
+        if rust_log {
+            cmd.env("RUST_LOG", "debug,ureq=warn,ureq_proto=warn,rustls=warn");
+        }
+        let child = cmd
+            .args(["netns", "exec", &ns])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log file"))
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        self.procs.push(Proc {
+            child,
+            log,
+            name: name.to_string(),
+        });
+        self.procs.len() - 1
+    }
+
+    /// Starts etcd member `j` (its data directory kept across restarts).
+    pub fn start_etcd(&mut self, j: usize) {
+        let data = self.dir.join(format!("etcd{j}"));
+        fs::create_dir_all(&data).expect("etcd data directory");
+        let me = format!("203.0.113.{j}");
+        let cluster = (1..=self.etcds)
+            .map(|k| format!("e{k}=http://203.0.113.{k}:2380"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args: Vec<String> = vec![
+            "etcd".into(),
+            format!("--name=e{j}"),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls=http://{me}:2379"),
+            format!("--advertise-client-urls=http://{me}:2379"),
+            format!("--listen-peer-urls=http://{me}:2380"),
+            format!("--initial-advertise-peer-urls=http://{me}:2380"),
+            format!("--initial-cluster={cluster}"),
+            "--initial-cluster-state=new".into(),
+            format!("--initial-cluster-token={}", self.prefix),
+            // Short, as a LAN allows: elections within a second.
+            "--heartbeat-interval=50".into(),
+            "--election-timeout=500".into(),
+            "--logger=zap".into(),
+            "--log-level=warn".into(),
+            // The lab's etcd is thrown away: fsync would only slow the tests.
+            "--unsafe-no-fsync".into(),
+        ];
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let idx = self.launch(Node::Etcd(j), &format!("etcd{j}"), &argv, false);
+        self.etcd_procs.insert(j, idx);
+    }
+
+    /// Starts every etcd member and waits until the cluster has a leader.
+    pub fn start_etcd_cluster(&mut self) {
+        for j in 1..=self.etcds {
+            self.start_etcd(j);
+        }
+        assert!(
+            wait_for(Duration::from_secs(20), || self.etcd_leader().is_some()).is_some(),
+            "the lab's etcd cluster never elected a leader:\n{}",
+            self.logs()
+        );
+    }
+
+    /// `etcdctl ARGS` against the cluster, from member 1's namespace... or any etcd's.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let endpoints = format!("--endpoints={}", self.endpoints());
+        let mut argv = vec![
+            "etcdctl",
+            endpoints.as_str(),
+            "--dial-timeout=1s",
+            "--command-timeout=2s",
+        ];
+        argv.extend_from_slice(args);
+        let live = (1..=self.etcds)
+            .find(|j| self.etcd_procs.contains_key(j))
+            .unwrap_or(1);
+        let ns = self.ns(Node::Etcd(live));
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(&argv)
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The etcd member that leads, if the cluster has a leader.
+    pub fn etcd_leader(&self) -> Option<usize> {
+        let out = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        for s in v.as_array()? {
+            let id = s["Status"]["header"]["member_id"].as_u64()?;
+            let leader = s["Status"]["leader"].as_u64()?;
+            if id == leader && leader != 0 {
+                let ep = s["Endpoint"].as_str()?;
+                let j = ep
+                    .trim_start_matches("http://203.0.113.")
+                    .trim_end_matches(":2379")
+                    .parse()
+                    .ok()?;
+                return Some(j);
+            }
+        }
+        None
+    }
+
+    /// Kills etcd member `j` (SIGKILL).
+    pub fn kill_etcd(&mut self, j: usize) {
+        if let Some(idx) = self.etcd_procs.remove(&j) {
+            self.procs[idx].signal(libc::SIGKILL);
+            let _ = self.procs[idx].wait_exit(Duration::from_secs(5));
+        }
+    }
+
+    /// Writes member `i`'s configuration: the lab's defaults and `extra` (later keys win).
+    pub fn member_conf(&self, i: usize, extra: &[(&str, &str)]) -> String {
+        let state = self.state_dir(i).to_string_lossy().into_owned();
+        let scripts = self.dir.join("scripts").to_string_lossy().into_owned();
+        let mut lines: Vec<(String, String)> = vec![
+            ("FAILOVER_ETCD_ENDPOINTS".into(), self.endpoints()),
+            ("FAILOVER_GROUP".into(), "web".into()),
+            (
+                "FAILOVER_GROUP_IP_PAIRS".into(),
+                format!("eth0:{}/24", vip(0)),
+            ),
+            ("FAILOVER_MEMBER_NAME".into(), member_name(i)),
+            ("FAILOVER_PRIORITY".into(), format!("{}", 200 - 10 * i)),
+            ("FAILOVER_LEASE_TTL".into(), "2s".into()),
+            ("FAILOVER_SCRIPT_DIR".into(), scripts),
+            ("FAILOVER_STATE_DIR".into(), state),
+        ];
+        for (k, v) in extra {
+            lines.retain(|(key, _)| key != k);
+            lines.push((k.to_string(), v.to_string()));
+        }
+        let refs: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let path = self.dir.join(format!("m{i}.conf"));
+        fs::write(&path, hostconfig(&refs)).expect("member configuration");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Member `i`'s state directory.
+    pub fn state_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("state-m{i}"))
+    }
+
+    /// Starts failoverd on member `i`; its process index.
+    pub fn start_member(&mut self, i: usize, extra: &[(&str, &str)]) -> usize {
+        let conf = self.member_conf(i, extra);
+        let prog = bin("failoverd").to_string_lossy().into_owned();
+        let idx = self.launch(
+            Node::Member(i),
+            &format!("m{i}"),
+            &[&prog, "-c", &conf],
+            true,
+        );
+        self.member_procs.insert(i, idx);
+        idx
+    }
+
+    /// Member `i`'s failoverd.
+    pub fn member(&mut self, i: usize) -> &mut Proc {
+        let idx = self.member_procs[&i];
+        &mut self.procs[idx]
+    }
+
+    /// Sends a signal to member `i`'s failoverd.
+    pub fn signal_member(&mut self, i: usize, sig: i32) {
+        self.member(i).signal(sig);
+    }
+
+    /// Member `i` dies: failoverd SIGKILLed and both links down.
+    pub fn kill_member(&mut self, i: usize) {
+        self.member_links(i, false);
+        self.signal_member(i, libc::SIGKILL);
+        assert!(self.member(i).wait_exit(Duration::from_secs(5)).is_some());
+    }
+
+    /// Sets member `i`'s links down or up.
+    pub fn member_links(&self, i: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        for ifname in ["eth0", "eth1"] {
+            self.ip(Node::Member(i), &["link", "set", ifname, state]);
+        }
+    }
+
+    /// Cuts member `i` off from etcd (its etcd link down), or joins it again; the client
+    /// still reaches it.
+    pub fn cut_from_etcd(&self, i: usize, cut: bool) {
+        let state = if cut { "down" } else { "up" };
+        self.ip(Node::Member(i), &["link", "set", "eth1", state]);
+    }
+
+    /// Which members have `addr` on their eth0 now, with the link up (answering).
+    pub fn holders_now(&self, addr: &str) -> Vec<usize> {
+        (1..=self.members)
+            .filter(|i| {
+                self.ip(
+                    Node::Member(*i),
+                    &["-o", "addr", "show", "dev", "eth0", "up"],
+                )
+                .contains(&format!("inet {addr}/"))
+            })
+            .collect()
+    }
+
+    /// Waits until exactly one member holds `addr`; which.
+    pub fn wait_one_holder(&self, addr: &str, limit: Duration) -> Option<usize> {
+        let mut found = None;
+        wait_for(limit, || {
+            let h = self.holders_now(addr);
+            found = (h.len() == 1).then(|| h[0]);
+            found.is_some()
+        })?;
+        found
+    }
+
+    /// Waits until exactly one member other than `not` holds `addr`; which.
+    pub fn wait_one_holder_other_than(
+        &self,
+        addr: &str,
+        not: usize,
+        limit: Duration,
+    ) -> Option<usize> {
+        let mut found = None;
+        wait_for(limit, || {
+            let h = self.holders_now(addr);
+            found = (h.len() == 1 && h[0] != not).then(|| h[0]);
+            found.is_some()
+        })?;
+        found
+    }
+
+    /// Member `i`'s status file, parsed (`Null` if absent).
+    pub fn status(&self, i: usize) -> serde_json::Value {
+        let path = self.state_dir(i).join("failoverd.json");
+        serde_json::from_str(&read(&path)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether the client reaches `addr` (one ping, a second to answer).
+    pub fn client_reaches(&self, addr: &str) -> bool {
+        let ns = self.ns(Node::Cli);
+        let dst: IpAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("ping: {addr} is not an address: {e}"));
+        crate::icmp::ping_in(&ns, dst, Duration::from_secs(1))
+            .unwrap_or_else(|e| panic!("ping {addr} from the client: {e}"))
+    }
+
+    /// The MAC of member `i`'s eth0.
+    pub fn member_mac(&self, i: usize) -> String {
+        let out = self.ip(Node::Member(i), &["-o", "link", "show", "eth0"]);
+        out.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// The MAC the client has for `addr`, if any.
+    pub fn client_neigh(&self, addr: &str) -> Option<String> {
+        let out = self.ip(Node::Cli, &["neigh", "show", addr]);
+        out.split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    }
+
+    /// Everything the lab's processes logged.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for p in &self.procs {
+            s.push_str(&format!("----- {} ({}) -----\n", p.name, p.log.display()));
+            let text = p.log_text();
+            // The tail: a long test's logs would drown the failure.
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(150);
+            for l in &lines[from..] {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    /// Waits until member `i`'s log contains `needle`.
+    pub fn wait_log(&mut self, i: usize, needle: &str, limit: Duration) -> bool {
+        let log = self.member(i).log.clone();
+        wait_for(limit, || read(&log).contains(needle)).is_some()
+    }
+
+    /// Starts sampling every member's eth0 for the group's addresses `addrs`.
+    pub fn sampler(&self, addrs: &[String]) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let wanted: BTreeSet<IpAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let mut threads = Vec::new();
+        for i in 1..=self.members {
+            let ns = self.ns(Node::Member(i));
+            let stop = Arc::clone(&stop);
+            let wanted = wanted.clone();
+            let runs = Arc::new(Mutex::new(Vec::new()));
+            let out = Arc::clone(&runs);
+            let t = thread::spawn(move || sample_ns(&ns, &wanted, &stop, &out));
+            threads.push((i, t, runs));
+        }
+        Sampler {
+            stop,
+            threads,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// One run of samples with the same set of held addresses.
+#[derive(Debug, Clone)]
+struct Run {
+    first: Instant,
+    last: Instant,
+    held: BTreeSet<IpAddr>,
+}
+
+/// Samples one namespace's eth0 about every 2 ms until told to stop.
+fn sample_ns(ns: &str, wanted: &BTreeSet<IpAddr>, stop: &AtomicBool, out: &Mutex<Vec<Run>>) {
+    let path = format!("/run/netns/{ns}");
+    let Ok(f) = fs::File::open(&path) else {
+        return;
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on a namespace file we opened; it moves only this thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        // Held means answering: on eth0 while that link is up (a dead host's addresses stay
+        // configured on its downed links, and answer nobody).
+        let held: BTreeSet<IpAddr> = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i.name == "eth0" && i.is_oper_up() && wanted.contains(&i.ip()))
+            .map(|i| i.ip())
+            .collect();
+        let mut runs = out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match runs.last_mut() {
+            Some(r) if r.held == held => r.last = now,
+            _ => runs.push(Run {
+                first: now,
+                last: now,
+                held,
+            }),
+        }
+        drop(runs);
+        sleep(Duration::from_millis(2));
+    }
+}
+
+/// One member's runs, shared with its sampling thread.
+type Runs = Arc<Mutex<Vec<Run>>>;
+
+/// The samples of every member, taken in the background.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(usize, JoinHandle<()>, Runs)>,
+    started: Instant,
+}
+
+/// When each member held each address, as sampled.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// (member, address) -> intervals [first seen, last seen].
+    pub held: BTreeMap<(usize, IpAddr), Vec<(Instant, Instant)>>,
+    /// When sampling started.
+    pub started: Option<Instant>,
+}
+
+impl Sampler {
+    /// Stops sampling; the timeline.
+    pub fn finish(self) -> Timeline {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut t = Timeline {
+            started: Some(self.started),
+            ..Timeline::default()
+        };
+        for (i, handle, runs) in self.threads {
+            let _ = handle.join();
+            let runs = runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let mut open: BTreeMap<IpAddr, (Instant, Instant)> = BTreeMap::new();
+            for r in runs {
+                for a in &r.held {
+                    open.entry(*a)
+                        .and_modify(|iv| iv.1 = r.last)
+                        .or_insert((r.first, r.last));
+                }
+                let gone: Vec<IpAddr> = open
+                    .keys()
+                    .filter(|a| !r.held.contains(a))
+                    .copied()
+                    .collect();
+                for a in gone {
+                    if let Some(iv) = open.remove(&a) {
+                        t.held.entry((i, a)).or_default().push(iv);
+                    }
+                }
+            }
+            for (a, iv) in open {
+                t.held.entry((i, a)).or_default().push(iv);
+            }
+        }
+        t
+    }
+}
+
+impl Timeline {
+    /// Every moment two members were seen holding one address: (address, members, ms
+    /// since the start of sampling).
+    pub fn two_holders(&self) -> Vec<String> {
+        let start = self.started.unwrap_or_else(Instant::now);
+        let ms = |t: Instant| t.saturating_duration_since(start).as_millis();
+        let mut out = Vec::new();
+        let keys: Vec<&(usize, IpAddr)> = self.held.keys().collect();
+        for (x, a) in keys.iter().enumerate() {
+            for b in keys.iter().skip(x + 1) {
+                if a.1 != b.1 || a.0 == b.0 {
+                    continue;
+                }
+                for ia in &self.held[*a] {
+                    for ib in &self.held[*b] {
+                        if ia.0 <= ib.1 && ib.0 <= ia.1 {
+                            out.push(format!(
+                                "{} on m{} ({}..{} ms) and m{} ({}..{} ms)",
+                                a.1,
+                                a.0,
+                                ms(ia.0),
+                                ms(ia.1),
+                                b.0,
+                                ms(ib.0),
+                                ms(ib.1)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The first instant member `i` was seen holding `addr` at or after `after`.
+    pub fn first_held_after(&self, i: usize, addr: &str, after: Instant) -> Option<Instant> {
+        let addr: IpAddr = addr.parse().ok()?;
+        self.held
+            .get(&(i, addr))?
+            .iter()
+            .filter(|iv| iv.1 >= after)
+            .map(|iv| iv.0.max(after))
+            .min()
+    }
+
+    /// The end of the interval in which member `i` held `addr` at or after `at`: when it was
+    /// last seen holding it then.
+    pub fn held_until(&self, i: usize, addr: &str, at: Instant) -> Option<Instant> {
+        let addr: IpAddr = addr.parse().ok()?;
+        self.held
+            .get(&(i, addr))?
+            .iter()
+            .filter(|iv| iv.1 >= at)
+            .map(|iv| iv.1)
+            .min()
+    }
+
+    /// The last instant member `i` was seen holding `addr`.
+    pub fn last_held(&self, i: usize, addr: &str) -> Option<Instant> {
+        let addr: IpAddr = addr.parse().ok()?;
+        self.held.get(&(i, addr))?.iter().map(|iv| iv.1).max()
+    }
+
+    /// The whole timeline, for a failure message.
+    pub fn render(&self) -> String {
+        let start = self.started.unwrap_or_else(Instant::now);
+        let ms = |t: Instant| t.saturating_duration_since(start).as_millis();
+        let mut s = String::new();
+        for ((i, a), ivs) in &self.held {
+            for iv in ivs {
+                s.push_str(&format!("  m{i} {a}: {}..{} ms\n", ms(iv.0), ms(iv.1)));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for GroupLab {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if std::thread::panicking() || std::env::var_os("IPFAILOVER_LAB_KEEP").is_some() {
+            eprintln!("lab files kept for inspection in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Groups on etcd (SPEC §9), end to end: a real three-member etcd cluster and three group
+//! members in namespaces, a client on the public LAN, and a sampler that looks at every
+//! member's interface every few milliseconds. The invariant of every scenario: never two
+//! members holding one address at the same sample.
+
+use std::time::{Duration, Instant};
+
+use ipfailover_e2e::group::{vip, GroupLab};
+
+fn never_two(lab: &GroupLab, t: &ipfailover_e2e::group::Timeline) {
+    let two = t.two_holders();
+    assert!(
+        two.is_empty(),
+        "two holders: {two:?}\ntimeline:\n{}\n{}",
+        t.render(),
+        lab.logs()
+    );
+}
+
+fn three_members(name: &str, extra: &[(&str, &str)]) -> GroupLab {
+    let mut lab = GroupLab::new(name, 3, 3);
+    lab.start_etcd_cluster();
+    for i in 1..=3 {
+        lab.start_member(i, extra);
+    }
+    lab
+}
+
+#[test]
+fn the_holder_crashes_and_the_next_priority_takes_over() {
+    let mut lab = three_members("crash", &[]);
+    let addr = vip(0);
+    let first = lab.wait_one_holder(&addr, Duration::from_secs(20));
+    assert_eq!(
+        first,
+        Some(1),
+        "m1 (the highest priority) should hold {addr}:\n{}",
+        lab.logs()
+    );
+    assert!(
+        lab.client_reaches(&addr),
+        "the client does not reach {addr}"
+    );
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    let crashed = Instant::now();
+    lab.kill_member(1);
+    let next = lab.wait_one_holder(&addr, Duration::from_secs(15));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    assert_eq!(next, Some(2), "m2 should take {addr} over:\n{}", lab.logs());
+    let took = t.first_held_after(2, &addr, crashed).map(|at| at - crashed);
+    eprintln!("takeover after the crash: {took:?}");
+    assert!(
+        lab.client_reaches(&addr),
+        "the client does not reach {addr} after the takeover"
+    );
+    assert_eq!(lab.client_neigh(&addr), Some(lab.member_mac(2)));
+}
+
+#[test]
+fn a_holder_cut_off_from_etcd_drops_the_address_before_another_acquires_it() {
+    let mut lab = three_members("cut", &[]);
+    let addr = vip(0);
+    assert_eq!(
+        lab.wait_one_holder(&addr, Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        lab.logs()
+    );
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    let cut = Instant::now();
+    // Cut off from etcd, not from the client: its kernel would go on answering if it kept
+    // the address.
+    lab.cut_from_etcd(1, true);
+    let next = lab.wait_one_holder_other_than(&addr, 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(500));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    assert_eq!(next, Some(2), "m2 should take {addr} over:\n{}", lab.logs());
+    let dropped = t.last_held(1, &addr).expect("m1 held it");
+    let taken = t.first_held_after(2, &addr, cut).expect("m2 holds it");
+    eprintln!(
+        "m1 dropped it {:?} after the cut; m2 added it {:?} after the cut",
+        dropped - cut,
+        taken - cut
+    );
+    assert!(
+        lab.wait_log(1, "fenced itself", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    // Back in touch, it rejoins and takes nothing back (no preemption).
+    lab.cut_from_etcd(1, false);
+    assert!(
+        lab.wait_log(1, "lease renewed again", Duration::from_secs(15))
+            || lab.wait_log(1, "granted", Duration::from_secs(1)),
+        "{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.holders_now(&addr), vec![2], "{}", lab.logs());
+}
+
+#[test]
+fn without_an_etcd_quorum_nobody_acquires_and_the_group_recovers_with_it() {
+    let mut lab = three_members("quorum", &[("FAILOVER_LEASE_TTL", "3s")]);
+    let addr = vip(0);
+    assert_eq!(
+        lab.wait_one_holder(&addr, Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        lab.logs()
+    );
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    // The leader dies: the other two elect a new one; the holder keeps the address (its
+    // renewals go to another endpoint), or at worst fences and it is acquired again.
+    let leader = lab.etcd_leader().expect("a leader");
+    lab.kill_etcd(leader);
+    assert!(
+        ipfailover_e2e::wait_for(Duration::from_secs(10), || lab.etcd_leader().is_some()).is_some(),
+        "no new etcd leader"
+    );
+    assert!(
+        lab.wait_one_holder(&addr, Duration::from_secs(15))
+            .is_some(),
+        "{}",
+        lab.logs()
+    );
+    // Then a second etcd member: no quorum. The holder fences at its deadline; nobody
+    // acquires while the quorum is gone.
+    let second = (1..=3).find(|j| *j != leader).expect("another etcd member");
+    let lost = Instant::now();
+    lab.kill_etcd(second);
+    let gone = ipfailover_e2e::wait_for(Duration::from_secs(10), || {
+        lab.holders_now(&addr).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "the holder did not fence without a quorum:\n{}",
+        lab.logs()
+    );
+    eprintln!("fenced {:?} after the quorum was lost", lost.elapsed());
+    // Nobody acquires while it is gone.
+    for _ in 0..30 {
+        assert!(
+            lab.holders_now(&addr).is_empty(),
+            "acquired without a quorum:\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The quorum returns: the group recovers.
+    lab.start_etcd(leader);
+    lab.start_etcd(second);
+    let back = lab.wait_one_holder(&addr, Duration::from_secs(30));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    assert!(
+        back.is_some(),
+        "the group did not recover with the quorum:\n{}",
+        lab.logs()
+    );
+    assert!(lab.client_reaches(&addr));
+}
+
+#[test]
+fn a_stalled_holder_drops_the_address_before_it_acts_and_the_next_waits_for_that() {
+    let mut lab = three_members("stall", &[]);
+    let addr = vip(0);
+    assert_eq!(
+        lab.wait_one_holder(&addr, Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        lab.logs()
+    );
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    lab.signal_member(1, libc::SIGSTOP);
+    // Past its TTL: m2 wins the key, but m1's kernel still answers for the address, so m2
+    // must not add it.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        lab.holders_now(&addr),
+        vec![1],
+        "added while the stalled holder answers"
+    );
+    let resumed = Instant::now();
+    lab.signal_member(1, libc::SIGCONT);
+    let next = lab.wait_one_holder_other_than(&addr, 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    assert_eq!(next, Some(2), "{}", lab.logs());
+    let dropped = t.last_held(1, &addr).expect("m1 held it");
+    eprintln!(
+        "m1 dropped the address {:?} after SIGCONT",
+        dropped.saturating_duration_since(resumed)
+    );
+    assert!(
+        lab.wait_log(1, "fenced itself", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+}
+
+#[test]
+fn a_clean_stop_hands_over_at_once_and_preemption_decides_the_return() {
+    for preempt in ["no", "yes"] {
+        let mut lab = three_members(&format!("stop{preempt}"), &[("FAILOVER_PREEMPT", preempt)]);
+        let addr = vip(0);
+        assert_eq!(
+            lab.wait_one_holder(&addr, Duration::from_secs(20)),
+            Some(1),
+            "{}",
+            lab.logs()
+        );
+        let sampler = lab.sampler(std::slice::from_ref(&addr));
+        let stop = Instant::now();
+        lab.signal_member(1, libc::SIGTERM);
+        assert!(
+            lab.member(1).wait_exit(Duration::from_secs(10)).is_some(),
+            "{}",
+            lab.logs()
+        );
+        let next = lab.wait_one_holder(&addr, Duration::from_secs(10));
+        assert_eq!(next, Some(2), "{}", lab.logs());
+        // m1 returns.
+        lab.start_member(1, &[("FAILOVER_PREEMPT", preempt)]);
+        std::thread::sleep(Duration::from_secs(4));
+        let t = sampler.finish();
+        never_two(&lab, &t);
+        let gap = t
+            .first_held_after(2, &addr, stop)
+            .zip(t.held_until(1, &addr, stop))
+            .map(|(taken, dropped)| taken.saturating_duration_since(dropped));
+        eprintln!("preempt {preempt}: handover gap {gap:?}");
+        assert!(
+            gap.is_some_and(|g| g < Duration::from_secs(2)),
+            "the clean stop did not hand over promptly: {gap:?}\n{}",
+            t.render()
+        );
+        let want = if preempt == "yes" { vec![1] } else { vec![2] };
+        assert_eq!(
+            lab.holders_now(&addr),
+            want,
+            "preempt {preempt}:\n{}",
+            lab.logs()
+        );
+    }
+}
+
+#[test]
+fn a_hundred_addresses_move_together_when_their_holder_crashes() {
+    let addrs: Vec<String> = (0..100).map(vip).collect();
+    let pairs = addrs
+        .iter()
+        .map(|a| format!("eth0:{a}/24"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut lab = three_members("hundred", &[("FAILOVER_GROUP_IP_PAIRS", &pairs)]);
+    let all_on = |lab: &GroupLab, m: usize| {
+        let out = lab.ip(
+            ipfailover_e2e::group::Node::Member(m),
+            &["-o", "addr", "show", "dev", "eth0", "up"],
+        );
+        addrs.iter().all(|a| out.contains(&format!("inet {a}/")))
+    };
+    assert!(
+        ipfailover_e2e::wait_for(Duration::from_secs(30), || all_on(&lab, 1)).is_some(),
+        "m1 does not hold all 100:\n{}",
+        lab.logs()
+    );
+    let sampler = lab.sampler(&addrs);
+    let crash = Instant::now();
+    lab.kill_member(1);
+    assert!(
+        ipfailover_e2e::wait_for(Duration::from_secs(20), || all_on(&lab, 2)).is_some(),
+        "m2 does not hold all 100:\n{}",
+        lab.logs()
+    );
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    let firsts: Vec<Duration> = addrs
+        .iter()
+        .filter_map(|a| t.first_held_after(2, a, crash))
+        .map(|at| at - crash)
+        .collect();
+    assert_eq!(firsts.len(), 100);
+    let (lo, hi) = (firsts.iter().min().copied(), firsts.iter().max().copied());
+    eprintln!("100 addresses moved between {lo:?} and {hi:?} after the crash");
+}
+
+#[test]
+fn compaction_and_member_restarts_leave_no_address_on_two_hosts_or_none() {
+    let addrs: Vec<String> = (0..3).map(vip).collect();
+    let pairs = addrs
+        .iter()
+        .map(|a| format!("eth0:{a}/24"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut lab = three_members("compact", &[("FAILOVER_GROUP_IP_PAIRS", &pairs)]);
+    for a in &addrs {
+        assert!(
+            lab.wait_one_holder(a, Duration::from_secs(20)).is_some(),
+            "{}",
+            lab.logs()
+        );
+    }
+    let sampler = lab.sampler(&addrs);
+    // Many revisions, then a compaction of all of them.
+    for k in 0..50 {
+        lab.etcdctl(&["put", &format!("/other/key{k}"), "x"]);
+    }
+    let status = lab.etcdctl(&["endpoint", "status", "-w", "json"]);
+    let rev = serde_json::from_str::<serde_json::Value>(status.trim())
+        .ok()
+        .and_then(|v| v[0]["Status"]["header"]["revision"].as_i64())
+        .expect("a revision");
+    lab.etcdctl(&["compact", &rev.to_string()]);
+    // failoverd alone is killed on the holder, and started again: the address stays on its
+    // interface meanwhile (its kernel answers), so nobody else may add it; the new process
+    // removes it and the group settles.
+    lab.signal_member(1, libc::SIGKILL);
+    assert!(lab.member(1).wait_exit(Duration::from_secs(5)).is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    lab.start_member(1, &[("FAILOVER_GROUP_IP_PAIRS", &pairs)]);
+    // A non-holder restarts too, and the watchers re-read after the compaction.
+    lab.signal_member(3, libc::SIGTERM);
+    assert!(lab.member(3).wait_exit(Duration::from_secs(10)).is_some());
+    lab.start_member(3, &[("FAILOVER_GROUP_IP_PAIRS", &pairs)]);
+    std::thread::sleep(Duration::from_secs(6));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    for a in &addrs {
+        assert_eq!(
+            lab.holders_now(a).len(),
+            1,
+            "{a}: not exactly one holder:\n{}",
+            lab.logs()
+        );
+    }
+    // Every member's status agrees on the holders.
+    let view = |i: usize| lab.status(i)["group"]["addresses"].clone();
+    let holders = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["holder"].as_str().unwrap_or("-").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let h1 = holders(view(1));
+    assert_eq!(h1.len(), 3, "{}", lab.status(1));
+    assert!(h1.iter().all(|h| h != "-"), "{h1:?}");
+    assert_eq!(holders(view(2)), h1);
+    assert_eq!(holders(view(3)), h1);
+}
+
+#[test]
+fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
+    let mut lab = GroupLab::new("check", 1, 3);
+    let conf = lab.member_conf(1, &[]);
+    let failoverd = ipfailover_e2e::bin("failoverd")
+        .to_string_lossy()
+        .into_owned();
+    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
+    let check = |conf: &str| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, &failoverd, "-t", "-c", conf])
+            .output()
+            .expect("failoverd -t")
+    };
+    // etcd down: the configuration is right, and -t says etcd does not answer.
+    let out = check(&conf);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("FAILOVER_ETCD_ENDPOINTS=\""), "{text}");
+    assert!(
+        text.contains("# group web member m1 priority 190"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http://203.0.113.1:2379: does NOT answer"),
+        "{text}"
+    );
+    // etcd up: it answers, with a leader.
+    lab.start_etcd_cluster();
+    let out = check(&conf);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(text.matches(": answers (etcd 3.").count(), 3, "{text}");
+    assert!(text.contains("has a leader"), "{text}");
+    // A password file others can read: a configuration error (78), named.
+    let pw = lab.dir.join("etcd-password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pw_s = pw.to_string_lossy().into_owned();
+    let conf = lab.member_conf(
+        1,
+        &[
+            ("FAILOVER_ETCD_USER", "ipfo"),
+            ("FAILOVER_ETCD_PASSWORD_FILE", &pw_s),
+        ],
+    );
+    let out = check(&conf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("FAILOVER_ETCD_PASSWORD_FILE") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
