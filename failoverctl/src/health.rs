@@ -11,6 +11,9 @@
 //!   heard yet; failoverd is in `conflict` (the peer is silent but its address still answers:
 //!   nothing was taken over, and nothing protects it); heartbeatd is `stopped`, or a send to
 //!   one of its destinations fails; failoverd is `stopped`; a state failoverctl does not know.
+//! - A group member (failoverd with `group` in its status) is judged by [`group_health`]:
+//!   **down** when an address of the group has no holder; **degraded** when etcd does not
+//!   answer it, it has no lease, or an address is in conflict here.
 //! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
 //!   heartbeatd.
 
@@ -220,6 +223,89 @@ pub fn entered(status: &Status) -> Option<&ipfailover::status::TransitionStatus>
         .find(|t| t.to == status.state)
 }
 
+/// The group rules (SPEC §9), for a failoverd that is a group member:
+///
+/// - **down**: an address of the group has no holder in this member's view (nobody answers
+///   for it; while etcd is unreachable the view may be old, and that is said too).
+/// - **degraded**: etcd does not answer this member; it has no lease (it fenced itself, or
+///   has not joined yet); one of its addresses is in conflict here (won, but another host
+///   answers for it); adding or removing one failed; it has stopped.
+/// - Holding addresses is normal for a group member: not a failover.
+pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Level, String)> {
+    let mut out = Vec::new();
+    let who = format!(
+        "failoverd on {} (member {} of group {})",
+        s.hostname, g.member, g.name
+    );
+    // An address nobody holds is an address nobody answers for.
+    for a in g.addresses.iter().filter(|a| a.holder.is_none()) {
+        out.push((
+            Level::Down,
+            format!(
+                "group {}: {} has no holder{}",
+                g.name,
+                a.address,
+                if g.etcd_reachable {
+                    String::new()
+                } else {
+                    " (as of this member's last view: etcd does not answer it)".to_string()
+                }
+            ),
+        ));
+    }
+    if !g.etcd_reachable {
+        out.push((
+            Level::Degraded,
+            format!(
+                "{who}: etcd does not answer{}{}",
+                g.endpoint
+                    .as_deref()
+                    .map(|e| format!(" at {e}"))
+                    .unwrap_or_default(),
+                g.etcd_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    match s.state.as_str() {
+        "member" => {}
+        "stopped" => out.push((Level::Degraded, format!("{who} has stopped"))),
+        "joining" => out.push((Level::Degraded, format!("{who} is asking etcd for a lease"))),
+        "no-lease" => out.push((
+            Level::Degraded,
+            format!(
+                "{who} has no lease: it cannot hold or acquire anything (it fenced itself, or \
+                 etcd has not answered yet)"
+            ),
+        )),
+        other => out.push((
+            Level::Degraded,
+            format!("{who} reports a state failoverctl does not know: {other:?}"),
+        )),
+    }
+    for a in &g.addresses {
+        if a.state == "conflict" {
+            out.push((
+                Level::Degraded,
+                format!(
+                    "{who} won {} but another host still answers for it: not added while it \
+                     does",
+                    a.address
+                ),
+            ));
+        }
+        if let Some(e) = &a.error {
+            out.push((
+                Level::Degraded,
+                format!("{who}: adding or removing {} failed: {e}", a.address),
+            ));
+        }
+    }
+    out
+}
+
 /// Judges what was found; see the module documentation for the rules.
 pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
     let fo = freshness(&seen.failoverd, now_ms, this_host);
@@ -294,7 +380,16 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
         }
     }
 
-    if let (Freshness::Fresh, Some(s)) = (&fo, seen.failoverd.status()) {
+    // A group member: its view of the group decides, not a pair's states.
+    if let (Freshness::Fresh, Some(s), Some(g)) = (
+        &fo,
+        seen.failoverd.status(),
+        seen.failoverd.status().and_then(|s| s.group.as_ref()),
+    ) {
+        for (l, reason) in group_health(s, g) {
+            raise(l, reason, &mut reasons);
+        }
+    } else if let (Freshness::Fresh, Some(s)) = (&fo, seen.failoverd.status()) {
         let peer = s.peer.as_deref().unwrap_or("the peer");
         let since = entered(s)
             .map(|t| format!(" since {} UTC ({})", wall(t.at_ms, now_ms), t.reason))
@@ -856,5 +951,121 @@ pub(crate) mod tests {
         let mut s = failoverd();
         s.state = "stopped".into();
         assert_eq!(judge(Some(s), None).level, Level::Degraded);
+    }
+
+    /// A group member m2 of group web: two addresses, one held here, one by m1.
+    pub fn group_member() -> Status {
+        use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus};
+        let mut s = failoverd();
+        s.state = "member".into();
+        s.peer = None;
+        s.links.clear();
+        s.transitions.clear();
+        let addr = |a: &str, holder: Option<&str>, held: bool| GroupAddressStatus {
+            address: a.into(),
+            interface: "eth0".into(),
+            prefix: 24,
+            holder: holder.map(str::to_string),
+            epoch: holder.map(|_| 12),
+            since_ms: Some(NOW - 60_000),
+            state: if held { "held" } else { "free" }.into(),
+            held,
+            error: None,
+        };
+        s.group = Some(GroupStatus {
+            name: "web".into(),
+            member: "m2".into(),
+            priority: 150,
+            preempt: false,
+            lease_ttl_ms: 3_000,
+            lease: Some("694d7f5a0c2b1e03".into()),
+            fence_in_ms: Some(2_100),
+            endpoint: Some("http://203.0.113.1:2379".into()),
+            etcd_reachable: true,
+            etcd_error: None,
+            revision: 42,
+            members: vec![
+                MemberStatus {
+                    name: "m1".into(),
+                    priority: 200,
+                    lease_left_s: Some(2),
+                    this: false,
+                },
+                MemberStatus {
+                    name: "m2".into(),
+                    priority: 150,
+                    lease_left_s: Some(3),
+                    this: true,
+                },
+            ],
+            addresses: vec![
+                addr("198.51.100.100", Some("m2"), true),
+                addr("198.51.100.101", Some("m1"), false),
+            ],
+        });
+        s
+    }
+
+    #[test]
+    fn a_group_member_holding_addresses_is_healthy_and_one_without_a_holder_is_down() {
+        let h = judge(Some(group_member()), None);
+        assert_eq!(h.level, Level::Healthy, "{:?}", h.reasons);
+        assert!(!h.failed_over, "holding is what a group member does");
+        // An address nobody holds: down, exit 2, named.
+        let mut s = group_member();
+        if let Some(g) = s.group.as_mut() {
+            g.addresses[1].holder = None;
+            g.addresses[1].epoch = None;
+        }
+        let h = judge(Some(s), None);
+        assert_eq!((h.level, h.exit_code()), (Level::Down, 2));
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r.contains("198.51.100.101 has no holder")),
+            "{:?}",
+            h.reasons
+        );
+        // etcd unreachable, or no lease, or a conflict here: degraded.
+        for change in [
+            |s: &mut Status| {
+                if let Some(g) = s.group.as_mut() {
+                    g.etcd_reachable = false;
+                    g.etcd_error = Some("connection refused".into());
+                }
+            },
+            |s: &mut Status| s.state = "no-lease".into(),
+            |s: &mut Status| {
+                if let Some(g) = s.group.as_mut() {
+                    g.addresses[0].state = "conflict".into();
+                }
+            },
+        ] {
+            let mut s = group_member();
+            change(&mut s);
+            let h = judge(Some(s), None);
+            assert_eq!(h.level, Level::Degraded, "{:?}", h.reasons);
+        }
+        // The text and the page show the group.
+        let text = crate::text::render_text(
+            &seen(Some(group_member()), None),
+            &judge(Some(group_member()), None),
+            NOW,
+        );
+        assert!(
+            text.contains("MEMBER — member m2 of group web, priority 150"),
+            "{text}"
+        );
+        assert!(text.contains("member m1"), "{text}");
+        assert!(
+            text.contains("address 198.51.100.101/24 on eth0: held by m1 (epoch 12)"),
+            "{text}"
+        );
+        let html = crate::html::render_html(
+            &seen(Some(group_member()), None),
+            &judge(Some(group_member()), None),
+            NOW,
+        );
+        assert!(html.contains("<h3>Group web</h3>"), "{html}");
     }
 }

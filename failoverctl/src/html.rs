@@ -63,6 +63,14 @@ pub fn daemon_tone(daemon: Daemon, freshness: &Freshness, status: Option<&Status
         }
         (Freshness::Fresh, Some(s)) => s,
     };
+    if let (Daemon::Failoverd, Some(g)) = (daemon, &s.group) {
+        let levels = crate::health::group_health(s, g);
+        return match levels.iter().map(|(l, _)| *l).max() {
+            None => Tone::Green,
+            Some(Level::Down) => Tone::Red,
+            Some(_) => Tone::Amber,
+        };
+    }
     match (daemon, s.state.as_str()) {
         (Daemon::Failoverd, "monitoring")
             if !s.links.is_empty() && s.links.iter().all(|l| l.state == "up") =>
@@ -313,6 +321,10 @@ fn details(out: &mut String, daemon: Daemon, s: &Status, now_ms: u64, current: b
         return;
     }
 
+    if let Some(g) = &s.group {
+        group_details(out, g, now_ms, current);
+        return;
+    }
     out.push_str("<h3>Links</h3>\n");
     if s.links.is_empty() {
         out.push_str("<p class=\"note\">No heartbeat received from the peer yet.</p>\n");
@@ -392,6 +404,78 @@ fn details(out: &mut String, daemon: Daemon, s: &Status, now_ms: u64, current: b
         c.takeovers,
         c.releases
     );
+}
+
+/// A group member's view: etcd, the members, each address's holder.
+fn group_details(
+    out: &mut String,
+    g: &ipfailover::status::GroupStatus,
+    now_ms: u64,
+    current: bool,
+) {
+    let tone = |t: Tone| if current { t } else { Tone::Grey };
+    let etcd = if g.etcd_reachable {
+        badge(tone(Tone::Green), "ANSWERS")
+    } else {
+        badge(tone(Tone::Amber), "DOES NOT ANSWER")
+    };
+    let _ = writeln!(
+        out,
+        "<h3>Group {}</h3>\n<p>member <b>{}</b> · priority {} · lease TTL {} · preemption {} · \
+         etcd {} {} · revision {}</p>",
+        esc(&g.name),
+        esc(&g.member),
+        g.priority,
+        span(g.lease_ttl_ms),
+        if g.preempt { "on" } else { "off" },
+        esc(g.endpoint.as_deref().unwrap_or("")),
+        etcd,
+        g.revision
+    );
+    if let Some(e) = &g.etcd_error {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(e));
+    }
+    out.push_str(
+        "<table>\n<tr><th>member</th><th class=\"n\">priority</th><th>lease left</th></tr>\n",
+    );
+    for m in &g.members {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&m.name),
+            if m.this {
+                " <small>(this host)</small>"
+            } else {
+                ""
+            },
+            m.priority,
+            m.lease_left_s
+                .map_or_else(|| "?".to_string(), |l| format!("{l}s"))
+        );
+    }
+    out.push_str("</table>\n");
+    out.push_str(
+        "<h3>Addresses</h3>\n<table>\n<tr><th>address</th><th>interface</th><th>holder</th>\
+         <th class=\"n\">epoch</th><th>since (UTC)</th><th>here</th></tr>\n",
+    );
+    for a in &g.addresses {
+        let holder = match &a.holder {
+            Some(h) => esc(h),
+            None => badge(tone(Tone::Red), "NO HOLDER"),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"mono\">{}/{}</td><td>{}</td><td>{holder}</td><td class=\"n\">{}</td>\
+             <td class=\"nw\">{}</td><td>{}</td></tr>",
+            esc(&a.address),
+            a.prefix,
+            esc(&a.interface),
+            a.epoch.map(|e| e.to_string()).unwrap_or_default(),
+            a.since_ms.map(|t| wall(t, now_ms)).unwrap_or_default(),
+            esc(&a.state)
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 #[cfg(test)]

@@ -117,6 +117,28 @@ impl Summary {
 
 /// What failoverd does now.
 pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
+    if let Some(g) = &s.group {
+        let held: Vec<&str> = g
+            .addresses
+            .iter()
+            .filter(|a| a.held)
+            .map(|a| a.address.as_str())
+            .collect();
+        return Summary::new(
+            &s.state.to_uppercase(),
+            format!(
+                "member {} of group {}, holds {}",
+                g.member,
+                g.name,
+                if held.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    held.join(" ")
+                }
+            ),
+            true,
+        );
+    }
     let peer = s.peer.as_deref().unwrap_or("(no peer)");
     let since = entered(s)
         .map(|t| format!(" since {} UTC ({})", wall(t.at_ms, now_ms), t.reason))
@@ -221,7 +243,106 @@ pub fn datagram_counters(s: &Status, accepted_name: &str) -> String {
     text
 }
 
+/// A group member's view: the members, then each address with its holder.
+fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus, now_ms: u64) {
+    let etcd = match (&g.endpoint, g.etcd_reachable) {
+        (Some(e), true) => format!("etcd answers at {e}"),
+        (e, false) => format!(
+            "etcd does NOT answer{}{}",
+            e.as_deref().map(|e| format!(" at {e}")).unwrap_or_default(),
+            g.etcd_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        (None, true) => "etcd answers".to_string(),
+    };
+    let lease = match (&g.lease, g.fence_in_ms) {
+        (Some(id), Some(f)) => format!("lease {id} (fences in {} without a renewal)", span(f)),
+        _ => "NO lease".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "{}{} — member {} of group {}, priority {}, lease TTL {}, preemption {}",
+        who(s, now_ms),
+        s.state.to_uppercase(),
+        g.member,
+        g.name,
+        g.priority,
+        span(g.lease_ttl_ms),
+        if g.preempt { "on" } else { "off" }
+    );
+    let _ = writeln!(out, "  {etcd}; {lease}; view at revision {}", g.revision);
+    for m in &g.members {
+        let _ = writeln!(
+            out,
+            "  member {:<12} priority {:>3}  lease {}{}",
+            m.name,
+            m.priority,
+            m.lease_left_s.map_or_else(
+                || "?".to_string(),
+                |l| if l < 0 {
+                    "gone".to_string()
+                } else {
+                    format!("{l}s left")
+                }
+            ),
+            if m.this { "  (this host)" } else { "" }
+        );
+    }
+    for a in &g.addresses {
+        let holder = match (&a.holder, a.epoch) {
+            (Some(h), Some(e)) => format!("held by {h} (epoch {e})"),
+            (Some(h), None) => format!("held by {h}"),
+            _ => "NO HOLDER".to_string(),
+        };
+        let since = a
+            .since_ms
+            .map(|t| format!(" since {} UTC", wall(t, now_ms)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  address {}/{} on {}: {holder}{since}; here {}{}",
+            a.address,
+            a.prefix,
+            a.interface,
+            a.state,
+            a.error
+                .as_deref()
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    if !s.transitions.is_empty() {
+        let _ = writeln!(out, "  last transitions (UTC, newest first):");
+        for t in s.transitions.iter().rev().take(TRANSITIONS_SHOWN) {
+            let _ = writeln!(
+                out,
+                "    {} {} -> {}{}",
+                wall(t.at_ms, now_ms),
+                t.from,
+                t.to,
+                if t.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", t.reason)
+                }
+            );
+        }
+    }
+    let c = &s.counters;
+    let _ = writeln!(
+        out,
+        "  counters: hooks run {} / failed {}, mails sent {} / failed {}, takeovers {}, releases {}",
+        c.hooks_run, c.hooks_failed, c.mails_sent, c.mails_failed, c.takeovers, c.releases
+    );
+}
+
 fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
+    if let Some(g) = &s.group {
+        group_block(out, s, g, now_ms);
+        return;
+    }
     let _ = writeln!(
         out,
         "{}{}",

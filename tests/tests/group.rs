@@ -55,6 +55,39 @@ fn the_holder_crashes_and_the_next_priority_takes_over() {
         "the client does not reach {addr} after the takeover"
     );
     assert_eq!(lab.client_neigh(&addr), Some(lab.member_mac(2)));
+    // failoverctl on the new holder: healthy, the group view as text and as JSON.
+    let conf = lab.member_conf(2, &[]);
+    let ctl = ipfailover_e2e::bin("failoverctl")
+        .to_string_lossy()
+        .into_owned();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&ctl)
+            .args(["-c", &conf])
+            .args(args)
+            .output()
+            .expect("failoverctl")
+    };
+    // Once m1's lease has expired in etcd, the view no longer lists it.
+    let settled = ipfailover_e2e::wait_for(Duration::from_secs(8), || {
+        let out = run(&["status"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.code() == Some(0)
+            && text.contains(&format!("address {addr}/24 on eth0: held by m2"))
+            && !text.contains("member m1 ")
+    });
+    let out = run(&["status"]);
+    assert!(
+        settled.is_some(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["health"], "healthy");
+    assert_eq!(
+        v["daemons"]["failoverd"]["group"]["addresses"][0]["holder"],
+        "m2"
+    );
 }
 
 #[test]
