@@ -318,15 +318,11 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
         for t in s.transitions.iter().rev().take(TRANSITIONS_SHOWN) {
             let _ = writeln!(
                 out,
-                "    {} {} -> {}{}",
+                "    {} {}: {} -> {}",
                 wall(t.at_ms, now_ms),
+                t.reason,
                 t.from,
-                t.to,
-                if t.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", t.reason)
-                }
+                t.to
             );
         }
     }

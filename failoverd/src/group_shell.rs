@@ -44,6 +44,8 @@ const ETCD: Token = Token(3);
 const READ_BUDGET: usize = 256;
 /// How long the release's last requests to etcd (the deletes, the revoke) may take at exit.
 const ETCD_GRACE: Duration = Duration::from_secs(2);
+/// How often an address that could not be added is tried again.
+const ADD_RETRY: Duration = Duration::from_secs(1);
 /// How long queued mail may take at exit.
 const MAIL_GRACE: Duration = Duration::from_secs(5);
 
@@ -155,6 +157,12 @@ pub(crate) struct GroupShell {
     etcd_state: Option<(String, Option<String>)>,
     /// The latest renewal and grant failures, logged once per change.
     last_lease_error: Option<String>,
+    /// When failed adds are tried again.
+    next_add_retry: Instant,
+    /// This member's key was seen under another lease (another failoverd with this name?).
+    name_clash_told: bool,
+    /// Since when that has been seen.
+    name_clash_since: Option<Instant>,
     stop_signals: u32,
     exit: bool,
 }
@@ -285,6 +293,9 @@ impl GroupShell {
             lease_times: BTreeMap::new(),
             etcd_state: None,
             last_lease_error: None,
+            next_add_retry: now,
+            name_clash_told: false,
+            name_clash_since: None,
             stop_signals: 0,
             exit: false,
             settings,
@@ -331,6 +342,7 @@ impl GroupShell {
                 self.watch_hook_output();
             }
             self.run_announcements(now);
+            self.retry_adds(now);
             if self.status_dirty || self.exit || status::refresh_due(now, self.status_written, None)
             {
                 self.write_status(now);
@@ -350,7 +362,10 @@ impl GroupShell {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let status = self.status_written + status::REFRESH;
+        let mut status = self.status_written + status::REFRESH;
+        if !self.errors.is_empty() {
+            status = status.min(self.next_add_retry);
+        }
         let announce = self
             .announcing
             .values()
@@ -374,8 +389,18 @@ impl GroupShell {
                 return;
             };
             let event = match reply {
-                Reply::Granted { id, sent_at } => {
+                Reply::Granted { id, ttl, sent_at } => {
                     log::info!("lease {id:x} granted");
+                    let wanted = i64::try_from(self.settings.lease_ttl.as_secs()).unwrap_or(0);
+                    if ttl > wanted {
+                        // Safe (this member fences by its own, shorter, TTL), but the others
+                        // wait longer for a dead member's addresses than configured.
+                        log::warn!(
+                            "etcd granted a lease of {ttl}s, longer than FAILOVER_LEASE_TTL \
+                             ({wanted}s): etcd's shortest lease is 1.5 x its election timeout; \
+                             a dead member's addresses are free only after {ttl}s"
+                        );
+                    }
                     self.last_lease_error = None;
                     Some(GroupEvent::LeaseGranted { id, sent_at })
                 }
@@ -399,6 +424,7 @@ impl GroupShell {
                 }
                 Reply::View(view) => {
                     self.note_holders(&view);
+                    self.check_name(&view);
                     Some(GroupEvent::View(view))
                 }
                 Reply::Acquired { addr, epoch } => Some(GroupEvent::Acquired { addr, epoch }),
@@ -435,6 +461,49 @@ impl GroupShell {
             log::warn!("{message}");
         }
         self.last_lease_error = Some(message);
+    }
+
+    /// Says once if this member's key is attached to a lease that is not this member's for
+    /// longer than a renewal: another failoverd uses the same FAILOVER_MEMBER_NAME (two hosts
+    /// with one host name?). Its leases are then never revoked as a previous life's.
+    fn check_name(&mut self, view: &View) {
+        let Lease::Held { id, .. } = self.core.lease() else {
+            return;
+        };
+        let clash = view
+            .members
+            .iter()
+            .any(|m| m.name == self.member && m.lease != id && m.lease != 0);
+        // Right after a restart the key still carries the previous life's lease until this
+        // member's put lands: only a clash that lasts a TTL counts.
+        let now = Instant::now();
+        let since = match (clash, self.name_clash_since) {
+            (false, _) => {
+                self.name_clash_since = None;
+                self.name_clash_told = false;
+                return;
+            }
+            (true, Some(t)) => t,
+            (true, None) => {
+                self.name_clash_since = Some(now);
+                now
+            }
+        };
+        if now >= since + self.settings.lease_ttl && !self.name_clash_told {
+            self.name_clash_told = true;
+            let subject = format!(
+                "{}: another failoverd uses the member name {} in group {}",
+                self.hostname, self.member, self.settings.group
+            );
+            let body = format!(
+                "The key of member {} in etcd is attached to a lease that is not this \
+                 failoverd's. Two members with one name (two hosts with the same host name?) \
+                 confuse the group: set FAILOVER_MEMBER_NAME to a name of its own on each.\n",
+                self.member
+            );
+            log::error!("{subject}");
+            self.send_notice(subject, body);
+        }
     }
 
     /// Remembers since when each address has had its holder, for the status.
@@ -510,9 +579,19 @@ impl GroupShell {
     /// SIGHUP: the mail settings and the hooks' timeout apply at once; what makes the member
     /// (etcd, the group, its addresses, the priority, the lease) takes a restart.
     fn reload(&mut self) {
-        let Some((settings, _)) = daemon::reload(&self.config_path, Role::Failoverd) else {
-            return;
+        // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
+        let settings = match Settings::load(&self.config_path, Role::Failoverd) {
+            Ok(s) => s,
+            Err(errors) => {
+                log::error!(
+                    "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
+                );
+                return;
+            }
         };
+        for w in &settings.warnings {
+            log::warn!("{w}");
+        }
         if !settings.group_mode() {
             log::warn!(
                 "SIGHUP: FAILOVER_ETCD_ENDPOINTS is no longer set; this member stays in the \
@@ -539,6 +618,7 @@ impl GroupShell {
                 settings.member_name != s.member_name,
             ),
             ("FAILOVER_SCRIPT_DIR", settings.script_dir != s.script_dir),
+            ("FAILOVER_STATE_DIR", settings.state_dir != s.state_dir),
             (
                 "FAILOVER_ETCD_* (TLS, user)",
                 settings.etcd_ca_file != s.etcd_ca_file
@@ -715,16 +795,20 @@ impl GroupShell {
                 };
                 log::info!(
                     "{addr}: {} -> {}{}{}",
-                    from.as_str(),
-                    to.as_str(),
-                    if reason.is_empty() { "" } else { " " },
+                    state_text(from),
+                    state_text(to),
+                    if reason.is_empty() { "" } else { ", " },
                     reason
                 );
                 self.status.push_transition(TransitionStatus {
                     at_ms: daemon::wall_ms(),
-                    from: format!("{addr} {}", from.as_str()),
-                    to: format!("{addr} {}", to.as_str()),
-                    reason: reason.to_string(),
+                    from: state_text(from),
+                    to: state_text(to),
+                    reason: if reason.is_empty() {
+                        addr.to_string()
+                    } else {
+                        format!("{addr}: {reason}")
+                    },
                     duration_ms: 0,
                 });
                 if matches!(to, AddrState::Held { .. }) {
@@ -813,6 +897,31 @@ impl GroupShell {
             }
         }
         self.status_dirty = true;
+    }
+
+    /// An address this member holds in etcd that could not be added (the interface was down,
+    /// say) is added again every second: nobody else may answer for it meanwhile.
+    fn retry_adds(&mut self, now: Instant) {
+        if self.errors.is_empty() || now < self.next_add_retry {
+            return;
+        }
+        self.next_add_retry = now + ADD_RETRY;
+        let due: Vec<IpAddr> = self
+            .core
+            .addrs()
+            .iter()
+            .filter(|(a, st)| {
+                st.may_hold() && !self.held.contains(a) && self.errors.contains_key(a)
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            self.add(addr);
+            if self.held.contains(&addr) {
+                log::info!("{addr} added on a retry");
+                self.announcing.entry(addr).or_default().start(now);
+            }
+        }
     }
 
     fn run_announcements(&mut self, now: Instant) {
@@ -1015,6 +1124,16 @@ impl GroupShell {
             s.counters.mails_dropped = ms.dropped;
         }
         self.status_file.write(&self.status);
+    }
+}
+
+/// A state with its hook phase: `acquiring (PreAcq)`.
+fn state_text(state: AddrState) -> String {
+    match state {
+        AddrState::Acquiring { phase, .. } | AddrState::Releasing { phase, .. } => {
+            format!("{} ({})", state.as_str(), phase.as_str())
+        }
+        other => other.as_str().to_string(),
     }
 }
 

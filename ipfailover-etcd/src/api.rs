@@ -331,6 +331,7 @@ impl Store {
                     view.members.push(Member {
                         name: name.to_string(),
                         priority,
+                        lease: kv.lease,
                     });
                 }
             } else if let Some(a) = key.strip_prefix(&addrs) {
@@ -468,7 +469,8 @@ mod tests {
             v.members,
             vec![Member {
                 name: "m1".into(),
-                priority: 200
+                priority: 200,
+                lease: 11
             }]
         );
         let h = &v.holders[&"198.51.100.100".parse::<IpAddr>().unwrap()];

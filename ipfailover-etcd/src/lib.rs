@@ -62,7 +62,8 @@ pub struct Config {
     pub priority: u8,
     /// The lease TTL, whole seconds (etcd's unit).
     pub ttl: Duration,
-    /// A CA file to verify etcd's certificate with; `None` uses the system's roots.
+    /// A CA file to verify etcd's certificate with; `None` trusts the public web roots ureq
+    /// carries (webpki-roots), not the system's store.
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, for etcd's `--client-cert-auth`.
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -118,6 +119,8 @@ pub enum Reply {
     Granted {
         /// Its id.
         id: i64,
+        /// The TTL etcd gave it, seconds (etcd raises one shorter than its minimum).
+        ttl: i64,
         /// When the grant was sent.
         sent_at: Instant,
     },
@@ -197,8 +200,10 @@ fn request_timeout(ttl: Duration) -> Duration {
 /// Addresses tried in one transaction.
 const BATCH: usize = 64;
 
-/// How often the members' remaining lease times are asked, for the status.
-const LEASE_TIMES_EVERY: Duration = Duration::from_secs(2);
+/// How often the members' remaining lease times are asked, for the status (rewritten at
+/// least every 5 s): each member asks about every member, so this is the one cost that grows
+/// with the square of the group.
+const LEASE_TIMES_EVERY: Duration = Duration::from_secs(5);
 
 /// The HTTP side shared by the threads: the agent, the endpoints, which one is in use, and
 /// the authentication token.
@@ -654,7 +659,7 @@ impl LeaseWorker {
                             .call("/v3/lease/grant", &body, request_timeout(self.ttl))
                         {
                             Ok(answer) => match api::granted(&answer) {
-                                Some((id, _)) => Reply::Granted { id, sent_at },
+                                Some((id, ttl)) => Reply::Granted { id, ttl, sent_at },
                                 None => Reply::GrantFailed(format!("no lease in {answer}")),
                             },
                             Err(e) => Reply::GrantFailed(e),

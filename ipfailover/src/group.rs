@@ -56,6 +56,9 @@ pub const GROUP_CONFLICT_ROUND: Duration = Duration::from_millis(300);
 /// Probes per round.
 pub const PROBES: u32 = 3;
 
+/// After a transaction etcd did not answer, the address is tried again after TTL / this.
+pub const ACQUIRE_BACKOFF_DIVISOR: u32 = 6;
+
 /// One priority step: the wait per member ranked before this one.
 pub fn priority_step(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
@@ -83,6 +86,8 @@ pub struct Member {
     pub name: String,
     /// Its priority.
     pub priority: u8,
+    /// The lease its key is attached to.
+    pub lease: i64,
 }
 
 /// Who holds an address in etcd.
@@ -518,6 +523,8 @@ pub struct Group {
     registered_at: Option<Instant>,
     /// Leases of this member's previous life already revoked.
     revoked: BTreeSet<i64>,
+    /// Since when a live member has outranked this one (for preemption).
+    outranked_since: Option<Instant>,
     stopping: bool,
     now: Instant,
 }
@@ -543,6 +550,7 @@ impl Group {
             joined: None,
             registered_at: None,
             revoked: BTreeSet::new(),
+            outranked_since: None,
             stopping: false,
             now,
         }
@@ -630,6 +638,16 @@ impl Group {
                 consider(at);
             }
         }
+        if let (true, Some(t)) = (self.config.preempt, self.outranked_since) {
+            let at = t + self.preempt_delay();
+            let holds = self
+                .addrs
+                .values()
+                .any(|s| matches!(s, AddrState::Held { .. }));
+            if at > self.now && holds {
+                consider(at);
+            }
+        }
         next
     }
 
@@ -704,11 +722,19 @@ impl Group {
                         out.push(GroupAction::Register { lease });
                     }
                 }
+                if self.rank() == 0 {
+                    self.outranked_since = None;
+                } else if self.outranked_since.is_none() {
+                    self.outranked_since = Some(now);
+                }
                 self.reconcile(now, &mut out);
             }
             GroupEvent::Acquired { addr, epoch } => self.acquired(now, addr, epoch, &mut out),
             GroupEvent::AcquireFailed { addr } => {
                 if self.addrs.get(&addr) == Some(&AddrState::Trying) {
+                    // etcd did not answer: try again in a while, not in a loop.
+                    self.retry_after
+                        .insert(addr, now + self.config.lease_ttl / ACQUIRE_BACKOFF_DIVISOR);
                     self.set(addr, AddrState::Free, &mut out);
                 }
             }
@@ -884,7 +910,15 @@ impl Group {
         // failoverd was restarted): it holds none of those addresses (a fence removes them, a
         // start removes what it finds), so the old lease is revoked at once rather than left
         // to expire, and the others need not wait out its TTL.
-        if let (Some(current), false) = (self.lease_id(), self.stopping) {
+        // Only once this member's own key carries the current lease: while another lease
+        // holds it, another failoverd may be using the same name, and its lease is not ours
+        // to revoke.
+        let own_key_is_current = self
+            .view
+            .members
+            .iter()
+            .any(|m| m.name == self.config.name && Some(m.lease) == self.lease_id());
+        if let (Some(current), false, true) = (self.lease_id(), self.stopping, own_key_is_current) {
             let old: BTreeSet<i64> = self
                 .view
                 .holders
@@ -949,13 +983,28 @@ impl Group {
                     out.push(GroupAction::Remove { addr });
                     self.enter_release_after_removal(addr, epoch, GroupReason::LostClaim, out);
                 }
-                // Preemption: a live member that outranks us takes it back.
-                AddrState::Held { epoch } if self.config.preempt && rank > 0 => {
+                // Preemption: a live member that outranks us takes it back, once it can
+                // acquire (a member acquires a third of a TTL after it joins): given back
+                // sooner, a member ranked between us could take it first, and give it back
+                // again.
+                AddrState::Held { epoch }
+                    if self.config.preempt
+                        && rank > 0
+                        && self
+                            .outranked_since
+                            .is_some_and(|t| now >= t + self.preempt_delay()) =>
+                {
                     self.start_release(addr, epoch, GroupReason::Preempted, out);
                 }
                 _ => {}
             }
         }
+    }
+
+    /// How long a holder waits, after a member that outranks it appears, before it gives
+    /// its addresses back (preemption): the newcomer's join wait and a step.
+    fn preempt_delay(&self) -> Duration {
+        self.config.lease_ttl / RENEWALS_PER_TTL + priority_step(self.config.lease_ttl)
     }
 
     fn can_acquire(&self) -> bool {
@@ -1189,6 +1238,17 @@ impl Group {
                 out.push(GroupAction::Renew { lease: id });
             }
             _ => {}
+        }
+        // A preemption that was waiting for the newcomer to be ready.
+        if let (true, Some(t)) = (self.config.preempt, self.outranked_since) {
+            if now >= t + self.preempt_delay()
+                && self
+                    .addrs
+                    .values()
+                    .any(|s| matches!(s, AddrState::Held { .. }))
+            {
+                self.reconcile(now, out);
+            }
         }
         self.retry_after.retain(|_, at| now < *at);
         // Addresses whose wait is over: try, if still free and this member may.

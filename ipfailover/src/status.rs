@@ -43,7 +43,8 @@ pub struct Status {
     /// The longest gap between two writes while the daemon runs, in ms.
     pub refresh_ms: u64,
     /// `boot-grace`, `monitoring`, `conflict`, `acquiring`, `acquired`, `releasing`,
-    /// `stopped` (failoverd); `sending`, `stopped` (heartbeatd).
+    /// `stopped` (failoverd); `joining`, `member`, `no-lease`, `stopped` (failoverd in group
+    /// mode, with `group` set); `sending`, `stopped` (heartbeatd).
     pub state: String,
     /// The watched peer (failoverd).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -236,6 +236,86 @@ impl GroupLab {
         self.procs.len() - 1
     }
 
+    /// Starts any command in a node's namespace, output to `<name>.log`; its index.
+    pub fn spawn_cmd(&mut self, node: Node, name: &str, argv: &[&str]) -> usize {
+        self.launch(node, name, argv, false)
+    }
+
+    /// A process the lab started.
+    pub fn proc(&mut self, idx: usize) -> &mut Proc {
+        &mut self.procs[idx]
+    }
+
+    /// Writes a file in the lab's directory (mode 0600); its path.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        fs::write(&path, text).expect("lab file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Cuts the lab in two (or heals it): nothing crosses the bridges between the nodes of
+    /// `half` and the others, on either LAN.
+    pub fn split(&self, half: &[Node], cut: bool) {
+        let lan = self.ns(Node::Lan);
+        let _ = run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &lan,
+            "nft",
+            "delete",
+            "table",
+            "bridge",
+            "ipfosplit",
+        ]);
+        if !cut {
+            return;
+        }
+        let mut all = vec![Node::Cli];
+        all.extend((1..=self.etcds).map(Node::Etcd));
+        all.extend((1..=self.members).map(Node::Member));
+        let ports = |n: Node| -> Vec<String> {
+            match n {
+                Node::Member(_) => vec![
+                    format!("{}-eth0", n.suffix()),
+                    format!("{}-eth1", n.suffix()),
+                ],
+                _ => vec![format!("{}-eth0", n.suffix())],
+            }
+        };
+        let a: Vec<String> = half.iter().flat_map(|n| ports(*n)).collect();
+        let b: Vec<String> = all
+            .iter()
+            .filter(|n| !half.contains(n))
+            .flat_map(|n| ports(*n))
+            .collect();
+        let set = |v: &[String]| {
+            v.iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let rules = format!(
+            "table bridge ipfosplit {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    \
+             iifname {{ {a} }} oifname {{ {b} }} drop\n    iifname {{ {b} }} oifname {{ {a} }} drop\n  }}\n}}\n",
+            a = set(&a),
+            b = set(&b)
+        );
+        let file = self.dir.join("split.nft");
+        fs::write(&file, rules).expect("nft rules");
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &lan,
+            "nft",
+            "-f",
+            &file.to_string_lossy(),
+        ]);
+    }
+
     /// Starts etcd member `j` (its data directory kept across restarts).
     pub fn start_etcd(&mut self, j: usize) {
         let data = self.dir.join(format!("etcd{j}"));
@@ -416,6 +496,29 @@ impl GroupLab {
     pub fn cut_from_etcd(&self, i: usize, cut: bool) {
         let state = if cut { "down" } else { "up" };
         self.ip(Node::Member(i), &["link", "set", "eth1", state]);
+    }
+
+    /// Drops (or stops dropping) everything member `i` sends or receives on its etcd link,
+    /// as a firewall or a broken switch would: the link stays up, connections hang.
+    pub fn firewall_etcd(&self, i: usize, on: bool) {
+        let ns = self.ns(Node::Member(i));
+        let _ = run_ok(&[
+            "ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", "ipfocut",
+        ]);
+        if on {
+            let rules = "table inet ipfocut {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    iifname \"eth1\" drop\n  }\n  chain output {\n    type filter hook output priority 0; policy accept;\n    oifname \"eth1\" drop\n  }\n}\n";
+            let file = self.dir.join(format!("cut-m{i}.nft"));
+            fs::write(&file, rules).expect("nft rules");
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "-f",
+                &file.to_string_lossy(),
+            ]);
+        }
     }
 
     /// Which members have `addr` on their eth0 now, with the link up (answering).
@@ -704,6 +807,65 @@ impl Timeline {
     pub fn last_held(&self, i: usize, addr: &str) -> Option<Instant> {
         let addr: IpAddr = addr.parse().ok()?;
         self.held.get(&(i, addr))?.iter().map(|iv| iv.1).max()
+    }
+
+    /// The intervals in which someone held `addr`, clipped to `[from, to]`, per member.
+    fn clipped(&self, addr: &str, from: Instant, to: Instant) -> Vec<(usize, Instant, Instant)> {
+        let Ok(addr) = addr.parse::<IpAddr>() else {
+            return Vec::new();
+        };
+        self.held
+            .iter()
+            .filter(|((_, a), _)| *a == addr)
+            .flat_map(|((m, _), ivs)| ivs.iter().map(move |iv| (*m, iv.0, iv.1)))
+            .filter_map(|(m, a, b)| {
+                let (a, b) = (a.max(from), b.min(to));
+                (a < b).then_some((m, a, b))
+            })
+            .collect()
+    }
+
+    /// How long, within `[from, to]`, two members were seen holding `addr` at once.
+    pub fn two_holders_for(&self, addr: &str, from: Instant, to: Instant) -> Duration {
+        let ivs = self.clipped(addr, from, to);
+        let mut total = Duration::ZERO;
+        for (x, a) in ivs.iter().enumerate() {
+            for b in ivs.iter().skip(x + 1) {
+                if a.0 != b.0 {
+                    let (s, e) = (a.1.max(b.1), a.2.min(b.2));
+                    if s < e {
+                        total += e - s;
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// How long, within `[from, to]`, nobody was seen holding `addr`.
+    pub fn no_holder_for(&self, addr: &str, from: Instant, to: Instant) -> Duration {
+        let mut ivs: Vec<(Instant, Instant)> = self
+            .clipped(addr, from, to)
+            .into_iter()
+            .map(|(_, a, b)| (a, b))
+            .collect();
+        ivs.sort();
+        let mut covered = Duration::ZERO;
+        let mut cur: Option<(Instant, Instant)> = None;
+        for (a, b) in ivs {
+            match cur {
+                Some((s, e)) if a <= e => cur = Some((s, e.max(b))),
+                Some((s, e)) => {
+                    covered += e - s;
+                    cur = Some((a, b));
+                }
+                None => cur = Some((a, b)),
+            }
+        }
+        if let Some((s, e)) = cur {
+            covered += e - s;
+        }
+        to.saturating_duration_since(from).saturating_sub(covered)
     }
 
     /// The whole timeline, for a failure message.

@@ -3,6 +3,8 @@
 //! member's interface every few milliseconds. The invariant of every scenario: never two
 //! members holding one address at the same sample.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
+
 use std::time::{Duration, Instant};
 
 use ipfailover_e2e::group::{vip, GroupLab};
@@ -103,8 +105,8 @@ fn a_holder_cut_off_from_etcd_drops_the_address_before_another_acquires_it() {
     let sampler = lab.sampler(std::slice::from_ref(&addr));
     let cut = Instant::now();
     // Cut off from etcd, not from the client: its kernel would go on answering if it kept
-    // the address.
-    lab.cut_from_etcd(1, true);
+    // the address. A firewall, not a link down: the link stays up and requests hang.
+    lab.firewall_etcd(1, true);
     let next = lab.wait_one_holder_other_than(&addr, 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(500));
     let t = sampler.finish();
@@ -123,11 +125,15 @@ fn a_holder_cut_off_from_etcd_drops_the_address_before_another_acquires_it() {
         lab.logs()
     );
     // Back in touch, it rejoins and takes nothing back (no preemption).
-    lab.cut_from_etcd(1, false);
+    lab.firewall_etcd(1, false);
+    let rejoined = ipfailover_e2e::wait_for(Duration::from_secs(15), || {
+        let st = lab.status(1);
+        st["state"] == "member" && st["group"]["etcd_reachable"] == true
+    });
     assert!(
-        lab.wait_log(1, "lease renewed again", Duration::from_secs(15))
-            || lab.wait_log(1, "granted", Duration::from_secs(1)),
-        "{}",
+        rejoined.is_some(),
+        "m1 did not rejoin: {}\n{}",
+        lab.status(1),
         lab.logs()
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -447,4 +453,190 @@ fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
         err.contains("FAILOVER_ETCD_PASSWORD_FILE") && err.contains("chmod 600"),
         "{err}"
     );
+}
+
+/// A hook that records its phase and environment in `<dir>/hooks.log`.
+fn recording_hook(lab: &GroupLab, name: &str, extra: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lab.dir.join("scripts").join("web");
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [lab.dir.join("scripts"), dir.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let log = lab.dir.join("hooks.log");
+    let body = format!(
+        "#!/bin/sh\necho \"member=$FAILOVER_MEMBER phase=$1 group=$FAILOVER_GROUP addr=$FAILOVER_ADDRESS epoch=$FAILOVER_EPOCH \
+         reason=$FAILOVER_REASON iface=$FAILOVER_INTERFACE\" >> {}\n{extra}\n",
+        log.display()
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn hooks_run_around_each_address_with_its_epoch_and_test_can_refuse() {
+    let mut lab = GroupLab::new("hooks", 2, 3);
+    lab.start_etcd_cluster();
+    for name in [
+        "PreAcq-10-log",
+        "PostAcq-10-log",
+        "PreRel-10-log",
+        "PostRel-10-log",
+    ] {
+        recording_hook(&lab, name, "exit 0");
+    }
+    // Test refuses on m1 only: m2 gets the address although m1 outranks it.
+    recording_hook(
+        &lab,
+        "Test",
+        "[ \"$FAILOVER_MEMBER\" = m1 ] && exit 1; exit 0",
+    );
+    for i in 1..=2 {
+        lab.start_member(i, &[]);
+    }
+    let addr = vip(0);
+    let holder = lab.wait_one_holder(&addr, Duration::from_secs(20));
+    assert_eq!(holder, Some(2), "Test refused on m1:\n{}", lab.logs());
+    // PostAcq runs once the address is on: wait for it.
+    let hooks_log = lab.dir.join("hooks.log");
+    ipfailover_e2e::wait_for(Duration::from_secs(5), || {
+        ipfailover_e2e::read(&hooks_log).contains("member=m2 phase=PostAcq")
+    });
+    let log = ipfailover_e2e::read(&hooks_log);
+    let epoch_of = |line: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("epoch="))
+            .and_then(|e| e.parse::<i64>().ok())
+    };
+    assert!(
+        log.contains(&format!("member=m1 phase=Test group=web addr={addr}")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("member=m1 phase=PreAcq"),
+        "m1 went on after its Test refused:\n{log}"
+    );
+    let m2: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("member=m2 "))
+        .collect();
+    let phases: Vec<&str> = m2
+        .iter()
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("phase=")))
+        .collect();
+    assert_eq!(phases, ["Test", "PreAcq", "PostAcq"], "{log}");
+    // Every phase of one acquisition has the same epoch: the key's create revision.
+    let epochs: Vec<Option<i64>> = m2.iter().map(|l| epoch_of(l)).collect();
+    assert!(
+        epochs.iter().all(|e| e.is_some() && *e == epochs[0]),
+        "{log}"
+    );
+    assert!(
+        m2.iter()
+            .all(|l| l.contains("reason=unheld") && l.contains("iface=eth0")),
+        "{log}"
+    );
+    // A clean stop: PreRel before the address goes, PostRel after, reason shutdown.
+    lab.signal_member(2, libc::SIGTERM);
+    assert!(lab.member(2).wait_exit(Duration::from_secs(10)).is_some());
+    let log = ipfailover_e2e::read(&lab.dir.join("hooks.log"));
+    assert!(log.contains("member=m2 phase=PreRel group=web"), "{log}");
+    assert!(log.contains("member=m2 phase=PostRel group=web"), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with("member=m2 phase=P") && l.contains("Rel "))
+            .all(|l| l.contains("reason=shutdown")),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_group_sample_passes_check_config_inside_a_namespace() {
+    let lab = GroupLab::new("sample", 1, 0);
+    let text = std::fs::read_to_string(ipfailover_e2e::repo().join("etc/hostconfig.group"))
+        .expect("etc/hostconfig.group");
+    // The sample's files, made in the lab: a password of root's, mode 0600; no CA (a CA file
+    // must hold a certificate).
+    let pw = lab.write("etcd-password", "s3cret\n");
+    let text = text
+        .replace("/etc/ipfailover/etcd-password", &pw)
+        .replace("FAILOVER_ETCD_CA_FILE=", "#FAILOVER_ETCD_CA_FILE=");
+    let conf = lab.write("group.conf", &text);
+    let failoverd = ipfailover_e2e::bin("failoverd")
+        .to_string_lossy()
+        .into_owned();
+    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
+    // Inside the lab's namespace: the sample's etcd addresses lead nowhere from there.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, &failoverd, "-t", "-c", &conf])
+        .output()
+        .expect("failoverd -t");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("FAILOVER_GROUP_IP_PAIRS=\"eth0:10.0.0.100/24 eth0:10.0.0.101/24\""),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("does NOT answer").count(), 3, "{shown}");
+}
+
+#[test]
+fn a_member_authenticates_to_etcd_and_a_wrong_password_acquires_nothing() {
+    let mut lab = GroupLab::new("auth", 2, 3);
+    lab.start_etcd_cluster();
+    for args in [
+        &["user", "add", "root:rootpw", "--interactive=false"][..],
+        &["user", "add", "ipfo:goodpw", "--interactive=false"],
+        &["role", "add", "ipfo"],
+        &[
+            "role",
+            "grant-permission",
+            "ipfo",
+            "--prefix=true",
+            "readwrite",
+            "/ipfailover/web/",
+        ],
+        &["user", "grant-role", "ipfo", "ipfo"],
+        &["auth", "enable"],
+    ] {
+        let out = lab.etcdctl(args);
+        assert!(!out.is_empty(), "etcdctl {args:?} said nothing");
+    }
+    let good = lab.write("good-password", "goodpw\n");
+    let bad = lab.write("bad-password", "wrong\n");
+    lab.start_member(
+        1,
+        &[
+            ("FAILOVER_ETCD_USER", "ipfo"),
+            ("FAILOVER_ETCD_PASSWORD_FILE", &bad),
+        ],
+    );
+    lab.start_member(
+        2,
+        &[
+            ("FAILOVER_ETCD_USER", "ipfo"),
+            ("FAILOVER_ETCD_PASSWORD_FILE", &good),
+        ],
+    );
+    let addr = vip(0);
+    // m1 outranks m2, but cannot authenticate: m2 holds the address.
+    assert_eq!(
+        lab.wait_one_holder(&addr, Duration::from_secs(20)),
+        Some(2),
+        "{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.holders_now(&addr), vec![2]);
+    assert!(
+        lab.wait_log(1, "authenticating as ipfo", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    assert_ne!(lab.status(1)["state"], "member", "{}", lab.status(1));
 }

@@ -66,6 +66,7 @@ impl Etcd {
                 v.members.push(Member {
                     name: name.to_string(),
                     priority: kv.value.parse().unwrap_or(0),
+                    lease: kv.lease,
                 });
             } else if let Some(a) = k.strip_prefix("addrs/") {
                 v.holders.insert(
@@ -113,6 +114,9 @@ struct World {
     txn_time: Duration,
     /// Each host's latest batch of tries: when asked, when answered.
     batches: BTreeMap<usize, (Instant, Instant)>,
+    /// Transactions go unanswered while leases are renewed (the endpoint the transactions go
+    /// to fails, or times out).
+    txn_fails: bool,
 }
 
 impl World {
@@ -155,6 +159,7 @@ impl World {
             timeout: ms(500),
             txn_time: Duration::from_micros(1500),
             batches: BTreeMap::new(),
+            txn_fails: false,
         };
         // The shell's first loop turn.
         for h in 0..w.hosts.len() {
@@ -258,7 +263,7 @@ impl World {
                 }
             }
             GroupAction::TryAcquire { addr, lease } => {
-                if !self.ok(h) {
+                if !self.ok(h) || self.txn_fails {
                     self.hosts[h]
                         .inbox
                         .push((now + self.timeout, GroupEvent::AcquireFailed { addr }));
@@ -726,6 +731,7 @@ fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
         members: vec![Member {
             name: "m1".into(),
             priority: 200,
+            lease: 7,
         }],
         holders: BTreeMap::new(),
     };
@@ -772,6 +778,59 @@ fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
             .count();
         assert_eq!(probes, PROBES as usize, "{a}");
     }
+}
+
+#[test]
+fn an_unanswered_acquisition_is_retried_after_a_while_not_in_a_loop() {
+    let mut w = World::new(&[200], 1);
+    // Transactions fail at once (connection refused) while the lease is renewed.
+    w.timeout = ms(1);
+    w.txn_fails = true;
+    let from = w.elapsed();
+    w.run_until(from + ms(3000));
+    let tries = w.hosts[0]
+        .log
+        .iter()
+        .filter(|(_, a)| matches!(a, GroupAction::TryAcquire { .. }))
+        .count();
+    let most = 3000 / (TTL / ACQUIRE_BACKOFF_DIVISOR).as_millis() as usize + 1;
+    assert!(tries >= 1 && tries <= most, "{tries} tries in 3 s");
+    assert!(matches!(w.hosts[0].core.lease(), Lease::Held { .. }));
+    // Once etcd answers again, the address is acquired.
+    w.txn_fails = false;
+    w.run_until(from + ms(4000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+}
+
+#[test]
+fn with_preemption_the_holder_waits_for_the_better_member_so_the_address_moves_once() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    for h in &mut w.hosts {
+        h.core.config.preempt = true;
+    }
+    w.run_until(ms(2000));
+    w.crash(0);
+    w.run_until(ms(2000) + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    // The best member returns: the address must go from m2 to m1, never through m3.
+    let back = w.elapsed();
+    let mut fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    std::mem::swap(&mut w.hosts[0].core, &mut fresh);
+    let h0 = &mut w.hosts[0];
+    h0.running = true;
+    h0.up = true;
+    h0.reaches_etcd = true;
+    w.feed(0, GroupEvent::Tick);
+    w.run_until(back + TTL * 3);
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let m3_added = w.hosts[2]
+        .log
+        .iter()
+        .any(|(t, a)| *t > back && matches!(a, GroupAction::Add { .. }));
+    assert!(
+        !m3_added,
+        "the address went through m3 on its way back to m1"
+    );
 }
 
 #[test]

@@ -786,7 +786,21 @@ impl Builder<'_> {
         let s = &self.settings;
         let group_mode = !s.etcd_endpoints.is_empty();
         let mut problems: Vec<(Key, String)> = Vec::new();
-        let name = |k: Key| k.name(self.format);
+        let format = self.format;
+        let name = |k: Key| k.name(format);
+        if role == Role::Failoverd
+            && group_mode
+            && s.peer_ip.is_some()
+            && s.peer_ip_pairs.is_empty()
+        {
+            let line = self.set_on[Key::PeerIp.index()];
+            let message = format!(
+                "ignored in group mode ({} is set): a group member watches no peer",
+                name(Key::EtcdEndpoints)
+            );
+            self.warn(line, Some(name(Key::PeerIp)), message);
+        }
+        let s = &self.settings;
         if role == Role::Failoverd && group_mode && !s.peer_ip_pairs.is_empty() {
             problems.push((
                 Key::PeerIpPairs,
