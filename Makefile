@@ -2,8 +2,10 @@
 #
 #   make                      build the three programs (release)
 #   make demo                 the pair in network namespaces on this machine (as root)
+#   make demo-group           three members and a three-member etcd cluster (as root)
 #   make test                 every test, the end-to-end ones on real namespaces (as root)
 #   make lint                 rustfmt and clippy, as CI runs them
+#   make man                  manual pages and bash/zsh/fish completions, in target/man
 #   make install              install binaries, service files, samples, hook templates, docs (as root)
 #
 # install honours PREFIX (default /usr/local) and DESTDIR (staging root for packagers), and
@@ -25,7 +27,7 @@ else
 SYSTEMDDIR ?= /etc/systemd/system
 endif
 
-.PHONY: all build debug test demo lint install uninstall clean
+.PHONY: all build debug test demo demo-group lint man install uninstall clean
 
 all: build
 
@@ -49,6 +51,17 @@ demo:
 	$(CARGO) build --workspace --bins
 	$(DEMO)
 
+# The group demo needs etcd: scripts/deps group installs it (as root on Debian/Ubuntu).
+DEMO_GROUP ?= ./target/debug/ipfo-demo-group
+demo-group:
+	@scripts/deps group
+	$(CARGO) build --workspace --bins
+	$(DEMO_GROUP)
+
+# Manual pages and shell completions, generated from the programs and docs/configuration.md.
+man: build
+	scripts/man target/$(BUILD) target/man
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -60,10 +73,19 @@ install:
 	if [ -x target/$(BUILD)/failoverctl ]; then install -m 755 target/$(BUILD)/failoverctl $(DESTDIR)$(BINDIR)/; fi
 	# Samples go beside the live configuration, never over it.
 	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/ipfailover
-	install -m 644 etc/hostconfig.primary etc/hostconfig.secondary etc/ipfailover.toml $(DESTDIR)$(SHAREDIR)/etc/
+	install -m 644 etc/hostconfig.primary etc/hostconfig.secondary etc/hostconfig.group etc/ipfailover.toml $(DESTDIR)$(SHAREDIR)/etc/
 	install -m 644 etc/peering/*.hostconfig $(DESTDIR)$(SHAREDIR)/etc/peering/
 	if [ -d hooks-template ]; then rm -rf $(DESTDIR)$(SHAREDIR)/hooks-template && cp -R hooks-template $(DESTDIR)$(SHAREDIR)/ && chmod -R go-w $(DESTDIR)$(SHAREDIR)/hooks-template; fi
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	# Manual pages and completions, when made (make man; the package always makes them).
+	if [ -d target/man ]; then \
+		install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d; \
+		install -m 644 target/man/man8/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/; \
+		install -m 644 target/man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/; \
+		install -m 644 target/man/bash/* $(DESTDIR)$(PREFIX)/share/bash-completion/completions/; \
+		install -m 644 target/man/zsh/_* $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/; \
+		install -m 644 target/man/fish/*.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/; \
+	fi
 	if [ -d docs ]; then install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/; fi
 ifeq ($(UNAME),Darwin)
 	install -d $(DESTDIR)$(LAUNCHDDIR)
@@ -71,17 +93,19 @@ ifeq ($(UNAME),Darwin)
 	install -d -m 755 $(DESTDIR)/var/log/ipfailover
 else
 	install -d $(DESTDIR)$(SYSTEMDDIR)
-	for f in systemd/*.service; do sed 's#/usr/local#$(PREFIX)#g' $$f > $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); done
+	for f in systemd/*.service systemd/*.timer; do sed 's#/usr/local#$(PREFIX)#g' $$f > $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); done
 endif
 	@echo "installed under $(DESTDIR)$(PREFIX); configuration goes in $(SYSCONFDIR)/ipfailover/hostconfig (samples in $(SHAREDIR)/etc)"
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/heartbeatd $(DESTDIR)$(SBINDIR)/failoverd $(DESTDIR)$(BINDIR)/failoverctl
 	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/heartbeatd.8 $(DESTDIR)$(PREFIX)/share/man/man8/failoverd.8 $(DESTDIR)$(PREFIX)/share/man/man8/failoverctl.8 $(DESTDIR)$(PREFIX)/share/man/man5/ipfailover-hostconfig.5
+	for p in heartbeatd failoverd failoverctl; do rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$p $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$p $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$p.fish; done
 ifeq ($(UNAME),Darwin)
 	rm -f $(DESTDIR)$(LAUNCHDDIR)/org.ipfailover.heartbeatd.plist $(DESTDIR)$(LAUNCHDDIR)/org.ipfailover.failoverd.plist
 else
-	rm -f $(DESTDIR)$(SYSTEMDDIR)/heartbeatd.service $(DESTDIR)$(SYSTEMDDIR)/failoverd.service
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/heartbeatd.service $(DESTDIR)$(SYSTEMDDIR)/failoverd.service $(DESTDIR)$(SYSTEMDDIR)/failoverctl-metrics.service $(DESTDIR)$(SYSTEMDDIR)/failoverctl-metrics.timer
 endif
 
 clean:

@@ -19,6 +19,7 @@
 mod health;
 mod html;
 mod json;
+mod metrics;
 mod observe;
 mod text;
 mod timefmt;
@@ -81,6 +82,23 @@ enum Command {
     /// Validate the configuration file as the daemons' -t does, print the effective settings;
     /// exit 0, or 78 naming every problem (same as -t)
     CheckConfig,
+    /// Print the status files as Prometheus text exposition (for node_exporter's textfile
+    /// collector); exit 0 whatever the health (ipfailover_health says it), 73 if --output
+    /// cannot be written
+    Metrics(MetricsArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct MetricsArgs {
+    /// Write the metrics to FILE (atomically, mode 0644) instead of standard output: point it
+    /// into node_exporter's --collector.textfile.directory, with a name ending in .prom
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Read the status files from DIR instead of the configured FAILOVER_STATE_DIR (the
+    /// configuration is then not read)
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -104,7 +122,7 @@ fn main() {
     let args: Args = daemon::parse_args();
     daemon::init_logging(args.common.log_level.as_deref());
     let code = match (args.common.check_config, &args.command) {
-        (true, Some(Command::Status(_))) => {
+        (true, Some(Command::Status(_) | Command::Metrics(_))) => {
             eprintln!(
                 "error: -t/--check-config checks the configuration; it cannot be combined with \
                  status\n\nFor more information, try '--help'."
@@ -113,6 +131,7 @@ fn main() {
         }
         (true, _) | (false, Some(Command::CheckConfig)) => check_config(&args.common),
         (false, Some(Command::Status(s))) => status(&args.common, s),
+        (false, Some(Command::Metrics(m))) => metrics(&args.common, m),
         (false, None) => status(&args.common, &StatusArgs::default()),
     };
     std::process::exit(code);
@@ -155,6 +174,34 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
     code
 }
 
+fn metrics(common: &CommonArgs, args: &MetricsArgs) -> i32 {
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => match settings_for_status(common) {
+            Ok(settings) => settings.state_dir,
+            Err(code) => return code,
+        },
+    };
+    let this_host = daemon::hostname();
+    let seen = Seen::read(&dir, &this_host);
+    let now_ms = daemon::wall_ms();
+    let health = health::health(&seen, now_ms, &this_host);
+    let text = metrics::render_metrics(&seen, &health, now_ms);
+    match &args.output {
+        Some(file) => match ipfailover_os::safe_fs::write_atomic(file, text.as_bytes(), 0o644) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("failoverctl: cannot write {}: {e}", file.display());
+                EXIT_CANTCREAT
+            }
+        },
+        None => {
+            print(&text);
+            exit::OK
+        }
+    }
+}
+
 /// The settings that say where the status files are. A missing *default* file is fine (a host
 /// may run failoverctl before it is configured): the defaults apply. A file named with `-c`
 /// must exist.
@@ -193,7 +240,11 @@ fn roles_of(settings: &Settings) -> Vec<Role> {
     if !settings.bcast_ips.is_empty() {
         roles.push(Role::Heartbeatd);
     }
-    if settings.peer_ip.is_some() || !settings.peer_ip_pairs.is_empty() {
+    if settings.peer_ip.is_some()
+        || !settings.peer_ip_pairs.is_empty()
+        || settings.group_mode()
+        || !settings.group_ip_pairs.is_empty()
+    {
         roles.push(Role::Failoverd);
     }
     roles
@@ -203,9 +254,14 @@ fn roles_of(settings: &Settings) -> Vec<Role> {
 fn role_of_key(key: &str) -> Option<Role> {
     match key {
         "FAILOVER_BCAST_IPS" | "bcast_ips" => Some(Role::Heartbeatd),
-        "FAILOVER_PEER_IP" | "FAILOVER_PEER_IP_PAIRS" | "peer_ip" | "peer_ip_pairs" => {
-            Some(Role::Failoverd)
-        }
+        "FAILOVER_PEER_IP"
+        | "FAILOVER_PEER_IP_PAIRS"
+        | "peer_ip"
+        | "peer_ip_pairs"
+        | "FAILOVER_ETCD_ENDPOINTS"
+        | "FAILOVER_GROUP_IP_PAIRS"
+        | "etcd_endpoints"
+        | "group_ip_pairs" => Some(Role::Failoverd),
         _ => None,
     }
 }

@@ -36,6 +36,12 @@ pub struct CommonArgs {
     /// Log level: error, warn, info, debug or trace [default: $RUST_LOG, else info]
     #[arg(long = "log-level", value_name = "LEVEL", global = true)]
     pub log_level: Option<String>,
+
+    /// Print this program's manual page (man), or its completions for a shell (bash, zsh,
+    /// fish), from the same definitions as --help, and exit: what `make man` and the package
+    /// install. Hidden from --help.
+    #[arg(long = "generate", value_name = "WHAT", hide = true, global = true)]
+    pub generate: Option<String>,
 }
 
 impl CommonArgs {
@@ -47,12 +53,71 @@ impl CommonArgs {
     }
 }
 
+/// `--generate man|bash|zsh|fish`: the manual page or the completions of program `T`, on
+/// standard output; `--generate man-dir=DIR`: its page and one per command, into `DIR`. The
+/// exit code.
+fn generate<T: Parser>(what: &str) -> i32 {
+    use std::io::Write as _;
+    let mut cmd = T::command();
+    let name = cmd.get_name().to_string();
+    let mut out = Vec::new();
+    let page = |cmd: clap::Command| {
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("ipfailover")
+            .source(format!("ipfailover {}", env!("CARGO_PKG_VERSION")))
+    };
+    let result = match what {
+        "man" => page(cmd).render(&mut out).map_err(|e| e.to_string()),
+        // The program's page and one per command (failoverctl-status(8), ...), into DIR.
+        w if w.starts_with("man-dir=") => {
+            let dir = PathBuf::from(&w["man-dir=".len()..]);
+            let mut cmd = cmd.disable_help_subcommand(true);
+            cmd.build();
+            let mut pages = vec![cmd.clone()];
+            pages.extend(cmd.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+            pages.into_iter().try_for_each(|c| {
+                let man = page(c);
+                let mut text = Vec::new();
+                man.render(&mut text)
+                    .and_then(|()| std::fs::write(dir.join(man.get_filename()), text))
+                    .map_err(|e| format!("{}: {e}", dir.display()))
+            })
+        }
+        shell => match shell.parse::<clap_complete::Shell>() {
+            Ok(sh) => {
+                clap_complete::generate(sh, &mut cmd, name, &mut out);
+                Ok(())
+            }
+            Err(_) => Err(format!(
+                "--generate: expected man, bash, zsh or fish, got {shell:?}"
+            )),
+        },
+    };
+    match result.and_then(|()| {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&out)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("{e}");
+            exit::USAGE
+        }
+    }
+}
+
 /// Parses the command line; `-h` and `-V` print and exit 0, a usage error exits 64.
 pub fn parse_args<T: Parser>() -> T {
     let matches = match T::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => exit_for_clap(e),
     };
+    if let Some(what) = matches.get_one::<String>("generate") {
+        std::process::exit(generate::<T>(what));
+    }
     match T::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => exit_for_clap(e),

@@ -130,3 +130,110 @@ fn make_install_honours_prefix_and_destdir() {
     assert!(!dest.join("etc/ipfailover/hostconfig").exists());
     fs::remove_dir_all(&dest).expect("cleanup");
 }
+
+#[test]
+fn the_metrics_timer_and_its_service_verify_cleanly() {
+    let dir = scratch("metrics-units");
+    let service = fs::read_to_string(repo().join("systemd/failoverctl-metrics.service"))
+        .expect("unit")
+        .replace(
+            "/usr/local/bin/failoverctl",
+            &bin("failoverctl").to_string_lossy(),
+        );
+    let timer =
+        fs::read_to_string(repo().join("systemd/failoverctl-metrics.timer")).expect("timer");
+    assert!(timer.contains("OnUnitActiveSec=15s"), "{timer}");
+    fs::write(dir.join("failoverctl-metrics.service"), service).expect("unit copy");
+    fs::write(dir.join("failoverctl-metrics.timer"), timer).expect("timer copy");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("failoverctl-metrics.timer"))
+        .arg(dir.join("failoverctl-metrics.service"))
+        .output()
+        .expect("systemd-analyze (package systemd) is needed");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.contains("Failed to connect to bus"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(out.status.success() && findings.is_empty(), "{said}");
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn man_pages_render_without_a_warning_and_completions_parse() {
+    let out_dir = scratch("man");
+    let out = Command::new(repo().join("scripts/man"))
+        .arg(bin_dir())
+        .arg(&out_dir)
+        .output()
+        .expect("scripts/man");
+    assert!(
+        out.status.success(),
+        "scripts/man: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages = [
+        "man8/heartbeatd.8",
+        "man8/failoverd.8",
+        "man8/failoverctl.8",
+        "man8/failoverctl-status.8",
+        "man8/failoverctl-check-config.8",
+        "man8/failoverctl-metrics.8",
+        "man5/ipfailover-hostconfig.5",
+    ];
+    for page in pages {
+        let path = out_dir.join(page);
+        assert!(path.exists(), "{page} not made");
+        // -ww: every warning; -k: the UTF-8 of the docs through preconv, as man does.
+        let out = Command::new("groff")
+            .args(["-k", "-t", "-man", "-ww", "-Tutf8"])
+            .arg(&path)
+            .output()
+            .expect("groff (package groff-base)");
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && warnings.trim().is_empty(),
+            "{page}: {warnings}"
+        );
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.len() > 500, "{page} is nearly empty:\n{shown}");
+    }
+    // The hostconfig page carries every key of the reference.
+    let five = fs::read_to_string(out_dir.join("man5/ipfailover-hostconfig.5")).expect("page");
+    for key in [
+        "FAILOVER_PEER_IP_PAIRS",
+        "FAILOVER_LEASE_TTL",
+        "FAILOVER_ETCD_PASSWORD_FILE",
+    ] {
+        assert!(
+            five.contains(key),
+            "{key} is not in ipfailover-hostconfig(5)"
+        );
+    }
+    for p in ["heartbeatd", "failoverd", "failoverctl"] {
+        let bash = out_dir.join("bash").join(p);
+        assert!(
+            Command::new("bash")
+                .arg("-n")
+                .arg(&bash)
+                .status()
+                .expect("bash")
+                .success(),
+            "{p}'s bash completion does not parse"
+        );
+        assert!(out_dir.join("zsh").join(format!("_{p}")).exists());
+    }
+    let ctl = fs::read_to_string(out_dir.join("bash/failoverctl")).expect("completion");
+    assert!(
+        ctl.contains("metrics") && ctl.contains("check-config"),
+        "{ctl}"
+    );
+    fs::remove_dir_all(&out_dir).expect("cleanup");
+}
