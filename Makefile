@@ -6,6 +6,7 @@
 #   make test                 every test, the end-to-end ones on real namespaces (as root)
 #   make lint                 rustfmt and clippy, as CI runs them
 #   make man                  manual pages and bash/zsh/fish completions, in target/man
+#   make deb                  the Debian package, target/debian/ipfailover_<version>_<arch>.deb
 #   make install              install binaries, service files, samples, hook templates, docs (as root)
 #
 # install honours PREFIX (default /usr/local) and DESTDIR (staging root for packagers), and
@@ -27,7 +28,7 @@ else
 SYSTEMDDIR ?= /etc/systemd/system
 endif
 
-.PHONY: all build debug test demo demo-group lint man install uninstall clean
+.PHONY: all build debug test demo demo-group lint man deb install uninstall clean
 
 all: build
 
@@ -61,6 +62,10 @@ demo-group:
 # Manual pages and shell completions, generated from the programs and docs/configuration.md.
 man: build
 	scripts/man target/$(BUILD) target/man
+
+# The Debian package, with cargo-deb (cargo install cargo-deb): target/debian/ipfailover_*.deb.
+deb:
+	scripts/deb
 
 lint:
 	$(CARGO) fmt --all -- --check
