@@ -173,13 +173,13 @@ impl LinuxAnnouncer {
             slot => slot.insert(icmp6_socket(iface, self.index)?),
         };
         let message = neighbour_advertisement(mac, ip);
-        let dest = socket2::SockAddr::from(std::net::SocketAddrV6::new(
+        let dest = std::net::SocketAddrV6::new(
             Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
             0,
             0,
             self.index,
-        ));
-        send_from(socket, &message, &dest, ip, self.index)
+        );
+        send_from(socket, &message, dest, ip, self.index)
     }
 }
 
@@ -203,11 +203,14 @@ fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
 
 /// Sets a raw ICMPv6 socket's `ICMP6_FILTER` (RFC 3542 §3.2): bit `t` of the 256 set blocks
 /// type `t` on input.
+///
+/// A raw setsockopt: neither nix's `sockopt` nor socket2 has this option, and a `SetSockOpt`
+/// of our own would be the same unsafe call behind a trait.
 #[cfg(target_os = "linux")]
 pub(crate) fn set_icmp6_filter(socket: &socket2::Socket, filter: &[u32; 8]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: the option value is the 32-byte `struct icmp6_filter`, passed by a pointer and
-    // length valid for the call.
+    // SAFETY: the option value is the 32-byte `struct icmp6_filter` (eight u32), passed by a
+    // pointer and length valid for reads for the call; the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
@@ -229,61 +232,38 @@ pub(crate) fn set_icmp6_filter(socket: &socket2::Socket, filter: &[u32; 8]) -> i
 fn send_from(
     socket: &socket2::Socket,
     payload: &[u8],
-    dest: &socket2::SockAddr,
+    dest: std::net::SocketAddrV6,
     source: Ipv6Addr,
     index: u32,
 ) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn6};
     use std::os::fd::AsRawFd;
 
-    const INFO_LEN: libc::c_uint = std::mem::size_of::<libc::in6_pktinfo>() as libc::c_uint;
-    // SAFETY: CMSG_SPACE is arithmetic on its argument.
-    const SPACE: usize = unsafe { libc::CMSG_SPACE(INFO_LEN) } as usize;
-    // u64 elements, so that the buffer is aligned for `cmsghdr`.
-    let mut control = [0u64; SPACE.div_ceil(8)];
     let info = libc::in6_pktinfo {
         ipi6_addr: libc::in6_addr {
             s6_addr: source.octets(),
         },
         ipi6_ifindex: index,
     };
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
-    // SAFETY: `msghdr` is a plain C struct for which all zeroes (null pointers, zero lengths)
-    // is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = dest.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = dest.len();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = SPACE as _;
-    // SAFETY: `msg_control` points to SPACE zeroed bytes, aligned for `cmsghdr`, room for one
-    // header with an `in6_pktinfo`: CMSG_FIRSTHDR is therefore non-null and the data it
-    // designates lies inside `control`, which outlives this block.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
-        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(INFO_LEN) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
-    }
-    // SAFETY: every pointer in `msg` (address, one iovec, control) refers to memory that is
-    // valid, and not written to by anyone else, for the duration of the call.
-    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sendmsg(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(payload)],
+        &[ControlMessage::Ipv6PacketInfo(&info)],
+        MsgFlags::empty(),
+        Some(&SockaddrIn6::from(dest)),
+    )?;
     Ok(())
 }
 
 /// A `sockaddr_ll` for interface `index`, EtherType `protocol`, link-layer address `mac`.
+///
+/// Built by hand: socket2 has no constructor for `AF_PACKET` addresses, nor nix for its
+/// `LinkAddr` (only the unsafe `SockaddrLike::from_raw`).
 #[cfg(target_os = "linux")]
 pub(crate) fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
     let mut storage = socket2::SockAddrStorage::zeroed();
-    // SAFETY: `sockaddr_ll` is one of this platform's socket address types and fits in the
-    // storage (`view_as` asserts it).
+    // SAFETY: `sockaddr_ll` is one of this platform's socket address types, valid all zeroes
+    // as the storage is, and fits in it (`view_as` asserts it).
     let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
     ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
     ll.sll_protocol = protocol.to_be();

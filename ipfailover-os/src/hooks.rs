@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 
 use ipfailover::failover::HookPhase;
 use ipfailover::hooks::{check_dir, select, Entry, EntryKind};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 /// After SIGTERM, how long a hook's group has before SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -185,8 +188,7 @@ pub struct HookRunner {
 impl HookRunner {
     /// Hooks from `dir` (`<FAILOVER_SCRIPT_DIR>/<peer>`), each allowed `timeout`.
     pub fn new(dir: PathBuf, timeout: Duration, env: HookEnv) -> HookRunner {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
+        let uid = nix::unistd::geteuid().as_raw();
         become_subreaper();
         let dir_seen = dir.is_dir();
         HookRunner {
@@ -472,7 +474,7 @@ impl HookRunner {
 
     fn spawn(&self, path: &Path, event: &str, reason: &str) -> io::Result<(Child, io::PipeReader)> {
         let (reader, writer) = io::pipe()?;
-        set_nonblocking(reader.as_raw_fd())?;
+        set_nonblocking(&reader)?;
         let mut command = Command::new(path);
         command
             .arg(event)
@@ -521,8 +523,8 @@ impl HookRunner {
                         running.name,
                         timeout.as_secs_f64()
                     );
-                    signal_group(&running.child, libc::SIGTERM);
-                    signal_tree(running.child.id(), libc::SIGTERM);
+                    signal_group(&running.child, Signal::SIGTERM);
+                    signal_tree(running.child.id(), Signal::SIGTERM);
                     running.term_sent = Some(now);
                     None
                 } else if running.term_sent.is_some_and(|t| now >= t + KILL_GRACE) {
@@ -530,8 +532,8 @@ impl HookRunner {
                         "hook {} ignored SIGTERM: SIGKILL to its process group",
                         running.name
                     );
-                    signal_group(&running.child, libc::SIGKILL);
-                    signal_tree(running.child.id(), libc::SIGKILL);
+                    signal_group(&running.child, Signal::SIGKILL);
+                    signal_tree(running.child.id(), Signal::SIGKILL);
                     // The kill is certain; its exit is reported at once.
                     Some(HookStatus::TimedOut)
                 } else {
@@ -598,8 +600,8 @@ impl HookRunner {
     }
 
     fn linger_now(&mut self, child: Child, now: Instant) {
-        signal_group(&child, libc::SIGTERM);
-        signal_tree(child.id(), libc::SIGTERM);
+        signal_group(&child, Signal::SIGTERM);
+        signal_tree(child.id(), Signal::SIGTERM);
         self.lingering.push(Lingering {
             child,
             term_at: now,
@@ -613,13 +615,13 @@ impl HookRunner {
         let before = self.lingering.len();
         self.lingering.retain_mut(|l| {
             if !l.termed && now >= l.term_at {
-                signal_group(&l.child, libc::SIGTERM);
-                signal_strays(&l.strays, libc::SIGTERM);
+                signal_group(&l.child, Signal::SIGTERM);
+                signal_strays(&l.strays, Signal::SIGTERM);
                 l.termed = true;
             }
             if now >= l.kill_at {
-                signal_group(&l.child, libc::SIGKILL);
-                signal_strays(&l.strays, libc::SIGKILL);
+                signal_group(&l.child, Signal::SIGKILL);
+                signal_strays(&l.strays, Signal::SIGKILL);
                 let _ = l.child.wait();
                 return false;
             }
@@ -667,8 +669,8 @@ impl HookRunner {
         }
         for l in &mut self.lingering {
             if !l.termed {
-                signal_group(&l.child, libc::SIGTERM);
-                signal_strays(&l.strays, libc::SIGTERM);
+                signal_group(&l.child, Signal::SIGTERM);
+                signal_strays(&l.strays, Signal::SIGTERM);
                 l.termed = true;
             }
             l.kill_at = l.kill_at.min(now + grace);
@@ -680,8 +682,8 @@ impl HookRunner {
             self.lingering.retain_mut(|l| {
                 reap_strays(&mut l.strays);
                 if now >= l.kill_at || (group_empty(&l.child) && l.strays.is_empty()) {
-                    signal_group(&l.child, libc::SIGKILL);
-                    signal_strays(&l.strays, libc::SIGKILL);
+                    signal_group(&l.child, Signal::SIGKILL);
+                    signal_strays(&l.strays, Signal::SIGKILL);
                     let _ = l.child.wait();
                     false
                 } else {
@@ -728,9 +730,9 @@ fn kill_recorded(path: &Path, uid: u32) -> usize {
                 f.next().and_then(|v| v.parse::<u64>().ok()),
             ) {
                 if pid > 1 && start_time(pid.unsigned_abs()) == Some(start) {
-                    // SAFETY: kill on a process a previous failoverd recorded, checked above
-                    // to be the same one (pid and start time).
-                    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                    // A process a previous failoverd recorded, checked above to be the same
+                    // one (pid and start time).
+                    if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
                         killed += 1;
                     }
                 }
@@ -754,8 +756,8 @@ fn kill_recorded(path: &Path, uid: u32) -> usize {
             None => true,
         };
         if same {
-            // SAFETY: killpg on a group a previous failoverd created, checked above.
-            if unsafe { libc::killpg(pgid, libc::SIGKILL) } == 0 {
+            // A group a previous failoverd created, checked above.
+            if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() {
                 killed += 1;
             }
         }
@@ -781,14 +783,11 @@ fn checked_target(path: &Path, uid: u32) -> Result<(PathBuf, (u64, u64)), String
 fn become_subreaper() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes an integer flag and changes only this
-        // process's attributes.
-        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        if rc != 0 {
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             log::warn!(
                 "cannot become a child subreaper ({}): a hook's child that leaves its process \
                  group may outlive the hook's timeout",
-                io::Error::last_os_error()
+                io::Error::from(e)
             );
         }
     }
@@ -827,7 +826,7 @@ fn processes() -> Vec<ProcInfo> {
 }
 
 /// Signals every descendant of `root` (by parent links, whatever its group or session).
-fn signal_tree(root: u32, sig: i32) {
+fn signal_tree(root: u32, sig: Signal) {
     let Ok(root) = i32::try_from(root) else {
         return;
     };
@@ -839,18 +838,15 @@ fn signal_tree(root: u32, sig: i32) {
         i += 1;
     }
     for pid in tree.into_iter().skip(1) {
-        // SAFETY: kill on a descendant of our own hook, found a moment ago.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        // A descendant of our own hook, found a moment ago; one already gone is no matter.
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// Processes we adopted (our children, in another session than ours: a hook's `setsid`
 /// child orphaned by the hook's exit) that are not already tracked, and their descendants.
 fn adopted_strays(known: &[i32]) -> Vec<(i32, u64)> {
-    // SAFETY: getpid and getsid(0) have no preconditions.
-    let (me, session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    let (me, session) = own_pid_and_session();
     let all = processes();
     let mut found: Vec<(i32, u64)> = all
         .iter()
@@ -866,13 +862,11 @@ fn adopted_strays(known: &[i32]) -> Vec<(i32, u64)> {
 }
 
 /// Signals the strays that are still the processes recorded (pid and start time).
-fn signal_strays(strays: &[(i32, u64)], sig: i32) {
+fn signal_strays(strays: &[(i32, u64)], sig: Signal) {
     for &(pid, start) in strays {
         if start_time(pid.unsigned_abs()) == Some(start) {
-            // SAFETY: kill on a process a hook left behind, checked to be the same one.
-            unsafe {
-                libc::kill(pid, sig);
-            }
+            // A process a hook left behind, checked to be the same one.
+            let _ = kill(Pid::from_raw(pid), sig);
         }
     }
 }
@@ -883,43 +877,49 @@ fn reap_strays(strays: &mut Vec<(i32, u64)>) {
         if start_time(pid.unsigned_abs()) != Some(start) {
             return false;
         }
-        let mut status = 0;
-        // SAFETY: waitpid with WNOHANG on one pid: reaps it only if it is our exited child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        rc != pid
+        // WNOHANG on one pid: reaps it only if it is our exited child.
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => true,
+            Ok(_) => false,
+            // nix reaps first and decodes the status after: with WNOHANG, a valid flag,
+            // EINVAL is a status it has no `Signal` for (a real-time signal), of a child that
+            // was reaped all the same.
+            Err(nix::errno::Errno::EINVAL) => false,
+            // Not our child (ECHILD) or another error: kept while it is the same process.
+            Err(_) => true,
+        }
     });
 }
 
 /// Reaps zombies we adopted (children of ours in another session), which no `Child` owns
 /// (`owned` are those that do).
 fn reap_adopted_zombies(owned: &[i32]) {
-    // SAFETY: getpid and getsid(0) have no preconditions.
-    let (me, session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    let (me, session) = own_pid_and_session();
     for p in processes() {
         if p.ppid == me && p.zombie && p.session != session && !owned.contains(&p.pid) {
-            let mut status = 0;
-            // SAFETY: waitpid with WNOHANG on a zombie child of ours that no Child owns.
-            unsafe {
-                libc::waitpid(p.pid, &mut status, libc::WNOHANG);
-            }
+            // WNOHANG on a zombie child of ours that no Child owns.
+            let _ = waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG));
         }
     }
+}
+
+/// This process's id and its session's (`-1` if getsid failed, as getsid(0) itself says).
+fn own_pid_and_session() -> (i32, i32) {
+    let me = nix::unistd::getpid().as_raw();
+    let session = nix::unistd::getsid(None).map_or(-1, Pid::as_raw);
+    (me, session)
 }
 
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-fn set_nonblocking(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own, with F_GETFL/F_SETFL and integer flags.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+    let fd = fd.as_fd();
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
@@ -966,14 +966,13 @@ fn tail(output: &[u8]) -> String {
 }
 
 /// Signals the hook's process group (its pid: the hook leads the group).
-fn signal_group(child: &Child, sig: i32) {
+fn signal_group(child: &Child, sig: Signal) {
     let Ok(pgid) = i32::try_from(child.id()) else {
         return;
     };
-    // SAFETY: killpg with a group id we created (the hook's pid, not yet reaped).
-    unsafe {
-        libc::killpg(pgid, sig);
-    }
+    // A group id we created (the hook's pid, not yet reaped); a group already empty is no
+    // matter.
+    let _ = killpg(Pid::from_raw(pgid), sig);
 }
 
 /// Whether only the (zombie) leader is left in the hook's group.
@@ -1019,11 +1018,18 @@ fn group_empty(child: &Child) -> bool {
 }
 
 /// Whether the hook's own process has exited, and how, without reaping it.
+///
+/// libc's `waitid`, not nix's: nix has none on macOS, and its `WaitStatus` turns the signal
+/// number into a `Signal`, failing (EINVAL) on a real-time signal, which `Signaled` reports.
 fn peek_exit(child: &Child) -> Option<HookStatus> {
     let pid = libc::id_t::from(child.id());
-    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    // SAFETY: `siginfo_t` is a plain C struct (integers and a union of integers and pointers)
+    // for which all zeroes is a valid value; zeroed, its `si_pid` reads 0 if waitid writes
+    // nothing (WNOHANG and no child has exited).
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid on our own child; WNOWAIT leaves it waitable for the final reap.
+    // SAFETY: `&mut info` is valid for writes of one `siginfo_t` for the call, which is all
+    // waitid writes; the flags are valid for it. WNOWAIT leaves our child waitable for the
+    // final reap through its `Child`.
     let rc = unsafe {
         libc::waitid(
             libc::P_PID,
@@ -1048,7 +1054,9 @@ fn peek_exit(child: &Child) -> Option<HookStatus> {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
-    // SAFETY: filled by waitid for a child event, so the pid/status union members are valid.
+    // SAFETY: the union members these read (the SIGCHLD layout's pid and status) are
+    // initialised: zeroed before the call, and written with that layout by waitid when a
+    // child event is reported.
     unsafe { (info.si_pid(), info.si_status()) }
 }
 
@@ -1204,8 +1212,8 @@ mod tests {
         // The grandchild (sleep) went with the group.
         r.shutdown(Duration::from_secs(1));
         std::thread::sleep(Duration::from_millis(100));
-        // SAFETY: signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(gc, 0) } == 0;
+        // No signal: only checks for existence.
+        let alive = exists(gc);
         assert!(!alive || is_zombie(gc), "grandchild {gc} survived");
     }
 
@@ -1227,25 +1235,23 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // SAFETY: signal 0 only checks for existence.
-        assert_eq!(
-            unsafe { libc::kill(gc, 0) },
-            0,
-            "the grandchild runs until the timeout"
-        );
+        assert!(exists(gc), "the grandchild runs until the timeout");
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
             let _ = r.poll(Instant::now());
-            // SAFETY: as above.
-            if unsafe { libc::kill(gc, 0) } != 0 || is_zombie(gc) {
+            if !exists(gc) || is_zombie(gc) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above.
-        let alive = unsafe { libc::kill(gc, 0) } == 0 && !is_zombie(gc);
+        let alive = exists(gc) && !is_zombie(gc);
         assert!(!alive, "grandchild {gc} outlived the hook's timeout");
         r.shutdown(Duration::from_secs(1));
+    }
+
+    /// Whether `pid` exists (kill with no signal).
+    fn exists(pid: i32) -> bool {
+        kill(Pid::from_raw(pid), None).is_ok()
     }
 
     fn is_zombie(pid: i32) -> bool {
@@ -1278,17 +1284,15 @@ mod tests {
         let end = Instant::now() + Duration::from_secs(8);
         while Instant::now() < end {
             let _ = r.poll(Instant::now());
-            // SAFETY: signal 0 only checks for existence.
-            if unsafe { libc::kill(pid, 0) } != 0 || is_zombie(pid) {
+            if !exists(pid) || is_zombie(pid) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+        let alive = exists(pid) && !is_zombie(pid);
         if alive {
-            // SAFETY: our test's own stray, killed so the test leaves nothing behind.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Our test's own stray, killed so the test leaves nothing behind.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         assert!(!alive, "the setsid child {pid} outlived the hook's timeout");
         r.shutdown(Duration::from_secs(1));
@@ -1347,8 +1351,7 @@ mod tests {
         fs::set_permissions(&hooks, fs::Permissions::from_mode(0o755)).unwrap();
         script(&foreign, "target", "exit 0", 0o755);
         std::os::unix::fs::symlink(foreign.join("target"), hooks.join("PreAcq-link")).unwrap();
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
             let mut r = runner(&hooks, Duration::from_secs(5));
             let rep = run_phase(&mut r, HookPhase::PreAcq, Duration::from_secs(5));
@@ -1451,13 +1454,11 @@ mod tests {
         assert!(record.exists(), "the lingering group is recorded");
         // The daemon dies without dealing with it (SIGKILL): the runner is just forgotten.
         std::mem::forget(r);
-        // SAFETY: signal 0 only checks for existence.
-        assert_eq!(unsafe { libc::kill(gc, 0) }, 0);
+        assert!(exists(gc));
         // The next start kills what the record names.
         let r2 = runner(&d.0, Duration::from_secs(60)).with_record(record.clone());
         std::thread::sleep(Duration::from_millis(100));
-        // SAFETY: as above.
-        let alive = unsafe { libc::kill(gc, 0) } == 0 && !is_zombie(gc);
+        let alive = exists(gc) && !is_zombie(gc);
         assert!(!alive, "the grandchild {gc} survived the restart");
         assert!(!record.exists());
         drop(r2);

@@ -1,6 +1,5 @@
 //! This host's interfaces: their addresses, indexes and MAC addresses.
 
-use std::ffi::CString;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -92,33 +91,33 @@ pub fn local_addrs() -> io::Result<Vec<LocalAddr>> {
 
 /// The index of the interface `name`; `NotFound` if there is no such interface.
 pub fn iface_index(name: &str) -> io::Result<u32> {
-    let c_name = CString::new(name).map_err(|_| {
-        io::Error::new(
+    if name.contains('\0') {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("interface name `{name}` contains a NUL byte"),
-        )
-    })?;
-    // SAFETY: `c_name` is a NUL-terminated string that lives across the call; the function
-    // only reads it.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        let err = io::Error::last_os_error();
-        // if_nametoindex reports a missing interface as ENODEV (Linux) or ENXIO (BSD).
-        return Err(match err.raw_os_error() {
+        ));
+    }
+    nix::net::if_::if_nametoindex(name).map_err(|errno| {
+        let err = io::Error::from(errno);
+        // if_nametoindex reports a missing interface as ENODEV (Linux) or ENXIO (BSD), and
+        // some systems leave errno unset (0).
+        match err.raw_os_error() {
             Some(libc::ENODEV) | Some(libc::ENXIO) | Some(0) | None => io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("interface `{name}` does not exist"),
             ),
             _ => io::Error::new(err.kind(), format!("interface `{name}`: {err}")),
-        });
-    }
-    Ok(index)
+        }
+    })
 }
 
 /// The Ethernet (MAC) address of an interface.
 ///
 /// Fails with `NotFound` if the interface does not exist, and with `Unsupported` if it is not
 /// an Ethernet-like interface (loopback, a tunnel): such an interface has no ARP to update.
+///
+/// The `SIOCGIFHWADDR` ioctl through libc: nix wraps no such request (its `ioctl_*!` macros
+/// only generate an `unsafe fn` around the same call).
 #[cfg(target_os = "linux")]
 pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
     use std::os::fd::AsRawFd;
@@ -153,7 +152,8 @@ pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
             ),
         });
     }
-    // SAFETY: a successful SIOCGIFHWADDR has written the `ifru_hwaddr` member of the union.
+    // SAFETY: a successful SIOCGIFHWADDR has written the `ifru_hwaddr` member of the union
+    // (and the zeroed request left every byte of it initialised in any case).
     let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
     if hw.sa_family != libc::ARPHRD_ETHER {
         return Err(io::Error::new(
@@ -172,19 +172,26 @@ pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
 }
 
 /// The Ethernet (MAC) address of an interface, from its `AF_LINK` entry of `getifaddrs`.
+///
+/// libc's `getifaddrs`, not nix's: nix copies each address into a fixed-size `sockaddr_dl`,
+/// whose 12 bytes of `sdl_data` hold the name and then the link-layer address, so its
+/// `LinkAddr::addr` gives `None` for a name of 6 bytes or more (`bridge0`, `vlan100`), and it
+/// does not check the address length is 6. This reads the address within `sdl_len`.
 #[cfg(target_vendor = "apple")]
 pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
     use std::ffi::CStr;
 
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into the pointer we pass; we free it below.
+    // SAFETY: `&mut head` is valid for the one pointer getifaddrs writes; on success the list
+    // it names is ours until the freeifaddrs below, the only one.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(io::Error::last_os_error());
     }
     let mut found = None;
     let mut cur = head;
     while !cur.is_null() {
-        // SAFETY: `cur` is a non-null node of the list getifaddrs returned, not yet freed.
+        // SAFETY: `cur` is non-null and a node of the list getifaddrs returned, not yet freed;
+        // nothing writes to the list while `entry` is used.
         let entry = unsafe { &*cur };
         cur = entry.ifa_next;
         if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {

@@ -177,8 +177,7 @@ mod tests {
     }
 
     fn me() -> u32 {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() }
+        nix::unistd::geteuid().as_raw()
     }
 
     #[test]

@@ -142,9 +142,11 @@ mod tests {
         fs::create_dir_all(&dir).expect("dir");
         // A FIFO: refused at once, not waited on.
         let fifo = dir.join("fifo.json");
-        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-        // SAFETY: mkfifo with a NUL-terminated path and a mode.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
         let started = std::time::Instant::now();
         assert!(read_status_file(&fifo).is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(1));

@@ -3,7 +3,6 @@
 //! when the guard drops, pass or fail.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -64,10 +63,10 @@ impl Netns {
         let ns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
         std::thread::scope(|scope| {
             let thread = scope.spawn(|| {
-                // SAFETY: setns with a descriptor of a network namespace, which `ns` keeps
-                // open for the call; it moves only this thread.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
+                // A network namespace's descriptor: it moves only this thread.
+                if let Err(e) = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET) {
+                    panic!("setns({path}): {}", std::io::Error::from(e));
+                }
                 f()
             });
             thread

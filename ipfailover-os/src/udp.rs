@@ -106,6 +106,11 @@ pub fn send_batch(socket: &mio::net::UdpSocket, batch: &mut [Outgoing]) {
 #[cfg(target_os = "linux")]
 const BATCH: usize = 8;
 
+/// One `sendmmsg` (and more after a partial send or an error) for up to [`BATCH`] datagrams.
+///
+/// libc's `sendmmsg`, not nix's: nix's allocates its headers (`MultiHeaders::preallocate`),
+/// and tells how many datagrams went only through its `MultiResults` iterator, which reads
+/// the never-written receive-address slots of those headers as initialised values.
 #[cfg(target_os = "linux")]
 fn send_chunk_linux(socket: &mio::net::UdpSocket, chunk: &mut [Outgoing]) {
     use std::os::fd::AsRawFd;
@@ -114,7 +119,8 @@ fn send_chunk_linux(socket: &mio::net::UdpSocket, chunk: &mut [Outgoing]) {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; BATCH];
-    // SAFETY: a zeroed mmsghdr is valid (null pointers, zero lengths).
+    // SAFETY: `mmsghdr` is a plain C struct for which all zeroes (null pointers, zero
+    // lengths) is a valid value.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     for (i, out) in chunk.iter_mut().take(n).enumerate() {
         out.error = None;
@@ -132,7 +138,8 @@ fn send_chunk_linux(socket: &mio::net::UdpSocket, chunk: &mut [Outgoing]) {
         let rest = &mut msgs[start..n];
         let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         // SAFETY: `rest` holds `len` initialised mmsghdr whose pointers point into `iovs` and
-        // into the chunk's buffers and addresses, which outlive the call and do not move.
+        // into the chunk's buffers and addresses, which outlive the call and do not move; the
+        // kernel reads those and writes only each header's `msg_len`.
         let sent = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), len, 0) };
         if sent < 0 {
             let e = io::Error::last_os_error();
