@@ -5,6 +5,7 @@
 #   make demo-group           three members and a three-member etcd cluster (as root)
 #   make test                 every test, the end-to-end ones on real namespaces (as root)
 #   make lint                 rustfmt and clippy, as CI runs them
+#   make check-macos          the product type-checked for macOS (clippy, warnings denied)
 #   make man                  manual pages and bash/zsh/fish completions, in target/man
 #   make deb                  the Debian package, target/debian/ipfailover_<version>_<arch>.deb
 #   make install              install binaries, service files, samples, hook templates, docs (as root)
@@ -28,7 +29,7 @@ else
 SYSTEMDDIR ?= /etc/systemd/system
 endif
 
-.PHONY: all build debug test demo demo-group lint man deb install uninstall clean
+.PHONY: all build debug test demo demo-group lint check-macos man deb install uninstall clean
 
 all: build
 
@@ -70,6 +71,13 @@ deb:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# macOS is compiled, not only written: the product crates type-checked for macOS, warnings
+# denied (TLS there is the platform's own; ring would need Apple's SDK).
+MACOS_TARGET ?= x86_64-apple-darwin
+check-macos:
+	scripts/deps macos
+	$(CARGO) clippy --target $(MACOS_TARGET) -p ipfailover -p ipfailover-os -p ipfailover-etcd -p heartbeatd -p failoverd -p failoverctl -- -D warnings
 
 install:
 	@test -x target/$(BUILD)/failoverd || { echo "target/$(BUILD)/failoverd is missing: run make first (or make debug and BUILD=debug)"; exit 1; }

@@ -427,6 +427,11 @@ fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, ConfigError> {
 fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig, ConfigError> {
     use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
     let mut builder = TlsConfig::builder();
+    // ureq picks rustls unless told: on macOS the platform's TLS is the one built in.
+    #[cfg(target_os = "macos")]
+    {
+        builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
+    }
     if let Some(ca) = &config.ca_file {
         let pem = read_file(ca, "FAILOVER_ETCD_CA_FILE")?;
         let certs: Vec<_> = parse_pem(&pem)

@@ -11,7 +11,6 @@
 //! advertisements. Elsewhere (macOS) there is no probing: the kernel's own duplicate address
 //! detection is all there is, and nothing ever answers.
 
-use std::io;
 use std::net::IpAddr;
 
 /// Another host claiming one of our addresses.
@@ -229,6 +228,7 @@ mod linux {
     use crate::announce::link_addr;
     use crate::interfaces;
     use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+    use std::io;
     use std::net::Ipv4Addr;
     use std::os::fd::AsRawFd;
 

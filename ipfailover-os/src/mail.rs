@@ -333,8 +333,9 @@ struct Prepared {
 
 /// How a message leaves this host.
 enum Route {
-    /// SMTP, as configured by the URL; the time limit is set per attempt.
-    Smtp(SmtpTransportBuilder),
+    /// SMTP, as configured by the URL; the time limit is set per attempt. (Boxed: with the
+    /// platform's TLS, as on macOS, the builder is large.)
+    Smtp(Box<SmtpTransportBuilder>),
     /// A local sendmail program.
     Sendmail(PathBuf),
 }
@@ -391,7 +392,7 @@ impl Prepared {
     /// One attempt to deliver `message`, within about `timeout` (SMTP: per command).
     fn deliver(&self, message: &Message, timeout: Duration) -> Result<(), String> {
         match &self.route {
-            Route::Smtp(builder) => builder
+            Route::Smtp(builder) => (**builder)
                 .clone()
                 .timeout(Some(timeout))
                 .build()
@@ -424,7 +425,7 @@ fn parse_route(transport: &str) -> Result<Route, String> {
     }
     if t.starts_with("smtp://") || t.starts_with("smtps://") {
         return SmtpTransport::from_url(t)
-            .map(Route::Smtp)
+            .map(|b| Route::Smtp(Box::new(b)))
             .map_err(|e| format!("mail transport {:?}: {}", redact(t), error_chain(&e)));
     }
     Err(format!(

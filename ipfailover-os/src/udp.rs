@@ -73,6 +73,8 @@ pub struct Outgoing {
     /// What the last [`send_batch`] met for this datagram (`None`: sent). `WouldBlock` (a full
     /// send queue) counts as a loss, not an error.
     pub error: Option<io::Error>,
+    /// `to` as the kernel takes it, made once: sendmmsg (Linux) points at it.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     addr: socket2::SockAddr,
 }
 
