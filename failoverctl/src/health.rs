@@ -14,13 +14,14 @@
 //! - A group member (failoverd with `group` in its status) is judged by [`group_health`]:
 //!   **down** when an address of the group has no holder; **degraded** when etcd does not
 //!   answer it, it has no lease, or an address is in conflict here.
+//! - **degraded** also while failoverd is paused (`failoverctl pause`): nothing is protected.
 //! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
 //!   heartbeatd.
 
 use ipfailover::status::Status;
 
 use crate::observe::{Daemon, Found, Seen};
-use crate::timefmt::{span, wall};
+use ipfailover::timefmt::{span, wall};
 
 /// A status file older than this is stale whatever its `refresh_ms` says: the daemons write
 /// at least every 5 s, so three missed writes.
@@ -380,6 +381,31 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
         }
     }
 
+    // Paused by an administrator: no takeover will happen, whatever the peer does.
+    if let (Freshness::Fresh, Some(s)) = (&fo, seen.failoverd.status()) {
+        if let Some(p) = &s.pause {
+            raise(
+                Level::Degraded,
+                format!(
+                    "failoverd on {} is PAUSED since {} UTC{}: it takes nothing over \
+                     (failoverctl resume ends it)",
+                    s.hostname,
+                    wall(p.since_ms, now_ms),
+                    p.until_ms
+                        .map(|u| format!(", until {} UTC", wall(u, now_ms)))
+                        .unwrap_or_default()
+                ),
+                &mut reasons,
+            );
+        }
+        if s.held_by_hand {
+            reasons.push(format!(
+                "failoverd on {} holds the addresses because an administrator took them over: \
+                 they stay until failoverctl release",
+                s.hostname
+            ));
+        }
+    }
     // A group member: its view of the group decides, not a pair's states.
     if let (Freshness::Fresh, Some(s), Some(g)) = (
         &fo,

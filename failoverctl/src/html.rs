@@ -13,7 +13,7 @@ use ipfailover::status::Status;
 use crate::health::{is_failed_over_state, link_age_ms, Freshness, Health, Level};
 use crate::observe::{Daemon, Seen};
 use crate::text::{datagram_counters, failoverd_summary, heartbeatd_summary};
-use crate::timefmt::{span, wall};
+use ipfailover::timefmt::{span, wall};
 
 /// Seconds between the page's reloads.
 pub const REFRESH_SECONDS: u32 = 5;

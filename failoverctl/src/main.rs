@@ -18,13 +18,15 @@
 
 mod health;
 mod html;
+mod init;
 mod json;
 mod metrics;
 mod observe;
 mod text;
-mod timefmt;
+mod watch;
 
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,7 @@ use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Setting
 use ipfailover_os::daemon::{self, exit, CommonArgs};
 
 use crate::observe::Seen;
+use ipfailover_os::control::Request;
 
 /// The --html page could not be written (EX_CANTCREAT).
 const EXIT_CANTCREAT: i32 = 73;
@@ -82,10 +85,114 @@ enum Command {
     /// Validate the configuration file as the daemons' -t does, print the effective settings;
     /// exit 0, or 78 naming every problem (same as -t)
     CheckConfig,
+    /// Pause takeovers on this secondary: failoverd keeps watching and reporting but takes
+    /// nothing over (kept across restarts); exit 0 done, 1 refused, 69 no failoverd, 77 not
+    /// allowed
+    Pause(PauseArgs),
+    /// End a pause: a silent primary is taken over again
+    Resume(ControlArgs),
+    /// Give the held addresses back to the primary now (release hooks, then `released`);
+    /// refused while the primary is silent, unless --force
+    Release(ForceArgs),
+    /// Take the primary's addresses over now, with the reason `manual`, after probing that
+    /// nobody answers for them (or at once with --force); kept until `release`
+    Takeover(ForceArgs),
+    /// A live view of the status: redrawn twice a second on a terminal; elsewhere, a new
+    /// block each time something changes
+    Watch(WatchArgs),
+    /// Write a checked configuration (and the secret file) for a primary or a secondary:
+    /// asks for what is missing on a terminal; with options, asks nothing
+    Init(InitArgs),
     /// Print the status files as Prometheus text exposition (for node_exporter's textfile
     /// collector); exit 0 whatever the health (ipfailover_health says it), 73 if --output
     /// cannot be written
     Metrics(MetricsArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct WatchArgs {
+    /// Stop after COUNT screens (or blocks)
+    #[arg(long, value_name = "COUNT", hide = true)]
+    count: Option<u64>,
+
+    /// Read the status files from DIR instead of the configured FAILOVER_STATE_DIR
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, clap::Args)]
+#[command(group(clap::ArgGroup::new("role").required(true).args(["primary", "secondary"])))]
+struct InitArgs {
+    /// This host is the primary (runs heartbeatd)
+    #[arg(long)]
+    primary: bool,
+    /// This host is the secondary (runs failoverd)
+    #[arg(long)]
+    secondary: bool,
+    /// The primary's public address (secondary)
+    #[arg(long, value_name = "ADDRESS")]
+    peer: Option<IpAddr>,
+    /// iface:address[/prefix] to take over (secondary); default: the peer's address on the
+    /// interface whose subnet holds it
+    #[arg(long, value_name = "IFACE:ADDRESS", num_args = 1..)]
+    pairs: Vec<String>,
+    /// Where heartbeats go (primary); default: each IPv4 subnet's broadcast address
+    #[arg(long, value_name = "ADDRESS", num_args = 1..)]
+    bcast: Vec<IpAddr>,
+    /// FAILOVER_INTERVAL (primary)
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
+    /// FAILOVER_TIMEOUT (secondary)
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Who is mailed (secondary)
+    #[arg(long, value_name = "ADDRESS", num_args = 1..)]
+    email: Vec<String>,
+    /// The shared secret: made (mode 0600) if absent; copy it to the other host
+    #[arg(long, value_name = "FILE", default_value = "/etc/ipfailover/secret")]
+    secret_file: PathBuf,
+    /// FAILOVER_STATE_DIR, if not the default
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// FAILOVER_SCRIPT_DIR, if not the default (secondary)
+    #[arg(long, value_name = "DIR")]
+    script_dir: Option<PathBuf>,
+    /// The file to write [default: the configuration file, /etc/ipfailover/hostconfig]
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write over an existing file
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct ControlArgs {
+    /// The state directory holding failoverd's control socket, instead of the configured
+    /// FAILOVER_STATE_DIR
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct PauseArgs {
+    /// Resume by itself after DURATION (10m, 1h, 90s); without it, until `failoverctl resume`
+    #[arg(long = "for", value_name = "DURATION")]
+    for_: Option<String>,
+
+    #[command(flatten)]
+    control: ControlArgs,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct ForceArgs {
+    /// Do it even though failoverd refuses: release while the primary is silent (nobody then
+    /// answers for the addresses until failoverd takes them over again), or take over while
+    /// another host answers for them (two hosts answer: clients split between them)
+    #[arg(long)]
+    force: bool,
+
+    #[command(flatten)]
+    control: ControlArgs,
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -122,7 +229,19 @@ fn main() {
     let args: Args = daemon::parse_args();
     daemon::init_logging(args.common.log_level.as_deref());
     let code = match (args.common.check_config, &args.command) {
-        (true, Some(Command::Status(_) | Command::Metrics(_))) => {
+        (
+            true,
+            Some(
+                Command::Status(_)
+                | Command::Metrics(_)
+                | Command::Pause(_)
+                | Command::Resume(_)
+                | Command::Release(_)
+                | Command::Takeover(_)
+                | Command::Watch(_)
+                | Command::Init(_),
+            ),
+        ) => {
             eprintln!(
                 "error: -t/--check-config checks the configuration; it cannot be combined with \
                  status\n\nFor more information, try '--help'."
@@ -132,6 +251,53 @@ fn main() {
         (true, _) | (false, Some(Command::CheckConfig)) => check_config(&args.common),
         (false, Some(Command::Status(s))) => status(&args.common, s),
         (false, Some(Command::Metrics(m))) => metrics(&args.common, m),
+        (false, Some(Command::Watch(w))) => match &w.state_dir {
+            Some(d) => watch::watch(d, w.count),
+            None => match settings_for_status(&args.common) {
+                Ok(s) => watch::watch(&s.state_dir, w.count),
+                Err(code) => code,
+            },
+        },
+        (false, Some(Command::Init(i))) => init::init(init::InitOptions {
+            primary: i.primary,
+            peer: i.peer,
+            pairs: i.pairs.clone(),
+            bcast: i.bcast.clone(),
+            interval: i.interval.clone(),
+            timeout: i.timeout.clone(),
+            email: i.email.clone(),
+            secret_file: i.secret_file.clone(),
+            state_dir: i.state_dir.clone(),
+            script_dir: i.script_dir.clone(),
+            output: i
+                .output
+                .clone()
+                .unwrap_or_else(|| args.common.config_path()),
+            force: i.force,
+        }),
+        (false, Some(Command::Pause(p))) => match p.for_.as_deref().map(parse_for) {
+            Some(Err(e)) => {
+                eprintln!("failoverctl pause --for: {e}");
+                exit::USAGE
+            }
+            Some(Ok(ms)) => control(
+                &args.common,
+                &p.control,
+                Request::Pause { for_ms: Some(ms) },
+            ),
+            None => control(&args.common, &p.control, Request::Pause { for_ms: None }),
+        },
+        (false, Some(Command::Resume(c))) => control(&args.common, c, Request::Resume),
+        (false, Some(Command::Release(f))) => control(
+            &args.common,
+            &f.control,
+            Request::Release { force: f.force },
+        ),
+        (false, Some(Command::Takeover(f))) => control(
+            &args.common,
+            &f.control,
+            Request::Takeover { force: f.force },
+        ),
         (false, None) => status(&args.common, &StatusArgs::default()),
     };
     std::process::exit(code);
@@ -172,6 +338,72 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
         print(&text::render_text(&seen, &health, now_ms));
     }
     code
+}
+
+/// failoverd is not running, or has no control socket (EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: i32 = 69;
+/// Not allowed to command failoverd (EX_NOPERM).
+const EXIT_NOPERM: i32 = 77;
+
+/// `--for`: a duration as the settings write them (`10m`, `1h30m`, `90s`), in ms.
+fn parse_for(text: &str) -> Result<u64, String> {
+    let d = ipfailover::settings::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("expected a duration greater than 0".to_string());
+    }
+    u64::try_from(d.as_millis()).map_err(|_| "too long".to_string())
+}
+
+/// Sends one command to failoverd and prints its answer: exit 0 done, 1 refused, 69 when no
+/// failoverd answers, 77 when this user may not command it.
+fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => match settings_for_status(common) {
+            Ok(settings) => settings.state_dir,
+            Err(code) => return code,
+        },
+    };
+    // A takeover waits for its probe round (a second at most); the rest answer at once.
+    let wait = std::time::Duration::from_secs(15);
+    match ipfailover_os::control::send(&dir, request, wait) {
+        Ok(Ok(message)) => {
+            println!("{message}");
+            exit::OK
+        }
+        Ok(Err(message)) => {
+            eprintln!("failoverctl: {message}");
+            if message.starts_with("refused: only uid") {
+                EXIT_NOPERM
+            } else {
+                exit::FAILURE
+            }
+        }
+        Err(e) => {
+            let socket = dir.join(ipfailover_os::control::SOCKET_NAME);
+            match e.kind() {
+                io::ErrorKind::PermissionDenied => {
+                    eprintln!(
+                        "failoverctl: {}: {e}: only failoverd's own user (root) may command it",
+                        socket.display()
+                    );
+                    EXIT_NOPERM
+                }
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    eprintln!(
+                        "failoverctl: no failoverd answers at {} ({e}): is it running, with \
+                         this FAILOVER_STATE_DIR? (A group member takes no commands.)",
+                        socket.display()
+                    );
+                    EXIT_UNAVAILABLE
+                }
+                _ => {
+                    eprintln!("failoverctl: {}: {e}", socket.display());
+                    EXIT_UNAVAILABLE
+                }
+            }
+        }
+    }
 }
 
 fn metrics(common: &CommonArgs, args: &MetricsArgs) -> i32 {

@@ -6,7 +6,7 @@ use ipfailover::status::Status;
 
 use crate::health::{entered, held_addresses, link_age_ms, link_name, Freshness, Health};
 use crate::observe::{Daemon, Seen};
-use crate::timefmt::{span, wall};
+use ipfailover::timefmt::{span, wall};
 
 /// How many transitions the text shows, newest first.
 const TRANSITIONS_SHOWN: usize = 3;
@@ -345,6 +345,22 @@ fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
         who(s, now_ms),
         failoverd_summary(s, now_ms).line()
     );
+    if let Some(p) = &s.pause {
+        let _ = writeln!(
+            out,
+            "  PAUSED since {} UTC{}: no takeover (failoverctl resume)",
+            wall(p.since_ms, now_ms),
+            p.until_ms
+                .map(|u| format!(", until {} UTC", wall(u, now_ms)))
+                .unwrap_or_default()
+        );
+    }
+    if s.held_by_hand {
+        let _ = writeln!(
+            out,
+            "  held by an administrator's takeover: until failoverctl release"
+        );
+    }
     let rows: Vec<[String; 4]> = s
         .links
         .iter()

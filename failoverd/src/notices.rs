@@ -108,6 +108,22 @@ impl Context {
         )
     }
 
+    /// Subject of a pause notice.
+    pub fn paused(&self) -> String {
+        format!(
+            "[ipfailover] {} paused: no takeover of {} from {}",
+            self.host, self.addrs, self.peer
+        )
+    }
+
+    /// Subject of the notice that a pause is over.
+    pub fn resumed(&self) -> String {
+        format!(
+            "[ipfailover] {} resumed: takes over {} from {} again",
+            self.host, self.addrs, self.peer
+        )
+    }
+
     /// Subject of a release notice.
     pub fn released(&self, reason: Reason) -> String {
         format!(

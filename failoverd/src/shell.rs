@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 
 use ipfailover::announce::AnnounceRound;
 use ipfailover::failover::{
-    AcquireStep, Action, Config, Event, Failover, Notice, Reason, ReleaseStep, State,
+    AcquireStep, Action, Command, Config, Event, Failover, Notice, Reason, ReleaseStep, State,
 };
 use ipfailover::receive::{Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{
-    self, AddressStatus, ConflictStatus, LinkStatus, Status, TransitionStatus,
+    self, AddressStatus, ConflictStatus, LinkStatus, PauseStatus, Status, TransitionStatus,
 };
 use ipfailover::wire::{self, Datagram, DropReason, Key, Kind};
 use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
 use ipfailover_os::announce::Announcers;
 use ipfailover_os::conflict::ConflictWatch;
+use ipfailover_os::control::{ControlSocket, Request};
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
 use ipfailover_os::mail::{self, Mailer};
@@ -38,6 +39,10 @@ const SIGNALS: Token = Token(2);
 const HOOK_OUTPUT: Token = Token(3);
 const CONFLICT: Token = Token(4);
 const ADDRESS_EVENTS: Token = Token(5);
+const CONTROL: Token = Token(6);
+
+/// The file that keeps a pause across restarts, in the state directory.
+const PAUSE_FILE: &str = "failoverd.pause";
 
 /// A clock difference above this is reported (log, status, one mail per episode): it changes
 /// nothing for failover, but logs and mail from the two hosts no longer line up.
@@ -135,6 +140,10 @@ pub(crate) struct Shell {
     pair_errors: Vec<Option<String>>,
     /// The peers' clock difference has been reported (until it is back under the limit).
     clock_reported: bool,
+    /// The administrator's channel (SPEC §11), if it could be opened.
+    control: Option<ControlSocket>,
+    /// The pause in force, in wall-clock ms (since, until), for the status and the file.
+    pause_wall: Option<(u64, Option<u64>)>,
 }
 
 impl Shell {
@@ -207,7 +216,26 @@ impl Shell {
             }
         };
         let now = Instant::now();
-        let core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
+        let mut core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
+        let control = match ControlSocket::bind(&settings.state_dir, daemon::euid()) {
+            Ok(c) => {
+                let fd = c.fd();
+                poll.registry()
+                    .register(&mut mio::unix::SourceFd(&fd), CONTROL, Interest::READABLE)
+                    .map_err(|e| StartError::other("poll", e))?;
+                Some(c)
+            }
+            Err(e) => {
+                log::error!(
+                    "no control socket in {} ({e}): failoverctl pause, resume, release and \
+                     takeover cannot reach this failoverd",
+                    settings.state_dir.display()
+                );
+                None
+            }
+        };
+        // A pause survives a restart: the administrator said so, not the old process.
+        let pause_wall = restore_pause(&settings.state_dir, &mut core, now);
         log::info!(
             "failoverd {} watching {} on UDP {}; takes over {}; timeout {}; release after {} \
              heartbeats; {}",
@@ -296,6 +324,8 @@ impl Shell {
             link_via: HashMap::new(),
             clock_reported: false,
             link_ifaces: HashMap::new(),
+            control,
+            pause_wall,
             receiver: Receiver::new(key.clone(), settings.peer_ip),
             config_path,
             settings,
@@ -348,6 +378,7 @@ impl Shell {
                     HOOK_OUTPUT => hook_event = true,
                     CONFLICT => self.read_conflicts(now),
                     ADDRESS_EVENTS => self.check_addresses(now),
+                    CONTROL => self.read_control(now),
                     _ => {}
                 }
             }
@@ -419,6 +450,10 @@ impl Shell {
             holding: c.holding,
         });
         s.peer_clock_offset_ms = self.receiver.peer_clock_offset_ms();
+        s.pause = self
+            .pause_wall
+            .map(|(since_ms, until_ms)| PauseStatus { since_ms, until_ms });
+        s.held_by_hand = self.core.manual_hold();
         s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
         if let Some(m) = &self.mailer {
             let ms = m.stats();
@@ -768,6 +803,26 @@ impl Shell {
         }
     }
 
+    /// The administrator's commands: each becomes a core event; the core answers.
+    fn read_control(&mut self, now: Instant) {
+        let requests = match self.control.as_mut() {
+            Some(c) => c.accept(),
+            None => return,
+        };
+        for (request, pid) in requests {
+            log::info!("control: {request:?} from pid {pid}");
+            let command = match request {
+                Request::Pause { for_ms } => Command::Pause {
+                    until: for_ms.map(|ms| now + Duration::from_millis(ms)),
+                },
+                Request::Resume => Command::Resume,
+                Request::Release { force } => Command::Release { force },
+                Request::Takeover { force } => Command::Takeover { force },
+            };
+            self.feed(now, Event::Command(command));
+        }
+    }
+
     /// After an address change in the kernel: whether what we hold is still there.
     fn check_addresses(&mut self, now: Instant) {
         #[cfg(target_os = "linux")]
@@ -1089,6 +1144,16 @@ impl Shell {
             Action::Notify(notice) => {
                 self.status_dirty = true;
                 self.notify(now, &notice)
+            }
+            Action::Answer(result) => {
+                match &result {
+                    Ok(m) => log::info!("control: {m}"),
+                    Err(m) => log::warn!("control: {m}"),
+                }
+                if let Some(c) = self.control.as_mut() {
+                    c.answer(&result);
+                }
+                self.status_dirty = true;
             }
             Action::Exit => self.exit = true,
         }
@@ -1478,6 +1543,44 @@ impl Shell {
                 );
                 self.send_notice(ctx.address_lost(&addr.to_string()), body);
             }
+            Notice::Paused(pause) => {
+                let wall = daemon::wall_ms();
+                let since = self.pause_wall.map_or(wall, |(s, _)| s);
+                let until = pause
+                    .until
+                    .map(|u| wall + millis(u.saturating_duration_since(now)));
+                self.pause_wall = Some((since, until));
+                save_pause(&self.settings.state_dir, since, until);
+                let how_long = match until {
+                    Some(u) => format!("until {} UTC", ipfailover::timefmt::date_time(u)),
+                    None => "until failoverctl resume".to_string(),
+                };
+                log::warn!("paused by an administrator {how_long}: no takeover meanwhile");
+                let body = format!(
+                    "An administrator paused failoverd on {} {how_long}. While paused it watches \
+                     {} and reports, but takes nothing over, however long {} is silent. \
+                     failoverctl resume ends the pause. Status: pause, exit 1 (degraded).\n",
+                    ctx.host, ctx.peer, ctx.peer
+                );
+                self.send_notice(ctx.paused(), body);
+            }
+            Notice::Resumed { auto } => {
+                self.pause_wall = None;
+                remove_pause(&self.settings.state_dir);
+                let how = if *auto {
+                    "the pause ran its time"
+                } else {
+                    "an administrator resumed it"
+                };
+                log::warn!("resumed ({how}): a silent peer is taken over again");
+                let body = format!(
+                    "failoverd on {} takes over {} again when it is silent: {how}.\n\nLinks now:\n{}",
+                    ctx.host,
+                    ctx.peer,
+                    self.links_text(now)
+                );
+                self.send_notice(ctx.resumed(), body);
+            }
             Notice::LinkBack(link) => {
                 log::info!("heartbeats from {link} are back");
                 let body = format!(
@@ -1535,6 +1638,66 @@ impl Shell {
         self.settings
             .peer_ip
             .map_or_else(|| "the peer".to_string(), |p| p.to_string())
+    }
+}
+
+/// The pause kept in the state directory, if any, handed to the core (without a notice: it
+/// is the same pause); its wall-clock times for the status.
+fn restore_pause(
+    dir: &std::path::Path,
+    core: &mut Failover,
+    now: Instant,
+) -> Option<(u64, Option<u64>)> {
+    let path = dir.join(PAUSE_FILE);
+    let text = match ipfailover_os::safe_fs::read_own(&path, daemon::euid()) {
+        Ok(Some(t)) => t,
+        Ok(None) => return None,
+        Err(e) => {
+            log::warn!("{e}");
+            return None;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let since = v["since_ms"].as_u64()?;
+    let until = v["until_ms"].as_u64();
+    let wall = daemon::wall_ms();
+    if until.is_some_and(|u| u <= wall) {
+        log::info!("the pause kept in {} has run its time", path.display());
+        remove_pause(dir);
+        return None;
+    }
+    let until_at = until.map(|u| now + Duration::from_millis(u - wall));
+    // Its answer and notice go nowhere: nobody asked, and nothing changed.
+    let _ = core.handle(now, Event::Command(Command::Pause { until: until_at }));
+    log::warn!(
+        "paused (kept across the restart, since {} UTC{}): no takeover until failoverctl resume",
+        ipfailover::timefmt::date_time(since),
+        until.map_or(String::new(), |u| format!(
+            ", until {} UTC",
+            ipfailover::timefmt::date_time(u)
+        ))
+    );
+    Some((since, until))
+}
+
+fn save_pause(dir: &std::path::Path, since: u64, until: Option<u64>) {
+    let text = serde_json::json!({ "since_ms": since, "until_ms": until }).to_string();
+    if let Err(e) =
+        ipfailover_os::safe_fs::write_atomic(&dir.join(PAUSE_FILE), text.as_bytes(), 0o600)
+    {
+        log::error!(
+            "cannot keep the pause in {}: {e} (a restart would end it)",
+            dir.display()
+        );
+    }
+}
+
+fn remove_pause(dir: &std::path::Path) {
+    match std::fs::remove_file(dir.join(PAUSE_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            log::error!("cannot remove {}: {e}", dir.join(PAUSE_FILE).display())
+        }
+        _ => {}
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod conflict;
+pub mod control;
 pub mod daemon;
 pub mod hooks;
 pub mod ifconfig;

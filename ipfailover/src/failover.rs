@@ -347,6 +347,13 @@ pub enum Notice {
     },
     /// An address we hold vanished from its interface; it is being added again.
     AddressLost(IpAddr),
+    /// An administrator paused takeovers.
+    Paused(Pause),
+    /// Takeovers are on again: by hand, or (`auto`) at the end of a `pause --for`.
+    Resumed {
+        /// The pause ran out by itself.
+        auto: bool,
+    },
 }
 
 /// An input to the state machine.
@@ -403,6 +410,45 @@ pub enum Event {
     Shutdown,
     /// New settings (SIGHUP).
     Reconfigure(Config),
+    /// An administrator's command (`failoverctl pause` ...), answered with
+    /// [`Action::Answer`].
+    Command(Command),
+}
+
+/// What an administrator can ask of failoverd (SPEC §11). Each is answered with one
+/// [`Action::Answer`]; what it starts has the reason [`Reason::Manual`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Never take over until resumed (or until `until`); keep watching. What is held stays
+    /// held, and the release rule still gives it back.
+    Pause {
+        /// Resume by itself at this instant; `None`: until `Resume`.
+        until: Option<Instant>,
+    },
+    /// Take over again when the peer is silent.
+    Resume,
+    /// Give the addresses back now. Refused while the peer is silent (nobody would hold them)
+    /// unless `force`.
+    Release {
+        /// Release even though the peer is silent.
+        force: bool,
+    },
+    /// Take over now, after a probe round finds that nobody answers for the addresses (or at
+    /// once with `force`). What is taken over by hand is kept until released by hand: the
+    /// release rule does not give it back while the peer's heartbeats go on.
+    Takeover {
+        /// Take over even if another host answers.
+        force: bool,
+    },
+}
+
+/// Whether a pause is in force, and since and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// When it began.
+    pub since: Instant,
+    /// When it ends by itself, if it does.
+    pub until: Option<Instant>,
 }
 
 /// What the shell must do, in order.
@@ -448,6 +494,9 @@ pub enum Action {
     SendReleased,
     /// Tell the administrator.
     Notify(Notice),
+    /// The answer to the administrator's command under way: done (`Ok`, what was done) or
+    /// refused (`Err`, why).
+    Answer(Result<String, String>),
     /// Exit the process.
     Exit,
 }
@@ -579,6 +628,13 @@ pub struct Failover {
     add_retry: Option<(Instant, Duration)>,
     /// The host the release under way gives the addresses up to, after a conflict.
     handback: Option<Mac>,
+    /// Takeovers paused by an administrator.
+    pause: Option<Pause>,
+    /// A manual takeover waits for its probe round (`Some(force)`), or a command waits for
+    /// its answer at the end of a transition.
+    manual_round: Option<Round>,
+    /// Held by an administrator's takeover: the release rule does not apply.
+    manual_hold: bool,
     /// The latest time the shell handed in: what has been judged already.
     now: Instant,
 }
@@ -611,8 +667,21 @@ impl Failover {
             defended: None,
             add_retry: None,
             handback: None,
+            pause: None,
+            manual_round: None,
+            manual_hold: false,
             now,
         }
+    }
+
+    /// The pause in force, if any.
+    pub fn pause(&self) -> Option<Pause> {
+        self.pause
+    }
+
+    /// Whether an administrator's takeover holds the addresses (the release rule is off).
+    pub fn manual_hold(&self) -> bool {
+        self.manual_hold
     }
 
     /// The current state.
@@ -703,7 +772,14 @@ impl Failover {
                 consider(t);
             }
         };
+        let paused = self.pause.is_some();
         match self.state {
+            // Paused: no takeover to prepare; the grace still ends when the peer is heard.
+            State::BootGrace if !self.held_at_start && paused && self.peer_alive(self.now) => {
+                consider(self.grace_end());
+            }
+            State::BootGrace if !self.held_at_start && paused => {}
+            State::Monitoring | State::Conflict if paused => {}
             State::BootGrace if !self.held_at_start => {
                 if self.peer_alive(self.now) {
                     consider(self.grace_end());
@@ -744,6 +820,17 @@ impl Failover {
                 }
             }
             _ => {}
+        }
+        if let Some(until) = self.pause.and_then(|p| p.until) {
+            consider(until);
+        }
+        if let Some(r) = self.manual_round {
+            if let Some(t) = r.next_probe() {
+                consider(t);
+            }
+            if let Some(t) = r.decision() {
+                consider(t);
+            }
         }
         // While holding, the peer's return is news for the hold probes: they stop.
         if self.state == State::Acquired {
@@ -851,6 +938,7 @@ impl Failover {
             }
             Event::Shutdown => self.handle_shutdown(&mut out),
             Event::Reconfigure(config) => self.reconfigure(now, config),
+            Event::Command(c) => self.handle_command(now, c, &mut out),
         }
         self.check_deadlines(now, &mut out);
         out
@@ -1009,7 +1097,8 @@ impl Failover {
                         out.push(Action::Notify(Notice::TakeoverRefused));
                     }
                     self.set_state(State::Monitoring, Reason::TestRefused, out);
-                } else if self.heard_during_test && self.peer_alive(now) {
+                } else if self.heard_during_test && self.peer_alive(now) && reason != Reason::Manual
+                {
                     // Nothing was done yet, and the peer is back: drop the takeover.
                     self.set_state(State::Monitoring, Reason::PeerAlive, out);
                 } else {
@@ -1107,6 +1196,158 @@ impl Failover {
         }
     }
 
+    /// An administrator's command. Each rule is a sentence: the core decides, the shell only
+    /// carries the answer back.
+    fn handle_command(&mut self, now: Instant, command: Command, out: &mut Vec<Action>) {
+        let peer = self
+            .config
+            .peer
+            .map_or("the peer".to_string(), |p| p.to_string());
+        match command {
+            // Pause: takeovers stop, watching goes on; a second pause moves its end.
+            Command::Pause { until } => {
+                let pause = Pause {
+                    since: self.pause.map_or(now, |p| p.since),
+                    until,
+                };
+                self.pause = Some(pause);
+                // A probe round for a takeover is dropped; one for a manual takeover too.
+                if matches!(self.state, State::Monitoring | State::BootGrace) {
+                    self.round = None;
+                }
+                self.manual_round = None;
+                out.push(Action::Notify(Notice::Paused(pause)));
+                let held = if self.state.may_hold() {
+                    " (what it holds stays held until the peer's heartbeats give it back)"
+                } else {
+                    ""
+                };
+                out.push(Action::Answer(Ok(match until {
+                    Some(_) => format!("paused: no takeover until the pause ends{held}"),
+                    None => format!("paused: no takeover until failoverctl resume{held}"),
+                })));
+            }
+            Command::Resume => {
+                if self.pause.take().is_some() {
+                    out.push(Action::Notify(Notice::Resumed { auto: false }));
+                    out.push(Action::Answer(Ok(
+                        "resumed: a silent peer is taken over again".to_string(),
+                    )));
+                } else {
+                    out.push(Action::Answer(Ok(
+                        "not paused: nothing to resume".to_string()
+                    )));
+                }
+            }
+            // Release: only what is held; never leave the address to nobody unless forced.
+            Command::Release { force } => match self.state {
+                State::Acquired if !self.peer_alive(now) && !force => {
+                    out.push(Action::Answer(Err(format!(
+                        "refused: {peer} is silent, so releasing would leave nobody answering                          for its addresses (--force releases anyway; failoverd then takes them                          over again after the timeout unless paused)"
+                    ))));
+                }
+                State::Acquired => {
+                    self.manual_hold = false;
+                    self.end_conflict(Some(out));
+                    self.start_release(Reason::Manual, out);
+                    out.push(Action::Answer(Ok(format!(
+                        "releasing: giving the addresses back to {peer} (PreRel, remove,                          PostRel)"
+                    ))));
+                }
+                State::Acquiring(_) | State::Releasing(_) => {
+                    out.push(Action::Answer(Err(format!(
+                        "refused: a transition is under way ({}); ask again when it is over",
+                        self.state
+                    ))));
+                }
+                _ => out.push(Action::Answer(Err(
+                    "refused: this host holds none of the peer's addresses".to_string(),
+                ))),
+            },
+            // Takeover: only when nothing holds them; after a probe round unless forced.
+            Command::Takeover { force } => match self.state {
+                State::Monitoring | State::Conflict | State::BootGrace if force => {
+                    self.end_conflict(Some(out));
+                    self.held_at_start = false;
+                    self.manual_hold = true;
+                    self.start_takeover(now, Reason::Manual, out);
+                    out.push(Action::Answer(Ok(
+                        "taking over (forced: not probed first)".to_string()
+                    )));
+                }
+                State::Monitoring | State::Conflict | State::BootGrace if self.held_at_start => {
+                    out.push(Action::Answer(Err(
+                        "refused: the addresses were on this host at start and failoverd is                          still deciding about them (boot grace)"
+                            .to_string(),
+                    )));
+                }
+                State::Monitoring | State::Conflict | State::BootGrace => {
+                    if self.manual_round.is_none() {
+                        let window = probe_window(self.timeout()).max(CONFLICT_ROUND_MIN);
+                        self.manual_round = Some(Round::new(now + window, window));
+                    }
+                    // Answered when the round decides (check_manual_round).
+                }
+                State::Acquired => out.push(Action::Answer(Ok(
+                    "already holding the addresses".to_string()
+                ))),
+                State::Acquiring(_) | State::Releasing(_) => {
+                    out.push(Action::Answer(Err(format!(
+                        "refused: a transition is under way ({}); ask again when it is over",
+                        self.state
+                    ))));
+                }
+                State::Stopped => out.push(Action::Answer(Err("failoverd is stopping".into()))),
+            },
+        }
+    }
+
+    /// The probe round of a manual takeover: the takeover if nobody answered, else a refusal.
+    fn check_manual_round(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(mut round) = self.manual_round else {
+            return;
+        };
+        if !matches!(
+            self.state,
+            State::Monitoring | State::Conflict | State::BootGrace
+        ) {
+            self.manual_round = None;
+            out.push(Action::Answer(Err(format!(
+                "refused: the state changed to {} while probing",
+                self.state
+            ))));
+            return;
+        }
+        if round.next_probe().is_some_and(|t| now >= t) {
+            round.sent += 1;
+            round.first_sent.get_or_insert(now);
+            round.last_sent = Some(now);
+            out.push(Action::Probe);
+        }
+        self.manual_round = Some(round);
+        if round.decision().is_some_and(|t| now >= t) {
+            self.manual_round = None;
+            match self.answer_since(round.first_sent) {
+                Some((addr, mac)) => out.push(Action::Answer(Err(format!(
+                    "refused: {addr} still answers from {} on the LAN; taking it over would                      make two hosts answer for it (--force takes over anyway)",
+                    mac.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                )))),
+                None => {
+                    self.end_conflict(Some(out));
+                    self.held_at_start = false;
+                    self.manual_hold = true;
+                    self.start_takeover(now, Reason::Manual, out);
+                    out.push(Action::Answer(Ok(
+                        "taking over: nobody answers for the addresses".to_string(),
+                    )));
+                }
+            }
+        }
+    }
+
     fn handle_shutdown(&mut self, out: &mut Vec<Action>) {
         match self.state {
             // Addresses found at start are released like ours.
@@ -1127,6 +1368,15 @@ impl Failover {
     /// its own that passed already (a probe window that began before it was entered): it is
     /// checked at once, a few times at most.
     fn check_deadlines(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // A `pause --for` that has run its time.
+        if self
+            .pause
+            .is_some_and(|p| p.until.is_some_and(|u| now >= u))
+        {
+            self.pause = None;
+            out.push(Action::Notify(Notice::Resumed { auto: true }));
+        }
+        self.check_manual_round(now, out);
         self.check_links(now, out);
         for _ in 0..4 {
             let before = self.state;
@@ -1138,7 +1388,19 @@ impl Failover {
     }
 
     fn check_state_deadlines(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // Paused: no takeover starts, from any state; what is held follows its rules.
+        let paused = self.pause.is_some();
         match self.state {
+            State::BootGrace
+                if paused
+                    && !self.held_at_start
+                    && self.peer_alive(now)
+                    && now >= self.grace_end() =>
+            {
+                self.set_state(State::Monitoring, Reason::BootGraceOver, out);
+            }
+            State::BootGrace if paused && !self.held_at_start => {}
+            State::Monitoring | State::Conflict if paused => {}
             State::BootGrace if self.held_at_start && now >= self.grace_end() => {
                 self.end_boot_grace(now, out);
             }
@@ -1300,7 +1562,8 @@ impl Failover {
                 self.defend(now, out);
             }
         }
-        if self.release_due() {
+        // Held by an administrator's takeover: given back only by an administrator.
+        if self.release_due() && !self.manual_hold {
             self.start_release(Reason::PeerReturned, out);
             return;
         }
@@ -1430,6 +1693,10 @@ impl Failover {
         let from = self.state;
         let could_hold = self.holds_addresses();
         self.state = to;
+        // A manual hold ends with the holding.
+        if matches!(to, State::Monitoring | State::Stopped) {
+            self.manual_hold = false;
+        }
         if to != State::BootGrace {
             self.held_at_start = false;
         }

@@ -16,6 +16,7 @@ pub mod receive;
 pub mod sender;
 pub mod settings;
 pub mod status;
+pub mod timefmt;
 pub mod wire;
 
 pub use addr::AddrPair;

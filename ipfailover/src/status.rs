@@ -79,6 +79,13 @@ pub struct Status {
     /// The addresses taken over (failoverd) and whether they are held now.
     #[serde(default)]
     pub addresses: Vec<AddressStatus>,
+    /// Takeovers paused by an administrator (failoverd): since when, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStatus>,
+    /// The addresses are held because an administrator took them over (failoverd): the
+    /// release rule is off until `failoverctl release`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_by_hand: bool,
     /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupStatus>,
@@ -120,6 +127,16 @@ pub struct AddressStatus {
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A pause of takeovers (`failoverctl pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseStatus {
+    /// Since when, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// When it ends by itself, ms since the Unix epoch; absent: until `failoverctl resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// A group as one member sees it.
@@ -306,6 +323,8 @@ impl Status {
             peer_verified: None,
             links: Vec::new(),
             addresses: Vec::new(),
+            pause: None,
+            held_by_hand: false,
             group: None,
             transitions: Vec::new(),
             counters: CounterStatus::default(),

@@ -66,6 +66,9 @@ fn check(v: &Value, daemon: &str) -> String {
         "peer_verified",
         // Only a group member's (tests/tests/group.rs reads it).
         "group",
+        // Only while paused, or held by hand (tests/tests/control.rs).
+        "pause",
+        "held_by_hand",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -1390,3 +1390,162 @@ fn links_of_a_crashed_peer_falling_silent_a_moment_apart_are_no_anomaly() {
     );
     assert_eq!(sim.first(is_takeover), Some(ms(3905)));
 }
+
+fn answers(sim: &Sim) -> Vec<Result<String, String>> {
+    sim.log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Answer(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn paused_no_takeover_however_long_the_silence_and_resume_takes_over_within_the_timeout() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.feed(Event::Command(Command::Pause { until: None }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert!(sim.core.pause().is_some());
+    // The primary dies; a minute of silence: nothing is taken over, nothing probed.
+    let probes_before = sim.probes.len();
+    sim.run_until(Duration::from_secs(70));
+    assert_eq!(sim.first(is_takeover), None);
+    assert_eq!(sim.core.state(), State::Monitoring);
+    assert_eq!(sim.probes.len(), probes_before);
+    assert!(sim.notices().iter().any(|n| matches!(n, Notice::Paused(_))));
+    // Resumed: the silent peer is taken over, after a probe round, within a timeout.
+    sim.feed(Event::Command(Command::Resume));
+    assert!(sim.notices().contains(&Notice::Resumed { auto: false }));
+    sim.run_until(Duration::from_secs(73));
+    let took = sim.first(is_takeover).expect("a takeover after resume");
+    assert!(took <= Duration::from_secs(73), "{took:?}");
+    assert!(sim.held);
+}
+
+#[test]
+fn a_pause_for_a_while_ends_by_itself() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    let until = sim.now + Duration::from_secs(20);
+    sim.feed(Event::Command(Command::Pause { until: Some(until) }));
+    sim.run_until(Duration::from_secs(29));
+    assert_eq!(sim.first(is_takeover), None);
+    sim.run_until(Duration::from_secs(33));
+    assert!(sim.notices().contains(&Notice::Resumed { auto: true }));
+    let took = sim.first(is_takeover).expect("taken over after the pause");
+    assert!(
+        took >= Duration::from_secs(30) && took <= Duration::from_secs(33),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn release_by_hand_is_refused_while_the_peer_is_silent_unless_forced() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.run_until(Duration::from_secs(20));
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim.feed(Event::Command(Command::Release { force: false }));
+    assert!(
+        matches!(answers(&sim).last(), Some(Err(e)) if e.contains("silent")),
+        "{:?}",
+        answers(&sim)
+    );
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim.feed(Event::Command(Command::Release { force: true }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert!(!sim.held);
+    assert!(sim
+        .transitions()
+        .iter()
+        .any(|(_, to, r)| *to == State::Releasing(ReleaseStep::PreRel) && *r == Reason::Manual));
+    assert!(sim.count(|a| *a == Action::SendReleased) >= 1);
+}
+
+#[test]
+fn release_by_hand_while_the_peer_is_back_gives_it_back_at_once() {
+    let mut config = Sim::with_timeout(ms(3000)).core.config().clone();
+    config.release_after = 1000;
+    let mut sim = Sim::new(config, false);
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.run_until(Duration::from_secs(20));
+    assert_eq!(sim.core.state(), State::Acquired);
+    // The peer is back; with this release rule it would take 1000 heartbeats.
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(25));
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim.feed(Event::Command(Command::Release { force: false }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert_eq!(sim.core.state(), State::Monitoring);
+    assert!(!sim.held);
+    let reasons: Vec<Reason> = sim
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::RunHooks {
+                phase: HookPhase::PreRel,
+                reason,
+            } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![Reason::Manual]);
+}
+
+#[test]
+fn takeover_by_hand_is_refused_while_the_address_answers_unless_forced() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(5));
+    // The primary lives and answers for its address.
+    sim.answerer = Some([2, 0, 0, 0, 0, 1]);
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    // No answer until the probe round decides.
+    assert!(answers(&sim).is_empty());
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(8));
+    let a = answers(&sim);
+    assert!(
+        matches!(a.last(), Some(Err(e)) if e.contains("02:00:00:00:00:01")),
+        "{a:?}"
+    );
+    assert_eq!(sim.first(is_takeover), None);
+    assert!(sim.probes.iter().filter(|(_, answered)| *answered).count() >= 1);
+    // Forced: at once, reason manual, and Test/PreAcq/PostAcq get FAILOVER_REASON=manual.
+    sim.feed(Event::Command(Command::Takeover { force: true }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim.log.iter().all(|(_, a)| match a {
+        Action::RunHooks { reason, .. } => *reason == Reason::Manual,
+        _ => true,
+    }));
+}
+
+#[test]
+fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand() {
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(5));
+    // The primary lives, but nothing answers for the address (a service alias it dropped).
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(8));
+    assert!(
+        matches!(answers(&sim).last(), Some(Ok(_))),
+        "{:?}",
+        answers(&sim)
+    );
+    assert_eq!(sim.core.state(), State::Acquired);
+    assert!(sim.core.manual_hold());
+    let took = sim.first(is_takeover).expect("taken over");
+    // After a full probe round.
+    let probes_before: usize = sim.probes.iter().filter(|(t, _)| *t <= took).count();
+    assert!(probes_before >= PROBES as usize);
+    // The peer's heartbeats go on: the release rule does not give it back...
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(20));
+    assert_eq!(sim.core.state(), State::Acquired);
+    // ...an administrator does.
+    sim.feed(Event::Command(Command::Release { force: false }));
+    assert_eq!(sim.core.state(), State::Monitoring);
+    assert!(!sim.core.manual_hold());
+    // And the rule applies again afterwards: no takeover while the peer is heard.
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(30));
+    assert_eq!(sim.core.state(), State::Monitoring);
+}

@@ -51,6 +51,14 @@ pub fn wall(at_ms: u64, now_ms: u64) -> String {
     }
 }
 
+/// A wall-clock time in UTC with its date: `YYYY-MM-DD HH:MM:SS`.
+pub fn date_time(at_ms: u64) -> String {
+    let secs = at_ms / SECOND;
+    let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let (y, mo, d) = civil_from_days(at_ms / DAY);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
 /// Year, month, day of the day `days` after 1970-01-01 (proleptic Gregorian calendar; Howard
 /// Hinnant's `civil_from_days`, for non-negative days).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {

@@ -1,0 +1,462 @@
+//! The administrator in charge (SPEC §11), on real namespaces: pause and resume, a pause that
+//! ends by itself and one that survives a restart, release and takeover by hand with their
+//! refusals, and a caller who is not failoverd's user.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ipfailover_e2e::{bin, wait_for, Host, Lab, VIP};
+
+const SMTP_PORT: u16 = 2531;
+
+/// `failoverctl ARGS --state-dir <sec's>` run inside the secondary's namespace.
+fn ctl(lab: &Lab, args: &[&str]) -> Output {
+    let ns = lab.ns(Host::Sec);
+    let dir = lab.state_dir(Host::Sec).to_string_lossy().into_owned();
+    let ctl = bin("failoverctl").to_string_lossy().into_owned();
+    let mut argv = vec!["netns", "exec", ns.as_str(), ctl.as_str()];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--state-dir", dir.as_str()]);
+    Command::new("ip")
+        .args(&argv)
+        .output()
+        .expect("failoverctl")
+}
+
+fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A pair with mail to the lab's SMTP server, and `extra` for failoverd.
+fn pair(lab: &mut Lab, extra: &[(&str, &str)]) -> (usize, usize) {
+    lab.start_smtp(Host::Sec, SMTP_PORT);
+    let transport = format!("smtp://127.0.0.1:{SMTP_PORT}");
+    let mut fo = vec![
+        ("FAILOVER_EMAIL_RECIPIENT", "ops@example.org"),
+        ("FAILOVER_EMAIL_TRANSPORT", transport.as_str()),
+        ("FAILOVER_EMAIL_FROM", "failover@sec.example.org"),
+    ];
+    fo.extend_from_slice(extra);
+    lab.start_pair(&[], &fo)
+}
+
+fn mailed(lab: &Lab, needle: &str) -> bool {
+    lab.mails().iter().any(|m| {
+        m.replace("\r\n", "\n")
+            .replace("\n ", " ")
+            .replace("\n\t", " ")
+            .contains(needle)
+    })
+}
+
+#[test]
+fn paused_it_never_takes_over_and_resumed_it_does_within_the_timeout() {
+    let mut lab = Lab::new("pause");
+    let (hb, _fo) = pair(&mut lab, &[]);
+    let out = ctl(&lab, &["pause"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("paused"), "{}", said(&out));
+    lab.kill_primary(hb);
+    // Three timeouts of silence: nothing taken over; the status says paused, exit 1.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !lab.holds(Host::Sec, "eth0", VIP),
+        "taken over while paused:\n{}",
+        lab.logs()
+    );
+    let st = lab.status(Host::Sec, "failoverd");
+    assert!(st["pause"]["since_ms"].as_u64().is_some(), "{st}");
+    let out = ctl(&lab, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("PAUSED"), "{}", said(&out));
+    // Resumed: taken over within the timeout (1 s) and a probe round.
+    let out = ctl(&lab, &["resume"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let took = wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(3)),
+        "{took:?}\n{}",
+        lab.logs()
+    );
+    assert!(wait_for(Duration::from_secs(10), || mailed(&lab, "paused")).is_some());
+    assert!(wait_for(Duration::from_secs(10), || mailed(&lab, "resumed")).is_some());
+    assert!(lab.status(Host::Sec, "failoverd")["pause"].is_null());
+}
+
+#[test]
+fn a_pause_for_a_while_ends_by_itself_and_a_pause_survives_a_restart() {
+    let mut lab = Lab::new("pausefor");
+    let (hb, fo) = pair(&mut lab, &[]);
+    // Kept across a restart of failoverd.
+    assert!(ctl(&lab, &["pause"]).status.success());
+    lab.proc(fo).signal(libc::SIGTERM);
+    assert!(lab.proc(fo).wait_exit(Duration::from_secs(10)).is_some());
+    let fo2 = lab.start_failoverd(&[]);
+    assert!(
+        lab.wait_log(fo2, "kept across the restart", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
+    );
+    lab.kill_primary(hb);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !lab.holds(Host::Sec, "eth0", VIP),
+        "the restart ended the pause:\n{}",
+        lab.logs()
+    );
+    // A pause --for 2s (replacing the first) ends by itself, and the silent primary is taken over.
+    let out = ctl(&lab, &["pause", "--for", "2s"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let st = lab.status(Host::Sec, "failoverd");
+    assert!(st["pause"]["until_ms"].as_u64().is_some(), "{st}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    let took = wait_for(Duration::from_secs(6), || lab.holds(Host::Sec, "eth0", VIP));
+    assert!(
+        took.is_some(),
+        "the pause did not end by itself:\n{}",
+        lab.logs()
+    );
+    assert!(ctl(&lab, &["pause", "--for", "soon"]).status.code() == Some(64));
+}
+
+#[test]
+fn release_by_hand_gives_it_back_to_a_live_primary_and_is_refused_while_it_is_silent() {
+    let mut lab = Lab::new("release");
+    // With this rule the secondary would keep the address for a long while after failback.
+    let (hb, _fo) = pair(&mut lab, &[("FAILOVER_RELEASE_AFTER", "1000")]);
+    lab.kill_primary(hb);
+    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(10));
+    // Silent primary: refused, nothing changes.
+    let out = ctl(&lab, &["release"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("silent"), "{}", said(&out));
+    assert!(lab.holds(Host::Sec, "eth0", VIP));
+    // The primary is back (its address is held here, so its public link is blind): release
+    // by hand gives it back at once, and the client follows the primary's announcement.
+    lab.links(Host::Pri, true);
+    let _hb = lab.start_heartbeatd(&[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || lab
+            .status(Host::Sec, "failoverd")["links"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["state"] == "up")))
+        .is_some(),
+        "{}",
+        lab.logs()
+    );
+    assert!(
+        lab.holds(Host::Sec, "eth0", VIP),
+        "released by the rule after all"
+    );
+    let out = ctl(&lab, &["release"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(wait_for(Duration::from_secs(5), || !lab.holds(
+        Host::Sec,
+        "eth0",
+        VIP
+    ))
+    .is_some());
+    lab.client_reaches(VIP, Host::Pri, Duration::from_secs(10));
+    let last = lab.status(Host::Sec, "failoverd")["transitions"]
+        .as_array()
+        .and_then(|t| t.iter().rev().find(|x| x["to"] == "releasing").cloned())
+        .unwrap_or_default();
+    assert_eq!(last["reason"], "manual", "{last}");
+}
+
+#[test]
+fn takeover_by_hand_is_refused_while_the_address_answers_and_done_once_it_does_not() {
+    let mut lab = Lab::new("takeover");
+    lab.hook(
+        VIP,
+        "PostAcq-log",
+        &format!(
+            "echo \"$1 $FAILOVER_REASON\" >> {}",
+            lab.dir.join("reasons.log").display()
+        ),
+    );
+    let (_hb, _fo) = pair(&mut lab, &[]);
+    // The primary answers for its address: refused, nothing taken.
+    let out = ctl(&lab, &["takeover"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("still answers"), "{}", said(&out));
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    // The primary gives its address up (heartbeatd goes on over the private link): now the
+    // takeover is done, with the reason manual in status, hooks and mail, and kept.
+    lab.ip(
+        Host::Pri,
+        &["addr", "del", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    let out = ctl(&lab, &["takeover"]);
+    assert!(out.status.success(), "{}", said(&out));
+    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(10));
+    let st = lab.status(Host::Sec, "failoverd");
+    assert_eq!(st["held_by_hand"], true, "{st}");
+    assert!(
+        wait_for(Duration::from_secs(5), || ipfailover_e2e::read(
+            &lab.dir.join("reasons.log")
+        )
+        .contains("PostAcq manual"))
+        .is_some(),
+        "{}",
+        lab.logs()
+    );
+    assert!(wait_for(Duration::from_secs(10), || mailed(
+        &lab,
+        "asked by an administrator"
+    ))
+    .is_some());
+    // The primary's heartbeats go on: the address stays, taken by hand.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(lab.holds(Host::Sec, "eth0", VIP));
+}
+
+#[test]
+fn a_caller_who_is_not_failoverds_user_is_refused() {
+    let mut lab = Lab::new("ctlperm");
+    let (_hb, _fo) = pair(&mut lab, &[]);
+    let socket = lab.state_dir(Host::Sec).join("failoverd.sock");
+    let mode = std::fs::metadata(&socket).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    assert_eq!(mode.ok(), Some(0o600));
+    let as_nobody = |lab: &Lab| {
+        let ns = lab.ns(Host::Sec);
+        let dir = lab.state_dir(Host::Sec).to_string_lossy().into_owned();
+        let ctl = bin("failoverctl").to_string_lossy().into_owned();
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                &ctl,
+                "pause",
+                "--state-dir",
+                &dir,
+            ])
+            .output()
+            .expect("setpriv")
+    };
+    // The state directory and the socket keep others out...
+    let out = as_nobody(&lab);
+    assert_eq!(out.status.code(), Some(77), "{}", said(&out));
+    // ...and so does failoverd itself, asking the kernel who connected: even a socket made
+    // world-writable by mistake (and a directory others may enter) lets nobody else in.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lab.state_dir(Host::Sec);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = as_nobody(&lab);
+    assert_eq!(out.status.code(), Some(77), "{}", said(&out));
+    assert!(said(&out).contains("only uid 0"), "{}", said(&out));
+    let st = lab.status(Host::Sec, "failoverd");
+    assert!(st["pause"].is_null(), "a stranger paused failoverd: {st}");
+    assert!(
+        lab.logs().contains("refused: only uid 0"),
+        "not logged:\n{}",
+        lab.logs()
+    );
+}
+
+#[test]
+fn init_writes_configurations_that_pass_the_check_and_make_a_working_pair() {
+    let mut lab = Lab::new("init");
+    let secret = lab.dir.join("secret").to_string_lossy().into_owned();
+    let ctl = bin("failoverctl").to_string_lossy().into_owned();
+    let init = |host: Host, args: &[&str]| {
+        let ns = lab.ns(host);
+        let mut argv = vec!["netns", "exec", ns.as_str(), ctl.as_str(), "init"];
+        argv.extend_from_slice(args);
+        Command::new("ip")
+            .args(&argv)
+            .output()
+            .expect("failoverctl init")
+    };
+    let pri_state = lab.state_dir(Host::Pri).to_string_lossy().into_owned();
+    let sec_state = lab.state_dir(Host::Sec).to_string_lossy().into_owned();
+    let pri_conf = lab.dir.join("pri-init.conf").to_string_lossy().into_owned();
+    let sec_conf = lab.dir.join("sec-init.conf").to_string_lossy().into_owned();
+    let scripts = lab.dir.join("scripts").to_string_lossy().into_owned();
+    // The primary: the broadcast addresses come from its interfaces; the secret is made.
+    let out = init(
+        Host::Pri,
+        &[
+            "--primary",
+            "--interval",
+            "100ms",
+            "--secret-file",
+            &secret,
+            "--state-dir",
+            &pri_state,
+            "--output",
+            &pri_conf,
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("FAILOVER_BCAST_IPS=\"198.51.100.255 203.0.113.255\""),
+        "{}",
+        said(&out)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret)
+        .expect("secret")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // The secondary: the address to take over is the peer's, on the interface of its subnet;
+    // the same secret (copied, here the same file).
+    let out = init(
+        Host::Sec,
+        &[
+            "--secondary",
+            "--peer",
+            VIP,
+            "--timeout",
+            "1s",
+            "--secret-file",
+            &secret,
+            "--state-dir",
+            &sec_state,
+            "--script-dir",
+            &scripts,
+            "--output",
+            &sec_conf,
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!("FAILOVER_PEER_IP_PAIRS=\"eth0:{VIP}\"")),
+        "{}",
+        said(&out)
+    );
+    // Never over an existing file without --force.
+    let again = init(
+        Host::Sec,
+        &[
+            "--secondary",
+            "--peer",
+            VIP,
+            "--secret-file",
+            &secret,
+            "--output",
+            &sec_conf,
+        ],
+    );
+    assert_eq!(again.status.code(), Some(78), "{}", said(&again));
+    // Non-interactive and missing what it needs: a usage error naming the option.
+    let none = init(
+        Host::Sec,
+        &[
+            "--secondary",
+            "--secret-file",
+            &secret,
+            "--output",
+            "/nonexistent/x",
+        ],
+    );
+    assert_eq!(none.status.code(), Some(64), "{}", said(&none));
+    assert!(said(&none).contains("--peer"), "{}", said(&none));
+    // They make a working pair.
+    let hb = lab.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &pri_conf]);
+    let fo = lab.spawn(Host::Sec, "failoverd", "failoverd", &["-c", &sec_conf]);
+    assert!(
+        lab.wait_log(fo, "-> monitoring", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
+    );
+    lab.kill_primary(hb);
+    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(10));
+}
+
+#[test]
+fn watch_shows_a_takeover_as_it_happens_in_a_terminal_and_in_a_pipe() {
+    let mut lab = Lab::new("watch");
+    let (hb, _fo) = pair(&mut lab, &[]);
+    let ns = lab.ns(Host::Sec);
+    let dir = lab.state_dir(Host::Sec).to_string_lossy().into_owned();
+    let ctl = bin("failoverctl").to_string_lossy().into_owned();
+    // In a pipe: a block per change.
+    let piped = lab.dir.join("watch.txt");
+    let file = std::fs::File::create(&piped).expect("watch output");
+    let mut background = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            &ctl,
+            "watch",
+            "--count",
+            "3",
+            "--state-dir",
+            &dir,
+        ])
+        .stdout(file)
+        .spawn()
+        .expect("failoverctl watch");
+    // In a terminal: tmux, redrawn in place.
+    let session = format!("ipfowatch{}", std::process::id());
+    let command = format!("ip netns exec {ns} {ctl} watch --state-dir {dir}");
+    assert!(Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "50",
+            &command
+        ])
+        .status()
+        .expect("tmux")
+        .success());
+    let pane = || {
+        Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let shown = wait_for(Duration::from_secs(10), || pane().contains("MONITORING"));
+    assert!(
+        shown.is_some(),
+        "watch never showed MONITORING:\n{}",
+        pane()
+    );
+    lab.kill_primary(hb);
+    let shown = wait_for(Duration::from_secs(10), || pane().contains("ACQUIRED"));
+    let last = pane();
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    assert!(shown.is_some(), "watch never showed the takeover:\n{last}");
+    assert!(
+        !last.contains("MONITORING"),
+        "not redrawn in place:\n{last}"
+    );
+    // The pipe got the change as blocks of their own, then stopped after three.
+    let end = wait_for(Duration::from_secs(10), || {
+        matches!(background.try_wait(), Ok(Some(_)))
+    });
+    if end.is_none() {
+        let _ = background.kill();
+    }
+    let text = ipfailover_e2e::read(&piped);
+    assert!(text.matches("===== ").count() >= 2, "{text}");
+    let first_monitoring = text.find("MONITORING").unwrap_or(usize::MAX);
+    let later = text.rfind("ACQUIR").unwrap_or(0);
+    assert!(later > first_monitoring, "{text}");
+}
