@@ -34,6 +34,9 @@ const IPFO_VIP: &str = "198.51.100.10";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Daemon {
     Ipfailover,
+    /// ipfailover moving a service alias (198.51.100.100) while the primary's own address
+    /// stays on it.
+    IpfailoverAlias,
     Keepalived,
 }
 
@@ -41,6 +44,7 @@ impl Daemon {
     fn name(self) -> &'static str {
         match self {
             Daemon::Ipfailover => "ipfailover",
+            Daemon::IpfailoverAlias => "ipfailover (service alias)",
             Daemon::Keepalived => "keepalived",
         }
     }
@@ -48,6 +52,7 @@ impl Daemon {
     fn colour(self) -> &'static str {
         match self {
             Daemon::Ipfailover => "#1a7f37",
+            Daemon::IpfailoverAlias => "#0969da",
             Daemon::Keepalived => "#b35900",
         }
     }
@@ -135,7 +140,7 @@ impl Bed {
     fn vip(&self) -> &'static str {
         match self.daemon {
             Daemon::Ipfailover => IPFO_VIP,
-            Daemon::Keepalived => VRRP_VIP,
+            Daemon::IpfailoverAlias | Daemon::Keepalived => VRRP_VIP,
         }
     }
 
@@ -177,7 +182,7 @@ impl Bed {
         }
         bed.secondary = bed.start_secondary();
         let ready = match daemon {
-            Daemon::Ipfailover => "-> monitoring",
+            Daemon::Ipfailover | Daemon::IpfailoverAlias => "-> monitoring",
             Daemon::Keepalived => "Entering BACKUP STATE",
         };
         if !bed
@@ -202,8 +207,16 @@ impl Bed {
     fn start_primary(&mut self) {
         self.generation += 1;
         let g = self.generation;
+        if self.daemon == Daemon::IpfailoverAlias {
+            // The service address is the primary's, configured like its own (it stays on a
+            // host that crashes and comes back, as configuration does).
+            self.lab.ip(
+                Host::Pri,
+                &["addr", "replace", &format!("{VRRP_VIP}/24"), "dev", "eth0"],
+            );
+        }
         let idx = match self.daemon {
-            Daemon::Ipfailover => {
+            Daemon::Ipfailover | Daemon::IpfailoverAlias => {
                 let state = self.state.path("pri");
                 let conf = self.lab.write(
                     "pri.conf",
@@ -230,13 +243,14 @@ impl Bed {
 
     fn start_secondary(&mut self) -> usize {
         match self.daemon {
-            Daemon::Ipfailover => {
+            Daemon::Ipfailover | Daemon::IpfailoverAlias => {
                 let state = self.state.path("sec");
                 let scripts = self.lab.dir.join("scripts").to_string_lossy().into_owned();
                 let timeout = dur_str(self.setting.timeout);
+                let pairs = format!("eth0:{}", self.vip());
                 let mut lines = vec![
                     ("FAILOVER_PEER_IP", IPFO_VIP),
-                    ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.10"),
+                    ("FAILOVER_PEER_IP_PAIRS", pairs.as_str()),
                     ("FAILOVER_SCRIPT_DIR", scripts.as_str()),
                     ("FAILOVER_STATE_DIR", state.as_str()),
                 ];
@@ -421,6 +435,52 @@ impl Bed {
         Ok(took)
     }
 
+    /// The primary's daemon alone is killed (SIGKILL; the host, its links and its addresses
+    /// stay): whether the secondary took the address over, and for how long both hosts held
+    /// it, over a window of three timeouts and a second. Then the daemon is started again.
+    fn daemon_killed(&mut self) -> Result<(Option<Duration>, Duration, Duration), String> {
+        self.wait_steady()?;
+        let idx = self.primary.ok_or("no primary")?;
+        let pids = self.pids(idx);
+        let vip = self.vip();
+        let t0 = Instant::now();
+        for pid in &pids {
+            // SAFETY: kill(2) on pids of processes this bench started.
+            unsafe {
+                libc::kill(i32::try_from(*pid).unwrap_or(0), libc::SIGKILL);
+            }
+        }
+        let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(5));
+        let window = self.setting.timeout * 3 + Duration::from_secs(1);
+        let mut took = None;
+        let mut both = Duration::ZERO;
+        let mut last = Instant::now();
+        while t0.elapsed() < window {
+            let sec = self.lab.holds(Host::Sec, "eth0", vip);
+            let pri = self.lab.holds(Host::Pri, "eth0", vip);
+            let now = Instant::now();
+            if sec && took.is_none() {
+                took = Some(now - t0);
+            }
+            if sec && pri {
+                both += now - last;
+            }
+            last = now;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Back to steady: the daemon again on the live host.
+        if self.daemon == Daemon::Keepalived {
+            // A keepalived killed with -9 leaves its address behind; its restart cleans up.
+            let _ = self.lab.ip(
+                Host::Pri,
+                &["addr", "del", &format!("{vip}/24"), "dev", "eth0"],
+            );
+        }
+        self.start_primary();
+        self.wait_steady()?;
+        Ok((took, both, window))
+    }
+
     /// CPU (% of one core) and RSS (KiB) of the primary's and the secondary's daemon while
     /// idle for `d`. The probe is paused meanwhile: its thousand packets a second through the
     /// primary's stack are not the daemons' work, and they would cool the daemons' caches.
@@ -494,10 +554,11 @@ impl Bed {
         self.wait_steady()?;
         let count = |bed: &mut Bed| -> u64 {
             match bed.daemon {
-                Daemon::Ipfailover => bed.lab.status(Host::Sec, "failoverd")["counters"]
-                    ["takeovers"]
-                    .as_u64()
-                    .unwrap_or(0),
+                Daemon::Ipfailover | Daemon::IpfailoverAlias => {
+                    bed.lab.status(Host::Sec, "failoverd")["counters"]["takeovers"]
+                        .as_u64()
+                        .unwrap_or(0)
+                }
                 Daemon::Keepalived => {
                     let log = bed.lab.proc(bed.secondary).log_text();
                     log.matches("Entering MASTER STATE").count() as u64
@@ -579,6 +640,8 @@ struct Results {
     failback_first: Vec<Duration>,
     failback_released: Vec<Duration>,
     cost: Option<[(f64, u64); 2]>,
+    /// The primary's daemon alone killed: takeover (if any), time with two holders, window.
+    killed: Vec<(Option<Duration>, Duration, Duration)>,
     /// ipfo-floor's CPU in heartbeatd's place (ipfailover only).
     floor: Option<f64>,
 }
@@ -636,7 +699,11 @@ fn main() {
     let mut failures: Vec<String> = Vec::new();
 
     for setting in &settings {
-        for daemon in [Daemon::Ipfailover, Daemon::Keepalived] {
+        for daemon in [
+            Daemon::Ipfailover,
+            Daemon::IpfailoverAlias,
+            Daemon::Keepalived,
+        ] {
             eprintln!(
                 "== {} at {} / {}",
                 daemon.name(),
@@ -671,9 +738,29 @@ fn main() {
                             break;
                         }
                     }
-                    match bed.cost(opts.idle) {
-                        Ok(c) => r.cost = Some(c),
-                        Err(e) => failures.push(e.lines().next().unwrap_or("").to_string()),
+                    // kill -9 of the primary's daemon alone, a few times.
+                    for _ in 0..opts.trials.div_ceil(4) {
+                        match bed.daemon_killed() {
+                            Ok(k) => {
+                                eprintln!(
+                                    "   daemon alone killed: takeover {:?}, two holders {} ms",
+                                    k.0.map(|d| d.as_millis()),
+                                    k.1.as_millis()
+                                );
+                                r.killed.push(k);
+                            }
+                            Err(e) => {
+                                failures.push(e.lines().next().unwrap_or("").to_string());
+                                break;
+                            }
+                        }
+                    }
+                    // Cost and floor once per kind of daemon: the alias costs the same.
+                    if daemon != Daemon::IpfailoverAlias {
+                        match bed.cost(opts.idle) {
+                            Ok(c) => r.cost = Some(c),
+                            Err(e) => failures.push(e.lines().next().unwrap_or("").to_string()),
+                        }
                     }
                     if daemon == Daemon::Ipfailover {
                         match bed.floor_cost(opts.idle) {
@@ -763,7 +850,8 @@ fn main() {
         report,
         "- Topology: the test lab (primary, secondary, client in network namespaces, public and private bridges). \
          ipfailover: heartbeats on both links, `FAILOVER_TIMEOUT` = 3 intervals, release after 3 heartbeats; \
-         the VIP is the primary's own address. keepalived: VRRPv3 on the public link, both `state BACKUP`, \
+         the VIP is the primary's own address (198.51.100.10); \
+         ipfailover (service alias): the same pair moving {VRRP_VIP}, an alias kept on the primary next to its own address. keepalived: VRRPv3 on the public link, both `state BACKUP`, \
          priorities 200 (primary) and 100 (secondary), preemption on (its defaults); VIP {VRRP_VIP}."
     );
     let _ = writeln!(
@@ -776,7 +864,7 @@ fn main() {
     let table = |title: &str,
                  pick: &dyn Fn(&Results) -> &Vec<Duration>,
                  note: &dyn Fn(Setting, &Summary) -> String| {
-        let mut t = format!("## {title}\n\n| setting | ipfailover | keepalived | ipfailover: |\n|---|---|---|---|\n");
+        let mut t = format!("## {title}\n\n| setting | ipfailover | ipfailover (service alias) | keepalived | ipfailover: |\n|---|---|---|---|---|\n");
         for s in &settings {
             let cell = |d: Daemon| {
                 results
@@ -784,13 +872,18 @@ fn main() {
                     .find(|(st, dd, _)| st.label == s.label && *dd == d)
                     .and_then(|(_, _, r)| Summary::of(pick(r)))
             };
-            let (a, b) = (cell(Daemon::Ipfailover), cell(Daemon::Keepalived));
+            let (a, al, b) = (
+                cell(Daemon::Ipfailover),
+                cell(Daemon::IpfailoverAlias),
+                cell(Daemon::Keepalived),
+            );
             let _ = writeln!(
                 t,
-                "| {} / {} | {} | {} | {} |",
+                "| {} / {} | {} | {} | {} | {} |",
                 dur_str(s.interval),
                 dur_str(s.timeout),
                 a.map_or("—".into(), |x| x.cell()),
+                al.map_or("—".into(), |x| x.cell()),
                 b.map_or("—".into(), |x| x.cell()),
                 a.map_or(String::new(), |x| note(*s, &x))
             );
@@ -846,6 +939,43 @@ fn main() {
             )
         },
     ));
+    let _ = writeln!(
+        report,
+        "\n## kill -9 of the primary's daemon alone (its host, links and addresses stay)\n\n\
+         The secondary must not take the address over: the primary still answers for it. Each \
+         cell: how many of the trials took over, and the time with two hosts holding the \
+         address, summed over the trials (each watched for three timeouts and a second).\n\n\
+         | setting | ipfailover | ipfailover (service alias) | keepalived |\n|---|---|---|---|"
+    );
+    for s in &settings {
+        let k = |d: Daemon| {
+            results
+                .iter()
+                .find(|(st, dd, _)| st.label == s.label && *dd == d)
+                .map(|(_, _, r)| {
+                    if r.killed.is_empty() {
+                        return "—".to_string();
+                    }
+                    let took = r.killed.iter().filter(|k| k.0.is_some()).count();
+                    let both: Duration = r.killed.iter().map(|k| k.1).sum();
+                    format!(
+                        "{took} of {} taken over; two holders {} ms",
+                        r.killed.len(),
+                        both.as_millis()
+                    )
+                })
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = writeln!(
+            report,
+            "| {} / {} | {} | {} | {} |",
+            dur_str(s.interval),
+            dur_str(s.timeout),
+            k(Daemon::Ipfailover),
+            k(Daemon::IpfailoverAlias),
+            k(Daemon::Keepalived)
+        );
+    }
     let _ = writeln!(
         report,
         "\n## Cost, idle for {} s (CPU in % of one core; resident memory)\n\n| setting | ipfailover heartbeatd | floor (ipfo-floor) | ipfailover failoverd | keepalived primary | keepalived secondary |\n|---|---|---|---|---|---|",
