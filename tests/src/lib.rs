@@ -847,7 +847,15 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Processes first (each Proc kills its child by pid), then namespaces.
+        let pids: Vec<u32> = self.procs.iter().map(Proc::pid).collect();
         self.procs.clear();
+        // libfaketime (spawn_skewed) keeps a shared-memory segment and a semaphore named by
+        // the pid of the process it was preloaded into, and removes them at exit: a daemon
+        // killed with SIGKILL leaves them in /dev/shm. Ours, by pid; absent ones are fine.
+        for pid in pids {
+            let _ = fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+            let _ = fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
+        }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
