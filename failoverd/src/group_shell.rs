@@ -39,6 +39,7 @@ const SIGNALS: Token = Token(0);
 const HOOK_OUTPUT: Token = Token(1);
 const CONFLICT: Token = Token(2);
 const ETCD: Token = Token(3);
+const ADDRESS_EVENTS: Token = Token(4);
 
 /// Packets read per conflict socket per turn.
 const READ_BUDGET: usize = 256;
@@ -144,6 +145,9 @@ pub(crate) struct GroupShell {
     hooks: HookRunner,
     hook_source: Option<(u64, i32)>,
     conflict_watch: ConflictWatch,
+    /// The kernel's address notifications, to notice a held address removed by hand.
+    #[cfg(target_os = "linux")]
+    address_events: Option<ipfailover_os::AddressEvents>,
     mailer: Option<Mailer>,
     status: Status,
     status_file: StatusFile,
@@ -211,6 +215,12 @@ impl GroupShell {
         for e in conflict_watch.watch(poll.registry(), CONFLICT, &watched) {
             log::warn!("{e}: an acquisition there cannot check whether the address still answers");
         }
+        #[cfg(target_os = "linux")]
+        let address_events = crate::shell::follow_addresses(
+            &poll,
+            ADDRESS_EVENTS,
+            "a held address removed by hand is not noticed",
+        )?;
         let hostname = daemon::hostname();
         let mailer = match mail::settings_for(&settings, &hostname).map_err(|e| {
             StartError::config(format!(
@@ -288,6 +298,8 @@ impl GroupShell {
             held: BTreeSet::new(),
             errors: BTreeMap::new(),
             conflict_watch,
+            #[cfg(target_os = "linux")]
+            address_events,
             mailer,
             since: BTreeMap::new(),
             lease_times: BTreeMap::new(),
@@ -326,6 +338,7 @@ impl GroupShell {
                     SIGNALS => signalled = true,
                     HOOK_OUTPUT => hook_event = true,
                     CONFLICT => self.read_conflicts(now),
+                    ADDRESS_EVENTS => self.check_addresses(now),
                     _ => {}
                 }
             }
@@ -897,6 +910,74 @@ impl GroupShell {
             }
         }
         self.status_dirty = true;
+    }
+
+    /// After an address change in the kernel: an address this member holds in etcd (its key
+    /// under our live lease, the deadline not passed) that is gone from its interface was
+    /// removed by hand or by a network manager. Nobody else may answer for it while our key
+    /// lives, so it is added again at once (and announced), and the administrator is told.
+    fn check_addresses(&mut self, now: Instant) {
+        if !crate::shell::addresses_changed(
+            #[cfg(target_os = "linux")]
+            &mut self.address_events,
+        ) {
+            return;
+        }
+        // One look at every address of the host, not one per address: a group may hold
+        // hundreds, and each of their adds is an event.
+        let present: BTreeSet<(String, IpAddr)> = match ipfailover_os::local_addrs() {
+            Ok(locals) => locals.into_iter().map(|l| (l.iface, l.addr)).collect(),
+            Err(e) => {
+                log::warn!("reading this host's addresses: {e}");
+                return;
+            }
+        };
+        let gone: Vec<(IpAddr, i64)> = self
+            .core
+            .addrs()
+            .iter()
+            .filter(|(a, st)| {
+                st.may_hold() && !matches!(st, AddrState::Releasing { .. }) && self.held.contains(a)
+            })
+            .filter(|(a, _)| {
+                self.pairs
+                    .get(a)
+                    .is_some_and(|p| !present.contains(&(p.iface.clone(), p.addr)))
+            })
+            .map(|(a, st)| (*a, st.epoch().unwrap_or(0)))
+            .collect();
+        for (addr, epoch) in gone {
+            let iface = self
+                .pairs
+                .get(&addr)
+                .map_or("?", |p| p.iface.as_str())
+                .to_string();
+            log::warn!(
+                "{addr} was removed from {iface} behind failoverd's back; this member holds it \
+                 in etcd (epoch {epoch}): adding it again"
+            );
+            self.held.remove(&addr);
+            self.errors.insert(
+                addr,
+                format!("removed from {iface} behind failoverd's back"),
+            );
+            self.next_add_retry = now;
+            let subject = format!(
+                "{}: {addr} was removed from {iface} by hand; added again",
+                self.settings.group
+            );
+            let body = format!(
+                "Member {} of group {} holds {addr} in etcd (epoch {epoch}), but the address \
+                 was removed from {iface} by something other than failoverd (ip addr del, a \
+                 network manager). Nobody else may take it while this member's lease lives, so \
+                 failoverd added it again. To move it away on purpose, stop failoverd on this \
+                 member (systemctl stop failoverd): it releases the address and the next \
+                 member takes it.\n",
+                self.member, self.settings.group
+            );
+            self.send_notice(subject, body);
+        }
+        self.retry_adds(now);
     }
 
     /// An address this member holds in etcd that could not be added (the interface was down,

@@ -195,26 +195,11 @@ impl Shell {
             log::warn!("{e}: a takeover there cannot check whether the address still answers");
         }
         #[cfg(target_os = "linux")]
-        let address_events = match ipfailover_os::AddressEvents::new() {
-            Ok(events) => {
-                let fd = events.fd();
-                poll.registry()
-                    .register(
-                        &mut mio::unix::SourceFd(&fd),
-                        ADDRESS_EVENTS,
-                        Interest::READABLE,
-                    )
-                    .map_err(|e| StartError::other("poll", e))?;
-                Some(events)
-            }
-            Err(e) => {
-                log::warn!(
-                    "cannot follow the kernel's address changes ({e}): an address removed by \
-                     hand while held is noticed only at the next status write"
-                );
-                None
-            }
-        };
+        let address_events = follow_addresses(
+            &poll,
+            ADDRESS_EVENTS,
+            "an address removed by hand while held is noticed only at the next status write",
+        )?;
         let now = Instant::now();
         let mut core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
         let control = match ControlSocket::bind(&settings.state_dir, daemon::euid()) {
@@ -825,15 +810,11 @@ impl Shell {
 
     /// After an address change in the kernel: whether what we hold is still there.
     fn check_addresses(&mut self, now: Instant) {
-        #[cfg(target_os = "linux")]
-        {
-            let changed = self
-                .address_events
-                .as_mut()
-                .is_some_and(|events| events.drain());
-            if !changed {
-                return;
-            }
+        if !addresses_changed(
+            #[cfg(target_os = "linux")]
+            &mut self.address_events,
+        ) {
+            return;
         }
         if self.core.state() != State::Acquired {
             return;
@@ -1747,6 +1728,44 @@ fn core_config(settings: &Settings, pairs: &[ResolvedPair]) -> Config {
         release_after: settings.release_after,
         taken_over: pairs.iter().map(|p| p.addr).collect(),
         conflict_grace: settings.conflict_grace,
+    }
+}
+
+/// The kernel's address notifications, registered with `poll` under `token`; `None` (with a
+/// warning naming what is lost: `without`) when the kernel will not give them.
+#[cfg(target_os = "linux")]
+pub(crate) fn follow_addresses(
+    poll: &Poll,
+    token: Token,
+    without: &str,
+) -> Result<Option<ipfailover_os::AddressEvents>, StartError> {
+    match ipfailover_os::AddressEvents::new() {
+        Ok(events) => {
+            let fd = events.fd();
+            poll.registry()
+                .register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
+                .map_err(|e| StartError::other("poll", e))?;
+            Ok(Some(events))
+        }
+        Err(e) => {
+            log::warn!("cannot follow the kernel's address changes ({e}): {without}");
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the kernel said an address changed since the last call (always true where
+/// failoverd cannot follow the changes: then every caller's check runs).
+pub(crate) fn addresses_changed(
+    #[cfg(target_os = "linux")] events: &mut Option<ipfailover_os::AddressEvents>,
+) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        events.as_mut().is_some_and(|events| events.drain())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
     }
 }
 

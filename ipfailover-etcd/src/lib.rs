@@ -335,7 +335,10 @@ impl Http {
                 *Self::lock(&self.token) = None;
                 return self.call_at(endpoint, path, body, timeout, false);
             }
-            return Err(format!("{endpoint}{path}: etcd says: {message}"));
+            return Err(format!(
+                "{endpoint}{path}: etcd says: {message}{}",
+                gateway_hint(endpoint, &message)
+            ));
         }
         if !(200..300).contains(&status) {
             return Err(format!(
@@ -373,7 +376,10 @@ impl Http {
             .timeout_global(Some(timeout))
             .build()
             .send(body.to_string())
-            .map_err(|e| format!("{endpoint}{path}: {e}"))
+            .map_err(|e| {
+                let text = e.to_string();
+                format!("{endpoint}{path}: {text}{}", tls_hint(&text))
+            })
     }
 
     /// The token to send, authenticating first if a user is set and none is held.
@@ -421,6 +427,40 @@ pub struct Client {
 
 fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| ConfigError(format!("{what} {}: {e}", path.display())))
+}
+
+/// What to look at, for the TLS failures an administrator meets while setting up (the words
+/// are rustls's and the server's alerts, as ureq passes them on).
+fn tls_hint(error: &str) -> &'static str {
+    if error.contains("UnknownIssuer") {
+        " (etcd's certificate is not signed by a CA in FAILOVER_ETCD_CA_FILE, or by a public \
+         CA when that is unset)"
+    } else if error.contains("NotValidForName") {
+        " (etcd's certificate does not name this endpoint's address or host name in its \
+         subject alternative names)"
+    } else if error.contains("Expired") || error.contains("NotValidYet") {
+        " (a certificate is out of its validity dates, or this host's clock is off)"
+    } else if error.contains("BadCertificate")
+        || error.contains("CertificateRequired")
+        || error.contains("UnknownCA")
+    {
+        " (etcd refused this member's client certificate, or none was shown: \
+         FAILOVER_ETCD_CERT_FILE and FAILOVER_ETCD_KEY_FILE, signed by etcd's \
+         ETCD_TRUSTED_CA_FILE)"
+    } else {
+        ""
+    }
+}
+
+/// etcd 3.4's JSON gateway says only "connection closed" when its own connection to etcd's
+/// gRPC port fails, which with TLS is nearly always a server certificate without clientAuth.
+fn gateway_hint(endpoint: &str, message: &str) -> &'static str {
+    if endpoint.starts_with("https://") && message.contains("connection closed") {
+        " (with ETCD_CLIENT_CERT_AUTH, etcd's own server certificate must allow clientAuth \
+         too: its gateway shows it to etcd's gRPC port; see groups(7), TLS)"
+    } else {
+        ""
+    }
 }
 
 /// The TLS settings, from the CA and client certificate files.
@@ -941,5 +981,31 @@ impl WatchWorker {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gateway_hint, tls_hint};
+
+    #[test]
+    fn tls_failures_name_the_setting_to_look_at() {
+        let unknown = "io: invalid peer certificate: UnknownIssuer";
+        assert!(tls_hint(unknown).contains("FAILOVER_ETCD_CA_FILE"));
+        let alert = "io: received fatal alert: BadCertificate";
+        assert!(tls_hint(alert).contains("FAILOVER_ETCD_CERT_FILE"));
+        let name = "io: invalid peer certificate: NotValidForName";
+        assert!(tls_hint(name).contains("subject alternative names"));
+        assert_eq!(tls_hint("io: Connection refused (os error 111)"), "");
+        let https = "https://203.0.113.1:2379";
+        assert!(gateway_hint(https, "connection closed").contains("clientAuth"));
+        assert_eq!(
+            gateway_hint("http://203.0.113.1:2379", "connection closed"),
+            ""
+        );
+        assert_eq!(
+            gateway_hint(https, "etcdserver: requested lease not found"),
+            ""
+        );
     }
 }

@@ -71,6 +71,21 @@ pub struct GroupLab {
     pub etcds: usize,
     etcd_procs: BTreeMap<usize, usize>,
     member_procs: BTreeMap<usize, usize>,
+    /// Set by [`GroupLab::enable_tls`]: etcd's clients speak TLS and show certificates.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The lab's TLS material (PEM files in the lab's directory), made by openssl.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The lab's CA certificate.
+    pub ca: String,
+    /// A client certificate the CA signed, and its key.
+    pub cert: String,
+    /// The client certificate's key.
+    pub key: String,
+    /// A second CA that signed nothing of etcd's.
+    pub other_ca: String,
 }
 
 impl GroupLab {
@@ -90,6 +105,7 @@ impl GroupLab {
             etcds,
             etcd_procs: BTreeMap::new(),
             member_procs: BTreeMap::new(),
+            tls: None,
         };
         lab.build();
         lab
@@ -202,8 +218,9 @@ impl GroupLab {
 
     /// etcd's client URLs, comma-separated.
     pub fn endpoints(&self) -> String {
+        let scheme = self.scheme();
         (1..=self.etcds)
-            .map(|j| format!("http://203.0.113.{j}:2379"))
+            .map(|j| format!("{scheme}://203.0.113.{j}:2379"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -316,21 +333,121 @@ impl GroupLab {
         ]);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Makes a CA, a server certificate for every etcd member's address, a client
+    /// certificate, and a second CA (openssl, EC P-256); etcd started after this serves its
+    /// clients over TLS only and asks each for a certificate the CA signed
+    /// (`--client-cert-auth`), and members get the CA, certificate and key in their
+    /// configuration. Peers keep plain HTTP on the lab's own bridge.
+    pub fn enable_tls(&mut self) {
+        let d = self.dir.join("tls");
+        fs::create_dir_all(&d).expect("tls directory");
+        let p = |name: &str| d.join(name).to_string_lossy().into_owned();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl (scripts/deps test installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let mut a = vec!["req", "-x509"];
+            a.extend_from_slice(&ec);
+            let (key, crt, subj) = (
+                p(&format!("{ca}.key")),
+                p(&format!("{ca}.pem")),
+                format!("/CN=ipfailover lab {ca}"),
+            );
+            a.extend_from_slice(&["-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]);
+            openssl(&a);
+        }
+        let sans = (1..=self.etcds)
+            .map(|j| format!("IP:203.0.113.{j}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (name, ext) in [
+            // etcd 3.4's JSON gateway shows the server's certificate to etcd's gRPC port as a
+            // client certificate: with --client-cert-auth it must allow clientAuth too.
+            (
+                "server",
+                format!("subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth"),
+            ),
+            ("client", "extendedKeyUsage=clientAuth".to_string()),
+        ] {
+            let (key, csr, crt) = (
+                p(&format!("{name}.key")),
+                p(&format!("{name}.csr")),
+                p(&format!("{name}.pem")),
+            );
+            let subj = format!("/CN=ipfailover lab {name}");
+            let mut a = vec!["req"];
+            a.extend_from_slice(&ec);
+            a.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(&a);
+            let extfile = p(&format!("{name}.ext"));
+            fs::write(&extfile, ext).expect("extension file");
+            let (ca, cakey) = (p("ca.pem"), p("ca.key"));
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &cakey,
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        self.tls = Some(TlsFiles {
+            ca: p("ca.pem"),
+            cert: p("client.pem"),
+            key: p("client.key"),
+            other_ca: p("other-ca.pem"),
+        });
+    }
+
     /// Starts etcd member `j` (its data directory kept across restarts).
     pub fn start_etcd(&mut self, j: usize) {
         let data = self.dir.join(format!("etcd{j}"));
         fs::create_dir_all(&data).expect("etcd data directory");
         let me = format!("203.0.113.{j}");
+        let scheme = self.scheme();
         let cluster = (1..=self.etcds)
             .map(|k| format!("e{k}=http://203.0.113.{k}:2380"))
             .collect::<Vec<_>>()
             .join(",");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "etcd".into(),
             format!("--name=e{j}"),
             format!("--data-dir={}", data.display()),
-            format!("--listen-client-urls=http://{me}:2379"),
-            format!("--advertise-client-urls=http://{me}:2379"),
+            format!("--listen-client-urls={scheme}://{me}:2379"),
+            format!("--advertise-client-urls={scheme}://{me}:2379"),
             format!("--listen-peer-urls=http://{me}:2380"),
             format!("--initial-advertise-peer-urls=http://{me}:2380"),
             format!("--initial-cluster={cluster}"),
@@ -344,6 +461,15 @@ impl GroupLab {
             // The lab's etcd is thrown away: fsync would only slow the tests.
             "--unsafe-no-fsync".into(),
         ];
+        if let Some(tls) = &self.tls {
+            let d = self.dir.join("tls");
+            args.extend([
+                format!("--cert-file={}", d.join("server.pem").display()),
+                format!("--key-file={}", d.join("server.key").display()),
+                format!("--trusted-ca-file={}", tls.ca),
+                "--client-cert-auth".into(),
+            ]);
+        }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let idx = self.launch(Node::Etcd(j), &format!("etcd{j}"), &argv, false);
         self.etcd_procs.insert(j, idx);
@@ -365,12 +491,17 @@ impl GroupLab {
     pub fn etcdctl(&self, args: &[&str]) -> String {
         let endpoints = format!("--endpoints={}", self.endpoints());
         let mut argv = vec![
-            "etcdctl",
-            endpoints.as_str(),
-            "--dial-timeout=1s",
-            "--command-timeout=2s",
+            "etcdctl".to_string(),
+            endpoints,
+            "--dial-timeout=1s".into(),
+            "--command-timeout=2s".into(),
         ];
-        argv.extend_from_slice(args);
+        if let Some(tls) = &self.tls {
+            argv.push(format!("--cacert={}", tls.ca));
+            argv.push(format!("--cert={}", tls.cert));
+            argv.push(format!("--key={}", tls.key));
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
         let live = (1..=self.etcds)
             .find(|j| self.etcd_procs.contains_key(j))
             .unwrap_or(1);
@@ -396,7 +527,8 @@ impl GroupLab {
             if id == leader && leader != 0 {
                 let ep = s["Endpoint"].as_str()?;
                 let j = ep
-                    .trim_start_matches("http://203.0.113.")
+                    .trim_start_matches(self.scheme())
+                    .trim_start_matches("://203.0.113.")
                     .trim_end_matches(":2379")
                     .parse()
                     .ok()?;
@@ -431,6 +563,11 @@ impl GroupLab {
             ("FAILOVER_SCRIPT_DIR".into(), scripts),
             ("FAILOVER_STATE_DIR".into(), state),
         ];
+        if let Some(tls) = &self.tls {
+            lines.push(("FAILOVER_ETCD_CA_FILE".into(), tls.ca.clone()));
+            lines.push(("FAILOVER_ETCD_CERT_FILE".into(), tls.cert.clone()));
+            lines.push(("FAILOVER_ETCD_KEY_FILE".into(), tls.key.clone()));
+        }
         for (k, v) in extra {
             lines.retain(|(key, _)| key != k);
             lines.push((k.to_string(), v.to_string()));

@@ -19,6 +19,16 @@ fn never_two(lab: &GroupLab, t: &ipfailover_e2e::group::Timeline) {
     );
 }
 
+/// Waits (up to 20 s) until member `i`, and only it, holds `addr`.
+fn held_by(lab: &GroupLab, addr: &str, i: usize) {
+    assert_eq!(
+        lab.wait_one_holder(addr, Duration::from_secs(20)),
+        Some(i),
+        "m{i} should hold {addr}:\n{}",
+        lab.logs()
+    );
+}
+
 fn three_members(name: &str, extra: &[(&str, &str)]) -> GroupLab {
     let mut lab = GroupLab::new(name, 3, 3);
     lab.start_etcd_cluster();
@@ -96,12 +106,7 @@ fn the_holder_crashes_and_the_next_priority_takes_over() {
 fn a_holder_cut_off_from_etcd_drops_the_address_before_another_acquires_it() {
     let mut lab = three_members("cut", &[]);
     let addr = vip(0);
-    assert_eq!(
-        lab.wait_one_holder(&addr, Duration::from_secs(20)),
-        Some(1),
-        "{}",
-        lab.logs()
-    );
+    held_by(&lab, &addr, 1);
     let sampler = lab.sampler(std::slice::from_ref(&addr));
     let cut = Instant::now();
     // Cut off from etcd, not from the client: its kernel would go on answering if it kept
@@ -144,12 +149,7 @@ fn a_holder_cut_off_from_etcd_drops_the_address_before_another_acquires_it() {
 fn without_an_etcd_quorum_nobody_acquires_and_the_group_recovers_with_it() {
     let mut lab = three_members("quorum", &[("FAILOVER_LEASE_TTL", "3s")]);
     let addr = vip(0);
-    assert_eq!(
-        lab.wait_one_holder(&addr, Duration::from_secs(20)),
-        Some(1),
-        "{}",
-        lab.logs()
-    );
+    held_by(&lab, &addr, 1);
     let sampler = lab.sampler(std::slice::from_ref(&addr));
     // The leader dies: the other two elect a new one; the holder keeps the address (its
     // renewals go to another endpoint), or at worst fences and it is acquired again.
@@ -206,12 +206,7 @@ fn without_an_etcd_quorum_nobody_acquires_and_the_group_recovers_with_it() {
 fn a_stalled_holder_drops_the_address_before_it_acts_and_the_next_waits_for_that() {
     let mut lab = three_members("stall", &[]);
     let addr = vip(0);
-    assert_eq!(
-        lab.wait_one_holder(&addr, Duration::from_secs(20)),
-        Some(1),
-        "{}",
-        lab.logs()
-    );
+    held_by(&lab, &addr, 1);
     let sampler = lab.sampler(std::slice::from_ref(&addr));
     lab.signal_member(1, libc::SIGSTOP);
     // Past its TTL: m2 wins the key, but m1's kernel still answers for the address, so m2
@@ -246,12 +241,7 @@ fn a_clean_stop_hands_over_at_once_and_preemption_decides_the_return() {
     for preempt in ["no", "yes"] {
         let mut lab = three_members(&format!("stop{preempt}"), &[("FAILOVER_PREEMPT", preempt)]);
         let addr = vip(0);
-        assert_eq!(
-            lab.wait_one_holder(&addr, Duration::from_secs(20)),
-            Some(1),
-            "{}",
-            lab.logs()
-        );
+        held_by(&lab, &addr, 1);
         let sampler = lab.sampler(std::slice::from_ref(&addr));
         let stop = Instant::now();
         lab.signal_member(1, libc::SIGTERM);
@@ -625,12 +615,7 @@ fn a_member_authenticates_to_etcd_and_a_wrong_password_acquires_nothing() {
     );
     let addr = vip(0);
     // m1 outranks m2, but cannot authenticate: m2 holds the address.
-    assert_eq!(
-        lab.wait_one_holder(&addr, Duration::from_secs(20)),
-        Some(2),
-        "{}",
-        lab.logs()
-    );
+    held_by(&lab, &addr, 2);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lab.holders_now(&addr), vec![2]);
     assert!(
@@ -639,4 +624,131 @@ fn a_member_authenticates_to_etcd_and_a_wrong_password_acquires_nothing() {
         lab.logs()
     );
     assert_ne!(lab.status(1)["state"], "member", "{}", lab.status(1));
+}
+
+#[test]
+fn members_reach_etcd_over_tls_with_client_certificates_and_untrusted_ones_acquire_nothing() {
+    let mut lab = GroupLab::new("tls", 3, 3);
+    lab.enable_tls();
+    lab.start_etcd_cluster();
+    let tls = lab.tls.clone().unwrap();
+    let failoverd = ipfailover_e2e::bin("failoverd")
+        .to_string_lossy()
+        .into_owned();
+    let check = |lab: &GroupLab, i: usize, conf: &str| {
+        let ns = lab.ns(ipfailover_e2e::group::Node::Member(i));
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, &failoverd, "-t", "-c", conf])
+            .output()
+            .expect("failoverd -t");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // -t over TLS, with the lab's CA and a client certificate: every endpoint answers.
+    let text = check(&lab, 3, &lab.member_conf(3, &[]));
+    assert!(
+        text.contains("https://203.0.113.1:2379: answers (etcd 3."),
+        "{text}"
+    );
+    assert_eq!(text.matches(": answers (etcd 3.").count(), 3, "{text}");
+    // Trusting another CA: etcd's certificate is refused, and -t says so per endpoint.
+    let wrong_ca = [("FAILOVER_ETCD_CA_FILE", tls.other_ca.as_str())];
+    let text = check(&lab, 1, &lab.member_conf(1, &wrong_ca));
+    assert_eq!(text.matches("does NOT answer").count(), 3, "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    let addr = vip(0);
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    // m1 outranks the others but trusts the wrong CA; m2 shows no client certificate, which
+    // etcd (--client-cert-auth) refuses; m3 has both right and is the only one that holds.
+    lab.start_member(1, &wrong_ca);
+    let no_cert = [
+        ("FAILOVER_ETCD_CERT_FILE", ""),
+        ("FAILOVER_ETCD_KEY_FILE", ""),
+    ];
+    lab.start_member(2, &no_cert);
+    lab.start_member(3, &[]);
+    held_by(&lab, &addr, 3);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.holders_now(&addr), vec![3], "{}", lab.logs());
+    for i in [1, 2] {
+        assert_ne!(lab.status(i)["state"], "member", "{}", lab.status(i));
+    }
+    // Each log says what to look at.
+    assert!(
+        lab.wait_log(
+            1,
+            "not signed by a CA in FAILOVER_ETCD_CA_FILE",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        lab.logs()
+    );
+    assert!(
+        lab.wait_log(
+            2,
+            "refused this member's client certificate",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        lab.logs()
+    );
+    // The holder crashes; m1, restarted with the lab's CA, takes over over TLS.
+    lab.kill_member(3);
+    let crashed = Instant::now();
+    // m1 never held anything: stopping it is only a restart with another configuration.
+    lab.signal_member(1, libc::SIGTERM);
+    assert!(lab.member(1).wait_exit(Duration::from_secs(5)).is_some());
+    lab.start_member(1, &[]);
+    let t = lab.wait_one_holder(&addr, Duration::from_secs(20));
+    assert_eq!(t, Some(1), "{}", lab.logs());
+    assert!(crashed.elapsed() < Duration::from_secs(10));
+    let timeline = sampler.finish();
+    never_two(&lab, &timeline);
+    assert!(timeline.first_held_after(2, &addr, crashed).is_none());
+}
+
+#[test]
+fn a_held_address_removed_by_hand_is_added_again_by_its_holder_and_nobody_else() {
+    let mut lab = three_members("byhand", &[]);
+    let addr = vip(0);
+    held_by(&lab, &addr, 1);
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    // Safe to add it again: m1's key holds the address in etcd while its lease lives, so no
+    // other member may acquire it meanwhile; the re-add happens only in that state.
+    let removed = Instant::now();
+    lab.ip(
+        ipfailover_e2e::group::Node::Member(1),
+        &["addr", "del", &format!("{addr}/24"), "dev", "eth0"],
+    );
+    assert!(
+        lab.wait_log(1, "behind failoverd's back", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    let back =
+        ipfailover_e2e::wait_for(Duration::from_secs(5), || lab.holders_now(&addr) == vec![1]);
+    assert!(back.is_some(), "{}", lab.logs());
+    assert!(
+        lab.client_reaches(&addr),
+        "the client does not reach {addr}"
+    );
+    assert_eq!(lab.client_neigh(&addr), Some(lab.member_mac(1)));
+    std::thread::sleep(Duration::from_secs(2));
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    for other in [2, 3] {
+        assert!(
+            t.first_held_after(other, &addr, removed).is_none(),
+            "{}",
+            t.render()
+        );
+    }
+    let re_added = t.first_held_after(1, &addr, removed + Duration::from_millis(1));
+    eprintln!("added again after {:?}", re_added.map(|at| at - removed));
+    assert_eq!(lab.status(1)["group"]["addresses"][0]["holder"], "m1");
 }
