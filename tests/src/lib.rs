@@ -1037,6 +1037,33 @@ pub fn hostconfig(lines: &[(&str, &str)]) -> String {
     s
 }
 
+/// Removes a directory that a running daemon may be writing into meanwhile: a file it creates
+/// between `remove_dir_all`'s listing and its `rmdir` makes that fail with "directory not
+/// empty" (or a file renamed away, "not found"), so it is tried again, for up to a second.
+pub fn remove_dir_while_written(dir: &Path) {
+    let mut last = None;
+    for _ in 0..200 {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::NotFound
+                ) && dir.exists() =>
+            {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) if !dir.exists() => return,
+            Err(e) => panic!("removing {}: {e}", dir.display()),
+        }
+    }
+    panic!(
+        "removing {}: still there after a second: {last:?}",
+        dir.display()
+    );
+}
+
 /// libfaketime's library (Debian's package faketime), which the clock tests preload.
 pub fn faketime_lib() -> PathBuf {
     let found = fs::read_dir("/usr/lib")

@@ -237,7 +237,7 @@ fn a_status_directory_removed_is_made_again_at_the_next_change_and_at_exit() {
     let mut lab = Lab::new("edstatus");
     let (hb, fo) = lab.start_pair(&[], &[]);
     let dir = lab.state_dir(Host::Sec);
-    std::fs::remove_dir_all(&dir).expect("remove the state directory");
+    ipfailover_e2e::remove_dir_while_written(&dir);
     lab.kill_primary(hb);
     lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     // The takeover wrote it: no waiting for the periodic refresh.
@@ -245,7 +245,7 @@ fn a_status_directory_removed_is_made_again_at_the_next_change_and_at_exit() {
         wait_for(Duration::from_millis(300), || state(&lab) == "acquired").is_some(),
         "no status file right after the takeover"
     );
-    std::fs::remove_dir_all(&dir).expect("remove it again");
+    ipfailover_e2e::remove_dir_while_written(&dir);
     lab.proc(fo).signal(libc::SIGTERM);
     assert!(lab.proc(fo).wait_exit(Duration::from_secs(5)).is_some());
     assert_eq!(state(&lab), "stopped", "no final status after the exit");
