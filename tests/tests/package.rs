@@ -1,8 +1,9 @@
 //! The Debian package: `make deb` builds it with cargo-deb; it installs with `dpkg -i` on this
 //! machine (root, as CI), every file it names is there, its units verify, the installed
 //! programs read the installed sample, `man` shows the installed pages; then it is removed
-//! (the samples, conffiles, stay) and purged (nothing of it stays). Nothing is enabled or
-//! started at any point.
+//! (the samples, conffiles, stay) and purged (nothing of it stays). Between the two it is
+//! upgraded to a newer version over an edited sample and an administrator's hostconfig, which
+//! stay. Nothing is enabled or started at any point.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,6 +32,42 @@ fn ok(argv: &[&str]) -> String {
         out.status
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes a file this test made outside its scratch directory, whatever happens.
+struct RemoveFile(&'static str);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+        // /etc/ipfailover, if the purge left it only for that file.
+        let _ = std::fs::remove_dir("/etc/ipfailover");
+    }
+}
+
+/// The same package as another version: unpacked, its control file's version changed,
+/// packed again (what an upgrade installs, without building twice).
+fn repack(deb: &str, dir: &Path, version: &str) -> String {
+    let tree = dir.join("tree");
+    let tree_s = tree.to_string_lossy().into_owned();
+    ok(&["dpkg-deb", "-R", deb, &tree_s]);
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).expect("control");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("Version:") {
+                format!("Version: {version}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&control, text).expect("control");
+    let out = dir.join(format!("ipfailover_{version}.deb"));
+    let out_s = out.to_string_lossy().into_owned();
+    ok(&["dpkg-deb", "--root-owner-group", "-b", &tree_s, &out_s]);
+    out_s
 }
 
 /// Removes the package if a failed run left it installed.
@@ -153,6 +190,36 @@ fn the_package_installs_verifies_removes_and_purges_cleanly() {
     assert!(page.contains("failoverd"), "{page}");
     ok(&["/usr/bin/failoverctl", "--version"]);
 
+    // An upgrade, to the same package as version <v>+1, over a sample the administrator
+    // edited and the administrator's own hostconfig: dpkg asks nothing (its stdin is closed,
+    // so a question would fail it), the edit and the hostconfig stay, the files are the same.
+    let live = "/etc/ipfailover/hostconfig";
+    assert!(
+        !Path::new(live).exists(),
+        "{live} exists on this machine; this test makes and removes its own"
+    );
+    let _live = RemoveFile(live);
+    std::fs::write(live, "FAILOVER_BCAST_IPS=\"198.51.100.255\"\n").expect("hostconfig");
+    std::fs::set_permissions(live, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let edited = "/etc/ipfailover/hostconfig.primary";
+    let mut text = std::fs::read_to_string(edited).expect("sample");
+    text.push_str("# edited by the administrator\n");
+    std::fs::write(edited, &text).expect("edit the sample");
+    let newer_version = format!("{version}+1");
+    let newer = repack(&deb, &dir, &newer_version);
+    ok(&["dpkg", "-i", &newer]);
+    let installed = ok(&["dpkg-query", "-W", "-f=${Version}", "ipfailover"]);
+    assert_eq!(installed, newer_version);
+    assert_eq!(std::fs::read_to_string(edited).expect("sample"), text);
+    assert!(Path::new(live).exists(), "the upgrade removed {live}");
+    let relisted = ok(&["dpkg", "-L", "ipfailover"]);
+    // (A package packed by dpkg-deb lists its root, "/.", which cargo-deb's does not.)
+    let refiles: BTreeSet<&str> = relisted.lines().filter(|l| *l != "/.").collect();
+    assert_eq!(refiles, files, "the upgrade changed the files");
+    for f in &files {
+        assert!(Path::new(f).exists(), "{f} is gone after the upgrade");
+    }
+
     // Removed: the programs go, the samples (conffiles) stay; purged: they go too.
     ok(&["dpkg", "-r", "ipfailover"]);
     assert!(!Path::new("/usr/sbin/failoverd").exists());
@@ -167,5 +234,7 @@ fn the_package_installs_verifies_removes_and_purges_cleanly() {
         assert!(!p.exists(), "{f} is left after the purge");
     }
     assert!(!Path::new("/etc/ipfailover/hostconfig.primary").exists());
+    // The administrator's own configuration is theirs: even a purge leaves it.
+    assert!(Path::new(live).exists(), "the purge removed {live}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
