@@ -1087,11 +1087,14 @@ pub(crate) mod tests {
             text.contains("address 198.51.100.101/24 on eth0: held by m1 (epoch 12)"),
             "{text}"
         );
+        // A member runs no heartbeatd: nothing to say about its missing status file.
+        assert!(!text.contains("heartbeatd"), "{text}");
         let html = crate::html::render_html(
             &seen(Some(group_member()), None),
             &judge(Some(group_member()), None),
             NOW,
         );
         assert!(html.contains("<h3>Group web</h3>"), "{html}");
+        assert!(!html.contains("heartbeatd"), "{html}");
     }
 }

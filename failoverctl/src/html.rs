@@ -190,6 +190,9 @@ pub fn render_html(seen: &Seen, health: &Health, now_ms: u64) -> String {
     }
     out.push_str("</header>\n<main>\n");
     for daemon in Daemon::ALL {
+        if !crate::text::worth_showing(seen, health, daemon) {
+            continue;
+        }
         card(&mut out, seen, health, daemon, now_ms);
     }
     let _ = write!(

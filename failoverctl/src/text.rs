@@ -11,6 +11,18 @@ use ipfailover::timefmt::{span, wall};
 /// How many transitions the text shows, newest first.
 const TRANSITIONS_SHOWN: usize = 3;
 
+/// Whether a daemon gets a section: all do, but the heartbeatd of a group member, which runs
+/// failoverd alone, when it has no status file (there is nothing to look for).
+pub(crate) fn worth_showing(seen: &Seen, health: &Health, daemon: Daemon) -> bool {
+    let group_member = seen
+        .get(Daemon::Failoverd)
+        .status()
+        .is_some_and(|s| s.group.is_some());
+    !(group_member
+        && daemon == Daemon::Heartbeatd
+        && matches!(health.of(daemon), Freshness::Missing))
+}
+
 /// The verdict with its reasons, then one block per daemon.
 pub fn render_text(seen: &Seen, health: &Health, now_ms: u64) -> String {
     let mut out = String::new();
@@ -26,6 +38,9 @@ pub fn render_text(seen: &Seen, health: &Health, now_ms: u64) -> String {
         let _ = writeln!(out, "  - {r}");
     }
     for daemon in Daemon::ALL {
+        if !worth_showing(seen, health, daemon) {
+            continue;
+        }
         out.push('\n');
         let name = daemon.name();
         match (health.of(daemon), seen.get(daemon).status()) {
