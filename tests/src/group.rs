@@ -347,6 +347,12 @@ impl GroupLab {
     /// (`--client-cert-auth`), and members get the CA, certificate and key in their
     /// configuration. Peers keep plain HTTP on the lab's own bridge.
     pub fn enable_tls(&mut self) {
+        self.enable_tls_as(true);
+    }
+
+    /// [`GroupLab::enable_tls`], with a server certificate for `serverAuth` alone unless
+    /// `server_client_auth` (the mistake etcd 3.4's gateway turns into "connection closed").
+    pub fn enable_tls_as(&mut self, server_client_auth: bool) {
         let d = self.dir.join("tls");
         fs::create_dir_all(&d).expect("tls directory");
         let p = |name: &str| d.join(name).to_string_lossy().into_owned();
@@ -389,7 +395,14 @@ impl GroupLab {
             // client certificate: with --client-cert-auth it must allow clientAuth too.
             (
                 "server",
-                format!("subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth"),
+                format!(
+                    "subjectAltName={sans}\nextendedKeyUsage=serverAuth{}",
+                    if server_client_auth {
+                        ",clientAuth"
+                    } else {
+                        ""
+                    }
+                ),
             ),
             ("client", "extendedKeyUsage=clientAuth".to_string()),
         ] {

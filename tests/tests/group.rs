@@ -752,3 +752,33 @@ fn a_held_address_removed_by_hand_is_added_again_by_its_holder_and_nobody_else()
     eprintln!("added again after {:?}", re_added.map(|at| at - removed));
     assert_eq!(lab.status(1)["group"]["addresses"][0]["holder"], "m1");
 }
+
+#[test]
+fn a_server_certificate_without_client_auth_is_named_as_the_cause() {
+    // etcd with --client-cert-auth and a server certificate for serverAuth alone: etcdctl
+    // (gRPC) works, but etcd's JSON gateway cannot reach etcd's own gRPC port with it, and
+    // every request ends in "connection closed". -t names the certificate to fix.
+    let mut lab = GroupLab::new("tlseku", 1, 1);
+    lab.enable_tls_as(false);
+    lab.start_etcd_cluster();
+    let conf = lab.member_conf(1, &[]);
+    let failoverd = ipfailover_e2e::bin("failoverd")
+        .to_string_lossy()
+        .into_owned();
+    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, &failoverd, "-t", "-c", &conf])
+        .output()
+        .expect("failoverd -t");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("does NOT answer"), "{text}");
+    assert!(
+        text.contains("server certificate must allow clientAuth"),
+        "{text}"
+    );
+}
