@@ -1018,6 +1018,13 @@ impl Failover {
         for link in self.links.values_mut() {
             link.consecutive = 0;
         }
+        // heartbeatd says goodbye more than once, on every link: the copies that arrive once
+        // the takeover it asked for is under way, or done, ask for nothing more. Kept, one
+        // would start a second, unprobed takeover as soon as a release for a conflict (the
+        // host stayed up) ended, and the address would go back and forth every grace.
+        if matches!(self.state, State::Acquiring(_) | State::Acquired) {
+            return;
+        }
         self.said_goodbye = true;
         // The peer said goodbye: take over at once, without probing (it still answers until
         // it is down; a planned handover is what the goodbye asks for). In Monitoring the

@@ -1006,6 +1006,38 @@ fn a_goodbye_is_a_planned_handover_and_is_not_probed() {
 }
 
 #[test]
+fn copies_of_a_goodbye_start_one_takeover_not_another_after_a_conflict_release() {
+    // heartbeatd stops on a host that stays up: its goodbye comes on both links, twice, the
+    // later copies while the takeover runs. The host keeps answering, so the address is given
+    // back after the grace; then the core must not take it over again on the old goodbye (it
+    // did, unprobed, in CI: the address went back and forth every few seconds).
+    let mut sim = Sim::with_timeout(ms(1000));
+    sim.core.config.conflict_grace = ms(2000);
+    sim.beat(&[PUB, PRIV], ms(100), ms(5000));
+    sim.answerer = Some(PEER_MAC);
+    sim.hold_hooks = true;
+    sim.feed(Event::Goodbye { link: PUB });
+    assert_eq!(sim.core.state(), State::Acquiring(AcquireStep::Test));
+    for link in [PRIV, PUB, PRIV] {
+        sim.feed(Event::Goodbye { link });
+    }
+    sim.hold_hooks = false;
+    while !sim.pending.is_empty() {
+        sim.finish_hook(true);
+    }
+    assert_eq!(sim.core.state(), State::Acquired);
+    sim.run_until(ms(20_000));
+    let takeovers = sim
+        .transitions()
+        .iter()
+        .filter(|(_, to, _)| *to == State::Acquiring(AcquireStep::Test))
+        .count();
+    assert_eq!(takeovers, 1, "{:?}", sim.transitions());
+    assert_eq!(sim.core.state(), State::Conflict, "{:?}", sim.transitions());
+    assert!(!sim.held);
+}
+
+#[test]
 fn a_goodbye_during_a_conflict_hands_over() {
     let mut sim = Sim::with_timeout(ms(300));
     sim.beat(&[PUB, PRIV], ms(100), ms(1000));
