@@ -10,8 +10,10 @@
 //!   interval the peer announced in its latest heartbeat (exactly 3 × would race the third
 //!   heartbeat's arrival, so two losses in a row would make a takeover), else 3 s.
 //! - Takeover: when no link carried a heartbeat for the timeout, or at once on a goodbye. A
-//!   goodbye starts at most one takeover.
-//! - Never two holders: before a takeover on timeout (not on a goodbye), every address is
+//!   goodbye starts at most one takeover; copies of it that come while acquiring or holding
+//!   count for nothing.
+//! - Never two holders: before a takeover on timeout (not on a goodbye younger than the
+//!   timeout: one that waited out a pause or a refused `Test` is probed), every address is
 //!   probed on the LAN ([`PROBES`] ARP probes or DAD neighbour solicitations, spread over the
 //!   last part of the timeout, so that a dead peer is still taken over at the timeout). If
 //!   another host answers for one of them, there is no takeover: the state is `conflict`, the
@@ -610,6 +612,8 @@ pub struct Failover {
     heard_during_test: bool,
     /// The peer said goodbye and has not been heard since, and no takeover used it yet.
     said_goodbye: bool,
+    /// When that goodbye came: it spares the probe for one timeout, not for ever.
+    goodbye_at: Option<Instant>,
     /// The probe round guarding a takeover, or running in `conflict`.
     round: Option<Round>,
     /// The latest answer for one of our addresses from another host: when, which, from whom.
@@ -658,6 +662,7 @@ impl Failover {
             stop_requested: false,
             heard_during_test: false,
             said_goodbye: false,
+            goodbye_at: None,
             round: None,
             last_answer: None,
             conflict: None,
@@ -889,7 +894,7 @@ impl Failover {
     /// When a takeover is due in `Monitoring`, and why.
     fn takeover_deadline(&self) -> (Instant, Reason) {
         let silent_since = self.last_heard.unwrap_or(self.watch_since);
-        let (mut at, reason) = if self.said_goodbye {
+        let (mut at, reason) = if self.goodbye_fresh() {
             (silent_since, Reason::Goodbye)
         } else {
             (silent_since + self.timeout(), Reason::Timeout)
@@ -898,6 +903,16 @@ impl Failover {
             at = at.max(retry);
         }
         (at, reason)
+    }
+
+    /// Whether a goodbye still asks for an unprobed takeover: it came within the last
+    /// timeout. One that waited longer (a pause, a refused `Test` waiting its retry) no longer
+    /// says the host is on its way down, so that takeover is probed like any other.
+    fn goodbye_fresh(&self) -> bool {
+        self.said_goodbye
+            && self
+                .goodbye_at
+                .is_some_and(|t| self.now <= t + self.timeout())
     }
 
     fn next_hold_probe(&self) -> Instant {
@@ -1026,6 +1041,7 @@ impl Failover {
             return;
         }
         self.said_goodbye = true;
+        self.goodbye_at = Some(now);
         // The peer said goodbye: take over at once, without probing (it still answers until
         // it is down; a planned handover is what the goodbye asks for). In Monitoring the
         // deadline check does it (a refused Test still waits its retry); a release under way
@@ -1430,7 +1446,7 @@ impl Failover {
                     self.run_round(now, at, out);
                 }
             }
-            State::Conflict if self.said_goodbye && !self.fence_running => {
+            State::Conflict if self.goodbye_fresh() && !self.fence_running => {
                 // A planned handover, asked for while the address still answered: the
                 // goodbye is not probed.
                 self.end_conflict(Some(out));

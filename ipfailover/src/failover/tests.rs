@@ -1457,6 +1457,44 @@ fn paused_no_takeover_however_long_the_silence_and_resume_takes_over_within_the_
 }
 
 #[test]
+fn a_goodbye_that_waited_out_a_pause_is_probed_before_the_takeover() {
+    // Paused; heartbeatd says goodbye on a host that stays up; resumed ten minutes later. The
+    // goodbye no longer says the host is going down: the takeover is probed, and the live
+    // host's answer keeps the address where it is (unprobed, both would answer).
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.feed(Event::Command(Command::Pause { until: None }));
+    sim.answerer = Some(PEER_MAC);
+    sim.feed(Event::Goodbye { link: PUB });
+    sim.run_until(Duration::from_secs(600));
+    assert_eq!(sim.first(is_takeover), None);
+    sim.feed(Event::Command(Command::Resume));
+    sim.run_until(Duration::from_secs(610));
+    assert_eq!(sim.first(is_takeover), None, "{:?}", sim.transitions());
+    assert!(!sim.held);
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert!(!sim.probes.is_empty());
+    // The same, with the host gone meanwhile: taken over after one probe round.
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.feed(Event::Command(Command::Pause { until: None }));
+    sim.feed(Event::Goodbye { link: PUB });
+    sim.run_until(Duration::from_secs(600));
+    sim.feed(Event::Command(Command::Resume));
+    sim.run_until(Duration::from_secs(602));
+    let took = sim.first(is_takeover).expect("a takeover after resume");
+    assert!(took > Duration::from_secs(600), "{took:?}");
+    assert!(!sim.probes.is_empty());
+    // A fresh goodbye (not paused) is still a planned handover: at once, no probe.
+    let mut sim = Sim::with_timeout(ms(3000));
+    sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
+    sim.answerer = Some(PEER_MAC);
+    sim.feed(Event::Goodbye { link: PUB });
+    assert_eq!(sim.first(is_takeover), Some(Duration::from_secs(10)));
+    assert!(sim.probes.is_empty());
+}
+
+#[test]
 fn a_pause_for_a_while_ends_by_itself() {
     let mut sim = Sim::with_timeout(ms(3000));
     sim.beat(&[PUB, PRIV], SEC, Duration::from_secs(10));
