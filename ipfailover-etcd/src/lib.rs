@@ -452,10 +452,15 @@ fn tls_hint(error: &str) -> &'static str {
     }
 }
 
-/// etcd 3.4's JSON gateway says only "connection closed" when its own connection to etcd's
-/// gRPC port fails, which with TLS is nearly always a server certificate without clientAuth.
+/// etcd 3.4's JSON gateway says only "connection closed", or names a gRPC transport error
+/// ("transport: failed to write client preface: … connection reset by peer"), when its own
+/// connection to etcd's gRPC port fails, which with TLS is nearly always a server certificate
+/// without clientAuth.
 fn gateway_hint(endpoint: &str, message: &str) -> &'static str {
-    if endpoint.starts_with("https://") && message.contains("connection closed") {
+    let gateway_lost_itself = message.contains("connection closed")
+        || message.contains("client preface")
+        || message.contains("transport: ");
+    if endpoint.starts_with("https://") && gateway_lost_itself {
         " (with ETCD_CLIENT_CERT_AUTH, etcd's own server certificate must allow clientAuth \
          too: its gateway shows it to etcd's gRPC port; see groups(7), TLS)"
     } else {
@@ -999,6 +1004,10 @@ mod tests {
         assert_eq!(tls_hint("io: Connection refused (os error 111)"), "");
         let https = "https://203.0.113.1:2379";
         assert!(gateway_hint(https, "connection closed").contains("clientAuth"));
+        let preface = "connection error: desc = \"transport: failed to write client preface: \
+                       write tcp 203.0.113.1:43226->203.0.113.1:2379: write: connection reset \
+                       by peer\"";
+        assert!(gateway_hint(https, preface).contains("clientAuth"));
         assert_eq!(
             gateway_hint("http://203.0.113.1:2379", "connection closed"),
             ""
