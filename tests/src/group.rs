@@ -783,6 +783,21 @@ impl GroupLab {
             let t = thread::spawn(move || sample_ns(&ns, &wanted, &stop, &out));
             threads.push((i, t, runs));
         }
+        // Back only once every member has been sampled: a scenario that starts at once (a
+        // clean stop hands over in 160 ms) must not begin before the sampler sees it.
+        let sampled = |runs: &Runs| {
+            !runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty()
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), || threads
+                .iter()
+                .all(|(_, _, runs)| sampled(runs)))
+            .is_some(),
+            "the sampler did not sample every member within 5 s"
+        );
         Sampler {
             stop,
             threads,

@@ -250,7 +250,7 @@ fn clean_stop(daemon: Daemon, trials: usize) -> Result<Vec<Duration>, String> {
         let next = (2..=3)
             .filter_map(|m| tl.first_held_after(m, &addr, at))
             .min();
-        if let (Some(n), Some(d)) = (next, tl.held_until(1, &addr, at)) {
+        if let (Some(n), Some(d)) = (next, tl.held_until(1, &addr, at - Duration::from_secs(1))) {
             gaps.push(n.saturating_duration_since(d));
         }
     }
