@@ -596,6 +596,16 @@ impl GroupLab {
         path.to_string_lossy().into_owned()
     }
 
+    /// `failoverd -t -c conf` inside member `i`'s namespace, where the lab's etcd answers.
+    pub fn check_config(&self, i: usize, conf: &str) -> std::process::Output {
+        let failoverd = bin("failoverd").to_string_lossy().into_owned();
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(Node::Member(i))])
+            .args([failoverd.as_str(), "-t", "-c", conf])
+            .output()
+            .expect("failoverd -t")
+    }
+
     /// Member `i`'s state directory.
     pub fn state_dir(&self, i: usize) -> PathBuf {
         self.dir.join(format!("state-m{i}"))

@@ -391,18 +391,8 @@ fn compaction_and_member_restarts_leave_no_address_on_two_hosts_or_none() {
 fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
     let mut lab = GroupLab::new("check", 1, 3);
     let conf = lab.member_conf(1, &[]);
-    let failoverd = ipfailover_e2e::bin("failoverd")
-        .to_string_lossy()
-        .into_owned();
-    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
-    let check = |conf: &str| {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &ns, &failoverd, "-t", "-c", conf])
-            .output()
-            .expect("failoverd -t")
-    };
     // etcd down: the configuration is right, and -t says etcd does not answer.
-    let out = check(&conf);
+    let out = lab.check_config(1, &conf);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -420,7 +410,7 @@ fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
     );
     // etcd up: it answers, with a leader.
     lab.start_etcd_cluster();
-    let out = check(&conf);
+    let out = lab.check_config(1, &conf);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert_eq!(text.matches(": answers (etcd 3.").count(), 3, "{text}");
@@ -438,7 +428,7 @@ fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
             ("FAILOVER_ETCD_PASSWORD_FILE", &pw_s),
         ],
     );
-    let out = check(&conf);
+    let out = lab.check_config(1, &conf);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(
@@ -555,15 +545,8 @@ fn the_group_sample_passes_check_config_inside_a_namespace() {
         .replace("/etc/ipfailover/etcd-password", &pw)
         .replace("FAILOVER_ETCD_CA_FILE=", "#FAILOVER_ETCD_CA_FILE=");
     let conf = lab.write("group.conf", &text);
-    let failoverd = ipfailover_e2e::bin("failoverd")
-        .to_string_lossy()
-        .into_owned();
-    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
     // Inside the lab's namespace: the sample's etcd addresses lead nowhere from there.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns, &failoverd, "-t", "-c", &conf])
-        .output()
-        .expect("failoverd -t");
+    let out = lab.check_config(1, &conf);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -634,15 +617,8 @@ fn members_reach_etcd_over_tls_with_client_certificates_and_untrusted_ones_acqui
     lab.enable_tls();
     lab.start_etcd_cluster();
     let tls = lab.tls.clone().unwrap();
-    let failoverd = ipfailover_e2e::bin("failoverd")
-        .to_string_lossy()
-        .into_owned();
     let check = |lab: &GroupLab, i: usize, conf: &str| {
-        let ns = lab.ns(ipfailover_e2e::group::Node::Member(i));
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns, &failoverd, "-t", "-c", conf])
-            .output()
-            .expect("failoverd -t");
+        let out = lab.check_config(i, conf);
         assert!(
             out.status.success(),
             "{}",
@@ -764,14 +740,7 @@ fn a_server_certificate_without_client_auth_is_named_as_the_cause() {
     lab.enable_tls_as(false);
     lab.start_etcd_cluster();
     let conf = lab.member_conf(1, &[]);
-    let failoverd = ipfailover_e2e::bin("failoverd")
-        .to_string_lossy()
-        .into_owned();
-    let ns = lab.ns(ipfailover_e2e::group::Node::Member(1));
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns, &failoverd, "-t", "-c", &conf])
-        .output()
-        .expect("failoverd -t");
+    let out = lab.check_config(1, &conf);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
