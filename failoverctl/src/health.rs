@@ -669,6 +669,7 @@ pub(crate) mod tests {
             address: "10.0.0.100".into(),
             prefix: 24,
             held: false,
+            holder: None,
             error: None,
         }];
         s.push_transition(TransitionStatus {

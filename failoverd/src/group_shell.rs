@@ -1140,6 +1140,7 @@ impl GroupShell {
                 address: p.addr.to_string(),
                 prefix: p.prefix,
                 held: self.held.contains(&p.addr),
+                holder: None,
                 error: self.errors.get(&p.addr).cloned(),
             })
             .collect();

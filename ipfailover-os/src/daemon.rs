@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use ipfailover::settings::{load_secret, Role, Settings};
+use ipfailover::settings::{load_secret, load_secrets, Role, Settings};
 use ipfailover::wire::Key;
 
 /// Exit codes shared by the three programs (sysexits.h values).
@@ -274,7 +274,13 @@ pub fn check_mail(settings: &Settings) -> Result<Option<String>, String> {
 /// Reads the shared key named by the settings; `None` (with a warning) when none is set.
 pub fn load_key(settings: &Settings) -> Result<Option<Key>, String> {
     match &settings.secret_file {
-        Some(file) => load_secret(file, euid()).map(|k| Some(Key::new(k))),
+        Some(file) => load_secrets(file, euid()).map(|(current, old)| {
+            let key = Key::new(current);
+            Some(match old {
+                Some(old) => key.with_old(Key::new(old)),
+                None => key,
+            })
+        }),
         None => {
             log::warn!(
                 "FAILOVER_SECRET_FILE is not set: heartbeats are not authenticated, and anyone on \

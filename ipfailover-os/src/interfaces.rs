@@ -111,6 +111,22 @@ pub fn iface_index(name: &str) -> io::Result<u32> {
     })
 }
 
+/// Each interface's name and whether its link carries traffic: administratively up and
+/// running (Linux: the carrier is there, `LOWER_UP`; a veth whose other end is down, an
+/// unplugged cable, a link set down are not). One dump of `getifaddrs`.
+pub fn links_up() -> io::Result<std::collections::HashMap<String, bool>> {
+    use nix::net::if_::InterfaceFlags;
+    let mut out = std::collections::HashMap::new();
+    for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        let up = ifa
+            .flags
+            .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING);
+        let e = out.entry(ifa.interface_name).or_insert(false);
+        *e |= up;
+    }
+    Ok(out)
+}
+
 /// The Ethernet (MAC) address of an interface.
 ///
 /// Fails with `NotFound` if the interface does not exist, and with `Unsupported` if it is not

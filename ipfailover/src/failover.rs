@@ -4,64 +4,94 @@
 //! `Instant::now()` taken once per loop turn, executes the [`Action`]s in order, and sleeps
 //! until [`Failover::next_deadline`] or the next input. Spurious ticks are harmless.
 //!
-//! The rules, in one place:
-//! - The peer is *alive* while some link carried a valid heartbeat within the timeout.
+//! Every address of `FAILOVER_PEER_IP_PAIRS` is judged on its own (an address *slot*); one hook
+//! sequence (a takeover or a release of some of them) runs at a time. The design is in
+//! docs/handover.md; the rules, in one place:
+//!
+//! Watching
+//! - The peer is *alive* while some link carried a verified heartbeat within the timeout.
 //! - The timeout is `FAILOVER_TIMEOUT` if set, else three missed heartbeats: 3¼ × the
 //!   interval the peer announced in its latest heartbeat (exactly 3 × would race the third
 //!   heartbeat's arrival, so two losses in a row would make a takeover), else 3 s.
-//! - Takeover: when no link carried a heartbeat for the timeout, or at once on a goodbye. A
-//!   goodbye starts at most one takeover; copies of it that come while acquiring or holding
-//!   count for nothing.
-//! - Never two holders: before a takeover on timeout (not on a goodbye younger than the
-//!   timeout: one that waited out a pause or a refused `Test` is probed), every address is
-//!   probed on the LAN ([`PROBES`] ARP probes or DAD neighbour solicitations, spread over the
-//!   last part of the timeout, so that a dead peer is still taken over at the timeout). If
-//!   another host answers for one of them, there is no takeover: the state is `conflict`, the
-//!   administrator hears of it once, the `Fence` hooks run once, and probing goes on in
-//!   rounds; when a round gets no answer, the takeover goes ahead. A heartbeat ends the
-//!   conflict. A takeover never starts without a full probe round, even after a stall.
-//! - The takeover runs `Test`; a refusal abandons it and it is tried again one timeout later
-//!   while the peer stays silent. Then `PreAcq`, add, announce, `PostAcq`.
-//! - If the peer is heard while `Test` runs, nothing has been done yet: the takeover is dropped.
-//!   Once `PreAcq` has started, the acquisition completes, and the release rule then applies
-//!   (heartbeats heard during the acquisition count). So the address is never left held with
-//!   the peer alive, and no hook sequence is cut in the middle.
-//! - Release: when one link has carried `FAILOVER_RELEASE_AFTER` consecutive heartbeats (no gap
-//!   as long as the timeout) since the takeover began: `PreRel`, remove, `released` to the
-//!   primary, `PostRel`.
-//! - A conflict while holding: while we hold the addresses and the peer is silent, they are
-//!   probed every [`hold_probe_every`]; another host answering for one of them is reported
-//!   once, defended at most once per [`DEFEND_INTERVAL`] (RFC 5227), and if it keeps answering
-//!   for `FAILOVER_CONFLICT_GRACE` (long enough for a host that said goodbye to finish shutting
-//!   down) the addresses are released with hooks (reason `conflict`): two hosts answering is
-//!   worse than one. Whoever the other host is (the peer, or a third host) makes no difference.
-//!   While the peer is heard, the release rule is already on its way and answers are not news.
-//! - An address that vanishes from the interface while held is added again and announced; an
-//!   add that fails is retried, with back-off, while the addresses are held.
-//! - One link silent for a timeout while another has carried heartbeats for a timeout, and
-//!   at least an interval past the silent one's last, is a network anomaly (redundancy gone):
-//!   notified, never a takeover. (Links of a crashed peer fall silent a few milliseconds
-//!   apart: that is no anomaly, it is the takeover.) A link we cannot hear
-//!   because we hold its source address is blind, not lost, and its silence is measured from
-//!   the moment we can hear it again. A silent link whose interface now carries the peer's
-//!   heartbeats from another source address was renumbered: it is forgotten, not lost.
-//! - At start, a boot grace of one timeout (the one in force, derived from the peer's
-//!   interval once it is heard); then reconcile with what the interfaces hold: addresses held
-//!   and peer alive → release them; held and peer silent (or saying goodbye) → keep them.
-//!   Every way out of the boot grace reconciles what was held at start.
-//! - A new peer (SIGHUP) is watched from scratch, as at start: its links and timeout are its own.
+//! - A heartbeat of wire version 3 says, for each address, whether the primary answers for it
+//!   (its own address, or a service address it holds), wants it (it waits for us to give it
+//!   up), or neither. Apple's bare heartbeat says nothing: its addresses are judged by the
+//!   release count, as before.
+//! - One link silent for a timeout while another has carried heartbeats for a timeout, and at
+//!   least an interval past the silent one's last, is a network anomaly (redundancy gone):
+//!   notified, never a takeover. A link we cannot hear because we hold its source address is
+//!   blind, not lost; a silent link whose interface now carries the peer's heartbeats from
+//!   another source address was renumbered: it is forgotten, not lost.
+//!
+//! Giving back (never two holders)
+//! - An address the alive primary answers for is given back at once, at its first verified
+//!   heartbeat (one challenge round trip after its start): every moment longer is a moment of
+//!   two holders.
+//! - An address the alive primary wants is given back once the hold-off has run: zero for a
+//!   first return, then growing with each return within [`HOLDOFF_WINDOW`], so that a flapping
+//!   primary does not bounce its service addresses. It adds them only once we said, in a
+//!   `released`, that we hold none: never two holders.
+//! - A `released` is repeated every interval on every link until the primary's heartbeats
+//!   acknowledge it.
+//! - After giving an address back, it is watched for one timeout: if nobody answers for it,
+//!   the handover failed (the primary cannot serve it) and we take it back, without `Fence`
+//!   or conflict; its next return counts for the hold-off.
+//! - What an administrator took over is given back only by an administrator; a primary that
+//!   comes back answering for it is a conflict (reported at once, released after the grace);
+//!   one that wants it is told that it is held by hand and waits.
+//!
+//! Taking over
+//! - When no link carried a heartbeat for the timeout: every address is probed on the LAN
+//!   ([`PROBES`] probes spread over the last part of the timeout, so that a dead peer is still
+//!   taken over at the timeout); those nobody answered are taken over, those that answer are a
+//!   *conflict* (no takeover while they answer: reported once, probed in rounds, taken over
+//!   when a round gets no answer).
+//! - At a goodbye of a host going down: every address at once, unprobed (a planned handover).
+//!   At a goodbye of a host that stays up (only heartbeatd stops): the service addresses it
+//!   removed before saying goodbye are taken at once; its own addresses keep answering, so they
+//!   are watched by probe rounds and taken over only when a round gets no answer. A goodbye
+//!   spares the probe for one timeout, not for ever.
+//! - An address the alive primary neither answers for nor wants (its link is down, or it lost
+//!   the address) for a whole timeout is probed, and taken over if nobody answers.
+//! - The takeover runs `Test`; a refusal abandons it and it is tried again one timeout later.
+//!   Then `PreAcq`, add, announce, `PostAcq`. If the peer is heard while `Test` runs, nothing
+//!   has been done yet: the takeover is dropped. Once `PreAcq` has started, it completes.
+//! - `Fence` runs only for a conflict that has lasted `FAILOVER_FENCE_AFTER`, never for a boot
+//!   of the primary that said goodbye, never against the host we handed the address back to,
+//!   and never while a reload that changed the secret or the peer settles.
+//!
+//! Holding
+//! - Held addresses are probed while the peer is silent; another host answering for one of
+//!   them while the primary does not claim it is reported once it has lasted a timeout (at
+//!   once after a takeover by hand), defended at most once per [`DEFEND_INTERVAL`], and if it
+//!   keeps answering for `FAILOVER_CONFLICT_GRACE` the address is released with hooks (reason
+//!   `conflict`) and announced in that host's name: two hosts answering is worse than one.
+//! - A held address that vanishes is added again and announced; a failed add is retried with
+//!   back-off while held.
+//!
+//! A third host
+//! - While the primary answers for an address, another MAC answering for it is a third host:
+//!   reported once per episode (state `third-host` while we hold nothing).
+//!
+//! Start, reload and stop
+//! - At start, a boot grace of one timeout before any takeover; addresses found on the
+//!   interfaces are given back if the primary claims them, kept if it stays silent.
+//! - A new peer (SIGHUP) while holding: the old peer's addresses are released first, with the
+//!   old peer's hooks and a `released` to it; then the new peer is watched from scratch.
 //! - Shutdown releases what is held (with hooks), then exits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+pub use crate::probe::{Mac, DEFEND_INTERVAL, PROBES, PROBE_WINDOW_MAX, PROBE_WINDOW_PERCENT};
+use crate::probe::{self, Answers, Round};
+use crate::receive::Report;
+use crate::wire::{Entry, Role};
+
 /// A link is named by the peer's source address on it (one per subnet the peer sends on).
 pub type LinkId = IpAddr;
-
-/// A link-layer (MAC) address.
-pub type Mac = [u8; 6];
 
 /// The timeout used before the peer has announced its interval, when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -76,30 +106,19 @@ pub const TIMEOUT_INTERVALS: u32 = 3;
 /// sender's jitter.
 pub const TIMEOUT_MARGIN_DIVISOR: u32 = 4;
 
-/// Probes sent in a round: one lost probe (or answer) must not matter.
-pub const PROBES: u32 = 3;
-
-/// The probes before a takeover are spread over the last 30 % of the timeout (at most
-/// [`PROBE_WINDOW_MAX`]); the last one leaves a third of that for the answer.
-pub const PROBE_WINDOW_PERCENT: u32 = 30;
-
-/// The longest probe window: an answer on a LAN takes milliseconds, not seconds.
-pub const PROBE_WINDOW_MAX: Duration = Duration::from_secs(1);
-
-/// In `conflict`, a probe round lasts at least this long, so that a 10 ms pair does not
-/// broadcast 300 probes a second while it waits.
-pub const CONFLICT_ROUND_MIN: Duration = Duration::from_millis(100);
-
 /// While holding, the addresses are probed this often, at most (see [`hold_probe_every`]).
 pub const HOLD_PROBE_MAX: Duration = Duration::from_secs(1);
-
-/// RFC 5227's DEFEND_INTERVAL: an address in conflict is defended at most this often.
-pub const DEFEND_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The default of `FAILOVER_CONFLICT_GRACE`: how long another host may answer for an address
 /// we hold before we give it up. Long enough for a host that said goodbye to finish shutting
 /// down (its kernel answers until its links go down).
 pub const DEFAULT_CONFLICT_GRACE: Duration = Duration::from_secs(30);
+
+/// `FAILOVER_FENCE_AFTER` by default: this many timeouts of conflict, ...
+pub const FENCE_AFTER_TIMEOUTS: u32 = 5;
+
+/// ... and never less than this: a loss burst or a key rotation lasts less.
+pub const FENCE_AFTER_MIN: Duration = Duration::from_secs(5);
 
 /// The first retry of an add that failed; each further one waits twice as long, up to
 /// [`ADD_RETRY_MAX`].
@@ -108,15 +127,31 @@ pub const ADD_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between two retries of a failed add.
 pub const ADD_RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// A reload that changed the secret or the peer settles for this many `FAILOVER_FENCE_AFTER`,
+/// or until the peer's heartbeats verify again: no `Fence` meanwhile.
+pub const SETTLE_FENCE_AFTERS: u32 = 3;
+
+/// Returns of the primary within this long of each other count for the hold-off (or 20
+/// timeouts, if that is longer).
+pub const HOLDOFF_WINDOW: Duration = Duration::from_secs(60);
+
+/// The longest hold-off.
+pub const HOLDOFF_MAX: Duration = Duration::from_secs(60);
+
 /// The probe window before a takeover for a given timeout.
 pub fn probe_window(timeout: Duration) -> Duration {
-    (timeout * PROBE_WINDOW_PERCENT / 100).min(PROBE_WINDOW_MAX)
+    probe::window(timeout)
 }
 
 /// How often held addresses are probed for a conflict, for a given grace: four probes per
 /// grace window, at most one per second, at least one per 10 ms.
 pub fn hold_probe_every(grace: Duration) -> Duration {
     (grace / 4).clamp(Duration::from_millis(10), HOLD_PROBE_MAX)
+}
+
+/// The default `FAILOVER_FENCE_AFTER` for a timeout.
+pub fn default_fence_after(timeout: Duration) -> Duration {
+    timeout.saturating_mul(FENCE_AFTER_TIMEOUTS).max(FENCE_AFTER_MIN)
 }
 
 /// The settings the core needs.
@@ -126,13 +161,18 @@ pub struct Config {
     pub peer: Option<IpAddr>,
     /// `FAILOVER_TIMEOUT`; `None` derives it from the peer's announced interval.
     pub timeout: Option<Duration>,
-    /// `FAILOVER_RELEASE_AFTER`: consecutive heartbeats on one link before a release.
+    /// `FAILOVER_RELEASE_AFTER`: for a peer whose heartbeats say nothing of its addresses
+    /// (Apple's bare datagram), consecutive heartbeats on one link before a release.
     pub release_after: u32,
     /// The addresses we take over. While we may hold them, a link whose peer address is one
     /// of them is blind, not lost: the kernel drops datagrams whose source is a local address.
     pub taken_over: Vec<IpAddr>,
     /// `FAILOVER_CONFLICT_GRACE`: how long another host may answer for an address we hold.
     pub conflict_grace: Duration,
+    /// `FAILOVER_FENCE_AFTER`; `None`: [`default_fence_after`] of the timeout.
+    pub fence_after: Option<Duration>,
+    /// The secret changed with this configuration (a reload): no `Fence` while it settles.
+    pub key_changed: bool,
 }
 
 impl Default for Config {
@@ -143,6 +183,8 @@ impl Default for Config {
             release_after: 3,
             taken_over: Vec::new(),
             conflict_grace: DEFAULT_CONFLICT_GRACE,
+            fence_after: None,
+            key_changed: false,
         }
     }
 }
@@ -150,18 +192,20 @@ impl Default for Config {
 /// failoverd's state, as the status file names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
-    /// Just started: waiting one timeout before judging.
+    /// Just started: waiting one timeout before any takeover.
     BootGrace,
-    /// The peer holds its addresses; we watch it.
+    /// The peer holds its addresses (or nobody needs to); we watch it.
     Monitoring,
     /// The peer is silent on every link, but another host still answers for an address:
-    /// no takeover while it does.
+    /// no takeover of it while it does.
     Conflict,
+    /// The peer answers for its address, and a third host does too.
+    ThirdHost,
     /// Taking over, at the given step.
     Acquiring(AcquireStep),
-    /// We hold the peer's addresses.
+    /// We hold some of the peer's addresses.
     Acquired,
-    /// Giving them back, at the given step.
+    /// Giving some back, at the given step.
     Releasing(ReleaseStep),
     /// Shut down; the shell exits.
     Stopped,
@@ -192,27 +236,30 @@ pub enum ReleaseStep {
 }
 
 impl State {
+    /// Every state name, as the status file and `failoverctl` spell them.
+    pub const NAMES: [&'static str; 8] = [
+        "boot-grace",
+        "monitoring",
+        "conflict",
+        "third-host",
+        "acquiring",
+        "acquired",
+        "releasing",
+        "stopped",
+    ];
+
     /// The name used in status files and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             State::BootGrace => "boot-grace",
             State::Monitoring => "monitoring",
             State::Conflict => "conflict",
+            State::ThirdHost => "third-host",
             State::Acquiring(_) => "acquiring",
             State::Acquired => "acquired",
             State::Releasing(_) => "releasing",
             State::Stopped => "stopped",
         }
-    }
-
-    /// Whether the addresses may be on our interfaces in this state.
-    pub fn may_hold(self) -> bool {
-        matches!(
-            self,
-            State::Acquiring(AcquireStep::Adding | AcquireStep::PostAcq)
-                | State::Acquired
-                | State::Releasing(ReleaseStep::PreRel | ReleaseStep::Removing)
-        )
     }
 }
 
@@ -226,14 +273,15 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a transition happened. The first six are also the hooks' `FAILOVER_REASON`.
+/// Why a transition happened. Those a takeover or release can have are also the hooks'
+/// `FAILOVER_REASON`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// No heartbeat on any link for the timeout (and no other host answers).
     Timeout,
     /// The peer said goodbye.
     Goodbye,
-    /// The peer's heartbeats are back and steady.
+    /// The peer is back and claims its addresses.
     PeerReturned,
     /// failoverd is stopping.
     Shutdown,
@@ -241,7 +289,7 @@ pub enum Reason {
     Manual,
     /// Another host answers for the address: no takeover, or a release of what we hold.
     Conflict,
-    /// The boot grace ended with the peer alive and nothing held.
+    /// The boot grace ended.
     BootGraceOver,
     /// At start the addresses were already held and the peer is silent: kept.
     Reconcile,
@@ -249,6 +297,14 @@ pub enum Reason {
     TestRefused,
     /// The peer was heard while `Test` ran, or during a conflict: the takeover was dropped.
     PeerAlive,
+    /// The alive primary cannot serve the address (its link is down, or nobody answers).
+    PeerCannotServe,
+    /// We gave the address back and nobody answered for it: taken back.
+    HandoverFailed,
+    /// A new peer was configured: the old one's addresses go back first.
+    NewPeer,
+    /// A third host answers for an address the primary holds (or stopped doing so).
+    ThirdHost,
 }
 
 impl Reason {
@@ -265,6 +321,10 @@ impl Reason {
             Reason::Reconcile => "reconcile",
             Reason::TestRefused => "test-refused",
             Reason::PeerAlive => "peer-alive",
+            Reason::PeerCannotServe => "peer-cannot-serve",
+            Reason::HandoverFailed => "handover-failed",
+            Reason::NewPeer => "new-peer",
+            Reason::ThirdHost => "third-host",
         }
     }
 }
@@ -275,7 +335,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The hook events of SPEC §4, in the order a takeover and a release run them.
+/// The hook events, in the order a takeover and a release run them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HookPhase {
     /// Before a takeover; a non-zero exit refuses it.
@@ -307,6 +367,24 @@ impl HookPhase {
     }
 }
 
+/// What the primary says of one of our addresses, in its latest verified heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Claim {
+    /// It answers for it now (its own address, or a service address it holds).
+    Holds {
+        /// It is the primary's own (identity) address, which it cannot give up.
+        own: bool,
+        /// heartbeatd manages it (a service address): it gives it up when asked.
+        managed: bool,
+    },
+    /// It wants it: it waits for us to say we hold none of it.
+    Wants,
+    /// Neither: its link is down, or it does not have it.
+    Free,
+    /// We cannot tell (the peer is silent, says nothing of addresses, or cut its list).
+    Unknown,
+}
+
 /// Another host answering for one of our addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conflict {
@@ -316,7 +394,7 @@ pub struct Conflict {
     pub mac: Mac,
     /// When this episode began.
     pub since: Instant,
-    /// Whether we hold the addresses (a conflict while holding) or were about to take over.
+    /// Whether we hold the address (a conflict while holding) or were about to take over.
     pub holding: bool,
     /// When it last answered.
     pub last_answer: Instant,
@@ -326,13 +404,108 @@ pub struct Conflict {
     pub reported: bool,
 }
 
+/// A third host answering for an address the primary answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThirdHost {
+    /// The address.
+    pub addr: IpAddr,
+    /// The third host's link-layer address.
+    pub mac: Mac,
+    /// The primary's, as its heartbeats give it.
+    pub peer_mac: Mac,
+    /// When it was first heard.
+    pub since: Instant,
+    /// When it was last heard.
+    pub last: Instant,
+}
+
+/// What the peer is, as far as we can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerState {
+    /// Not heard since we started (or since the peer changed).
+    Unknown,
+    /// Verified heartbeats within the timeout.
+    Alive,
+    /// Its heartbeatd said goodbye and its host stays up: its own addresses keep answering.
+    DaemonStopped,
+    /// It said goodbye and its host goes down.
+    Leaving,
+    /// No heartbeat for the timeout.
+    Silent,
+}
+
+impl PeerState {
+    /// The name used in status files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Unknown => "unknown",
+            PeerState::Alive => "alive",
+            PeerState::DaemonStopped => "daemon-stopped",
+            PeerState::Leaving => "leaving",
+            PeerState::Silent => "silent",
+        }
+    }
+}
+
+/// Who answers for one of our addresses, as far as we can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// This host.
+    Here,
+    /// The primary, by its heartbeats' word (or, its heartbeatd stopped, by its host's answers).
+    Peer,
+    /// Another host, by its link-layer address (a conflict).
+    Other(Mac),
+    /// Nobody: the primary does not claim it, we do not hold it, and nobody answered for it
+    /// within the last timeout.
+    Nobody,
+    /// We cannot tell (the boot grace, or a primary that says nothing of its addresses).
+    Unknown,
+}
+
+impl Holder {
+    /// The name used in status files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Holder::Here => "here",
+            Holder::Peer => "peer",
+            Holder::Other(_) => "other",
+            Holder::Nobody => "nobody",
+            Holder::Unknown => "unknown",
+        }
+    }
+}
+
+/// To whom a release gave the addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleasedTo {
+    /// The primary, which claims them.
+    Peer,
+    /// The host with this link-layer address, which kept answering for them.
+    Host(Mac),
+    /// Nobody in particular (a stop, a release by hand, a new peer).
+    Nobody,
+}
+
 /// Something the administrator should hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// We took over the peer's addresses.
-    TookOver(Reason),
-    /// We gave them back.
-    Released(Reason),
+    /// We took over these of the peer's addresses.
+    TookOver {
+        /// Why.
+        reason: Reason,
+        /// Which.
+        addrs: Vec<IpAddr>,
+    },
+    /// We gave these back.
+    Released {
+        /// Why.
+        reason: Reason,
+        /// Which.
+        addrs: Vec<IpAddr>,
+        /// To whom.
+        to: ReleasedTo,
+    },
     /// `Test` refused a takeover (once per outage).
     TakeoverRefused,
     /// One link went silent while another still carries heartbeats.
@@ -347,8 +520,25 @@ pub enum Notice {
         /// Whether it was a conflict while holding.
         holding: bool,
     },
+    /// A third host answers for an address the primary answers for. Once per episode.
+    ThirdHost(ThirdHost),
+    /// It stopped answering.
+    ThirdHostOver(IpAddr),
     /// An address we hold vanished from its interface; it is being added again.
     AddressLost(IpAddr),
+    /// The peer's heartbeatd stopped while its host stays up with these addresses; they are
+    /// taken over when they stop answering.
+    PeerDaemonStopped {
+        /// What its host keeps answering for.
+        kept: Vec<IpAddr>,
+    },
+    /// We gave these back and nobody answered for them: taken back.
+    HandoverFailed(Vec<IpAddr>),
+    /// The primary is back and wants these, which an administrator took over: it waits for
+    /// `failoverctl release`.
+    HeldByHand(Vec<IpAddr>),
+    /// `Fence` was due but is not run, and why (once per conflict episode).
+    FenceWithheld(&'static str),
     /// An administrator paused takeovers.
     Paused(Pause),
     /// Takeovers are on again: by hand, or (`auto`) at the end of a `pause --for`.
@@ -361,21 +551,30 @@ pub enum Notice {
 /// An input to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A valid heartbeat from the peer arrived on a link; `interval` is what it announced
-    /// (`None` for Apple's bare datagram).
+    /// A verified heartbeat from the peer arrived on a link.
     Heartbeat {
         /// The link it arrived on.
         link: LinkId,
-        /// The peer's announced interval.
+        /// The peer's announced interval (`None` for Apple's bare datagram).
         interval: Option<Duration>,
         /// The local interface it arrived on (an index), if known: a link whose interface
         /// carries heartbeats from a new source address was renumbered.
         via: Option<u32>,
+        /// The peer's boot (0 for Apple's bare datagram).
+        boot: u64,
+        /// What it says of its addresses (`None`: Apple's bare datagram).
+        report: Option<Report>,
     },
-    /// A valid goodbye from the peer arrived on a link.
+    /// A verified goodbye from the peer arrived on a link.
     Goodbye {
         /// The link it arrived on.
         link: LinkId,
+        /// The boot saying goodbye.
+        boot: u64,
+        /// Only heartbeatd stops; the host stays up with its own addresses.
+        stays_up: bool,
+        /// What it still holds.
+        report: Report,
     },
     /// Another host (not us) answered a probe for one of our addresses, or announced it.
     ProbeAnswer {
@@ -393,15 +592,15 @@ pub enum Event {
         /// Whether every hook succeeded.
         ok: bool,
     },
-    /// The addresses were added (`ok` false: at least one failed).
+    /// The addresses of an [`Action::AddAddresses`] were added, but for `failed`.
     AddressesAdded {
-        /// Whether all were added.
-        ok: bool,
+        /// What could not be added.
+        failed: Vec<IpAddr>,
     },
-    /// The addresses were removed (`ok` false: at least one failed).
+    /// The addresses of an [`Action::RemoveAddresses`] were removed, but for `failed`.
     AddressesRemoved {
-        /// Whether all were removed.
-        ok: bool,
+        /// What could not be removed.
+        failed: Vec<IpAddr>,
     },
     /// One of our addresses vanished from its interface (an `ip addr del`, a network manager).
     AddressMissing {
@@ -417,12 +616,12 @@ pub enum Event {
     Command(Command),
 }
 
-/// What an administrator can ask of failoverd (SPEC §11). Each is answered with one
-/// [`Action::Answer`]; what it starts has the reason [`Reason::Manual`].
+/// What an administrator can ask of failoverd. Each is answered with one [`Action::Answer`];
+/// what it starts has the reason [`Reason::Manual`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Never take over until resumed (or until `until`); keep watching. What is held stays
-    /// held, and the release rule still gives it back.
+    /// held, and the rules still give it back.
     Pause {
         /// Resume by itself at this instant; `None`: until `Resume`.
         until: Option<Instant>,
@@ -430,14 +629,14 @@ pub enum Command {
     /// Take over again when the peer is silent.
     Resume,
     /// Give the addresses back now. Refused while the peer is silent (nobody would hold them)
-    /// unless `force`.
+    /// unless `force`; forced, no takeover follows for one timeout.
     Release {
         /// Release even though the peer is silent.
         force: bool,
     },
-    /// Take over now, after a probe round finds that nobody answers for the addresses (or at
-    /// once with `force`). What is taken over by hand is kept until released by hand: the
-    /// release rule does not give it back while the peer's heartbeats go on.
+    /// Take over now. A service address the alive primary holds is asked back first (it
+    /// removes it, then we add it); otherwise after a probe round finds that nobody answers
+    /// (or at once with `force`). What is taken over by hand is kept until released by hand.
     Takeover {
         /// Take over even if another host answers.
         force: bool,
@@ -451,6 +650,18 @@ pub struct Pause {
     pub since: Instant,
     /// When it ends by itself, if it does.
     pub until: Option<Instant>,
+}
+
+/// What failoverd tells the primary in a `released` datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutReport {
+    /// The id of the release to acknowledge (0: none).
+    pub id: u64,
+    /// The primary's wait token this answers (0: none).
+    pub token: u64,
+    /// What we say of each of the primary's addresses we take over: held (by hand), asked
+    /// back, or none (we hold none of it).
+    pub entries: Vec<Entry>,
 }
 
 /// What the shell must do, in order.
@@ -471,29 +682,36 @@ pub enum Action {
         phase: HookPhase,
         /// The takeover's or release's reason (`FAILOVER_REASON`).
         reason: Reason,
+        /// The addresses acted on (`FAILOVER_PEER_IP_PAIRS` for the hooks).
+        addrs: Vec<IpAddr>,
     },
-    /// Add every address, then report [`Event::AddressesAdded`].
-    AddAddresses,
-    /// Announce every address now and repeat it a few times (gratuitous ARP / NA).
-    Announce,
-    /// Stop repeating announcements (the addresses are about to go).
-    StopAnnouncing,
-    /// Send one probe for every address (ARP probe with sender 0.0.0.0, RFC 5227; DAD
-    /// neighbour solicitation for IPv6); answers come back as [`Event::ProbeAnswer`].
-    Probe,
-    /// Announce every held address once, to pull the LAN back to us (RFC 5227 §2.4 (b)).
-    Defend,
-    /// Remove every address, then report [`Event::AddressesRemoved`].
-    RemoveAddresses,
-    /// The addresses were given up to the host that kept answering for them: announce them
-    /// on its behalf (its link-layer address as the sender), repeated, so the LAN's caches
-    /// go back to it even if it announces nothing itself (its heartbeatd stopped).
+    /// Add these addresses, then report [`Event::AddressesAdded`].
+    AddAddresses(Vec<IpAddr>),
+    /// Announce these addresses now and repeat it a few times (gratuitous ARP / NA).
+    Announce(Vec<IpAddr>),
+    /// Stop repeating announcements of these (they are about to go).
+    StopAnnouncing(Vec<IpAddr>),
+    /// Send one probe for each (ARP probe with sender 0.0.0.0, RFC 5227; DAD neighbour
+    /// solicitation for IPv6); answers come back as [`Event::ProbeAnswer`].
+    Probe(Vec<IpAddr>),
+    /// Announce these held addresses once, to pull the LAN back to us (RFC 5227 §2.4 (b)).
+    Defend(Vec<IpAddr>),
+    /// Remove these addresses, then report [`Event::AddressesRemoved`].
+    RemoveAddresses(Vec<IpAddr>),
+    /// These were given up to the host that kept answering for them: announce them on its
+    /// behalf (its link-layer address as the sender), repeated, so the LAN's caches go back
+    /// to it even if it announces nothing itself.
     HandBack {
         /// The link-layer address of the host that answers for them.
         mac: Mac,
+        /// The addresses.
+        addrs: Vec<IpAddr>,
     },
-    /// Tell the primary we released its addresses, so it announces them at once.
-    SendReleased,
+    /// Send a `released` report to the primary on every link it is heard on.
+    SendReport(OutReport),
+    /// The configuration of a reload is in force now (after the old peer's addresses went
+    /// back): the shell switches to the new peer's hooks and links.
+    Reconfigured,
     /// Tell the administrator.
     Notify(Notice),
     /// The answer to the administrator's command under way: done (`Ok`, what was done) or
@@ -510,7 +728,7 @@ pub struct Link {
     pub last: Instant,
     /// Since when it has carried heartbeats without a silence as long as the timeout.
     pub up_since: Instant,
-    /// Consecutive heartbeats counted towards a release.
+    /// Consecutive heartbeats counted towards a release (Apple's bare heartbeats).
     pub consecutive: u32,
     /// Valid heartbeats received on it, ever.
     pub heartbeats: u64,
@@ -532,58 +750,104 @@ impl Link {
     }
 }
 
-/// A round of probes: when it must decide, and what it sent so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Round {
-    /// The decision is due at this instant (the takeover deadline it guards), and not before
-    /// a third of the window after the last probe.
-    decide_at: Instant,
-    /// Over how long its probes are spread.
-    window: Duration,
-    sent: u32,
-    /// When the first and the last probe went out.
-    first_sent: Option<Instant>,
-    last_sent: Option<Instant>,
+/// One of our addresses, judged on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The address.
+    pub addr: IpAddr,
+    /// On our interface, as far as our own operations tell.
+    pub held: bool,
+    /// Taken over by an administrator: given back only by one.
+    pub manual: bool,
+    /// What the primary says of it.
+    pub claim: Claim,
+    /// Since when it says so.
+    pub claim_since: Instant,
+    /// The link-layer address the primary answers with for it, if it said.
+    pub peer_mac: Option<Mac>,
+    /// We gave it to the primary at this instant and wait to hear that someone answers.
+    released_at: Option<Instant>,
+    /// The probe round watching that handover.
+    handover_round: Option<Round>,
+    /// We ask the primary to give it up (a failed handover, or a takeover by hand).
+    asked_back: Option<Reason>,
+    /// Taken back after a failed handover: given back only once the primary shows it can
+    /// serve it (it answers for it).
+    awaits_proof: bool,
 }
 
-impl Round {
-    fn new(decide_at: Instant, window: Duration) -> Round {
-        Round {
-            decide_at,
-            window,
-            sent: 0,
-            first_sent: None,
-            last_sent: None,
+impl Slot {
+    fn new(addr: IpAddr, held: bool, now: Instant) -> Slot {
+        Slot {
+            addr,
+            held,
+            manual: false,
+            claim: Claim::Unknown,
+            claim_since: now,
+            peer_mac: None,
+            released_at: None,
+            handover_round: None,
+            asked_back: None,
+            awaits_proof: false,
+        }
+    }
+}
+
+/// A takeover or release under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sequence {
+    /// A takeover (else a release).
+    acquire: bool,
+    addrs: Vec<IpAddr>,
+    reason: Reason,
+    /// After a conflict release: the host given the addresses.
+    handback: Option<Mac>,
+}
+
+/// Why an automatic probe round runs, and what follows its decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A takeover on silence: answered addresses are a conflict.
+    Timeout,
+    /// The kept addresses of a host whose daemon said goodbye: answers are expected.
+    Watch,
+    /// Addresses the alive primary cannot serve.
+    Unserved,
+}
+
+/// The notice of the latest goodbye.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Goodbye {
+    at: Instant,
+    boot: u64,
+    stays_up: bool,
+    /// What its host keeps answering for.
+    kept: Vec<IpAddr>,
+    /// It has started its takeover (copies of it ask for nothing more).
+    used: bool,
+}
+
+/// The earliest instant at which any rule wants another look: every rule that waits for a
+/// time registers it here while it is judged, so [`Failover::next_deadline`] cannot disagree
+/// with the rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Timers {
+    now: Option<Instant>,
+    next: Option<Instant>,
+}
+
+impl Timers {
+    fn start(now: Instant) -> Timers {
+        Timers {
+            now: Some(now),
+            next: None,
         }
     }
 
-    fn gap(&self) -> Duration {
-        self.window / PROBES
-    }
-
-    /// When the next probe is due, if one is still to go.
-    fn next_probe(&self) -> Option<Instant> {
-        if self.sent >= PROBES {
-            return None;
-        }
-        let planned = self
-            .decide_at
-            .checked_sub(self.window)
-            .unwrap_or(self.decide_at)
-            + self.gap() * self.sent;
-        Some(match self.last_sent {
-            // After a stall the probes are still spread out: one lost probe must not matter.
-            Some(last) => planned.max(last + self.gap()),
-            None => planned,
-        })
-    }
-
-    /// When the round may decide: every probe sent, the deadline reached, and a third of the
-    /// window given to the last probe's answer.
-    fn decision(&self) -> Option<Instant> {
-        match (self.sent >= PROBES, self.last_sent) {
-            (true, Some(last)) => Some(self.decide_at.max(last + self.gap())),
-            _ => None,
+    /// Wants a look at `t`, if it is still to come.
+    fn at(&mut self, t: Instant) {
+        if self.now.is_some_and(|now| t > now) {
+            self.next = Some(self.next.map_or(t, |n| n.min(t)));
         }
     }
 }
@@ -596,97 +860,142 @@ pub struct Failover {
     started: Instant,
     /// The peer is watched since then (the start, or a change of peer).
     watch_since: Instant,
-    held_at_start: bool,
+    slots: Vec<Slot>,
     links: BTreeMap<LinkId, Link>,
     last_heard: Option<Instant>,
     announced_interval: Option<Duration>,
+    /// The peer's boot whose heartbeats count now, and whether it speaks of its addresses.
+    peer_boot: Option<u64>,
+    legacy: bool,
+    /// The primary's wait token and the release id it acknowledged, from its latest report.
+    peer_token: u64,
+    peer_ack: u64,
+    /// Its report was cut: an address it does not list may still be held.
+    peer_truncated: bool,
+    /// Boots of the peer that said goodbye: never fenced.
+    said_goodbye: Vec<u64>,
+    goodbye: Option<Goodbye>,
     /// A refused takeover is not retried before this instant.
     retry_not_before: Option<Instant>,
     /// `Test` refused during the current outage (mail once per outage).
     refused_this_outage: bool,
-    /// Why the current takeover or release started.
-    transition_reason: Reason,
-    /// Shutdown was asked for while a transition ran.
+    seq: Option<Sequence>,
+    /// Shutdown was asked for.
     stop_requested: bool,
     /// The peer was heard while `Test` ran.
     heard_during_test: bool,
-    /// The peer said goodbye and has not been heard since, and no takeover used it yet.
-    said_goodbye: bool,
-    /// When that goodbye came: it spares the probe for one timeout, not for ever.
-    goodbye_at: Option<Instant>,
-    /// The probe round guarding a takeover, or running in `conflict`.
-    round: Option<Round>,
-    /// The latest answer for one of our addresses from another host: when, which, from whom.
-    last_answer: Option<(Instant, IpAddr, Mac)>,
-    /// The conflict under way, if any.
+    /// The automatic probe round under way.
+    round: Option<(Purpose, Round)>,
+    answers: Answers,
     conflict: Option<Conflict>,
-    /// The `Fence` hooks ran in this conflict episode.
+    /// The `Fence` hooks ran in this conflict episode; they are running.
     fenced: bool,
-    /// The `Fence` hooks are running.
     fence_running: bool,
-    /// When the held addresses were last probed for a conflict while holding.
+    /// Why `Fence` was withheld in this episode, once told.
+    fence_withheld_told: bool,
+    /// No `Fence` before this instant (a reload of the secret or the peer settles).
+    fence_not_before: Option<Instant>,
+    /// The host we last handed addresses back to after a conflict.
+    handed_back_to: Option<Mac>,
+    third: Option<ThirdHost>,
+    /// When held addresses were last probed; when we last defended one.
     hold_probed: Option<Instant>,
-    /// When we last defended an address.
     defended: Option<Instant>,
     /// A failed add is retried at this instant, and the wait after that.
     add_retry: Option<(Instant, Duration)>,
-    /// The host the release under way gives the addresses up to, after a conflict.
-    handback: Option<Mac>,
-    /// Takeovers paused by an administrator.
+    /// Releases to the returning primary, for the hold-off.
+    returns: VecDeque<Instant>,
+    /// The release whose acknowledgement we wait for, and when we last sent a report.
+    release_id: u64,
+    ids_drawn: u64,
+    seed: u64,
+    report_sent: Option<Instant>,
+    /// The wait token we last answered.
+    answered_token: u64,
+    /// The primary was told which addresses are held by hand.
+    held_by_hand_told: bool,
+    /// A reload waiting for the old peer's addresses to go back.
+    pending: Option<Config>,
     pause: Option<Pause>,
-    /// A manual takeover waits for its probe round (`Some(force)`), or a command waits for
-    /// its answer at the end of a transition.
+    /// A takeover by hand waits for its probe round, or for the primary to give up what it
+    /// was asked back.
     manual_round: Option<Round>,
-    /// Held by an administrator's takeover: the release rule does not apply.
-    manual_hold: bool,
+    manual_asked: bool,
+    timers: Timers,
     /// The latest time the shell handed in: what has been judged already.
     now: Instant,
 }
 
 impl Failover {
-    /// Starts in boot grace. `held_at_start` says whether the interfaces already hold any of
-    /// the peer's addresses (a restart while we held them).
-    pub fn new(now: Instant, config: Config, held_at_start: bool) -> Failover {
-        Failover {
+    /// Starts in boot grace. `held_at_start` lists those of the addresses the interfaces
+    /// already hold (a restart while we held them); `seed` (random) seeds the release ids.
+    pub fn new(now: Instant, config: Config, held_at_start: &[IpAddr], seed: u64) -> Failover {
+        let slots = config
+            .taken_over
+            .iter()
+            .map(|&a| Slot::new(a, held_at_start.contains(&a), now))
+            .collect();
+        let mut f = Failover {
             config,
             state: State::BootGrace,
             started: now,
             watch_since: now,
-            held_at_start,
+            slots,
             links: BTreeMap::new(),
             last_heard: None,
             announced_interval: None,
+            peer_boot: None,
+            legacy: false,
+            peer_token: 0,
+            peer_ack: 0,
+            peer_truncated: false,
+            said_goodbye: Vec::new(),
+            goodbye: None,
             retry_not_before: None,
             refused_this_outage: false,
-            transition_reason: Reason::Timeout,
+            seq: None,
             stop_requested: false,
             heard_during_test: false,
-            said_goodbye: false,
-            goodbye_at: None,
             round: None,
-            last_answer: None,
+            answers: Answers::new(),
             conflict: None,
             fenced: false,
             fence_running: false,
+            fence_withheld_told: false,
+            fence_not_before: None,
+            handed_back_to: None,
+            third: None,
             hold_probed: None,
             defended: None,
             add_retry: None,
-            handback: None,
+            returns: VecDeque::new(),
+            release_id: 0,
+            ids_drawn: 0,
+            seed,
+            report_sent: None,
+            answered_token: 0,
+            held_by_hand_told: false,
+            pending: None,
             pause: None,
             manual_round: None,
-            manual_hold: false,
+            manual_asked: false,
+            timers: Timers::default(),
             now,
-        }
+        };
+        f.judge(now, &mut Vec::new());
+        f
     }
+
+    // ----- What the shell reads -----
 
     /// The pause in force, if any.
     pub fn pause(&self) -> Option<Pause> {
         self.pause
     }
 
-    /// Whether an administrator's takeover holds the addresses (the release rule is off).
+    /// Whether an administrator's takeover holds some of the addresses.
     pub fn manual_hold(&self) -> bool {
-        self.manual_hold
+        self.slots.iter().any(|s| s.held && s.manual)
     }
 
     /// The current state.
@@ -694,10 +1003,23 @@ impl Failover {
         self.state
     }
 
-    /// Whether the peer's addresses may be on our interfaces now: the state says so, or the
-    /// boot grace began with them held.
+    /// Every address, judged.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The addresses that may be on our interfaces now.
+    pub fn held(&self) -> Vec<IpAddr> {
+        self.slots.iter().filter(|s| s.held).map(|s| s.addr).collect()
+    }
+
+    /// Whether any of the peer's addresses may be on our interfaces now.
     pub fn holds_addresses(&self) -> bool {
-        self.state.may_hold() || (self.state == State::BootGrace && self.held_at_start)
+        self.slots.iter().any(|s| s.held)
+            || self
+                .seq
+                .as_ref()
+                .is_some_and(|s| s.acquire && self.state == State::Acquiring(AcquireStep::Adding))
     }
 
     /// The links seen so far, by the peer's source address.
@@ -710,6 +1032,11 @@ impl Failover {
         self.conflict.as_ref()
     }
 
+    /// The third host answering for the primary's address, if any.
+    pub fn third_host(&self) -> Option<&ThirdHost> {
+        self.third.as_ref()
+    }
+
     /// The timeout in force now.
     pub fn timeout(&self) -> Duration {
         self.config.timeout.unwrap_or_else(|| {
@@ -717,6 +1044,13 @@ impl Failover {
                 .map(|i| i.saturating_mul(TIMEOUT_INTERVALS) + i / TIMEOUT_MARGIN_DIVISOR)
                 .unwrap_or(DEFAULT_TIMEOUT)
         })
+    }
+
+    /// How long a conflict lasts before `Fence` runs.
+    pub fn fence_after(&self) -> Duration {
+        self.config
+            .fence_after
+            .unwrap_or_else(|| default_fence_after(self.timeout()))
     }
 
     /// The interval the peer announced last, if any.
@@ -749,184 +1083,77 @@ impl Failover {
         self.last_heard.is_some_and(|t| now < t + self.timeout())
     }
 
-    fn link_alive(&self, link: &Link, now: Instant) -> bool {
-        now < link.last + self.timeout()
+    /// What the peer is, as far as we can tell at `now`.
+    pub fn peer_state(&self, now: Instant) -> PeerState {
+        if let Some(g) = &self.goodbye {
+            if self.last_heard.is_none_or(|t| t <= g.at) {
+                return if g.stays_up {
+                    PeerState::DaemonStopped
+                } else {
+                    PeerState::Leaving
+                };
+            }
+        }
+        match self.last_heard {
+            None => PeerState::Unknown,
+            Some(_) if self.peer_alive(now) => PeerState::Alive,
+            Some(_) => PeerState::Silent,
+        }
     }
 
-    /// How much longer than a silent link another must have carried heartbeats before the
-    /// silent one counts as lost: one interval (a third of the timeout before one is known).
-    fn outlived_by(&self) -> Duration {
-        self.announced_interval
-            .unwrap_or_else(|| self.timeout() / 3)
+    /// Who answers for `addr` at `now`, as far as we can tell.
+    pub fn holder(&self, addr: IpAddr, now: Instant) -> Holder {
+        let Some(s) = self.slots.iter().find(|s| s.addr == addr) else {
+            return Holder::Unknown;
+        };
+        if s.held {
+            return Holder::Here;
+        }
+        let timeout = self.timeout();
+        let heard = self
+            .answers
+            .latest(addr)
+            .filter(|(t, _)| now < *t + timeout);
+        let alive = self.peer_alive(now);
+        match (alive, s.claim) {
+            (true, Claim::Holds { .. }) => return Holder::Peer,
+            (true, Claim::Unknown) if self.legacy => return Holder::Unknown,
+            _ => {}
+        }
+        if self
+            .goodbye
+            .as_ref()
+            .is_some_and(|g| g.stays_up && g.kept.contains(&addr))
+            && heard.is_some()
+        {
+            return Holder::Peer;
+        }
+        match heard {
+            Some((_, mac)) if s.peer_mac == Some(mac) => Holder::Peer,
+            Some((_, mac)) => Holder::Other(mac),
+            None if self.state == State::BootGrace || self.last_heard.is_none() => Holder::Unknown,
+            None => Holder::Nobody,
+        }
+    }
+
+    /// The hold-off a primary that wants its addresses back waits now.
+    pub fn holdoff(&self) -> Duration {
+        let n = self.returns.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        let shift = u32::try_from(n.min(16)).unwrap_or(16);
+        self.timeout()
+            .saturating_mul(1u32 << shift.saturating_sub(1).min(15))
+            .min(HOLDOFF_MAX)
     }
 
     /// The next instant at which the core wants a [`Event::Tick`], if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.timeout();
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| {
-            next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        };
-        // While `Fence` runs nothing is decided: its end brings its own check.
-        let decide = !self.fence_running;
-        let consider_round = |round: Round, consider: &mut dyn FnMut(Instant)| {
-            if let Some(t) = round.next_probe() {
-                consider(t);
-            }
-            if let Some(t) = round.decision().filter(|_| decide) {
-                consider(t);
-            }
-        };
-        let paused = self.pause.is_some();
-        match self.state {
-            // Paused: no takeover to prepare; the grace still ends when the peer is heard.
-            State::BootGrace if !self.held_at_start && paused && self.peer_alive(self.now) => {
-                consider(self.grace_end());
-            }
-            State::BootGrace if !self.held_at_start && paused => {}
-            State::Monitoring | State::Conflict if paused => {}
-            State::BootGrace if !self.held_at_start => {
-                if self.peer_alive(self.now) {
-                    consider(self.grace_end());
-                }
-                consider_round(self.round_for(self.boot_deadline()), &mut consider);
-            }
-            State::BootGrace => consider(self.grace_end()),
-            State::Monitoring => {
-                let (at, reason) = self.takeover_deadline();
-                if reason == Reason::Goodbye {
-                    if decide {
-                        consider(at);
-                    }
-                } else {
-                    consider_round(self.round_for(at), &mut consider);
-                }
-            }
-            State::Conflict => {
-                if let Some(round) = self.round {
-                    consider_round(round, &mut consider);
-                }
-            }
-            State::Acquired => {
-                if !self.peer_alive(self.now) {
-                    consider(self.next_hold_probe());
-                }
-                if let Some(c) = &self.conflict {
-                    consider(c.since + self.config.conflict_grace);
-                    consider(self.conflict_over_at(c));
-                    if !c.reported {
-                        consider(c.since + timeout);
-                    } else if let Some(t) = self.defended {
-                        consider(t + DEFEND_INTERVAL);
-                    }
-                }
-                if let Some((at, _)) = self.add_retry {
-                    consider(at);
-                }
-            }
-            _ => {}
-        }
-        if let Some(until) = self.pause.and_then(|p| p.until) {
-            consider(until);
-        }
-        if let Some(r) = self.manual_round {
-            if let Some(t) = r.next_probe() {
-                consider(t);
-            }
-            if let Some(t) = r.decision() {
-                consider(t);
-            }
-        }
-        // While holding, the peer's return is news for the hold probes: they stop.
-        if self.state == State::Acquired {
-            if let Some(t) = self.last_heard {
-                if t + timeout > self.now {
-                    consider(t + timeout);
-                }
-            }
-        }
-        // Link anomalies (and renumbered links) are watched in every state but the last.
-        if self.state != State::Stopped {
-            for (id, link) in &self.links {
-                if link.anomaly || self.blind(id) {
-                    continue;
-                }
-                let silent_at = link.silent_since() + timeout;
-                for (other_id, other) in &self.links {
-                    if other_id == id {
-                        continue;
-                    }
-                    // Only a link that outlived this one by an interval makes it lost; if
-                    // `other` has not yet, its next heartbeat is an event with its own check.
-                    if other.last < link.last + self.outlived_by() {
-                        continue;
-                    }
-                    // The instant `link` would count as lost while `other` counts as steady,
-                    // if `other` is still alive then.
-                    let at = silent_at.max(other.up_since + timeout);
-                    // A past instant was judged already: its condition can only become true
-                    // again through an event, which brings its own check.
-                    if at < other.last + timeout && at > self.now {
-                        consider(at);
-                    }
-                }
-            }
-        }
-        next
+        self.timers.next
     }
 
-    /// The probe round that guards a decision due at `at`: the one under way if it guards
-    /// that instant, else a fresh one.
-    fn round_for(&self, at: Instant) -> Round {
-        match self.round {
-            Some(r) if r.decide_at == at => r,
-            _ => Round::new(at, probe_window(self.timeout())),
-        }
-    }
-
-    /// When the boot grace decides, if the peer is not heard: at its end, or at the peer's own
-    /// timeout if that is later (it was heard during the grace and then fell silent).
-    fn boot_deadline(&self) -> Instant {
-        let end = self.grace_end();
-        self.last_heard.map_or(end, |t| end.max(t + self.timeout()))
-    }
-
-    /// When a takeover is due in `Monitoring`, and why.
-    fn takeover_deadline(&self) -> (Instant, Reason) {
-        let silent_since = self.last_heard.unwrap_or(self.watch_since);
-        let (mut at, reason) = if self.goodbye_fresh() {
-            (silent_since, Reason::Goodbye)
-        } else {
-            (silent_since + self.timeout(), Reason::Timeout)
-        };
-        if let Some(retry) = self.retry_not_before {
-            at = at.max(retry);
-        }
-        (at, reason)
-    }
-
-    /// Whether a goodbye still asks for an unprobed takeover: it came within the last
-    /// timeout. One that waited longer (a pause, a refused `Test` waiting its retry) no longer
-    /// says the host is on its way down, so that takeover is probed like any other.
-    fn goodbye_fresh(&self) -> bool {
-        self.said_goodbye
-            && self
-                .goodbye_at
-                .is_some_and(|t| self.now <= t + self.timeout())
-    }
-
-    fn next_hold_probe(&self) -> Instant {
-        match self.hold_probed {
-            Some(t) => t + hold_probe_every(self.config.conflict_grace),
-            None => self.now,
-        }
-    }
-
-    /// When a conflict while holding counts as over: nothing heard from the other host for
-    /// two and a half probe periods.
-    fn conflict_over_at(&self, c: &Conflict) -> Instant {
-        c.last_answer + hold_probe_every(self.config.conflict_grace) * 5 / 2
-    }
+    // ----- Input -----
 
     /// Feeds one event; returns what to do, in order.
     pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
@@ -937,63 +1164,114 @@ impl Failover {
                 link,
                 interval,
                 via,
-            } => self.handle_heartbeat(now, link, interval, via, &mut out),
-            Event::Goodbye { link: _ } => self.handle_goodbye(now, &mut out),
-            Event::ProbeAnswer { addr, mac } => self.handle_answer(now, addr, mac),
+                boot,
+                report,
+            } => self.handle_heartbeat(now, link, interval, via, boot, report, &mut out),
+            Event::Goodbye {
+                link: _,
+                boot,
+                stays_up,
+                report,
+            } => self.handle_goodbye(now, boot, stays_up, &report, &mut out),
+            Event::ProbeAnswer { addr, mac } => self.handle_answer(now, addr, mac, &mut out),
             Event::Tick => {}
             Event::HooksDone { phase, ok } => self.handle_hooks_done(now, phase, ok, &mut out),
-            Event::AddressesAdded { ok } => self.handle_added(now, ok, &mut out),
-            Event::AddressesRemoved { ok } => self.handle_removed(ok, &mut out),
+            Event::AddressesAdded { failed } => self.handle_added(now, &failed, &mut out),
+            Event::AddressesRemoved { failed } => self.handle_removed(now, &failed, &mut out),
             Event::AddressMissing { addr } => {
                 // Held, and gone from under us: put it back (adding is idempotent) and tell.
-                if self.state == State::Acquired && self.config.taken_over.contains(&addr) {
-                    out.push(Action::Notify(Notice::AddressLost(addr)));
-                    out.push(Action::AddAddresses);
+                let idle = self.seq.is_none();
+                if let Some(s) = self.slots.iter_mut().find(|s| s.addr == addr && s.held) {
+                    if idle {
+                        out.push(Action::Notify(Notice::AddressLost(addr)));
+                        out.push(Action::AddAddresses(vec![addr]));
+                    }
+                    let _ = s;
                 }
             }
-            Event::Shutdown => self.handle_shutdown(&mut out),
+            Event::Shutdown => {
+                self.stop_requested = true;
+            }
             Event::Reconfigure(config) => self.reconfigure(now, config),
             Event::Command(c) => self.handle_command(now, c, &mut out),
         }
-        self.check_deadlines(now, &mut out);
+        self.judge(now, &mut out);
         out
     }
 
-    fn reconfigure(&mut self, now: Instant, config: Config) {
-        if config.peer != self.config.peer {
-            // Another host: nothing we knew of the old one applies. It is watched as at start,
-            // so its silence is counted from now, not from before we knew it.
-            self.links.clear();
-            self.last_heard = None;
-            self.announced_interval = None;
-            self.said_goodbye = false;
-            self.retry_not_before = None;
-            self.watch_since = now;
-            self.round = None;
-            self.end_conflict(None);
+    /// Applies every rule that time or the last event made due, and registers when each
+    /// rule wants its next look.
+    fn judge(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.timers = Timers::start(now);
+        // A `pause --for` that has run its time.
+        if let Some(until) = self.pause.and_then(|p| p.until) {
+            if now >= until {
+                self.pause = None;
+                out.push(Action::Notify(Notice::Resumed { auto: true }));
+            } else {
+                self.timers.at(until);
+            }
         }
-        self.config = config;
+        self.check_links(now, out);
+        self.check_third_host(now, out);
+        self.check_handovers(now, out);
+        self.check_reports(now, out);
+        // A state entered here may have deadlines of its own that passed already: judged
+        // again at once, a few times at most.
+        for _ in 0..4 {
+            let before = (self.state, self.seq.clone());
+            self.decide(now, out);
+            if (self.state, self.seq.clone()) == before {
+                break;
+            }
+        }
+        self.check_manual_round(now, out);
+        if self.state == State::Acquired || self.manual_hold() {
+            self.check_holding(now, out);
+        }
+        // While holding, the peer's return is news (the hold probes stop); after a goodbye,
+        // its freshness runs out; the peer falling silent is news for the status.
+        if let Some(t) = self.last_heard {
+            self.timers.at(t + self.timeout());
+        }
+        if let Some(g) = &self.goodbye {
+            self.timers.at(g.at + self.timeout());
+        }
     }
 
+    // ----- Heartbeats, goodbyes, answers -----
+
+    #[allow(clippy::too_many_arguments)]
     fn handle_heartbeat(
         &mut self,
         now: Instant,
         id: LinkId,
         interval: Option<Duration>,
         via: Option<u32>,
+        boot: u64,
+        report: Option<Report>,
         out: &mut Vec<Action>,
     ) {
         if let Some(i) = interval {
             self.announced_interval = Some(i);
         }
         let timeout = self.timeout();
+        let was_alive = self.peer_alive(now);
         self.last_heard = Some(now);
-        self.said_goodbye = false;
         // A heartbeat ends an outage: the next refusal of Test is mailed again.
         self.refused_this_outage = false;
         self.retry_not_before = None;
         if self.state == State::Acquiring(AcquireStep::Test) {
             self.heard_during_test = true;
+        }
+        if self.peer_boot != Some(boot) {
+            self.peer_boot = Some(boot);
+        }
+        // Verified again after a reload of the secret or the peer: settled.
+        self.fence_not_before = None;
+        // Heard after its goodbye: that goodbye is over (the boot is still never fenced).
+        if self.goodbye.as_ref().is_some_and(|g| g.at <= now) {
+            self.goodbye = None;
         }
         let link = self.links.entry(id).or_insert(Link {
             last: now,
@@ -1018,477 +1296,532 @@ impl Failover {
             link.anomaly = false;
             out.push(Action::Notify(Notice::LinkBack(id)));
         }
-        // The peer is alive: whatever answered for its address was the peer.
+        match report {
+            None => {
+                self.legacy = true;
+                for s in &mut self.slots {
+                    s.claim = Claim::Unknown;
+                }
+            }
+            Some(r) => {
+                self.legacy = false;
+                self.take_report(now, &r);
+            }
+        }
+        // The peer is alive: whatever answered for its address while it was silent was the
+        // peer.
+        if !was_alive || self.state == State::Conflict {
+            if let Some(c) = self.conflict {
+                if !c.holding || self.config.taken_over.contains(&c.addr) {
+                    self.end_conflict(Some(out));
+                }
+            }
+        }
         if self.state == State::Conflict {
-            self.end_conflict(Some(out));
+            self.round = None;
             self.set_state(State::Monitoring, Reason::PeerAlive, out);
-        } else if self.conflict.is_some_and(|c| c.holding) {
-            // While holding, the release rule now applies; the answers were the peer's.
-            self.end_conflict(Some(out));
         }
     }
 
-    fn handle_goodbye(&mut self, now: Instant, out: &mut Vec<Action>) {
-        // A goodbye ends every run of heartbeats: after it, only fresh ones count for a release.
+    /// The primary's word on each of our addresses.
+    fn take_report(&mut self, now: Instant, r: &Report) {
+        self.peer_token = r.token;
+        self.peer_ack = r.ack;
+        self.peer_truncated = r.truncated;
+        for s in &mut self.slots {
+            let entry = r.entries.iter().find(|e| e.addr == s.addr);
+            let claim = match entry {
+                Some(e) if e.role.has(Role::HOLDS) => Claim::Holds {
+                    own: e.role.has(Role::IDENTITY),
+                    managed: e.role.has(Role::MANAGED),
+                },
+                Some(e) if e.role.has(Role::WANTS) => Claim::Wants,
+                Some(_) => Claim::Free,
+                None if r.truncated => Claim::Unknown,
+                None => Claim::Free,
+            };
+            if let Some(e) = entry.filter(|e| e.role.has(Role::HOLDS) && e.mac != [0; 6]) {
+                s.peer_mac = Some(e.mac);
+            }
+            if claim != s.claim {
+                s.claim = claim;
+                s.claim_since = now;
+            }
+        }
+    }
+
+    fn handle_goodbye(
+        &mut self,
+        now: Instant,
+        boot: u64,
+        stays_up: bool,
+        report: &Report,
+        out: &mut Vec<Action>,
+    ) {
+        // A goodbye ends every run of heartbeats: after it, only fresh ones count.
         for link in self.links.values_mut() {
             link.consecutive = 0;
         }
-        // heartbeatd says goodbye more than once, on every link: the copies that arrive once
-        // the takeover it asked for is under way, or done, ask for nothing more. Kept, one
-        // would start a second, unprobed takeover as soon as a release for a conflict (the
-        // host stayed up) ended, and the address would go back and forth every grace.
-        if matches!(self.state, State::Acquiring(_) | State::Acquired) {
+        if !self.said_goodbye.contains(&boot) {
+            self.said_goodbye.push(boot);
+            if self.said_goodbye.len() > 8 {
+                self.said_goodbye.remove(0);
+            }
+        }
+        // heartbeatd says goodbye more than once, on every link: the copies ask for nothing
+        // more than the first.
+        if self.goodbye.as_ref().is_some_and(|g| g.boot == boot) {
             return;
         }
-        self.said_goodbye = true;
-        self.goodbye_at = Some(now);
-        // The peer said goodbye: take over at once, without probing (it still answers until
-        // it is down; a planned handover is what the goodbye asks for). In Monitoring the
-        // deadline check does it (a refused Test still waits its retry); a release under way
-        // finishes first, then the same check takes over again.
-        match self.state {
-            // Held at start and the peer leaves: keep them, as when it is silent.
-            State::BootGrace if self.held_at_start => self.keep_held_at_start(Reason::Goodbye, out),
-            State::BootGrace => self.start_takeover(now, Reason::Goodbye, out),
-            // In Monitoring and Conflict, the deadline check takes over.
-            _ => {}
+        // The peer is no longer heard from now: its freshness ends with its goodbye.
+        self.last_heard = self
+            .last_heard
+            .map(|t| t.min(now.checked_sub(self.timeout()).unwrap_or(t)));
+        let kept: Vec<IpAddr> = if stays_up {
+            report
+                .entries
+                .iter()
+                .filter(|e| e.role.has(Role::HOLDS))
+                .map(|e| e.addr)
+                .filter(|a| self.config.taken_over.contains(a))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for s in &mut self.slots {
+            s.claim = if kept.contains(&s.addr) {
+                Claim::Holds {
+                    own: true,
+                    managed: false,
+                }
+            } else {
+                Claim::Free
+            };
+            s.claim_since = now;
+            // Whatever we gave back and watched is the peer's business no more.
+            s.released_at = None;
+            s.handover_round = None;
+        }
+        if stays_up && !kept.is_empty() {
+            out.push(Action::Notify(Notice::PeerDaemonStopped { kept: kept.clone() }));
+        }
+        self.goodbye = Some(Goodbye {
+            at: now,
+            boot,
+            stays_up,
+            kept,
+            used: false,
+        });
+        // A planned handover while a conflict blocked the takeover: the goodbye settles it.
+        if self.state == State::Conflict && !self.fence_running {
+            self.end_conflict(Some(out));
+            self.round = None;
+            self.set_state(State::Monitoring, Reason::Goodbye, out);
         }
     }
 
     /// Another host answered for one of our addresses.
-    fn handle_answer(&mut self, now: Instant, addr: IpAddr, mac: Mac) {
-        if !self.config.taken_over.contains(&addr) {
+    fn handle_answer(&mut self, now: Instant, addr: IpAddr, mac: Mac, out: &mut Vec<Action>) {
+        let peer_alive = self.peer_alive(now);
+        let idle = self.seq.is_none();
+        let Some(slot) = self.slots.iter_mut().find(|s| s.addr == addr) else {
             return;
-        }
-        self.last_answer = Some((now, addr, mac));
-        if let Some(c) = &mut self.conflict {
-            c.last_answer = now;
-            return;
-        }
-        // While we hold the addresses and the peer is silent, an answer is a conflict while
-        // holding; while the peer is heard, it is the returning peer and the release rule
-        // handles it.
-        if self.state == State::Acquired && !self.peer_alive(now) {
-            self.conflict = Some(Conflict {
-                addr,
-                mac,
-                since: now,
-                holding: true,
-                last_answer: now,
-                reported: false,
-            });
-        }
-    }
-
-    /// Announces what we hold, at most once per [`DEFEND_INTERVAL`].
-    fn defend(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.defended.is_none_or(|t| now >= t + DEFEND_INTERVAL) {
-            self.defended = Some(now);
-            out.push(Action::Defend);
-        }
-    }
-
-    /// Ends the conflict episode, telling the administrator (if `out` is given and they
-    /// were told of it).
-    fn end_conflict(&mut self, out: Option<&mut Vec<Action>>) {
-        if let Some(c) = self.conflict.take() {
-            if let (Some(out), true) = (out, c.reported) {
-                out.push(Action::Notify(Notice::ConflictOver { holding: c.holding }));
-            }
-        }
-        self.fenced = false;
-    }
-
-    fn handle_hooks_done(
-        &mut self,
-        now: Instant,
-        phase: HookPhase,
-        ok: bool,
-        out: &mut Vec<Action>,
-    ) {
-        let reason = self.transition_reason;
-        match (self.state, phase) {
-            (State::Acquiring(AcquireStep::Test), HookPhase::Test) => {
-                if self.stop_requested {
-                    self.set_state(State::Stopped, Reason::Shutdown, out);
-                    out.push(Action::Exit);
-                } else if !ok {
-                    // Test refused: abandon, and try again one timeout later if still silent.
-                    self.retry_not_before = Some(now + self.timeout());
-                    if !self.refused_this_outage {
-                        self.refused_this_outage = true;
-                        out.push(Action::Notify(Notice::TakeoverRefused));
-                    }
-                    self.set_state(State::Monitoring, Reason::TestRefused, out);
-                } else if self.heard_during_test && self.peer_alive(now) && reason != Reason::Manual
-                {
-                    // Nothing was done yet, and the peer is back: drop the takeover.
-                    self.set_state(State::Monitoring, Reason::PeerAlive, out);
-                } else {
-                    self.set_state(State::Acquiring(AcquireStep::PreAcq), reason, out);
-                    out.push(Action::RunHooks {
-                        phase: HookPhase::PreAcq,
-                        reason,
-                    });
-                }
-            }
-            (_, HookPhase::Fence) => {
-                self.fence_running = false;
-                if self.stop_requested && self.state == State::Conflict {
-                    self.set_state(State::Stopped, Reason::Shutdown, out);
-                    out.push(Action::Exit);
-                } else if self.state == State::Conflict {
-                    // Fenced (or not): ask the LAN again at once rather than at the round's
-                    // end, so that a powered-off peer is taken over within one round.
-                    let window = self.conflict_round();
-                    if ok || self.round.is_none() {
-                        self.round = Some(Round::new(now + window, window));
-                    }
-                }
-            }
-            (State::Acquiring(AcquireStep::PreAcq), HookPhase::PreAcq) => {
-                self.set_state(State::Acquiring(AcquireStep::Adding), reason, out);
-                out.push(Action::AddAddresses);
-            }
-            (State::Acquiring(AcquireStep::PostAcq), HookPhase::PostAcq) => {
-                self.set_state(State::Acquired, reason, out);
-                out.push(Action::Notify(Notice::TookOver(reason)));
-                if self.stop_requested {
-                    self.start_release(Reason::Shutdown, out);
-                }
-            }
-            (State::Releasing(ReleaseStep::PreRel), HookPhase::PreRel) => {
-                self.set_state(State::Releasing(ReleaseStep::Removing), reason, out);
-                out.push(Action::RemoveAddresses);
-            }
-            (State::Releasing(ReleaseStep::PostRel), HookPhase::PostRel) => {
-                out.push(Action::Notify(Notice::Released(reason)));
-                if self.stop_requested {
-                    self.set_state(State::Stopped, Reason::Shutdown, out);
-                    out.push(Action::Exit);
-                } else {
-                    self.set_state(State::Monitoring, reason, out);
-                }
-            }
-            // A report that does not match the step (a stale one) changes nothing.
-            _ => {}
-        }
-    }
-
-    fn handle_added(&mut self, now: Instant, ok: bool, out: &mut Vec<Action>) {
-        // Availability first: a failed add is reported by the shell, and the takeover goes on
-        // with what could be added; the rest is retried while we hold.
-        let retry = |prev: Option<(Instant, Duration)>| {
-            let wait = prev.map_or(ADD_RETRY_FIRST, |(_, w)| (w * 2).min(ADD_RETRY_MAX));
-            Some((now + wait, wait))
         };
-        match self.state {
-            State::Acquiring(AcquireStep::Adding) => {
-                self.add_retry = if ok { None } else { retry(None) };
-                let reason = self.transition_reason;
-                out.push(Action::Announce);
-                self.set_state(State::Acquiring(AcquireStep::PostAcq), reason, out);
-                out.push(Action::RunHooks {
-                    phase: HookPhase::PostAcq,
-                    reason,
+        self.answers.record(now, addr, mac);
+        // Someone answers for what we gave back: the handover worked.
+        if slot.released_at.is_some() {
+            slot.released_at = None;
+            slot.handover_round = None;
+        }
+        let (held, claim, peer_mac, awaits_proof, manual_slot) = (
+            slot.held,
+            slot.claim,
+            slot.peer_mac,
+            slot.awaits_proof,
+            slot.manual,
+        );
+        if let Some(c) = &mut self.conflict {
+            if c.addr == addr || !c.holding {
+                c.last_answer = now;
+                c.mac = mac;
+                return;
+            }
+        }
+        // While we hold it and the primary does not claim it, an answer is a conflict while
+        // holding (the primary silent, or a third host); a claimed one is given back anyway.
+        if held {
+            // What an administrator took over and the primary answers for too is a conflict:
+            // reported at once, given up after the grace.
+            let manual = manual_slot;
+            let claimed = peer_alive && matches!(claim, Claim::Holds { .. }) && !manual;
+            if idle && !claimed && !awaits_proof {
+                self.conflict = Some(Conflict {
+                    addr,
+                    mac,
+                    since: now,
+                    holding: true,
+                    last_answer: now,
+                    reported: false,
                 });
             }
-            State::Acquired => {
-                // A retry, a re-add of a vanished address, or the reconcile at start: what is
-                // there now is announced.
-                self.add_retry = if ok { None } else { retry(self.add_retry) };
-                out.push(Action::Announce);
-            }
-            _ => {}
+            return;
         }
-    }
-
-    fn handle_removed(&mut self, _ok: bool, out: &mut Vec<Action>) {
-        if self.state == State::Releasing(ReleaseStep::Removing) {
-            let reason = self.transition_reason;
-            // Tell the primary at once; PostRel may take a while and the clients should not wait.
-            out.push(Action::SendReleased);
-            if let Some(mac) = self.handback.take() {
-                out.push(Action::HandBack { mac });
-            }
-            self.set_state(State::Releasing(ReleaseStep::PostRel), reason, out);
-            out.push(Action::RunHooks {
-                phase: HookPhase::PostRel,
-                reason,
-            });
-        }
-    }
-
-    /// An administrator's command. Each rule is a sentence: the core decides, the shell only
-    /// carries the answer back.
-    fn handle_command(&mut self, now: Instant, command: Command, out: &mut Vec<Action>) {
-        let peer = self
-            .config
-            .peer
-            .map_or("the peer".to_string(), |p| p.to_string());
-        match command {
-            // Pause: takeovers stop, watching goes on; a second pause moves its end.
-            Command::Pause { until } => {
-                let pause = Pause {
-                    since: self.pause.map_or(now, |p| p.since),
-                    until,
-                };
-                self.pause = Some(pause);
-                // A probe round for a takeover is dropped; one for a manual takeover too.
-                if matches!(self.state, State::Monitoring | State::BootGrace) {
-                    self.round = None;
-                }
-                self.manual_round = None;
-                out.push(Action::Notify(Notice::Paused(pause)));
-                let held = if self.state.may_hold() {
-                    " (what it holds stays held until the peer's heartbeats give it back)"
-                } else {
-                    ""
-                };
-                out.push(Action::Answer(Ok(match until {
-                    Some(_) => format!("paused: no takeover until the pause ends{held}"),
-                    None => format!("paused: no takeover until failoverctl resume{held}"),
-                })));
-            }
-            Command::Resume => {
-                if self.pause.take().is_some() {
-                    out.push(Action::Notify(Notice::Resumed { auto: false }));
-                    out.push(Action::Answer(Ok(
-                        "resumed: a silent peer is taken over again".to_string(),
-                    )));
-                } else {
-                    out.push(Action::Answer(Ok(
-                        "not paused: nothing to resume".to_string()
-                    )));
-                }
-            }
-            // Release: only what is held; never leave the address to nobody unless forced.
-            Command::Release { force } => match self.state {
-                State::Acquired if !self.peer_alive(now) && !force => {
-                    out.push(Action::Answer(Err(format!(
-                        "refused: {peer} is silent, so releasing would leave nobody answering                          for its addresses (--force releases anyway; failoverd then takes them                          over again after the timeout unless paused)"
-                    ))));
-                }
-                State::Acquired => {
-                    self.manual_hold = false;
-                    self.end_conflict(Some(out));
-                    self.start_release(Reason::Manual, out);
-                    out.push(Action::Answer(Ok(format!(
-                        "releasing: giving the addresses back to {peer} (PreRel, remove,                          PostRel)"
-                    ))));
-                }
-                State::Acquiring(_) | State::Releasing(_) => {
-                    out.push(Action::Answer(Err(format!(
-                        "refused: a transition is under way ({}); ask again when it is over",
-                        self.state
-                    ))));
-                }
-                _ => out.push(Action::Answer(Err(
-                    "refused: this host holds none of the peer's addresses".to_string(),
-                ))),
-            },
-            // Takeover: only when nothing holds them; after a probe round unless forced.
-            Command::Takeover { force } => match self.state {
-                State::Monitoring | State::Conflict | State::BootGrace if force => {
-                    self.end_conflict(Some(out));
-                    self.held_at_start = false;
-                    self.manual_hold = true;
-                    self.start_takeover(now, Reason::Manual, out);
-                    out.push(Action::Answer(Ok(
-                        "taking over (forced: not probed first)".to_string()
-                    )));
-                }
-                State::Monitoring | State::Conflict | State::BootGrace if self.held_at_start => {
-                    out.push(Action::Answer(Err(
-                        "refused: the addresses were on this host at start and failoverd is                          still deciding about them (boot grace)"
-                            .to_string(),
-                    )));
-                }
-                State::Monitoring | State::Conflict | State::BootGrace => {
-                    if self.manual_round.is_none() {
-                        let window = probe_window(self.timeout()).max(CONFLICT_ROUND_MIN);
-                        self.manual_round = Some(Round::new(now + window, window));
+        // The primary answers for it and another MAC does too: a third host.
+        if peer_alive {
+            if let (Claim::Holds { .. }, Some(peer_mac)) = (claim, peer_mac) {
+                if mac != peer_mac {
+                    match &mut self.third {
+                        Some(t) if t.addr == addr && t.mac == mac => t.last = now,
+                        _ => {
+                            let t = ThirdHost {
+                                addr,
+                                mac,
+                                peer_mac,
+                                since: now,
+                                last: now,
+                            };
+                            self.third = Some(t);
+                            out.push(Action::Notify(Notice::ThirdHost(t)));
+                        }
                     }
-                    // Answered when the round decides (check_manual_round).
-                }
-                State::Acquired => out.push(Action::Answer(Ok(
-                    "already holding the addresses".to_string()
-                ))),
-                State::Acquiring(_) | State::Releasing(_) => {
-                    out.push(Action::Answer(Err(format!(
-                        "refused: a transition is under way ({}); ask again when it is over",
-                        self.state
-                    ))));
-                }
-                State::Stopped => out.push(Action::Answer(Err("failoverd is stopping".into()))),
-            },
-        }
-    }
-
-    /// The probe round of a manual takeover: the takeover if nobody answered, else a refusal.
-    fn check_manual_round(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let Some(mut round) = self.manual_round else {
-            return;
-        };
-        if !matches!(
-            self.state,
-            State::Monitoring | State::Conflict | State::BootGrace
-        ) {
-            self.manual_round = None;
-            out.push(Action::Answer(Err(format!(
-                "refused: the state changed to {} while probing",
-                self.state
-            ))));
-            return;
-        }
-        if round.next_probe().is_some_and(|t| now >= t) {
-            round.sent += 1;
-            round.first_sent.get_or_insert(now);
-            round.last_sent = Some(now);
-            out.push(Action::Probe);
-        }
-        self.manual_round = Some(round);
-        if round.decision().is_some_and(|t| now >= t) {
-            self.manual_round = None;
-            match self.answer_since(round.first_sent) {
-                Some((addr, mac)) => out.push(Action::Answer(Err(format!(
-                    "refused: {addr} still answers from {} on the LAN; taking it over would                      make two hosts answer for it (--force takes over anyway)",
-                    mac.iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                )))),
-                None => {
-                    self.end_conflict(Some(out));
-                    self.held_at_start = false;
-                    self.manual_hold = true;
-                    self.start_takeover(now, Reason::Manual, out);
-                    out.push(Action::Answer(Ok(
-                        "taking over: nobody answers for the addresses".to_string(),
-                    )));
                 }
             }
         }
     }
 
-    fn handle_shutdown(&mut self, out: &mut Vec<Action>) {
-        match self.state {
-            // Addresses found at start are released like ours.
-            State::BootGrace if self.held_at_start => self.start_release(Reason::Shutdown, out),
-            State::Conflict if self.fence_running => self.stop_requested = true,
-            State::BootGrace | State::Monitoring | State::Conflict => {
+    // ----- The decision ladder -----
+
+    /// One decision at a time, when no hook sequence runs: first what must go back (never two
+    /// holders), then what may be taken.
+    fn decide(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.seq.is_some() || self.state == State::Stopped {
+            return;
+        }
+        // 1. Stopping: everything held goes back, then we exit.
+        if self.stop_requested && !self.fence_running {
+            let held = self.held();
+            if held.is_empty() {
                 self.set_state(State::Stopped, Reason::Shutdown, out);
                 out.push(Action::Exit);
+            } else {
+                self.start_release(held, Reason::Shutdown, None, out);
             }
-            State::Acquired => self.start_release(Reason::Shutdown, out),
-            // A transition under way finishes its current step first; see the step handlers.
-            State::Acquiring(_) | State::Releasing(_) => self.stop_requested = true,
-            State::Stopped => {}
+            return;
         }
-    }
-
-    /// Acts on every deadline that has passed. A state entered here may have deadlines of
-    /// its own that passed already (a probe window that began before it was entered): it is
-    /// checked at once, a few times at most.
-    fn check_deadlines(&mut self, now: Instant, out: &mut Vec<Action>) {
-        // A `pause --for` that has run its time.
-        if self
-            .pause
-            .is_some_and(|p| p.until.is_some_and(|u| now >= u))
-        {
-            self.pause = None;
-            out.push(Action::Notify(Notice::Resumed { auto: true }));
-        }
-        self.check_manual_round(now, out);
-        self.check_links(now, out);
-        for _ in 0..4 {
-            let before = self.state;
-            self.check_state_deadlines(now, out);
-            if self.state == before {
-                break;
+        // 2. A new peer: the old one's addresses go back first, with its hooks.
+        if self.pending.is_some() {
+            let held = self.held();
+            if held.is_empty() {
+                self.apply_pending(now, out);
+            } else {
+                self.start_release(held, Reason::NewPeer, None, out);
+                return;
             }
         }
-    }
-
-    fn check_state_deadlines(&mut self, now: Instant, out: &mut Vec<Action>) {
-        // Paused: no takeover starts, from any state; what is held follows its rules.
-        let paused = self.pause.is_some();
-        match self.state {
-            State::BootGrace
-                if paused
-                    && !self.held_at_start
-                    && self.peer_alive(now)
-                    && now >= self.grace_end() =>
-            {
-                self.set_state(State::Monitoring, Reason::BootGraceOver, out);
-            }
-            State::BootGrace if paused && !self.held_at_start => {}
-            State::Monitoring | State::Conflict if paused => {}
-            State::BootGrace if self.held_at_start && now >= self.grace_end() => {
-                self.end_boot_grace(now, out);
-            }
-            State::BootGrace if self.held_at_start => {}
-            State::BootGrace => {
-                if self.peer_alive(now) && now >= self.grace_end() {
-                    self.set_state(State::Monitoring, Reason::BootGraceOver, out);
-                } else {
+        // 3. Given back: what the alive primary answers for, or wants after the hold-off.
+        let give_back = self.to_give_back(now, out);
+        if !give_back.is_empty() {
+            self.start_release(give_back, Reason::PeerReturned, None, out);
+            return;
+        }
+        // 4. The boot grace: no takeover before it ends.
+        if self.state == State::BootGrace {
+            let end = self.grace_end();
+            if now < end && !self.goodbye_fresh(now) {
+                self.timers.at(end);
+                if !self.peer_alive(now) {
+                    // The grace decides like a timeout: its probes go out before its end.
                     let at = self.boot_deadline();
-                    self.run_round(now, at, out);
+                    self.run_takeover_round(now, Purpose::Timeout, Some(at), out);
                 }
+                return;
             }
-            State::Monitoring => {
-                let (at, reason) = self.takeover_deadline();
-                if reason == Reason::Goodbye {
-                    if now >= at && !self.fence_running {
-                        self.start_takeover(now, reason, out);
+            if self.slots.iter().any(|s| s.held) && !self.peer_alive(now) {
+                // Held at start and the peer is silent: kept; make sure all are there.
+                let held = self.held();
+                self.set_state(State::Acquired, Reason::Reconcile, out);
+                out.push(Action::AddAddresses(held));
+                return;
+            }
+            if self.peer_alive(now) || self.goodbye_fresh(now) {
+                let to = self.rest_state();
+                self.set_state(to, Reason::BootGraceOver, out);
+            }
+        }
+        // 5. Takeovers.
+        self.decide_takeover(now, out);
+    }
+
+    /// The held addresses the rules give back now.
+    fn to_give_back(&mut self, now: Instant, notices: &mut Vec<Action>) -> Vec<IpAddr> {
+        let alive = self.peer_alive(now);
+        let holdoff = self.holdoff();
+        let mut out = Vec::new();
+        let mut held_by_hand = Vec::new();
+        let legacy_due = self.legacy
+            && self
+                .links
+                .values()
+                .any(|l| l.consecutive >= self.config.release_after);
+        for s in &self.slots {
+            if !s.held || !alive {
+                continue;
+            }
+            if s.manual {
+                if s.claim == Claim::Wants {
+                    held_by_hand.push(s.addr);
+                }
+                continue;
+            }
+            match s.claim {
+                // Every moment longer is a moment of two holders: at once. After a failed
+                // handover, once the primary shows that it can serve (it answers for it).
+                Claim::Holds { .. } => {
+                    if !s.awaits_proof || self.answered_by_peer(s) {
+                        out.push(s.addr);
                     }
-                } else {
-                    self.run_round(now, at, out);
+                }
+                // It waits, holding nothing: no hurry, and a flapping primary waits longer.
+                Claim::Wants => {
+                    let due = s.claim_since + holdoff;
+                    if now >= due {
+                        out.push(s.addr);
+                    } else {
+                        self.timers.at(due);
+                    }
+                }
+                Claim::Unknown if legacy_due => out.push(s.addr),
+                _ => {}
+            }
+        }
+        if !held_by_hand.is_empty() && !self.held_by_hand_told {
+            self.held_by_hand_told = true;
+            notices.push(Action::Notify(Notice::HeldByHand(held_by_hand)));
+        }
+        out
+    }
+
+    /// Whether the primary has answered for a slot we took back since we took it: it can
+    /// serve it now.
+    fn answered_by_peer(&self, s: &Slot) -> bool {
+        let Some((at, mac)) = self.answers.latest(s.addr) else {
+            return false;
+        };
+        at >= s.claim_since.min(self.now) && s.peer_mac.is_none_or(|m| m == mac) && {
+            // Heard after the take-back.
+            self.returns.back().is_none_or(|t| at >= *t)
+        }
+    }
+
+    /// Whether a goodbye still asks for an unprobed takeover: it came within the last
+    /// timeout and has not started one yet. One that waited longer (a pause, a refused `Test`
+    /// waiting its retry) no longer says the host is on its way down, so that takeover is
+    /// probed like any other.
+    fn goodbye_fresh(&self, now: Instant) -> bool {
+        self.goodbye
+            .as_ref()
+            .is_some_and(|g| !g.used && now <= g.at + self.timeout())
+    }
+
+    /// When the boot grace decides, if the peer is not heard: at its end, or at the peer's own
+    /// timeout if that is later (it was heard during the grace and then fell silent).
+    fn boot_deadline(&self) -> Instant {
+        let end = self.grace_end();
+        self.last_heard
+            .map_or(end, |t| end.max(t + self.timeout()))
+    }
+
+    /// When a takeover on silence is due.
+    fn silence_deadline(&self) -> Instant {
+        let silent_since = self.last_heard.unwrap_or(self.watch_since);
+        let mut at = silent_since.max(self.watch_since) + self.timeout();
+        if let Some(retry) = self.retry_not_before {
+            at = at.max(retry);
+        }
+        at
+    }
+
+    fn decide_takeover(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // Paused: no takeover starts; what is held follows its rules.
+        if self.pause.is_some() {
+            self.round = None;
+            return;
+        }
+        let alive = self.peer_alive(now);
+        // A goodbye: a planned handover, unprobed. A host that stays up keeps its own
+        // addresses; what it removed before saying goodbye is ours at once.
+        if self.goodbye_fresh(now) && self.retry_not_before.is_none_or(|r| now >= r) {
+            let kept = self.goodbye.as_ref().map(|g| g.kept.clone()).unwrap_or_default();
+            let take: Vec<IpAddr> = self
+                .slots
+                .iter()
+                .filter(|s| !s.held && !kept.contains(&s.addr))
+                .map(|s| s.addr)
+                .collect();
+            if !take.is_empty() && !self.fence_running {
+                if let Some(g) = &mut self.goodbye {
+                    g.used = true;
+                }
+                self.end_conflict(Some(out));
+                self.start_takeover(take, Reason::Goodbye, out);
+                return;
+            }
+        }
+        // The peer is going silent: the takeover's probe round starts in the last part of its
+        // timeout, while its last heartbeat still counts.
+        let timeout = self.timeout();
+        let silent_at = self.silence_deadline();
+        let going_silent = now + probe::window(timeout) >= silent_at;
+        if alive && !going_silent {
+            self.timers.at(silent_at - probe::window(timeout));
+        }
+        if !alive || going_silent {
+            let watching = self
+                .goodbye
+                .as_ref()
+                .is_some_and(|g| g.stays_up && !g.kept.is_empty());
+            if let Some(retry) = self.retry_not_before.filter(|r| now < *r && watching) {
+                self.timers.at(retry);
+            } else if watching {
+                // The host of a stopped heartbeatd answers for its own addresses: they are
+                // taken over when a round gets no answer (the host went down after all).
+                self.run_takeover_round(now, Purpose::Watch, None, out);
+            } else if self.state == State::Conflict {
+                self.conflict_round(now, out);
+            } else {
+                let at = self.silence_deadline();
+                self.run_takeover_round(now, Purpose::Timeout, Some(at), out);
+            }
+            return;
+        }
+        // The alive primary cannot serve an address: it neither holds nor wants it for a
+        // whole timeout, or one of its links is lost and nobody answers for it.
+        let lost_link = self.links.values().any(|l| l.anomaly);
+        let mut due = None::<Instant>;
+        let mut any = false;
+        for s in &self.slots {
+            if s.held || s.released_at.is_some() || s.asked_back.is_some() {
+                continue;
+            }
+            match s.claim {
+                Claim::Free => {
+                    let at = s.claim_since + timeout;
+                    due = Some(due.map_or(at, |d: Instant| d.max(at)));
+                    any = true;
+                }
+                Claim::Holds { .. } if lost_link => any = true,
+                _ => {}
+            }
+        }
+        if !any {
+            if self.round.is_some_and(|(p, _)| p == Purpose::Unserved) {
+                self.round = None;
+            }
+            return;
+        }
+        let due = match (due, self.retry_not_before) {
+            (Some(d), Some(r)) => Some(d.max(r)),
+            (d, _) => d,
+        };
+        match due {
+            Some(at) if now + probe::window(timeout) < at => {
+                self.timers.at(at - probe::window(timeout));
+            }
+            _ => self.run_takeover_round(now, Purpose::Unserved, due, out),
+        }
+    }
+
+    /// The addresses an automatic round is about.
+    fn candidates(&self, purpose: Purpose, now: Instant) -> Vec<IpAddr> {
+        let kept = self
+            .goodbye
+            .as_ref()
+            .map(|g| g.kept.clone())
+            .unwrap_or_default();
+        let lost_link = self.links.values().any(|l| l.anomaly);
+        let timeout = self.timeout();
+        self.slots
+            .iter()
+            .filter(|s| !s.held)
+            .filter(|s| match purpose {
+                Purpose::Timeout => true,
+                Purpose::Watch => kept.contains(&s.addr),
+                Purpose::Unserved => {
+                    s.released_at.is_none()
+                        && s.asked_back.is_none()
+                        && match s.claim {
+                            Claim::Free => now + probe::window(timeout) >= s.claim_since + timeout,
+                            Claim::Holds { .. } => lost_link,
+                            _ => false,
+                        }
+                }
+            })
+            .map(|s| s.addr)
+            .collect()
+    }
+
+    /// Runs the probe round of an automatic takeover: deciding at `decide_at`, or (`None`)
+    /// in rounds that follow each other. Once it decides, what nobody answered for is taken
+    /// over; what answers is a conflict (on silence) or left alone.
+    fn run_takeover_round(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        decide_at: Option<Instant>,
+        out: &mut Vec<Action>,
+    ) {
+        let addrs = self.candidates(purpose, now);
+        if addrs.is_empty() {
+            self.round = None;
+            return;
+        }
+        let timeout = self.timeout();
+        let window = match purpose {
+            Purpose::Timeout => probe::window(timeout),
+            Purpose::Watch => probe::slow_window(timeout),
+            Purpose::Unserved => probe::slow_window(timeout),
+        };
+        let mut round = match (self.round, decide_at) {
+            (Some((p, r)), Some(at)) if p == purpose && r.decide_at() == at => r,
+            (Some((p, r)), None) if p == purpose => r,
+            (_, Some(at)) => Round::new(at, window),
+            (_, None) => Round::starting(now, window),
+        };
+        if round.poll(now) {
+            out.push(Action::Probe(addrs.clone()));
+        }
+        if !round.decided(now) || self.fence_running {
+            if let Some(t) = round.deadline() {
+                self.timers.at(t);
+            }
+            self.round = Some((purpose, round));
+            return;
+        }
+        self.round = None;
+        let (answered, free): (Vec<IpAddr>, Vec<IpAddr>) = addrs
+            .iter()
+            .partition(|a| self.answers.in_round(**a, &round).is_some());
+        match purpose {
+            Purpose::Timeout => {
+                if !free.is_empty() {
+                    self.start_takeover(free, Reason::Timeout, out);
+                } else if let Some(&addr) = answered.first() {
+                    let mac = self
+                        .answers
+                        .in_round(addr, &round)
+                        .unwrap_or([0; 6]);
+                    self.enter_conflict(now, addr, mac, out);
                 }
             }
-            State::Conflict if self.goodbye_fresh() && !self.fence_running => {
-                // A planned handover, asked for while the address still answered: the
-                // goodbye is not probed.
-                self.end_conflict(Some(out));
-                self.start_takeover(now, Reason::Goodbye, out);
+            Purpose::Watch if !free.is_empty() => {
+                self.start_takeover(free, Reason::Timeout, out)
             }
-            State::Conflict => self.check_conflict_round(now, out),
-            State::Acquired => self.check_holding(now, out),
-            _ => {}
-        }
-    }
-
-    /// Sends the probes due for a takeover at `at`, and decides once the round is complete:
-    /// a conflict if another host answered, else the takeover.
-    fn run_round(&mut self, now: Instant, at: Instant, out: &mut Vec<Action>) {
-        let mut round = self.round_for(at);
-        if round.next_probe().is_some_and(|t| now >= t) {
-            round.sent += 1;
-            round.first_sent.get_or_insert(now);
-            round.last_sent = Some(now);
-            out.push(Action::Probe);
-        }
-        self.round = Some(round);
-        if round.decision().is_some_and(|t| now >= t) && !self.fence_running {
-            self.round = None;
-            match self.answer_since(round.first_sent) {
-                Some((addr, mac)) => self.enter_conflict(now, addr, mac, out),
-                None => self.start_takeover(now, Reason::Timeout, out),
+            Purpose::Unserved if !free.is_empty() => {
+                self.start_takeover(free, Reason::PeerCannotServe, out)
             }
+            // Still answered: the next round starts at the next look.
+            _ => self.timers.at(now + probe::slow_window(timeout)),
         }
-    }
-
-    /// The latest answer at or after `since`, if any.
-    fn answer_since(&self, since: Option<Instant>) -> Option<(IpAddr, Mac)> {
-        let since = since?;
-        self.last_answer
-            .filter(|(t, _, _)| *t >= since)
-            .map(|(_, addr, mac)| (addr, mac))
-    }
-
-    /// A conflict round's length: the probe window, but not less than [`CONFLICT_ROUND_MIN`].
-    fn conflict_round(&self) -> Duration {
-        probe_window(self.timeout()).max(CONFLICT_ROUND_MIN)
     }
 
     fn enter_conflict(&mut self, now: Instant, addr: IpAddr, mac: Mac, out: &mut Vec<Action>) {
@@ -1501,69 +1834,143 @@ impl Failover {
             reported: true,
         };
         self.conflict = Some(c);
+        self.fenced = false;
+        self.fence_withheld_told = false;
         self.set_state(State::Conflict, Reason::Conflict, out);
         out.push(Action::Notify(Notice::Conflict(c)));
-        let window = self.conflict_round();
-        self.round = Some(Round::new(now + window, window));
-        // The administrator's way out: power the other host off. Once per episode.
-        if !self.fenced {
-            self.fenced = true;
-            self.fence_running = true;
-            out.push(Action::RunHooks {
-                phase: HookPhase::Fence,
-                reason: Reason::Conflict,
-            });
-        }
-        // The next round's first probe goes out at once.
-        if self.state == State::Conflict {
-            self.check_conflict_round(now, out);
-        }
+        self.conflict_round(now, out);
     }
 
     /// In `conflict`: probe in rounds; a round without an answer ends the conflict with the
-    /// takeover (not while `Fence` runs: its end starts a new round at once).
-    fn check_conflict_round(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let window = self.conflict_round();
-        let mut round = self
-            .round
-            .unwrap_or_else(|| Round::new(now + window, window));
-        if round.decision().is_some_and(|t| now >= t) {
-            let answered = self.answer_since(round.first_sent);
-            if answered.is_none() && !self.fence_running {
+    /// takeover (not while `Fence` runs: its end starts a new round at once). `Fence` runs
+    /// once the conflict has lasted `FAILOVER_FENCE_AFTER`, unless it must not.
+    fn conflict_round(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(c) = self.conflict.filter(|c| !c.holding) else {
+            let at = self.silence_deadline();
+            self.run_takeover_round(now, Purpose::Timeout, Some(at), out);
+            return;
+        };
+        self.consider_fence(now, &c, out);
+        let window = probe::slow_window(self.timeout());
+        let addrs = self.candidates(Purpose::Timeout, now);
+        let mut round = match self.round {
+            Some((Purpose::Timeout, r)) => r,
+            _ => Round::starting(now, window),
+        };
+        if round.decided(now) {
+            let answered: Vec<(IpAddr, Mac)> = addrs
+                .iter()
+                .filter_map(|a| self.answers.in_round(*a, &round).map(|m| (*a, m)))
+                .collect();
+            if answered.is_empty() && !self.fence_running {
                 self.round = None;
                 self.end_conflict(Some(out));
-                self.start_takeover(now, Reason::Timeout, out);
+                self.start_takeover(addrs, Reason::Timeout, out);
                 return;
             }
-            if let (Some((addr, mac)), Some(c)) = (answered, &mut self.conflict) {
-                c.addr = addr;
-                c.mac = mac;
+            if let (Some((addr, mac)), Some(c)) = (answered.first(), &mut self.conflict) {
+                c.addr = *addr;
+                c.mac = *mac;
             }
             // Still answering, or `Fence` still at work: another round, starting now.
-            round = Round::new(now + window, window);
+            round = Round::starting(now, window);
         }
-        if round.next_probe().is_some_and(|t| now >= t) {
-            round.sent += 1;
-            round.first_sent.get_or_insert(now);
-            round.last_sent = Some(now);
-            out.push(Action::Probe);
+        if round.poll(now) {
+            out.push(Action::Probe(addrs));
         }
-        self.round = Some(round);
+        if let Some(t) = round.deadline() {
+            self.timers.at(t);
+        }
+        self.round = Some((Purpose::Timeout, round));
     }
 
-    /// While holding: probe for a conflict while the peer is silent, give the addresses up
-    /// when another host keeps answering past the grace, retry a failed add, release on the
-    /// peer's steady return.
+    /// `Fence` is the administrator's way to power a stuck primary off: only for a conflict
+    /// that has lasted `FAILOVER_FENCE_AFTER`, never for a boot that said goodbye (its host is
+    /// shutting down, or stays up on purpose), never against the host we handed the address
+    /// back to, never while a reload of the secret or the peer settles.
+    fn consider_fence(&mut self, now: Instant, c: &Conflict, out: &mut Vec<Action>) {
+        if self.fenced || self.fence_running {
+            return;
+        }
+        let due = c.since + self.fence_after();
+        if now < due {
+            self.timers.at(due);
+            return;
+        }
+        let withheld = if self
+            .peer_boot
+            .is_some_and(|b| self.said_goodbye.contains(&b))
+        {
+            Some("the primary's heartbeatd said goodbye: its host is not stuck")
+        } else if self.handed_back_to == Some(c.mac) {
+            Some("the address was handed back to that host after a conflict")
+        } else if let Some(t) = self.fence_not_before.filter(|t| now < *t) {
+            self.timers.at(t);
+            Some("a reload changed the secret or the peer and is settling")
+        } else {
+            None
+        };
+        match withheld {
+            Some(why) => {
+                if !self.fence_withheld_told {
+                    self.fence_withheld_told = true;
+                    out.push(Action::Notify(Notice::FenceWithheld(why)));
+                }
+            }
+            None => {
+                self.fenced = true;
+                self.fence_running = true;
+                out.push(Action::RunHooks {
+                    phase: HookPhase::Fence,
+                    reason: Reason::Conflict,
+                    addrs: vec![c.addr],
+                });
+            }
+        }
+    }
+
+    /// Ends the conflict episode, telling the administrator (if `out` is given and they
+    /// were told of it).
+    fn end_conflict(&mut self, out: Option<&mut Vec<Action>>) {
+        if let Some(c) = self.conflict.take() {
+            if let (Some(out), true) = (out, c.reported) {
+                out.push(Action::Notify(Notice::ConflictOver { holding: c.holding }));
+            }
+        }
+        self.fenced = false;
+        self.fence_withheld_told = false;
+    }
+
+    // ----- Holding -----
+
+    /// While holding: probe for a conflict while the peer is silent (or while we wait for the
+    /// primary to show it can serve), defend, give an address up when another host keeps
+    /// answering past the grace, retry a failed add.
     fn check_holding(&mut self, now: Instant, out: &mut Vec<Action>) {
         if let Some((at, _)) = self.add_retry {
             if now >= at {
-                out.push(Action::AddAddresses);
+                if self.seq.is_none() {
+                    out.push(Action::AddAddresses(self.held()));
+                }
                 // Rescheduled by the report of this add.
                 self.add_retry = self.add_retry.map(|(_, w)| (now + w, w));
             }
+            if let Some((at, _)) = self.add_retry {
+                self.timers.at(at);
+            }
         }
-        if let Some(mut c) = self.conflict {
-            if now >= self.conflict_over_at(&c) {
+        if self.seq.is_some() {
+            return;
+        }
+        let every = hold_probe_every(self.config.conflict_grace);
+        if let Some(mut c) = self.conflict.filter(|c| c.holding) {
+            let still_held = self.slots.iter().any(|s| s.addr == c.addr && s.held);
+            let over_at = c.last_answer + every * 5 / 2;
+            let manual = self
+                .slots
+                .iter()
+                .any(|s| s.addr == c.addr && s.manual);
+            if !still_held || now >= over_at {
                 self.end_conflict(Some(out));
             } else if now >= c.since + self.config.conflict_grace {
                 // The other host kept answering for the whole grace: it is there, and two
@@ -1573,28 +1980,244 @@ impl Failover {
                     out.push(Action::Notify(Notice::Conflict(c)));
                 }
                 self.end_conflict(None);
-                self.start_release(Reason::Conflict, out);
-                self.handback = Some(c.mac);
-                return;
-            } else if c.reported || now >= c.since + self.timeout() {
-                if !c.reported {
-                    c.reported = true;
-                    self.conflict = Some(c);
-                    out.push(Action::Notify(Notice::Conflict(c)));
+                if let Some(s) = self.slots.iter_mut().find(|s| s.addr == c.addr) {
+                    s.manual = false;
                 }
-                self.defend(now, out);
+                self.start_release(vec![c.addr], Reason::Conflict, Some(c.mac), out);
+                return;
+            } else {
+                self.timers.at(over_at);
+                self.timers.at(c.since + self.config.conflict_grace);
+                // A returning peer announces itself a moment before its first heartbeat
+                // counts: told after a timeout, or at once for what an administrator took.
+                let report_at = c.since + self.timeout();
+                if c.reported || manual || now >= report_at {
+                    if !c.reported {
+                        c.reported = true;
+                        self.conflict = Some(c);
+                        out.push(Action::Notify(Notice::Conflict(c)));
+                    }
+                    self.defend(now, out);
+                } else {
+                    self.timers.at(report_at);
+                }
             }
         }
-        // Held by an administrator's takeover: given back only by an administrator.
-        if self.release_due() && !self.manual_hold {
-            self.start_release(Reason::PeerReturned, out);
-            return;
-        }
-        if !self.peer_alive(now) && now >= self.next_hold_probe() {
-            self.hold_probed = Some(now);
-            out.push(Action::Probe);
+        let peer_silent = !self.peer_alive(now);
+        let probed: Vec<IpAddr> = self
+            .slots
+            .iter()
+            .filter(|s| s.held && (peer_silent || s.awaits_proof || s.manual))
+            .map(|s| s.addr)
+            .collect();
+        if !probed.is_empty() {
+            let next = self.hold_probed.map_or(now, |t| t + every);
+            if now >= next {
+                self.hold_probed = Some(now);
+                out.push(Action::Probe(probed));
+                self.timers.at(now + every);
+            } else {
+                self.timers.at(next);
+            }
         }
     }
+
+    /// Announces what we hold, at most once per [`DEFEND_INTERVAL`].
+    fn defend(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.defended {
+            Some(t) if now < t + DEFEND_INTERVAL => self.timers.at(t + DEFEND_INTERVAL),
+            _ => {
+                self.defended = Some(now);
+                out.push(Action::Defend(self.held()));
+                self.timers.at(now + DEFEND_INTERVAL);
+            }
+        }
+    }
+
+    /// A third host: ends when it has not been heard for a while; probed meanwhile.
+    fn check_third_host(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(t) = self.third else {
+            return;
+        };
+        let every = hold_probe_every(self.config.conflict_grace);
+        let still_claimed = self.peer_alive(now)
+            && self
+                .slots
+                .iter()
+                .any(|s| s.addr == t.addr && !s.held && matches!(s.claim, Claim::Holds { .. }));
+        if !still_claimed || now >= t.last + every * 5 / 2 {
+            self.third = None;
+            out.push(Action::Notify(Notice::ThirdHostOver(t.addr)));
+            if self.state == State::ThirdHost {
+                let to = self.rest_state();
+                self.set_state(to, Reason::ThirdHost, out);
+            }
+            return;
+        }
+        self.timers.at(t.last + every * 5 / 2);
+        if self.state == State::Monitoring {
+            self.set_state(State::ThirdHost, Reason::ThirdHost, out);
+        }
+        let next = self.hold_probed.map_or(now, |p| p + every);
+        if now >= next {
+            self.hold_probed = Some(now);
+            out.push(Action::Probe(vec![t.addr]));
+            self.timers.at(now + every);
+        } else {
+            self.timers.at(next);
+        }
+    }
+
+    /// After a release to the primary: one timeout for someone to answer for each address;
+    /// nobody answering means the handover failed, and the address is taken back (a service
+    /// address the primary says it holds is asked back first: it removes it, then we add it).
+    fn check_handovers(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let timeout = self.timeout();
+        let alive = self.peer_alive(now);
+        let mut failed = Vec::new();
+        let mut ask = Vec::new();
+        for s in &mut self.slots {
+            if s.held {
+                continue;
+            }
+            // Asked back: taken once the primary no longer holds it (or gives no sign for a
+            // timeout: two hosts on an address nobody can reach beats nobody reachable).
+            if s.asked_back == Some(Reason::HandoverFailed) {
+                let gave_up = !matches!(s.claim, Claim::Holds { .. }) || !alive;
+                let waited = now >= s.claim_since.max(s.released_at.unwrap_or(now)) + timeout;
+                if gave_up || waited {
+                    failed.push(s.addr);
+                } else {
+                    self.timers
+                        .at(s.claim_since.max(s.released_at.unwrap_or(now)) + timeout);
+                }
+                continue;
+            }
+            let Some(at) = s.released_at else {
+                continue;
+            };
+            if !alive {
+                s.released_at = None;
+                s.handover_round = None;
+                continue;
+            }
+            let mut round = s
+                .handover_round
+                .unwrap_or_else(|| Round::new(at + timeout, timeout));
+            if round.poll(now) {
+                ask.push(s.addr);
+            }
+            if round.decided(now) {
+                s.handover_round = None;
+                if self.answers.since(s.addr, Some(at)).is_some() {
+                    s.released_at = None;
+                    continue;
+                }
+                match s.claim {
+                    Claim::Holds { managed: true, .. } => {
+                        s.asked_back = Some(Reason::HandoverFailed);
+                        s.claim_since = now;
+                        self.timers.at(now + timeout);
+                    }
+                    _ => failed.push(s.addr),
+                }
+            } else {
+                if let Some(t) = round.deadline() {
+                    self.timers.at(t);
+                }
+                s.handover_round = Some(round);
+            }
+        }
+        if !ask.is_empty() {
+            out.push(Action::Probe(ask));
+        }
+        if !failed.is_empty() && self.seq.is_none() {
+            for s in &mut self.slots {
+                if failed.contains(&s.addr) {
+                    s.released_at = None;
+                    s.handover_round = None;
+                    s.asked_back = None;
+                    s.awaits_proof = true;
+                }
+            }
+            self.returns.push_back(now);
+            out.push(Action::Notify(Notice::HandoverFailed(failed.clone())));
+            self.start_takeover(failed, Reason::HandoverFailed, out);
+        } else if !failed.is_empty() {
+            self.timers.at(now + Duration::from_millis(1));
+        }
+    }
+
+    /// What the primary must hear from us: a release until it acknowledges it, an answer to
+    /// its wait token, what we hold by hand or ask back. At most one report per interval,
+    /// but a new token is answered at once.
+    fn check_reports(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.peer_alive(now) && self.release_id == 0 {
+            return;
+        }
+        let every = self
+            .announced_interval
+            .unwrap_or_else(|| self.timeout() / 3)
+            .max(Duration::from_millis(10));
+        let unacked = self.release_id != 0 && self.peer_ack != self.release_id;
+        let waits = self.peer_token != 0 && self.slots.iter().any(|s| s.claim == Claim::Wants);
+        let asks = self
+            .slots
+            .iter()
+            .any(|s| s.asked_back.is_some() || (s.held && s.manual));
+        if !(unacked || waits || asks) {
+            return;
+        }
+        // A release nobody acknowledges for long (the primary is gone) is given up on.
+        if unacked && !self.peer_alive(now) {
+            if self.report_sent.is_some_and(|t| now >= t + self.timeout()) {
+                self.release_id = 0;
+                return;
+            }
+        }
+        let new_token = waits && self.peer_token != self.answered_token;
+        let due = self.report_sent.is_none_or(|t| now >= t + every);
+        if new_token || due {
+            self.report_sent = Some(now);
+            if waits {
+                self.answered_token = self.peer_token;
+            }
+            out.push(Action::SendReport(self.report(unacked, waits)));
+        }
+        if let Some(t) = self.report_sent {
+            self.timers.at(t + every);
+        }
+    }
+
+    fn report(&self, unacked: bool, waits: bool) -> OutReport {
+        OutReport {
+            id: if unacked { self.release_id } else { 0 },
+            token: if waits { self.peer_token } else { 0 },
+            entries: self
+                .slots
+                .iter()
+                .map(|s| {
+                    let mut role = Role::NONE;
+                    if s.held || (self.seq.as_ref().is_some_and(|q| q.acquire && q.addrs.contains(&s.addr))) {
+                        role = role.with(Role::HOLDS);
+                    } else if s.asked_back.is_some() {
+                        role = role.with(Role::WANTS);
+                    }
+                    if s.manual || (s.asked_back == Some(Reason::Manual)) {
+                        role = role.with(Role::MANUAL);
+                    }
+                    Entry::new(s.addr, role)
+                })
+                .collect(),
+        }
+    }
+
+    fn draw_release_id(&mut self) -> u64 {
+        self.ids_drawn += 1;
+        splitmix(self.seed.wrapping_add(self.ids_drawn)).max(1)
+    }
+
+    // ----- Links -----
 
     /// Flags links silent for a timeout while another link has carried heartbeats for one,
     /// and forgets those renumbered.
@@ -1624,11 +2247,11 @@ impl Failover {
                 }
             }
         }
-        let steady: Vec<(LinkId, Instant)> = self
+        let steady: Vec<(LinkId, Instant, Instant)> = self
             .links
             .iter()
-            .filter(|(_, l)| self.link_alive(l, now) && now >= l.up_since + timeout)
-            .map(|(id, l)| (*id, l.last))
+            .filter(|(_, l)| self.link_alive(l, now))
+            .map(|(id, l)| (*id, l.last, l.up_since))
             .collect();
         let outlived_by = self.outlived_by();
         let blind: Vec<LinkId> = self
@@ -1637,75 +2260,624 @@ impl Failover {
             .filter(|id| self.blind(id))
             .copied()
             .collect();
+        let mut wake = Vec::new();
         for (id, link) in self.links.iter_mut() {
-            let silent = now >= link.silent_since() + timeout;
-            let outlived = steady
-                .iter()
-                .any(|(s, last)| s != id && *last >= link.last + outlived_by);
-            if !link.anomaly && silent && !blind.contains(id) && outlived {
-                link.anomaly = true;
-                out.push(Action::Notify(Notice::LinkLost(*id)));
+            if link.anomaly || blind.contains(id) {
+                continue;
+            }
+            let silent_at = link.silent_since() + timeout;
+            for (sid, last, up_since) in &steady {
+                // Only a link that outlived this one by an interval makes it lost; if it has
+                // not yet, its next heartbeat is an event with its own look.
+                if sid == id || *last < link.last + outlived_by {
+                    continue;
+                }
+                // The instant `link` counts as lost while the other counts as steady.
+                let at = silent_at.max(*up_since + timeout);
+                if now >= at {
+                    link.anomaly = true;
+                    out.push(Action::Notify(Notice::LinkLost(*id)));
+                    break;
+                }
+                if at < *last + timeout {
+                    wake.push(at);
+                }
             }
         }
+        for t in wake {
+            self.timers.at(t);
+        }
+        // Renumbering is judged when a silent link has been silent for the timeout.
+        for l in self.links.values() {
+            self.timers.at(l.silent_since() + timeout);
+        }
+    }
+
+    fn link_alive(&self, link: &Link, now: Instant) -> bool {
+        now < link.last + self.timeout()
+    }
+
+    /// How much longer than a silent link another must have carried heartbeats before the
+    /// silent one counts as lost: one interval (a third of the timeout before one is known).
+    fn outlived_by(&self) -> Duration {
+        self.announced_interval
+            .unwrap_or_else(|| self.timeout() / 3)
     }
 
     /// Whether we cannot hear this link now because we may hold its peer address.
     fn blind(&self, id: &LinkId) -> bool {
-        self.holds_addresses() && self.config.taken_over.contains(id)
+        self.slots.iter().any(|s| s.addr == *id && s.held)
+            || self
+                .seq
+                .as_ref()
+                .is_some_and(|q| q.acquire && q.addrs.contains(id))
     }
 
-    fn release_due(&self) -> bool {
-        self.links
-            .values()
-            .any(|l| l.consecutive >= self.config.release_after)
-    }
+    // ----- Hook sequences -----
 
-    fn end_boot_grace(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.peer_alive(now) {
-            // Held and the peer is back: give them back, with hooks.
-            self.set_state(State::Acquired, Reason::Reconcile, out);
-            self.start_release(Reason::PeerReturned, out);
-        } else {
-            self.keep_held_at_start(Reason::Reconcile, out);
-        }
-    }
-
-    /// Held at start and the peer is silent (or leaving): keep them, and make sure all are
-    /// there and known.
-    fn keep_held_at_start(&mut self, reason: Reason, out: &mut Vec<Action>) {
-        self.set_state(State::Acquired, reason, out);
-        out.push(Action::AddAddresses);
-    }
-
-    fn start_takeover(&mut self, _now: Instant, reason: Reason, out: &mut Vec<Action>) {
-        self.transition_reason = reason;
+    fn start_takeover(&mut self, addrs: Vec<IpAddr>, reason: Reason, out: &mut Vec<Action>) {
         self.heard_during_test = false;
-        // A goodbye starts one takeover, not one after every release.
-        self.said_goodbye = false;
         self.round = None;
         // Only heartbeats heard from now on count towards giving the addresses back.
         for link in self.links.values_mut() {
             link.consecutive = 0;
         }
+        self.seq = Some(Sequence {
+            acquire: true,
+            addrs: addrs.clone(),
+            reason,
+            handback: None,
+        });
         self.set_state(State::Acquiring(AcquireStep::Test), reason, out);
         out.push(Action::RunHooks {
             phase: HookPhase::Test,
             reason,
+            addrs,
         });
     }
 
-    fn start_release(&mut self, reason: Reason, out: &mut Vec<Action>) {
-        self.transition_reason = reason;
-        if reason == Reason::Shutdown {
-            self.stop_requested = true;
-        }
+    fn start_release(
+        &mut self,
+        addrs: Vec<IpAddr>,
+        reason: Reason,
+        handback: Option<Mac>,
+        out: &mut Vec<Action>,
+    ) {
         self.add_retry = None;
+        self.seq = Some(Sequence {
+            acquire: false,
+            addrs: addrs.clone(),
+            reason,
+            handback,
+        });
         self.set_state(State::Releasing(ReleaseStep::PreRel), reason, out);
-        out.push(Action::StopAnnouncing);
+        out.push(Action::StopAnnouncing(addrs.clone()));
         out.push(Action::RunHooks {
             phase: HookPhase::PreRel,
             reason,
+            addrs,
         });
+    }
+
+    fn handle_hooks_done(
+        &mut self,
+        now: Instant,
+        phase: HookPhase,
+        ok: bool,
+        out: &mut Vec<Action>,
+    ) {
+        if phase == HookPhase::Fence {
+            if !self.fence_running {
+                return;
+            }
+            self.fence_running = false;
+            if self.state == State::Conflict && ok {
+                // Fenced: ask the LAN again at once rather than at the round's end, so that a
+                // powered-off peer is taken over within one round.
+                self.round = None;
+            }
+            return;
+        }
+        let Some(seq) = self.seq.clone() else {
+            return;
+        };
+        let reason = seq.reason;
+        match (self.state, phase) {
+            (State::Acquiring(AcquireStep::Test), HookPhase::Test) => {
+                // Dropped when the peer was heard while Test ran: nothing was done yet. A
+                // takeover that does not depend on the peer's silence goes on.
+                let depends_on_silence = matches!(reason, Reason::Timeout | Reason::Goodbye);
+                if self.stop_requested {
+                    self.seq = None;
+                    let to = self.rest_state();
+                    self.set_state(to, Reason::Shutdown, out);
+                } else if !ok {
+                    // Test refused: abandon, and try again one timeout later if still silent.
+                    self.retry_not_before = Some(now + self.timeout());
+                    if !self.refused_this_outage {
+                        self.refused_this_outage = true;
+                        out.push(Action::Notify(Notice::TakeoverRefused));
+                    }
+                    self.seq = None;
+                    let to = self.rest_state();
+                    self.set_state(to, Reason::TestRefused, out);
+                } else if self.heard_during_test && self.peer_alive(now) && depends_on_silence {
+                    self.seq = None;
+                    let to = self.rest_state();
+                    self.set_state(to, Reason::PeerAlive, out);
+                } else {
+                    self.set_state(State::Acquiring(AcquireStep::PreAcq), reason, out);
+                    out.push(Action::RunHooks {
+                        phase: HookPhase::PreAcq,
+                        reason,
+                        addrs: seq.addrs,
+                    });
+                }
+            }
+            (State::Acquiring(AcquireStep::PreAcq), HookPhase::PreAcq) => {
+                self.set_state(State::Acquiring(AcquireStep::Adding), reason, out);
+                out.push(Action::AddAddresses(seq.addrs));
+            }
+            (State::Acquiring(AcquireStep::PostAcq), HookPhase::PostAcq) => {
+                self.seq = None;
+                out.push(Action::Notify(Notice::TookOver {
+                    reason,
+                    addrs: seq.addrs,
+                }));
+                self.set_state(State::Acquired, reason, out);
+            }
+            (State::Releasing(ReleaseStep::PreRel), HookPhase::PreRel) => {
+                self.set_state(State::Releasing(ReleaseStep::Removing), reason, out);
+                out.push(Action::RemoveAddresses(seq.addrs));
+            }
+            (State::Releasing(ReleaseStep::PostRel), HookPhase::PostRel) => {
+                self.seq = None;
+                let to = match (seq.handback, reason) {
+                    (Some(mac), _) => ReleasedTo::Host(mac),
+                    (None, Reason::PeerReturned) => ReleasedTo::Peer,
+                    _ => ReleasedTo::Nobody,
+                };
+                out.push(Action::Notify(Notice::Released {
+                    reason,
+                    addrs: seq.addrs,
+                    to,
+                }));
+                let rest = self.rest_state();
+                self.set_state(rest, reason, out);
+            }
+            // A report that does not match the step (a stale one) changes nothing.
+            _ => {}
+        }
+    }
+
+    fn handle_added(&mut self, now: Instant, failed: &[IpAddr], out: &mut Vec<Action>) {
+        // Availability first: a failed add is reported by the shell, and the takeover goes on
+        // with what could be added; the rest is retried while we hold.
+        let retry = |prev: Option<(Instant, Duration)>| {
+            let wait = prev.map_or(ADD_RETRY_FIRST, |(_, w)| (w * 2).min(ADD_RETRY_MAX));
+            Some((now + wait, wait))
+        };
+        let acquiring = self.state == State::Acquiring(AcquireStep::Adding);
+        let seq = self.seq.clone();
+        let added: Vec<IpAddr> = match (&seq, acquiring) {
+            (Some(q), true) => q.addrs.clone(),
+            _ => self.held(),
+        }
+        .into_iter()
+        .filter(|a| !failed.contains(a))
+        .collect();
+        if acquiring {
+            let Some(q) = seq else {
+                return;
+            };
+            for s in &mut self.slots {
+                if q.addrs.contains(&s.addr) {
+                    s.held = true;
+                    s.manual = q.reason == Reason::Manual;
+                    s.asked_back = None;
+                    s.released_at = None;
+                    s.handover_round = None;
+                    // Taken because the primary could not serve it: given back once it shows
+                    // it can.
+                    s.awaits_proof =
+                        matches!(q.reason, Reason::HandoverFailed | Reason::PeerCannotServe);
+                }
+            }
+            self.held_by_hand_told = false;
+            self.add_retry = if failed.is_empty() { None } else { retry(None) };
+            out.push(Action::Announce(added));
+            self.set_state(State::Acquiring(AcquireStep::PostAcq), q.reason, out);
+            out.push(Action::RunHooks {
+                phase: HookPhase::PostAcq,
+                reason: q.reason,
+                addrs: q.addrs,
+            });
+        } else if self.seq.is_none() && self.slots.iter().any(|s| s.held) {
+            // A retry, a re-add of a vanished address, or the reconcile at start: what is
+            // there now is announced.
+            self.add_retry = if failed.is_empty() {
+                None
+            } else {
+                retry(self.add_retry)
+            };
+            if !added.is_empty() {
+                out.push(Action::Announce(added));
+            }
+        }
+    }
+
+    fn handle_removed(&mut self, now: Instant, _failed: &[IpAddr], out: &mut Vec<Action>) {
+        if self.state != State::Releasing(ReleaseStep::Removing) {
+            return;
+        }
+        let Some(q) = self.seq.clone() else {
+            return;
+        };
+        for s in &mut self.slots {
+            if q.addrs.contains(&s.addr) {
+                s.held = false;
+                s.manual = false;
+                s.awaits_proof = false;
+                if q.reason == Reason::PeerReturned {
+                    s.released_at = Some(now);
+                    s.handover_round = None;
+                }
+            }
+        }
+        if q.reason == Reason::PeerReturned {
+            self.returns.push_back(now);
+            let window = HOLDOFF_WINDOW.max(self.timeout().saturating_mul(20));
+            while self
+                .returns
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > window)
+            {
+                self.returns.pop_front();
+            }
+        }
+        // Tell the primary at once, and again every interval until it acknowledges;
+        // PostRel may take a while and the clients should not wait.
+        self.release_id = self.draw_release_id();
+        self.report_sent = Some(now);
+        let waits = self.peer_token != 0 && self.slots.iter().any(|s| s.claim == Claim::Wants);
+        if waits {
+            self.answered_token = self.peer_token;
+        }
+        out.push(Action::SendReport(self.report(true, waits)));
+        if let Some(mac) = q.handback {
+            self.handed_back_to = Some(mac);
+            out.push(Action::HandBack {
+                mac,
+                addrs: q.addrs.clone(),
+            });
+        }
+        self.set_state(State::Releasing(ReleaseStep::PostRel), q.reason, out);
+        out.push(Action::RunHooks {
+            phase: HookPhase::PostRel,
+            reason: q.reason,
+            addrs: q.addrs,
+        });
+    }
+
+    // ----- Commands -----
+
+    /// An administrator's command. Each rule is a sentence: the core decides, the shell only
+    /// carries the answer back.
+    fn handle_command(&mut self, now: Instant, command: Command, out: &mut Vec<Action>) {
+        let peer = self
+            .config
+            .peer
+            .map_or("the peer".to_string(), |p| p.to_string());
+        let busy = self.seq.as_ref().map(|_| self.state);
+        match command {
+            // Pause: takeovers stop, watching goes on; a second pause moves its end.
+            Command::Pause { until } => {
+                let pause = Pause {
+                    since: self.pause.map_or(now, |p| p.since),
+                    until,
+                };
+                self.pause = Some(pause);
+                self.round = None;
+                self.manual_round = None;
+                self.manual_asked = false;
+                out.push(Action::Notify(Notice::Paused(pause)));
+                let held = if self.slots.iter().any(|s| s.held) {
+                    " (what it holds stays held until the peer claims it back)"
+                } else {
+                    ""
+                };
+                out.push(Action::Answer(Ok(match until {
+                    Some(_) => format!("paused: no takeover until the pause ends{held}"),
+                    None => format!("paused: no takeover until failoverctl resume{held}"),
+                })));
+            }
+            Command::Resume => {
+                if self.pause.take().is_some() {
+                    out.push(Action::Notify(Notice::Resumed { auto: false }));
+                    out.push(Action::Answer(Ok(
+                        "resumed: a silent peer is taken over again".to_string(),
+                    )));
+                } else {
+                    out.push(Action::Answer(Ok(
+                        "not paused: nothing to resume".to_string()
+                    )));
+                }
+            }
+            // Release: only what is held; never leave the address to nobody unless forced.
+            Command::Release { force } => {
+                let held = self.held();
+                if let Some(state) = busy {
+                    out.push(Action::Answer(Err(format!(
+                        "refused: a transition is under way ({state}); ask again when it is over"
+                    ))));
+                } else if held.is_empty() {
+                    out.push(Action::Answer(Err(
+                        "refused: this host holds none of the peer's addresses".to_string(),
+                    )));
+                } else if !self.peer_alive(now) && !force {
+                    out.push(Action::Answer(Err(format!(
+                        "refused: {peer} is silent, so releasing would leave nobody answering \
+                         for its addresses (--force releases anyway; failoverd then takes them \
+                         over again after one timeout unless paused)"
+                    ))));
+                } else {
+                    if !self.peer_alive(now) {
+                        // Forced: the silent peer is taken over again after a whole timeout.
+                        self.retry_not_before = Some(now + self.timeout());
+                        self.goodbye = None;
+                    }
+                    for s in &mut self.slots {
+                        s.manual = false;
+                    }
+                    self.end_conflict(Some(out));
+                    self.start_release(held, Reason::Manual, None, out);
+                    out.push(Action::Answer(Ok(format!(
+                        "releasing: giving the addresses back to {peer} (PreRel, remove, PostRel)"
+                    ))));
+                }
+            }
+            Command::Takeover { force } => self.command_takeover(now, force, busy, out),
+        }
+    }
+
+    fn command_takeover(
+        &mut self,
+        now: Instant,
+        force: bool,
+        busy: Option<State>,
+        out: &mut Vec<Action>,
+    ) {
+        let free: Vec<IpAddr> = self
+            .slots
+            .iter()
+            .filter(|s| !s.held)
+            .map(|s| s.addr)
+            .collect();
+        if let Some(state) = busy {
+            out.push(Action::Answer(Err(format!(
+                "refused: a transition is under way ({state}); ask again when it is over"
+            ))));
+            return;
+        }
+        if self.state == State::Stopped {
+            out.push(Action::Answer(Err("failoverd is stopping".into())));
+            return;
+        }
+        if free.is_empty() {
+            out.push(Action::Answer(Ok("already holding the addresses".to_string())));
+            return;
+        }
+        if force {
+            self.end_conflict(Some(out));
+            self.manual_round = None;
+            self.manual_asked = false;
+            self.start_takeover(free, Reason::Manual, out);
+            out.push(Action::Answer(Ok(
+                "taking over (forced: not probed first)".to_string()
+            )));
+            return;
+        }
+        let alive = self.peer_alive(now);
+        // The primary's own address cannot be moved while its host answers for it.
+        if let Some(s) = self
+            .slots
+            .iter()
+            .find(|s| !s.held && alive && matches!(s.claim, Claim::Holds { managed: false, .. }))
+        {
+            out.push(Action::Answer(Err(format!(
+                "refused: {} is the primary's own address and it answers for it; taking it \
+                 over would make two hosts answer for it (stop the primary, or --force)",
+                s.addr
+            ))));
+            return;
+        }
+        // A service address the primary manages is asked back: it removes it, then we add it.
+        let mut asked = false;
+        for s in &mut self.slots {
+            if !s.held && alive && matches!(s.claim, Claim::Holds { managed: true, .. }) {
+                s.asked_back = Some(Reason::Manual);
+                s.claim_since = now;
+                asked = true;
+            }
+        }
+        self.manual_asked = asked;
+        if self.manual_round.is_none() && !asked {
+            self.manual_round = Some(Round::starting(now, probe::slow_window(self.timeout())));
+        }
+        // Answered when the round decides (check_manual_round).
+    }
+
+    /// A takeover by hand: once the primary gave up what it was asked back, a probe round;
+    /// the takeover if nobody answered, else a refusal.
+    fn check_manual_round(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.manual_asked {
+            let timeout = self.timeout();
+            let asked: Vec<&Slot> = self
+                .slots
+                .iter()
+                .filter(|s| s.asked_back == Some(Reason::Manual))
+                .collect();
+            let still: Vec<IpAddr> = asked
+                .iter()
+                .filter(|s| matches!(s.claim, Claim::Holds { .. }) && self.peer_alive(now))
+                .map(|s| s.addr)
+                .collect();
+            let since = asked.iter().map(|s| s.claim_since).max().unwrap_or(now);
+            if still.is_empty() {
+                self.manual_asked = false;
+                self.manual_round =
+                    Some(Round::starting(now, probe::slow_window(timeout)));
+            } else if now >= since + timeout {
+                self.manual_asked = false;
+                for s in &mut self.slots {
+                    if s.asked_back == Some(Reason::Manual) {
+                        s.asked_back = None;
+                    }
+                }
+                out.push(Action::Answer(Err(format!(
+                    "refused: the primary did not give up {} within {} ms",
+                    still
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    timeout.as_millis()
+                ))));
+                return;
+            } else {
+                self.timers.at(since + timeout);
+                return;
+            }
+        }
+        let Some(mut round) = self.manual_round else {
+            return;
+        };
+        if self.seq.is_some() || self.state == State::Stopped {
+            self.manual_round = None;
+            out.push(Action::Answer(Err(format!(
+                "refused: the state changed to {} while probing",
+                self.state
+            ))));
+            return;
+        }
+        let free: Vec<IpAddr> = self
+            .slots
+            .iter()
+            .filter(|s| !s.held)
+            .map(|s| s.addr)
+            .collect();
+        if round.poll(now) {
+            out.push(Action::Probe(free.clone()));
+        }
+        if !round.decided(now) {
+            if let Some(t) = round.deadline() {
+                self.timers.at(t);
+            }
+            self.manual_round = Some(round);
+            return;
+        }
+        self.manual_round = None;
+        if let Some((addr, mac)) = free
+            .iter()
+            .find_map(|a| self.answers.in_round(*a, &round).map(|m| (*a, m)))
+        {
+            for s in &mut self.slots {
+                if s.asked_back == Some(Reason::Manual) {
+                    s.asked_back = None;
+                }
+            }
+            out.push(Action::Answer(Err(format!(
+                "refused: {addr} still answers from {} on the LAN; taking it over would make two \
+                 hosts answer for it (--force takes over anyway)",
+                probe::mac_text(&mac)
+            ))));
+        } else {
+            self.end_conflict(Some(out));
+            self.start_takeover(free, Reason::Manual, out);
+            out.push(Action::Answer(Ok(
+                "taking over: nobody answers for the addresses".to_string(),
+            )));
+        }
+    }
+
+    // ----- Reload -----
+
+    fn reconfigure(&mut self, now: Instant, config: Config) {
+        let peer_changed = config.peer != self.config.peer;
+        if peer_changed || config.key_changed {
+            // Until the peer has proved itself again with the new key or address, its silence
+            // is ours to explain, not its host's fault: no Fence for three times the fence
+            // delay, or until it is heard again.
+            let after = config
+                .fence_after
+                .unwrap_or_else(|| default_fence_after(config.timeout.unwrap_or(self.timeout())));
+            self.fence_not_before = Some(now + after.saturating_mul(SETTLE_FENCE_AFTERS));
+        }
+        let dropped_held = self
+            .slots
+            .iter()
+            .any(|s| s.held && !config.taken_over.contains(&s.addr));
+        if peer_changed || dropped_held {
+            self.pending = Some(config);
+        } else {
+            self.apply(now, config);
+        }
+    }
+
+    /// A reload whose old addresses are all back: the new settings are in force.
+    fn apply_pending(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(config) = self.pending.take() {
+            self.apply(now, config);
+            out.push(Action::Reconfigured);
+        }
+    }
+
+    fn apply(&mut self, now: Instant, config: Config) {
+        if config.peer != self.config.peer {
+            // Another host: nothing we knew of the old one applies. It is watched as at start,
+            // so its silence is counted from now, not from before we knew it.
+            self.links.clear();
+            self.last_heard = None;
+            self.announced_interval = None;
+            self.goodbye = None;
+            self.said_goodbye.clear();
+            self.peer_boot = None;
+            self.peer_token = 0;
+            self.peer_ack = 0;
+            self.retry_not_before = None;
+            self.watch_since = now;
+            self.round = None;
+            self.third = None;
+            self.returns.clear();
+            self.release_id = 0;
+            self.handed_back_to = None;
+            self.end_conflict(None);
+            self.answers = Answers::new();
+        }
+        let mut slots = Vec::new();
+        for &addr in &config.taken_over {
+            match self.slots.iter().find(|s| s.addr == addr) {
+                Some(s) if config.peer == self.config.peer => slots.push(s.clone()),
+                _ => slots.push(Slot::new(addr, false, now)),
+            }
+        }
+        self.slots = slots;
+        self.config = config;
+    }
+
+    // ----- The funnel -----
+
+    /// Where we rest when no sequence runs.
+    fn rest_state(&self) -> State {
+        if self.slots.iter().any(|s| s.held) {
+            State::Acquired
+        } else if self.conflict.is_some_and(|c| !c.holding) {
+            State::Conflict
+        } else if self.third.is_some() {
+            State::ThirdHost
+        } else {
+            State::Monitoring
+        }
     }
 
     /// The one funnel for state changes: ignores self-transitions, records the reason.
@@ -1714,34 +2886,39 @@ impl Failover {
             return;
         }
         let from = self.state;
-        let could_hold = self.holds_addresses();
+        let could_hold = from == State::Acquired
+            || matches!(from, State::Acquiring(_) | State::Releasing(_))
+            || (from == State::BootGrace && self.slots.iter().any(|s| s.held));
         self.state = to;
-        // A manual hold ends with the holding.
-        if matches!(to, State::Monitoring | State::Stopped) {
-            self.manual_hold = false;
-        }
-        if to != State::BootGrace {
-            self.held_at_start = false;
-        }
         // The links we could not hear while holding their source address are judged from now:
         // their silence while we held it says nothing.
-        if could_hold && !self.holds_addresses() {
+        if could_hold {
             let now = self.now;
-            let taken = self.config.taken_over.clone();
+            let held: Vec<IpAddr> = self.held();
             for (id, link) in self.links.iter_mut() {
-                if taken.contains(id) {
+                if self.config.taken_over.contains(id) && !held.contains(id) {
                     link.judged_from = link.judged_from.max(now);
                 }
             }
         }
-        if !matches!(to, State::Acquired) {
+        if to != State::Acquired {
             self.hold_probed = None;
+        }
+        if matches!(to, State::Monitoring | State::Stopped) {
             if self.conflict.is_some_and(|c| c.holding) {
                 self.conflict = None;
             }
         }
         out.push(Action::Transition { from, to, reason });
     }
+}
+
+/// SplitMix64: spreads a counter into an unpredictable-looking id (the seed is random).
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]

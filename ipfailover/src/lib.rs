@@ -12,6 +12,7 @@ pub mod announce;
 pub mod failover;
 pub mod group;
 pub mod hooks;
+pub mod probe;
 pub mod receive;
 pub mod sender;
 pub mod settings;

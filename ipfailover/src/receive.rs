@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::wire::{self, DropReason, Key, Kind, Message, ReplayGuard, Window};
+use crate::wire::{self, DropReason, Entry, Key, Kind, Message, ReplayGuard, Window};
 
 /// Counter name for valid datagrams from a host that is not the watched peer (our own
 /// heartbeats in a peering set-up, or another pair's).
@@ -33,19 +33,59 @@ pub enum Incoming {
     Heartbeat {
         /// The sender's interval.
         interval: Option<Duration>,
+        /// The sender's boot (0 for Apple's bare datagram).
+        boot: u64,
+        /// What the primary says of its addresses (`None`: Apple's bare datagram, which says
+        /// nothing).
+        report: Option<Report>,
     },
-    /// The sender is stopping.
-    Goodbye,
-    /// The secondary released these addresses of ours.
+    /// The sender's heartbeatd is stopping.
+    Goodbye {
+        /// The sender's boot.
+        boot: u64,
+        /// Only the daemon stops: the host stays up and keeps its own addresses.
+        stays_up: bool,
+        /// What the primary still holds (its own addresses, if it stays up).
+        report: Report,
+    },
+    /// The secondary's report of our addresses (heartbeatd).
     Released {
-        /// The addresses it removed from its interfaces.
-        addrs: Vec<IpAddr>,
+        /// The id of the release it reports (0: none), to acknowledge in our heartbeats.
+        id: u64,
+        /// The wait token it answers (0: none).
+        token: u64,
+        /// What it says of each of our addresses it would take over.
+        entries: Vec<Entry>,
     },
     /// A secondary asks us to prove that we are alive: echo the nonce.
     Challenge {
         /// What to echo.
         nonce: u64,
     },
+}
+
+/// What the primary says of its addresses in a heartbeat or goodbye (wire version 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Each address it speaks of, with what it says.
+    pub entries: Vec<Entry>,
+    /// It had more addresses than fit: one it does not list may still be held.
+    pub truncated: bool,
+    /// Its wait token (0: it waits for nothing).
+    pub token: u64,
+    /// The id of the latest `released` it acted on (0: none).
+    pub ack: u64,
+}
+
+impl Report {
+    fn of(d: &wire::Datagram) -> Report {
+        Report {
+            entries: d.entries.clone(),
+            truncated: d.truncated(),
+            token: d.token,
+            ack: d.ack,
+        }
+    }
 }
 
 /// Datagram counters: accepted, and dropped by reason.
@@ -237,7 +277,11 @@ impl Receiver {
                 // Apple's bare datagram names nobody: it counts when it comes from the peer's address.
                 Message::Legacy => {
                     return match self.peer {
-                        Some(p) if p == src => Ok(Incoming::Heartbeat { interval: None }),
+                        Some(p) if p == src => Ok(Incoming::Heartbeat {
+                            interval: None,
+                            boot: 0,
+                            report: None,
+                        }),
                         _ => Err(Rejected::NotPeer),
                     }
                 }
@@ -255,7 +299,7 @@ impl Receiver {
             Kind::Released | Kind::Challenge => return Err(Rejected::NotPeer),
         }
         // The sender is checked first: only the watched peer's datagrams touch its windows.
-        if !d.addrs.contains(&peer) {
+        if !d.identity().any(|a| a == peer) {
             return Err(Rejected::NotPeer);
         }
         if self.key.is_some() {
@@ -265,9 +309,15 @@ impl Receiver {
         }
         self.clock_offset_ms = Some(clock_offset(d.time_ms, wall_ms));
         Ok(match d.kind {
-            Kind::Goodbye => Incoming::Goodbye,
+            Kind::Goodbye => Incoming::Goodbye {
+                boot: d.boot_id,
+                stays_up: d.stays_up(),
+                report: Report::of(&d),
+            },
             _ => Incoming::Heartbeat {
                 interval: Some(Duration::from_millis(u64::from(d.interval_ms))),
+                boot: d.boot_id,
+                report: Some(Report::of(&d)),
             },
         })
     }
@@ -297,7 +347,7 @@ impl Receiver {
             return Ok(());
         }
         f.wanted = true;
-        f.wanted_to.clone_from(&d.addrs);
+        f.wanted_to = d.identity().collect();
         Err(Rejected::Invalid(DropReason::Unverified))
     }
 
@@ -318,9 +368,16 @@ impl Receiver {
                 self.replay.check(&d).map_err(Rejected::Invalid)?;
                 Ok(Incoming::Challenge { nonce: d.nonce })
             }
+            // Without a secret anyone may send one; it only makes us announce, or (answering
+            // our wait token, which is on the wire in clear) add a service address, which an
+            // unauthenticated pair cannot protect anyway.
             Kind::Released => {
                 self.replay.check(&d).map_err(Rejected::Invalid)?;
-                Ok(Incoming::Released { addrs: d.addrs })
+                Ok(Incoming::Released {
+                    id: d.nonce,
+                    token: d.token,
+                    entries: d.entries,
+                })
             }
         }
     }
@@ -352,14 +409,14 @@ mod tests {
 
     fn dgram(kind: Kind, boot_id: u64, seq: u64, nonce: u64) -> Datagram {
         Datagram {
-            kind,
             interval_ms: 100,
             boot_id,
             seq,
             time_ms: WALL,
             nonce,
             hostname: "pri".into(),
-            addrs: vec![peer()],
+            entries: vec![Entry::identity(peer(), [0; 6])],
+            ..Datagram::new(kind)
         }
     }
 
@@ -367,9 +424,22 @@ mod tests {
         encode(&dgram(Kind::Heartbeat, boot, seq, nonce), Some(&key()))
     }
 
-    const BEAT: Incoming = Incoming::Heartbeat {
-        interval: Some(Duration::from_millis(100)),
-    };
+    /// A heartbeat of boot 7, as the receiver hands it on.
+    #[allow(non_snake_case)]
+    fn BEAT() -> Incoming {
+        beat(7)
+    }
+
+    fn beat(boot: u64) -> Incoming {
+        Incoming::Heartbeat {
+            interval: Some(Duration::from_millis(100)),
+            boot,
+            report: Some(Report {
+                entries: vec![Entry::identity(peer(), [0; 6])],
+                ..Report::default()
+            }),
+        }
+    }
     const UNVERIFIED: Result<Incoming, Rejected> = Err(Rejected::Invalid(DropReason::Unverified));
 
     /// A receiver for which boot 7 proved itself with seq 1.
@@ -383,7 +453,7 @@ mod tests {
             vec![peer()],
             "to the addresses the peer names, on every link"
         );
-        assert_eq!(r.receive(&hb(7, 2, c.nonce), peer(), t0, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&hb(7, 2, c.nonce), peer(), t0, WALL), Ok(BEAT()));
         r
     }
 
@@ -408,9 +478,9 @@ mod tests {
             "the pending nonce is asked again while it lives"
         );
         // The echo counts, and from then on the boot's later datagrams do.
-        assert_eq!(r.receive(&hb(7, 4, n), peer(), t0, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&hb(7, 4, n), peer(), t0, WALL), Ok(BEAT()));
         assert!(r.peer_verified());
-        assert_eq!(r.receive(&hb(7, 5, 0), peer(), t0, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&hb(7, 5, 0), peer(), t0, WALL), Ok(BEAT()));
         // Everything the boot sent before its proof is a replay now.
         assert_eq!(
             r.receive(&hb(7, 3, n + 1), peer(), t0, WALL),
@@ -442,7 +512,7 @@ mod tests {
             "a new nonce is drawn"
         );
         assert_eq!(r.receive(&hb(7, 3, n), peer(), late, WALL), UNVERIFIED);
-        assert_eq!(r.receive(&hb(7, 4, 6), peer(), late, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&hb(7, 4, 6), peer(), late, WALL), Ok(BEAT()));
     }
 
     #[test]
@@ -457,7 +527,7 @@ mod tests {
             .challenge(t1, Duration::from_secs(1), || 77)
             .unwrap()
             .nonce;
-        assert_eq!(r.receive(&hb(8, 2, n), peer(), t1, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&hb(8, 2, n), peer(), t1, WALL), Ok(beat(8)));
         // A goodbye of boot 7 that was never seen (held back by an attacker) is no longer
         // of the verified boot: it does not count.
         assert_eq!(r.receive(&old_goodbye, peer(), t0, WALL), UNVERIFIED);
@@ -471,15 +541,15 @@ mod tests {
         // Our clock 10 minutes ahead, then 10 minutes behind: every heartbeat counts.
         assert_eq!(
             r.receive(&hb(7, 3, 0), peer(), t0, WALL + ten_min),
-            Ok(BEAT)
+            Ok(BEAT())
         );
         assert_eq!(r.peer_clock_offset_ms(), Some(-600_000));
         assert_eq!(
             r.receive(&hb(7, 4, 0), peer(), t0, WALL - ten_min),
-            Ok(BEAT)
+            Ok(BEAT())
         );
         assert_eq!(r.peer_clock_offset_ms(), Some(600_000));
-        assert_eq!(r.receive(&hb(7, 5, 0), peer(), t0, 0), Ok(BEAT));
+        assert_eq!(r.receive(&hb(7, 5, 0), peer(), t0, 0), Ok(BEAT()));
         assert_eq!(clock_offset(0, u64::MAX), i64::MIN);
         assert_eq!(clock_offset(u64::MAX, 0), i64::MAX);
     }
@@ -492,9 +562,10 @@ mod tests {
         // so they are counted and forgotten, and the peer's window is untouched.
         for host in 0..40u8 {
             let mut d = dgram(Kind::Heartbeat, 1000 + u64::from(host), 1, 0);
-            d.addrs = vec![IpAddr::from([198, 51, 100, 100 + host])];
+            let from = IpAddr::from([198, 51, 100, 100 + host]);
+            d.entries = vec![Entry::identity(from, [0; 6])];
             let b = encode(&d, Some(&key()));
-            assert_eq!(r.receive(&b, d.addrs[0], t0, WALL), Err(Rejected::NotPeer));
+            assert_eq!(r.receive(&b, from, t0, WALL), Err(Rejected::NotPeer));
         }
         assert_eq!(
             r.receive(&hb(7, 2, 99), peer(), t0, WALL),
@@ -525,7 +596,7 @@ mod tests {
         let src = peer();
         // Another host's heartbeat (our own, in a peering set-up).
         let mut own = dgram(Kind::Heartbeat, 3, 2, 0);
-        own.addrs = vec!["198.51.100.20".parse().unwrap()];
+        own.entries = vec![Entry::identity("198.51.100.20".parse().unwrap(), [0; 6])];
         assert_eq!(
             r.receive(&encode(&own, Some(&key())), src, t0, WALL),
             Err(Rejected::NotPeer)
@@ -548,7 +619,17 @@ mod tests {
             Err(Rejected::Invalid(DropReason::MissingTag))
         );
         let gb = encode(&dgram(Kind::Goodbye, 7, 5, 0), Some(&key()));
-        assert_eq!(r.receive(&gb, src, t0, WALL), Ok(Incoming::Goodbye));
+        assert_eq!(
+            r.receive(&gb, src, t0, WALL),
+            Ok(Incoming::Goodbye {
+                boot: 7,
+                stays_up: false,
+                report: Report {
+                    entries: vec![Entry::identity(peer(), [0; 6])],
+                    ..Report::default()
+                }
+            })
+        );
         let c = r.counters();
         assert_eq!(c.accepted, 2);
         assert_eq!(c.dropped.get("unverified"), Some(&1));
@@ -564,7 +645,7 @@ mod tests {
         let mut r = Receiver::new(None, Some(peer()));
         assert!(r.peer_verified());
         let b = encode(&dgram(Kind::Heartbeat, 7, 1, 0), None);
-        assert_eq!(r.receive(&b, peer(), t0, WALL), Ok(BEAT));
+        assert_eq!(r.receive(&b, peer(), t0, WALL), Ok(BEAT()));
         assert_eq!(
             r.receive(&b, peer(), t0, WALL),
             Err(Rejected::Invalid(DropReason::Replay))
@@ -578,7 +659,11 @@ mod tests {
         let mut r = Receiver::new(None, Some(peer()));
         assert_eq!(
             r.receive(b"heartbeat", peer(), t0, WALL),
-            Ok(Incoming::Heartbeat { interval: None })
+            Ok(Incoming::Heartbeat {
+                interval: None,
+                boot: 0,
+                report: None
+            })
         );
         assert_eq!(
             r.receive(b"heartbeat", "198.51.100.30".parse().unwrap(), t0, WALL),
@@ -590,14 +675,20 @@ mod tests {
     fn heartbeatd_takes_released_and_authenticated_challenges() {
         let t0 = Instant::now();
         let mut r = Receiver::new(Some(key()), None);
-        let mut rel = dgram(Kind::Released, 1, 1, 0);
-        rel.addrs = vec!["198.51.100.100".parse().unwrap()];
+        let mut rel = dgram(Kind::Released, 1, 1, 31);
+        rel.token = 55;
+        rel.entries = vec![Entry::new(
+            "198.51.100.100".parse().unwrap(),
+            crate::wire::Role::NONE,
+        )];
         let b = encode(&rel, Some(&key()));
         let src = "203.0.113.20".parse().unwrap();
         assert_eq!(
             r.receive(&b, src, t0, WALL),
             Ok(Incoming::Released {
-                addrs: rel.addrs.clone()
+                id: 31,
+                token: 55,
+                entries: rel.entries.clone()
             })
         );
         assert_eq!(

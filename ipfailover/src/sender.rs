@@ -1,10 +1,30 @@
-//! heartbeatd's schedule: when to send heartbeats, goodbyes and announcements.
+//! heartbeatd's decisions: when to send heartbeats, goodbyes and announcements, and when to add
+//! and remove the primary's service addresses (docs/handover.md).
 //!
 //! Same shape as [`crate::failover`]: no clock, no socket. Heartbeats are due on a fixed grid
 //! `start + n × interval`, so sends do not drift however late a loop turn wakes; a sender that
-//! was stalled (a paused VM) sends one heartbeat at once and rejoins the grid, never a burst.
+//! was stalled (a paused VM) sends one heartbeat at once, announces its addresses (the LAN may
+//! have moved on meanwhile) and rejoins the grid, never a burst.
+//!
+//! The rules for service addresses (`FAILOVER_IP_PAIRS`), which heartbeatd owns:
+//! - At start, and after giving one up, it *waits*: its heartbeats say it wants the address and
+//!   carry a fresh wait token. It adds the address only when failoverd's report answers that
+//!   token and says failoverd holds none of it, or when failoverd has said nothing for the
+//!   silence (three intervals and a quarter) and a probe round gets no answer.
+//! - Once added, it announces the address; it re-adds one removed behind its back.
+//! - It gives an address up (removes it, then waits again) only when failoverd's report says
+//!   failoverd holds it by an administrator's command, or asks it back (a failed handover):
+//!   the side that gives up removes first, the side that takes adds after.
+//! - On SIGTERM it removes every service address before its goodbye, and the goodbye says
+//!   whether the host goes down or stays up with its own addresses.
+//! - A `released` it has not acted on yet is acknowledged in every later heartbeat, and makes
+//!   it announce the addresses it holds (rate-limited).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use crate::probe::{self, Answers, Mac, Round};
+use crate::wire::{Entry, Role};
 
 /// How many goodbyes go out on every link when stopping.
 pub const GOODBYES: u32 = 2;
@@ -24,45 +44,150 @@ pub const ECHO_FOR: Duration = Duration::from_secs(1);
 /// [`ECHO_FOR`].
 pub const ECHO_INTERVALS: u32 = 3;
 
+/// A failed add of a service address is retried after this long.
+pub const ADD_RETRY: Duration = Duration::from_secs(1);
+
+/// What heartbeatd is configured to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// `FAILOVER_INTERVAL`.
+    pub interval: Duration,
+    /// The service addresses of `FAILOVER_IP_PAIRS`, which heartbeatd adds and removes.
+    pub aliases: Vec<IpAddr>,
+    /// `FAILOVER_ANNOUNCE_REFRESH`: announce what is held this often (`None`: only when
+    /// something changes).
+    pub announce_refresh: Option<Duration>,
+}
+
+impl SenderConfig {
+    /// A sender with no service addresses and no refresh.
+    pub fn interval(interval: Duration) -> SenderConfig {
+        SenderConfig {
+            interval,
+            aliases: Vec::new(),
+            announce_refresh: None,
+        }
+    }
+}
+
 /// An input to the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
     /// Time passed; send what is due.
     Tick,
-    /// The secondary says it released our addresses.
-    Released,
+    /// failoverd's report (a `released` datagram).
+    Report {
+        /// The id of the release it reports (0: none).
+        id: u64,
+        /// The wait token it answers (0: none).
+        token: u64,
+        /// What it says of our addresses.
+        entries: Vec<Entry>,
+    },
     /// A secondary asks us to prove that we are alive now.
     Challenged {
         /// The nonce to echo.
         nonce: u64,
     },
-    /// New settings (SIGHUP): the new interval, and announce again.
-    Reconfigure {
-        /// The new interval.
-        interval: Duration,
+    /// New settings (SIGHUP): announce again.
+    Reconfigure(SenderConfig),
+    /// SIGTERM or SIGINT: remove the service addresses, say goodbye and exit.
+    Shutdown {
+        /// The host stays up (only heartbeatd stops), so its own addresses keep answering.
+        stays_up: bool,
     },
-    /// SIGTERM or SIGINT: say goodbye and exit.
-    Shutdown,
+    /// Service addresses were added; those in `failed` could not be.
+    AliasesAdded {
+        /// What could not be added.
+        failed: Vec<IpAddr>,
+    },
+    /// Service addresses were removed.
+    AliasesRemoved,
+    /// Another host answered a probe for one of our service addresses, or announced it.
+    ProbeAnswer {
+        /// The address.
+        addr: IpAddr,
+        /// The other host's link-layer address.
+        mac: Mac,
+    },
+    /// A service address we hold vanished from its interface.
+    AliasMissing {
+        /// The address.
+        addr: IpAddr,
+    },
+}
+
+/// Something heartbeatd should say in its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderNotice {
+    /// Waiting for failoverd before adding these service addresses.
+    Waiting(Vec<IpAddr>),
+    /// failoverd confirmed it holds none of these: adding them.
+    Confirmed(Vec<IpAddr>),
+    /// failoverd said nothing for the silence and nobody answered the probe: adding them.
+    Unanswered(Vec<IpAddr>),
+    /// failoverd said nothing, but another host answers for this one: not adding it.
+    StillAnswers(IpAddr, Mac),
+    /// failoverd holds this one by an administrator's command, or asks it back: giving it up.
+    Yielding(Vec<IpAddr>, bool),
+    /// A held service address vanished from its interface: adding it again.
+    Missing(IpAddr),
 }
 
 /// What the shell must do, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderAction {
-    /// Send one heartbeat to every destination.
+    /// Send one heartbeat to every destination (its fields from the sender's accessors).
     SendHeartbeat,
     /// Send one goodbye to every destination.
     SendGoodbye,
-    /// Announce this host's own addresses (gratuitous ARP / NA).
+    /// Announce every address this host answers for on the heartbeat interfaces (gratuitous
+    /// ARP / NA, repeated).
     Announce,
+    /// Announce these addresses (repeated).
+    AnnounceAddrs(Vec<IpAddr>),
+    /// Add these service addresses, then report [`SenderEvent::AliasesAdded`].
+    AddAliases(Vec<IpAddr>),
+    /// Remove these service addresses, then report [`SenderEvent::AliasesRemoved`].
+    RemoveAliases(Vec<IpAddr>),
+    /// Send one probe for each of these addresses; answers come back as
+    /// [`SenderEvent::ProbeAnswer`].
+    Probe(Vec<IpAddr>),
+    /// Tell the administrator (the log).
+    Notify(SenderNotice),
     /// Exit the process.
     Exit,
+}
+
+/// Where one service address stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AliasState {
+    /// Not held; our heartbeats say we want it.
+    Waiting,
+    /// Being added.
+    Adding,
+    /// On its interface, ours.
+    Held,
+    /// Being removed.
+    Removing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Alias {
+    addr: IpAddr,
+    state: AliasState,
+    /// A failed add is retried at this instant.
+    retry_at: Option<Instant>,
 }
 
 /// heartbeatd's decisions.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    interval: Duration,
+    config: SenderConfig,
     next_send: Instant,
+    /// When the last loop turn handed in the time: a turn much later than the grid expected
+    /// is a stall.
+    last_turn: Instant,
     /// When a `released` datagram last made us announce.
     last_released_announce: Option<Instant>,
     /// The nonce our datagrams echo, and until when.
@@ -70,28 +195,75 @@ pub struct Sender {
     /// When a challenge was last answered with an extra round.
     last_answer: Option<Instant>,
     announced_at_start: bool,
+    /// When the addresses were last announced (for the refresh).
+    last_announce: Option<Instant>,
     sent: u64,
+    /// Shutting down: the service addresses go first, then the goodbyes.
+    stopping: Option<bool>,
     stopped: bool,
+    aliases: Vec<Alias>,
+    /// The wait token in force (0: not waiting), and how many were drawn.
+    token: u64,
+    tokens_drawn: u64,
+    /// Seed of the wait tokens: random per start (from the shell), so that no token of an
+    /// earlier boot comes back.
+    seed: u64,
+    /// The id of the latest release we acted on.
+    ack: u64,
+    /// When failoverd last reported, and since when we wait without a word from it.
+    last_report: Option<Instant>,
+    waiting_since: Option<Instant>,
+    /// The probe round of a wait that failoverd does not answer.
+    round: Option<Round>,
+    answers: Answers,
+    /// An add or remove under way.
+    busy: bool,
 }
 
 impl Sender {
-    /// A sender whose first heartbeat is due at `now`.
-    pub fn new(now: Instant, interval: Duration) -> Sender {
-        Sender {
-            interval,
+    /// A sender whose first heartbeat is due at `now`; `seed` (random) seeds its wait tokens.
+    pub fn new(now: Instant, config: SenderConfig, seed: u64) -> Sender {
+        let aliases = config
+            .aliases
+            .iter()
+            .map(|&addr| Alias {
+                addr,
+                state: AliasState::Waiting,
+                retry_at: None,
+            })
+            .collect();
+        let mut s = Sender {
+            config,
             next_send: now,
+            last_turn: now,
             last_released_announce: None,
             echo: None,
             last_answer: None,
             announced_at_start: false,
+            last_announce: None,
             sent: 0,
+            stopping: None,
             stopped: false,
+            aliases,
+            token: 0,
+            tokens_drawn: 0,
+            seed,
+            ack: 0,
+            last_report: None,
+            waiting_since: None,
+            round: None,
+            answers: Answers::new(),
+            busy: false,
+        };
+        if !s.aliases.is_empty() {
+            s.start_waiting(now);
         }
+        s
     }
 
     /// The interval in force.
     pub fn interval(&self) -> Duration {
-        self.interval
+        self.config.interval
     }
 
     /// Heartbeats sent so far.
@@ -104,6 +276,11 @@ impl Sender {
         self.stopped
     }
 
+    /// Whether the goodbye says the host stays up.
+    pub fn stays_up(&self) -> bool {
+        self.stopping.unwrap_or(false)
+    }
+
     /// The nonce the datagrams sent at `now` echo (0: none).
     pub fn echo(&self, now: Instant) -> u64 {
         self.echo
@@ -111,9 +288,91 @@ impl Sender {
             .map_or(0, |(nonce, _)| nonce)
     }
 
-    /// When the next heartbeat is due.
+    /// The wait token our heartbeats carry (0: we wait for nothing).
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The id of the latest `released` we acted on.
+    pub fn ack(&self) -> u64 {
+        self.ack
+    }
+
+    /// What our heartbeats say of each service address: held, wanted, or (being removed at a
+    /// stop) nothing.
+    pub fn alias_entries(&self) -> Vec<(IpAddr, Role)> {
+        self.aliases
+            .iter()
+            .map(|a| {
+                let role = match a.state {
+                    AliasState::Held => Role::HOLDS,
+                    AliasState::Waiting | AliasState::Adding => Role::WANTS,
+                    AliasState::Removing => Role::NONE,
+                };
+                (a.addr, role)
+            })
+            .collect()
+    }
+
+    /// The service addresses held now.
+    pub fn held_aliases(&self) -> Vec<IpAddr> {
+        self.aliases_in(AliasState::Held)
+    }
+
+    /// The service addresses we wait for.
+    pub fn waiting_aliases(&self) -> Vec<IpAddr> {
+        self.aliases_in(AliasState::Waiting)
+    }
+
+    fn aliases_in(&self, state: AliasState) -> Vec<IpAddr> {
+        self.aliases
+            .iter()
+            .filter(|a| a.state == state)
+            .map(|a| a.addr)
+            .collect()
+    }
+
+    /// The silence after which a failoverd that says nothing is taken for absent: three
+    /// intervals and a quarter, as failoverd's own default timeout.
+    pub fn silence(&self) -> Duration {
+        let i = self.config.interval;
+        i.saturating_mul(3) + i / 4
+    }
+
+    /// When the next decision is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        (!self.stopped).then_some(self.next_send)
+        if self.stopped {
+            return None;
+        }
+        let mut next = Some(self.next_send);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        if let Some(r) = &self.round {
+            consider(r.deadline());
+        } else if let Some(since) = self.waiting_since {
+            consider(Some(self.probe_round_for(since).decide_at() - self.probe_window()));
+        }
+        for a in &self.aliases {
+            consider(a.retry_at);
+        }
+        if let (Some(every), Some(last)) = (self.config.announce_refresh, self.last_announce) {
+            consider(Some(last + every));
+        }
+        next
+    }
+
+    fn probe_window(&self) -> Duration {
+        probe::window(self.silence())
+    }
+
+    /// The round that guards adding unconfirmed addresses: it decides one silence after the
+    /// later of the wait's start and failoverd's last report.
+    fn probe_round_for(&self, since: Instant) -> Round {
+        let from = self.last_report.map_or(since, |r| r.max(since));
+        Round::new(from + self.silence(), self.probe_window())
     }
 
     /// Feeds one event; returns what to do, in order.
@@ -122,20 +381,17 @@ impl Sender {
         if self.stopped {
             return out;
         }
+        // A turn a whole interval later than the grid wanted: we were stalled, and the LAN may
+        // have moved on (announce after it, as after a start).
+        let stalled = now > self.next_send + self.config.interval && self.announced_at_start;
+        self.last_turn = now;
         match event {
             SenderEvent::Tick => {}
-            SenderEvent::Released => {
-                // Rate-limited, so that a flood of `released` cannot turn us into an ARP storm.
-                if self
-                    .last_released_announce
-                    .is_none_or(|t| now >= t + ANNOUNCE_MIN_GAP)
-                {
-                    self.last_released_announce = Some(now);
-                    out.push(SenderAction::Announce);
-                }
+            SenderEvent::Report { id, token, entries } => {
+                self.handle_report(now, id, token, &entries, &mut out)
             }
             SenderEvent::Challenged { nonce } => {
-                let keep = ECHO_FOR.max(self.interval.saturating_mul(ECHO_INTERVALS));
+                let keep = ECHO_FOR.max(self.config.interval.saturating_mul(ECHO_INTERVALS));
                 self.echo = Some((nonce, now + keep));
                 // Answer at once, on every link (a challenge that reached us on one link may
                 // only be answerable on the other), off the grid: the grid stays where it is.
@@ -145,25 +401,62 @@ impl Sender {
                     out.push(SenderAction::SendHeartbeat);
                 }
             }
-            SenderEvent::Reconfigure { interval } => {
-                self.interval = interval;
-                // Rejoin a grid of the new interval from the last send.
-                self.next_send = now.min(self.next_send);
-                out.push(SenderAction::Announce);
-            }
-            SenderEvent::Shutdown => {
-                self.stopped = true;
-                for _ in 0..GOODBYES {
-                    out.push(SenderAction::SendGoodbye);
+            SenderEvent::Reconfigure(config) => self.reconfigure(now, config, &mut out),
+            SenderEvent::Shutdown { stays_up } => {
+                if self.stopping.is_none() {
+                    self.stopping = Some(stays_up);
                 }
-                out.push(SenderAction::Exit);
-                return out;
+            }
+            SenderEvent::AliasesAdded { failed } => self.handle_added(now, &failed, &mut out),
+            SenderEvent::AliasesRemoved => {
+                self.busy = false;
+                let listed = &self.config.aliases;
+                // What is no longer configured is forgotten; the rest waits for failoverd.
+                self.aliases
+                    .retain(|a| a.state != AliasState::Removing || listed.contains(&a.addr));
+                let mut removed = false;
+                for a in &mut self.aliases {
+                    if a.state == AliasState::Removing {
+                        a.state = AliasState::Waiting;
+                        removed = true;
+                    }
+                }
+                if removed && self.stopping.is_none() {
+                    self.start_waiting(now);
+                }
+            }
+            SenderEvent::ProbeAnswer { addr, mac } => {
+                if self.aliases.iter().any(|a| a.addr == addr) {
+                    self.answers.record(now, addr, mac);
+                }
+            }
+            SenderEvent::AliasMissing { addr } => {
+                if let Some(a) = self
+                    .aliases
+                    .iter_mut()
+                    .find(|a| a.addr == addr && a.state == AliasState::Held)
+                {
+                    // Ours, and gone from under us: put it back (adding is idempotent).
+                    a.state = AliasState::Waiting;
+                    a.retry_at = Some(now);
+                    out.push(SenderAction::Notify(SenderNotice::Missing(addr)));
+                }
             }
         }
-        if !self.announced_at_start {
+        if self.stopping.is_some() {
+            self.stop(&mut out);
+            return out;
+        }
+        self.decide(now, &mut out);
+        if !self.announced_at_start || stalled {
             // At start, before the first heartbeat: a returning primary is reachable at once.
             self.announced_at_start = true;
-            out.push(SenderAction::Announce);
+            self.announce(now, &mut out);
+        } else if let (Some(every), Some(last)) = (self.config.announce_refresh, self.last_announce)
+        {
+            if now >= last + every {
+                self.announce(now, &mut out);
+            }
         }
         if now >= self.next_send {
             out.push(SenderAction::SendHeartbeat);
@@ -171,154 +464,280 @@ impl Sender {
             // The next slot on the grid strictly after now: late wake-ups do not drift, and a
             // long stall does not cause a burst.
             let behind = now.duration_since(self.next_send);
-            let step = self.interval.as_nanos().max(1);
+            let step = self.config.interval.as_nanos().max(1);
             let skip = behind.as_nanos() / step + 1;
             let skip = u32::try_from(skip).unwrap_or(u32::MAX);
-            self.next_send += self.interval.saturating_mul(skip);
+            self.next_send += self.config.interval.saturating_mul(skip);
         }
         out
     }
+
+    fn announce(&mut self, now: Instant, out: &mut Vec<SenderAction>) {
+        self.last_announce = Some(now);
+        out.push(SenderAction::Announce);
+    }
+
+    /// Draws a new wait token: failoverd's confirmation must answer this one.
+    fn start_waiting(&mut self, now: Instant) {
+        self.tokens_drawn += 1;
+        self.token = splitmix(self.seed.wrapping_add(self.tokens_drawn)).max(1);
+        self.waiting_since = Some(now);
+        self.round = None;
+    }
+
+    fn handle_report(
+        &mut self,
+        now: Instant,
+        id: u64,
+        token: u64,
+        entries: &[Entry],
+        out: &mut Vec<SenderAction>,
+    ) {
+        self.last_report = Some(now);
+        // A release we have not acted on: acknowledge it, and announce what it names that we
+        // hold, so that the LAN comes back to us at once.
+        if id != 0 && id != self.ack {
+            self.ack = id;
+            if self
+                .last_released_announce
+                .is_none_or(|t| now >= t + ANNOUNCE_MIN_GAP)
+            {
+                self.last_released_announce = Some(now);
+                self.last_announce = Some(now);
+                out.push(SenderAction::Announce);
+            }
+        }
+        // failoverd confirms it holds none of what we wait for: only a report answering the
+        // token in force counts (an old one may be a replay from before failoverd took it).
+        if token != 0 && token == self.token && !self.busy {
+            let confirmed: Vec<IpAddr> = self
+                .aliases
+                .iter()
+                .filter(|a| a.state == AliasState::Waiting)
+                .filter(|a| {
+                    entries
+                        .iter()
+                        .any(|e| e.addr == a.addr && !e.role.has(Role::HOLDS))
+                })
+                .filter(|a| {
+                    !entries
+                        .iter()
+                        .any(|e| e.addr == a.addr && e.role.has(Role::WANTS))
+                })
+                .map(|a| a.addr)
+                .collect();
+            if !confirmed.is_empty() {
+                out.push(SenderAction::Notify(SenderNotice::Confirmed(
+                    confirmed.clone(),
+                )));
+                self.add(now, confirmed, out);
+            }
+        }
+        // failoverd holds one of ours by an administrator's command, or asks it back (it found
+        // that nobody could reach it here): give it up, then wait.
+        if !self.busy {
+            let mut manual = false;
+            let yielding: Vec<IpAddr> = self
+                .aliases
+                .iter()
+                .filter(|a| a.state == AliasState::Held)
+                .filter(|a| {
+                    entries.iter().any(|e| {
+                        let asks = e.addr == a.addr
+                            && (e.role.has(Role::MANUAL) || e.role.has(Role::WANTS));
+                        manual |= asks && e.role.has(Role::MANUAL);
+                        asks
+                    })
+                })
+                .map(|a| a.addr)
+                .collect();
+            if !yielding.is_empty() {
+                out.push(SenderAction::Notify(SenderNotice::Yielding(
+                    yielding.clone(),
+                    manual,
+                )));
+                self.remove(yielding, out);
+            }
+        }
+    }
+
+    fn add(&mut self, now: Instant, addrs: Vec<IpAddr>, out: &mut Vec<SenderAction>) {
+        for a in &mut self.aliases {
+            if addrs.contains(&a.addr) {
+                a.state = AliasState::Adding;
+                a.retry_at = None;
+            }
+        }
+        self.busy = true;
+        self.round = None;
+        if self.waiting_aliases().is_empty() {
+            self.waiting_since = None;
+        } else {
+            // The rest still wait: their silence is counted from now.
+            self.waiting_since = Some(now);
+        }
+        out.push(SenderAction::AddAliases(addrs));
+    }
+
+    fn remove(&mut self, addrs: Vec<IpAddr>, out: &mut Vec<SenderAction>) {
+        for a in &mut self.aliases {
+            if addrs.contains(&a.addr) {
+                a.state = AliasState::Removing;
+                a.retry_at = None;
+            }
+        }
+        self.busy = true;
+        out.push(SenderAction::RemoveAliases(addrs));
+    }
+
+    fn handle_added(&mut self, now: Instant, failed: &[IpAddr], out: &mut Vec<SenderAction>) {
+        self.busy = false;
+        let mut added = Vec::new();
+        for a in &mut self.aliases {
+            if a.state != AliasState::Adding {
+                continue;
+            }
+            if failed.contains(&a.addr) {
+                // Availability first: retried, as what could be added is kept.
+                a.state = AliasState::Waiting;
+                a.retry_at = Some(now + ADD_RETRY);
+            } else {
+                a.state = AliasState::Held;
+                added.push(a.addr);
+            }
+        }
+        if !added.is_empty() {
+            self.last_announce = Some(now);
+            out.push(SenderAction::AnnounceAddrs(added));
+        }
+    }
+
+    /// The rules of waiting, in order: a retry after a failed add or a vanished address; a
+    /// failoverd that says nothing for the silence gets a probe round, and what nobody answers
+    /// for is added.
+    fn decide(&mut self, now: Instant, out: &mut Vec<SenderAction>) {
+        if self.busy {
+            return;
+        }
+        // Held but no longer configured (a reload): removed.
+        let unlisted: Vec<IpAddr> = self
+            .aliases
+            .iter()
+            .filter(|a| a.state == AliasState::Held && !self.config.aliases.contains(&a.addr))
+            .map(|a| a.addr)
+            .collect();
+        if !unlisted.is_empty() {
+            self.remove(unlisted, out);
+            return;
+        }
+        let retry: Vec<IpAddr> = self
+            .aliases
+            .iter()
+            .filter(|a| a.state == AliasState::Waiting && a.retry_at.is_some_and(|t| now >= t))
+            .map(|a| a.addr)
+            .collect();
+        if !retry.is_empty() {
+            self.add(now, retry, out);
+            return;
+        }
+        let Some(since) = self.waiting_since else {
+            return;
+        };
+        let waiting = self.waiting_aliases();
+        if waiting.is_empty() {
+            self.waiting_since = None;
+            return;
+        }
+        let guard = self.probe_round_for(since);
+        let mut round = match self.round {
+            Some(r) if r.decide_at() == guard.decide_at() => r,
+            _ => guard,
+        };
+        if round.poll(now) {
+            out.push(SenderAction::Probe(waiting.clone()));
+        }
+        if round.decided(now) {
+            self.round = None;
+            let mut free = Vec::new();
+            for addr in waiting {
+                match self.answers.in_round(addr, &round) {
+                    Some(mac) => out.push(SenderAction::Notify(SenderNotice::StillAnswers(
+                        addr, mac,
+                    ))),
+                    None => free.push(addr),
+                }
+            }
+            if free.is_empty() {
+                // Still answered: wait another silence.
+                self.waiting_since = Some(now);
+            } else {
+                out.push(SenderAction::Notify(SenderNotice::Unanswered(free.clone())));
+                self.add(now, free, out);
+            }
+        } else {
+            self.round = Some(round);
+        }
+    }
+
+    fn reconfigure(&mut self, now: Instant, config: SenderConfig, out: &mut Vec<SenderAction>) {
+        // Rejoin a grid of the new interval from the last send.
+        self.next_send = now.min(self.next_send);
+        // New service addresses wait for failoverd; those no longer listed and not held are
+        // forgotten (held ones are removed by `decide`, then forgotten).
+        let mut fresh = false;
+        for &addr in &config.aliases {
+            if !self.aliases.iter().any(|a| a.addr == addr) {
+                self.aliases.push(Alias {
+                    addr,
+                    state: AliasState::Waiting,
+                    retry_at: None,
+                });
+                fresh = true;
+            }
+        }
+        self.aliases
+            .retain(|a| config.aliases.contains(&a.addr) || a.state != AliasState::Waiting);
+        self.config = config;
+        if fresh {
+            out.push(SenderAction::Notify(SenderNotice::Waiting(
+                self.waiting_aliases(),
+            )));
+            self.start_waiting(now);
+        }
+        self.announce(now, out);
+    }
+
+    /// Stopping: the service addresses go first (removed, so that failoverd may take them at
+    /// once), then the goodbyes, then the exit.
+    fn stop(&mut self, out: &mut Vec<SenderAction>) {
+        if self.busy {
+            return;
+        }
+        let held: Vec<IpAddr> = self
+            .aliases
+            .iter()
+            .filter(|a| matches!(a.state, AliasState::Held))
+            .map(|a| a.addr)
+            .collect();
+        if !held.is_empty() {
+            self.remove(held, out);
+            return;
+        }
+        self.stopped = true;
+        for _ in 0..GOODBYES {
+            out.push(SenderAction::SendGoodbye);
+        }
+        out.push(SenderAction::Exit);
+    }
+}
+
+/// SplitMix64: spreads a counter into an unpredictable-looking token (the seed is random).
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn announces_then_sends_at_start_and_stays_on_the_grid() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(100));
-        assert_eq!(
-            s.handle(t0, SenderEvent::Tick),
-            vec![SenderAction::Announce, SenderAction::SendHeartbeat]
-        );
-        assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
-        // Woken 7 ms late: the send happens, the grid does not move.
-        assert_eq!(
-            s.handle(t0 + ms(107), SenderEvent::Tick),
-            vec![SenderAction::SendHeartbeat]
-        );
-        assert_eq!(s.next_deadline(), Some(t0 + ms(200)));
-        // Woken early: nothing.
-        assert!(s.handle(t0 + ms(150), SenderEvent::Tick).is_empty());
-    }
-
-    #[test]
-    fn ten_thousand_intervals_do_not_drift() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(10));
-        let mut now = t0;
-        let mut x = 7u64;
-        for _ in 0..10_000 {
-            let due = s.next_deadline().unwrap_or(now);
-            // Every wake-up is 0..3 ms late.
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            now = due + Duration::from_micros((x >> 40) % 3000);
-            s.handle(now, SenderEvent::Tick);
-        }
-        assert_eq!(s.heartbeats_sent(), 10_000);
-        assert_eq!(s.next_deadline(), Some(t0 + ms(100_000)));
-    }
-
-    #[test]
-    fn a_stall_sends_once_and_rejoins_the_grid() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(100));
-        s.handle(t0, SenderEvent::Tick);
-        // Paused for 5.05 s.
-        let out = s.handle(t0 + ms(5150), SenderEvent::Tick);
-        assert_eq!(out, vec![SenderAction::SendHeartbeat]);
-        assert_eq!(s.next_deadline(), Some(t0 + ms(5200)));
-    }
-
-    #[test]
-    fn shutdown_says_goodbye_at_least_twice_then_exits() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(100));
-        s.handle(t0, SenderEvent::Tick);
-        let out = s.handle(t0 + ms(30), SenderEvent::Shutdown);
-        assert_eq!(
-            out,
-            vec![
-                SenderAction::SendGoodbye,
-                SenderAction::SendGoodbye,
-                SenderAction::Exit
-            ]
-        );
-        assert_eq!(s.next_deadline(), None);
-        assert!(s.handle(t0 + ms(200), SenderEvent::Tick).is_empty());
-    }
-
-    #[test]
-    fn released_announces_rate_limited() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(1000));
-        s.handle(t0, SenderEvent::Tick);
-        // Right after the start-up announcement: a release still announces.
-        assert_eq!(
-            s.handle(t0 + ms(200), SenderEvent::Released),
-            vec![SenderAction::Announce]
-        );
-        assert!(s.handle(t0 + ms(300), SenderEvent::Released).is_empty());
-        assert_eq!(
-            s.handle(t0 + ms(800), SenderEvent::Released),
-            vec![SenderAction::Announce]
-        );
-        assert!(s.handle(t0 + ms(900), SenderEvent::Released).is_empty());
-        assert_eq!(
-            s.handle(t0 + ms(1300), SenderEvent::Released),
-            vec![SenderAction::Announce, SenderAction::SendHeartbeat]
-        );
-    }
-
-    #[test]
-    fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(100));
-        s.handle(t0, SenderEvent::Tick);
-        assert_eq!(s.echo(t0), 0);
-        let out = s.handle(t0 + ms(30), SenderEvent::Challenged { nonce: 42 });
-        assert_eq!(out, vec![SenderAction::SendHeartbeat], "answered at once");
-        assert_eq!(
-            s.next_deadline(),
-            Some(t0 + ms(100)),
-            "the grid did not move"
-        );
-        // A second challenge within the gap is echoed, not answered with another round.
-        assert!(s
-            .handle(t0 + ms(40), SenderEvent::Challenged { nonce: 43 })
-            .is_empty());
-        assert_eq!(s.echo(t0 + ms(40)), 43);
-        assert_eq!(s.echo(t0 + ms(1039)), 43);
-        assert_eq!(
-            s.echo(t0 + ms(1040)),
-            0,
-            "echoed for 1 s (3 intervals are less)"
-        );
-        // With a long interval, for three intervals.
-        let mut s = Sender::new(t0, ms(5000));
-        s.handle(t0, SenderEvent::Tick);
-        s.handle(t0, SenderEvent::Challenged { nonce: 7 });
-        assert_eq!(s.echo(t0 + ms(14_999)), 7);
-        assert_eq!(s.echo(t0 + ms(15_000)), 0);
-    }
-
-    #[test]
-    fn reconfigure_announces_and_takes_the_new_interval() {
-        let t0 = Instant::now();
-        let mut s = Sender::new(t0, ms(1000));
-        s.handle(t0, SenderEvent::Tick);
-        let out = s.handle(t0 + ms(300), SenderEvent::Reconfigure { interval: ms(100) });
-        // The new interval starts with a heartbeat at once.
-        assert_eq!(
-            out,
-            vec![SenderAction::Announce, SenderAction::SendHeartbeat]
-        );
-        assert_eq!(s.interval(), ms(100));
-        assert_eq!(s.next_deadline(), Some(t0 + ms(400)));
-    }
-}
+mod tests;

@@ -42,8 +42,8 @@ pub struct Status {
     pub updated_at_ms: u64,
     /// The longest gap between two writes while the daemon runs, in ms.
     pub refresh_ms: u64,
-    /// `boot-grace`, `monitoring`, `conflict`, `acquiring`, `acquired`, `releasing`,
-    /// `stopped` (failoverd); `joining`, `member`, `no-lease`, `stopped` (failoverd in group
+    /// `boot-grace`, `monitoring`, `conflict`, `third-host`, `acquiring`, `acquired`,
+    /// `releasing`, `stopped` (failoverd); `joining`, `member`, `no-lease`, `stopped` (failoverd in group
     /// mode, with `group` set); `sending`, `stopped` (heartbeatd).
     pub state: String,
     /// The watched peer (failoverd).
@@ -69,6 +69,16 @@ pub struct Status {
     /// reported, never a reason to drop a heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_clock_offset_ms: Option<i64>,
+    /// What failoverd makes of the peer: `alive`, `silent`, `daemon-stopped` (its heartbeatd
+    /// said goodbye, its host stays up), `leaving` (its host is going down), `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_state: Option<String>,
+    /// A third host answering for an address the peer answers for (failoverd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub third_host: Option<ThirdHostStatus>,
+    /// The service addresses heartbeatd manages (`FAILOVER_IP_PAIRS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_addresses: Vec<ServiceAddressStatus>,
     /// Whether the peer's current boot has answered a challenge (failoverd, with a secret):
     /// until it has, its heartbeats do not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +134,39 @@ pub struct AddressStatus {
     pub prefix: u8,
     /// Whether this host holds it now.
     pub held: bool,
+    /// Who answers for it, as far as failoverd can tell: `here`, `peer`, `other` (a
+    /// conflict), `nobody` (an outage: `failoverctl status` says down), `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// What went wrong the last time it was added or removed, if that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A third host answering for the peer's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThirdHostStatus {
+    /// The address.
+    pub address: String,
+    /// The third host's link-layer address.
+    pub mac: String,
+    /// The peer's, as its heartbeats give it.
+    pub peer_mac: String,
+    /// Since when, ms since the Unix epoch.
+    pub since_ms: u64,
+}
+
+/// A service address heartbeatd manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAddressStatus {
+    /// The interface it goes on.
+    pub interface: String,
+    /// The address.
+    pub address: String,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// `held`, `waiting` (for failoverd to say it holds none of it), `adding`, `removing`.
+    pub state: String,
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -320,6 +363,9 @@ impl Status {
             sends: Vec::new(),
             conflict: None,
             peer_clock_offset_ms: None,
+            peer_state: None,
+            third_host: None,
+            service_addresses: Vec::new(),
             peer_verified: None,
             links: Vec::new(),
             addresses: Vec::new(),

@@ -1,61 +1,85 @@
-//! Wire format version 2: the heartbeat datagram, its HMAC-SHA256 tag, the freshness
-//! challenge and replay protection.
+//! Wire format version 3: the heartbeat datagram, its HMAC-SHA256 tag, the freshness
+//! challenge, replay protection, and the reports of the handover protocol
+//! (docs/handover.md).
 //!
 //! ```text
 //! 0   4  magic b"IPFO"
-//! 4   1  version = 2
-//! 5   1  kind: 1 heartbeat, 2 goodbye, 3 released, 4 challenge
+//! 4   1  version = 3
+//! 5   1  kind: 1 heartbeat, 2 goodbye, 3 released (the secondary's report), 4 challenge
 //! 6   1  flags: bit 0 = a 32-byte HMAC tag follows the body; other bits must be zero
-//! 7   1  reserved, must be 0
+//! 7   1  state: bit 0 = the address list was cut at 12 entries; bit 1 (goodbye) = only the
+//!        daemon stops, the host stays up and keeps its own addresses; other bits zero
 //! 8   4  sender's interval in ms (heartbeat and goodbye: 10 ms to 1 h)
 //! 12  8  boot id (random per start)
 //! 20  8  sequence number (+1 per datagram sent)
 //! 28  8  sender's wall-clock time, ms since the Unix epoch (reported, never judged)
 //! 36  8  nonce: in a challenge, the nonce asked for; in a heartbeat or goodbye, the latest
-//!        nonce it answers (0: none)
-//! 44  1  hostname length N (0..=64), then N bytes of UTF-8
-//! ..  1  address count M (0..=16), then M times: family (4 or 6) + 4 or 16 bytes
+//!        nonce it answers (0: none); in a released, the id of the release it reports (0:
+//!        a report that asks for no acknowledgement)
+//! 44  8  token: in a heartbeat, the primary's wait token while it waits for service
+//!        addresses (0: not waiting); in a released, the wait token it answers (0: none)
+//! 52  8  ack: in a heartbeat or goodbye, the id of the latest released the primary acted
+//!        on (0: none)
+//! 60  1  hostname length N (0..=64), then N bytes of UTF-8
+//! ..  1  entry count M (0..=12), then M entries:
+//!        family (4 or 6), role bits, link-layer address (6 bytes, zero: unknown),
+//!        then 4 or 16 bytes of address
 //! ..  32 HMAC-SHA256 over every byte before it, present iff flags bit 0
 //! ```
 //!
+//! Role bits of an entry: 0x01 the sender's identity address, 0x02 the sender answers for
+//! it now, 0x04 the sender wants it (waits for the other side to give it up), 0x08 held (or
+//! wanted) by an administrator's command, 0x10 a service address heartbeatd manages (it gives
+//! it up when asked); other bits must be zero.
+//!
 //! All integers are in network byte order. Nothing here reads a clock or touches a socket.
-//! Version 1 (ipfailover 0.1) had no nonce and judged freshness by the receiver's clock; its
-//! datagrams are dropped as `bad-version`.
+//! Version 2 (ipfailover 0.2) had no reports; its datagrams are dropped as `old-version`, so
+//! that the log can name the upgrade order. Version 1 is dropped as `bad-version`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, KeyInit, Mac as _};
 use sha2::Sha256;
 
 /// The first four bytes of every ipfailover datagram.
 pub const MAGIC: [u8; 4] = *b"IPFO";
 /// The wire format version this module speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The version of ipfailover 0.2, refused with its own reason.
+pub const OLD_VERSION: u8 = 2;
 /// The longest datagram accepted; anything longer is dropped unread.
 pub const MAX_LEN: usize = 512;
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
 /// Longest hostname on the wire, in bytes.
 pub const MAX_HOSTNAME: usize = 64;
-/// Most identity addresses on the wire.
-pub const MAX_ADDRS: usize = 16;
+/// Most address entries on the wire.
+pub const MAX_ADDRS: usize = 12;
 /// How far below the highest sequence seen a late datagram may still be accepted.
 pub const REPLAY_WINDOW: u64 = 64;
 /// The shortest interval a heartbeat or goodbye may announce (`FAILOVER_INTERVAL`'s minimum).
 pub const MIN_INTERVAL_MS: u32 = 10;
 /// The longest interval a heartbeat or goodbye may announce: one hour.
 pub const MAX_INTERVAL_MS: u32 = 3_600_000;
-/// Where the body starts: magic, version, kind, flags, reserved, interval, boot id,
-/// sequence, time and nonce.
-const FIXED_LEN: usize = 44;
+/// Where the body starts: magic, version, kind, flags, state, interval, boot id, sequence,
+/// time, nonce, token and ack.
+const FIXED_LEN: usize = 60;
+/// One entry: family, role, link-layer address, then the address itself.
+const ENTRY_HEAD: usize = 8;
+
+/// State bit 0: the sender had more addresses than fit.
+pub const STATE_TRUNCATED: u8 = 0x01;
+/// State bit 1, in a goodbye: only the daemon stops; the host stays up with its addresses.
+pub const STATE_STAYS_UP: u8 = 0x02;
+const STATE_KNOWN: u8 = STATE_TRUNCATED | STATE_STAYS_UP;
 
 /// What Apple's heartbeatd sent, without version or anything else.
 const LEGACY: &[u8] = b"heartbeat";
 /// Flags bit 0: a tag follows the body.
 const FLAG_TAG: u8 = 0x01;
-/// Magic, version, kind, flags and reserved: what must be checked before the tag can be found.
+/// Magic, version, kind, flags and state: what must be checked before the tag can be found.
 const PREAMBLE_LEN: usize = 8;
 /// Boot ids remembered by a [`ReplayGuard`]; bounded so that a flood of forged boot ids
 /// cannot grow memory.
@@ -64,7 +88,8 @@ const MAX_BOOT_IDS: usize = 32;
 // The encoder writes these counts as single bytes, and its longest output must fit MAX_LEN.
 const _: () = assert!(MAX_HOSTNAME <= u8::MAX as usize);
 const _: () = assert!(MAX_ADDRS <= u8::MAX as usize);
-const _: () = assert!(FIXED_LEN + 1 + MAX_HOSTNAME + 1 + MAX_ADDRS * 17 + TAG_LEN <= MAX_LEN);
+const _: () =
+    assert!(FIXED_LEN + 1 + MAX_HOSTNAME + 1 + MAX_ADDRS * (ENTRY_HEAD + 16) + TAG_LEN <= MAX_LEN);
 // The replay window is one bit per sequence of a u64 bitmap.
 const _: () = assert!(REPLAY_WINDOW == u64::BITS as u64);
 
@@ -73,11 +98,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// What a datagram announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// The primary is alive.
+    /// The primary is alive; its entries say what it answers for and what it waits for.
     Heartbeat,
-    /// The primary is shutting down on purpose: take over now.
+    /// The primary's heartbeatd is stopping: its service addresses are already removed; the
+    /// state says whether the host goes down too.
     Goodbye,
-    /// The secondary has released the primary's addresses (those listed): announce them again.
+    /// The secondary's report of the primary's addresses: which it holds, which it gave up
+    /// (a release, acknowledged by the primary's `ack`), which it asks back.
     Released,
     /// The secondary asks the primary to prove that it is alive now: echo this nonce.
     Challenge,
@@ -114,11 +141,88 @@ impl Kind {
     }
 }
 
+/// What the sender says of one address, as role bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Role(u8);
+
+impl Role {
+    /// The sender's identity address: how the receiver knows who sent it.
+    pub const IDENTITY: Role = Role(0x01);
+    /// The sender answers for it now (on an interface whose link is up).
+    pub const HOLDS: Role = Role(0x02);
+    /// The sender wants it and waits for the other side to give it up.
+    pub const WANTS: Role = Role(0x04);
+    /// Held, or wanted, by an administrator's command.
+    pub const MANUAL: Role = Role(0x08);
+    /// A service address heartbeatd manages: it gives it up when the secondary asks.
+    pub const MANAGED: Role = Role(0x10);
+    const KNOWN: u8 = 0x1f;
+
+    /// No role: in a report, an address the sender does not hold.
+    pub const NONE: Role = Role(0);
+
+    /// Whether every bit of `other` is set here.
+    pub fn has(self, other: Role) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    /// The bits of both.
+    pub fn with(self, other: Role) -> Role {
+        Role(self.0 | other.0)
+    }
+
+    /// The raw bits.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The role of these bits, if every one is known.
+    pub fn from_bits(bits: u8) -> Option<Role> {
+        (bits & !Role::KNOWN == 0).then_some(Role(bits))
+    }
+}
+
+/// A link-layer (MAC) address; all zeros when unknown.
+pub type Mac = [u8; 6];
+
+/// One address the sender speaks of, with what it says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The address.
+    pub addr: IpAddr,
+    /// What the sender says of it.
+    pub role: Role,
+    /// The link-layer address the sender answers with for it (zeros: unknown or not held).
+    pub mac: Mac,
+}
+
+impl Entry {
+    /// An entry for an identity address the sender answers for.
+    pub fn identity(addr: IpAddr, mac: Mac) -> Entry {
+        Entry {
+            addr,
+            role: Role::IDENTITY.with(Role::HOLDS),
+            mac,
+        }
+    }
+
+    /// An entry with a role and no link-layer address.
+    pub fn new(addr: IpAddr, role: Role) -> Entry {
+        Entry {
+            addr,
+            role,
+            mac: [0; 6],
+        }
+    }
+}
+
 /// One datagram, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     /// What the datagram announces.
     pub kind: Kind,
+    /// The state bits ([`STATE_TRUNCATED`], [`STATE_STAYS_UP`]).
+    pub state: u8,
     /// The sender's heartbeat interval, from which the receiver derives its default timeout.
     pub interval_ms: u32,
     /// Chosen at random at each start of the sender, so that sequence numbers can restart.
@@ -128,13 +232,54 @@ pub struct Datagram {
     /// The sender's wall-clock time, in ms since the Unix epoch: reported (the hosts' clock
     /// difference), never a reason to drop.
     pub time_ms: u64,
-    /// A challenge's nonce; in a heartbeat or goodbye, the nonce it answers (0: none).
+    /// A challenge's nonce; in a heartbeat or goodbye, the nonce it answers (0: none); in a
+    /// released, the id of the release (0: none).
     pub nonce: u64,
+    /// The primary's wait token (heartbeat), or the token a released answers.
+    pub token: u64,
+    /// The id of the latest released the primary acted on.
+    pub ack: u64,
     /// The sender's hostname (at most [`MAX_HOSTNAME`] bytes on the wire).
     pub hostname: String,
-    /// The sender's identity addresses (at most [`MAX_ADDRS`] on the wire); in a `released`,
-    /// the addresses released.
-    pub addrs: Vec<IpAddr>,
+    /// The addresses it speaks of (at most [`MAX_ADDRS`] on the wire).
+    pub entries: Vec<Entry>,
+}
+
+impl Datagram {
+    /// A datagram of `kind` with every other field empty.
+    pub fn new(kind: Kind) -> Datagram {
+        Datagram {
+            kind,
+            state: 0,
+            interval_ms: 0,
+            boot_id: 0,
+            seq: 0,
+            time_ms: 0,
+            nonce: 0,
+            token: 0,
+            ack: 0,
+            hostname: String::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The sender's identity addresses.
+    pub fn identity(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| e.role.has(Role::IDENTITY))
+            .map(|e| e.addr)
+    }
+
+    /// Whether the address list was cut.
+    pub fn truncated(&self) -> bool {
+        self.state & STATE_TRUNCATED != 0
+    }
+
+    /// Whether a goodbye says that only the daemon stops.
+    pub fn stays_up(&self) -> bool {
+        self.state & STATE_STAYS_UP != 0
+    }
 }
 
 /// The shared secret, ready to compute HMAC-SHA256 tags.
@@ -145,6 +290,8 @@ pub struct Key {
     /// keys of any length); it exists so that the impossible case fails closed instead of
     /// panicking: every datagram then fails verification and none is tagged.
     mac: Option<HmacSha256>,
+    /// An older key that still verifies (a rotation under way); it never signs.
+    old: Option<Box<Key>>,
 }
 
 impl Key {
@@ -152,7 +299,20 @@ impl Key {
     pub fn new(bytes: Vec<u8>) -> Key {
         Key {
             mac: HmacSha256::new_from_slice(&bytes).ok(),
+            old: None,
         }
+    }
+
+    /// A key that signs with `self` and also accepts tags made with `old`: a rotation done
+    /// one host at a time loses no heartbeat (docs/configuration.md).
+    pub fn with_old(mut self, old: Key) -> Key {
+        self.old = Some(Box::new(Key { old: None, ..old }));
+        self
+    }
+
+    /// Whether an older key is accepted too.
+    pub fn rotating(&self) -> bool {
+        self.old.is_some()
     }
 
     fn tag(&self, signed: &[u8]) -> Option<[u8; TAG_LEN]> {
@@ -161,17 +321,26 @@ impl Key {
     }
 
     fn verify(&self, signed: &[u8], tag: &[u8]) -> Result<(), DropReason> {
-        let mac = self.mac.clone().ok_or(DropReason::BadTag)?;
+        let own = self
+            .mac
+            .clone()
+            .is_some_and(|mac| mac.chain_update(signed).verify_slice(tag).is_ok());
         // verify_slice compares in constant time, so a forger learns nothing from timing.
-        mac.chain_update(signed)
-            .verify_slice(tag)
-            .map_err(|_| DropReason::BadTag)
+        if own || self.old.as_ref().is_some_and(|o| o.verify(signed, tag).is_ok()) {
+            Ok(())
+        } else {
+            Err(DropReason::BadTag)
+        }
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key(<redacted>)")
+        f.write_str(if self.old.is_some() {
+            "Key(<redacted>, old: <redacted>)"
+        } else {
+            "Key(<redacted>)"
+        })
     }
 }
 
@@ -198,11 +367,14 @@ pub enum DropReason {
     Oversized,
     /// Does not start with [`MAGIC`].
     BadMagic,
-    /// A version other than [`VERSION`].
+    /// A version other than [`VERSION`] and [`OLD_VERSION`].
     BadVersion,
+    /// Version 2: from ipfailover 0.2, which must be upgraded (docs/wire-format.md).
+    OldVersion,
     /// A kind this version does not define.
     BadKind,
-    /// Bad flags, reserved byte, address family, UTF-8, counts over the maxima, or trailing bytes.
+    /// Bad flags, state, role, address family, UTF-8, counts over the maxima, or trailing
+    /// bytes.
     Malformed,
     /// A key is configured but the datagram carries no tag.
     MissingTag,
@@ -218,11 +390,12 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::BadMagic,
         DropReason::BadVersion,
+        DropReason::OldVersion,
         DropReason::BadKind,
         DropReason::Malformed,
         DropReason::MissingTag,
@@ -239,6 +412,7 @@ impl DropReason {
             DropReason::Oversized => "oversized",
             DropReason::BadMagic => "bad-magic",
             DropReason::BadVersion => "bad-version",
+            DropReason::OldVersion => "old-version",
             DropReason::BadKind => "bad-kind",
             DropReason::Malformed => "malformed",
             DropReason::MissingTag => "missing-tag",
@@ -257,6 +431,12 @@ impl fmt::Display for DropReason {
             DropReason::Oversized => "datagram longer than 512 bytes",
             DropReason::BadMagic => "not an ipfailover datagram (bad magic)",
             DropReason::BadVersion => "unsupported wire format version",
+            DropReason::OldVersion => {
+                "from ipfailover 0.2 (wire format version 2), which this version does not \
+                 understand: upgrade both hosts (stop failoverd on the secondary first, then \
+                 upgrade and start heartbeatd on the primary, then failoverd; \
+                 docs/wire-format.md)"
+            }
             DropReason::BadKind => "unknown datagram kind",
             DropReason::Malformed => "malformed datagram",
             DropReason::MissingTag => "no HMAC tag, but a secret is configured",
@@ -270,7 +450,8 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// Encodes a datagram, tagged when a key is given; over-long fields are cut so it cannot fail.
+/// Encodes a datagram, tagged when a key is given; over-long fields are cut so it cannot fail
+/// (a cut address list sets [`STATE_TRUNCATED`]).
 pub fn encode(d: &Datagram, key: Option<&Key>) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_LEN);
     encode_into(d, key, &mut out);
@@ -281,34 +462,37 @@ pub fn encode(d: &Datagram, key: Option<&Key>) -> Vec<u8> {
 /// reuse its buffers instead of allocating a new one for every datagram.
 pub fn encode_into(d: &Datagram, key: Option<&Key>, out: &mut Vec<u8>) {
     let hostname = truncate_on_char_boundary(&d.hostname, MAX_HOSTNAME);
-    let addrs = d.addrs.get(..MAX_ADDRS).unwrap_or(&d.addrs);
+    let entries = d.entries.get(..MAX_ADDRS).unwrap_or(&d.entries);
     let tagged = key.is_some_and(|k| k.mac.is_some());
+    let mut state = d.state & STATE_KNOWN;
+    if entries.len() < d.entries.len() {
+        state |= STATE_TRUNCATED;
+    }
 
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(d.kind.code());
     out.push(if tagged { FLAG_TAG } else { 0 });
-    out.push(0);
+    out.push(state);
     out.extend_from_slice(&d.interval_ms.to_be_bytes());
     out.extend_from_slice(&d.boot_id.to_be_bytes());
     out.extend_from_slice(&d.seq.to_be_bytes());
     out.extend_from_slice(&d.time_ms.to_be_bytes());
     out.extend_from_slice(&d.nonce.to_be_bytes());
+    out.extend_from_slice(&d.token.to_be_bytes());
+    out.extend_from_slice(&d.ack.to_be_bytes());
     // Both counts are bounded by the maxima above, which fit a byte (asserted at compile time).
     out.push(hostname.len() as u8);
     out.extend_from_slice(hostname.as_bytes());
-    out.push(addrs.len() as u8);
-    for addr in addrs {
-        match addr {
-            IpAddr::V4(a) => {
-                out.push(4);
-                out.extend_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                out.push(6);
-                out.extend_from_slice(&a.octets());
-            }
+    out.push(entries.len() as u8);
+    for e in entries {
+        out.push(if e.addr.is_ipv4() { 4 } else { 6 });
+        out.push(e.role.bits() & Role::KNOWN);
+        out.extend_from_slice(&e.mac);
+        match e.addr {
+            IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
         }
     }
     if let Some(tag) = key.and_then(|k| k.tag(out)) {
@@ -336,15 +520,18 @@ pub fn decode(buf: &[u8], key: Option<&Key>) -> Result<Message, DropReason> {
     if r.array::<4>()? != MAGIC {
         return Err(DropReason::BadMagic);
     }
-    if r.u8()? != VERSION {
-        return Err(DropReason::BadVersion);
+    match r.u8()? {
+        VERSION => {}
+        OLD_VERSION => return Err(DropReason::OldVersion),
+        _ => return Err(DropReason::BadVersion),
     }
     let kind = Kind::from_code(r.u8()?).ok_or(DropReason::BadKind)?;
     let flags = r.u8()?;
     if flags & !FLAG_TAG != 0 {
         return Err(DropReason::Malformed);
     }
-    if r.u8()? != 0 {
+    let state = r.u8()?;
+    if state & !STATE_KNOWN != 0 {
         return Err(DropReason::Malformed);
     }
 
@@ -374,7 +561,7 @@ pub fn decode(buf: &[u8], key: Option<&Key>) -> Result<Message, DropReason> {
 
     let mut r = Reader::new(signed);
     r.take(PREAMBLE_LEN)?;
-    let datagram = parse_body(kind, &mut r)?;
+    let datagram = parse_body(kind, state, &mut r)?;
     // Exactly one tag may follow the body; it was split off above, so anything left is extra.
     if !r.is_empty() {
         return Err(DropReason::Malformed);
@@ -390,12 +577,14 @@ fn is_legacy(buf: &[u8]) -> bool {
 }
 
 /// Parses everything after the preamble up to where the tag would start.
-fn parse_body(kind: Kind, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
+fn parse_body(kind: Kind, state: u8, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
     let interval_ms = r.u32()?;
     let boot_id = r.u64()?;
     let seq = r.u64()?;
     let time_ms = r.u64()?;
     let nonce = r.u64()?;
+    let token = r.u64()?;
+    let ack = r.u64()?;
     // The interval decides the receiver's timeout: one outside what the settings allow (a
     // 0 ms interval would make the timeout 0) is never believed.
     if matches!(kind, Kind::Heartbeat | Kind::Goodbye)
@@ -416,25 +605,31 @@ fn parse_body(kind: Kind, r: &mut Reader<'_>) -> Result<Datagram, DropReason> {
     if count > MAX_ADDRS {
         return Err(DropReason::Malformed);
     }
-    let mut addrs = Vec::with_capacity(count);
+    let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let addr = match r.u8()? {
+        let family = r.u8()?;
+        let role = Role::from_bits(r.u8()?).ok_or(DropReason::Malformed)?;
+        let mac = r.array::<6>()?;
+        let addr = match family {
             4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
             6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
             _ => return Err(DropReason::Malformed),
         };
-        addrs.push(addr);
+        entries.push(Entry { addr, role, mac });
     }
 
     Ok(Datagram {
         kind,
+        state,
         interval_ms,
         boot_id,
         seq,
         time_ms,
         nonce,
+        token,
+        ack,
         hostname,
-        addrs,
+        entries,
     })
 }
 
@@ -608,14 +803,20 @@ mod tests {
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     /// `fixed()` encoded without a key (built with Python's struct module, not this code).
-    const GOLDEN_PLAIN: &str = "4950464f02010000000003e80102030405060708000000000000002a\
-        0000018bcfe568001122334455667788057072692d310204c633640a0620010db8000000000000000000000010";
+    const GOLDEN_PLAIN: &str = "4950464f03010000000003e80102030405060708000000000000002a\
+        0000018bcfe56800112233445566778899aabbccddeeff000000000000000007057072692d3103\
+        040302000000000ac633640a\
+        060200000000000020010db8000000000000000000000010\
+        0404000000000000c6336464";
 
-    /// `fixed()` encoded with `KEY`; the tag was computed with Python's hmac module and
-    /// checked with `openssl dgst -sha256 -hmac`, not with this code.
-    const GOLDEN_TAGGED: &str = "4950464f02010100000003e80102030405060708000000000000002a\
-        0000018bcfe568001122334455667788057072692d310204c633640a0620010db8000000000000000000000010\
-        ea7572d610c4552fb41046e0a42fb4806de58afff98ac9cd1e8a16e6b3fb1088";
+    /// `fixed()` encoded with `KEY`; the tag was computed with Python's hmac module, not
+    /// with this code.
+    const GOLDEN_TAGGED: &str = "4950464f03010100000003e80102030405060708000000000000002a\
+        0000018bcfe56800112233445566778899aabbccddeeff000000000000000007057072692d3103\
+        040302000000000ac633640a\
+        060200000000000020010db8000000000000000000000010\
+        0404000000000000c6336464\
+        7ae3c77e86ffbe5a6e914a97944b86b9e94731810fbce33065d55cd3ccaaf0e2";
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -632,15 +833,19 @@ mod tests {
     fn fixed() -> Datagram {
         Datagram {
             kind: Kind::Heartbeat,
+            state: 0,
             interval_ms: 1000,
             boot_id: 0x0102_0304_0506_0708,
             seq: 42,
             time_ms: 1_700_000_000_000,
             nonce: 0x1122_3344_5566_7788,
+            token: 0x99aa_bbcc_ddee_ff00,
+            ack: 7,
             hostname: "pri-1".to_string(),
-            addrs: vec![
-                "198.51.100.10".parse().unwrap(),
-                "2001:db8::10".parse().unwrap(),
+            entries: vec![
+                Entry::identity("198.51.100.10".parse().unwrap(), [2, 0, 0, 0, 0, 0x0a]),
+                Entry::new("2001:db8::10".parse().unwrap(), Role::HOLDS),
+                Entry::new("198.51.100.100".parse().unwrap(), Role::WANTS),
             ],
         }
     }
@@ -661,6 +866,8 @@ mod tests {
         b.extend_from_slice(&1u64.to_be_bytes());
         b.extend_from_slice(&0u64.to_be_bytes());
         b.extend_from_slice(&0u64.to_be_bytes());
+        b.extend_from_slice(&0u64.to_be_bytes());
+        b.extend_from_slice(&0u64.to_be_bytes());
         b.push(hostname.len() as u8);
         b.extend_from_slice(hostname);
         b.push(count);
@@ -671,7 +878,7 @@ mod tests {
     #[test]
     fn golden_plain() {
         let golden = hex(GOLDEN_PLAIN);
-        assert_eq!(golden.len(), 73);
+        assert_eq!(golden.len(), 115);
         assert_eq!(encode(&fixed(), None), golden);
         assert_eq!(decode(&golden, None), Ok(ipfo(fixed(), false)));
     }
@@ -679,7 +886,7 @@ mod tests {
     #[test]
     fn golden_tagged() {
         let golden = hex(GOLDEN_TAGGED);
-        assert_eq!(golden.len(), 73 + TAG_LEN);
+        assert_eq!(golden.len(), 115 + TAG_LEN);
         assert_eq!(encode(&fixed(), Some(&key())), golden);
         assert_eq!(decode(&golden, Some(&key())), Ok(ipfo(fixed(), true)));
     }
@@ -716,11 +923,11 @@ mod tests {
     fn round_trip_empty_fields() {
         let d = Datagram {
             hostname: String::new(),
-            addrs: Vec::new(),
+            entries: Vec::new(),
             ..fixed()
         };
         let buf = encode(&d, None);
-        assert_eq!(buf.len(), 46);
+        assert_eq!(buf.len(), 62);
         assert_eq!(decode(&buf, None), Ok(ipfo(d, false)));
     }
 
@@ -778,7 +985,7 @@ mod tests {
                 "tagged, {len} bytes"
             );
         }
-        assert_eq!(decode(&plain[..48], None), Err(DropReason::Truncated));
+        assert_eq!(decode(&plain[..64], None), Err(DropReason::Truncated));
         assert_eq!(decode(&[], None), Err(DropReason::Truncated));
         // Without a key, a tag cut short is a datagram shorter than its flags announce.
         assert_eq!(
@@ -823,7 +1030,8 @@ mod tests {
     #[test]
     fn crafted_inputs_give_each_structural_reason() {
         use DropReason::*;
-        let v4 = [4, 192, 0, 2, 1];
+        // family, role (identity + holds), MAC, address
+        let v4 = [4, 3, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1];
         let ok = raw(1, 0, b"h", 1, &v4);
         assert!(decode(&ok, None).is_ok());
 
@@ -831,17 +1039,23 @@ mod tests {
         bad_magic[3] = b'X';
         let mut bad_version = ok.clone();
         bad_version[4] = 1;
-        let mut bad_reserved = ok.clone();
-        bad_reserved[7] = 1;
+        let mut old_version = ok.clone();
+        old_version[4] = OLD_VERSION;
+        let mut bad_state = ok.clone();
+        bad_state[7] = 0x04;
         let mut trailing = ok.clone();
         trailing.push(0);
         let mut long_tag = raw(1, FLAG_TAG, b"h", 1, &v4);
         long_tag.extend_from_slice(&[0; TAG_LEN + 1]);
+        let mut bad_role = v4;
+        bad_role[1] = 0x20;
 
         let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
             ("header cut short", ok[..20].to_vec(), Truncated),
-            ("hostname cut short", ok[..46].to_vec(), Truncated),
+            ("token cut short", ok[..50].to_vec(), Truncated),
+            ("hostname cut short", ok[..62].to_vec(), Truncated),
             ("address cut short", ok[..ok.len() - 1].to_vec(), Truncated),
+            ("MAC cut short", ok[..ok.len() - 6].to_vec(), Truncated),
             ("count beyond data", raw(1, 0, b"h", 2, &v4), Truncated),
             (
                 "flag without tag",
@@ -852,21 +1066,24 @@ mod tests {
             ("three bytes of junk", b"GET".to_vec(), Truncated),
             ("version", bad_version, BadVersion),
             ("short other version", b"IPFO\x01".to_vec(), BadVersion),
-            ("version 3", b"IPFO\x03\x01".to_vec(), BadVersion),
+            ("version 4", b"IPFO\x04\x01".to_vec(), BadVersion),
+            ("version 2", old_version, OldVersion),
+            ("short version 2", b"IPFO\x02\x01".to_vec(), OldVersion),
             ("kind 0", raw(0, 0, b"h", 1, &v4), BadKind),
             ("kind 5", raw(5, 0, b"h", 1, &v4), BadKind),
             ("kind 255", raw(255, 0, b"h", 1, &v4), BadKind),
             ("unknown flag", raw(1, 0x02, b"h", 1, &v4), Malformed),
             ("high flag", raw(1, 0x81, b"h", 1, &v4), Malformed),
-            ("reserved", bad_reserved, Malformed),
+            ("unknown state bit", bad_state, Malformed),
+            ("unknown role bit", raw(1, 0, b"h", 1, &bad_role), Malformed),
             (
                 "family 5",
-                raw(1, 0, b"h", 1, &[5, 192, 0, 2, 1]),
+                raw(1, 0, b"h", 1, &[5, 3, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1]),
                 Malformed,
             ),
             (
                 "family 0",
-                raw(1, 0, b"h", 1, &[0, 192, 0, 2, 1]),
+                raw(1, 0, b"h", 1, &[0, 3, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1]),
                 Malformed,
             ),
             ("bad UTF-8", raw(1, 0, b"h\xff", 1, &v4), Malformed),
@@ -876,8 +1093,8 @@ mod tests {
                 Malformed,
             ),
             (
-                "17 addresses",
-                raw(1, 0, b"h", 17, &v4.repeat(17)),
+                "13 addresses",
+                raw(1, 0, b"h", 13, &v4.repeat(13)),
                 Malformed,
             ),
             ("trailing byte", trailing, Malformed),
@@ -887,8 +1104,47 @@ mod tests {
             assert_eq!(decode(&buf, None), Err(want), "{what}");
         }
         // The largest legal counts are accepted.
-        let max = raw(1, 0, &[b'a'; 64], 16, &v4.repeat(16));
+        let max = raw(1, 0, &[b'a'; 64], 12, &v4.repeat(12));
         assert!(decode(&max, None).is_ok());
+        // Both state bits are known.
+        let mut both = ok.clone();
+        both[7] = STATE_TRUNCATED | STATE_STAYS_UP;
+        let Ok(Message::Ipfo { datagram, .. }) = decode(&both, None) else {
+            panic!("does not decode");
+        };
+        assert!(datagram.truncated() && datagram.stays_up());
+    }
+
+    #[test]
+    fn a_rotated_key_verifies_old_and_new_tags_and_signs_with_the_new() {
+        let old = key();
+        let new = Key::new(b"a new secret, rotated one host at a time".to_vec());
+        let both = new.clone().with_old(old.clone());
+        assert!(both.rotating() && !new.rotating());
+        let by_old = encode(&fixed(), Some(&old));
+        let by_new = encode(&fixed(), Some(&new));
+        assert_eq!(decode(&by_old, Some(&both)), Ok(ipfo(fixed(), true)));
+        assert_eq!(decode(&by_new, Some(&both)), Ok(ipfo(fixed(), true)));
+        assert_eq!(encode(&fixed(), Some(&both)), by_new, "signs with the new key");
+        assert_eq!(decode(&by_old, Some(&new)), Err(DropReason::BadTag));
+        let shown = format!("{both:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_cut_address_list_says_so() {
+        let d = Datagram {
+            entries: (0..MAX_ADDRS + 1)
+                .map(|i| Entry::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, i as u8)), Role::HOLDS))
+                .collect(),
+            ..fixed()
+        };
+        let Ok(Message::Ipfo { datagram, .. }) = decode(&encode(&d, None), None) else {
+            panic!("does not decode");
+        };
+        assert!(datagram.truncated());
+        assert_eq!(datagram.entries.len(), MAX_ADDRS);
+        assert!(!fixed().truncated());
     }
 
     #[test]
@@ -897,8 +1153,13 @@ mod tests {
         assert_eq!(hostname.len(), MAX_HOSTNAME + 1);
         let d = Datagram {
             hostname,
-            addrs: (0..20u8)
-                .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i.into())))
+            entries: (0..20u8)
+                .map(|i| {
+                    Entry::new(
+                        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i.into())),
+                        Role::HOLDS,
+                    )
+                })
                 .collect(),
             ..fixed()
         };
@@ -908,7 +1169,8 @@ mod tests {
             panic!("does not decode");
         };
         assert_eq!(datagram.hostname, "a".repeat(MAX_HOSTNAME - 1));
-        assert_eq!(datagram.addrs, d.addrs[..MAX_ADDRS]);
+        assert_eq!(datagram.entries, d.entries[..MAX_ADDRS]);
+        assert!(datagram.truncated());
 
         assert_eq!(truncate_on_char_boundary("ééé", 5), "éé");
         assert_eq!(truncate_on_char_boundary("ééé", 1), "");
@@ -949,6 +1211,7 @@ mod tests {
                 "oversized",
                 "bad-magic",
                 "bad-version",
+                "old-version",
                 "bad-kind",
                 "malformed",
                 "missing-tag",
@@ -1135,18 +1398,32 @@ mod tests {
         ]
     }
 
+    fn entry() -> impl Strategy<Value = Entry> {
+        (any::<IpAddr>(), 0u8..=0x1f, any::<[u8; 6]>()).prop_map(|(addr, bits, mac)| Entry {
+            addr,
+            role: Role::from_bits(bits).unwrap(),
+            mac,
+        })
+    }
+
     prop_compose! {
         fn datagram()(
             kind in kind(),
+            state in 0u8..=STATE_KNOWN,
             interval_ms in MIN_INTERVAL_MS..=MAX_INTERVAL_MS,
             boot_id in any::<u64>(),
             seq in any::<u64>(),
             time_ms in any::<u64>(),
             nonce in any::<u64>(),
+            token in any::<u64>(),
+            ack in any::<u64>(),
             hostname in "[a-zA-Z0-9.-]{0,64}",
-            addrs in proptest::collection::vec(any::<IpAddr>(), 0..=MAX_ADDRS),
+            entries in proptest::collection::vec(entry(), 0..=MAX_ADDRS),
         ) -> Datagram {
-            Datagram { kind, interval_ms, boot_id, seq, time_ms, nonce, hostname, addrs }
+            Datagram {
+                kind, state, interval_ms, boot_id, seq, time_ms, nonce, token, ack, hostname,
+                entries,
+            }
         }
     }
 

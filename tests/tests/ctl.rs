@@ -59,6 +59,7 @@ fn failoverd() -> Status {
         address: "198.51.100.10".into(),
         prefix: 24,
         held: false,
+        holder: None,
         error: None,
     }];
     s.push_transition(TransitionStatus {

@@ -23,6 +23,9 @@ pub(super) enum Key {
     Timeout,
     ReleaseAfter,
     ConflictGrace,
+    FenceAfter,
+    IpPairs,
+    AnnounceRefresh,
     SecretFile,
     ScriptDir,
     ScriptTimeout,
@@ -77,12 +80,16 @@ pub(super) const MAX_SCRIPT_TIMEOUT: Duration = MAX_TIMEOUT;
 pub(super) const MAX_RELEASE_AFTER: u32 = 1000;
 /// A grace shorter than a few probes could give up an address over one stray answer.
 pub(super) const MIN_CONFLICT_GRACE: Duration = Duration::from_millis(100);
+/// A conflict shorter than this is a loss burst or a reload, not a stuck host.
+pub(super) const MIN_FENCE_AFTER: Duration = Duration::from_secs(1);
+/// Announcing more often than this is a storm, not a refresh.
+pub(super) const MIN_ANNOUNCE_REFRESH: Duration = Duration::from_secs(1);
 /// etcd's shortest useful lease: a member renews three times per TTL.
 pub(super) const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 /// Longer than this, a dead holder keeps its addresses for longer than anyone would wait.
 pub(super) const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
 /// How many keys there are.
-pub(super) const KEYS: usize = 28;
+pub(super) const KEYS: usize = 31;
 
 impl Key {
     /// In the order of the spec's table, which is also the order `render` prints.
@@ -97,6 +104,9 @@ impl Key {
         Key::Timeout,
         Key::ReleaseAfter,
         Key::ConflictGrace,
+        Key::FenceAfter,
+        Key::IpPairs,
+        Key::AnnounceRefresh,
         Key::SecretFile,
         Key::ScriptDir,
         Key::ScriptTimeout,
@@ -129,6 +139,9 @@ impl Key {
             Key::Timeout => "FAILOVER_TIMEOUT",
             Key::ReleaseAfter => "FAILOVER_RELEASE_AFTER",
             Key::ConflictGrace => "FAILOVER_CONFLICT_GRACE",
+            Key::FenceAfter => "FAILOVER_FENCE_AFTER",
+            Key::IpPairs => "FAILOVER_IP_PAIRS",
+            Key::AnnounceRefresh => "FAILOVER_ANNOUNCE_REFRESH",
             Key::SecretFile => "FAILOVER_SECRET_FILE",
             Key::ScriptDir => "FAILOVER_SCRIPT_DIR",
             Key::ScriptTimeout => "FAILOVER_SCRIPT_TIMEOUT",
@@ -162,6 +175,9 @@ impl Key {
             Key::Timeout => "timeout",
             Key::ReleaseAfter => "release_after",
             Key::ConflictGrace => "conflict_grace",
+            Key::FenceAfter => "fence_after",
+            Key::IpPairs => "ip_pairs",
+            Key::AnnounceRefresh => "announce_refresh",
             Key::SecretFile => "secret_file",
             Key::ScriptDir => "script_dir",
             Key::ScriptTimeout => "script_timeout",
@@ -198,6 +214,7 @@ impl Key {
         match self {
             Key::BcastIps
             | Key::PeerIpPairs
+            | Key::IpPairs
             | Key::EmailRecipient
             | Key::NodeIp
             | Key::EtcdEndpoints
@@ -207,6 +224,8 @@ impl Key {
             | Key::Timeout
             | Key::ScriptTimeout
             | Key::ConflictGrace
+            | Key::FenceAfter
+            | Key::AnnounceRefresh
             | Key::LeaseTtl => Kind::Duration,
             Key::Preempt => Kind::Bool,
             Key::PeerIp
@@ -311,6 +330,9 @@ pub(super) fn defaults(source: &Path) -> Settings {
         timeout: None,
         release_after: 3,
         conflict_grace: crate::failover::DEFAULT_CONFLICT_GRACE,
+        fence_after: None,
+        ip_pairs: Vec::new(),
+        announce_refresh: None,
         secret_file: None,
         script_dir: default_script_dir(),
         script_timeout: Duration::from_secs(60),
@@ -430,6 +452,9 @@ impl<'a> Builder<'a> {
             Key::Timeout => s.timeout = d.timeout,
             Key::ReleaseAfter => s.release_after = d.release_after,
             Key::ConflictGrace => s.conflict_grace = d.conflict_grace,
+            Key::FenceAfter => s.fence_after = d.fence_after,
+            Key::IpPairs => s.ip_pairs = d.ip_pairs,
+            Key::AnnounceRefresh => s.announce_refresh = d.announce_refresh,
             Key::SecretFile => s.secret_file = d.secret_file,
             Key::ScriptDir => s.script_dir = d.script_dir,
             Key::ScriptTimeout => s.script_timeout = d.script_timeout,
@@ -553,6 +578,8 @@ impl<'a> Builder<'a> {
             Key::Interval => (MIN_INTERVAL, MAX_INTERVAL, ""),
             Key::Timeout => (MIN_TIMEOUT, MAX_TIMEOUT, ""),
             Key::ConflictGrace => (MIN_CONFLICT_GRACE, MAX_TIMEOUT, ""),
+            Key::FenceAfter => (MIN_FENCE_AFTER, MAX_TIMEOUT, ""),
+            Key::AnnounceRefresh => (MIN_ANNOUNCE_REFRESH, MAX_TIMEOUT, ""),
             Key::LeaseTtl => (MIN_LEASE_TTL, MAX_LEASE_TTL, ""),
             _ => (
                 Duration::from_nanos(1),
@@ -587,6 +614,8 @@ impl<'a> Builder<'a> {
             Key::Interval => self.settings.interval = d,
             Key::Timeout => self.settings.timeout = Some(d),
             Key::ConflictGrace => self.settings.conflict_grace = d,
+            Key::FenceAfter => self.settings.fence_after = Some(d),
+            Key::AnnounceRefresh => self.settings.announce_refresh = Some(d),
             Key::LeaseTtl => self.settings.lease_ttl = d,
             _ => self.settings.script_timeout = d,
         }
@@ -667,7 +696,7 @@ impl<'a> Builder<'a> {
                     Ok(url) => urls.push(url),
                     Err(message) => self.bad(key, line, message),
                 },
-                Key::PeerIpPairs | Key::GroupIpPairs => match item.parse::<AddrPair>() {
+                Key::PeerIpPairs | Key::GroupIpPairs | Key::IpPairs => match item.parse::<AddrPair>() {
                     Ok(pair) => {
                         let first = seen.get(&pair.addr).and_then(|&i| pairs.get(i));
                         if let Some(first) = first {
@@ -710,6 +739,7 @@ impl<'a> Builder<'a> {
             Key::BcastIps => self.settings.bcast_ips = ips,
             Key::NodeIp => self.settings.node_ips = ips,
             Key::PeerIpPairs => self.settings.peer_ip_pairs = pairs,
+            Key::IpPairs => self.settings.ip_pairs = pairs,
             Key::GroupIpPairs => self.settings.group_ip_pairs = pairs,
             Key::EtcdEndpoints => self.settings.etcd_endpoints = urls,
             _ => self.settings.email_recipients = mails,

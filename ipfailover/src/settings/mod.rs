@@ -18,7 +18,7 @@ use crate::addr::AddrPair;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use secret::load_secret;
+pub use secret::{load_secret, load_secrets};
 
 /// The UDP port of heartbeats when `FAILOVER_PORT` is not set: Apple's.
 pub const DEFAULT_PORT: u16 = 1694;
@@ -60,6 +60,15 @@ pub struct Settings {
     /// `FAILOVER_CONFLICT_GRACE`: how long another host may answer for an address failoverd
     /// holds before it gives the address up (100 ms to 24 h).
     pub conflict_grace: Duration,
+    /// `FAILOVER_FENCE_AFTER`: how long a conflict lasts before the `Fence` hooks run; `None`
+    /// is five timeouts, at least 5 s.
+    pub fence_after: Option<Duration>,
+    /// `FAILOVER_IP_PAIRS`: the primary's service addresses, which heartbeatd adds and removes
+    /// by agreement with failoverd.
+    pub ip_pairs: Vec<AddrPair>,
+    /// `FAILOVER_ANNOUNCE_REFRESH`: announce what is held this often; `None` (the default)
+    /// announces only when something changes.
+    pub announce_refresh: Option<Duration>,
     /// `FAILOVER_SECRET_FILE`: the shared key's file; `None` means unauthenticated heartbeats.
     pub secret_file: Option<PathBuf>,
     /// `FAILOVER_SCRIPT_DIR`: parent of the per-peer hook directories.

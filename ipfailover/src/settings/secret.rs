@@ -10,11 +10,17 @@ const MIN_KEY_LEN: usize = 16;
 /// A key is one short line; anything far larger is the wrong file.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 
-/// Reads the shared secret, refusing files others could read or change, files owned by another
-/// user than root or `daemon_uid` (that user could read the key, forge a goodbye, rotate the
-/// key), and keys too short to be safe; one trailing newline, as editors leave, is not part of
-/// the key.
+/// Reads the shared secret's current key (see [`load_secrets`]).
 pub fn load_secret(path: &Path, daemon_uid: u32) -> Result<Vec<u8>, String> {
+    load_secrets(path, daemon_uid).map(|(current, _)| current)
+}
+
+/// Reads the shared secret: the current key on the first line, and, during a rotation, the
+/// old key on the second (docs/configuration.md: the first signs, both verify). Refuses files
+/// others could read or change, files owned by another user than root or `daemon_uid` (that
+/// user could read the key, forge a goodbye, rotate the key), more than two keys, and keys too
+/// short to be safe; the newline that ends a line, as editors leave it, is not part of a key.
+pub fn load_secrets(path: &Path, daemon_uid: u32) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     let shown = path.display();
     // Looked at before opening, because opening a FIFO would block; and again after, so
     // that what is checked is what is read.
@@ -61,19 +67,40 @@ pub fn load_secret(path: &Path, daemon_uid: u32) -> Result<Vec<u8>, String> {
             "The secret file {shown} grew past {MAX_FILE_LEN} bytes while being read."
         ));
     }
-    if key.ends_with(b"\r\n") {
-        key.truncate(key.len() - 2);
-    } else if key.ends_with(b"\n") {
-        key.truncate(key.len() - 1);
+    let mut lines = key
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect::<Vec<_>>();
+    // A file that ends with a newline has an empty last piece: that is the editor's, not a key.
+    while lines.last().is_some_and(|l| l.is_empty()) && lines.len() > 1 {
+        lines.pop();
     }
-    if key.len() < MIN_KEY_LEN {
+    if lines.len() > 2 {
         return Err(format!(
-            "The key in {shown} is {} bytes long; it must be at least {MIN_KEY_LEN} bytes \
-             (for example the output of `openssl rand -hex 32`).",
-            key.len()
+            "The secret file {shown} has {} lines; it holds one key, or two during a rotation \
+             (the new key first, the old one second).",
+            lines.len()
         ));
     }
-    Ok(key)
+    let mut keys = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.len() < MIN_KEY_LEN {
+            let which = match (i, lines.len()) {
+                (0, 1) => "The key",
+                (0, _) => "The new key (line 1)",
+                _ => "The old key (line 2)",
+            };
+            return Err(format!(
+                "{which} in {shown} is {} bytes long; it must be at least {MIN_KEY_LEN} bytes \
+                 (for example the output of `openssl rand -hex 32`).",
+                line.len()
+            ));
+        }
+        keys.push(line.to_vec());
+    }
+    let mut keys = keys.into_iter();
+    let current = keys.next().unwrap_or_default();
+    Ok((current, keys.next()))
 }
 
 #[cfg(test)]
@@ -115,9 +142,29 @@ mod tests {
         assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
         let f = TempFile::new("bare", b"0123456789abcdefXYZ", 0o400);
         assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdefXYZ".to_vec()));
-        // Only one newline is the editor's; a second one is part of the key.
+        // Empty lines at the end are the editor's.
         let f = TempFile::new("two", b"0123456789abcdef\n\n", 0o600);
-        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef\n".to_vec()));
+        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
+    }
+
+    #[test]
+    fn a_second_line_is_the_old_key_of_a_rotation() {
+        let f = TempFile::new("rot", b"new-key-0123456789\nold-key-0123456789\n", 0o600);
+        assert_eq!(
+            load_secrets(&f.0, UID),
+            Ok((
+                b"new-key-0123456789".to_vec(),
+                Some(b"old-key-0123456789".to_vec())
+            ))
+        );
+        assert_eq!(load_secret(&f.0, UID), Ok(b"new-key-0123456789".to_vec()));
+        let f = TempFile::new("one", b"new-key-0123456789\n", 0o600);
+        assert_eq!(load_secrets(&f.0, UID), Ok((b"new-key-0123456789".to_vec(), None)));
+        let f = TempFile::new("three", b"0123456789abcdef\n0123456789abcdef\nx123456789abcdef\n", 0o600);
+        assert!(load_secrets(&f.0, UID).unwrap_err().contains("3 lines"));
+        let f = TempFile::new("shortold", b"0123456789abcdef\nshort\n", 0o600);
+        let e = load_secrets(&f.0, UID).unwrap_err();
+        assert!(e.starts_with("The old key (line 2)"), "{e}");
     }
 
     #[test]
