@@ -659,7 +659,14 @@ impl GroupShell {
                     m.shutdown(MAIL_GRACE);
                 }
             }
-            Err(e) => log::error!("SIGHUP: mail (FAILOVER_EMAIL_*): {e}; mail settings kept"),
+            Err(e) => log::error!(
+                "SIGHUP: mail (FAILOVER_EMAIL_*): {e}; {}",
+                if self.mailer.is_some() {
+                    "the old mail settings are kept"
+                } else {
+                    "no mail is sent"
+                }
+            ),
         }
         let dir = self.hooks.dir().to_path_buf();
         self.hooks

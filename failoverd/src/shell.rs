@@ -981,31 +981,42 @@ impl Shell {
                 self.set_pairs(pairs);
             }
         }
+        // Mail settings that are wrong are logged and the old ones kept, as for any invalid
+        // configuration (docs/failoverd.md, "Reload"): a typo must not silence the notices of
+        // the next takeover.
         let wanted = match mail::settings_for(&settings, &self.hostname) {
             Ok(Some((ms, warning))) => {
                 if let Some(w) = warning {
                     log::warn!("SIGHUP: {w}");
                 }
-                Some(ms)
+                Ok(Some(ms))
             }
-            Ok(None) => None,
+            Ok(None) => Ok(None),
             Err(e) => {
-                log::error!("SIGHUP: mail (FAILOVER_EMAIL_*): {e}; no mail is sent");
-                None
+                log::error!(
+                    "SIGHUP: mail (FAILOVER_EMAIL_*): {e}; {}",
+                    if self.mailer.is_some() {
+                        "the old mail settings are kept"
+                    } else {
+                        "no mail is sent"
+                    }
+                );
+                Err(())
             }
         };
         match (wanted, &self.mailer) {
-            (Some(ms), Some(m)) => m.reconfigure(ms),
-            (Some(ms), None) => match Mailer::start(ms) {
+            (Err(()), _) => {}
+            (Ok(Some(ms)), Some(m)) => m.reconfigure(ms),
+            (Ok(Some(ms)), None) => match Mailer::start(ms) {
                 Ok(m) => self.mailer = Some(m),
                 Err(e) => log::error!("SIGHUP: mail settings: {e}; no mail is sent"),
             },
-            (None, Some(_)) => {
+            (Ok(None), Some(_)) => {
                 if let Some(m) = self.mailer.take() {
                     m.shutdown(MAIL_GRACE);
                 }
             }
-            (None, None) => {}
+            (Ok(None), None) => {}
         }
         self.link_ifaces.clear();
         let config = core_config(&settings, &self.pairs);

@@ -215,3 +215,33 @@ fn a_kept_address_that_cannot_be_added_is_retried_with_back_off() {
     drop(rt);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn mail_settings_a_sighup_cannot_use_leave_the_old_ones_in_force() {
+    use ipfailover::settings::{Role, Settings};
+    let dir = state_dir("mail");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let load = |lines: &str| {
+        let path = dir.join("hostconfig");
+        let text = format!(
+            "FAILOVER_PEER_IP=198.51.100.10\nFAILOVER_PEER_IP_PAIRS=eth0:198.51.100.10\n{lines}"
+        );
+        std::fs::write(&path, text).expect("write");
+        Settings::load(&path, Role::Failoverd).expect("valid settings")
+    };
+    let mut mail = Mail::new("sec".to_string());
+    mail.start(&load(
+        "FAILOVER_EMAIL_RECIPIENT=ops@example.org\nFAILOVER_EMAIL_TRANSPORT=sendmail:/nonexistent/sendmail\n",
+    ))
+    .expect("mail starts");
+    assert!(mail.active());
+    // Accepted by the settings, refused by the mailer (no host): the old settings stay.
+    mail.reload(&load(
+        "FAILOVER_EMAIL_RECIPIENT=ops@example.org\nFAILOVER_EMAIL_TRANSPORT=smtps://user:secret@\n",
+    ));
+    assert!(mail.active(), "a SIGHUP with a typo stopped mail");
+    // No recipient any more: mail stops.
+    mail.reload(&load(""));
+    assert!(!mail.active());
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
