@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipfailover::announce::AnnounceRound;
-use ipfailover::failover::HookPhase;
+use ipfailover::failover::{HookPhase, ADD_RETRY_FIRST, ADD_RETRY_MAX};
 use ipfailover::group::{
     AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
 };
@@ -45,8 +45,6 @@ const ADDRESS_EVENTS: Token = Token(4);
 const READ_BUDGET: usize = 256;
 /// How long the release's last requests to etcd (the deletes, the revoke) may take at exit.
 const ETCD_GRACE: Duration = Duration::from_secs(2);
-/// How often an address that could not be added is tried again.
-const ADD_RETRY: Duration = Duration::from_secs(1);
 /// How long queued mail may take at exit.
 const MAIL_GRACE: Duration = Duration::from_secs(5);
 
@@ -161,8 +159,9 @@ pub(crate) struct GroupShell {
     etcd_state: Option<(String, Option<String>)>,
     /// The latest renewal and grant failures, logged once per change.
     last_lease_error: Option<String>,
-    /// When failed adds are tried again.
-    next_add_retry: Instant,
+    /// When each address that could not be added is tried again, and the wait before that
+    /// try: [`ADD_RETRY_FIRST`], twice as long each time up to [`ADD_RETRY_MAX`], as a pair's.
+    add_retry: BTreeMap<IpAddr, (Instant, Duration)>,
     /// This member's key was seen under another lease (another failoverd with this name?).
     name_clash_told: bool,
     /// Since when that has been seen.
@@ -305,7 +304,7 @@ impl GroupShell {
             lease_times: BTreeMap::new(),
             etcd_state: None,
             last_lease_error: None,
-            next_add_retry: now,
+            add_retry: BTreeMap::new(),
             name_clash_told: false,
             name_clash_since: None,
             stop_signals: 0,
@@ -376,8 +375,8 @@ impl GroupShell {
 
     fn next_wake(&self) -> Option<Instant> {
         let mut status = self.status_written + status::REFRESH;
-        if !self.errors.is_empty() {
-            status = status.min(self.next_add_retry);
+        if let Some(at) = self.add_retry.values().map(|(at, _)| *at).min() {
+            status = status.min(at);
         }
         let announce = self
             .announcing
@@ -801,7 +800,15 @@ impl GroupShell {
                 }
                 self.watch_hook_output();
             }
-            GroupAction::Add { addr } => self.add(addr),
+            GroupAction::Add { addr } => {
+                self.add(addr);
+                if self.held.contains(&addr) {
+                    self.add_retry.remove(&addr);
+                } else {
+                    self.add_retry
+                        .insert(addr, (now + ADD_RETRY_FIRST, ADD_RETRY_FIRST));
+                }
+            }
             GroupAction::Announce { addr } => {
                 if self.held.contains(&addr) {
                     self.announcing.entry(addr).or_default().start(now);
@@ -891,8 +898,17 @@ impl GroupShell {
                 }
             }
             Err(e) => {
-                log::error!("adding {}/{} to {}: {e}", p.addr, p.prefix, p.iface);
-                self.errors.insert(addr, e.to_string());
+                // Logged once per change of outcome, not at every retry.
+                let e = e.to_string();
+                if self.errors.get(&addr) != Some(&e) {
+                    log::error!(
+                        "adding {}/{} to {}: {e} (retried while the addresses are held)",
+                        p.addr,
+                        p.prefix,
+                        p.iface
+                    );
+                }
+                self.errors.insert(addr, e);
             }
         }
         self.status_dirty = true;
@@ -900,6 +916,7 @@ impl GroupShell {
 
     fn remove(&mut self, addr: IpAddr) {
         self.announcing.remove(&addr);
+        self.add_retry.remove(&addr);
         let Some(p) = self.pairs.get(&addr) else {
             return;
         };
@@ -968,7 +985,7 @@ impl GroupShell {
                 addr,
                 format!("removed from {iface} behind failoverd's back"),
             );
-            self.next_add_retry = now;
+            self.add_retry.insert(addr, (now, Duration::ZERO));
             let subject = format!(
                 "{}: {addr} was removed from {iface} by hand; added again",
                 self.settings.group
@@ -988,18 +1005,19 @@ impl GroupShell {
     }
 
     /// An address this member holds in etcd that could not be added (the interface was down,
-    /// say) is added again every second: nobody else may answer for it meanwhile.
+    /// say) is tried again, 1 s later, then twice as long each time up to 30 s, as a pair's:
+    /// nobody else may answer for it meanwhile, and the back-off spares the log and the
+    /// kernel a failure every second while the cause lasts.
     fn retry_adds(&mut self, now: Instant) {
-        if self.errors.is_empty() || now < self.next_add_retry {
-            return;
-        }
-        self.next_add_retry = now + ADD_RETRY;
         let due: Vec<IpAddr> = self
             .core
             .addrs()
             .iter()
             .filter(|(a, st)| {
-                st.may_hold() && !self.held.contains(a) && self.errors.contains_key(a)
+                st.may_hold()
+                    && !self.held.contains(a)
+                    && self.errors.contains_key(a)
+                    && self.add_retry.get(a).is_some_and(|(at, _)| now >= *at)
             })
             .map(|(a, _)| *a)
             .collect();
@@ -1007,9 +1025,21 @@ impl GroupShell {
             self.add(addr);
             if self.held.contains(&addr) {
                 log::info!("{addr} added on a retry");
+                self.add_retry.remove(&addr);
                 self.announcing.entry(addr).or_default().start(now);
+            } else if let Some((at, wait)) = self.add_retry.get_mut(&addr) {
+                *wait = if wait.is_zero() {
+                    ADD_RETRY_FIRST
+                } else {
+                    (*wait * 2).min(ADD_RETRY_MAX)
+                };
+                *at = now + *wait;
             }
         }
+        // What the core no longer holds is not tried again.
+        let core = self.core.addrs();
+        self.add_retry
+            .retain(|a, _| core.get(a).is_some_and(|st| st.may_hold()));
     }
 
     fn run_announcements(&mut self, now: Instant) {
