@@ -138,6 +138,9 @@ pub(crate) struct Shell {
     link_via: HashMap<IpAddr, Option<u32>>,
     /// The last error adding or removing each pair, for the status.
     pair_errors: Vec<Option<String>>,
+    /// Held addresses found gone from their interfaces, not told to the core yet (it was not
+    /// `acquired`).
+    missing: Vec<IpAddr>,
     /// The peers' clock difference has been reported (until it is back under the limit).
     clock_reported: bool,
     /// The administrator's channel (SPEC §11), if it could be opened.
@@ -303,6 +306,7 @@ impl Shell {
             state_since: now,
             held: held_flags,
             pair_errors: vec![None; pairs.len()],
+            missing: Vec::new(),
             conflict_watch,
             #[cfg(target_os = "linux")]
             address_events,
@@ -808,7 +812,10 @@ impl Shell {
         }
     }
 
-    /// After an address change in the kernel: whether what we hold is still there.
+    /// After an address change in the kernel: whether what we hold is still there, by one
+    /// look at every address of the host. An address gone (by hand, or a network manager) is
+    /// marked not held, with why; held, the core adds it again at once, and while the
+    /// takeover completes (its PostAcq hooks run) as soon as it has.
     fn check_addresses(&mut self, now: Instant) {
         if !addresses_changed(
             #[cfg(target_os = "linux")]
@@ -816,20 +823,45 @@ impl Shell {
         ) {
             return;
         }
+        if !self.held.iter().any(|h| *h) {
+            return;
+        }
+        let present: std::collections::BTreeSet<(String, IpAddr)> = match interfaces::local_addrs()
+        {
+            Ok(locals) => locals.into_iter().map(|l| (l.iface, l.addr)).collect(),
+            Err(e) => {
+                log::warn!("reading this host's addresses: {e}");
+                return;
+            }
+        };
+        let mut missing = Vec::new();
+        for ((p, held), error) in self
+            .pairs
+            .iter()
+            .zip(self.held.iter_mut())
+            .zip(self.pair_errors.iter_mut())
+        {
+            if *held && !present.contains(&(p.iface.clone(), p.addr)) {
+                *held = false;
+                *error = Some(format!("removed from {} behind failoverd's back", p.iface));
+                missing.push(p.addr);
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        self.status_dirty = true;
+        self.missing.extend(missing);
+        self.feed_missing(now);
+    }
+
+    /// Tells the core of the addresses found missing, once it holds them (`acquired`); until
+    /// then they wait, and a release forgets them.
+    fn feed_missing(&mut self, now: Instant) {
         if self.core.state() != State::Acquired {
             return;
         }
-        let mut missing = Vec::new();
-        for (i, p) in self.pairs.iter().enumerate() {
-            if self.held.get(i) == Some(&true) && matches!(self.backend.holds(p), Ok(false)) {
-                missing.push((i, p.addr));
-            }
-        }
-        for (i, addr) in missing {
-            if let Some(h) = self.held.get_mut(i) {
-                *h = false;
-            }
-            self.status_dirty = true;
+        for addr in std::mem::take(&mut self.missing) {
             self.feed(now, Event::AddressMissing { addr });
         }
     }
@@ -1063,6 +1095,16 @@ impl Shell {
                     self.status.counters.releases += 1;
                 }
                 self.status_dirty = true;
+                if to == State::Acquired {
+                    queue.extend(
+                        std::mem::take(&mut self.missing)
+                            .into_iter()
+                            .map(|addr| Event::AddressMissing { addr }),
+                    );
+                } else if from.as_str() != to.as_str() {
+                    // Not held any more (a release began): nothing to put back.
+                    self.missing.clear();
+                }
                 if to == State::Monitoring {
                     if let Some(p) = self.pending_pairs.take() {
                         self.set_pairs(p);
