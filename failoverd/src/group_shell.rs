@@ -327,19 +327,27 @@ impl GroupShell {
                 }
             }
             let now = Instant::now();
-            // After a stall (SIGSTOP, a paused VM) the deadline comes before anything else:
-            // the core checks it first on every event, this one included.
-            self.feed(now, GroupEvent::Tick);
             let mut signalled = false;
             let mut hook_event = self.hooks.next_deadline().is_some_and(|d| now >= d);
+            let (mut conflicts, mut addresses) = (false, false);
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => signalled = true,
                     HOOK_OUTPUT => hook_event = true,
-                    CONFLICT => self.read_conflicts(now),
-                    ADDRESS_EVENTS => self.check_addresses(now),
+                    CONFLICT => conflicts = true,
+                    ADDRESS_EVENTS => addresses = true,
                     _ => {}
                 }
+            }
+            // One order for every turn, a pair's (docs/failoverd.md "The loop"): the inputs
+            // first, then time. After a stall (SIGSTOP, a paused VM) the deadline still comes
+            // before anything the member might act on: the core checks it first on every
+            // event, the first input of this turn included.
+            if conflicts {
+                self.read_conflicts(now);
+            }
+            if addresses {
+                self.check_addresses(now);
             }
             // The waker's token may be coalesced with others: drain the channel every turn.
             self.read_etcd(now);
@@ -353,8 +361,9 @@ impl GroupShell {
                 }
                 self.watch_hook_output();
             }
-            self.run_announcements(now);
+            self.feed(now, GroupEvent::Tick);
             self.retry_adds(now);
+            self.run_announcements(now);
             if self.status_dirty || self.exit || status::refresh_due(now, self.status_written, None)
             {
                 self.write_status(now);

@@ -359,19 +359,31 @@ impl Shell {
             let now = Instant::now();
             let mut signalled = false;
             let mut hook_event = self.hooks.next_deadline().is_some_and(|d| now >= d);
+            let (mut conflicts, mut addresses, mut control) = (false, false, false);
             for ev in events.iter() {
                 match ev.token() {
                     SOCKET4 => self.unread[0] = true,
                     SOCKET6 => self.unread[1] = true,
                     SIGNALS => signalled = true,
                     HOOK_OUTPUT => hook_event = true,
-                    CONFLICT => self.read_conflicts(now),
-                    ADDRESS_EVENTS => self.check_addresses(now),
-                    CONTROL => self.read_control(now),
+                    CONFLICT => conflicts = true,
+                    ADDRESS_EVENTS => addresses = true,
+                    CONTROL => control = true,
                     _ => {}
                 }
             }
+            // One order for every turn (the runtime's, docs/failoverd.md "The loop"): the
+            // inputs first, datagrams before anything else, then time.
             self.read_sockets(now);
+            if conflicts {
+                self.read_conflicts(now);
+            }
+            if addresses {
+                self.check_addresses(now);
+            }
+            if control {
+                self.read_control(now);
+            }
             if signalled && self.handle_signals(now) {
                 hook_event = true;
             }

@@ -187,6 +187,25 @@ fn an_address_removed_while_the_takeover_completes_is_put_back_when_it_has() {
 }
 
 #[test]
+fn a_failoverd_stopped_past_its_timeout_counts_what_arrived_meanwhile_before_judging() {
+    let mut lab = Lab::new("edstall");
+    let (_hb, fo) = lab.start_pair(&[], &[]);
+    // Stopped for three timeouts while the primary goes on sending: on SIGCONT the loop reads
+    // the queued heartbeats before it looks at the deadline, and nothing happens.
+    lab.proc(fo).signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.proc(fo).signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = lab.proc(fo).log_text();
+    assert!(
+        !log.contains("-> acquiring") && !log.contains("-> conflict"),
+        "{log}"
+    );
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    assert_eq!(state(&lab), "monitoring", "{}", lab.logs());
+}
+
+#[test]
 fn an_add_that_fails_is_reported_retried_and_never_announced() {
     let mut lab = Lab::new("edadd");
     // (No dummy interfaces in every kernel: a veth pair will do.)
