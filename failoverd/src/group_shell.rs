@@ -162,10 +162,8 @@ pub(crate) struct GroupShell {
     /// When each address that could not be added is tried again, and the wait before that
     /// try: [`ADD_RETRY_FIRST`], twice as long each time up to [`ADD_RETRY_MAX`], as a pair's.
     add_retry: BTreeMap<IpAddr, (Instant, Duration)>,
-    /// This member's key was seen under another lease (another failoverd with this name?).
-    name_clash_told: bool,
-    /// Since when that has been seen.
-    name_clash_since: Option<Instant>,
+    /// This member's key seen under another lease (another failoverd with this name?).
+    name_clash: NameClash,
     stop_signals: u32,
     exit: bool,
 }
@@ -305,8 +303,7 @@ impl GroupShell {
             etcd_state: None,
             last_lease_error: None,
             add_retry: BTreeMap::new(),
-            name_clash_told: false,
-            name_clash_since: None,
+            name_clash: NameClash::default(),
             stop_signals: 0,
             exit: false,
             settings,
@@ -445,7 +442,7 @@ impl GroupShell {
                 }
                 Reply::View(view) => {
                     self.note_holders(&view);
-                    self.check_name(&view);
+                    self.check_name(now, &view);
                     Some(GroupEvent::View(view))
                 }
                 Reply::Acquired { addr, epoch } => Some(GroupEvent::Acquired { addr, epoch }),
@@ -487,7 +484,7 @@ impl GroupShell {
     /// Says once if this member's key is attached to a lease that is not this member's for
     /// longer than a renewal: another failoverd uses the same FAILOVER_MEMBER_NAME (two hosts
     /// with one host name?). Its leases are then never revoked as a previous life's.
-    fn check_name(&mut self, view: &View) {
+    fn check_name(&mut self, now: Instant, view: &View) {
         let Lease::Held { id, .. } = self.core.lease() else {
             return;
         };
@@ -495,23 +492,7 @@ impl GroupShell {
             .members
             .iter()
             .any(|m| m.name == self.member && m.lease != id && m.lease != 0);
-        // Right after a restart the key still carries the previous life's lease until this
-        // member's put lands: only a clash that lasts a TTL counts.
-        let now = Instant::now();
-        let since = match (clash, self.name_clash_since) {
-            (false, _) => {
-                self.name_clash_since = None;
-                self.name_clash_told = false;
-                return;
-            }
-            (true, Some(t)) => t,
-            (true, None) => {
-                self.name_clash_since = Some(now);
-                now
-            }
-        };
-        if now >= since + self.settings.lease_ttl && !self.name_clash_told {
-            self.name_clash_told = true;
+        if self.name_clash.observe(now, clash, self.settings.lease_ttl) {
             let subject = format!(
                 "{}: another failoverd uses the member name {} in group {}",
                 self.hostname, self.member, self.settings.group
@@ -1254,6 +1235,32 @@ impl GroupShell {
     }
 }
 
+/// Whether this member's key has stayed under another lease long enough to say so: right
+/// after a restart the key still carries the previous life's lease until this member's put
+/// lands, so only a clash that lasts a TTL counts; it is told once per episode. Its time is the
+/// loop turn's, like every other deadline's.
+#[derive(Debug, Default)]
+struct NameClash {
+    since: Option<Instant>,
+    told: bool,
+}
+
+impl NameClash {
+    /// Whether the clash (or its absence) seen at `now` is to be told now.
+    fn observe(&mut self, now: Instant, clash: bool, ttl: Duration) -> bool {
+        if !clash {
+            *self = NameClash::default();
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now >= since + ttl && !self.told {
+            self.told = true;
+            return true;
+        }
+        false
+    }
+}
+
 /// A state with its hook phase: `acquiring (PreAcq)`.
 fn state_text(state: AddrState) -> String {
     match state {
@@ -1284,4 +1291,32 @@ fn mac_text(mac: &[u8; 6]) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_clash_is_told_once_it_has_lasted_a_ttl_by_the_turns_time_and_once_per_episode() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(2);
+        let ms = Duration::from_millis;
+        let mut c = NameClash::default();
+        assert!(!c.observe(t0, true, ttl));
+        assert!(!c.observe(t0 + ms(1999), true, ttl));
+        assert!(c.observe(t0 + ms(2000), true, ttl));
+        assert!(!c.observe(t0 + ms(5000), true, ttl), "told twice");
+        // Over, then again: a new episode, timed from its own start.
+        assert!(!c.observe(t0 + ms(6000), false, ttl));
+        assert!(!c.observe(t0 + ms(7000), true, ttl));
+        assert!(!c.observe(t0 + ms(8999), true, ttl));
+        assert!(c.observe(t0 + ms(9000), true, ttl));
+        // A view that arrives late (a stall) is judged at the turn's time, not the wall's:
+        // the same instants give the same answers however slowly they are fed.
+        let mut d = NameClash::default();
+        assert!(!d.observe(t0, true, ttl));
+        std::thread::sleep(ms(30));
+        assert!(!d.observe(t0 + ms(1999), true, ttl));
+    }
 }
