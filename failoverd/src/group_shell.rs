@@ -33,7 +33,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::notices;
-use crate::shell::StartError;
+use ipfailover_runtime::StartError;
 
 const SIGNALS: Token = Token(0);
 const HOOK_OUTPUT: Token = Token(1);
@@ -213,7 +213,7 @@ impl GroupShell {
             log::warn!("{e}: an acquisition there cannot check whether the address still answers");
         }
         #[cfg(target_os = "linux")]
-        let address_events = crate::shell::follow_addresses(
+        let address_events = follow_addresses(
             &poll,
             ADDRESS_EVENTS,
             "a held address removed by hand is not noticed",
@@ -931,7 +931,7 @@ impl GroupShell {
     /// removed by hand or by a network manager. Nobody else may answer for it while our key
     /// lives, so it is added again at once (and announced), and the administrator is told.
     fn check_addresses(&mut self, now: Instant) {
-        if !crate::shell::addresses_changed(
+        if !addresses_changed(
             #[cfg(target_os = "linux")]
             &mut self.address_events,
         ) {
@@ -1258,6 +1258,44 @@ impl NameClash {
             return true;
         }
         false
+    }
+}
+
+/// The kernel's address notifications, registered with `poll` under `token`; `None` (with a
+/// warning naming what is lost: `without`) when the kernel will not give them.
+#[cfg(target_os = "linux")]
+fn follow_addresses(
+    poll: &Poll,
+    token: Token,
+    without: &str,
+) -> Result<Option<ipfailover_os::AddressEvents>, StartError> {
+    match ipfailover_os::AddressEvents::new() {
+        Ok(events) => {
+            let fd = events.fd();
+            poll.registry()
+                .register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
+                .map_err(|e| StartError::other("poll", e))?;
+            Ok(Some(events))
+        }
+        Err(e) => {
+            log::warn!("cannot follow the kernel's address changes ({e}): {without}");
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the kernel said an address changed since the last call (always true where
+/// failoverd cannot follow the changes: then every caller's check runs).
+fn addresses_changed(
+    #[cfg(target_os = "linux")] events: &mut Option<ipfailover_os::AddressEvents>,
+) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        events.as_mut().is_some_and(|events| events.drain())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
     }
 }
 

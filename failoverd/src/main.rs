@@ -1,11 +1,12 @@
 //! failoverd: watches the primary's heartbeats and takes over its addresses when they stop.
 //!
-//! A thin shell around [`ipfailover::failover::Failover`]: one mio loop reads the socket and
-//! the signals, takes the time once per turn, feeds the core and carries out its actions.
+//! A pair's failoverd is a driver of the runtime around [`ipfailover::failover::Failover`]:
+//! the runtime's loop reads the socket and the signals and takes the time once per turn; the
+//! driver feeds the core and carries out its actions through the runtime's services.
 
 mod group_shell;
 mod notices;
-mod shell;
+mod pair;
 
 use clap::Parser;
 use ipfailover::settings::Role;
@@ -31,8 +32,10 @@ fn main() {
                     .map_err(|e| (e.code, e.message))?;
                 return shell.run().map_err(|e| (exit::FAILURE, e.to_string()));
             }
-            let mut shell = shell::Shell::start(settings, path).map_err(|e| (e.code, e.message))?;
-            shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
+            let (mut pair, mut rt) =
+                pair::Pair::start(settings, path).map_err(|e| (e.code, e.message))?;
+            rt.run(&mut pair)
+                .map_err(|e| (exit::FAILURE, e.to_string()))
         },
     )
 }
