@@ -50,6 +50,11 @@ impl Entry {
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
+
+    /// Whether the runtime keeps it on its interface ([`Addresses::hold`]).
+    pub fn kept(&self) -> bool {
+        self.keep
+    }
 }
 
 /// What one add or remove met: `Ok(true)` done, `Ok(false)` nothing to do, or the error.
