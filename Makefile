@@ -77,7 +77,7 @@ lint:
 MACOS_TARGET ?= x86_64-apple-darwin
 check-macos:
 	scripts/deps macos
-	$(CARGO) clippy --target $(MACOS_TARGET) -p ipfailover -p ipfailover-os -p ipfailover-etcd -p heartbeatd -p failoverd -p failoverctl -- -D warnings
+	$(CARGO) clippy --target $(MACOS_TARGET) -p ipfailover -p ipfailover-os -p ipfailover-etcd -p ipfailover-runtime -p heartbeatd -p failoverd -p failoverctl -- -D warnings
 
 install:
 	@test -x target/$(BUILD)/failoverd || { echo "target/$(BUILD)/failoverd is missing: run make first (or make debug and BUILD=debug)"; exit 1; }

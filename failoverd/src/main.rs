@@ -1,11 +1,12 @@
 //! failoverd: watches the primary's heartbeats and takes over its addresses when they stop.
 //!
-//! A thin shell around [`ipfailover::failover::Failover`]: one mio loop reads the socket and
-//! the signals, takes the time once per turn, feeds the core and carries out its actions.
+//! A pair's failoverd is a driver of the runtime around [`ipfailover::failover::Failover`]:
+//! the runtime's loop reads the socket and the signals and takes the time once per turn; the
+//! driver feeds the core and carries out its actions through the runtime's services.
 
-mod group_shell;
+mod group;
 mod notices;
-mod shell;
+mod pair;
 
 use clap::Parser;
 use ipfailover::settings::Role;
@@ -27,12 +28,16 @@ fn main() {
         check_group,
         |settings, path| {
             if settings.group_mode() {
-                let mut shell = group_shell::GroupShell::start(settings, path)
-                    .map_err(|e| (e.code, e.message))?;
-                return shell.run().map_err(|e| (exit::FAILURE, e.to_string()));
+                let (mut member, mut rt) =
+                    group::GroupMember::start(settings, path).map_err(|e| (e.code, e.message))?;
+                return rt
+                    .run(&mut member)
+                    .map_err(|e| (exit::FAILURE, e.to_string()));
             }
-            let mut shell = shell::Shell::start(settings, path).map_err(|e| (e.code, e.message))?;
-            shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
+            let (mut pair, mut rt) =
+                pair::Pair::start(settings, path).map_err(|e| (e.code, e.message))?;
+            rt.run(&mut pair)
+                .map_err(|e| (exit::FAILURE, e.to_string()))
         },
     )
 }
@@ -44,8 +49,8 @@ fn check_group(settings: &ipfailover::settings::Settings) -> Result<Vec<String>,
     if !settings.group_mode() {
         return Ok(Vec::new());
     }
-    let member = group_shell::member_name(settings);
-    let config = group_shell::etcd_config(settings, &member)?;
+    let member = group::member_name(settings);
+    let config = group::etcd_config(settings, &member)?;
     let mut lines = vec![format!(
         "# group {} member {member} priority {}",
         settings.group, settings.priority

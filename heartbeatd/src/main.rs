@@ -1,9 +1,10 @@
 //! heartbeatd: tells the secondary, every interval and on every link, that the primary lives.
 //!
-//! A thin shell around [`ipfailover::sender::Sender`]: one mio loop wakes on the schedule the
-//! core keeps, on signals and on `released` datagrams, and sends what the core says.
+//! A driver of the runtime around [`ipfailover::sender::Sender`]: the runtime's loop wakes on
+//! the schedule the core keeps, on signals and on `released` datagrams, and the driver sends
+//! what the core says.
 
-mod shell;
+mod driver;
 
 use clap::Parser;
 use ipfailover::settings::Role;
@@ -20,7 +21,8 @@ struct Args {
 fn main() {
     let args: Args = daemon::parse_args();
     daemon::serve(&args.common, Role::Heartbeatd, |settings, path| {
-        let mut shell = shell::Shell::start(settings, path)?;
-        shell.run().map_err(|e| (exit::FAILURE, e.to_string()))
+        let (mut hb, mut rt) =
+            driver::Heartbeatd::start(settings, path).map_err(|e| (e.code, e.message))?;
+        rt.run(&mut hb).map_err(|e| (exit::FAILURE, e.to_string()))
     })
 }

@@ -31,8 +31,8 @@ pub mod safe_fs;
 pub mod status_file;
 pub mod udp;
 
-#[cfg(all(test, target_os = "linux"))]
-mod testns;
+#[cfg(all(any(test, feature = "testns"), target_os = "linux"))]
+pub mod testns;
 
 pub use addrs::{default_backend, resolve, AddressBackend, ResolvedPair};
 pub use announce::{Announcer, Announcers};

@@ -1,6 +1,6 @@
-//! Network namespaces for this crate's tests (TESTING.md): each made with a name unique to the
-//! test run, set up with `ip -n NS ...`, entered only by threads the test spawns, and deleted
-//! when the guard drops, pass or fail.
+//! Network namespaces for the tests of this crate and of those built on it (the `testns`
+//! feature; TESTING.md): each made with a name unique to the test run, set up with `ip -n NS ...`,
+//! entered only by threads the test spawns, and deleted when the guard drops, pass or fail.
 
 use std::fs::File;
 use std::process::Command;
@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A network namespace `ipfo-os-<pid>-<n>`, deleted on drop.
 #[derive(Debug)]
-pub(crate) struct Netns {
+pub struct Netns {
     name: String,
 }
 
 impl Netns {
     /// Creates the namespace; panics, saying what the tests need, if that fails.
-    pub(crate) fn new() -> Netns {
+    // Not a Default: making a namespace is an act with a cost, not a value.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Netns {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "ipfo-os-{}-{}",
@@ -34,13 +36,13 @@ impl Netns {
     }
 
     /// Its name under /run/netns.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Runs `ip -n NAME ARGS...` (arguments split on white space) and returns its output;
     /// panics if it fails.
-    pub(crate) fn ip(&self, args: &str) -> String {
+    pub fn ip(&self, args: &str) -> String {
         let out = Command::new("ip")
             .args(["-n", &self.name])
             .args(args.split_whitespace())
@@ -58,7 +60,7 @@ impl Netns {
     /// Runs `f` in a new thread that has entered this namespace, and returns its result
     /// (a panic in `f` panics here). Sockets, ioctls and interface lookups in `f` act on the
     /// namespace; the calling thread stays where it was.
-    pub(crate) fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);
         let ns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
         std::thread::scope(|scope| {

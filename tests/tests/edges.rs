@@ -152,6 +152,60 @@ fn an_address_removed_behind_failoverds_back_is_added_again() {
 }
 
 #[test]
+fn an_address_removed_while_the_takeover_completes_is_put_back_when_it_has() {
+    let mut lab = Lab::new("edpost");
+    lab.hook(VIP, "PostAcq-slow", "sleep 3");
+    let (hb, fo) = lab.start_pair(&[], &[]);
+    lab.kill_primary(hb);
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
+    // Removed while PostAcq runs: the status says so, and the address comes back as soon as
+    // the takeover completes.
+    lab.ip(
+        Host::Sec,
+        &["addr", "del", "198.51.100.10/24", "dev", "eth0"],
+    );
+    let said = wait_for(Duration::from_secs(2), || {
+        let a = lab.status(Host::Sec, "failoverd")["addresses"][0].clone();
+        a["held"] == false
+            && a["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("behind failoverd's back"))
+    });
+    assert!(said.is_some(), "{}", lab.status(Host::Sec, "failoverd"));
+    assert_eq!(state(&lab), "acquiring", "{}", lab.logs());
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(6));
+    assert!(
+        lab.proc(fo)
+            .log_text()
+            .contains("vanished from its interface"),
+        "{}",
+        lab.logs()
+    );
+    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(5));
+    let a = lab.status(Host::Sec, "failoverd")["addresses"][0].clone();
+    assert!(a["error"].is_null(), "{a}");
+}
+
+#[test]
+fn a_failoverd_stopped_past_its_timeout_counts_what_arrived_meanwhile_before_judging() {
+    let mut lab = Lab::new("edstall");
+    let (_hb, fo) = lab.start_pair(&[], &[]);
+    // Stopped for three timeouts while the primary goes on sending: on SIGCONT the loop reads
+    // the queued heartbeats before it looks at the deadline, and nothing happens.
+    lab.proc(fo).signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.proc(fo).signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = lab.proc(fo).log_text();
+    assert!(
+        !log.contains("-> acquiring") && !log.contains("-> conflict"),
+        "{log}"
+    );
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    assert_eq!(state(&lab), "monitoring", "{}", lab.logs());
+}
+
+#[test]
 fn an_add_that_fails_is_reported_retried_and_never_announced() {
     let mut lab = Lab::new("edadd");
     // (No dummy interfaces in every kernel: a veth pair will do.)

@@ -753,3 +753,67 @@ fn a_server_certificate_without_client_auth_is_named_as_the_cause() {
         "{text}"
     );
 }
+
+#[test]
+fn an_address_whose_interface_is_gone_is_retried_with_back_off_and_added_when_it_is_back() {
+    use ipfailover_e2e::group::Node;
+    let mut lab = GroupLab::new("backoff", 1, 1);
+    lab.start_etcd_cluster();
+    // A second address on an interface of its own (a veth: no dummy interfaces in every
+    // kernel), which goes away while held.
+    let veth = [
+        "link", "add", "dum0", "type", "veth", "peer", "name", "dum1",
+    ];
+    lab.ip(Node::Member(1), &veth);
+    lab.ip(Node::Member(1), &["link", "set", "dum0", "up"]);
+    let pairs = format!("eth0:{}/24 dum0:198.51.100.77/32", vip(0));
+    lab.start_member(1, &[("FAILOVER_GROUP_IP_PAIRS", pairs.as_str())]);
+    held_by(&lab, &vip(0), 1);
+    let on_dum0 = |lab: &GroupLab| {
+        lab.exec_out(
+            Node::Member(1),
+            &["ip", "-o", "addr", "show", "dev", "dum0"],
+        )
+        .contains("198.51.100.77/32")
+    };
+    assert!(
+        ipfailover_e2e::wait_for(Duration::from_secs(10), || on_dum0(&lab)).is_some(),
+        "{}",
+        lab.logs()
+    );
+    lab.ip(Node::Member(1), &["link", "del", "dum0"]);
+    assert!(
+        lab.wait_log(1, "behind failoverd's back", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    // Tried at once, after 1 s and 2 s more (3 s), then 4 s more (7 s): over 6 s, three
+    // tries, and the error logged once, not at every try.
+    std::thread::sleep(Duration::from_secs(6));
+    let failures = lab
+        .logs()
+        .matches("adding 198.51.100.77/32 to dum0:")
+        .count();
+    assert_eq!(failures, 1, "{}", lab.logs());
+    let st = lab.status(1);
+    let a = st["addresses"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["address"] == "198.51.100.77"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(a["held"], false, "{st}");
+    assert!(a["error"].as_str().is_some_and(|e| !e.is_empty()), "{st}");
+    // The interface is back (a new index): the next try (at 7 s) adds the address.
+    lab.ip(Node::Member(1), &veth);
+    lab.ip(Node::Member(1), &["link", "set", "dum0", "up"]);
+    assert!(
+        ipfailover_e2e::wait_for(Duration::from_secs(10), || on_dum0(&lab)).is_some(),
+        "{}",
+        lab.logs()
+    );
+    assert!(
+        lab.wait_log(1, "198.51.100.77 added on a retry", Duration::from_secs(2)),
+        "{}",
+        lab.logs()
+    );
+}

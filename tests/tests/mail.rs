@@ -260,3 +260,28 @@ fn a_flapping_peer_causes_a_bounded_number_of_messages() {
         subjects(&lab)
     );
 }
+
+#[test]
+fn a_sighup_with_mail_settings_it_cannot_use_keeps_the_old_ones() {
+    let mut lab = Lab::new("mailhup");
+    lab.start_smtp(Host::Sec, SMTP_PORT);
+    let (hb, fo) = lab.start_pair(&[], &mail_settings());
+    // A transport the settings accept but the mailer cannot use (no host): a typo.
+    let mut bad = mail_settings().to_vec();
+    bad.push(("FAILOVER_EMAIL_TRANSPORT", "smtps://user:secret@"));
+    lab.failoverd_conf(&bad);
+    lab.proc(fo).signal(libc::SIGHUP);
+    assert!(
+        lab.wait_log(fo, "the old mail settings are kept", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    // The next takeover is still mailed, through the old transport.
+    lab.kill_primary(hb);
+    wait_mail(&lab, "took over", Duration::from_secs(15));
+    assert!(
+        !lab.proc(fo).log_text().contains("secret"),
+        "{}",
+        lab.logs()
+    );
+}

@@ -1,54 +1,34 @@
-//! failoverd as a member of a group (SPEC §9): the thin shell around
-//! [`ipfailover::group::Group`]. One mio loop: etcd's answers arrive through a channel and a
-//! [`Waker`] (the `ipfailover-etcd` worker threads), hooks as child processes, conflict
-//! answers on packet sockets, signals; the time is taken once per turn, the deadline is
-//! checked first, and the core's actions are carried out in order.
+//! failoverd as a member of a group (SPEC §9), a driver of the runtime around
+//! [`ipfailover::group::Group`]: etcd's answers arrive through a channel and a [`Waker`] (the
+//! `ipfailover-etcd` worker threads), drained every turn; the core's actions are carried out in
+//! order through the runtime's services (hooks, addresses, announcements, conflict probes,
+//! mail, status).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipfailover::announce::AnnounceRound;
 use ipfailover::failover::HookPhase;
 use ipfailover::group::{
     AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
 };
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{
-    self, AddressStatus, GroupAddressStatus, GroupStatus, MemberStatus, Status, TransitionStatus,
-};
+use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus, TransitionStatus};
 use ipfailover_etcd::{Client, Reply, Request};
-use ipfailover_os::addrs::{self, AddressBackend, ResolvedPair};
-use ipfailover_os::announce::Announcers;
-use ipfailover_os::conflict::ConflictWatch;
+use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
-use ipfailover_os::hooks::{HookEnv, HookRunner, HookStatus, PhaseReport};
-use ipfailover_os::mail::{self, Mailer};
-use ipfailover_os::status_file::StatusFile;
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use ipfailover_os::hooks::{HookEnv, PhaseReport};
+use ipfailover_runtime::{
+    mac_text, millis, Driver, Missing, RoundId, Runtime, StartError, DRIVER_TOKEN,
+};
+use mio::Waker;
 
 use crate::notices;
-use crate::shell::StartError;
 
-const SIGNALS: Token = Token(0);
-const HOOK_OUTPUT: Token = Token(1);
-const CONFLICT: Token = Token(2);
-const ETCD: Token = Token(3);
-const ADDRESS_EVENTS: Token = Token(4);
-
-/// Packets read per conflict socket per turn.
-const READ_BUDGET: usize = 256;
 /// How long the release's last requests to etcd (the deletes, the revoke) may take at exit.
 const ETCD_GRACE: Duration = Duration::from_secs(2);
-/// How often an address that could not be added is tried again.
-const ADD_RETRY: Duration = Duration::from_secs(1);
-/// How long queued mail may take at exit.
-const MAIL_GRACE: Duration = Duration::from_secs(5);
 
 /// The etcd client's settings from failoverd's: the endpoints, TLS, and the password read
 /// from its file (which must not be readable by others).
@@ -124,35 +104,17 @@ pub(crate) fn member_name(settings: &Settings) -> String {
         .unwrap_or_else(daemon::hostname)
 }
 
-/// The running member. (No Debug: the signal handle has none.)
-pub(crate) struct GroupShell {
+/// What a group member is on top of the runtime. Its addresses are the runtime's
+/// ([`ipfailover_runtime::Addresses`]), in address order; those it holds in etcd the runtime
+/// keeps on their interfaces (a failed add retried, an address removed by hand added again).
+#[derive(Debug)]
+pub(crate) struct GroupMember {
     config_path: PathBuf,
     settings: Settings,
     member: String,
     hostname: String,
-    poll: Poll,
-    signals: Signals,
     etcd: Option<Client>,
     core: Group,
-    pairs: BTreeMap<IpAddr, ResolvedPair>,
-    backend: Box<dyn AddressBackend>,
-    announcers: Announcers,
-    announcing: BTreeMap<IpAddr, AnnounceRound>,
-    /// The addresses on our interfaces, as far as our own operations tell.
-    held: BTreeSet<IpAddr>,
-    /// The last error adding or removing each address.
-    errors: BTreeMap<IpAddr, String>,
-    hooks: HookRunner,
-    hook_source: Option<(u64, i32)>,
-    conflict_watch: ConflictWatch,
-    /// The kernel's address notifications, to notice a held address removed by hand.
-    #[cfg(target_os = "linux")]
-    address_events: Option<ipfailover_os::AddressEvents>,
-    mailer: Option<Mailer>,
-    status: Status,
-    status_file: StatusFile,
-    status_written: Instant,
-    status_dirty: bool,
     /// Since when (wall ms) each address has had the holder the latest view shows.
     since: BTreeMap<IpAddr, (Option<String>, u64)>,
     /// Each member's lease time left, as etcd last said.
@@ -161,21 +123,17 @@ pub(crate) struct GroupShell {
     etcd_state: Option<(String, Option<String>)>,
     /// The latest renewal and grant failures, logged once per change.
     last_lease_error: Option<String>,
-    /// When failed adds are tried again.
-    next_add_retry: Instant,
-    /// This member's key was seen under another lease (another failoverd with this name?).
-    name_clash_told: bool,
-    /// Since when that has been seen.
-    name_clash_since: Option<Instant>,
-    stop_signals: u32,
-    exit: bool,
+    /// This member's key seen under another lease (another failoverd with this name?).
+    name_clash: NameClash,
 }
 
-impl GroupShell {
+impl GroupMember {
     /// Checks the settings against this host and starts the etcd client.
-    pub fn start(settings: Settings, config_path: PathBuf) -> Result<GroupShell, StartError> {
-        ipfailover_os::safe_fs::own_dir(&settings.state_dir, daemon::euid())
-            .map_err(|e| StartError::config(format!("FAILOVER_STATE_DIR: {e}")))?;
+    pub fn start(
+        settings: Settings,
+        config_path: PathBuf,
+    ) -> Result<(GroupMember, Runtime), StartError> {
+        let mut rt = Runtime::start("failoverd", &settings.state_dir)?;
         let mut pairs = BTreeMap::new();
         for p in &settings.group_ip_pairs {
             let r = addrs::resolve_as(p, "FAILOVER_GROUP_IP_PAIRS").map_err(StartError::config)?;
@@ -183,13 +141,12 @@ impl GroupShell {
         }
         let member = member_name(&settings);
         let etcd_config = etcd_config(&settings, &member).map_err(StartError::config)?;
-        let mut backend =
-            addrs::default_backend().map_err(|e| StartError::other("address back end", e))?;
+        rt.addresses.open()?;
         // An address left on an interface by a member that was killed is no claim: its lease
         // is gone or going, and another member may hold the address by now. It goes before
         // anything else; if this member wins it again, it is added again.
         for p in pairs.values() {
-            match backend.remove(p) {
+            match rt.addresses.remove_unlogged(p) {
                 Ok(true) => log::warn!(
                     "removed {} from {}: left there by a failoverd that did not stop cleanly; \
                      it comes back only by winning it in etcd",
@@ -200,45 +157,20 @@ impl GroupShell {
                 Err(e) => return Err(StartError::other(&format!("removing {}", p.addr), e)),
             }
         }
-        let poll = Poll::new().map_err(|e| StartError::other("poll", e))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
-            .map_err(|e| StartError::other("signals", e))?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(|e| StartError::other("poll", e))?;
+        rt.addresses.set(pairs.values().cloned().collect());
         let waker = Arc::new(
-            Waker::new(poll.registry(), ETCD).map_err(|e| StartError::other("poll waker", e))?,
+            Waker::new(rt.registry(), DRIVER_TOKEN)
+                .map_err(|e| StartError::other("poll waker", e))?,
         );
-        let mut conflict_watch = ConflictWatch::new();
         let watched: Vec<(String, IpAddr)> =
             pairs.values().map(|p| (p.iface.clone(), p.addr)).collect();
-        for e in conflict_watch.watch(poll.registry(), CONFLICT, &watched) {
+        for e in rt.conflicts.watch(&watched) {
             log::warn!("{e}: an acquisition there cannot check whether the address still answers");
         }
-        #[cfg(target_os = "linux")]
-        let address_events = crate::shell::follow_addresses(
-            &poll,
-            ADDRESS_EVENTS,
-            "a held address removed by hand is not noticed",
-        )?;
-        let hostname = daemon::hostname();
-        let mailer = match mail::settings_for(&settings, &hostname).map_err(|e| {
-            StartError::config(format!(
-                "{}: mail (FAILOVER_EMAIL_*): {e}",
-                settings.source.display()
-            ))
-        })? {
-            Some((ms, warning)) => {
-                if let Some(w) = warning {
-                    log::warn!("{w}");
-                }
-                Some(
-                    Mailer::start(ms)
-                        .map_err(|e| StartError::config(format!("mail (FAILOVER_EMAIL_*): {e}")))?,
-                )
-            }
-            None => None,
-        };
+        rt.addresses
+            .follow("a held address removed by hand is not noticed")?;
+        let hostname = rt.hostname().to_string();
+        rt.mail.start(&settings)?;
         let etcd = Client::start(etcd_config, waker)
             .map_err(|e| StartError::config(format!("etcd: {e}")))?;
         let now = Instant::now();
@@ -269,133 +201,29 @@ impl GroupShell {
             if settings.preempt { "on" } else { "off" },
             hook_dir.display()
         );
-        let status = Status::new(
-            "failoverd",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            &hostname,
-            daemon::wall_ms(),
+        rt.hooks.start(
+            hook_dir,
+            settings.script_timeout,
+            HookEnv::default(),
+            settings.state_dir.join("failoverd.hooks"),
         );
-        Ok(GroupShell {
-            hooks: HookRunner::new(hook_dir, settings.script_timeout, HookEnv::default())
-                .with_record(settings.state_dir.join("failoverd.hooks")),
-            hook_source: None,
-            status_file: StatusFile::new(&settings.state_dir, "failoverd"),
-            status,
-            status_written: now,
-            status_dirty: true,
+        let member = GroupMember {
             config_path,
             member,
             hostname,
-            poll,
-            signals,
             etcd: Some(etcd),
             core,
-            pairs,
-            backend,
-            announcers: Announcers::new(),
-            announcing: BTreeMap::new(),
-            held: BTreeSet::new(),
-            errors: BTreeMap::new(),
-            conflict_watch,
-            #[cfg(target_os = "linux")]
-            address_events,
-            mailer,
             since: BTreeMap::new(),
             lease_times: BTreeMap::new(),
             etcd_state: None,
             last_lease_error: None,
-            next_add_retry: now,
-            name_clash_told: false,
-            name_clash_since: None,
-            stop_signals: 0,
-            exit: false,
+            name_clash: NameClash::default(),
             settings,
-        })
+        };
+        Ok((member, rt))
     }
 
-    /// Runs until the core says exit.
-    pub fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(64);
-        loop {
-            let before = Instant::now();
-            let timeout = self
-                .next_wake()
-                .map(|t| t.saturating_duration_since(before));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            let now = Instant::now();
-            // After a stall (SIGSTOP, a paused VM) the deadline comes before anything else:
-            // the core checks it first on every event, this one included.
-            self.feed(now, GroupEvent::Tick);
-            let mut signalled = false;
-            let mut hook_event = self.hooks.next_deadline().is_some_and(|d| now >= d);
-            for ev in events.iter() {
-                match ev.token() {
-                    SIGNALS => signalled = true,
-                    HOOK_OUTPUT => hook_event = true,
-                    CONFLICT => self.read_conflicts(now),
-                    ADDRESS_EVENTS => self.check_addresses(now),
-                    _ => {}
-                }
-            }
-            // The waker's token may be coalesced with others: drain the channel every turn.
-            self.read_etcd(now);
-            if signalled && self.handle_signals(now) {
-                hook_event = true;
-            }
-            if hook_event {
-                if let Some(report) = self.hooks.poll(now) {
-                    let done = self.hooks_done(report);
-                    self.feed(now, done);
-                }
-                self.watch_hook_output();
-            }
-            self.run_announcements(now);
-            self.retry_adds(now);
-            if self.status_dirty || self.exit || status::refresh_due(now, self.status_written, None)
-            {
-                self.write_status(now);
-            }
-            if self.exit {
-                self.hooks.shutdown(Duration::from_secs(2));
-                if let Some(etcd) = self.etcd.take() {
-                    etcd.finish(ETCD_GRACE);
-                }
-                if let Some(m) = self.mailer.take() {
-                    m.shutdown(MAIL_GRACE);
-                }
-                log::info!("failoverd stopped");
-                return Ok(());
-            }
-        }
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        let mut status = self.status_written + status::REFRESH;
-        if !self.errors.is_empty() {
-            status = status.min(self.next_add_retry);
-        }
-        let announce = self
-            .announcing
-            .values()
-            .filter_map(AnnounceRound::next_deadline)
-            .min();
-        [
-            self.core.next_deadline(),
-            announce,
-            self.hooks.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .fold(status, Instant::min)
-        .into()
-    }
-
-    fn read_etcd(&mut self, now: Instant) {
+    fn read_etcd(&mut self, rt: &mut Runtime, now: Instant) {
         // Bounded: a flood of views cannot starve the loop.
         for _ in 0..1024 {
             let Some(reply) = self.etcd.as_ref().and_then(Client::try_recv) else {
@@ -436,8 +264,8 @@ impl GroupShell {
                     Some(GroupEvent::LeaseLost)
                 }
                 Reply::View(view) => {
-                    self.note_holders(&view);
-                    self.check_name(&view);
+                    self.note_holders(rt, &view);
+                    self.check_name(rt, now, &view);
                     Some(GroupEvent::View(view))
                 }
                 Reply::Acquired { addr, epoch } => Some(GroupEvent::Acquired { addr, epoch }),
@@ -459,12 +287,12 @@ impl GroupShell {
                         Some(e) => log::warn!("etcd at {endpoint} does not answer: {e}"),
                     }
                     self.etcd_state = Some((endpoint, error));
-                    self.status_dirty = true;
+                    rt.status.mark_dirty();
                     None
                 }
             };
             if let Some(e) = event {
-                self.feed(now, e);
+                self.feed(rt, now, e);
             }
         }
     }
@@ -479,7 +307,7 @@ impl GroupShell {
     /// Says once if this member's key is attached to a lease that is not this member's for
     /// longer than a renewal: another failoverd uses the same FAILOVER_MEMBER_NAME (two hosts
     /// with one host name?). Its leases are then never revoked as a previous life's.
-    fn check_name(&mut self, view: &View) {
+    fn check_name(&mut self, rt: &Runtime, now: Instant, view: &View) {
         let Lease::Held { id, .. } = self.core.lease() else {
             return;
         };
@@ -487,23 +315,7 @@ impl GroupShell {
             .members
             .iter()
             .any(|m| m.name == self.member && m.lease != id && m.lease != 0);
-        // Right after a restart the key still carries the previous life's lease until this
-        // member's put lands: only a clash that lasts a TTL counts.
-        let now = Instant::now();
-        let since = match (clash, self.name_clash_since) {
-            (false, _) => {
-                self.name_clash_since = None;
-                self.name_clash_told = false;
-                return;
-            }
-            (true, Some(t)) => t,
-            (true, None) => {
-                self.name_clash_since = Some(now);
-                now
-            }
-        };
-        if now >= since + self.settings.lease_ttl && !self.name_clash_told {
-            self.name_clash_told = true;
+        if self.name_clash.observe(now, clash, self.settings.lease_ttl) {
             let subject = format!(
                 "{}: another failoverd uses the member name {} in group {}",
                 self.hostname, self.member, self.settings.group
@@ -515,83 +327,26 @@ impl GroupShell {
                 self.member
             );
             log::error!("{subject}");
-            self.send_notice(subject, body);
+            rt.mail.send(subject, body);
         }
     }
 
     /// Remembers since when each address has had its holder, for the status.
-    fn note_holders(&mut self, view: &View) {
+    fn note_holders(&mut self, rt: &Runtime, view: &View) {
         let wall = daemon::wall_ms();
-        for addr in self.pairs.keys() {
-            let holder = view.holders.get(addr).map(|h| h.member.clone());
-            let changed = self.since.get(addr).is_none_or(|(h, _)| *h != holder);
+        for addr in addrs_of(rt) {
+            let holder = view.holders.get(&addr).map(|h| h.member.clone());
+            let changed = self.since.get(&addr).is_none_or(|(h, _)| *h != holder);
             if changed {
-                self.since.insert(*addr, (holder, wall));
-                self.status_dirty = true;
+                self.since.insert(addr, (holder, wall));
+                rt.status.mark_dirty();
             }
         }
-    }
-
-    fn read_conflicts(&mut self, now: Instant) {
-        let mut seen: Vec<(IpAddr, [u8; 6])> = Vec::new();
-        for a in self.conflict_watch.read(READ_BUDGET) {
-            if seen.contains(&(a.addr, a.mac)) {
-                continue;
-            }
-            seen.push((a.addr, a.mac));
-            log::debug!(
-                "{} answers from {} on {}",
-                a.addr,
-                mac_text(&a.mac),
-                a.iface
-            );
-            self.feed(
-                now,
-                GroupEvent::ProbeAnswer {
-                    addr: a.addr,
-                    mac: a.mac,
-                },
-            );
-        }
-    }
-
-    /// Handles pending signals; true if a child exited (a hook may be done).
-    fn handle_signals(&mut self, now: Instant) -> bool {
-        let signals: Vec<i32> = self.signals.pending().collect();
-        let mut child = false;
-        for sig in signals {
-            match sig {
-                SIGCHLD => child = true,
-                SIGHUP => self.reload(),
-                SIGTERM | SIGINT => {
-                    self.stop_signals += 1;
-                    if self.stop_signals == 1 {
-                        log::info!(
-                            "signal {sig}: leaving the group: releasing what is held, then \
-                             revoking the lease"
-                        );
-                        self.feed(now, GroupEvent::Shutdown);
-                    } else {
-                        // Even at once, nothing stays on an interface: another member takes
-                        // the addresses when the lease expires, and must find them gone.
-                        log::warn!(
-                            "second stop signal: removing the addresses and exiting at once"
-                        );
-                        for addr in self.held.clone() {
-                            self.remove(addr);
-                        }
-                        self.exit = true;
-                    }
-                }
-                _ => {}
-            }
-        }
-        child
     }
 
     /// SIGHUP: the mail settings and the hooks' timeout apply at once; what makes the member
     /// (etcd, the group, its addresses, the priority, the lease) takes a restart.
-    fn reload(&mut self) {
+    fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
         let settings = match Settings::load(&self.config_path, Role::Failoverd) {
             Ok(s) => s,
@@ -646,24 +401,11 @@ impl GroupShell {
                 log::warn!("SIGHUP: {key} changed; it takes effect when failoverd is restarted");
             }
         }
-        match mail::settings_for(&settings, &self.hostname) {
-            Ok(Some((ms, _))) => match &self.mailer {
-                Some(m) => m.reconfigure(ms),
-                None => match Mailer::start(ms) {
-                    Ok(m) => self.mailer = Some(m),
-                    Err(e) => log::error!("SIGHUP: mail settings: {e}; no mail is sent"),
-                },
-            },
-            Ok(None) => {
-                if let Some(m) = self.mailer.take() {
-                    m.shutdown(MAIL_GRACE);
-                }
-            }
-            Err(e) => log::error!("SIGHUP: mail (FAILOVER_EMAIL_*): {e}; mail settings kept"),
+        rt.mail.reload(&settings);
+        if let Some(dir) = rt.hooks.dir().map(Path::to_path_buf) {
+            rt.hooks
+                .reconfigure(dir, settings.script_timeout, HookEnv::default());
         }
-        let dir = self.hooks.dir().to_path_buf();
-        self.hooks
-            .reconfigure(dir, settings.script_timeout, HookEnv::default());
         self.settings.script_timeout = settings.script_timeout;
         self.settings.email_recipients = settings.email_recipients;
         self.settings.email_transport = settings.email_transport;
@@ -674,61 +416,10 @@ impl GroupShell {
         );
     }
 
-    fn watch_hook_output(&mut self) {
-        let now = self.hooks.output_source();
-        if now == self.hook_source {
-            return;
-        }
-        if let Some((_, fd)) = self.hook_source.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut mio::unix::SourceFd(&fd));
-        }
-        if let Some((n, fd)) = now {
-            match self.poll.registry().register(
-                &mut mio::unix::SourceFd(&fd),
-                HOOK_OUTPUT,
-                Interest::READABLE,
-            ) {
-                Ok(()) => self.hook_source = Some((n, fd)),
-                Err(e) => log::warn!("cannot watch the hook's output: {e}"),
-            }
-        }
-    }
-
-    fn hooks_done(&mut self, report: PhaseReport) -> GroupEvent {
+    /// A finished phase (logged and counted by the runtime): the notice of a failure; the
+    /// event to feed the core.
+    fn hooks_done(&mut self, rt: &Runtime, report: PhaseReport) -> GroupEvent {
         let phase = report.phase.as_str();
-        if let Some(why) = &report.dir_refused {
-            log::error!("{phase} hooks not run: {why}");
-            self.status.counters.hooks_failed += 1;
-        }
-        for (name, why) in &report.skipped {
-            log::warn!("hook {name} skipped: {why}");
-        }
-        for r in &report.results {
-            if !matches!(r.status, HookStatus::Refused(_)) {
-                self.status.counters.hooks_run += 1;
-            }
-            if r.status.ok() {
-                log::info!("hook {} ok in {} ms", r.name, r.duration.as_millis());
-            } else {
-                self.status.counters.hooks_failed += 1;
-                let output = r.output.trim_end();
-                log::warn!(
-                    "hook {} failed ({}) after {} ms{}{}",
-                    r.name,
-                    r.status,
-                    r.duration.as_millis(),
-                    if output.is_empty() {
-                        ""
-                    } else {
-                        "; its output ends:\n"
-                    },
-                    output
-                );
-            }
-        }
         if !report.ok() && report.phase != HookPhase::Test {
             let subject = format!(
                 "{}: {phase} hook failed (group {})",
@@ -738,9 +429,8 @@ impl GroupShell {
                 "{}\nThe transition went on: a failing {phase} hook does not stop it.\n",
                 notices::hook_failures(&report)
             );
-            self.send_notice(subject, body);
+            rt.mail.send(subject, body);
         }
-        self.status_dirty = true;
         GroupEvent::HooksDone {
             phase: report.phase,
             ok: report.ok(),
@@ -748,16 +438,22 @@ impl GroupShell {
     }
 
     /// Feeds one event and everything its actions lead to.
-    fn feed(&mut self, now: Instant, event: GroupEvent) {
+    fn feed(&mut self, rt: &mut Runtime, now: Instant, event: GroupEvent) {
         let mut queue = VecDeque::from([event]);
         while let Some(ev) = queue.pop_front() {
             for action in self.core.handle(now, ev) {
-                self.execute(now, action, &mut queue);
+                self.execute(rt, now, action, &mut queue);
             }
         }
     }
 
-    fn execute(&mut self, now: Instant, action: GroupAction, queue: &mut VecDeque<GroupEvent>) {
+    fn execute(
+        &mut self,
+        rt: &mut Runtime,
+        now: Instant,
+        action: GroupAction,
+        queue: &mut VecDeque<GroupEvent>,
+    ) {
         match action {
             GroupAction::GrantLease => self.ask(Request::Grant),
             GroupAction::Renew { lease } => self.ask(Request::Renew { lease }),
@@ -777,9 +473,7 @@ impl GroupShell {
                         .collect::<Vec<_>>()
                         .join(" ")
                 );
-                for e in self.conflict_watch.probe(self.poll.registry(), CONFLICT) {
-                    log::warn!("{e}");
-                }
+                rt.conflicts.probe();
             }
             GroupAction::RunHooks {
                 phase,
@@ -787,20 +481,28 @@ impl GroupShell {
                 epoch,
                 reason,
             } => {
-                self.hooks.set_env(self.hook_env(addr, epoch));
-                if let Some(report) = self.hooks.begin(Instant::now(), phase, reason.as_str()) {
-                    let done = self.hooks_done(report);
+                rt.hooks.set_env(self.hook_env(rt, addr, epoch));
+                if let Some(report) = rt.hooks.begin(Instant::now(), phase, reason.as_str()) {
+                    let done = self.hooks_done(rt, report);
                     queue.push_back(done);
                 }
-                self.watch_hook_output();
             }
-            GroupAction::Add { addr } => self.add(addr),
+            // Kept on its interface while this member holds it: a failed add is retried,
+            // an address removed by hand is added again (the runtime's one policy).
+            GroupAction::Add { addr } => {
+                rt.addresses.hold(now, addr);
+            }
             GroupAction::Announce { addr } => {
-                if self.held.contains(&addr) {
-                    self.announcing.entry(addr).or_default().start(now);
+                if let Some(e) = rt.addresses.get(addr).filter(|e| e.held()) {
+                    let target = vec![(e.pair().iface.clone(), addr)];
+                    rt.announcements
+                        .start(RoundId::Address(addr), now, target, None);
                 }
             }
-            GroupAction::Remove { addr } => self.remove(addr),
+            GroupAction::Remove { addr } => {
+                rt.announcements.stop(RoundId::Address(addr));
+                rt.addresses.remove(addr);
+            }
             GroupAction::Transition { addr, from, to } => {
                 let reason = match to {
                     AddrState::Releasing { reason, .. } => reason.as_str(),
@@ -813,7 +515,7 @@ impl GroupShell {
                     if reason.is_empty() { "" } else { ", " },
                     reason
                 );
-                self.status.push_transition(TransitionStatus {
+                rt.status.push_transition(TransitionStatus {
                     at_ms: daemon::wall_ms(),
                     from: state_text(from),
                     to: state_text(to),
@@ -825,15 +527,18 @@ impl GroupShell {
                     duration_ms: 0,
                 });
                 if matches!(to, AddrState::Held { .. }) {
-                    self.status.counters.takeovers += 1;
+                    rt.status.get_mut().counters.takeovers += 1;
                 }
                 if matches!(from, AddrState::Releasing { .. }) && to == AddrState::Free {
-                    self.status.counters.releases += 1;
+                    rt.status.get_mut().counters.releases += 1;
                 }
-                self.status_dirty = true;
+                if matches!(to, AddrState::Releasing { .. }) {
+                    // Being given up: not added again if it vanishes or an add failed.
+                    rt.addresses.keep(addr, false);
+                }
             }
-            GroupAction::Notify(notice) => self.notify(&notice),
-            GroupAction::Exit => self.exit = true,
+            GroupAction::Notify(notice) => self.notify(rt, &notice),
+            GroupAction::Exit => rt.exit(),
         }
     }
 
@@ -843,7 +548,7 @@ impl GroupShell {
         }
     }
 
-    fn hook_env(&self, addr: IpAddr, epoch: i64) -> HookEnv {
+    fn hook_env(&self, rt: &Runtime, addr: IpAddr, epoch: i64) -> HookEnv {
         let pairs = self
             .settings
             .group_ip_pairs
@@ -861,9 +566,9 @@ impl GroupShell {
                 ("FAILOVER_ADDRESS".into(), addr.to_string()),
                 (
                     "FAILOVER_INTERFACE".into(),
-                    self.pairs
-                        .get(&addr)
-                        .map(|p| p.iface.clone())
+                    rt.addresses
+                        .get(addr)
+                        .map(|e| e.pair().iface.clone())
                         .unwrap_or_default(),
                 ),
                 ("FAILOVER_EPOCH".into(), epoch.to_string()),
@@ -871,97 +576,25 @@ impl GroupShell {
         }
     }
 
-    fn add(&mut self, addr: IpAddr) {
-        let Some(p) = self.pairs.get(&addr) else {
-            return;
-        };
-        match self.backend.add(p) {
-            Ok(added) => {
-                self.held.insert(addr);
-                self.errors.remove(&addr);
-                if added {
-                    log::info!("added {}/{} to {}", p.addr, p.prefix, p.iface);
-                }
+    /// An address this member holds in etcd (its key under our live lease, the deadline not
+    /// passed) that is gone from its interface was removed by hand or by a network manager.
+    /// Nobody else may answer for it while our key lives, so the runtime adds it again at once
+    /// (and announces it); the administrator is told here.
+    fn addresses_missing(&mut self, rt: &mut Runtime, missing: Vec<Missing>) {
+        for Missing { addr, iface } in missing {
+            if !rt.addresses.get(addr).is_some_and(|e| e.kept()) {
+                continue;
             }
-            Err(e) => {
-                log::error!("adding {}/{} to {}: {e}", p.addr, p.prefix, p.iface);
-                self.errors.insert(addr, e.to_string());
-            }
-        }
-        self.status_dirty = true;
-    }
-
-    fn remove(&mut self, addr: IpAddr) {
-        self.announcing.remove(&addr);
-        let Some(p) = self.pairs.get(&addr) else {
-            return;
-        };
-        match self.backend.remove(p) {
-            Ok(removed) => {
-                self.held.remove(&addr);
-                self.errors.remove(&addr);
-                if removed {
-                    log::info!("removed {} from {}", p.addr, p.iface);
-                }
-            }
-            Err(e) => {
-                log::error!("removing {} from {}: {e}", p.addr, p.iface);
-                self.errors.insert(addr, e.to_string());
-            }
-        }
-        self.status_dirty = true;
-    }
-
-    /// After an address change in the kernel: an address this member holds in etcd (its key
-    /// under our live lease, the deadline not passed) that is gone from its interface was
-    /// removed by hand or by a network manager. Nobody else may answer for it while our key
-    /// lives, so it is added again at once (and announced), and the administrator is told.
-    fn check_addresses(&mut self, now: Instant) {
-        if !crate::shell::addresses_changed(
-            #[cfg(target_os = "linux")]
-            &mut self.address_events,
-        ) {
-            return;
-        }
-        // One look at every address of the host, not one per address: a group may hold
-        // hundreds, and each of their adds is an event.
-        let present: BTreeSet<(String, IpAddr)> = match ipfailover_os::local_addrs() {
-            Ok(locals) => locals.into_iter().map(|l| (l.iface, l.addr)).collect(),
-            Err(e) => {
-                log::warn!("reading this host's addresses: {e}");
-                return;
-            }
-        };
-        let gone: Vec<(IpAddr, i64)> = self
-            .core
-            .addrs()
-            .iter()
-            .filter(|(a, st)| {
-                st.may_hold() && !matches!(st, AddrState::Releasing { .. }) && self.held.contains(a)
-            })
-            .filter(|(a, _)| {
-                self.pairs
-                    .get(a)
-                    .is_some_and(|p| !present.contains(&(p.iface.clone(), p.addr)))
-            })
-            .map(|(a, st)| (*a, st.epoch().unwrap_or(0)))
-            .collect();
-        for (addr, epoch) in gone {
-            let iface = self
-                .pairs
+            let epoch = self
+                .core
+                .addrs()
                 .get(&addr)
-                .map_or("?", |p| p.iface.as_str())
-                .to_string();
+                .and_then(|st| st.epoch())
+                .unwrap_or(0);
             log::warn!(
                 "{addr} was removed from {iface} behind failoverd's back; this member holds it \
                  in etcd (epoch {epoch}): adding it again"
             );
-            self.held.remove(&addr);
-            self.errors.insert(
-                addr,
-                format!("removed from {iface} behind failoverd's back"),
-            );
-            self.next_add_retry = now;
             let subject = format!(
                 "{}: {addr} was removed from {iface} by hand; added again",
                 self.settings.group
@@ -975,67 +608,11 @@ impl GroupShell {
                  member takes it.\n",
                 self.member, self.settings.group
             );
-            self.send_notice(subject, body);
-        }
-        self.retry_adds(now);
-    }
-
-    /// An address this member holds in etcd that could not be added (the interface was down,
-    /// say) is added again every second: nobody else may answer for it meanwhile.
-    fn retry_adds(&mut self, now: Instant) {
-        if self.errors.is_empty() || now < self.next_add_retry {
-            return;
-        }
-        self.next_add_retry = now + ADD_RETRY;
-        let due: Vec<IpAddr> = self
-            .core
-            .addrs()
-            .iter()
-            .filter(|(a, st)| {
-                st.may_hold() && !self.held.contains(a) && self.errors.contains_key(a)
-            })
-            .map(|(a, _)| *a)
-            .collect();
-        for addr in due {
-            self.add(addr);
-            if self.held.contains(&addr) {
-                log::info!("{addr} added on a retry");
-                self.announcing.entry(addr).or_default().start(now);
-            }
+            rt.mail.send(subject, body);
         }
     }
 
-    fn run_announcements(&mut self, now: Instant) {
-        let mut finished = Vec::new();
-        let mut due = Vec::new();
-        for (addr, round) in &mut self.announcing {
-            for _ in 0..round.due(now) {
-                due.push(*addr);
-            }
-            if round.next_deadline().is_none() {
-                finished.push(*addr);
-            }
-        }
-        for addr in due {
-            if let Some(p) = self.pairs.get(&addr) {
-                if let Err(e) = self.announcers.announce(&p.iface, p.addr) {
-                    log::warn!("{e}");
-                }
-            }
-        }
-        for addr in finished {
-            self.announcing.remove(&addr);
-        }
-    }
-
-    fn send_notice(&mut self, subject: String, body: String) {
-        log::info!("notice: {subject}");
-        if let Some(m) = &self.mailer {
-            m.send(mail::Notice { subject, body });
-        }
-    }
-
-    fn notify(&mut self, notice: &GroupNotice) {
+    fn notify(&mut self, rt: &mut Runtime, notice: &GroupNotice) {
         let group = self.settings.group.clone();
         let who = format!("{} (member {})", self.hostname, self.member);
         let (subject, body) = match notice {
@@ -1044,7 +621,7 @@ impl GroupShell {
                 format!(
                     "{who} won {addr} in etcd (epoch {epoch}), found that no other host answers \
                      for it, ran its acquire hooks and added it.\n\n{}",
-                    self.view_text()
+                    self.view_text(rt)
                 ),
             ),
             GroupNotice::Released { addr, reason } => (
@@ -1052,7 +629,7 @@ impl GroupShell {
                 format!(
                     "{who} gave up {addr}: {}.\n\n{}",
                     reason_text(*reason),
-                    self.view_text()
+                    self.view_text(rt)
                 ),
             ),
             GroupNotice::Fenced { addrs, why } => (
@@ -1071,7 +648,7 @@ impl GroupShell {
                             .collect::<Vec<_>>()
                             .join(", ")
                     },
-                    self.view_text()
+                    self.view_text(rt)
                 ),
             ),
             GroupNotice::Conflict { addr, mac } => (
@@ -1090,12 +667,12 @@ impl GroupShell {
         if matches!(notice, GroupNotice::Fenced { .. }) {
             log::warn!("{subject}: {body}");
         }
-        self.status_dirty = true;
-        self.send_notice(subject, body);
+        rt.status.mark_dirty();
+        rt.mail.send(subject, body);
     }
 
     /// The group as this member sees it, for a notice.
-    fn view_text(&self) -> String {
+    fn view_text(&self, rt: &Runtime) -> String {
         let view = self.core.view();
         let mut out = format!(
             "The group {} at etcd revision {}:\n",
@@ -1104,8 +681,8 @@ impl GroupShell {
         for m in &view.members {
             out.push_str(&format!("  member {} priority {}\n", m.name, m.priority));
         }
-        for addr in self.pairs.keys() {
-            match view.holders.get(addr) {
+        for addr in addrs_of(rt) {
+            match view.holders.get(&addr) {
                 Some(h) => out.push_str(&format!(
                     "  {addr} held by {} (epoch {})\n",
                     h.member, h.epoch
@@ -1116,13 +693,23 @@ impl GroupShell {
         out
     }
 
-    fn write_status(&mut self, now: Instant) {
-        self.status_written = now;
-        self.status_dirty = false;
-        let received = ipfailover::receive::Counters::default();
-        let s = &mut self.status;
-        s.stamp(daemon::wall_ms(), &received);
-        s.state = if self.exit {
+    /// The member's fields of the status.
+    fn fill(&mut self, rt: &mut Runtime, now: Instant) {
+        let exiting = rt.exiting();
+        let addresses: Vec<(ResolvedPair, bool, Option<String>)> = rt
+            .addresses
+            .entries()
+            .iter()
+            .map(|e| {
+                (
+                    e.pair().clone(),
+                    e.held(),
+                    e.error().map(ToString::to_string),
+                )
+            })
+            .collect();
+        let s = rt.status.get_mut();
+        s.state = if exiting {
             "stopped"
         } else {
             match self.core.lease() {
@@ -1132,18 +719,6 @@ impl GroupShell {
             }
         }
         .to_string();
-        s.addresses = self
-            .pairs
-            .values()
-            .map(|p| AddressStatus {
-                interface: p.iface.clone(),
-                address: p.addr.to_string(),
-                prefix: p.prefix,
-                held: self.held.contains(&p.addr),
-                holder: None,
-                error: self.errors.get(&p.addr).cloned(),
-            })
-            .collect();
         let view = self.core.view();
         let mut members: Vec<MemberStatus> = view
             .members
@@ -1177,10 +752,9 @@ impl GroupShell {
             etcd_error: self.etcd_state.as_ref().and_then(|(_, e)| e.clone()),
             revision: view.revision,
             members,
-            addresses: self
-                .pairs
-                .values()
-                .map(|p| {
+            addresses: addresses
+                .into_iter()
+                .map(|(p, held, error)| {
                     let h = view.holders.get(&p.addr);
                     GroupAddressStatus {
                         address: p.addr.to_string(),
@@ -1193,19 +767,106 @@ impl GroupShell {
                             .get(&p.addr)
                             .map_or("free", |st| st.as_str())
                             .to_string(),
-                        held: self.held.contains(&p.addr),
-                        error: self.errors.get(&p.addr).cloned(),
+                        held,
+                        error,
                     }
                 })
                 .collect(),
         });
-        if let Some(m) = &self.mailer {
-            let ms = m.stats();
-            s.counters.mails_sent = ms.sent;
-            s.counters.mails_failed = ms.failed_attempts;
-            s.counters.mails_dropped = ms.dropped;
+    }
+}
+
+impl Driver for GroupMember {
+    fn next_deadline(&self) -> Option<Instant> {
+        self.core.next_deadline()
+    }
+
+    fn handle_probe_answer(&mut self, rt: &mut Runtime, now: Instant, addr: IpAddr, mac: [u8; 6]) {
+        self.feed(rt, now, GroupEvent::ProbeAnswer { addr, mac });
+    }
+
+    fn handle_addresses_missing(&mut self, rt: &mut Runtime, _now: Instant, missing: Vec<Missing>) {
+        self.addresses_missing(rt, missing);
+    }
+
+    /// The waker's readiness may be coalesced with others: etcd's channel is drained every
+    /// turn.
+    fn handle_sources(&mut self, rt: &mut Runtime, now: Instant) {
+        self.read_etcd(rt, now);
+    }
+
+    fn handle_reload(&mut self, rt: &mut Runtime, _now: Instant) {
+        self.reload(rt);
+    }
+
+    fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
+        if count == 1 {
+            log::info!(
+                "signal {signal}: leaving the group: releasing what is held, then revoking the \
+                 lease"
+            );
+            self.feed(rt, now, GroupEvent::Shutdown);
+        } else {
+            // Even at once, nothing stays on an interface: another member takes the addresses
+            // when the lease expires, and must find them gone.
+            log::warn!("second stop signal: removing the addresses and exiting at once");
+            rt.addresses.remove_held();
+            rt.exit();
         }
-        self.status_file.write(&self.status);
+    }
+
+    fn handle_hooks_done(&mut self, rt: &mut Runtime, now: Instant, report: PhaseReport) {
+        let done = self.hooks_done(rt, report);
+        self.feed(rt, now, done);
+    }
+
+    fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {
+        self.feed(rt, now, GroupEvent::Tick);
+    }
+
+    fn fill_status(&mut self, rt: &mut Runtime, now: Instant) {
+        self.fill(rt, now);
+    }
+
+    fn finish(&mut self, _rt: &mut Runtime) {
+        if let Some(etcd) = self.etcd.take() {
+            etcd.finish(ETCD_GRACE);
+        }
+    }
+}
+
+/// The addresses of the group, in address order.
+fn addrs_of(rt: &Runtime) -> Vec<IpAddr> {
+    rt.addresses
+        .entries()
+        .iter()
+        .map(|e| e.pair().addr)
+        .collect()
+}
+
+/// Whether this member's key has stayed under another lease long enough to say so: right
+/// after a restart the key still carries the previous life's lease until this member's put
+/// lands, so only a clash that lasts a TTL counts; it is told once per episode. Its time is the
+/// loop turn's, like every other deadline's.
+#[derive(Debug, Default)]
+struct NameClash {
+    since: Option<Instant>,
+    told: bool,
+}
+
+impl NameClash {
+    /// Whether the clash (or its absence) seen at `now` is to be told now.
+    fn observe(&mut self, now: Instant, clash: bool, ttl: Duration) -> bool {
+        if !clash {
+            *self = NameClash::default();
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now >= since + ttl && !self.told {
+            self.told = true;
+            return true;
+        }
+        false
     }
 }
 
@@ -1230,13 +891,30 @@ fn reason_text(reason: GroupReason) -> &'static str {
     }
 }
 
-fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    #[test]
+    fn a_name_clash_is_told_once_it_has_lasted_a_ttl_by_the_turns_time_and_once_per_episode() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(2);
+        let ms = Duration::from_millis;
+        let mut c = NameClash::default();
+        assert!(!c.observe(t0, true, ttl));
+        assert!(!c.observe(t0 + ms(1999), true, ttl));
+        assert!(c.observe(t0 + ms(2000), true, ttl));
+        assert!(!c.observe(t0 + ms(5000), true, ttl), "told twice");
+        // Over, then again: a new episode, timed from its own start.
+        assert!(!c.observe(t0 + ms(6000), false, ttl));
+        assert!(!c.observe(t0 + ms(7000), true, ttl));
+        assert!(!c.observe(t0 + ms(8999), true, ttl));
+        assert!(c.observe(t0 + ms(9000), true, ttl));
+        // A view that arrives late (a stall) is judged at the turn's time, not the wall's:
+        // the same instants give the same answers however slowly they are fed.
+        let mut d = NameClash::default();
+        assert!(!d.observe(t0, true, ttl));
+        std::thread::sleep(ms(30));
+        assert!(!d.observe(t0 + ms(1999), true, ttl));
+    }
 }
