@@ -2,9 +2,10 @@
 //! millisecond timeline of a takeover or release. Pure text; the shell sends it.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 use std::time::Instant;
 
-use ipfailover::failover::Reason;
+use ipfailover::failover::{Reason, ReleasedTo};
 use ipfailover_os::hooks::{HookStatus, PhaseReport};
 
 /// Events of one takeover or release, in milliseconds from its detection.
@@ -82,6 +83,21 @@ pub fn reason_text(reason: Reason) -> &'static str {
         Reason::Reconcile => "found held at start",
         Reason::TestRefused => "Test refused",
         Reason::PeerAlive => "the peer answered",
+        Reason::PeerCannotServe => "the peer cannot serve the address",
+        Reason::HandoverFailed => "nobody answered for the address after it was given back",
+        Reason::NewPeer => "a new peer was configured",
+        Reason::ThirdHost => "a third host answers for the address",
+    }
+}
+
+/// The primary as the administrator knows it: `pri (198.51.100.10)`, or its address alone
+/// while its name is not known yet.
+pub fn peer_name(hostname: Option<&str>, ip: Option<IpAddr>) -> String {
+    match (hostname, ip) {
+        (Some(h), Some(ip)) if h != ip.to_string() => format!("{h} ({ip})"),
+        (_, Some(ip)) => ip.to_string(),
+        (Some(h), None) => h.to_string(),
+        (None, None) => "the peer".to_string(),
     }
 }
 
@@ -97,13 +113,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// The addresses and whose they are, never "X from X": `198.51.100.100 from pri
+    /// (198.51.100.10)`, or `the own address of pri (198.51.100.10)` when the address taken
+    /// is the primary's own.
+    pub fn addresses_of_peer(&self) -> String {
+        if self.peer == self.addrs || self.peer.ends_with(&format!("({})", self.addrs)) {
+            let name = self
+                .peer
+                .split(" (")
+                .next()
+                .filter(|n| *n != self.addrs)
+                .map_or(String::new(), |n| format!(" ({n})"));
+            format!("the primary's own address {}{name}", self.addrs)
+        } else {
+            format!("{} from {}", self.addrs, self.peer)
+        }
+    }
+
     /// Subject of a takeover notice.
     pub fn took_over(&self, reason: Reason) -> String {
         format!(
-            "[ipfailover] {} took over {} from {} ({})",
+            "[ipfailover] {} took over {} ({})",
             self.host,
-            self.addrs,
-            self.peer,
+            self.addresses_of_peer(),
             reason_text(reason)
         )
     }
@@ -124,14 +156,60 @@ impl Context {
         )
     }
 
-    /// Subject of a release notice.
-    pub fn released(&self, reason: Reason) -> String {
+    /// Subject of a release notice: to whom the addresses went.
+    pub fn released(&self, reason: Reason, to: ReleasedTo) -> String {
+        let whom = match to {
+            ReleasedTo::Peer => format!("gave {} back to {}", self.addrs, self.peer),
+            ReleasedTo::Host(mac) => format!(
+                "gave {} up to the host at {} that answers for it",
+                self.addrs,
+                mac.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            ),
+            ReleasedTo::Nobody => format!("released {}", self.addrs),
+        };
+        format!("[ipfailover] {} {whom} ({})", self.host, reason_text(reason))
+    }
+
+    /// Subject of a third host answering for the primary's address.
+    pub fn third_host(&self, addr: &str, mac: &str) -> String {
         format!(
-            "[ipfailover] {} released {} to {} ({})",
-            self.host,
-            self.addrs,
-            self.peer,
-            reason_text(reason)
+            "[ipfailover] {}: a third host answers for {addr} from {mac}, besides {}",
+            self.host, self.peer
+        )
+    }
+
+    /// Subject of the end of a third host's answers.
+    pub fn third_host_over(&self, addr: &str) -> String {
+        format!(
+            "[ipfailover] {}: {addr} no longer answers from a third host",
+            self.host
+        )
+    }
+
+    /// Subject of a goodbye of heartbeatd alone.
+    pub fn peer_daemon_stopped(&self) -> String {
+        format!(
+            "[ipfailover] {}: heartbeatd on {} stopped; its host still answers",
+            self.host, self.peer
+        )
+    }
+
+    /// Subject of a failed handover.
+    pub fn handover_failed(&self) -> String {
+        format!(
+            "[ipfailover] {}: {} cannot serve {}: taken back",
+            self.host, self.peer, self.addrs
+        )
+    }
+
+    /// Subject of a primary waiting for an address held by hand.
+    pub fn held_by_hand(&self) -> String {
+        format!(
+            "[ipfailover] {}: {} wants {} back, held by hand until failoverctl release",
+            self.host, self.peer, self.addrs
         )
     }
 
@@ -286,18 +364,48 @@ mod tests {
 
     #[test]
     fn subjects_name_the_host_the_event_and_the_address() {
+        // The primary's own address: never "took over X from X".
         let c = Context {
             host: "sec-1".into(),
-            peer: "10.0.0.100".into(),
+            peer: peer_name(Some("pri-1"), "10.0.0.100".parse().ok()),
             addrs: "10.0.0.100".into(),
         };
         assert_eq!(
             c.took_over(Reason::Timeout),
-            "[ipfailover] sec-1 took over 10.0.0.100 from 10.0.0.100 (heartbeat timeout)"
+            "[ipfailover] sec-1 took over the primary's own address 10.0.0.100 (pri-1) \
+             (heartbeat timeout)"
         );
-        assert!(c
-            .released(Reason::PeerReturned)
-            .contains("released 10.0.0.100 to 10.0.0.100"));
+        assert_eq!(
+            c.released(Reason::PeerReturned, ReleasedTo::Peer),
+            "[ipfailover] sec-1 gave 10.0.0.100 back to pri-1 (10.0.0.100) (the peer is back)"
+        );
+        // Before its name is known.
+        let c = Context {
+            peer: peer_name(None, "10.0.0.100".parse().ok()),
+            ..c
+        };
+        assert_eq!(
+            c.took_over(Reason::Timeout),
+            "[ipfailover] sec-1 took over the primary's own address 10.0.0.100 (heartbeat \
+             timeout)"
+        );
+        // A service address.
+        let c = Context {
+            host: "sec-1".into(),
+            peer: peer_name(Some("pri-1"), "10.0.0.10".parse().ok()),
+            addrs: "10.0.0.100".into(),
+        };
+        assert_eq!(
+            c.took_over(Reason::Goodbye),
+            "[ipfailover] sec-1 took over 10.0.0.100 from pri-1 (10.0.0.10) (the peer said \
+             goodbye)"
+        );
+        // Given up to a third host: its MAC, not the dead primary.
+        assert_eq!(
+            c.released(Reason::Conflict, ReleasedTo::Host([2, 0, 0, 0, 0, 0x66])),
+            "[ipfailover] sec-1 gave 10.0.0.100 up to the host at 02:00:00:00:00:66 that \
+             answers for it (another host answers for the address)"
+        );
         assert!(c.link_lost("203.0.113.10").contains("redundancy lost"));
     }
 

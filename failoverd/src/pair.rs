@@ -10,11 +10,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipfailover::failover::{
-    AcquireStep, Action, Command, Config, Event, Failover, Notice, Reason, ReleaseStep, State,
+    AcquireStep, Action, Command, Config, Event, Failover, Notice, OutReport, Reason,
+    ReleaseStep, ReleasedTo, State,
 };
 use ipfailover::receive::{Counters, Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{ConflictStatus, LinkStatus, PauseStatus, TransitionStatus};
+use ipfailover::status::{
+    ConflictStatus, LinkStatus, PauseStatus, ThirdHostStatus, TransitionStatus,
+};
 use ipfailover::wire::{self, Datagram, DropReason, Key, Kind};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::control::Request;
@@ -40,8 +43,11 @@ pub(crate) struct Pair {
     settings: Settings,
     core: Failover,
     receiver: Receiver,
-    /// New pairs from a reload, applied once nothing is held.
-    pending_pairs: Option<Vec<ResolvedPair>>,
+    /// A reload's settings and pairs, in force once the core says so (after the old peer's
+    /// addresses went back, with its hooks).
+    pending: Option<(Settings, Vec<ResolvedPair>)>,
+    /// A version-2 peer was told of (once per start).
+    old_version_told: bool,
     /// Where the peer's heartbeats come from on each link: where `released` goes.
     link_sources: BTreeMap<IpAddr, SocketAddr>,
     key: Option<Key>,
@@ -96,7 +102,12 @@ impl Pair {
         rt.addresses
             .follow("an address removed by hand while held is not noticed")?;
         let now = Instant::now();
-        let mut core = Failover::new(now, core_config(&settings, &pairs), !held.is_empty());
+        let mut core = Failover::new(
+            now,
+            core_config(&settings, &pairs, false),
+            &held,
+            daemon::random_u64(),
+        );
         if let Err(e) = rt.control.open(&settings.state_dir, daemon::euid()) {
             log::error!(
                 "no control socket in {} ({e}): failoverctl pause, resume, release and \
@@ -131,7 +142,7 @@ impl Pair {
         if !held.is_empty() {
             log::info!(
                 "holding {} at start: keeping them if the peer stays silent for the boot grace, \
-                 releasing them if it is alive",
+                 giving them back as soon as it claims them",
                 held.iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
@@ -169,7 +180,8 @@ impl Pair {
             config_path,
             settings,
             core,
-            pending_pairs: None,
+            pending: None,
+            old_version_told: false,
             link_sources: BTreeMap::new(),
             key,
             boot_id: daemon::random_boot_id(),
@@ -202,6 +214,13 @@ impl Pair {
             .map(|(since_ms, until_ms)| PauseStatus { since_ms, until_ms });
         s.held_by_hand = self.core.manual_hold();
         s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
+        s.peer_state = Some(self.core.peer_state(now).as_str().to_string());
+        s.third_host = self.core.third_host().map(|t| ThirdHostStatus {
+            address: t.addr.to_string(),
+            mac: mac_text(&t.mac),
+            peer_mac: mac_text(&t.peer_mac),
+            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(t.since))),
+        });
     }
 
     /// Each link as the status file and notices show it.
@@ -276,10 +295,23 @@ impl Pair {
         }
     }
 
+    /// The context of a notice about some of the addresses.
+    fn context_of(&self, addrs: &[IpAddr]) -> Context {
+        Context {
+            host: self.hostname.clone(),
+            peer: self.peer_name(),
+            addrs: list(addrs),
+        }
+    }
+
     fn datagram(&mut self, rt: &mut Runtime, now: Instant, data: &[u8], src: SocketAddr) {
         let src_ip = canonical(src.ip());
         match self.receiver.receive(data, src_ip, now, daemon::wall_ms()) {
-            Ok(Incoming::Heartbeat { interval }) => {
+            Ok(Incoming::Heartbeat {
+                interval,
+                boot,
+                report,
+            }) => {
                 self.link_sources.insert(src_ip, src);
                 self.check_clock(rt, now);
                 let via = self.link_via(src_ip);
@@ -301,12 +333,34 @@ impl Pair {
                         link: src_ip,
                         interval,
                         via,
+                        boot,
+                        report,
                     },
                 );
             }
-            Ok(Incoming::Goodbye) => {
-                log::info!("goodbye from the peer via {src_ip}");
-                self.feed(rt, now, Event::Goodbye { link: src_ip });
+            Ok(Incoming::Goodbye {
+                boot,
+                stays_up,
+                report,
+            }) => {
+                log::info!(
+                    "goodbye from the peer via {src_ip}: {}",
+                    if stays_up {
+                        "only its heartbeatd stops; its host stays up with its own addresses"
+                    } else {
+                        "its host is going down"
+                    }
+                );
+                self.feed(
+                    rt,
+                    now,
+                    Event::Goodbye {
+                        link: src_ip,
+                        boot,
+                        stays_up,
+                        report,
+                    },
+                );
             }
             Ok(Incoming::Released { .. } | Incoming::Challenge { .. }) => {
                 log::debug!("ignoring a datagram from {src}: failoverd sends these");
@@ -332,6 +386,12 @@ impl Pair {
                             .or_insert_with(|| SocketAddr::new(a, src.port()));
                     }
                     self.send_challenge(rt, c.nonce);
+                }
+            }
+            Err(Rejected::Invalid(DropReason::OldVersion)) => {
+                if !self.old_version_told {
+                    self.old_version_told = true;
+                    log::error!("dropped a datagram from {src}: {}", DropReason::OldVersion);
                 }
             }
             Err(Rejected::Invalid(reason)) => {
@@ -360,14 +420,11 @@ impl Pair {
             }
         }
         let d = Datagram {
-            kind: Kind::Challenge,
-            interval_ms: 0,
             boot_id: self.boot_id,
-            seq: 0,
             time_ms: daemon::wall_ms(),
             nonce,
             hostname: self.hostname.clone(),
-            addrs: Vec::new(),
+            ..Datagram::new(Kind::Challenge)
         };
         self.send_to(rt, targets, d, "a challenge");
     }
@@ -448,10 +505,13 @@ impl Pair {
         }
     }
 
-    /// Tells the core of the addresses found missing, once it holds them (`acquired`); until
-    /// then they wait, and a release forgets them.
+    /// Tells the core of the addresses found missing, once no takeover or release runs;
+    /// until then they wait, and a release forgets them.
     fn feed_missing(&mut self, rt: &mut Runtime, now: Instant) {
-        if self.core.state() != State::Acquired {
+        if matches!(
+            self.core.state(),
+            State::Acquiring(_) | State::Releasing(_)
+        ) {
             return;
         }
         for addr in std::mem::take(&mut self.missing) {
@@ -506,6 +566,41 @@ impl Pair {
                 settings.port
             );
         }
+        // Every SIGHUP re-reads the key: a secret file rewritten in place is a new key. The
+        // peer then proves itself again (one round trip); meanwhile no Fence.
+        let key_changed = format!("{:?}", settings.secret_file) != format!("{:?}", self.settings.secret_file)
+            || key_fingerprint(&key) != key_fingerprint(&self.key);
+        self.receiver.set_key(key.clone());
+        self.key = key;
+        rt.mail.reload(&settings);
+        self.link_ifaces.clear();
+        if settings.peer_ip != self.settings.peer_ip && self.core.holds_addresses() {
+            log::info!(
+                "SIGHUP: a new peer ({}); the addresses held for {} are given back first, with \
+                 its hooks",
+                settings.peer_ip.map_or("none".to_string(), |p| p.to_string()),
+                self.peer_name()
+            );
+        } else if pairs != current_pairs(rt) && self.core.holds_addresses() {
+            log::info!(
+                "SIGHUP: new FAILOVER_PEER_IP_PAIRS apply once the held addresses that leave it \
+                 are released"
+            );
+        }
+        let config = core_config(&settings, &pairs, key_changed);
+        self.pending = Some((settings, pairs));
+        self.feed(rt, now, Event::Reconfigure(config));
+        log::info!(
+            "SIGHUP: configuration reloaded from {}",
+            self.config_path.display()
+        );
+    }
+
+    /// The core put a reload in force: the new peer, its links and hooks, the new pairs.
+    fn apply_pending(&mut self, rt: &mut Runtime) {
+        let Some((settings, pairs)) = self.pending.take() else {
+            return;
+        };
         self.receiver.set_peer(settings.peer_ip);
         if settings.peer_ip != self.settings.peer_ip {
             // The old peer's links and where they came from mean nothing for the new one.
@@ -513,33 +608,14 @@ impl Pair {
             self.link_via.clear();
             self.clock_reported = false;
         }
-        // Every SIGHUP re-reads the key: a secret file rewritten in place is a new key. The
-        // peer then proves itself again (one round trip).
-        self.receiver.set_key(key.clone());
-        self.key = key;
-        if pairs != current_pairs(rt) {
-            if self.core.holds_addresses() || matches!(self.core.state(), State::Acquiring(_)) {
-                log::info!(
-                    "SIGHUP: new FAILOVER_PEER_IP_PAIRS apply once the held addresses are released"
-                );
-                self.pending_pairs = Some(pairs);
-            } else {
-                self.set_pairs(rt, pairs);
-            }
-        }
-        rt.mail.reload(&settings);
-        self.link_ifaces.clear();
-        let pairs = current_pairs(rt);
-        let config = core_config(&settings, &pairs);
-        let (hook_dir, hook_env) = hook_settings(&settings, &pairs);
-        rt.hooks
-            .reconfigure(hook_dir, settings.script_timeout, hook_env);
         self.settings = settings;
-        self.feed(rt, now, Event::Reconfigure(config));
-        log::info!(
-            "SIGHUP: configuration reloaded from {}",
-            self.config_path.display()
-        );
+        if pairs != current_pairs(rt) {
+            self.set_pairs(rt, pairs);
+        } else {
+            let (hook_dir, hook_env) = hook_settings(&self.settings, &pairs);
+            rt.hooks
+                .reconfigure(hook_dir, self.settings.script_timeout, hook_env);
+        }
     }
 
     /// Feeds one event and everything its actions lead to.
@@ -576,29 +652,33 @@ impl Pair {
                 if to == State::Acquired && matches!(from, State::Acquiring(_)) {
                     rt.status.get_mut().counters.takeovers += 1;
                 }
-                if to == State::Monitoring && matches!(from, State::Releasing(_)) {
+                if !matches!(to, State::Acquiring(_) | State::Releasing(_))
+                    && matches!(from, State::Releasing(_))
+                {
                     rt.status.get_mut().counters.releases += 1;
                 }
                 rt.status.mark_dirty();
-                if to == State::Acquired {
+                if matches!(to, State::Acquiring(_) | State::Releasing(_)) {
+                    if from.as_str() != to.as_str() {
+                        // A takeover or release begins: what vanished meanwhile is its business.
+                        self.missing.clear();
+                    }
+                } else {
                     queue.extend(
                         std::mem::take(&mut self.missing)
                             .into_iter()
                             .map(|addr| Event::AddressMissing { addr }),
                     );
-                } else if from.as_str() != to.as_str() {
-                    // Not held any more (a release began): nothing to put back.
-                    self.missing.clear();
-                }
-                if to == State::Monitoring {
-                    if let Some(p) = self.pending_pairs.take() {
-                        self.set_pairs(rt, p);
-                        let config = core_config(&self.settings, &current_pairs(rt));
-                        queue.push_back(Event::Reconfigure(config));
-                    }
                 }
             }
-            Action::RunHooks { phase, reason } => {
+            Action::RunHooks {
+                phase,
+                reason,
+                addrs,
+            } => {
+                // The hooks are told the addresses acted on, not every one configured.
+                let (_, env) = hook_settings(&self.settings, &pairs_of(rt, &addrs));
+                rt.hooks.set_env(env);
                 // Real time, not the turn's: the timeline orders hooks and address steps
                 // taken within one turn.
                 self.hook_phase_start = Instant::now();
@@ -610,45 +690,55 @@ impl Pair {
                     queue.push_back(done);
                 }
             }
-            Action::AddAddresses => {
-                let ok = self.add_addresses(rt);
-                queue.push_back(Event::AddressesAdded { ok });
+            Action::AddAddresses(addrs) => {
+                let failed = self.add_addresses(rt, &addrs);
+                queue.push_back(Event::AddressesAdded { failed });
             }
-            Action::Announce => {
+            Action::Announce(addrs) => {
                 // Ours again: no more announcing it in another host's name.
                 rt.announcements.stop(RoundId::HandBack);
-                rt.announce(RoundId::Own, now, targets(rt), None);
+                for (iface, addr) in targets_of(rt, &addrs) {
+                    rt.announce(RoundId::Address(addr), now, vec![(iface, addr)], None);
+                }
                 if let Some(t) = self.timeline.as_mut() {
                     t.at(
                         Instant::now(),
-                        "announced (gratuitous ARP / unsolicited NA), repeated after 50 ms, \
-                         250 ms, 1 s, 3 s and 10 s",
+                        format!(
+                            "announced {} (gratuitous ARP / unsolicited NA), repeated after 50 \
+                             ms, 250 ms, 1 s, 3 s and 10 s",
+                            list(&addrs)
+                        ),
                     );
                 }
             }
-            Action::StopAnnouncing => rt.announcements.stop(RoundId::Own),
-            Action::Probe => rt.conflicts.probe(),
-            Action::Defend => {
-                log::info!("defending {}: announcing it once", addr_list(rt));
-                for (iface, addr) in targets(rt) {
+            Action::StopAnnouncing(addrs) => {
+                for addr in addrs {
+                    rt.announcements.stop(RoundId::Address(addr));
+                }
+            }
+            Action::Probe(_) => rt.conflicts.probe(),
+            Action::Defend(addrs) => {
+                log::info!("defending {}: announcing it once", list(&addrs));
+                for (iface, addr) in targets_of(rt, &addrs) {
                     if rt.addresses.get(addr).is_some_and(|e| e.held()) {
                         rt.announcements.announce_once(&iface, addr);
                     }
                 }
             }
-            Action::RemoveAddresses => {
-                let ok = self.remove_addresses(rt);
-                queue.push_back(Event::AddressesRemoved { ok });
+            Action::RemoveAddresses(addrs) => {
+                let failed = self.remove_addresses(rt, &addrs);
+                queue.push_back(Event::AddressesRemoved { failed });
             }
-            Action::SendReleased => self.send_released(rt),
-            Action::HandBack { mac } => {
+            Action::SendReport(r) => self.send_report(rt, &r),
+            Action::HandBack { mac, addrs } => {
                 log::info!(
                     "announcing {} for {}, which answers for it",
-                    addr_list(rt),
+                    list(&addrs),
                     mac_text(&mac)
                 );
-                rt.announce(RoundId::HandBack, now, targets(rt), Some(mac));
+                rt.announce(RoundId::HandBack, now, targets_of(rt, &addrs), Some(mac));
             }
+            Action::Reconfigured => self.apply_pending(rt),
             Action::Notify(notice) => {
                 rt.status.mark_dirty();
                 self.notify(rt, now, &notice)
@@ -679,10 +769,9 @@ impl Pair {
                         ipfailover::settings::format_duration(self.core.timeout())
                     ),
                     Reason::Goodbye => "detected: the peer said goodbye".to_string(),
-                    Reason::PeerReturned => format!(
-                        "detected: {} consecutive heartbeats on one link",
-                        self.core.config().release_after
-                    ),
+                    Reason::PeerReturned => "detected: the peer is back and claims its \
+                                             addresses"
+                        .to_string(),
                     other => format!("started: {}", notices::reason_text(other)),
                 };
                 t.at(now, what);
@@ -722,11 +811,14 @@ impl Pair {
         rt.mail.send(subject, body);
     }
 
-    /// Adds every address (the runtime logs each outcome); the timeline notes them. Whether
-    /// all were added.
-    fn add_addresses(&mut self, rt: &mut Runtime) -> bool {
-        let mut ok = true;
-        for o in rt.addresses.add_all() {
+    /// Adds these addresses (the runtime logs each outcome); the timeline notes them. What
+    /// could not be added.
+    fn add_addresses(&mut self, rt: &mut Runtime, addrs: &[IpAddr]) -> Vec<IpAddr> {
+        let mut failed = Vec::new();
+        for addr in addrs {
+            let Some(o) = rt.addresses.add(*addr) else {
+                continue;
+            };
             let p = &o.pair;
             match &o.result {
                 Ok(true) => {
@@ -739,7 +831,7 @@ impl Pair {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    ok = false;
+                    failed.push(*addr);
                     if let Some(t) = self.timeline.as_mut() {
                         t.at(
                             Instant::now(),
@@ -749,14 +841,17 @@ impl Pair {
                 }
             }
         }
-        ok
+        failed
     }
 
-    /// Removes every address (the runtime logs each outcome); the timeline notes them.
-    /// Whether all were removed.
-    fn remove_addresses(&mut self, rt: &mut Runtime) -> bool {
-        let mut ok = true;
-        for o in rt.addresses.remove_all() {
+    /// Removes these addresses (the runtime logs each outcome); the timeline notes them. What
+    /// could not be removed.
+    fn remove_addresses(&mut self, rt: &mut Runtime, addrs: &[IpAddr]) -> Vec<IpAddr> {
+        let mut failed = Vec::new();
+        for addr in addrs {
+            let Some(o) = rt.addresses.remove(*addr) else {
+                continue;
+            };
             match &o.result {
                 Ok(true) => {
                     if let Some(t) = self.timeline.as_mut() {
@@ -767,38 +862,37 @@ impl Pair {
                     }
                 }
                 Ok(false) => {}
-                Err(_) => ok = false,
+                Err(_) => failed.push(*addr),
             }
         }
-        ok
+        failed
     }
 
-    /// Tells the primary, on every link, which of its addresses we no longer hold, so that it
-    /// announces each of them (a service alias too, not only its own address).
-    fn send_released(&mut self, rt: &Runtime) {
-        let released: Vec<IpAddr> = rt
-            .addresses
-            .entries()
-            .iter()
-            .filter(|e| !e.held())
-            .map(|e| e.pair().addr)
-            .take(wire::MAX_ADDRS)
-            .collect();
+    /// Sends our report (`released`) to the primary on every link it is heard on: which of its
+    /// addresses we hold, which we gave up (it announces them, and adds a service address it
+    /// waits for), which we ask back.
+    fn send_report(&mut self, rt: &Runtime, r: &OutReport) {
         let d = Datagram {
-            kind: Kind::Released,
-            interval_ms: 0,
             boot_id: self.boot_id,
-            seq: 0,
             time_ms: daemon::wall_ms(),
-            nonce: 0,
+            nonce: r.id,
+            token: r.token,
             hostname: self.hostname.clone(),
-            addrs: released,
+            entries: r.entries.clone(),
+            ..Datagram::new(Kind::Released)
         };
         let sent = self.send_to_links(rt, d, "`released`");
-        if sent > 0 {
+        let free: Vec<IpAddr> = r
+            .entries
+            .iter()
+            .filter(|e| e.role == wire::Role::NONE)
+            .map(|e| e.addr)
+            .collect();
+        if r.id != 0 && sent > 0 {
             log::info!(
-                "told the primary on {sent} link(s) that {} are released",
-                addr_list(rt)
+                "told the primary on {sent} link(s) that {} are released (repeated until it \
+                 acknowledges)",
+                list(&free)
             );
             if let Some(t) = self.timeline.as_mut() {
                 t.at(
@@ -806,20 +900,27 @@ impl Pair {
                     format!("told the primary (released) on {sent} link(s)"),
                 );
             }
+        } else if sent == 0 && r.id != 0 {
+            log::warn!("could not tell the primary that {} are released: no link to it", list(&free));
         }
     }
 
     fn notify(&mut self, rt: &mut Runtime, now: Instant, notice: &Notice) {
         let ctx = self.context(rt);
+        let grace = ipfailover::settings::format_duration(self.core.config().conflict_grace);
+        let timeout = ipfailover::settings::format_duration(self.core.timeout());
         match notice {
-            Notice::TookOver(reason) => {
+            Notice::TookOver { reason, addrs } => {
                 // What is really held: an address whose add failed is named as such, in the
                 // subject and the body, never counted as taken over.
-                let held = held_list(rt);
-                let failed: Vec<String> = rt
-                    .addresses
-                    .entries()
+                let held: Vec<IpAddr> = addrs
                     .iter()
+                    .copied()
+                    .filter(|a| rt.addresses.get(*a).is_some_and(|e| e.held()))
+                    .collect();
+                let failed: Vec<String> = addrs
+                    .iter()
+                    .filter_map(|a| rt.addresses.get(*a))
                     .filter(|e| !e.held())
                     .map(|e| {
                         format!(
@@ -830,38 +931,42 @@ impl Pair {
                         )
                     })
                     .collect();
-                log::warn!("took over {held} from {} ({reason})", ctx.peer);
+                let c = self.context_of(&held);
+                let what_held = c.addresses_of_peer();
+                log::warn!("took over {what_held} ({})", notices::reason_text(*reason));
                 let mut what = format!(
-                    "{} took over {held} from {} because of: {}.",
+                    "{} took over {what_held} because of: {}.",
                     ctx.host,
-                    ctx.peer,
                     notices::reason_text(*reason)
                 );
-                let mut subject = ctx.took_over(*reason);
+                let mut subject = c.took_over(*reason);
                 if !failed.is_empty() {
                     what.push_str(&format!(
                         "\n\nCOULD NOT ADD (retried while the others are held):\n  {}",
                         failed.join("\n  ")
                     ));
-                    subject = Context {
-                        addrs: held.clone(),
-                        ..ctx.clone()
-                    }
-                    .took_over(*reason)
-                        + &format!(", {} FAILED", failed.len());
+                    subject += &format!(", {} FAILED", failed.len());
                 }
                 self.episode_notice(rt, now, subject, what);
             }
-            Notice::Released(reason) => {
-                log::warn!("released {} to {} ({reason})", ctx.addrs, ctx.peer);
+            Notice::Released { reason, addrs, to } => {
+                let c = self.context_of(addrs);
+                let to_whom = match to {
+                    ReleasedTo::Peer => format!("gave {} back to {}", c.addrs, c.peer),
+                    ReleasedTo::Host(mac) => format!(
+                        "gave {} up to the host at {}, which kept answering for it",
+                        c.addrs,
+                        mac_text(mac)
+                    ),
+                    ReleasedTo::Nobody => format!("released {}", c.addrs),
+                };
+                log::warn!("{to_whom} ({})", notices::reason_text(*reason));
                 let what = format!(
-                    "{} gave {} back to {} because of: {}.",
+                    "{} {to_whom} because of: {}.",
                     ctx.host,
-                    ctx.addrs,
-                    ctx.peer,
                     notices::reason_text(*reason)
                 );
-                self.episode_notice(rt, now, ctx.released(*reason), what);
+                self.episode_notice(rt, now, c.released(*reason, *to), what);
             }
             Notice::TakeoverRefused => {
                 log::warn!(
@@ -870,29 +975,25 @@ impl Pair {
                     ctx.peer
                 );
                 let what = format!(
-                    "{} heard nothing from {} for {}, but its Test hook refused the takeover. \
-                     It tries again every {} while the peer stays silent; you get this mail once \
-                     per outage.",
-                    ctx.host,
-                    ctx.peer,
-                    ipfailover::settings::format_duration(self.core.timeout()),
-                    ipfailover::settings::format_duration(self.core.timeout())
+                    "{} heard nothing from {} for {timeout}, but its Test hook refused the \
+                     takeover. It tries again every {timeout} while the peer stays silent; you \
+                     get this mail once per outage.",
+                    ctx.host, ctx.peer,
                 );
                 self.episode_notice(rt, now, ctx.refused(), what);
             }
             Notice::LinkLost(link) => {
                 log::warn!(
-                    "network anomaly: no heartbeat from {link} for {} while another link carries \
-                     them; redundancy is gone",
-                    ipfailover::settings::format_duration(self.core.timeout())
+                    "network anomaly: no heartbeat from {link} for {timeout} while another link \
+                     carries them; redundancy is gone"
                 );
                 let body = format!(
-                    "No heartbeat from {} has arrived via {link} for {}, while another link still \
-                     carries them. This is not a takeover: the peer is alive. But one more failure \
-                     and the two hosts can no longer tell a dead peer from a cut network.\n\n\
-                     Links now:\n{}",
+                    "No heartbeat from {} has arrived via {link} for {timeout}, while another \
+                     link still carries them. This is not a takeover: the peer is alive. But one \
+                     more failure and the two hosts can no longer tell a dead peer from a cut \
+                     network. Meanwhile failoverd probes the peer's addresses, and takes over one \
+                     that nobody answers for.\n\nLinks now:\n{}",
                     ctx.peer,
-                    ipfailover::settings::format_duration(self.core.timeout()),
                     self.links_text(now)
                 );
                 rt.mail.send(ctx.link_lost(&link.to_string()), body);
@@ -900,27 +1001,23 @@ impl Pair {
             Notice::Conflict(c) => {
                 let mac = mac_text(&c.mac);
                 let addr = c.addr.to_string();
-                let grace =
-                    ipfailover::settings::format_duration(self.core.config().conflict_grace);
                 if c.holding {
                     log::warn!(
-                        "conflict: {addr}, which we hold, also answers from {mac} while {} is \
-                         silent; defending it, and giving it up if that host still answers \
-                         after {grace}",
-                        ctx.peer
+                        "conflict: {addr}, which we hold, also answers from {mac}; defending it, \
+                         and giving it up if that host still answers after {grace}"
                     );
                     let body = format!(
                         "{} holds {addr}, and another host answers for it too, from {mac}: the \
-                         LAN's clients are split between two hosts. {} sends no heartbeats.\n\n\
+                         LAN's clients are split between two hosts.\n\n\
                          This happens while a host that said goodbye is still shutting down (its \
-                         kernel answers until its links go down), or when the peer came back \
-                         with its address while its heartbeats are blocked (a firewall), or when \
+                         kernel answers until its links go down), when the peer came back with \
+                         its address while its heartbeats are blocked (a firewall), when the \
+                         peer answers for an address an administrator took over by hand, or when \
                          a third host claims the address.\n\nfailoverd defends the address \
                          (at most once per 10 s) and, if {mac} still answers after {grace} \
                          (FAILOVER_CONFLICT_GRACE), releases it with the release hooks: one \
                          host answering is better than two.\n\nLinks now:\n{}",
                         ctx.host,
-                        ctx.peer,
                         self.links_text(now)
                     );
                     rt.mail.send(ctx.conflict_holding(&addr, &mac), body);
@@ -929,21 +1026,18 @@ impl Pair {
                         "heartbeats lost on every link but {addr} still answers from {mac}: \
                          not taking over (probing until it stops answering)"
                     );
+                    let fence = ipfailover::settings::format_duration(self.core.fence_after());
                     let (links, port) = (self.links_text(now), self.settings.port);
                     let body = format!(
-                        "No heartbeat from {} has arrived on any link for {}, but {addr} still \
-                         answers on the LAN, from {mac}. Taking it over now would make two \
+                        "No heartbeat from {} has arrived on any link for {timeout}, but {addr} \
+                         still answers on the LAN, from {mac}. Taking it over now would make two \
                          hosts answer for it, which is worse than no failover, so {} does not.\n\n\
-                         Usual causes: a firewall that drops UDP {} on the peer, heartbeatd \
-                         stopped or hung while the host runs, a host that is slow but alive.\n\n\
+                         Usual causes: a firewall that drops UDP {port} on the peer, heartbeatd \
+                         hung while the host runs, a host that is slow but alive.\n\n\
                          failoverd keeps probing and takes over as soon as the address stops \
-                         answering; the Fence hooks (if any) ran to power the peer off. Status: \
-                         state `conflict`.\n\nLinks now:\n{}",
-                        ctx.peer,
-                        ipfailover::settings::format_duration(self.core.timeout()),
-                        ctx.host,
-                        port,
-                        links
+                         answering. If this lasts {fence} (FAILOVER_FENCE_AFTER), the Fence hooks \
+                         run to power the peer off. Status: state `conflict`.\n\nLinks now:\n{links}",
+                        ctx.peer, ctx.host,
                     );
                     rt.mail.send(ctx.conflict(&addr, &mac), body);
                 }
@@ -966,6 +1060,35 @@ impl Pair {
                 );
                 rt.mail.send(ctx.conflict_over(), body);
             }
+            Notice::ThirdHost(t) => {
+                let (addr, mac, peer_mac) =
+                    (t.addr.to_string(), mac_text(&t.mac), mac_text(&t.peer_mac));
+                log::warn!(
+                    "a third host answers for {addr} from {mac}, while {} answers for it from \
+                     {peer_mac}",
+                    ctx.peer
+                );
+                let body = format!(
+                    "{} answers for {addr} (from {peer_mac}), and so does another host, from \
+                     {mac}: the LAN's clients are split between them. It is neither {} nor {}: \
+                     look for a host configured with {addr} by mistake (a cloned VM, a DHCP \
+                     lease, a typo).\n\nfailoverd takes nothing over meanwhile; status: state \
+                     `third-host`, with the MAC.\n\nLinks now:\n{}",
+                    ctx.peer,
+                    ctx.peer,
+                    ctx.host,
+                    self.links_text(now)
+                );
+                rt.mail.send(ctx.third_host(&addr, &mac), body);
+            }
+            Notice::ThirdHostOver(addr) => {
+                log::info!("{addr} no longer answers from a third host");
+                let body = format!(
+                    "{addr} no longer answers from a third host.\n\nLinks now:\n{}",
+                    self.links_text(now)
+                );
+                rt.mail.send(ctx.third_host_over(&addr.to_string()), body);
+            }
             Notice::AddressLost(addr) => {
                 log::warn!("{addr} vanished from its interface while held: adding it again");
                 let body = format!(
@@ -976,12 +1099,80 @@ impl Pair {
                 );
                 rt.mail.send(ctx.address_lost(&addr.to_string()), body);
             }
+            Notice::PeerDaemonStopped { kept } => {
+                let kept = list(kept);
+                log::warn!(
+                    "heartbeatd on {} stopped, its host stays up and answers for {kept}: not \
+                     taking that over while it answers",
+                    ctx.peer
+                );
+                let body = format!(
+                    "heartbeatd on {} said goodbye, saying that only the daemon stops: its host \
+                     stays up and answers for {kept}, so {} does not take that over (two \
+                     hosts would answer). Service addresses heartbeatd removed before its \
+                     goodbye are taken over at once.\n\nUntil heartbeatd runs again, failoverd \
+                     probes {kept} and takes it over as soon as nobody answers for it (the host \
+                     went down after all). Start heartbeatd again to restore the protection; to \
+                     move the primary's own address, shut the primary down.\n\nLinks now:\n{}",
+                    ctx.peer,
+                    ctx.host,
+                    self.links_text(now)
+                );
+                rt.mail.send(ctx.peer_daemon_stopped(), body);
+            }
+            Notice::HandoverFailed(addrs) => {
+                let c = self.context_of(addrs);
+                let ifaces: Vec<String> = addrs
+                    .iter()
+                    .filter_map(|a| rt.addresses.get(*a))
+                    .map(|e| format!("{} on {}", e.pair().addr, e.pair().iface))
+                    .collect();
+                log::warn!(
+                    "the primary cannot serve {}: nobody answered for it after it was given \
+                     back; taking it back",
+                    ifaces.join(", ")
+                );
+                let body = format!(
+                    "{} gave {} back to {}, which said it would answer for it, but nobody \
+                     answered for it within {timeout}: the primary cannot serve {} (its public \
+                     link is down, or its switch port does not forward yet). {} took it back \
+                     (reason handover-failed; no conflict, no Fence) and gives it back once the \
+                     primary answers for it.\n\nLinks now:\n{}",
+                    ctx.host,
+                    c.addrs,
+                    ctx.peer,
+                    ifaces.join(", "),
+                    ctx.host,
+                    self.links_text(now)
+                );
+                rt.mail.send(c.handover_failed(), body);
+            }
+            Notice::HeldByHand(addrs) => {
+                let c = self.context_of(addrs);
+                log::warn!(
+                    "{} is back and wants {}, which an administrator took over: it waits for \
+                     failoverctl release",
+                    ctx.peer,
+                    c.addrs
+                );
+                let body = format!(
+                    "{} is back and waits for {}, which an administrator took over by hand on \
+                     {}. failoverd keeps it, and tells the primary so in every report: it does \
+                     not add the address meanwhile, so only one host answers. \
+                     `failoverctl release` on {} gives it back.\n",
+                    ctx.peer, c.addrs, ctx.host, ctx.host
+                );
+                rt.mail.send(c.held_by_hand(), body);
+            }
+            Notice::FenceWithheld(why) => {
+                log::warn!("the conflict has lasted FAILOVER_FENCE_AFTER, but Fence is not run: {why}");
+            }
             Notice::Paused(pause) => {
                 let wall = daemon::wall_ms();
                 let since = self.pause_wall.map_or(wall, |(s, _)| s);
                 let until = pause
                     .until
-                    .map(|u| wall + millis(u.saturating_duration_since(now)));
+                    .map(|u| wall.saturating_add(millis(u.saturating_duration_since(now))));
                 self.pause_wall = Some((since, until));
                 save_pause(&self.settings.state_dir, since, until);
                 let how_long = match until {
@@ -1038,10 +1229,9 @@ impl Pair {
             .reconfigure(hook_dir, self.settings.script_timeout, hook_env);
     }
 
+    /// The primary as the administrator knows it: its host name and address.
     fn peer_name(&self) -> String {
-        self.settings
-            .peer_ip
-            .map_or_else(|| "the peer".to_string(), |p| p.to_string())
+        notices::peer_name(self.receiver.peer_hostname(), self.settings.peer_ip)
     }
 }
 
@@ -1060,6 +1250,10 @@ impl Driver for Pair {
 
     fn received(&self) -> Option<&Counters> {
         Some(self.receiver.counters())
+    }
+
+    fn address_holder(&self, addr: IpAddr, now: Instant) -> Option<&'static str> {
+        Some(self.core.holder(addr, now).as_str())
     }
 
     fn handle_datagram(&mut self, rt: &mut Runtime, now: Instant, data: &[u8], from: SocketAddr) {
@@ -1127,15 +1321,6 @@ fn current_pairs(rt: &Runtime) -> Vec<ResolvedPair> {
         .collect()
 }
 
-/// Every pair as (interface, address), what announcements name.
-fn targets(rt: &Runtime) -> Vec<(String, IpAddr)> {
-    rt.addresses
-        .entries()
-        .iter()
-        .map(|e| (e.pair().iface.clone(), e.pair().addr))
-        .collect()
-}
-
 /// The addresses, comma-separated.
 fn addr_list(rt: &Runtime) -> String {
     rt.addresses
@@ -1144,22 +1329,6 @@ fn addr_list(rt: &Runtime) -> String {
         .map(|e| e.pair().addr.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The addresses held now, comma-separated; "none".
-fn held_list(rt: &Runtime) -> String {
-    let list: Vec<String> = rt
-        .addresses
-        .entries()
-        .iter()
-        .filter(|e| e.held())
-        .map(|e| e.pair().addr.to_string())
-        .collect();
-    if list.is_empty() {
-        "none".to_string()
-    } else {
-        list.join(", ")
-    }
 }
 
 /// The pause kept in the state directory, if any, handed to the core (without a notice: it
@@ -1261,14 +1430,54 @@ fn hook_settings(settings: &Settings, pairs: &[ResolvedPair]) -> (PathBuf, HookE
     )
 }
 
-fn core_config(settings: &Settings, pairs: &[ResolvedPair]) -> Config {
+fn core_config(settings: &Settings, pairs: &[ResolvedPair], key_changed: bool) -> Config {
     Config {
         peer: settings.peer_ip,
         timeout: settings.timeout,
         release_after: settings.release_after,
         taken_over: pairs.iter().map(|p| p.addr).collect(),
         conflict_grace: settings.conflict_grace,
+        fence_after: settings.fence_after,
+        key_changed,
     }
+}
+
+/// Tells two keys apart without keeping their bytes: the tag each makes of a fixed text.
+fn key_fingerprint(key: &Option<Key>) -> Option<Vec<u8>> {
+    key.as_ref().map(|k| {
+        let probe = Datagram::new(Kind::Challenge);
+        wire::encode(&probe, Some(k))
+    })
+}
+
+/// The pairs of these addresses, in the order of `FAILOVER_PEER_IP_PAIRS`.
+fn pairs_of(rt: &Runtime, addrs: &[IpAddr]) -> Vec<ResolvedPair> {
+    rt.addresses
+        .entries()
+        .iter()
+        .filter(|e| addrs.contains(&e.pair().addr))
+        .map(|e| e.pair().clone())
+        .collect()
+}
+
+/// (interface, address) of these addresses, what announcements name.
+fn targets_of(rt: &Runtime, addrs: &[IpAddr]) -> Vec<(String, IpAddr)> {
+    pairs_of(rt, addrs)
+        .into_iter()
+        .map(|p| (p.iface, p.addr))
+        .collect()
+}
+
+/// Addresses, comma-separated; "none".
+fn list(addrs: &[IpAddr]) -> String {
+    if addrs.is_empty() {
+        return "none".to_string();
+    }
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the conflict watch watches: each pair's address on its interface.

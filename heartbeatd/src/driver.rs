@@ -1,5 +1,7 @@
 //! heartbeatd as a driver of the runtime: the sender's core, the datagrams it sends and the
-//! answers it reads, its identity, the announcements of its own addresses, and its status.
+//! answers it reads, its identity, the announcements of its own addresses, the service
+//! addresses it adds and removes by agreement with failoverd (docs/handover.md), and its
+//! status.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,14 +9,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipfailover::receive::{Counters, Incoming, Receiver};
-use ipfailover::sender::{Sender, SenderAction, SenderEvent};
+use ipfailover::sender::{Sender, SenderAction, SenderConfig, SenderEvent, SenderNotice};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::SendStatus;
-use ipfailover::wire::{self, Datagram, Key, Kind};
+use ipfailover::status::{SendStatus, ServiceAddressStatus};
+use ipfailover::wire::{self, Datagram, Entry, Key, Kind, Role as WireRole};
+use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
 use ipfailover_os::interfaces::{self, LocalAddr};
 use ipfailover_os::udp;
-use ipfailover_runtime::{Driver, RoundId, Runtime, StartError};
+use ipfailover_runtime::{mac_text, Driver, Missing, RoundId, Runtime, StartError};
 
 /// IPv6 link-local (fe80::/10): never moved, never announced.
 fn is_link_local(addr: IpAddr) -> bool {
@@ -24,6 +27,10 @@ fn is_link_local(addr: IpAddr) -> bool {
 /// How often the identity (this host's addresses on the heartbeat subnets) is looked up again
 /// (and at once on SIGHUP): addresses rarely change, and each look-up is a netlink dump.
 const IDENTITY_REFRESH: Duration = Duration::from_secs(30);
+
+/// How often the links' state is looked up (and with it whether heartbeats say that this
+/// host answers for an address): every interval, but not more often than this.
+const LINK_CHECK_MIN: Duration = Duration::from_millis(100);
 
 /// A send error on a destination is logged again only after this long (a link that is down
 /// would otherwise fill the log at every interval).
@@ -49,6 +56,14 @@ pub(crate) struct Heartbeatd {
     out6: Vec<udp::Outgoing>,
     /// Addresses the secondary said it released, to announce with the rest.
     released: Vec<IpAddr>,
+    /// The service addresses (`FAILOVER_IP_PAIRS`), resolved.
+    aliases: Vec<ResolvedPair>,
+    /// Each interface's link: up (carrier) or not, and its MAC, as last looked up.
+    links: HashMap<String, bool>,
+    macs: HashMap<String, [u8; 6]>,
+    links_checked: Instant,
+    /// What the heartbeats say of the addresses changed: the template is rebuilt.
+    entries_dirty: bool,
     /// When a send error on a destination was last logged.
     send_errors: HashMap<SocketAddr, Instant>,
     /// Per destination: datagrams sent, failed, and the latest failure.
@@ -66,11 +81,33 @@ impl Heartbeatd {
             .map_err(|e| StartError::config(format!("FAILOVER_SECRET_FILE: {e}")))?;
         rt.udp
             .open_sender(settings.bcast_ips.iter().any(IpAddr::is_ipv6))?;
+        let aliases = resolve_aliases(&settings).map_err(StartError::config)?;
+        let mut held = Vec::new();
+        if !aliases.is_empty() {
+            rt.addresses.open()?;
+            rt.addresses.set(aliases.clone());
+            for p in &aliases {
+                match rt.addresses.holds_now(p) {
+                    Ok(true) => {
+                        rt.addresses.mark_held(p.addr, true);
+                        held.push(p.addr);
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(StartError::other(&format!("reading {}", p.iface), e)),
+                }
+            }
+            for e in rt.conflicts.watch(&watched(&aliases)) {
+                log::warn!("{e}: heartbeatd cannot check whether another host answers for it");
+            }
+            rt.addresses
+                .follow("a service address removed by hand is not added again")?;
+        }
         let now = Instant::now();
         let hostname = rt.hostname().to_string();
+        let config = sender_config(&settings, &aliases);
         let mut hb = Heartbeatd {
             receiver: Receiver::new(key.clone(), None),
-            sender: Sender::new(now, settings.interval),
+            sender: Sender::new(now, config, daemon::random_u64(), &held),
             config_path,
             settings,
             key,
@@ -78,21 +115,32 @@ impl Heartbeatd {
             identity: Vec::new(),
             identity_checked: now,
             template: Datagram {
-                kind: Kind::Heartbeat,
-                interval_ms: 0,
                 boot_id: daemon::random_boot_id(),
-                seq: 0,
-                time_ms: 0,
-                nonce: 0,
-                hostname: String::new(),
-                addrs: Vec::new(),
+                ..Datagram::new(Kind::Heartbeat)
             },
             out4: Vec::new(),
             out6: Vec::new(),
             released: Vec::new(),
+            aliases,
+            links: HashMap::new(),
+            macs: HashMap::new(),
+            links_checked: now,
+            entries_dirty: true,
             send_errors: HashMap::new(),
             sends: HashMap::new(),
         };
+        if !held.is_empty() {
+            log::info!(
+                "{} already on its interface at start: held, as before",
+                list(&held)
+            );
+        }
+        if !hb.sender.waiting_aliases().is_empty() {
+            log::info!(
+                "waiting for failoverd to say it holds none of {} before adding them",
+                list(&hb.sender.waiting_aliases())
+            );
+        }
         hb.refresh_identity(&rt, now);
         log::info!(
             "heartbeatd {} sending every {} to {} (UDP {}) as {} [{}]; {}",
@@ -121,21 +169,192 @@ impl Heartbeatd {
     }
 
     fn feed(&mut self, rt: &mut Runtime, now: Instant, event: SenderEvent) {
-        for action in self.sender.handle(now, event) {
-            match action {
-                SenderAction::SendHeartbeat => self.send_all(rt, now, Kind::Heartbeat),
-                SenderAction::SendGoodbye => self.send_all(rt, now, Kind::Goodbye),
-                SenderAction::Announce => {
-                    let targets = self
-                        .addresses_to_announce()
-                        .into_iter()
-                        .map(|l| (l.iface, l.addr))
-                        .collect();
-                    rt.announce(RoundId::Own, now, targets, None);
+        if event != SenderEvent::Tick {
+            self.entries_dirty = true;
+        }
+        let mut queue = std::collections::VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            for action in self.sender.handle(now, event) {
+                match action {
+                    SenderAction::SendHeartbeat => self.send_all(rt, now, Kind::Heartbeat),
+                    SenderAction::SendGoodbye => self.send_all(rt, now, Kind::Goodbye),
+                    SenderAction::Announce => {
+                        let targets = self
+                            .addresses_to_announce()
+                            .into_iter()
+                            .map(|l| (l.iface, l.addr))
+                            .collect();
+                        rt.announce(RoundId::Own, now, targets, None);
+                    }
+                    SenderAction::AnnounceAddrs(addrs) => {
+                        for p in self.aliases.iter().filter(|p| addrs.contains(&p.addr)) {
+                            rt.announce(
+                                RoundId::Address(p.addr),
+                                now,
+                                vec![(p.iface.clone(), p.addr)],
+                                None,
+                            );
+                        }
+                    }
+                    SenderAction::AddAliases(addrs) => {
+                        self.entries_dirty = true;
+                        let mut failed = Vec::new();
+                        for addr in addrs {
+                            if let Some(o) = rt.addresses.add(addr) {
+                                if o.result.is_err() {
+                                    failed.push(addr);
+                                }
+                            }
+                        }
+                        queue.push_back(SenderEvent::AliasesAdded { failed });
+                    }
+                    SenderAction::RemoveAliases(addrs) => {
+                        self.entries_dirty = true;
+                        for addr in &addrs {
+                            rt.announcements.stop(RoundId::Address(*addr));
+                            rt.addresses.remove(*addr);
+                        }
+                        queue.push_back(SenderEvent::AliasesRemoved);
+                    }
+                    SenderAction::Probe(_) => rt.conflicts.probe(),
+                    SenderAction::Notify(n) => self.notify(&n),
+                    SenderAction::Exit => rt.exit(),
                 }
-                SenderAction::Exit => rt.exit(),
             }
         }
+    }
+
+    /// What heartbeatd tells the administrator: its log.
+    fn notify(&self, notice: &SenderNotice) {
+        match notice {
+            SenderNotice::Waiting(addrs) => log::info!(
+                "waiting for failoverd to say it holds none of {} before adding them",
+                list(addrs)
+            ),
+            SenderNotice::Confirmed(addrs) => log::info!(
+                "failoverd holds none of {}: adding them",
+                list(addrs)
+            ),
+            SenderNotice::Unanswered(addrs) => log::warn!(
+                "failoverd said nothing for {} and nobody answers for {}: adding them",
+                ipfailover::settings::format_duration(self.sender.silence()),
+                list(addrs)
+            ),
+            SenderNotice::StillAnswers(addr, mac) => log::warn!(
+                "failoverd said nothing, but {addr} answers from {}: not adding it while it does \
+                 (is failoverd on the secondary stopped while its host holds it?)",
+                mac_text(mac)
+            ),
+            SenderNotice::Yielding(addrs, manual) => log::warn!(
+                "giving {} up: failoverd {}",
+                list(addrs),
+                if *manual {
+                    "holds it by an administrator's command (failoverctl release on the \
+                     secondary gives it back)"
+                } else {
+                    "found that nobody could reach it here, and takes it back"
+                }
+            ),
+            SenderNotice::Missing(addr) => {
+                log::warn!("{addr} vanished from its interface while held: adding it again")
+            }
+        }
+    }
+
+    /// Looks at the links (carrier) and MACs of the interfaces heartbeats speak of: what the
+    /// heartbeats say this host answers for follows the links.
+    fn check_links(&mut self, now: Instant) {
+        let every = self.sender.interval().max(LINK_CHECK_MIN);
+        if now < self.links_checked + every && !self.links.is_empty() {
+            return;
+        }
+        self.links_checked = now;
+        match interfaces::links_up() {
+            Ok(links) => {
+                for (iface, up) in &links {
+                    if self.links.get(iface) != Some(up) {
+                        self.entries_dirty = true;
+                        if self.links.contains_key(iface) {
+                            log::info!(
+                                "link {iface} is {}",
+                                if *up { "up" } else { "down: its addresses do not answer" }
+                            );
+                        }
+                    }
+                }
+                self.links = links;
+            }
+            Err(e) => log::debug!("reading the links' state: {e}"),
+        }
+    }
+
+    /// What every heartbeat says of this host's addresses: its identity (held while its link
+    /// is up), the service addresses (held, wanted), and the other addresses on the heartbeat
+    /// interfaces; at most [`wire::MAX_ADDRS`] go out, the rest is flagged as cut.
+    fn entries(&mut self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let up = |links: &HashMap<String, bool>, iface: &str| links.get(iface).copied().unwrap_or(true);
+        for l in self.identity.clone() {
+            let mac = self.mac(&l.iface);
+            let mut role = WireRole::IDENTITY;
+            if up(&self.links, &l.iface) {
+                role = role.with(WireRole::HOLDS);
+            }
+            out.push(Entry { addr: l.addr, role, mac });
+        }
+        for addr in self.identity_addrs() {
+            if !out.iter().any(|e: &Entry| e.addr == addr) {
+                out.push(Entry::new(addr, WireRole::IDENTITY.with(WireRole::HOLDS)));
+            }
+        }
+        for (addr, role) in self.sender.alias_entries() {
+            let iface = self
+                .aliases
+                .iter()
+                .find(|p| p.addr == addr)
+                .map(|p| p.iface.clone())
+                .unwrap_or_default();
+            let mut role = role.with(WireRole::MANAGED);
+            let mut mac = [0; 6];
+            if role.has(WireRole::HOLDS) {
+                if up(&self.links, &iface) {
+                    mac = self.mac(&iface);
+                } else {
+                    role = WireRole::MANAGED;
+                }
+            }
+            out.push(Entry { addr, role, mac });
+        }
+        // Other addresses on the heartbeat interfaces (a service alias added by hand): held.
+        if let Ok(all) = interfaces::local_addrs() {
+            let ifaces: Vec<String> = self.identity.iter().map(|l| l.iface.clone()).collect();
+            for l in all {
+                if l.addr.is_loopback()
+                    || is_link_local(l.addr)
+                    || !ifaces.contains(&l.iface)
+                    || out.iter().any(|e| e.addr == l.addr)
+                {
+                    continue;
+                }
+                let mut role = WireRole::NONE;
+                let mut mac = [0; 6];
+                if up(&self.links, &l.iface) {
+                    role = WireRole::HOLDS;
+                    mac = self.mac(&l.iface);
+                }
+                out.push(Entry { addr: l.addr, role, mac });
+            }
+        }
+        out
+    }
+
+    fn mac(&mut self, iface: &str) -> [u8; 6] {
+        if let Some(m) = self.macs.get(iface) {
+            return *m;
+        }
+        let m = interfaces::mac_address(iface).unwrap_or([0; 6]);
+        self.macs.insert(iface.to_string(), m);
+        m
     }
 
     fn identity_addrs(&self) -> Vec<IpAddr> {
@@ -212,11 +431,8 @@ impl Heartbeatd {
     /// look-up and on reload: the only times these change.
     fn prepare_outgoing(&mut self, rt: &Runtime) {
         self.template.hostname.clone_from(&self.hostname);
-        self.template.addrs = self
-            .identity_addrs()
-            .into_iter()
-            .take(wire::MAX_ADDRS)
-            .collect();
+        self.macs.clear();
+        self.entries_dirty = true;
         let port = self.settings.port;
         // Without an IPv6 socket (see reload), IPv6 destinations go to the IPv4 one, which
         // fails and says so in the log.
@@ -230,9 +446,21 @@ impl Heartbeatd {
     }
 
     fn send_all(&mut self, rt: &Runtime, now: Instant, kind: Kind) {
-        // Nothing is allocated here: at a 10 ms interval this runs a hundred times a second.
+        // What the heartbeats say of the addresses is rebuilt only when it changed; otherwise
+        // nothing is allocated here: at a 10 ms interval this runs a hundred times a second.
+        if self.entries_dirty {
+            self.entries_dirty = false;
+            self.template.entries = self.entries();
+        }
         let d = &mut self.template;
         d.kind = kind;
+        d.token = self.sender.token();
+        d.ack = self.sender.ack();
+        d.state = if kind == Kind::Goodbye && self.sender.stays_up() {
+            wire::STATE_STAYS_UP
+        } else {
+            0
+        };
         d.interval_ms = u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX);
         d.time_ms = daemon::wall_ms();
         d.nonce = self.sender.echo(now);
@@ -292,16 +520,47 @@ impl Heartbeatd {
         if settings.bcast_ips.iter().any(IpAddr::is_ipv6) && !rt.udp.has_v6() {
             log::warn!("SIGHUP: IPv6 destinations need a restart of heartbeatd");
         }
+        let aliases = match resolve_aliases(&settings) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("SIGHUP: {e}; keeping the old configuration");
+                return;
+            }
+        };
         self.receiver.set_key(key.clone());
         self.key = key;
-        let interval = settings.interval;
+        if aliases != self.aliases {
+            if !aliases.is_empty() {
+                if let Err(e) = rt.addresses.open() {
+                    log::error!("SIGHUP: {}; service addresses are not managed", e.message);
+                }
+            }
+            // What stays keeps its state; new ones start not held; dropped ones are removed
+            // by the sender first, so the runtime keeps them until then.
+            let mut all = aliases.clone();
+            for old in &self.aliases {
+                if !all.iter().any(|p| p.addr == old.addr) {
+                    all.push(old.clone());
+                }
+            }
+            let held: Vec<IpAddr> = self.sender.held_aliases();
+            rt.addresses.set(all.clone());
+            for a in held {
+                rt.addresses.mark_held(a, true);
+            }
+            for e in rt.conflicts.watch(&watched(&all)) {
+                log::warn!("{e}");
+            }
+            self.aliases = all;
+        }
+        let config = sender_config(&settings, &aliases);
         self.settings = settings;
         self.refresh_identity(rt, now);
         log::info!(
             "SIGHUP: configuration reloaded from {}",
             self.config_path.display()
         );
-        self.feed(rt, now, SenderEvent::Reconfigure { interval });
+        self.feed(rt, now, SenderEvent::Reconfigure(config));
     }
 }
 
@@ -323,17 +582,19 @@ impl Driver for Heartbeatd {
             .receiver
             .receive(data, src.ip(), now, daemon::wall_ms())
         {
-            Ok(Incoming::Released { addrs }) => {
-                log::info!(
-                    "{src} released {}: announcing our addresses",
-                    addrs
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                self.released = addrs;
-                self.feed(rt, now, SenderEvent::Released);
+            Ok(Incoming::Released { id, token, entries }) => {
+                let free: Vec<IpAddr> = entries
+                    .iter()
+                    .filter(|e| e.role == WireRole::NONE)
+                    .map(|e| e.addr)
+                    .collect();
+                if id != 0 && id != self.sender.ack() {
+                    log::info!("{src} released {}: announcing our addresses", list(&free));
+                } else {
+                    log::debug!("report from {src}: holds none of {}", list(&free));
+                }
+                self.released = free;
+                self.feed(rt, now, SenderEvent::Report { id, token, entries });
             }
             Ok(Incoming::Challenge { nonce }) => {
                 log::debug!("challenged by {src}: answering");
@@ -348,15 +609,47 @@ impl Driver for Heartbeatd {
         self.reload(rt, now);
     }
 
-    fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, _count: u32) {
-        log::info!("signal {signal}: saying goodbye");
-        self.feed(rt, now, SenderEvent::Shutdown);
+    fn handle_probe_answer(&mut self, rt: &mut Runtime, now: Instant, addr: IpAddr, mac: [u8; 6]) {
+        self.feed(rt, now, SenderEvent::ProbeAnswer { addr, mac });
+    }
+
+    fn handle_addresses_missing(&mut self, rt: &mut Runtime, now: Instant, missing: Vec<Missing>) {
+        for m in missing {
+            self.feed(rt, now, SenderEvent::AliasMissing { addr: m.addr });
+        }
+    }
+
+    fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
+        if count > 1 {
+            log::warn!("second stop signal: removing the service addresses and exiting at once");
+            for p in self.sender.held_aliases() {
+                rt.addresses.remove(p);
+            }
+            rt.exit();
+            return;
+        }
+        let stays_up = !daemon::host_going_down();
+        if self.aliases.is_empty() {
+            log::info!("signal {signal}: saying goodbye");
+        } else {
+            log::info!("signal {signal}: removing the service addresses, then saying goodbye");
+        }
+        log::info!(
+            "{}",
+            if stays_up {
+                "the goodbye says only heartbeatd stops: the host's own addresses stay here"
+            } else {
+                "the goodbye says the host is going down"
+            }
+        );
+        self.feed(rt, now, SenderEvent::Shutdown { stays_up });
     }
 
     fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {
         if now >= self.identity_checked + IDENTITY_REFRESH {
             self.refresh_identity(rt, now);
         }
+        self.check_links(now);
         self.feed(rt, now, SenderEvent::Tick);
     }
 
@@ -376,6 +669,31 @@ impl Driver for Heartbeatd {
             .map(|d| SocketAddr::new(*d, self.settings.port).to_string())
             .collect();
         s.counters.sent = self.sender.heartbeats_sent();
+        let held = self.sender.held_aliases();
+        let waiting = self.sender.waiting_aliases();
+        s.service_addresses = self
+            .aliases
+            .iter()
+            .filter(|p| self.settings.ip_pairs.iter().any(|a| a.addr == p.addr))
+            .map(|p| ServiceAddressStatus {
+                interface: p.iface.clone(),
+                address: p.addr.to_string(),
+                prefix: p.prefix,
+                state: if held.contains(&p.addr) {
+                    "held"
+                } else if waiting.contains(&p.addr) {
+                    "waiting"
+                } else {
+                    "changing"
+                }
+                .to_string(),
+                error: rt
+                    .addresses
+                    .get(p.addr)
+                    .and_then(|e| e.error())
+                    .map(str::to_string),
+            })
+            .collect();
         s.sends = s
             .destinations
             .iter()
@@ -383,4 +701,50 @@ impl Driver for Heartbeatd {
             .filter_map(|d| self.sends.get(&d).cloned())
             .collect();
     }
+}
+
+/// The service addresses of `FAILOVER_IP_PAIRS`, their interfaces checked.
+fn resolve_aliases(settings: &Settings) -> Result<Vec<ResolvedPair>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in &settings.ip_pairs {
+        match addrs::resolve_as(p, "FAILOVER_IP_PAIRS") {
+            Ok(r) => out.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{}: {}",
+            settings.source.display(),
+            errors.join("; ")
+        ))
+    }
+}
+
+fn sender_config(settings: &Settings, aliases: &[ResolvedPair]) -> SenderConfig {
+    SenderConfig {
+        interval: settings.interval,
+        aliases: aliases.iter().map(|p| p.addr).collect(),
+        announce_refresh: settings.announce_refresh,
+    }
+}
+
+/// What the conflict watch watches: each service address on its interface.
+fn watched(pairs: &[ResolvedPair]) -> Vec<(String, IpAddr)> {
+    pairs.iter().map(|p| (p.iface.clone(), p.addr)).collect()
+}
+
+/// Addresses, comma-separated; "none".
+fn list(addrs: &[IpAddr]) -> String {
+    if addrs.is_empty() {
+        return "none".to_string();
+    }
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -358,3 +358,42 @@ pub fn random_u64() -> u64 {
     }
     u64::from_ne_bytes(b)
 }
+
+/// Whether this host is shutting down, as heartbeatd's goodbye tells failoverd: the service
+/// manager says so. With systemd, `systemctl is-system-running` prints `stopping` during a
+/// shutdown or reboot. Without systemd (or when it does not answer within a second) we cannot
+/// tell, and say the host stays up: failoverd then takes the primary's own address only once
+/// it stops answering, which is slower but never makes two holders (docs/handover.md).
+pub fn host_going_down() -> bool {
+    use std::process::{Command, Stdio};
+    let child = Command::new("systemctl")
+        .arg("is-system-running")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => {
+                // Our own child, found hung: ended and reaped.
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.take(256).read_to_string(&mut out);
+    }
+    out.trim() == "stopping"
+}

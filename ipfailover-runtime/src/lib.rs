@@ -175,6 +175,12 @@ pub trait Driver {
     /// [`Driver::received`]), hook and mail counters, and the addresses.
     fn fill_status(&mut self, rt: &mut Runtime, now: Instant);
 
+    /// Who answers for one of the addresses the runtime keeps, as the status file shows it
+    /// (`here`, `peer`, `nobody`...), if the driver can tell.
+    fn address_holder(&self, _addr: IpAddr, _now: Instant) -> Option<&'static str> {
+        None
+    }
+
     /// At exit, once the hooks are stopped and before mail gets its grace.
     fn finish(&mut self, _rt: &mut Runtime) {}
 }
@@ -419,6 +425,9 @@ impl Runtime {
                 address: e.pair().addr.to_string(),
                 prefix: e.pair().prefix,
                 held: e.held(),
+                holder: driver
+                    .address_holder(e.pair().addr, now)
+                    .map(str::to_string),
                 error: e.error().map(ToString::to_string),
             })
             .collect();

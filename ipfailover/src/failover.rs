@@ -1192,7 +1192,7 @@ impl Failover {
             Event::Shutdown => {
                 self.stop_requested = true;
             }
-            Event::Reconfigure(config) => self.reconfigure(now, config),
+            Event::Reconfigure(config) => self.reconfigure(now, config, &mut out),
             Event::Command(c) => self.handle_command(now, c, &mut out),
         }
         self.judge(now, &mut out);
@@ -2802,7 +2802,7 @@ impl Failover {
 
     // ----- Reload -----
 
-    fn reconfigure(&mut self, now: Instant, config: Config) {
+    fn reconfigure(&mut self, now: Instant, config: Config, out: &mut Vec<Action>) {
         let peer_changed = config.peer != self.config.peer;
         if peer_changed || config.key_changed {
             // Until the peer has proved itself again with the new key or address, its silence
@@ -2821,6 +2821,7 @@ impl Failover {
             self.pending = Some(config);
         } else {
             self.apply(now, config);
+            out.push(Action::Reconfigured);
         }
     }
 

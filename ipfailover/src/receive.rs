@@ -163,6 +163,8 @@ pub struct Receiver {
     counters: Counters,
     /// The peer's wall clock minus ours, at its latest accepted datagram.
     clock_offset_ms: Option<i64>,
+    /// The host name in the peer's latest accepted datagram, printable characters only.
+    peer_hostname: Option<String>,
 }
 
 impl Receiver {
@@ -177,6 +179,7 @@ impl Receiver {
             fresh: Freshness::default(),
             counters: Counters::default(),
             clock_offset_ms: None,
+            peer_hostname: None,
         }
     }
 
@@ -194,6 +197,7 @@ impl Receiver {
         if peer != self.peer {
             self.fresh = Freshness::default();
             self.clock_offset_ms = None;
+            self.peer_hostname = None;
         }
         self.peer = peer;
     }
@@ -207,6 +211,12 @@ impl Receiver {
     /// never a reason to drop.
     pub fn peer_clock_offset_ms(&self) -> Option<i64> {
         self.clock_offset_ms
+    }
+
+    /// The peer's host name, as its latest accepted datagram gave it (control characters
+    /// dropped: it ends up in logs, mail subjects and terminals).
+    pub fn peer_hostname(&self) -> Option<&str> {
+        self.peer_hostname.as_deref()
     }
 
     /// Whether the peer's current boot has proved itself fresh (always true without a secret,
@@ -308,6 +318,10 @@ impl Receiver {
             self.replay.check(&d).map_err(Rejected::Invalid)?;
         }
         self.clock_offset_ms = Some(clock_offset(d.time_ms, wall_ms));
+        if self.peer_hostname.as_deref() != Some(d.hostname.as_str()) {
+            let clean: String = d.hostname.chars().filter(|c| !c.is_control()).collect();
+            self.peer_hostname = (!clean.is_empty()).then_some(clean);
+        }
         Ok(match d.kind {
             Kind::Goodbye => Incoming::Goodbye {
                 boot: d.boot_id,

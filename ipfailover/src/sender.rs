@@ -222,13 +222,19 @@ pub struct Sender {
 
 impl Sender {
     /// A sender whose first heartbeat is due at `now`; `seed` (random) seeds its wait tokens.
-    pub fn new(now: Instant, config: SenderConfig, seed: u64) -> Sender {
-        let aliases = config
+    /// The service addresses in `held_at_start` are on their interfaces already (heartbeatd
+    /// was killed without removing them): they are ours, and say so; the others wait.
+    pub fn new(now: Instant, config: SenderConfig, seed: u64, held_at_start: &[IpAddr]) -> Sender {
+        let aliases: Vec<Alias> = config
             .aliases
             .iter()
             .map(|&addr| Alias {
                 addr,
-                state: AliasState::Waiting,
+                state: if held_at_start.contains(&addr) {
+                    AliasState::Held
+                } else {
+                    AliasState::Waiting
+                },
                 retry_at: None,
             })
             .collect();
@@ -255,7 +261,7 @@ impl Sender {
             answers: Answers::new(),
             busy: false,
         };
-        if !s.aliases.is_empty() {
+        if s.aliases.iter().any(|a| a.state == AliasState::Waiting) {
             s.start_waiting(now);
         }
         s

@@ -22,7 +22,7 @@ fn main() {
         eprintln!("usage: ipfo-floor INTERVAL_MS DESTINATION...");
         std::process::exit(64);
     };
-    let addrs = interfaces::addrs_for_destinations(&dests)
+    let addrs: Vec<IpAddr> = interfaces::addrs_for_destinations(&dests)
         .unwrap_or_default()
         .into_iter()
         .map(|l| l.addr)
@@ -36,14 +36,14 @@ fn main() {
         .map(|d| udp::Outgoing::new(SocketAddr::new(*d, DEFAULT_PORT)))
         .collect();
     let mut d = Datagram {
-        kind: Kind::Heartbeat,
         interval_ms: u32::try_from(interval_ms).unwrap_or(u32::MAX),
         boot_id: daemon::random_boot_id(),
-        seq: 0,
-        time_ms: 0,
-        nonce: 0,
         hostname: daemon::hostname(),
-        addrs,
+        entries: addrs
+            .into_iter()
+            .map(|a| wire::Entry::new(a, wire::Role::IDENTITY.with(wire::Role::HOLDS)))
+            .collect(),
+        ..Datagram::new(Kind::Heartbeat)
     };
     let interval = Duration::from_millis(interval_ms);
     let mut next = Instant::now();

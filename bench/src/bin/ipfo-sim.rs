@@ -52,14 +52,15 @@ impl World {
         let config = Config {
             timeout: Some(Duration::from_nanos(timeout_ns)),
             release_after: 3,
-            // No address: the probes before a takeover go unanswered, so what is counted is
-            // the heartbeats' own false timeouts (a live peer would also answer the probe).
-            taken_over: Vec::new(),
+            // One address nobody answers for: the probes before a takeover go unanswered, so
+            // what is counted is the heartbeats' own false timeouts (a live peer would also
+            // answer the probe).
+            taken_over: vec!["198.51.100.10".parse().unwrap_or(LINKS[0])],
             ..Config::default()
         };
         World {
             t0,
-            core: Failover::new(t0, config, false),
+            core: Failover::new(t0, config, &[], 1),
             takeovers: 0,
             acquired_at: None,
         }
@@ -83,8 +84,12 @@ impl World {
                     Action::RunHooks { phase, .. } => {
                         queue.push(Event::HooksDone { phase, ok: true })
                     }
-                    Action::AddAddresses => queue.push(Event::AddressesAdded { ok: true }),
-                    Action::RemoveAddresses => queue.push(Event::AddressesRemoved { ok: true }),
+                    Action::AddAddresses(_) => {
+                        queue.push(Event::AddressesAdded { failed: Vec::new() })
+                    }
+                    Action::RemoveAddresses(_) => {
+                        queue.push(Event::AddressesRemoved { failed: Vec::new() })
+                    }
                     Action::Transition {
                         to: State::Acquired,
                         from: State::Acquiring(_),
@@ -150,6 +155,10 @@ fn deliver(w: &mut World, heap: &mut BinaryHeap<Reverse<(u64, usize)>>, until: u
                 link: LINKS[link],
                 interval: Some(Duration::from_nanos(INTERVAL_NS)),
                 via: None,
+                boot: 1,
+                // Heartbeats that say nothing of the addresses: the release count gives them
+                // back, and the timeouts are what is measured.
+                report: None,
             },
         );
     }

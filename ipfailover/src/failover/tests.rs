@@ -1745,6 +1745,10 @@ fn a_new_peer_is_watched_from_scratch() {
     sim.feed(Event::Reconfigure(config));
     assert!(sim.core.links().is_empty(), "the old peer's links are gone");
     assert_eq!(sim.count(|a| *a == Action::Reconfigured), 1);
+    let mut same = sim.core.config().clone();
+    same.timeout = Some(ms(400));
+    sim.feed(Event::Reconfigure(same));
+    assert_eq!(sim.count(|a| *a == Action::Reconfigured), 2, "at once when nothing is held");
     sim.claims = Some(vec![Entry::identity(other, PEER_MAC)]);
     sim.beat(&[other], ms(100), ms(3000));
     assert_eq!(sim.core.links().len(), 1);

@@ -39,7 +39,7 @@ fn report(role: Role) -> SenderEvent {
 #[test]
 fn announces_then_sends_at_start_and_stays_on_the_grid() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1);
+    let mut s = Sender::new(t0, cfg(100), 1, &[]);
     assert_eq!(
         s.handle(t0, SenderEvent::Tick),
         vec![SenderAction::Announce, SenderAction::SendHeartbeat]
@@ -59,7 +59,7 @@ fn announces_then_sends_at_start_and_stays_on_the_grid() {
 #[test]
 fn ten_thousand_intervals_do_not_drift() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(10), 1);
+    let mut s = Sender::new(t0, cfg(10), 1, &[]);
     let mut now = t0;
     let mut x = 7u64;
     for _ in 0..10_000 {
@@ -76,7 +76,7 @@ fn ten_thousand_intervals_do_not_drift() {
 #[test]
 fn a_stall_sends_once_announces_and_rejoins_the_grid() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1);
+    let mut s = Sender::new(t0, cfg(100), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     // Paused for 5.05 s: the LAN may have moved on, so the addresses are announced again.
     let out = s.handle(t0 + ms(5150), SenderEvent::Tick);
@@ -99,7 +99,7 @@ fn a_configured_refresh_announces_periodically() {
         announce_refresh: Some(ms(1000)),
         ..cfg(100)
     };
-    let mut s = Sender::new(t0, config, 1);
+    let mut s = Sender::new(t0, config, 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     let mut announced = Vec::new();
     let mut now = t0;
@@ -115,7 +115,7 @@ fn a_configured_refresh_announces_periodically() {
 #[test]
 fn shutdown_says_goodbye_at_least_twice_then_exits() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1);
+    let mut s = Sender::new(t0, cfg(100), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     let out = s.handle(t0 + ms(30), SenderEvent::Shutdown { stays_up: false });
     assert_eq!(
@@ -134,7 +134,7 @@ fn shutdown_says_goodbye_at_least_twice_then_exits() {
 #[test]
 fn a_release_is_acknowledged_and_announced_rate_limited() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(1000), 1);
+    let mut s = Sender::new(t0, cfg(1000), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     let released = |id| SenderEvent::Report {
         id,
@@ -164,7 +164,7 @@ fn a_release_is_acknowledged_and_announced_rate_limited() {
 #[test]
 fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1);
+    let mut s = Sender::new(t0, cfg(100), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     assert_eq!(s.echo(t0), 0);
     let out = s.handle(t0 + ms(30), SenderEvent::Challenged { nonce: 42 });
@@ -186,7 +186,7 @@ fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
         "echoed for 1 s (3 intervals are less)"
     );
     // With a long interval, for three intervals.
-    let mut s = Sender::new(t0, cfg(5000), 1);
+    let mut s = Sender::new(t0, cfg(5000), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, SenderEvent::Challenged { nonce: 7 });
     assert_eq!(s.echo(t0 + ms(14_999)), 7);
@@ -196,7 +196,7 @@ fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
 #[test]
 fn reconfigure_announces_and_takes_the_new_interval() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(1000), 1);
+    let mut s = Sender::new(t0, cfg(1000), 1, &[]);
     s.handle(t0, SenderEvent::Tick);
     let out = s.handle(t0 + ms(300), SenderEvent::Reconfigure(cfg(100)));
     // The new interval starts with a heartbeat at once.
@@ -213,7 +213,7 @@ fn reconfigure_announces_and_takes_the_new_interval() {
 #[test]
 fn a_service_address_is_added_only_once_failoverd_confirms_it_holds_none() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     let out = s.handle(t0, SenderEvent::Tick);
     assert!(!out.iter().any(|a| matches!(a, SenderAction::AddAliases(_))));
     let token = s.token();
@@ -248,7 +248,7 @@ fn a_service_address_is_added_only_once_failoverd_confirms_it_holds_none() {
 #[test]
 fn a_silent_failoverd_gets_a_probe_round_and_what_nobody_answers_is_added() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     let mut now = t0;
     let mut probes = 0;
@@ -275,7 +275,7 @@ fn a_silent_failoverd_gets_a_probe_round_and_what_nobody_answers_is_added() {
 #[test]
 fn an_answered_probe_keeps_the_address_waiting() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     let mut now = t0;
     let mut notices = Vec::new();
@@ -303,7 +303,7 @@ fn an_answered_probe_keeps_the_address_waiting() {
 #[test]
 fn reports_keep_a_wait_from_turning_into_a_probe() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     // failoverd holds it and says so every interval (it runs its release hooks).
     let mut now = t0;
@@ -326,7 +326,7 @@ fn reports_keep_a_wait_from_turning_into_a_probe() {
 fn an_address_failoverd_holds_by_hand_or_asks_back_is_given_up_then_waited_for() {
     for role in [Role::HOLDS.with(Role::MANUAL), Role::WANTS] {
         let t0 = Instant::now();
-        let mut s = Sender::new(t0, with_alias(100), 9);
+        let mut s = Sender::new(t0, with_alias(100), 9, &[]);
         s.handle(t0, SenderEvent::Tick);
         let first = s.token();
         s.handle(t0, free(first, 0));
@@ -350,7 +350,7 @@ fn an_address_failoverd_holds_by_hand_or_asks_back_is_given_up_then_waited_for()
 #[test]
 fn shutdown_removes_the_service_addresses_before_the_goodbyes() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, free(s.token(), 0));
     s.handle(t0, SenderEvent::AliasesAdded { failed: vec![] });
@@ -375,7 +375,7 @@ fn shutdown_removes_the_service_addresses_before_the_goodbyes() {
 #[test]
 fn a_vanished_or_failed_service_address_is_added_again() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9);
+    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, free(s.token(), 0));
     // The add fails: retried a second later.
@@ -395,7 +395,7 @@ fn a_vanished_or_failed_service_address_is_added_again() {
 #[test]
 fn a_reload_adds_new_service_addresses_by_agreement_and_removes_dropped_ones() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 9);
+    let mut s = Sender::new(t0, cfg(100), 9, &[]);
     s.handle(t0, SenderEvent::Tick);
     assert_eq!(s.token(), 0);
     let out = s.handle(t0 + ms(10), SenderEvent::Reconfigure(with_alias(100)));
@@ -407,4 +407,14 @@ fn a_reload_adds_new_service_addresses_by_agreement_and_removes_dropped_ones() {
     assert!(out.contains(&SenderAction::RemoveAliases(vec![alias()])), "{out:?}");
     s.handle(t0 + ms(31), SenderEvent::AliasesRemoved);
     assert!(s.alias_entries().is_empty(), "forgotten once removed");
+}
+
+#[test]
+fn a_service_address_found_on_its_interface_at_start_is_ours_at_once() {
+    let t0 = Instant::now();
+    let mut s = Sender::new(t0, with_alias(100), 9, &[alias()]);
+    assert_eq!(s.token(), 0, "nothing to wait for");
+    assert_eq!(s.alias_entries(), vec![(alias(), Role::HOLDS)]);
+    let out = s.handle(t0, SenderEvent::Tick);
+    assert!(!out.iter().any(|a| matches!(a, SenderAction::Probe(_) | SenderAction::AddAliases(_))));
 }

@@ -169,19 +169,14 @@ fn crowd(secret: &str, n: u8, target: SocketAddr, seconds: f64) {
     let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
     let mut hosts: Vec<wire::Datagram> = (0..n)
         .map(|i| wire::Datagram {
-            kind: wire::Kind::Heartbeat,
             interval_ms: 100,
             boot_id: 0x1000 + u64::from(i),
-            seq: 0,
-            time_ms: 0,
-            nonce: 0,
             hostname: format!("other-{i}"),
-            addrs: vec![std::net::IpAddr::from([
-                198,
-                51,
-                100,
-                101u8.saturating_add(i),
-            ])],
+            entries: vec![wire::Entry::identity(
+                std::net::IpAddr::from([198, 51, 100, 101u8.saturating_add(i)]),
+                [0; 6],
+            )],
+            ..wire::Datagram::new(wire::Kind::Heartbeat)
         })
         .collect();
     let end = Instant::now() + Duration::from_secs_f64(seconds);
@@ -201,14 +196,11 @@ fn crowd(secret: &str, n: u8, target: SocketAddr, seconds: f64) {
 fn beat(interval_ms: u32, peer: std::net::IpAddr, target: SocketAddr, seconds: f64) {
     let out = UdpSocket::bind("0.0.0.0:0").expect("sending socket");
     let mut d = wire::Datagram {
-        kind: wire::Kind::Heartbeat,
         interval_ms,
         boot_id: 0x0bad_0bad,
-        seq: 0,
-        time_ms: 0,
-        nonce: 0,
         hostname: "impostor".into(),
-        addrs: vec![peer],
+        entries: vec![wire::Entry::identity(peer, [0; 6])],
+        ..wire::Datagram::new(wire::Kind::Heartbeat)
     };
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut sent = 0u64;
