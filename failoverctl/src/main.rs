@@ -2,16 +2,8 @@
 //! keep in `FAILOVER_STATE_DIR` and says, as text, JSON or an HTML page, whether the pair is
 //! healthy; `check-config` validates a configuration file as the daemons' `-t` would.
 //!
-//! Exit codes of `status` (monitoring systems read them; also in `failoverctl --help`):
-//!
-//! | code | meaning |
-//! |---|---|
-//! | 0 | healthy |
-//! | 1 | degraded: one of two status files stale, failoverd in boot grace, a link lost or silent while monitoring, heartbeatd stopped |
-//! | 2 | failed over (failoverd acquiring, holding or releasing the peer's address) or down (no status file, or all stale) |
-//! | 64 | usage error |
-//! | 73 | the `--html` page could not be written |
-//! | 78 | configuration error (`check-config` found problems, or the settings cannot be read) |
+//! Exit codes: one table for the three programs, `ipfailover_os::daemon::exit::TABLE`
+//! (docs/exit-codes.md), whose rows for failoverctl `--help` lists.
 //!
 //! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`]) are pure functions
 //! of what was read ([`observe::Seen`]) and the time; this file does the reading and writing.
@@ -36,25 +28,15 @@ use ipfailover_os::daemon::{self, exit, CommonArgs};
 use crate::observe::Seen;
 use ipfailover_os::control::Request;
 
-/// The --html page could not be written (EX_CANTCREAT).
-const EXIT_CANTCREAT: i32 = 73;
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0   healthy: every status file is fresh, failoverd monitors with every link up,
-      heartbeatd sends
-  1   degraded: one of the two status files is stale; failoverd is in its boot grace, or
-      monitors while a link is lost or silent (or has heard no heartbeat yet); heartbeatd
-      (or failoverd) has stopped
-  2   failed over or down: failoverd is acquiring, holds or is releasing the peer's
-      address; or there is no status file; or every status file is stale
-  64  usage error
-  73  the --html page could not be written
-  78  configuration error: check-config found problems, or the settings that name the
-      state directory cannot be read
-
+/// What `--help` adds to the exit codes of [`exit::TABLE`]: how `status` judges staleness.
+const STALE_NOTE: &str = "\
 A status file is stale when it was last written more than max(3 x refresh_ms, 15 s) ago, or
 when it names this host and its process no longer exists.";
+
+/// The exit codes, then the staleness rule: `--help` of failoverctl and of `status`.
+fn long_help() -> String {
+    format!("{}\n{STALE_NOTE}", exit::help("failoverctl"))
+}
 
 /// Shows the state of the local ipfailover daemons, and checks configuration files.
 #[derive(Debug, Parser)]
@@ -65,9 +47,8 @@ when it names this host and its process no longer exists.";
     long_about = "Shows the state of the local ipfailover daemons (heartbeatd, failoverd) from \
                   the status files they keep in FAILOVER_STATE_DIR, as text, JSON or an HTML \
                   page, and checks configuration files.\n\nWithout a command, runs `status`.",
-    after_help = "Exit codes: 0 healthy, 1 degraded, 2 failed over or down, 64 usage, \
-                  78 configuration error (--help says more).",
-    after_long_help = EXIT_CODES
+    after_help = exit::help("failoverctl"),
+    after_long_help = long_help()
 )]
 struct Args {
     #[command(flatten)]
@@ -80,7 +61,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the daemons' state from their status files (the default command)
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = long_help())]
     Status(StatusArgs),
     /// Validate the configuration file as the daemons' -t does, print the effective settings;
     /// exit 0, or 78 naming every problem (same as -t)
@@ -329,7 +310,7 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
         let page = html::render_html(&seen, &health, now_ms);
         if let Err(e) = ipfailover_os::safe_fs::write_atomic(file, page.as_bytes(), 0o644) {
             eprintln!("failoverctl: cannot write {}: {e}", file.display());
-            code = EXIT_CANTCREAT;
+            code = exit::CANTCREAT;
         }
     }
     if args.json {
@@ -339,11 +320,6 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
     }
     code
 }
-
-/// failoverd is not running, or has no control socket (EX_UNAVAILABLE).
-const EXIT_UNAVAILABLE: i32 = 69;
-/// Not allowed to command failoverd (EX_NOPERM).
-const EXIT_NOPERM: i32 = 77;
 
 /// `--for`: a duration as the settings write them (`10m`, `1h30m`, `90s`), in ms.
 fn parse_for(text: &str) -> Result<u64, String> {
@@ -374,7 +350,7 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
         Ok(Err(message)) => {
             eprintln!("failoverctl: {message}");
             if message.starts_with("refused: only uid") {
-                EXIT_NOPERM
+                exit::NOPERM
             } else {
                 exit::FAILURE
             }
@@ -387,7 +363,7 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
                         "failoverctl: {}: {e}: only failoverd's own user (root) may command it",
                         socket.display()
                     );
-                    EXIT_NOPERM
+                    exit::NOPERM
                 }
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     eprintln!(
@@ -395,11 +371,11 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
                          this FAILOVER_STATE_DIR? (A group member takes no commands.)",
                         socket.display()
                     );
-                    EXIT_UNAVAILABLE
+                    exit::UNAVAILABLE
                 }
                 _ => {
                     eprintln!("failoverctl: {}: {e}", socket.display());
-                    EXIT_UNAVAILABLE
+                    exit::UNAVAILABLE
                 }
             }
         }
@@ -424,7 +400,7 @@ fn metrics(common: &CommonArgs, args: &MetricsArgs) -> i32 {
             Ok(()) => exit::OK,
             Err(e) => {
                 eprintln!("failoverctl: cannot write {}: {e}", file.display());
-                EXIT_CANTCREAT
+                exit::CANTCREAT
             }
         },
         None => {

@@ -209,3 +209,32 @@ fn options_work_before_and_after_the_command() {
     }
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Every exit code a program can return is in its --help (and -h), as docs/exit-codes.md
+/// lists them: the daemons' 75 (state directory in use) too.
+#[test]
+fn each_programs_help_lists_its_exit_codes() {
+    let cases: &[(&str, &[i32])] = &[
+        ("heartbeatd", &[0, 1, 64, 75, 78]),
+        ("failoverd", &[0, 1, 64, 75, 78]),
+        ("failoverctl", &[0, 1, 2, 64, 69, 73, 77, 78]),
+    ];
+    for (program, codes) in cases {
+        for flag in ["--help", "-h"] {
+            let out = run(program, &[flag]);
+            assert!(out.status.success(), "{program} {flag}: {}", text(&out));
+            let help = String::from_utf8_lossy(&out.stdout);
+            let block = help
+                .split("Exit codes:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{program} {flag}: no exit codes\n{help}"));
+            let listed: Vec<i32> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("  ")?.split(' ').next()?.parse().ok())
+                .collect();
+            let mut unique = listed.clone();
+            unique.dedup();
+            assert_eq!(&unique, codes, "{program} {flag}:\n{block}");
+        }
+    }
+}
