@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use ipfailover::settings::{load_secret, Role, Settings};
+use ipfailover::settings::Role;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::interfaces::{self, LocalAddr};
 
@@ -193,15 +193,13 @@ pub fn init(mut o: InitOptions) -> i32 {
         return exit::FAILURE;
     }
     // The same check as `-t`.
-    match Settings::load(&o.output, role) {
-        Ok(s) => {
-            if let Some(f) = &s.secret_file {
-                if let Err(e) = load_secret(f, daemon::euid()) {
-                    eprintln!("failoverctl init: {e}");
-                    return exit::CONFIG;
-                }
+    let roles = [role];
+    match ipfailover_os::check::check_file(&o.output, &roles) {
+        Ok(checked) => {
+            print!("{}", checked.settings.render());
+            for line in &checked.notes {
+                println!("{line}");
             }
-            print!("{}", s.render());
             eprintln!(
                 "failoverctl init: wrote {} ({}); copy {} to the other host (mode 0600)",
                 o.output.display(),
@@ -215,10 +213,8 @@ pub fn init(mut o: InitOptions) -> i32 {
             exit::OK
         }
         Err(errors) => {
-            eprintln!(
-                "{errors}\nfailoverctl init: {} is not valid",
-                o.output.display()
-            );
+            eprintln!("{errors}");
+            eprintln!("{}", ipfailover_os::check::not_valid(&o.output, &roles));
             exit::CONFIG
         }
     }

@@ -22,7 +22,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Settings};
+use ipfailover::settings::{Role, Settings};
+use ipfailover_os::check;
 use ipfailover_os::daemon::{self, exit, CommonArgs};
 
 use crate::observe::Seen;
@@ -501,19 +502,12 @@ fn roles_in_text(text: &str) -> Vec<Role> {
     roles
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Heartbeatd => "heartbeatd",
-        Role::Failoverd => "failoverd",
-        Role::Ctl => "failoverctl",
-    }
-}
-
+/// `check-config` (and `-t`): the daemons' own check ([`ipfailover_os::check`]), for the
+/// daemons whose keys the file sets.
 fn check_config(common: &CommonArgs) -> i32 {
     let path = common.config_path();
-    let as_ctl = Settings::load(&path, Role::Ctl);
-    let mut roles = match &as_ctl {
-        Ok(settings) => roles_of(settings),
+    let mut roles = match Settings::load(&path, Role::Ctl) {
+        Ok(settings) => roles_of(&settings),
         Err(errors) => {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let mut roles = roles_in_text(&text);
@@ -535,80 +529,28 @@ fn check_config(common: &CommonArgs) -> i32 {
         Role::Failoverd => 1,
         Role::Ctl => 2,
     });
-    let names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
-    let for_whom = if names.is_empty() {
-        String::new()
-    } else {
-        format!(" for {}", names.join(" and "))
-    };
-
-    let mut settings = None;
-    let mut errors: Vec<ConfigError> = Vec::new();
-    let loads = if roles.is_empty() {
-        vec![as_ctl]
-    } else {
-        roles.iter().map(|r| Settings::load(&path, *r)).collect()
-    };
-    for loaded in loads {
-        match loaded {
-            Ok(s) => {
-                settings.get_or_insert(s);
-            }
-            Err(ConfigErrors(list)) => {
-                for e in list {
-                    if !errors.contains(&e) {
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-    }
-    let mut mail_line = None;
-    if let (true, Some(s)) = (errors.is_empty(), &settings) {
-        if roles.contains(&Role::Failoverd) {
-            match daemon::check_mail(s) {
-                Ok(line) => mail_line = line,
-                Err(e) => errors.push(ConfigError {
-                    file: path.clone(),
-                    line: None,
-                    key: Some("FAILOVER_EMAIL_FROM".to_string()),
-                    message: e,
-                }),
-            }
-        }
-        if let Some(file) = &s.secret_file {
-            if let Err(e) = load_secret(file, daemon::euid()) {
-                errors.push(ConfigError {
-                    file: path.clone(),
-                    line: None,
-                    key: Some("FAILOVER_SECRET_FILE".to_string()),
-                    message: e,
-                });
-            }
-        }
-    }
-    match settings {
-        Some(s) if errors.is_empty() => {
-            for w in &s.warnings {
+    match check::check_file(&path, &roles) {
+        Ok(checked) => {
+            for w in &checked.settings.warnings {
                 log::warn!("{w}");
             }
-            print(&s.render());
-            if let Some(line) = mail_line {
+            print(&checked.settings.render());
+            for line in &checked.notes {
                 print(&format!("{line}\n"));
             }
-            if names.is_empty() {
+            if roles.is_empty() {
                 print(
                     "# valid, but for neither daemon: it sets neither FAILOVER_BCAST_IPS \
                      (heartbeatd) nor FAILOVER_PEER_IP (failoverd)\n",
                 );
             } else {
-                print(&format!("# valid{for_whom}\n"));
+                print(&format!("# valid{}\n", check::for_whom(&roles)));
             }
             exit::OK
         }
-        _ => {
-            eprintln!("{}", ConfigErrors(errors));
-            eprintln!("{}: configuration is not valid{for_whom}", path.display());
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}", check::not_valid(&path, &roles));
             exit::CONFIG
         }
     }

@@ -36,7 +36,7 @@ pub mod api;
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -425,10 +425,6 @@ pub struct Client {
     done: Receiver<()>,
 }
 
-fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError(format!("{what} {}: {e}", path.display())))
-}
-
 /// What to look at, for the TLS failures an administrator meets while setting up (the words
 /// are rustls's and the server's alerts, as ureq passes them on).
 fn tls_hint(error: &str) -> &'static str {
@@ -468,49 +464,100 @@ fn gateway_hint(endpoint: &str, message: &str) -> &'static str {
     }
 }
 
+/// What the TLS files give: the CAs to trust (`None`: the default) and the client certificate.
+struct TlsFiles {
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+    client: Option<ureq::tls::ClientCert>,
+}
+
+/// Reads the CA file and the client certificate and key; every problem, each with the key
+/// that names the file.
+fn read_tls_files(config: &Config) -> Result<TlsFiles, Vec<(&'static str, String)>> {
+    use ureq::tls::{parse_pem, ClientCert, PemItem};
+    let certificates = |pem: &[u8]| -> Vec<ureq::tls::Certificate<'static>> {
+        parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let mut problems = Vec::new();
+    let mut roots = None;
+    if let Some(ca) = &config.ca_file {
+        match read(ca) {
+            Ok(pem) => {
+                let certs = certificates(&pem);
+                if certs.is_empty() {
+                    problems.push((
+                        "FAILOVER_ETCD_CA_FILE",
+                        format!("{}: no PEM certificate in it", ca.display()),
+                    ));
+                }
+                roots = Some(certs);
+            }
+            Err(e) => problems.push(("FAILOVER_ETCD_CA_FILE", e)),
+        }
+    }
+    let mut client = None;
+    if let Some((cert, key)) = &config.client_cert {
+        let chain = match read(cert) {
+            Ok(pem) => {
+                let chain = certificates(&pem);
+                if chain.is_empty() {
+                    problems.push((
+                        "FAILOVER_ETCD_CERT_FILE",
+                        format!("{}: no PEM certificate in it", cert.display()),
+                    ));
+                }
+                chain
+            }
+            Err(e) => {
+                problems.push(("FAILOVER_ETCD_CERT_FILE", e));
+                Vec::new()
+            }
+        };
+        let key = read(key).and_then(|pem| {
+            ureq::tls::PrivateKey::from_pem(&pem).map_err(|e| format!("{}: {e}", key.display()))
+        });
+        match key {
+            Ok(key) if !chain.is_empty() => client = Some(ClientCert::new_with_certs(&chain, key)),
+            Ok(_) => {}
+            Err(e) => problems.push(("FAILOVER_ETCD_KEY_FILE", e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(TlsFiles { roots, client })
+    } else {
+        Err(problems)
+    }
+}
+
+/// The problems with the TLS files of `config` (CA, client certificate and key), each with
+/// the key that names the file: what the configuration check reports. None: they are right.
+pub fn check_tls_files(config: &Config) -> Vec<(&'static str, String)> {
+    read_tls_files(config).err().unwrap_or_default()
+}
+
 /// The TLS settings, from the CA and client certificate files.
 fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig, ConfigError> {
-    use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
+    use ureq::tls::{RootCerts, TlsConfig};
+    let files = read_tls_files(config).map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(|(k, m)| format!("{k} {m}")).collect();
+        ConfigError(text.join("; "))
+    })?;
     let mut builder = TlsConfig::builder();
     // ureq picks rustls unless told: on macOS the platform's TLS is the one built in.
     #[cfg(target_os = "macos")]
     {
         builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
     }
-    if let Some(ca) = &config.ca_file {
-        let pem = read_file(ca, "FAILOVER_ETCD_CA_FILE")?;
-        let certs: Vec<_> = parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(ConfigError(format!(
-                "FAILOVER_ETCD_CA_FILE {}: no PEM certificate in it",
-                ca.display()
-            )));
-        }
+    if let Some(certs) = files.roots {
         builder = builder.root_certs(RootCerts::new_with_certs(&certs));
     }
-    if let Some((cert, key)) = &config.client_cert {
-        let pem = read_file(cert, "FAILOVER_ETCD_CERT_FILE")?;
-        let chain: Vec<_> = parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if chain.is_empty() {
-            return Err(ConfigError(format!(
-                "FAILOVER_ETCD_CERT_FILE {}: no PEM certificate in it",
-                cert.display()
-            )));
-        }
-        let key_pem = read_file(key, "FAILOVER_ETCD_KEY_FILE")?;
-        let key = ureq::tls::PrivateKey::from_pem(&key_pem)
-            .map_err(|e| ConfigError(format!("FAILOVER_ETCD_KEY_FILE {}: {e}", key.display())))?;
-        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    if let Some(client) = files.client {
+        builder = builder.client_cert(Some(client));
     }
     Ok(builder.build())
 }

@@ -333,83 +333,64 @@ pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
     load_settings_checked(args, role, |_| Ok(Vec::new()))
 }
 
-/// [`load_settings_or_exit`], with the daemon's own check for `-t`.
+/// [`load_settings_or_exit`], with the daemon's own check for `-t` beyond the shared one
+/// ([`crate::check`]): its lines are printed after the settings; its error is a configuration
+/// error.
 pub fn load_settings_checked(
     args: &CommonArgs,
     role: Role,
     check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
 ) -> Settings {
     let path = args.config_path();
+    if args.check_config {
+        std::process::exit(check_config(&path, role, check));
+    }
     match Settings::load(&path, role) {
         Ok(settings) => {
             for w in &settings.warnings {
                 log::warn!("{w}");
             }
-            if args.check_config {
-                if let Some(file) = &settings.secret_file {
-                    if let Err(e) = load_secret(file, euid()) {
-                        eprintln!("{}: FAILOVER_SECRET_FILE: {e}", path.display());
-                        std::process::exit(exit::CONFIG);
-                    }
-                }
-                let mail = match role {
-                    Role::Failoverd => match check_mail(&settings) {
-                        Ok(line) => line,
-                        Err(e) => {
-                            eprintln!("{e}");
-                            std::process::exit(exit::CONFIG);
-                        }
-                    },
-                    _ => None,
-                };
-                let extra = match check(&settings) {
-                    Ok(lines) => lines,
-                    Err(e) => {
-                        eprintln!("{}: {e}", path.display());
-                        std::process::exit(exit::CONFIG);
-                    }
-                };
-                print!("{}", settings.render());
-                if let Some(line) = mail {
-                    println!("{line}");
-                }
-                for line in extra {
-                    println!("{line}");
-                }
-                std::process::exit(exit::OK);
-            }
             settings
         }
         Err(errors) => {
             eprintln!("{errors}");
-            if args.check_config {
-                eprintln!("{}: configuration is not valid", path.display());
-            }
             std::process::exit(exit::CONFIG);
         }
     }
 }
 
-/// What `-t` says of failoverd's mail, built as failoverd builds it at start: a comment line
-/// naming the sender (a fallback logged as a warning), or the error failoverd would stop with.
-pub fn check_mail(settings: &Settings) -> Result<Option<String>, String> {
-    match crate::mail::settings_for(settings, &hostname()) {
-        Ok(Some((ms, warning))) => {
-            if let Some(w) = warning {
-                log::warn!("{w}");
-            }
-            Ok(Some(format!(
-                "# mail from {} to {}",
-                ms.from,
-                ms.recipients.join(", ")
-            )))
+/// `-t`: the shared check for `role`, then the daemon's own; prints the effective settings and
+/// what follows from them, or every problem. The exit code.
+fn check_config(
+    path: &Path,
+    role: Role,
+    check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
+) -> i32 {
+    let roles = [role];
+    let checked = match crate::check::check_file(path, &roles) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}", crate::check::not_valid(path, &roles));
+            return exit::CONFIG;
         }
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!(
-            "{}: mail (FAILOVER_EMAIL_*): {e}",
-            settings.source.display()
-        )),
+    };
+    for w in &checked.settings.warnings {
+        log::warn!("{w}");
     }
+    let extra = match check(&checked.settings) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            eprintln!("{}", crate::check::not_valid(path, &roles));
+            return exit::CONFIG;
+        }
+    };
+    print!("{}", checked.settings.render());
+    for line in checked.notes.iter().chain(&extra) {
+        println!("{line}");
+    }
+    exit::OK
 }
 
 /// Reads the shared key named by the settings; `None` (with a warning) when none is set.

@@ -109,6 +109,18 @@ pub fn settings_for(
     settings: &ipfailover::settings::Settings,
     hostname: &str,
 ) -> Result<Option<(MailSettings, Option<String>)>, String> {
+    check(settings, hostname).map_err(|(_, message)| message)
+}
+
+/// A problem with the mail settings: the key it is about (`FAILOVER_EMAIL_TRANSPORT`, `_FROM`
+/// or `_RECIPIENT`) and what is wrong.
+pub type KeyedError = (&'static str, String);
+
+/// [`settings_for`], with the key an error is about: the configuration check names it.
+pub fn check(
+    settings: &ipfailover::settings::Settings,
+    hostname: &str,
+) -> Result<Option<(MailSettings, Option<String>)>, KeyedError> {
     if settings.email_recipients.is_empty() {
         return Ok(None);
     }
@@ -124,7 +136,7 @@ pub fn settings_for(
         min_gap: DEFAULT_MIN_GAP,
         give_up_after: DEFAULT_GIVE_UP,
     };
-    ms.validate()?;
+    Prepared::new_keyed(&ms)?;
     Ok(Some((ms, warning)))
 }
 
@@ -342,21 +354,32 @@ enum Route {
 
 impl Prepared {
     fn new(settings: &MailSettings) -> Result<Prepared, String> {
-        let route = parse_route(&settings.transport)?;
-        let from =
-            settings.from.trim().parse::<Mailbox>().map_err(|e| {
-                format!("mail sender {:?} is not a mail address: {e}", settings.from)
-            })?;
+        Prepared::new_keyed(settings).map_err(|(_, message)| message)
+    }
+
+    /// [`Prepared::new`], an error naming the key it is about.
+    fn new_keyed(settings: &MailSettings) -> Result<Prepared, KeyedError> {
+        let route =
+            parse_route(&settings.transport).map_err(|e| ("FAILOVER_EMAIL_TRANSPORT", e))?;
+        let from = settings.from.trim().parse::<Mailbox>().map_err(|e| {
+            (
+                "FAILOVER_EMAIL_FROM",
+                format!("mail sender {:?} is not a mail address: {e}", settings.from),
+            )
+        })?;
         if settings.recipients.is_empty() {
-            return Err("no mail recipients".to_owned());
+            return Err(("FAILOVER_EMAIL_RECIPIENT", "no mail recipients".to_owned()));
         }
         let to = settings
             .recipients
             .iter()
             .map(|r| {
-                r.trim()
-                    .parse::<Mailbox>()
-                    .map_err(|e| format!("mail recipient {r:?} is not a mail address: {e}"))
+                r.trim().parse::<Mailbox>().map_err(|e| {
+                    (
+                        "FAILOVER_EMAIL_RECIPIENT",
+                        format!("mail recipient {r:?} is not a mail address: {e}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {

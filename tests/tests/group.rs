@@ -437,6 +437,129 @@ fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
     );
 }
 
+/// The lines of a program's stderr that are not log lines (those start with a timestamp).
+fn said(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `failoverctl check-config` and `failoverd -t` are one check: they refuse the same files with
+/// the same words (the etcd password and TLS files too, which check-config once let through),
+/// and show the same settings for a good one.
+#[test]
+fn check_config_and_failoverd_t_refuse_the_same_files_with_the_same_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = GroupLab::new("agree", 1, 1);
+    let ctl = ipfailover_e2e::bin("failoverctl")
+        .to_string_lossy()
+        .into_owned();
+    let check_config = |conf: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns(ipfailover_e2e::group::Node::Member(1)),
+            ])
+            .args([ctl.as_str(), "check-config", "-c", conf])
+            .output()
+            .unwrap()
+    };
+    let file = |name: &str, text: &str, mode: u32| {
+        let p = lab.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let missing = lab.dir.join("no-such-file").to_string_lossy().into_owned();
+    let open_pw = file("pw-0644", "secret\n", 0o644);
+    let not_pem = file("not-a-ca.pem", "this is no certificate\n", 0o644);
+    let open_secret = file("secret-0644", "a shared secret of sixteen bytes\n", 0o644);
+    let bad: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "a missing etcd password file",
+            vec![
+                ("FAILOVER_ETCD_USER", "ipfo"),
+                ("FAILOVER_ETCD_PASSWORD_FILE", &missing),
+            ],
+        ),
+        (
+            "an etcd password file others can read",
+            vec![
+                ("FAILOVER_ETCD_USER", "ipfo"),
+                ("FAILOVER_ETCD_PASSWORD_FILE", &open_pw),
+            ],
+        ),
+        (
+            "a CA file without a certificate",
+            vec![("FAILOVER_ETCD_CA_FILE", &not_pem)],
+        ),
+        (
+            "a missing client certificate and key",
+            vec![
+                ("FAILOVER_ETCD_CERT_FILE", &missing),
+                ("FAILOVER_ETCD_KEY_FILE", &missing),
+            ],
+        ),
+        (
+            "a secret file others can read",
+            vec![("FAILOVER_SECRET_FILE", &open_secret)],
+        ),
+        (
+            "a mail transport lettre cannot read",
+            vec![
+                ("FAILOVER_EMAIL_RECIPIENT", "root@example.org"),
+                ("FAILOVER_EMAIL_TRANSPORT", "smtp://[bad"),
+            ],
+        ),
+    ];
+    for (what, extra) in &bad {
+        let conf = lab.member_conf(1, extra);
+        let t = lab.check_config(1, &conf);
+        let c = check_config(&conf);
+        assert_eq!(
+            t.status.code(),
+            Some(78),
+            "failoverd -t, {what}: {:?}",
+            said(&t)
+        );
+        assert_eq!(
+            c.status.code(),
+            Some(78),
+            "check-config, {what}: {:?}",
+            said(&c)
+        );
+        assert_eq!(said(&t), said(&c), "{what}");
+        assert!(
+            said(&t)
+                .last()
+                .is_some_and(|l| l.ends_with("configuration is not valid for failoverd")),
+            "{what}: {:?}",
+            said(&t)
+        );
+    }
+    // A good file: both accept it and show the same settings.
+    let conf = lab.member_conf(1, &[]);
+    let t = lab.check_config(1, &conf);
+    let c = check_config(&conf);
+    assert!(
+        t.status.success() && c.status.success(),
+        "{:?} {:?}",
+        said(&t),
+        said(&c)
+    );
+    let settings = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .take_while(|l| !l.starts_with("# group ") && !l.starts_with("# valid"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(settings(&t), settings(&c));
+}
+
 /// A hook that records its phase and environment in `<dir>/hooks.log`.
 fn recording_hook(lab: &GroupLab, name: &str, extra: &str) {
     use std::os::unix::fs::PermissionsExt;
