@@ -136,9 +136,10 @@ fn finish(
                     log::warn!("{w}");
                 }
                 notes.push(format!(
-                    "# mail from {} to {}",
+                    "# mail from {} to {}, by {}",
                     ms.from,
-                    ms.recipients.join(", ")
+                    ms.recipients.join(", "),
+                    ms.describe_transport()
                 ));
             }
             Ok(None) => {}

@@ -238,3 +238,79 @@ fn each_programs_help_lists_its_exit_codes() {
         }
     }
 }
+
+/// The SMTP password in FAILOVER_EMAIL_TRANSPORT never appears in what -t and check-config
+/// print, and both say how mail is protected: STARTTLS, and the password only inside TLS
+/// unless the URL says password_in_clear=yes.
+#[test]
+fn the_smtp_password_is_hidden_and_the_mail_tls_is_said() {
+    let dir = scratch("mailpw");
+    let conf = dir.join("sec.conf");
+    let write = |transport: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "FAILOVER_PEER_IP=\"198.51.100.10\"\nFAILOVER_PEER_IP_PAIRS=\"eth0:198.51.100.10\"\n\
+                 FAILOVER_EMAIL_RECIPIENT=\"root@example.org\"\n\
+                 FAILOVER_EMAIL_TRANSPORT=\"{transport}\"\n"
+            ),
+        )
+        .expect("config");
+    };
+    let conf_s = conf.to_string_lossy().into_owned();
+    let cases = [
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org:587?tls=required",
+            "smtp://ipfo:***@mail.example.org:587?tls=required: STARTTLS required; the password \
+             only inside TLS",
+        ),
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org",
+            "smtp://ipfo:***@mail.example.org: STARTTLS when the server offers it; the password \
+             only inside TLS",
+        ),
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org?password_in_clear=yes",
+            "the password in clear without TLS (password_in_clear=yes)",
+        ),
+    ];
+    for (transport, said) in cases {
+        write(transport);
+        for (program, args) in [
+            ("failoverd", vec!["-t", "-c", &conf_s]),
+            ("failoverctl", vec!["check-config", "-c", &conf_s]),
+        ] {
+            let out = run(program, &args);
+            let all = text(&out);
+            assert!(out.status.success(), "{program} {transport}: {all}");
+            assert!(
+                !all.contains("s3cret-pw"),
+                "{program} shows the password: {all}"
+            );
+            assert!(
+                all.contains("FAILOVER_EMAIL_TRANSPORT=\"smtp://ipfo:***@mail.example.org"),
+                "{program}: {all}"
+            );
+            assert!(all.contains(said), "{program}, {transport}: {all}");
+        }
+    }
+    // A misspelt parameter is refused, not ignored, and the password is not shown either.
+    write("smtp://ipfo:s3cret-pw@mail.example.org?password_in_claer=yes");
+    for (program, args) in [
+        ("failoverd", vec!["-t", "-c", &conf_s]),
+        ("failoverctl", vec!["check-config", "-c", &conf_s]),
+    ] {
+        let out = run(program, &args);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(78), "{program}: {all}");
+        assert!(
+            all.contains("unknown parameter \"password_in_claer\""),
+            "{all}"
+        );
+        assert!(
+            !all.contains("s3cret-pw"),
+            "{program} shows the password: {all}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

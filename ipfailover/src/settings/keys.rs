@@ -468,10 +468,15 @@ impl<'a> Builder<'a> {
             return;
         }
         if text.contains(char::is_control) {
+            // A mail transport may hold a password: it is never shown.
+            let shown = match key {
+                Key::EmailTransport => super::render::redact_transport(text),
+                _ => text.to_string(),
+            };
             self.bad(
                 key,
                 line,
-                format!("control characters are not allowed, got {text:?}"),
+                format!("control characters are not allowed, got {shown:?}"),
             );
             return;
         }
@@ -962,7 +967,8 @@ fn check_transport(text: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "expected smtp://host:port, smtps://host:port, sendmail or sendmail:/absolute/path, \
-             got {text:?}"
+             got {:?}",
+            super::render::redact_transport(text)
         ))
     }
 }

@@ -83,7 +83,7 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
             .ok_or("heartbeats are not authenticated"),
         Key::ScriptDir => Ok(s.script_dir.display().to_string()),
         Key::ScriptTimeout => Ok(format_duration(s.script_timeout)),
-        Key::EmailTransport => Ok(s.email_transport.clone()),
+        Key::EmailTransport => Ok(redact_transport(&s.email_transport)),
         Key::EmailFrom => s.email_from.clone().ok_or("failover@<hostname>"),
         Key::StateDir => Ok(s.state_dir.display().to_string()),
         Key::EtcdEndpoints => list(&s.etcd_endpoints, "no group: failoverd watches one peer"),
@@ -104,6 +104,21 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
     }
 }
 
+/// A mail transport with its password hidden (`smtp://user:***@host:25`), as everything that
+/// shows the settings writes it: `-t`, `failoverctl check-config`, logs and mail.
+pub fn redact_transport(transport: &str) -> String {
+    if let Some((scheme, rest)) = transport.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some(at) = authority.rfind('@') {
+            if let Some((user, _password)) = authority[..at].split_once(':') {
+                return format!("{scheme}://{user}:***@{}", &rest[at + 1..]);
+            }
+        }
+    }
+    transport.to_owned()
+}
+
 /// Double quotes, escaping what the shell would otherwise interpret.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -122,6 +137,28 @@ fn quote(value: &str) -> String {
 #[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mail_password_is_never_shown() {
+        let mut s = defaults(std::path::Path::new("/etc/ipfailover/hostconfig"));
+        s.email_transport = "smtp://ipfo:s3cr@t@mail.example.org:587?tls=required".to_string();
+        let text = s.render();
+        assert!(!text.contains("s3cr"), "{text}");
+        assert!(
+            text.contains(
+                "FAILOVER_EMAIL_TRANSPORT=\"smtp://ipfo:***@mail.example.org:587?tls=required\""
+            ),
+            "{text}"
+        );
+        for (shown, hidden) in [
+            ("smtps://u:p@h:465", "smtps://u:***@h:465"),
+            ("smtp://u@h", "smtp://u@h"),
+            ("smtp://h:25/x@y", "smtp://h:25/x@y"),
+            ("sendmail", "sendmail"),
+        ] {
+            assert_eq!(redact_transport(shown), hidden);
+        }
+    }
 
     #[test]
     fn quoting_escapes_shell_characters() {
