@@ -62,8 +62,8 @@ pub struct Config {
     pub priority: u8,
     /// The lease TTL, whole seconds (etcd's unit).
     pub ttl: Duration,
-    /// A CA file to verify etcd's certificate with; `None` trusts the public web roots ureq
-    /// carries (webpki-roots), not the system's store.
+    /// A CA file to verify etcd's certificate with; `None` trusts the system's CA
+    /// certificates (as OpenSSL finds them on Linux; the keychains on macOS).
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, for etcd's `--client-cert-auth`.
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -429,8 +429,8 @@ pub struct Client {
 /// are rustls's and the server's alerts, as ureq passes them on).
 fn tls_hint(error: &str) -> &'static str {
     if error.contains("UnknownIssuer") {
-        " (etcd's certificate is not signed by a CA in FAILOVER_ETCD_CA_FILE, or by a public \
-         CA when that is unset)"
+        " (etcd's certificate is not signed by a CA in FAILOVER_ETCD_CA_FILE, or by one of the \
+         system's CAs when that is unset)"
     } else if error.contains("NotValidForName") {
         " (etcd's certificate does not name this endpoint's address or host name in its \
          subject alternative names)"
@@ -464,10 +464,53 @@ fn gateway_hint(endpoint: &str, message: &str) -> &'static str {
     }
 }
 
-/// What the TLS files give: the CAs to trust (`None`: the default) and the client certificate.
+/// What the TLS files give: the CAs to trust and the client certificate.
 struct TlsFiles {
-    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+    roots: Roots,
     client: Option<ureq::tls::ClientCert>,
+}
+
+/// The CAs that may sign etcd's certificate.
+enum Roots {
+    /// These: `FAILOVER_ETCD_CA_FILE`'s, or (Linux) the system's; none when no endpoint is
+    /// `https://`.
+    Certs(Vec<ureq::tls::Certificate<'static>>),
+    /// The platform's own verifier with the system's store (macOS only: ureq's rustls panics
+    /// on it without its platform-verifier feature).
+    #[cfg(target_os = "macos")]
+    Platform,
+}
+
+/// The system's CA certificates, as OpenSSL finds them (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// first, else the distribution's bundle): what an administrator expects a program to trust.
+#[cfg(not(target_os = "macos"))]
+fn system_roots() -> Result<Roots, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let certs: Vec<_> = found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if certs.is_empty() {
+        let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "unset, and the system's CA certificates hold none{}: install them \
+             (ca-certificates), or set FAILOVER_ETCD_CA_FILE to the CA that signs etcd's \
+             certificates",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        ));
+    }
+    Ok(Roots::Certs(certs))
+}
+
+/// On macOS the platform's TLS reads the system's store (the keychains) itself.
+#[cfg(target_os = "macos")]
+fn system_roots() -> Result<Roots, String> {
+    Ok(Roots::Platform)
 }
 
 /// Reads the CA file and the client certificate and key; every problem, each with the key
@@ -484,7 +527,7 @@ fn read_tls_files(config: &Config) -> Result<TlsFiles, Vec<(&'static str, String
     };
     let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     let mut problems = Vec::new();
-    let mut roots = None;
+    let mut roots = Roots::Certs(Vec::new());
     if let Some(ca) = &config.ca_file {
         match read(ca) {
             Ok(pem) => {
@@ -495,8 +538,13 @@ fn read_tls_files(config: &Config) -> Result<TlsFiles, Vec<(&'static str, String
                         format!("{}: no PEM certificate in it", ca.display()),
                     ));
                 }
-                roots = Some(certs);
+                roots = Roots::Certs(certs);
             }
+            Err(e) => problems.push(("FAILOVER_ETCD_CA_FILE", e)),
+        }
+    } else if config.endpoints.iter().any(|e| e.starts_with("https://")) {
+        match system_roots() {
+            Ok(r) => roots = r,
             Err(e) => problems.push(("FAILOVER_ETCD_CA_FILE", e)),
         }
     }
@@ -553,9 +601,11 @@ fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig, ConfigError> {
     {
         builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
     }
-    if let Some(certs) = files.roots {
-        builder = builder.root_certs(RootCerts::new_with_certs(&certs));
-    }
+    builder = builder.root_certs(match files.roots {
+        Roots::Certs(certs) => RootCerts::new_with_certs(&certs),
+        #[cfg(target_os = "macos")]
+        Roots::Platform => RootCerts::PlatformVerifier,
+    });
     if let Some(client) = files.client {
         builder = builder.client_cert(Some(client));
     }

@@ -9,7 +9,7 @@
 //! digest every `min_gap` rather than a storm.
 //!
 //! Transports: `smtp://` and `smtps://` URLs in lettre's form (credentials, `?tls=required`
-//! for STARTTLS or nothing, rustls with the webpki roots), or a local `sendmail`
+//! for STARTTLS or nothing, rustls with the system's CA certificates), or a local `sendmail`
 //! (`/usr/sbin/sendmail`, or `sendmail:/absolute/path`), run with a time limit. An `smtp://`
 //! server that offers STARTTLS gets it ([`SmtpRoute`]), and a password goes only inside TLS
 //! unless the URL says `password_in_clear=yes` (docs/configuration.md).

@@ -560,6 +560,96 @@ fn check_config_and_failoverd_t_refuse_the_same_files_with_the_same_words() {
     assert_eq!(settings(&t), settings(&c));
 }
 
+/// `failoverd -t` run in member `i`'s namespace with `SSL_CERT_FILE` set (and `SSL_CERT_DIR`
+/// not): where OpenSSL, and so failoverd, finds the system's CA certificates.
+fn check_config_with_system_cas(
+    lab: &GroupLab,
+    i: usize,
+    conf: &str,
+    ssl_cert_file: &str,
+) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(ipfailover_e2e::group::Node::Member(i)),
+        ])
+        .arg(ipfailover_e2e::bin("failoverd"))
+        .args(["-t", "-c", conf])
+        .env("SSL_CERT_FILE", ssl_cert_file)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap()
+}
+
+/// Without FAILOVER_ETCD_CA_FILE, failoverd trusts the system's CA certificates (what -t says),
+/// not a list built into it: etcd's certificate, signed by a CA the system trusts, is accepted;
+/// one the system does not trust is refused, with a hint that names the system's CAs; a system
+/// without any CA certificate is a configuration error.
+#[test]
+fn without_a_ca_file_the_systems_ca_certificates_are_trusted() {
+    let mut lab = GroupLab::new("sysca", 1, 1);
+    lab.enable_tls();
+    lab.start_etcd_cluster();
+    let tls = lab.tls.clone().unwrap();
+    let conf = lab.member_conf(1, &[("FAILOVER_ETCD_CA_FILE", "")]);
+    let out = check_config_with_system_cas(&lab, 1, &conf, &tls.ca);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# FAILOVER_ETCD_CA_FILE unset: the system's CA certificates"),
+        "{text}"
+    );
+    assert!(text.contains(": answers (etcd 3."), "{text}");
+    let out = check_config_with_system_cas(&lab, 1, &conf, &tls.other_ca);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("does NOT answer"), "{text}");
+    assert!(text.contains("one of the system's CAs"), "{text}");
+    let empty = lab.write("no-cas.pem", "no certificate here\n");
+    let out = check_config_with_system_cas(&lab, 1, &conf, &empty);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("FAILOVER_ETCD_CA_FILE: unset, and the system's CA certificates hold none"),
+        "{err}"
+    );
+}
+
+/// A user and password over http:// endpoints: -t and check-config say that the password
+/// goes in clear (and so does every start).
+#[test]
+fn an_etcd_password_over_http_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = GroupLab::new("pwhttp", 1, 1);
+    let pw = lab.dir.join("etcd-password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pw = pw.to_string_lossy().into_owned();
+    let conf = lab.member_conf(
+        1,
+        &[
+            ("FAILOVER_ETCD_USER", "ipfo"),
+            ("FAILOVER_ETCD_PASSWORD_FILE", &pw),
+        ],
+    );
+    let warning = "FAILOVER_ETCD_USER: the etcd password goes in clear to http://203.0.113.1:2379";
+    let out = lab.check_config(1, &conf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(warning), "{err}");
+    let out = std::process::Command::new(ipfailover_e2e::bin("failoverctl"))
+        .args(["check-config", "-c", &conf])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(warning), "{err}");
+}
+
 /// A hook that records its phase and environment in `<dir>/hooks.log`.
 fn recording_hook(lab: &GroupLab, name: &str, extra: &str) {
     use std::os::unix::fs::PermissionsExt;

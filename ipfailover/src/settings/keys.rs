@@ -861,6 +861,24 @@ impl Builder<'_> {
             )),
             _ => {}
         }
+        // A password over http:// goes in clear, and whoever can read it can also change what
+        // etcd answers: said at every start, -t and check-config (docs/configuration.md).
+        let s = &self.settings;
+        let plain: Vec<&str> = s
+            .etcd_endpoints
+            .iter()
+            .filter(|e| e.starts_with("http://"))
+            .map(String::as_str)
+            .collect();
+        if role == Role::Failoverd && s.etcd_user.is_some() && !plain.is_empty() {
+            let message = format!(
+                "the etcd password goes in clear to {}: anyone on the path can read it, and with \
+                 it change the group's keys; use https:// endpoints",
+                plain.join(", ")
+            );
+            let line = self.set_on[Key::EtcdUser.index()];
+            self.warn(line, Some(name(Key::EtcdUser)), message);
+        }
         for (key, message) in problems {
             if !self.invalid[key.index()] {
                 let line = self.set_on[key.index()];
