@@ -18,7 +18,7 @@ use crate::addr::AddrPair;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use render::redact_transport;
+pub use render::{quote_value, redact_transport};
 pub use secret::load_secret;
 
 /// The UDP port of heartbeats when `FAILOVER_PORT` is not set: Apple's.

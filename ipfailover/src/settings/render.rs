@@ -119,6 +119,18 @@ pub fn redact_transport(transport: &str) -> String {
     transport.to_owned()
 }
 
+/// A value as a hostconfig line writes it (`KEY=` then this): double-quoted, with `"`, `\`,
+/// `$` and backquotes escaped, so that the parser (and `sh`) read back exactly `value`. A
+/// control character cannot be written: a line holds one key.
+pub fn quote_value(value: &str) -> Result<String, String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{c:?} cannot be written in a configuration value (one line holds one key)"
+        )),
+        None => Ok(quote(value)),
+    }
+}
+
 /// Double quotes, escaping what the shell would otherwise interpret.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -157,6 +169,25 @@ mod tests {
             ("sendmail", "sendmail"),
         ] {
             assert_eq!(redact_transport(shown), hidden);
+        }
+    }
+
+    #[test]
+    fn a_quoted_value_reads_back_as_itself_or_is_refused() {
+        use crate::settings::{Role, Settings};
+        let path = std::path::Path::new("/etc/ipfailover/hostconfig");
+        for dir in [
+            r#"/opt/a "b" c"#,
+            r"/opt/\x",
+            "/opt/$HOME/`id`",
+            "/opt/it's",
+        ] {
+            let text = format!("FAILOVER_SCRIPT_DIR={}\n", quote_value(dir).unwrap());
+            let s = Settings::from_hostconfig(&text, path, Role::Ctl).unwrap();
+            assert_eq!(s.script_dir, std::path::PathBuf::from(dir), "{text}");
+        }
+        for bad in ["a\nFAILOVER_PEER_IP=\"1.2.3.4", "a\rb", "a\tb", "a\0b"] {
+            assert!(quote_value(bad).is_err(), "{bad:?}");
         }
     }
 
