@@ -322,11 +322,18 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
     code
 }
 
-/// `--for`: a duration as the settings write them (`10m`, `1h30m`, `90s`), in ms.
+/// `--for`: a duration as the settings write them (`10m`, `90s`, `2.5h`), in ms, at most a
+/// year (the daemon refuses longer too).
 fn parse_for(text: &str) -> Result<u64, String> {
     let d = ipfailover::settings::parse_duration(text)?;
     if d.is_zero() {
         return Err("expected a duration greater than 0".to_string());
+    }
+    if d > ipfailover_os::control::MAX_PAUSE {
+        return Err(format!(
+            "{text:?} is longer than a year (8760h): for a longer pause, give no --for, and \
+             failoverctl resume ends it"
+        ));
     }
     u64::try_from(d.as_millis()).map_err(|_| "too long".to_string())
 }
@@ -579,6 +586,18 @@ mod tests {
             roles_in_text("FAILOVER_BCAST_IPS=\"\"  # unused\n#FAILOVER_PEER_IP=1\n"),
             []
         );
+    }
+
+    #[test]
+    fn a_pause_is_at_most_a_year() {
+        assert_eq!(parse_for("10m"), Ok(600_000));
+        assert_eq!(parse_for("8760h"), Ok(31_536_000_000));
+        for bad in ["8761h", "5000000000000h", "0s", "soon"] {
+            assert!(parse_for(bad).is_err(), "{bad}");
+        }
+        assert!(parse_for("8761h")
+            .unwrap_err()
+            .contains("longer than a year"));
     }
 
     #[test]
