@@ -19,6 +19,7 @@
 //!   heartbeatd.
 
 use ipfailover::status::Status;
+use ipfailover_os::daemon::exit;
 
 use crate::observe::{Daemon, Found, Seen};
 use ipfailover::timefmt::{span, wall};
@@ -45,9 +46,9 @@ impl Level {
     /// failoverctl's exit code for it.
     pub fn exit_code(self) -> i32 {
         match self {
-            Level::Healthy => 0,
-            Level::Degraded => 1,
-            Level::Down => 2,
+            Level::Healthy => exit::OK,
+            Level::Degraded => exit::DEGRADED,
+            Level::Down => exit::DOWN,
         }
     }
 

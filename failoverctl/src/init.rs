@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use ipfailover::settings::{load_secret, Role, Settings};
+use ipfailover::settings::{quote_value, Role};
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::interfaces::{self, LocalAddr};
 
@@ -88,7 +88,9 @@ fn ask(question: &str, proposal: &str) -> Option<String> {
     })
 }
 
-/// Runs `init`; the exit code.
+/// Runs `init`; the exit code. It writes nothing unless everything is right: the values
+/// can be written (quoted so that they read back as given), the configuration passes the
+/// daemons' check, and both files can be written; on any failure whatever it made is removed.
 pub fn init(mut o: InitOptions) -> i32 {
     if o.output.exists() && !o.force {
         eprintln!(
@@ -97,8 +99,19 @@ pub fn init(mut o: InitOptions) -> i32 {
         );
         return exit::CONFIG;
     }
+    if o.output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    {
+        eprintln!(
+            "failoverctl init: {}: init writes the hostconfig format (KEY=\"value\" lines): \
+             name the file without .toml",
+            o.output.display()
+        );
+        return exit::USAGE;
+    }
     let locals = interfaces::local_addrs().unwrap_or_default();
-    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     if o.primary {
         if o.bcast.is_empty() {
             let proposal = proposed_bcast(&locals)
@@ -124,9 +137,9 @@ pub fn init(mut o: InitOptions) -> i32 {
             return exit::USAGE;
         }
         let b: Vec<String> = o.bcast.iter().map(ToString::to_string).collect();
-        lines.push(("FAILOVER_BCAST_IPS".into(), b.join(" ")));
+        lines.push(Line::new("FAILOVER_BCAST_IPS", "--bcast", b.join(" ")));
         if let Some(i) = &o.interval {
-            lines.push(("FAILOVER_INTERVAL".into(), i.clone()));
+            lines.push(Line::new("FAILOVER_INTERVAL", "--interval", i.clone()));
         }
     } else {
         if o.peer.is_none() {
@@ -153,96 +166,199 @@ pub fn init(mut o: InitOptions) -> i32 {
             );
             return exit::USAGE;
         }
-        lines.push(("FAILOVER_PEER_IP".into(), peer.to_string()));
-        lines.push(("FAILOVER_PEER_IP_PAIRS".into(), o.pairs.join(" ")));
+        lines.push(Line::new("FAILOVER_PEER_IP", "--peer", peer.to_string()));
+        lines.push(Line::new(
+            "FAILOVER_PEER_IP_PAIRS",
+            "--pairs",
+            o.pairs.join(" "),
+        ));
         if let Some(t) = &o.timeout {
-            lines.push(("FAILOVER_TIMEOUT".into(), t.clone()));
+            lines.push(Line::new("FAILOVER_TIMEOUT", "--timeout", t.clone()));
         }
         if !o.email.is_empty() {
-            lines.push(("FAILOVER_EMAIL_RECIPIENT".into(), o.email.join(" ")));
+            lines.push(Line::new(
+                "FAILOVER_EMAIL_RECIPIENT",
+                "--email",
+                o.email.join(" "),
+            ));
         }
         if let Some(d) = &o.script_dir {
-            lines.push(("FAILOVER_SCRIPT_DIR".into(), d.display().to_string()));
+            lines.push(Line::path("FAILOVER_SCRIPT_DIR", "--script-dir", d));
         }
     }
-    if let Err(e) = make_secret(&o.secret_file) {
-        eprintln!("failoverctl init: {e}");
-        return exit::FAILURE;
-    }
-    lines.push((
-        "FAILOVER_SECRET_FILE".into(),
-        o.secret_file.display().to_string(),
+    lines.push(Line::path(
+        "FAILOVER_SECRET_FILE",
+        "--secret-file",
+        &o.secret_file,
     ));
     if let Some(d) = &o.state_dir {
-        lines.push(("FAILOVER_STATE_DIR".into(), d.display().to_string()));
+        lines.push(Line::path("FAILOVER_STATE_DIR", "--state-dir", d));
     }
     let role = if o.primary {
         Role::Heartbeatd
     } else {
         Role::Failoverd
     };
-    let text = render(&lines, o.primary);
+    let text = match render(&lines, o.primary) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("failoverctl init: {e}: nothing written");
+            return exit::USAGE;
+        }
+    };
+    let mut made = Made::default();
+    let code = write_checked(&o, role, &text, &mut made);
+    if code != exit::OK {
+        made.undo();
+    }
+    code
+}
+
+/// Makes the secret if it is missing, checks the configuration as `-t` would, then writes
+/// it; what it creates is recorded in `made`, for the caller to remove on failure.
+fn write_checked(o: &InitOptions, role: Role, text: &str, made: &mut Made) -> i32 {
+    if !o.secret_file.exists() {
+        if let Err(e) = make_secret(&o.secret_file, made) {
+            eprintln!("failoverctl init: {e}: nothing written");
+            return exit::FAILURE;
+        }
+    }
+    // The same check as `-t`, on the text before it is written.
+    let roles = [role];
+    let checked = match ipfailover_os::check::check_text(text, &o.output, &roles) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{}: nothing written",
+                ipfailover_os::check::not_valid(&o.output, &roles)
+            );
+            return exit::CONFIG;
+        }
+    };
     if let Some(parent) = o.output.parent() {
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            eprintln!("failoverctl init: {}: {e}", parent.display());
+        if let Err(e) = made.dirs(parent) {
+            eprintln!(
+                "failoverctl init: {}: {e}: nothing written",
+                parent.display()
+            );
             return exit::FAILURE;
         }
     }
     if let Err(e) = ipfailover_os::safe_fs::write_atomic(&o.output, text.as_bytes(), 0o644) {
-        eprintln!("failoverctl init: cannot write {}: {e}", o.output.display());
+        eprintln!(
+            "failoverctl init: cannot write {}: {e}: nothing written",
+            o.output.display()
+        );
         return exit::FAILURE;
     }
-    // The same check as `-t`.
-    match Settings::load(&o.output, role) {
-        Ok(s) => {
-            if let Some(f) = &s.secret_file {
-                if let Err(e) = load_secret(f, daemon::euid()) {
-                    eprintln!("failoverctl init: {e}");
-                    return exit::CONFIG;
-                }
-            }
-            print!("{}", s.render());
-            eprintln!(
-                "failoverctl init: wrote {} ({}); copy {} to the other host (mode 0600)",
-                o.output.display(),
-                if o.primary {
-                    "heartbeatd: systemctl enable --now heartbeatd"
-                } else {
-                    "failoverd: systemctl enable --now failoverd"
-                },
-                o.secret_file.display()
-            );
-            exit::OK
+    print!("{}", checked.settings.render());
+    for line in &checked.notes {
+        println!("{line}");
+    }
+    eprintln!(
+        "failoverctl init: wrote {} ({}); copy {} to the other host (mode 0600)",
+        o.output.display(),
+        if o.primary {
+            "heartbeatd: systemctl enable --now heartbeatd"
+        } else {
+            "failoverd: systemctl enable --now failoverd"
+        },
+        o.secret_file.display()
+    );
+    exit::OK
+}
+
+/// What `init` created, newest last, so that a failure leaves nothing behind.
+#[derive(Debug, Default)]
+struct Made {
+    /// Directories (made by us, so empty but for what else we made) and files.
+    paths: Vec<(PathBuf, bool)>,
+}
+
+impl Made {
+    /// `create_dir_all`, recording each directory it makes.
+    fn dirs(&mut self, dir: &Path) -> std::io::Result<()> {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(d)?;
+            self.paths.push((d.to_path_buf(), true));
         }
-        Err(errors) => {
-            eprintln!(
-                "{errors}\nfailoverctl init: {} is not valid",
-                o.output.display()
-            );
-            exit::CONFIG
+        Ok(())
+    }
+
+    fn file(&mut self, path: &Path) {
+        self.paths.push((path.to_path_buf(), false));
+    }
+
+    /// Removes what was made, newest first.
+    fn undo(self) {
+        for (path, is_dir) in self.paths.into_iter().rev() {
+            let removed = if is_dir {
+                std::fs::remove_dir(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                eprintln!("failoverctl init: cannot remove {}: {e}", path.display());
+            }
         }
     }
 }
 
-/// A new secret file with 32 random bytes (as hex), mode 0600, unless one exists (the one
-/// copied from the other host).
-fn make_secret(path: &Path) -> Result<(), String> {
-    if path.exists() {
-        return Ok(());
+/// One key to write, with the option (or question) its value came from.
+#[derive(Debug)]
+struct Line {
+    key: &'static str,
+    option: &'static str,
+    /// The value, or why it cannot be written.
+    value: Result<String, String>,
+}
+
+impl Line {
+    fn new(key: &'static str, option: &'static str, value: String) -> Line {
+        Line {
+            key,
+            option,
+            value: Ok(value),
+        }
     }
+
+    /// A path, as its text: one that is not UTF-8 cannot be written (shown lossily, it would
+    /// name another file).
+    fn path(key: &'static str, option: &'static str, path: &Path) -> Line {
+        Line {
+            key,
+            option,
+            value: path
+                .to_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} is not UTF-8", path.display())),
+        }
+    }
+}
+
+/// A new secret file with 32 random bytes (as hex), mode 0600, and the directories above it;
+/// what it makes is recorded in `made`.
+fn make_secret(path: &Path, made: &mut Made) -> Result<(), String> {
     let mut hex = String::new();
     for _ in 0..4 {
         hex.push_str(&format!("{:016x}", daemon::random_u64()));
     }
     hex.push('\n');
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        made.dirs(parent)
+            .map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     ipfailover_os::safe_fs::write_atomic(path, hex.as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write the secret {}: {e}", path.display()))
+        .map_err(|e| format!("cannot write the secret {}: {e}", path.display()))?;
+    made.file(path);
+    Ok(())
 }
 
-fn render(lines: &[(String, String)], primary: bool) -> String {
+/// The file's text, each value quoted so that it reads back as given; an error names the
+/// option whose value cannot be written.
+fn render(lines: &[Line], primary: bool) -> Result<String, String> {
     let mut s = format!(
         "# /etc/ipfailover/hostconfig on the {} (written by failoverctl init).\n\
          # Every key: man ipfailover-hostconfig, or docs/configuration.md.\n\n",
@@ -252,10 +368,16 @@ fn render(lines: &[(String, String)], primary: bool) -> String {
             "SECONDARY (runs failoverd)"
         }
     );
-    for (k, v) in lines {
-        s.push_str(&format!("{k}=\"{v}\"\n"));
+    for line in lines {
+        let quoted = line
+            .value
+            .as_deref()
+            .map_err(Clone::clone)
+            .and_then(quote_value)
+            .map_err(|e| format!("{} ({}): {e}", line.option, line.key))?;
+        s.push_str(&format!("{}={quoted}\n", line.key));
     }
-    s
+    Ok(s)
 }
 
 #[cfg(test)]

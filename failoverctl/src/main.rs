@@ -2,16 +2,8 @@
 //! keep in `FAILOVER_STATE_DIR` and says, as text, JSON or an HTML page, whether the pair is
 //! healthy; `check-config` validates a configuration file as the daemons' `-t` would.
 //!
-//! Exit codes of `status` (monitoring systems read them; also in `failoverctl --help`):
-//!
-//! | code | meaning |
-//! |---|---|
-//! | 0 | healthy |
-//! | 1 | degraded: one of two status files stale, failoverd in boot grace, a link lost or silent while monitoring, heartbeatd stopped |
-//! | 2 | failed over (failoverd acquiring, holding or releasing the peer's address) or down (no status file, or all stale) |
-//! | 64 | usage error |
-//! | 73 | the `--html` page could not be written |
-//! | 78 | configuration error (`check-config` found problems, or the settings cannot be read) |
+//! Exit codes: one table for the three programs, `ipfailover_os::daemon::exit::TABLE`
+//! (docs/exit-codes.md), whose rows for failoverctl `--help` lists.
 //!
 //! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`]) are pure functions
 //! of what was read ([`observe::Seen`]) and the time; this file does the reading and writing.
@@ -30,31 +22,22 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Settings};
+use ipfailover::settings::{Role, Settings};
+use ipfailover_os::check;
 use ipfailover_os::daemon::{self, exit, CommonArgs};
 
 use crate::observe::Seen;
 use ipfailover_os::control::Request;
 
-/// The --html page could not be written (EX_CANTCREAT).
-const EXIT_CANTCREAT: i32 = 73;
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0   healthy: every status file is fresh, failoverd monitors with every link up,
-      heartbeatd sends
-  1   degraded: one of the two status files is stale; failoverd is in its boot grace, or
-      monitors while a link is lost or silent (or has heard no heartbeat yet); heartbeatd
-      (or failoverd) has stopped
-  2   failed over or down: failoverd is acquiring, holds or is releasing the peer's
-      address; or there is no status file; or every status file is stale
-  64  usage error
-  73  the --html page could not be written
-  78  configuration error: check-config found problems, or the settings that name the
-      state directory cannot be read
-
+/// What `--help` adds to the exit codes of [`exit::TABLE`]: how `status` judges staleness.
+const STALE_NOTE: &str = "\
 A status file is stale when it was last written more than max(3 x refresh_ms, 15 s) ago, or
 when it names this host and its process no longer exists.";
+
+/// The exit codes, then the staleness rule: `--help` of failoverctl and of `status`.
+fn long_help() -> String {
+    format!("{}\n{STALE_NOTE}", exit::help("failoverctl"))
+}
 
 /// Shows the state of the local ipfailover daemons, and checks configuration files.
 #[derive(Debug, Parser)]
@@ -65,9 +48,8 @@ when it names this host and its process no longer exists.";
     long_about = "Shows the state of the local ipfailover daemons (heartbeatd, failoverd) from \
                   the status files they keep in FAILOVER_STATE_DIR, as text, JSON or an HTML \
                   page, and checks configuration files.\n\nWithout a command, runs `status`.",
-    after_help = "Exit codes: 0 healthy, 1 degraded, 2 failed over or down, 64 usage, \
-                  78 configuration error (--help says more).",
-    after_long_help = EXIT_CODES
+    after_help = exit::help("failoverctl"),
+    after_long_help = long_help()
 )]
 struct Args {
     #[command(flatten)]
@@ -80,7 +62,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the daemons' state from their status files (the default command)
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = long_help())]
     Status(StatusArgs),
     /// Validate the configuration file as the daemons' -t does, print the effective settings;
     /// exit 0, or 78 naming every problem (same as -t)
@@ -329,7 +311,7 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
         let page = html::render_html(&seen, &health, now_ms);
         if let Err(e) = ipfailover_os::safe_fs::write_atomic(file, page.as_bytes(), 0o644) {
             eprintln!("failoverctl: cannot write {}: {e}", file.display());
-            code = EXIT_CANTCREAT;
+            code = exit::CANTCREAT;
         }
     }
     if args.json {
@@ -340,16 +322,18 @@ fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
     code
 }
 
-/// failoverd is not running, or has no control socket (EX_UNAVAILABLE).
-const EXIT_UNAVAILABLE: i32 = 69;
-/// Not allowed to command failoverd (EX_NOPERM).
-const EXIT_NOPERM: i32 = 77;
-
-/// `--for`: a duration as the settings write them (`10m`, `1h30m`, `90s`), in ms.
+/// `--for`: a duration as the settings write them (`10m`, `90s`, `2.5h`), in ms, at most a
+/// year (the daemon refuses longer too).
 fn parse_for(text: &str) -> Result<u64, String> {
     let d = ipfailover::settings::parse_duration(text)?;
     if d.is_zero() {
         return Err("expected a duration greater than 0".to_string());
+    }
+    if d > ipfailover_os::control::MAX_PAUSE {
+        return Err(format!(
+            "{text:?} is longer than a year (8760h): for a longer pause, give no --for, and \
+             failoverctl resume ends it"
+        ));
     }
     u64::try_from(d.as_millis()).map_err(|_| "too long".to_string())
 }
@@ -374,7 +358,7 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
         Ok(Err(message)) => {
             eprintln!("failoverctl: {message}");
             if message.starts_with("refused: only uid") {
-                EXIT_NOPERM
+                exit::NOPERM
             } else {
                 exit::FAILURE
             }
@@ -387,7 +371,7 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
                         "failoverctl: {}: {e}: only failoverd's own user (root) may command it",
                         socket.display()
                     );
-                    EXIT_NOPERM
+                    exit::NOPERM
                 }
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     eprintln!(
@@ -395,11 +379,11 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
                          this FAILOVER_STATE_DIR? (A group member takes no commands.)",
                         socket.display()
                     );
-                    EXIT_UNAVAILABLE
+                    exit::UNAVAILABLE
                 }
                 _ => {
                     eprintln!("failoverctl: {}: {e}", socket.display());
-                    EXIT_UNAVAILABLE
+                    exit::UNAVAILABLE
                 }
             }
         }
@@ -424,7 +408,7 @@ fn metrics(common: &CommonArgs, args: &MetricsArgs) -> i32 {
             Ok(()) => exit::OK,
             Err(e) => {
                 eprintln!("failoverctl: cannot write {}: {e}", file.display());
-                EXIT_CANTCREAT
+                exit::CANTCREAT
             }
         },
         None => {
@@ -525,19 +509,12 @@ fn roles_in_text(text: &str) -> Vec<Role> {
     roles
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Heartbeatd => "heartbeatd",
-        Role::Failoverd => "failoverd",
-        Role::Ctl => "failoverctl",
-    }
-}
-
+/// `check-config` (and `-t`): the daemons' own check ([`ipfailover_os::check`]), for the
+/// daemons whose keys the file sets.
 fn check_config(common: &CommonArgs) -> i32 {
     let path = common.config_path();
-    let as_ctl = Settings::load(&path, Role::Ctl);
-    let mut roles = match &as_ctl {
-        Ok(settings) => roles_of(settings),
+    let mut roles = match Settings::load(&path, Role::Ctl) {
+        Ok(settings) => roles_of(&settings),
         Err(errors) => {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let mut roles = roles_in_text(&text);
@@ -559,80 +536,28 @@ fn check_config(common: &CommonArgs) -> i32 {
         Role::Failoverd => 1,
         Role::Ctl => 2,
     });
-    let names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
-    let for_whom = if names.is_empty() {
-        String::new()
-    } else {
-        format!(" for {}", names.join(" and "))
-    };
-
-    let mut settings = None;
-    let mut errors: Vec<ConfigError> = Vec::new();
-    let loads = if roles.is_empty() {
-        vec![as_ctl]
-    } else {
-        roles.iter().map(|r| Settings::load(&path, *r)).collect()
-    };
-    for loaded in loads {
-        match loaded {
-            Ok(s) => {
-                settings.get_or_insert(s);
-            }
-            Err(ConfigErrors(list)) => {
-                for e in list {
-                    if !errors.contains(&e) {
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-    }
-    let mut mail_line = None;
-    if let (true, Some(s)) = (errors.is_empty(), &settings) {
-        if roles.contains(&Role::Failoverd) {
-            match daemon::check_mail(s) {
-                Ok(line) => mail_line = line,
-                Err(e) => errors.push(ConfigError {
-                    file: path.clone(),
-                    line: None,
-                    key: Some("FAILOVER_EMAIL_FROM".to_string()),
-                    message: e,
-                }),
-            }
-        }
-        if let Some(file) = &s.secret_file {
-            if let Err(e) = load_secret(file, daemon::euid()) {
-                errors.push(ConfigError {
-                    file: path.clone(),
-                    line: None,
-                    key: Some("FAILOVER_SECRET_FILE".to_string()),
-                    message: e,
-                });
-            }
-        }
-    }
-    match settings {
-        Some(s) if errors.is_empty() => {
-            for w in &s.warnings {
+    match check::check_file(&path, &roles) {
+        Ok(checked) => {
+            for w in &checked.settings.warnings {
                 log::warn!("{w}");
             }
-            print(&s.render());
-            if let Some(line) = mail_line {
+            print(&checked.settings.render());
+            for line in &checked.notes {
                 print(&format!("{line}\n"));
             }
-            if names.is_empty() {
+            if roles.is_empty() {
                 print(
                     "# valid, but for neither daemon: it sets neither FAILOVER_BCAST_IPS \
                      (heartbeatd) nor FAILOVER_PEER_IP (failoverd)\n",
                 );
             } else {
-                print(&format!("# valid{for_whom}\n"));
+                print(&format!("# valid{}\n", check::for_whom(&roles)));
             }
             exit::OK
         }
-        _ => {
-            eprintln!("{}", ConfigErrors(errors));
-            eprintln!("{}: configuration is not valid{for_whom}", path.display());
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}", check::not_valid(&path, &roles));
             exit::CONFIG
         }
     }
@@ -661,6 +586,18 @@ mod tests {
             roles_in_text("FAILOVER_BCAST_IPS=\"\"  # unused\n#FAILOVER_PEER_IP=1\n"),
             []
         );
+    }
+
+    #[test]
+    fn a_pause_is_at_most_a_year() {
+        assert_eq!(parse_for("10m"), Ok(600_000));
+        assert_eq!(parse_for("8760h"), Ok(31_536_000_000));
+        for bad in ["8761h", "5000000000000h", "0s", "soon"] {
+            assert!(parse_for(bad).is_err(), "{bad}");
+        }
+        assert!(parse_for("8761h")
+            .unwrap_err()
+            .contains("longer than a year"));
     }
 
     #[test]

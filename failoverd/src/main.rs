@@ -14,7 +14,7 @@ use ipfailover_os::daemon::{self, exit, CommonArgs};
 
 /// Takes over the primary's addresses when its heartbeats stop, and gives them back.
 #[derive(Debug, Parser)]
-#[command(name = "failoverd", version, about, long_about = None)]
+#[command(name = "failoverd", version, about, long_about = None, after_help = exit::help("failoverd"))]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

@@ -1275,7 +1275,7 @@ impl Driver for Pair {
     fn handle_command(&mut self, rt: &mut Runtime, now: Instant, request: Request) {
         let command = match request {
             Request::Pause { for_ms } => Command::Pause {
-                until: for_ms.map(|ms| now + Duration::from_millis(ms)),
+                until: for_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms))),
             },
             Request::Resume => Command::Resume,
             Request::Release { force } => Command::Release { force },

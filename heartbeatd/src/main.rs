@@ -12,7 +12,7 @@ use ipfailover_os::daemon::{self, exit, CommonArgs};
 
 /// Broadcasts heartbeats on the public and private subnets for failoverd on the secondary.
 #[derive(Debug, Parser)]
-#[command(name = "heartbeatd", version, about, long_about = None)]
+#[command(name = "heartbeatd", version, about, long_about = None, after_help = exit::help("heartbeatd"))]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

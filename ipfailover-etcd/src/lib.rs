@@ -36,7 +36,7 @@ pub mod api;
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,8 +62,8 @@ pub struct Config {
     pub priority: u8,
     /// The lease TTL, whole seconds (etcd's unit).
     pub ttl: Duration,
-    /// A CA file to verify etcd's certificate with; `None` trusts the public web roots ureq
-    /// carries (webpki-roots), not the system's store.
+    /// A CA file to verify etcd's certificate with; `None` trusts the system's CA
+    /// certificates (as OpenSSL finds them on Linux; the keychains on macOS).
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, for etcd's `--client-cert-auth`.
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -425,16 +425,12 @@ pub struct Client {
     done: Receiver<()>,
 }
 
-fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError(format!("{what} {}: {e}", path.display())))
-}
-
 /// What to look at, for the TLS failures an administrator meets while setting up (the words
 /// are rustls's and the server's alerts, as ureq passes them on).
 fn tls_hint(error: &str) -> &'static str {
     if error.contains("UnknownIssuer") {
-        " (etcd's certificate is not signed by a CA in FAILOVER_ETCD_CA_FILE, or by a public \
-         CA when that is unset)"
+        " (etcd's certificate is not signed by a CA in FAILOVER_ETCD_CA_FILE, or by one of the \
+         system's CAs when that is unset)"
     } else if error.contains("NotValidForName") {
         " (etcd's certificate does not name this endpoint's address or host name in its \
          subject alternative names)"
@@ -468,49 +464,150 @@ fn gateway_hint(endpoint: &str, message: &str) -> &'static str {
     }
 }
 
+/// What the TLS files give: the CAs to trust and the client certificate.
+struct TlsFiles {
+    roots: Roots,
+    client: Option<ureq::tls::ClientCert>,
+}
+
+/// The CAs that may sign etcd's certificate.
+enum Roots {
+    /// These: `FAILOVER_ETCD_CA_FILE`'s, or (Linux) the system's; none when no endpoint is
+    /// `https://`.
+    Certs(Vec<ureq::tls::Certificate<'static>>),
+    /// The platform's own verifier with the system's store (macOS only: ureq's rustls panics
+    /// on it without its platform-verifier feature).
+    #[cfg(target_os = "macos")]
+    Platform,
+}
+
+/// The system's CA certificates, as OpenSSL finds them (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// first, else the distribution's bundle): what an administrator expects a program to trust.
+#[cfg(not(target_os = "macos"))]
+fn system_roots() -> Result<Roots, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let certs: Vec<_> = found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if certs.is_empty() {
+        let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "unset, and the system's CA certificates hold none{}: install them \
+             (ca-certificates), or set FAILOVER_ETCD_CA_FILE to the CA that signs etcd's \
+             certificates",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        ));
+    }
+    Ok(Roots::Certs(certs))
+}
+
+/// On macOS the platform's TLS reads the system's store (the keychains) itself.
+#[cfg(target_os = "macos")]
+fn system_roots() -> Result<Roots, String> {
+    Ok(Roots::Platform)
+}
+
+/// Reads the CA file and the client certificate and key; every problem, each with the key
+/// that names the file.
+fn read_tls_files(config: &Config) -> Result<TlsFiles, Vec<(&'static str, String)>> {
+    use ureq::tls::{parse_pem, ClientCert, PemItem};
+    let certificates = |pem: &[u8]| -> Vec<ureq::tls::Certificate<'static>> {
+        parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let mut problems = Vec::new();
+    let mut roots = Roots::Certs(Vec::new());
+    if let Some(ca) = &config.ca_file {
+        match read(ca) {
+            Ok(pem) => {
+                let certs = certificates(&pem);
+                if certs.is_empty() {
+                    problems.push((
+                        "FAILOVER_ETCD_CA_FILE",
+                        format!("{}: no PEM certificate in it", ca.display()),
+                    ));
+                }
+                roots = Roots::Certs(certs);
+            }
+            Err(e) => problems.push(("FAILOVER_ETCD_CA_FILE", e)),
+        }
+    } else if config.endpoints.iter().any(|e| e.starts_with("https://")) {
+        match system_roots() {
+            Ok(r) => roots = r,
+            Err(e) => problems.push(("FAILOVER_ETCD_CA_FILE", e)),
+        }
+    }
+    let mut client = None;
+    if let Some((cert, key)) = &config.client_cert {
+        let chain = match read(cert) {
+            Ok(pem) => {
+                let chain = certificates(&pem);
+                if chain.is_empty() {
+                    problems.push((
+                        "FAILOVER_ETCD_CERT_FILE",
+                        format!("{}: no PEM certificate in it", cert.display()),
+                    ));
+                }
+                chain
+            }
+            Err(e) => {
+                problems.push(("FAILOVER_ETCD_CERT_FILE", e));
+                Vec::new()
+            }
+        };
+        let key = read(key).and_then(|pem| {
+            ureq::tls::PrivateKey::from_pem(&pem).map_err(|e| format!("{}: {e}", key.display()))
+        });
+        match key {
+            Ok(key) if !chain.is_empty() => client = Some(ClientCert::new_with_certs(&chain, key)),
+            Ok(_) => {}
+            Err(e) => problems.push(("FAILOVER_ETCD_KEY_FILE", e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(TlsFiles { roots, client })
+    } else {
+        Err(problems)
+    }
+}
+
+/// The problems with the TLS files of `config` (CA, client certificate and key), each with
+/// the key that names the file: what the configuration check reports. None: they are right.
+pub fn check_tls_files(config: &Config) -> Vec<(&'static str, String)> {
+    read_tls_files(config).err().unwrap_or_default()
+}
+
 /// The TLS settings, from the CA and client certificate files.
 fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig, ConfigError> {
-    use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
+    use ureq::tls::{RootCerts, TlsConfig};
+    let files = read_tls_files(config).map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(|(k, m)| format!("{k} {m}")).collect();
+        ConfigError(text.join("; "))
+    })?;
     let mut builder = TlsConfig::builder();
     // ureq picks rustls unless told: on macOS the platform's TLS is the one built in.
     #[cfg(target_os = "macos")]
     {
         builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
     }
-    if let Some(ca) = &config.ca_file {
-        let pem = read_file(ca, "FAILOVER_ETCD_CA_FILE")?;
-        let certs: Vec<_> = parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(ConfigError(format!(
-                "FAILOVER_ETCD_CA_FILE {}: no PEM certificate in it",
-                ca.display()
-            )));
-        }
-        builder = builder.root_certs(RootCerts::new_with_certs(&certs));
-    }
-    if let Some((cert, key)) = &config.client_cert {
-        let pem = read_file(cert, "FAILOVER_ETCD_CERT_FILE")?;
-        let chain: Vec<_> = parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if chain.is_empty() {
-            return Err(ConfigError(format!(
-                "FAILOVER_ETCD_CERT_FILE {}: no PEM certificate in it",
-                cert.display()
-            )));
-        }
-        let key_pem = read_file(key, "FAILOVER_ETCD_KEY_FILE")?;
-        let key = ureq::tls::PrivateKey::from_pem(&key_pem)
-            .map_err(|e| ConfigError(format!("FAILOVER_ETCD_KEY_FILE {}: {e}", key.display())))?;
-        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    builder = builder.root_certs(match files.roots {
+        Roots::Certs(certs) => RootCerts::new_with_certs(&certs),
+        #[cfg(target_os = "macos")]
+        Roots::Platform => RootCerts::PlatformVerifier,
+    });
+    if let Some(client) = files.client {
+        builder = builder.client_cert(Some(client));
     }
     Ok(builder.build())
 }

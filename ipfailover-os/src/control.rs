@@ -7,8 +7,8 @@
 //! <- {"ok":true,"message":"paused: no takeover until the pause ends"}
 //! ```
 //!
-//! Commands: `pause` (optional `for_ms`), `resume`, `release` and `takeover` (optional
-//! `force`). The caller is identified by the kernel (`SO_PEERCRED`): a process of another user
+//! Commands: `pause` (optional `for_ms`, 1 ms to [`MAX_PAUSE`]), `resume`, `release` and
+//! `takeover` (optional `force`). The caller is identified by the kernel (`SO_PEERCRED`): a process of another user
 //! is refused and logged, whatever the socket's mode. The daemon answers when its core does:
 //! at once, or (a takeover after its probe round) a moment later; one command at a time.
 
@@ -30,12 +30,17 @@ const MAX_REQUEST: u64 = 4096;
 /// How long a client may take to send its request, and to take an answer.
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The longest `pause --for`: a year (8760h). Longer is a pause until `resume`; the bound
+/// keeps every time the daemon derives from it (the pause's end, on the monotonic and the
+/// wall clock) far from overflowing.
+pub const MAX_PAUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A command, as failoverctl sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     /// `failoverctl pause [--for DURATION]`.
     Pause {
-        /// How long, in ms; `None`: until resumed.
+        /// How long, in ms, from 1 to [`MAX_PAUSE`]; `None`: until resumed.
         for_ms: Option<u64>,
     },
     /// `failoverctl resume`.
@@ -71,7 +76,10 @@ impl Request {
         let force = v["force"].as_bool().unwrap_or(false);
         match v["command"].as_str() {
             Some("pause") => Ok(Request::Pause {
-                for_ms: v["for_ms"].as_u64(),
+                for_ms: match &v["for_ms"] {
+                    Value::Null => None,
+                    ms => Some(pause_ms(ms)?),
+                },
             }),
             Some("resume") => Ok(Request::Resume),
             Some("release") => Ok(Request::Release { force }),
@@ -79,6 +87,18 @@ impl Request {
             Some(other) => Err(format!("unknown command {other:?}")),
             None => Err("no command".to_string()),
         }
+    }
+}
+
+/// A pause's length: whole milliseconds from 1 to [`MAX_PAUSE`]; anything else (negative, a
+/// fraction, a string, longer than a year) is refused rather than read as "until resume".
+fn pause_ms(value: &Value) -> Result<u64, String> {
+    let max = u64::try_from(MAX_PAUSE.as_millis()).unwrap_or(u64::MAX);
+    match value.as_u64() {
+        Some(ms) if (1..=max).contains(&ms) => Ok(ms),
+        _ => Err(format!(
+            "for_ms: expected whole milliseconds from 1 to {max} (a year), got {value}"
+        )),
     }
 }
 
@@ -313,6 +333,33 @@ mod tests {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }
         assert!(Request::parse("{\"command\":\"reboot\"}").is_err());
+        // A pause's length is bounded and must be whole milliseconds: nothing else is read
+        // as a pause until resume, or overflows the daemon's clocks.
+        let year = u64::try_from(MAX_PAUSE.as_millis()).unwrap();
+        assert_eq!(
+            Request::parse(&format!("{{\"command\":\"pause\",\"for_ms\":{year}}}")),
+            Ok(Request::Pause { for_ms: Some(year) })
+        );
+        for bad in [
+            format!("{}", year + 1),
+            u64::MAX.to_string(),
+            "0".into(),
+            "-1".into(),
+            "1.5".into(),
+            "1e30".into(),
+            "\"10m\"".into(),
+        ] {
+            let line = format!("{{\"command\":\"pause\",\"for_ms\":{bad}}}");
+            let e = Request::parse(&line).unwrap_err();
+            assert!(
+                e.starts_with("for_ms: expected whole milliseconds"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            Request::parse("{\"command\":\"pause\",\"for_ms\":null}"),
+            Ok(Request::Pause { for_ms: None })
+        );
         assert!(Request::parse("garbage").is_err());
         let ok = Ok("done".to_string());
         assert_eq!(parse_answer(&answer_line(&ok)), Ok(ok));

@@ -5,19 +5,160 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use ipfailover::settings::{load_secret, load_secrets, Role, Settings};
+use ipfailover::settings::{load_secrets, Role, Settings};
 use ipfailover::wire::Key;
 
-/// Exit codes shared by the three programs (sysexits.h values).
+/// Exit codes of the three programs, in one table: sysexits.h values where one fits. The
+/// table is [`exit::TABLE`]; docs/exit-codes.md shows it, and each program's `--help` lists
+/// the rows that concern it ([`exit::help`]).
 pub mod exit {
-    /// Normal exit.
+    /// Normal exit; `failoverctl status`: healthy; a command: done.
     pub const OK: i32 = 0;
-    /// Any other failure.
+    /// Any other failure; for `failoverctl status`, [`DEGRADED`] (the same number); for a
+    /// command to failoverd, refused.
     pub const FAILURE: i32 = 1;
+    /// `failoverctl status`: degraded.
+    pub const DEGRADED: i32 = 1;
+    /// `failoverctl status`: failed over, or down.
+    pub const DOWN: i32 = 2;
     /// Bad command line (EX_USAGE).
     pub const USAGE: i32 = 64;
+    /// No failoverd answers on the control socket (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: i32 = 69;
+    /// A file failoverctl was asked to write cannot be written (EX_CANTCREAT).
+    pub const CANTCREAT: i32 = 73;
+    /// The state directory is in use by another running daemon (EX_TEMPFAIL): a supervisor
+    /// may try again later.
+    pub const IN_USE: i32 = 75;
+    /// This user may not command failoverd (EX_NOPERM).
+    pub const NOPERM: i32 = 77;
     /// Bad configuration (EX_CONFIG): supervisors should not restart.
     pub const CONFIG: i32 = 78;
+
+    /// One row of the table: a code, its name here, the programs that exit with it, and what
+    /// it means for them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Row {
+        /// The exit code.
+        pub code: i32,
+        /// The constant's name in this module.
+        pub name: &'static str,
+        /// The programs that use the code with this meaning.
+        pub programs: &'static [&'static str],
+        /// What it means.
+        pub meaning: &'static str,
+    }
+
+    const ALL: &[&str] = &["heartbeatd", "failoverd", "failoverctl"];
+    const DAEMONS: &[&str] = &["heartbeatd", "failoverd"];
+    const CTL: &[&str] = &["failoverctl"];
+
+    /// Every exit code of every program. A code may have a row per meaning.
+    pub const TABLE: &[Row] = &[
+        Row {
+            code: OK,
+            name: "OK",
+            programs: DAEMONS,
+            meaning: "normal exit: stopped by a signal (after the goodbye, or the release of \
+                      what was held); -t: the configuration is valid",
+        },
+        Row {
+            code: OK,
+            name: "OK",
+            programs: CTL,
+            meaning: "status: healthy; a command: done; check-config, -t: the configuration \
+                      is valid",
+        },
+        Row {
+            code: FAILURE,
+            name: "FAILURE",
+            programs: DAEMONS,
+            meaning: "a failure after start (a socket, the event loop)",
+        },
+        Row {
+            code: DEGRADED,
+            name: "DEGRADED",
+            programs: CTL,
+            meaning: "status: degraded; pause, resume, release, takeover: refused by failoverd \
+                      (the reason is printed); init: a file could not be written",
+        },
+        Row {
+            code: DOWN,
+            name: "DOWN",
+            programs: CTL,
+            meaning: "status: failed over (failoverd acquiring, holding or releasing the \
+                      peer's addresses) or down (no fresh status file, or an address of the \
+                      group has no holder)",
+        },
+        Row {
+            code: USAGE,
+            name: "USAGE",
+            programs: ALL,
+            meaning: "usage error on the command line",
+        },
+        Row {
+            code: UNAVAILABLE,
+            name: "UNAVAILABLE",
+            programs: CTL,
+            meaning: "pause, resume, release, takeover: no failoverd answers on the control \
+                      socket (not running, another state directory, or a group member)",
+        },
+        Row {
+            code: CANTCREAT,
+            name: "CANTCREAT",
+            programs: CTL,
+            meaning: "status --html, metrics --output: the file cannot be written",
+        },
+        Row {
+            code: IN_USE,
+            name: "IN_USE",
+            programs: DAEMONS,
+            meaning: "the state directory is in use by another running daemon",
+        },
+        Row {
+            code: NOPERM,
+            name: "NOPERM",
+            programs: CTL,
+            meaning: "pause, resume, release, takeover: this user may not command failoverd",
+        },
+        Row {
+            code: CONFIG,
+            name: "CONFIG",
+            programs: DAEMONS,
+            meaning: "configuration error: an invalid file, secret file, state directory or \
+                      interface; a supervisor should not restart",
+        },
+        Row {
+            code: CONFIG,
+            name: "CONFIG",
+            programs: CTL,
+            meaning: "configuration error: check-config, -t or init found a problem, or the \
+                      settings that name the state directory cannot be read; init: the file \
+                      exists and --force was not given",
+        },
+    ];
+
+    /// The `Exit codes:` block of `program`'s `--help`: the rows of [`TABLE`] for it, each
+    /// meaning wrapped under its code.
+    pub fn help(program: &str) -> String {
+        const WIDTH: usize = 92;
+        let mut out = String::from("Exit codes:\n");
+        for row in TABLE.iter().filter(|r| r.programs.contains(&program)) {
+            let mut line = format!("  {:<3} ", row.code);
+            for word in row.meaning.split(' ') {
+                if line.len() + word.len() > WIDTH && line.len() > 6 {
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                    line = " ".repeat(6);
+                }
+                line.push_str(word);
+                line.push(' ');
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// The options all three programs take. They are global: people type them after a command
@@ -192,83 +333,64 @@ pub fn load_settings_or_exit(args: &CommonArgs, role: Role) -> Settings {
     load_settings_checked(args, role, |_| Ok(Vec::new()))
 }
 
-/// [`load_settings_or_exit`], with the daemon's own check for `-t`.
+/// [`load_settings_or_exit`], with the daemon's own check for `-t` beyond the shared one
+/// ([`crate::check`]): its lines are printed after the settings; its error is a configuration
+/// error.
 pub fn load_settings_checked(
     args: &CommonArgs,
     role: Role,
     check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
 ) -> Settings {
     let path = args.config_path();
+    if args.check_config {
+        std::process::exit(check_config(&path, role, check));
+    }
     match Settings::load(&path, role) {
         Ok(settings) => {
             for w in &settings.warnings {
                 log::warn!("{w}");
             }
-            if args.check_config {
-                if let Some(file) = &settings.secret_file {
-                    if let Err(e) = load_secret(file, euid()) {
-                        eprintln!("{}: FAILOVER_SECRET_FILE: {e}", path.display());
-                        std::process::exit(exit::CONFIG);
-                    }
-                }
-                let mail = match role {
-                    Role::Failoverd => match check_mail(&settings) {
-                        Ok(line) => line,
-                        Err(e) => {
-                            eprintln!("{e}");
-                            std::process::exit(exit::CONFIG);
-                        }
-                    },
-                    _ => None,
-                };
-                let extra = match check(&settings) {
-                    Ok(lines) => lines,
-                    Err(e) => {
-                        eprintln!("{}: {e}", path.display());
-                        std::process::exit(exit::CONFIG);
-                    }
-                };
-                print!("{}", settings.render());
-                if let Some(line) = mail {
-                    println!("{line}");
-                }
-                for line in extra {
-                    println!("{line}");
-                }
-                std::process::exit(exit::OK);
-            }
             settings
         }
         Err(errors) => {
             eprintln!("{errors}");
-            if args.check_config {
-                eprintln!("{}: configuration is not valid", path.display());
-            }
             std::process::exit(exit::CONFIG);
         }
     }
 }
 
-/// What `-t` says of failoverd's mail, built as failoverd builds it at start: a comment line
-/// naming the sender (a fallback logged as a warning), or the error failoverd would stop with.
-pub fn check_mail(settings: &Settings) -> Result<Option<String>, String> {
-    match crate::mail::settings_for(settings, &hostname()) {
-        Ok(Some((ms, warning))) => {
-            if let Some(w) = warning {
-                log::warn!("{w}");
-            }
-            Ok(Some(format!(
-                "# mail from {} to {}",
-                ms.from,
-                ms.recipients.join(", ")
-            )))
+/// `-t`: the shared check for `role`, then the daemon's own; prints the effective settings and
+/// what follows from them, or every problem. The exit code.
+fn check_config(
+    path: &Path,
+    role: Role,
+    check: impl FnOnce(&Settings) -> Result<Vec<String>, String>,
+) -> i32 {
+    let roles = [role];
+    let checked = match crate::check::check_file(path, &roles) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}", crate::check::not_valid(path, &roles));
+            return exit::CONFIG;
         }
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!(
-            "{}: mail (FAILOVER_EMAIL_*): {e}",
-            settings.source.display()
-        )),
+    };
+    for w in &checked.settings.warnings {
+        log::warn!("{w}");
     }
+    let extra = match check(&checked.settings) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            eprintln!("{}", crate::check::not_valid(path, &roles));
+            return exit::CONFIG;
+        }
+    };
+    print!("{}", checked.settings.render());
+    for line in checked.notes.iter().chain(&extra) {
+        println!("{line}");
+    }
+    exit::OK
 }
 
 /// Reads the shared key named by the settings; `None` (with a warning) when none is set.
@@ -396,4 +518,50 @@ pub fn host_going_down() -> bool {
         let _ = stdout.take(256).read_to_string(&mut out);
     }
     out.trim() == "stopping"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit;
+
+    /// docs/exit-codes.md shows the table as it is here, row for row.
+    #[test]
+    fn the_exit_code_page_is_the_table() {
+        let page = include_str!("../../docs/exit-codes.md");
+        let rows: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_digit()))
+            .collect();
+        let expected: Vec<String> = exit::TABLE
+            .iter()
+            .map(|r| {
+                format!(
+                    "| {} | `{}` | {} | {} |",
+                    r.code,
+                    r.name,
+                    r.programs.join(", "),
+                    r.meaning
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn each_program_lists_its_codes_and_only_those() {
+        let ctl = exit::help("failoverctl");
+        for code in [0, 1, 2, 64, 69, 73, 77, 78] {
+            assert!(ctl.contains(&format!("\n  {code:<3} ")), "{code}: {ctl}");
+        }
+        assert!(!ctl.contains("\n  75 "), "{ctl}");
+        let daemon = exit::help("heartbeatd");
+        for code in [0, 1, 64, 75, 78] {
+            assert!(
+                daemon.contains(&format!("\n  {code:<3} ")),
+                "{code}: {daemon}"
+            );
+        }
+        assert!(!daemon.contains("\n  69 "), "{daemon}");
+        assert_eq!(exit::help("failoverd"), daemon);
+    }
 }

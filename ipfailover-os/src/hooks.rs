@@ -14,6 +14,14 @@
 //! hook runs and the daemon's own child once the hook has exited; either way it is found, and
 //! ended with the group.
 //!
+//! Being the subreaper, the daemon also inherits every orphan a hook leaves, and must reap it
+//! when it ends, whatever its session: a hook killed at its timeout with `sleep 1000 &` behind
+//! it leaves that sleep dead and a child of ours. Such an orphan is told from the daemon's own
+//! children (a sendmail, an `ifconfig`) by its process group: those run in the daemon's group,
+//! while hooks, and everything they start, run in groups of their own. A hook's own process is
+//! never reaped that way, by this runner or another: [`HOOK_PIDS`] lists the hooks still to be
+//! waited for through their `Child`, and the reaping holds its lock.
+//!
 //! What runs is what was checked: the hook directory and every directory above it, and each
 //! hook's target (links resolved) with every directory above it, must be writable by nobody
 //! but root or the daemon's user; they are checked when a phase begins and again right before
@@ -46,6 +54,28 @@ pub const OUTPUT_TAIL: usize = 4096;
 
 /// The PATH hooks run with (their environment is otherwise clean).
 pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The hooks of every runner in this process that were spawned and are not yet reaped through
+/// their `Child`: their exit status is theirs to read, so no orphan reaping may take it. Held
+/// while a hook is spawned and while orphans are reaped, so that neither runs between a hook's
+/// fork and its entry here.
+static HOOK_PIDS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// [`HOOK_PIDS`], locked; a panic elsewhere while it was held leaves a list that is still
+/// right.
+fn hook_pids() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    HOOK_PIDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reaps a hook's own process through its `Child` and takes it off [`HOOK_PIDS`].
+fn reap_hook(child: &mut Child) {
+    let _ = child.wait();
+    if let Ok(pid) = i32::try_from(child.id()) {
+        hook_pids().retain(|&p| p != pid);
+    }
+}
 
 /// How one hook ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,7 +517,7 @@ impl HookRunner {
                 .env("FAILOVER_PEER_IP", &self.env.peer_ip)
                 .env("FAILOVER_PEER_IP_PAIRS", &self.env.pairs);
         }
-        let child = command
+        command
             .env("FAILOVER_REASON", reason)
             .env("FAILOVER_HOOK_DIR", &self.dir)
             .envs(self.env.extra.iter().map(|(k, v)| (k, v)))
@@ -495,8 +525,13 @@ impl HookRunner {
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)
             .stderr(writer)
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        // Listed before any orphan reaping can run: a hook that exits at once is still ours.
+        let mut hooks = hook_pids();
+        let child = command.spawn()?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            hooks.push(pid);
+        }
         Ok((child, reader))
     }
 
@@ -559,8 +594,7 @@ impl HookRunner {
             None => (done.deadline, done.deadline + KILL_GRACE),
         };
         // What left the group is ours now (the subreaper): it goes with the group.
-        let mut known = self.owned_children();
-        known.push(i32::try_from(done.child.id()).unwrap_or(0));
+        let mut known: Vec<i32> = Vec::new();
         known.extend(
             self.lingering
                 .iter()
@@ -583,20 +617,6 @@ impl HookRunner {
         });
         self.write_record();
         self.advance(now)
-    }
-
-    /// The hooks' own processes (running, lingering): reaped only through their `Child`.
-    fn owned_children(&self) -> Vec<i32> {
-        let running = self
-            .phase
-            .as_ref()
-            .and_then(|p| p.running.as_ref())
-            .map(|r| r.child.id());
-        running
-            .into_iter()
-            .chain(self.lingering.iter().map(|l| l.child.id()))
-            .filter_map(|id| i32::try_from(id).ok())
-            .collect()
     }
 
     fn linger_now(&mut self, child: Child, now: Instant) {
@@ -622,15 +642,15 @@ impl HookRunner {
             if now >= l.kill_at {
                 signal_group(&l.child, Signal::SIGKILL);
                 signal_strays(&l.strays, Signal::SIGKILL);
-                let _ = l.child.wait();
+                reap_hook(&mut l.child);
                 return false;
             }
             reap_strays(&mut l.strays);
             true
         });
-        // Adopted processes nobody tracks (a hook's grandchild that exited on its own) must
-        // not stay zombies of ours.
-        reap_adopted_zombies(&self.owned_children());
+        // Orphans a hook left (its background child killed with the group, a grandchild that
+        // exited on its own) must not stay zombies of ours.
+        reap_adopted_zombies();
         if self.lingering.len() != before {
             self.write_record();
         }
@@ -684,7 +704,7 @@ impl HookRunner {
                 if now >= l.kill_at || (group_empty(&l.child) && l.strays.is_empty()) {
                     signal_group(&l.child, Signal::SIGKILL);
                     signal_strays(&l.strays, Signal::SIGKILL);
-                    let _ = l.child.wait();
+                    reap_hook(&mut l.child);
                     false
                 } else {
                     true
@@ -798,7 +818,8 @@ fn become_subreaper() {
 struct ProcInfo {
     pid: i32,
     ppid: i32,
-    session: i32,
+    /// Its process group.
+    pgrp: i32,
     zombie: bool,
     start: u64,
 }
@@ -818,7 +839,7 @@ fn processes() -> Vec<ProcInfo> {
                 pid,
                 zombie: f.first() == Some(&"Z"),
                 ppid: f.get(1)?.parse().ok()?,
-                session: f.get(3)?.parse().ok()?,
+                pgrp: f.get(2)?.parse().ok()?,
                 start: f.get(19)?.parse().ok()?,
             })
         })
@@ -843,14 +864,23 @@ fn signal_tree(root: u32, sig: Signal) {
     }
 }
 
-/// Processes we adopted (our children, in another session than ours: a hook's `setsid`
-/// child orphaned by the hook's exit) that are not already tracked, and their descendants.
+/// Processes we adopted that no hook's group holds (a hook's child that left its group, with
+/// `setsid` or its own process group, orphaned by the hook's exit) and that are not already
+/// tracked (`known`), with their descendants. Orphans still in a hook's group go with that
+/// group.
 fn adopted_strays(known: &[i32]) -> Vec<(i32, u64)> {
-    let (me, session) = own_pid_and_session();
+    let (me, own_group) = own_pid_and_group();
     let all = processes();
+    let hooks = hook_pids().clone();
     let mut found: Vec<(i32, u64)> = all
         .iter()
-        .filter(|p| p.ppid == me && p.session != session && !known.contains(&p.pid))
+        .filter(|p| {
+            p.ppid == me
+                && p.pgrp != own_group
+                && !hooks.contains(&p.pgrp)
+                && !hooks.contains(&p.pid)
+                && !known.contains(&p.pid)
+        })
         .map(|p| (p.pid, p.start))
         .collect();
     let mut i = 0;
@@ -891,23 +921,36 @@ fn reap_strays(strays: &mut Vec<(i32, u64)>) {
     });
 }
 
-/// Reaps zombies we adopted (children of ours in another session), which no `Child` owns
-/// (`owned` are those that do).
-fn reap_adopted_zombies(owned: &[i32]) {
-    let (me, session) = own_pid_and_session();
-    for p in processes() {
-        if p.ppid == me && p.zombie && p.session != session && !owned.contains(&p.pid) {
-            // WNOHANG on a zombie child of ours that no Child owns.
-            let _ = waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG));
+/// Reaps the zombies we adopted from hooks, whatever their session: children of ours outside
+/// our own process group (where the daemon's own children run, each waited for by its
+/// owner), that are not a hook still to be waited for through its `Child` ([`HOOK_PIDS`]).
+fn reap_adopted_zombies() {
+    let (me, own_group) = own_pid_and_group();
+    let zombies: Vec<i32> = processes()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.zombie && p.pgrp != own_group)
+        .map(|p| p.pid)
+        .collect();
+    if zombies.is_empty() {
+        return;
+    }
+    // Locked from here: a hook seen above is listed by now (its spawn holds the lock from
+    // before the fork until it is listed), and none is spawned while we reap.
+    let hooks = hook_pids();
+    for pid in zombies {
+        if !hooks.contains(&pid) {
+            // WNOHANG on a zombie child of ours that no Child owns (a pid reused since the
+            // scan is either not our exited child, and untouched, or a listed hook).
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }
 }
 
-/// This process's id and its session's (`-1` if getsid failed, as getsid(0) itself says).
-fn own_pid_and_session() -> (i32, i32) {
+/// This process's id and its process group's.
+fn own_pid_and_group() -> (i32, i32) {
     let me = nix::unistd::getpid().as_raw();
-    let session = nix::unistd::getsid(None).map_or(-1, Pid::as_raw);
-    (me, session)
+    let group = nix::unistd::getpgrp().as_raw();
+    (me, group)
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -1295,6 +1338,115 @@ mod tests {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         assert!(!alive, "the setsid child {pid} outlived the hook's timeout");
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_background_child_killed_with_its_hook_is_reaped_in_the_daemons_own_session() {
+        let d = hook_dir("zombie");
+        let pidfile = d.0.join("bg.pid");
+        // No setsid: the child stays in the hook's group, in our session.
+        script(
+            &d.0,
+            "PostAcq",
+            &format!("sleep 1000 & echo $! > {}; sleep 1000", pidfile.display()),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_millis(300));
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(8));
+        assert_eq!(rep.results[0].status, HookStatus::TimedOut);
+        let bg: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with the group, orphaned to us (the subreaper): reaped as the loop polls,
+        // not left a zombie for the daemon's life.
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end && exists(bg) {
+            let _ = r.poll(Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = exists(bg);
+        if left && !is_zombie(bg) {
+            // Our test's own child, killed so the test leaves nothing behind.
+            let _ = kill(Pid::from_raw(bg), Signal::SIGKILL);
+        }
+        assert!(
+            !left,
+            "the hook's background child {bg} is still here (zombie: {})",
+            is_zombie(bg)
+        );
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reaping_orphans_never_takes_the_exit_of_a_hook_another_runner_waits_for() {
+        // One runner reaps orphans on every poll, as fast as it can, while another runs hooks
+        // that exit at once: each of those exits is still the second runner's to read.
+        let d = hook_dir("steal");
+        script(&d.0, "PostAcq", "exit 7", 0o755);
+        let idle = hook_dir("steal-idle");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaper = {
+            let stop = std::sync::Arc::clone(&stop);
+            let dir = idle.0.clone();
+            std::thread::spawn(move || {
+                let mut r = runner(&dir, Duration::from_secs(5));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = r.poll(Instant::now());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let mut r = runner(&d.0, Duration::from_secs(5));
+        for _ in 0..50 {
+            let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(5));
+            assert_eq!(rep.results[0].status, HookStatus::Exited(7), "{rep:?}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reaper.join().unwrap();
+        r.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_child_that_left_the_group_for_one_of_its_own_is_killed_at_the_timeout() {
+        let d = hook_dir("setpgid");
+        let pidfile = d.0.join("escaped.pid");
+        // A process group of its own in our session (as job control makes one).
+        script(
+            &d.0,
+            "PostAcq",
+            &format!(
+                "python3 -c 'import os, time; os.setpgid(0, 0); time.sleep(1000)' & \
+                 echo $! > {}; sleep 0.2; exit 0",
+                pidfile.display()
+            ),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_millis(500));
+        let rep = run_phase(&mut r, HookPhase::PostAcq, Duration::from_secs(5));
+        assert!(rep.ok(), "{rep:?}");
+        let pid: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < end && exists(pid) {
+            let _ = r.poll(Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let alive = exists(pid) && !is_zombie(pid);
+        if alive {
+            // Our test's own stray, killed so the test leaves nothing behind.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        assert!(
+            !alive,
+            "the child {pid} in a group of its own outlived the timeout"
+        );
+        assert!(!exists(pid), "the child {pid} was left a zombie");
         r.shutdown(Duration::from_secs(1));
     }
 

@@ -10,6 +10,7 @@
 //!   claims our addresses (address conflict detection, RFC 5227).
 //!
 //! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
+//! - [`check`]: the one configuration check of `-t`, `failoverctl check-config` and `init`.
 //! - [`safe_fs`]: paths a root daemon may trust, and files created so that no link is followed.
 //! - [`udp`]: the daemons' sockets.
 //!
@@ -18,6 +19,7 @@
 
 pub mod addrs;
 pub mod announce;
+pub mod check;
 pub mod conflict;
 pub mod control;
 pub mod daemon;

@@ -9,8 +9,10 @@
 //! digest every `min_gap` rather than a storm.
 //!
 //! Transports: `smtp://` and `smtps://` URLs in lettre's form (credentials, `?tls=required`
-//! or `?tls=opportunistic` for STARTTLS, rustls with the webpki roots), or a local
-//! `sendmail` (`/usr/sbin/sendmail`, or `sendmail:/absolute/path`), run with a time limit.
+//! for STARTTLS or nothing, rustls with the system's CA certificates), or a local `sendmail`
+//! (`/usr/sbin/sendmail`, or `sendmail:/absolute/path`), run with a time limit. An `smtp://`
+//! server that offers STARTTLS gets it ([`SmtpRoute`]), and a password goes only inside TLS
+//! unless the URL says `password_in_clear=yes` (docs/configuration.md).
 //!
 //! The scheduling rules live in `Outbox`, which never reads a clock: the worker passes
 //! `now` in, which lets the tests below check them in virtual time.
@@ -28,8 +30,10 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
-use lettre::transport::smtp::SmtpTransportBuilder;
-use lettre::{Message, SmtpTransport, Transport};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
 
 /// Least time between two messages, unless configured otherwise.
 pub const DEFAULT_MIN_GAP: Duration = Duration::from_secs(5);
@@ -80,6 +84,17 @@ impl MailSettings {
     pub fn validate(&self) -> Result<(), String> {
         Prepared::new(self).map(drop)
     }
+
+    /// How mail leaves, for `-t`: the transport, its password hidden, and how it is protected
+    /// (`smtp://ipfo:***@mail.example.org:25: STARTTLS when the server offers it; the password
+    /// only inside TLS`). Settings that do not validate are shown as they are, password hidden.
+    pub fn describe_transport(&self) -> String {
+        match parse_route(&self.transport) {
+            Ok(Route::Smtp(route)) => route.describe(),
+            Ok(Route::Sendmail(path)) => path.display().to_string(),
+            Err(_) => redact(&self.transport),
+        }
+    }
 }
 
 /// The sender used when `FAILOVER_EMAIL_FROM` is unset: `failover@<hostname>`, the host name's
@@ -109,6 +124,18 @@ pub fn settings_for(
     settings: &ipfailover::settings::Settings,
     hostname: &str,
 ) -> Result<Option<(MailSettings, Option<String>)>, String> {
+    check(settings, hostname).map_err(|(_, message)| message)
+}
+
+/// A problem with the mail settings: the key it is about (`FAILOVER_EMAIL_TRANSPORT`, `_FROM`
+/// or `_RECIPIENT`) and what is wrong.
+pub type KeyedError = (&'static str, String);
+
+/// [`settings_for`], with the key an error is about: the configuration check names it.
+pub fn check(
+    settings: &ipfailover::settings::Settings,
+    hostname: &str,
+) -> Result<Option<(MailSettings, Option<String>)>, KeyedError> {
     if settings.email_recipients.is_empty() {
         return Ok(None);
     }
@@ -124,7 +151,7 @@ pub fn settings_for(
         min_gap: DEFAULT_MIN_GAP,
         give_up_after: DEFAULT_GIVE_UP,
     };
-    ms.validate()?;
+    Prepared::new_keyed(&ms)?;
     Ok(Some((ms, warning)))
 }
 
@@ -333,30 +360,213 @@ struct Prepared {
 
 /// How a message leaves this host.
 enum Route {
-    /// SMTP, as configured by the URL; the time limit is set per attempt. (Boxed: with the
-    /// platform's TLS, as on macOS, the builder is large.)
-    Smtp(Box<SmtpTransportBuilder>),
+    /// SMTP, as configured by the URL. (Boxed: with the platform's TLS, as on macOS, the TLS
+    /// parameters are large.)
+    Smtp(Box<SmtpRoute>),
     /// A local sendmail program.
     Sendmail(PathBuf),
 }
 
+/// An `smtp://` or `smtps://` transport, read from its URL as lettre reads it, with our rules
+/// for TLS: STARTTLS whenever the server offers it, and a password only inside TLS.
+struct SmtpRoute {
+    /// Host name or address (an IPv6 address without its brackets).
+    host: String,
+    port: u16,
+    /// The EHLO name: the URL's path, else this host's name.
+    hello: ClientId,
+    tls: SmtpTls,
+    credentials: Option<Credentials>,
+    /// `password_in_clear=yes`: the administrator lets the password go without TLS.
+    password_in_clear: bool,
+    /// The URL with the password hidden, for messages.
+    shown: String,
+}
+
+/// When TLS is used.
+enum SmtpTls {
+    /// `smtps://`: TLS from the first byte.
+    Wrapper(TlsParameters),
+    /// `?tls=required`: STARTTLS, or no mail.
+    Required(TlsParameters),
+    /// The default (and `?tls=opportunistic`): STARTTLS when the server offers it.
+    WhenOffered(TlsParameters),
+    /// `?tls=none`: never (a server whose certificate cannot be checked).
+    Never,
+}
+
+impl SmtpRoute {
+    /// Reads `smtp[s]://[user[:password]@]host[:port][/ehlo-name][?tls=...&password_in_clear=...]`.
+    fn parse(transport: &str) -> Result<SmtpRoute, String> {
+        let shown = redact(transport);
+        let bad = |why: String| format!("mail transport {shown:?}: {why}");
+        let url = url::Url::parse(transport).map_err(|e| bad(e.to_string()))?;
+        let mut tls_mode = None;
+        let mut password_in_clear = false;
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "tls" => tls_mode = Some(value.into_owned()),
+                "password_in_clear" => {
+                    password_in_clear = match value.as_ref() {
+                        "yes" | "true" => true,
+                        "no" | "false" => false,
+                        other => {
+                            return Err(bad(format!(
+                                "password_in_clear is yes or no, not {other:?}"
+                            )))
+                        }
+                    }
+                }
+                other => return Err(bad(format!("unknown parameter {other:?}"))),
+            }
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+            _ => return Err(bad("no host".to_string())),
+        };
+        // A server on this machine: nothing leaves it, and local servers often show a
+        // certificate nobody signed (Debian's snakeoil) or one for another name.
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback());
+        let params = || {
+            TlsParameters::builder(host.clone())
+                .dangerous_accept_invalid_certs(loopback)
+                .dangerous_accept_invalid_hostnames(loopback)
+                .build()
+                .map_err(|e| bad(error_chain(&e)))
+        };
+        let (tls, default_port) = match (url.scheme(), tls_mode.as_deref()) {
+            // lettre's reading: smtps:// is TLS from the start, whatever tls= says.
+            ("smtps", _) => (SmtpTls::Wrapper(params()?), 465),
+            ("smtp", None) => (SmtpTls::WhenOffered(params()?), 25),
+            ("smtp", Some("opportunistic")) => (SmtpTls::WhenOffered(params()?), 587),
+            ("smtp", Some("required")) => (SmtpTls::Required(params()?), 587),
+            ("smtp", Some("none")) => (SmtpTls::Never, 25),
+            ("smtp", Some(other)) => {
+                return Err(bad(format!(
+                    "tls is required, opportunistic or none, not {other:?}"
+                )))
+            }
+            (other, _) => return Err(bad(format!("unknown scheme {other:?}"))),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|e| bad(e.to_string()))
+        };
+        let credentials = match url.password() {
+            Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
+            None => None,
+        };
+        let path = url.path().trim_matches('/');
+        let hello = if path.is_empty() {
+            ClientId::default()
+        } else {
+            ClientId::Domain(path.to_string())
+        };
+        Ok(SmtpRoute {
+            host,
+            port: url.port().unwrap_or(default_port),
+            hello,
+            tls,
+            credentials,
+            password_in_clear,
+            shown,
+        })
+    }
+
+    /// One line for `-t`: where mail goes and how it is protected.
+    fn describe(&self) -> String {
+        let tls = match self.tls {
+            SmtpTls::Wrapper(_) => "TLS from the start",
+            SmtpTls::Required(_) => "STARTTLS required",
+            SmtpTls::WhenOffered(_) => "STARTTLS when the server offers it",
+            SmtpTls::Never => "no TLS (tls=none)",
+        };
+        let password = match (&self.credentials, self.password_in_clear) {
+            (None, _) => "",
+            (Some(_), false) => "; the password only inside TLS",
+            (Some(_), true) => "; the password in clear without TLS (password_in_clear=yes)",
+        };
+        format!("{}: {tls}{password}", self.shown)
+    }
+
+    /// One attempt: connect, start TLS as configured, authenticate if told to, send.
+    fn send(&self, message: &Message, timeout: Duration) -> Result<(), String> {
+        let wrapper = match &self.tls {
+            SmtpTls::Wrapper(p) => Some(p),
+            _ => None,
+        };
+        let mut conn = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .map_err(|e| error_chain(&e))?;
+        let result = self.converse(&mut conn, message);
+        conn.abort();
+        result
+    }
+
+    fn converse(&self, conn: &mut SmtpConnection, message: &Message) -> Result<(), String> {
+        match &self.tls {
+            SmtpTls::Required(p) => conn.starttls(p, &self.hello),
+            SmtpTls::WhenOffered(p) if conn.can_starttls() => conn.starttls(p, &self.hello),
+            _ => Ok(()),
+        }
+        .map_err(|e| format!("STARTTLS: {}", error_chain(&e)))?;
+        if let Some(credentials) = &self.credentials {
+            if !conn.is_encrypted() && !self.password_in_clear {
+                return Err(format!(
+                    "{}:{} offers no STARTTLS, and the password is not sent in clear: use \
+                     smtps://, or add password_in_clear=yes to the URL to send it anyway",
+                    self.host, self.port
+                ));
+            }
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .map_err(|e| error_chain(&e))?;
+        }
+        conn.send(message.envelope(), &message.formatted())
+            .map(drop)
+            .map_err(|e| error_chain(&e))
+    }
+}
+
 impl Prepared {
     fn new(settings: &MailSettings) -> Result<Prepared, String> {
-        let route = parse_route(&settings.transport)?;
-        let from =
-            settings.from.trim().parse::<Mailbox>().map_err(|e| {
-                format!("mail sender {:?} is not a mail address: {e}", settings.from)
-            })?;
+        Prepared::new_keyed(settings).map_err(|(_, message)| message)
+    }
+
+    /// [`Prepared::new`], an error naming the key it is about.
+    fn new_keyed(settings: &MailSettings) -> Result<Prepared, KeyedError> {
+        let route =
+            parse_route(&settings.transport).map_err(|e| ("FAILOVER_EMAIL_TRANSPORT", e))?;
+        let from = settings.from.trim().parse::<Mailbox>().map_err(|e| {
+            (
+                "FAILOVER_EMAIL_FROM",
+                format!("mail sender {:?} is not a mail address: {e}", settings.from),
+            )
+        })?;
         if settings.recipients.is_empty() {
-            return Err("no mail recipients".to_owned());
+            return Err(("FAILOVER_EMAIL_RECIPIENT", "no mail recipients".to_owned()));
         }
         let to = settings
             .recipients
             .iter()
             .map(|r| {
-                r.trim()
-                    .parse::<Mailbox>()
-                    .map_err(|e| format!("mail recipient {r:?} is not a mail address: {e}"))
+                r.trim().parse::<Mailbox>().map_err(|e| {
+                    (
+                        "FAILOVER_EMAIL_RECIPIENT",
+                        format!("mail recipient {r:?} is not a mail address: {e}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
@@ -392,13 +602,7 @@ impl Prepared {
     /// One attempt to deliver `message`, within about `timeout` (SMTP: per command).
     fn deliver(&self, message: &Message, timeout: Duration) -> Result<(), String> {
         match &self.route {
-            Route::Smtp(builder) => (**builder)
-                .clone()
-                .timeout(Some(timeout))
-                .build()
-                .send(message)
-                .map(drop)
-                .map_err(|e| error_chain(&e)),
+            Route::Smtp(route) => route.send(message, timeout),
             Route::Sendmail(path) => {
                 // Local submission takes UNIX line ends.
                 let text = String::from_utf8_lossy(&message.formatted()).replace("\r\n", "\n");
@@ -424,9 +628,7 @@ fn parse_route(transport: &str) -> Result<Route, String> {
         };
     }
     if t.starts_with("smtp://") || t.starts_with("smtps://") {
-        return SmtpTransport::from_url(t)
-            .map(|b| Route::Smtp(Box::new(b)))
-            .map_err(|e| format!("mail transport {:?}: {}", redact(t), error_chain(&e)));
+        return SmtpRoute::parse(t).map(|r| Route::Smtp(Box::new(r)));
     }
     Err(format!(
         "mail transport {:?} is none of smtp://host:port, smtps://[user:pass@]host:port, \
@@ -437,13 +639,7 @@ fn parse_route(transport: &str) -> Result<Route, String> {
 
 /// The transport with any password hidden, for messages.
 fn redact(transport: &str) -> String {
-    if let Some((scheme, rest)) = transport.split_once("://") {
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://***@{}", &rest[at + 1..]);
-        }
-    }
-    transport.to_owned()
+    ipfailover::settings::redact_transport(transport)
 }
 
 /// An error with its causes, each once.
@@ -1332,13 +1528,146 @@ mod tests {
     fn passwords_are_hidden_in_messages() {
         assert_eq!(
             redact("smtps://user:secret@mail.example.org:465"),
-            "smtps://***@mail.example.org:465"
+            "smtps://user:***@mail.example.org:465"
         );
         assert_eq!(
             redact("smtp://mail.example.org:25/ehlo?tls=required"),
             "smtp://mail.example.org:25/ehlo?tls=required"
         );
         assert_eq!(redact("sendmail"), "sendmail");
+    }
+
+    /// A tiny SMTP server for one connection, on a loopback port of its own: it offers
+    /// STARTTLS or not, accepts any AUTH, and records what the client said. After STARTTLS it
+    /// records the first byte the client sends (0x16: a TLS handshake) and hangs up: it speaks
+    /// no TLS.
+    struct FakeSmtp {
+        port: u16,
+        thread: thread::JoinHandle<Vec<String>>,
+    }
+
+    impl FakeSmtp {
+        fn start(offer_starttls: bool) -> FakeSmtp {
+            use std::io::BufRead;
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let thread = thread::spawn(move || {
+                let mut seen = Vec::new();
+                let Ok((stream, _)) = listener.accept() else {
+                    return seen;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut out = stream.try_clone().unwrap();
+                let mut input = std::io::BufReader::new(stream);
+                let _ = out.write_all(b"220 fake ESMTP\r\n");
+                let mut line = String::new();
+                while matches!(input.read_line(&mut line), Ok(n) if n > 0) {
+                    let command = line.trim_end().to_owned();
+                    line.clear();
+                    let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    seen.push(command);
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" if offer_starttls => {
+                            b"250-fake\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n"
+                        }
+                        "EHLO" => b"250-fake\r\n250 AUTH PLAIN LOGIN\r\n",
+                        "STARTTLS" => {
+                            let _ = out.write_all(b"220 go ahead\r\n");
+                            let mut first = [0u8; 1];
+                            if input.read_exact(&mut first).is_ok() {
+                                seen.push(format!("TLS {:02x}", first[0]));
+                            }
+                            return seen;
+                        }
+                        "AUTH" => b"235 ok\r\n",
+                        "MAIL" | "RCPT" => b"250 ok\r\n",
+                        "DATA" => {
+                            let _ = out.write_all(b"354 go on\r\n");
+                            loop {
+                                if !matches!(input.read_line(&mut line), Ok(n) if n > 0) {
+                                    return seen;
+                                }
+                                let end = line == ".\r\n";
+                                line.clear();
+                                if end {
+                                    break;
+                                }
+                            }
+                            seen.push("(message)".to_owned());
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = out.write_all(b"221 bye\r\n");
+                            return seen;
+                        }
+                        _ => b"500 what?\r\n",
+                    };
+                    let _ = out.write_all(answer);
+                }
+                seen
+            });
+            FakeSmtp { port, thread }
+        }
+
+        /// What the client said, once it has hung up.
+        fn said(self) -> Vec<String> {
+            self.thread.join().unwrap()
+        }
+    }
+
+    /// One attempt to send a notice through `transport`, as the worker makes it.
+    fn attempt(transport: &str) -> Result<(), String> {
+        let prepared = Prepared::new(&settings(transport))?;
+        let message = prepared.message(&notice(1))?;
+        prepared.deliver(&message, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn starttls_is_used_when_offered_and_a_password_never_goes_in_clear() {
+        // The server offers STARTTLS: the client starts TLS before anything else, and the
+        // password would only go inside it (this server speaks no TLS: the attempt fails).
+        let server = FakeSmtp::start(true);
+        let result = attempt(&format!("smtp://ipfo:s3cret@127.0.0.1:{}", server.port));
+        let said = server.said();
+        assert!(result.is_err());
+        assert!(said.iter().any(|l| l == "STARTTLS"), "{said:?}");
+        assert_eq!(said.last().map(String::as_str), Some("TLS 16"), "{said:?}");
+        assert!(!said.iter().any(|l| l.starts_with("AUTH")), "{said:?}");
+
+        // No STARTTLS: the password is not sent, and the error says what to do.
+        let server = FakeSmtp::start(false);
+        let e = attempt(&format!("smtp://ipfo:s3cret@127.0.0.1:{}", server.port)).unwrap_err();
+        let said = server.said();
+        assert!(!said.iter().any(|l| l.starts_with("AUTH")), "{said:?}");
+        assert!(!said.iter().any(|l| l.starts_with("MAIL")), "{said:?}");
+        assert!(
+            e.contains("password_in_clear=yes") && !e.contains("s3cret"),
+            "{e}"
+        );
+
+        // The administrator said so: it is sent, and the message goes.
+        let server = FakeSmtp::start(false);
+        attempt(&format!(
+            "smtp://ipfo:s3cret@127.0.0.1:{}?password_in_clear=yes",
+            server.port
+        ))
+        .unwrap();
+        let said = server.said();
+        assert!(said.iter().any(|l| l.starts_with("AUTH PLAIN")), "{said:?}");
+        assert!(said.iter().any(|l| l == "(message)"), "{said:?}");
+
+        // Without a password, a server without STARTTLS gets the notice in plain, as before;
+        // tls=none never starts TLS even when offered.
+        let server = FakeSmtp::start(false);
+        attempt(&format!("smtp://127.0.0.1:{}", server.port)).unwrap();
+        assert!(server.said().iter().any(|l| l == "(message)"));
+        let server = FakeSmtp::start(true);
+        attempt(&format!("smtp://127.0.0.1:{}?tls=none", server.port)).unwrap();
+        let said = server.said();
+        assert!(!said.iter().any(|l| l == "STARTTLS"), "{said:?}");
+        assert!(said.iter().any(|l| l == "(message)"), "{said:?}");
     }
 
     // --- Against real servers and programs. ---

@@ -209,3 +209,222 @@ fn options_work_before_and_after_the_command() {
     }
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Every exit code a program can return is in its --help (and -h), as docs/exit-codes.md
+/// lists them: the daemons' 75 (state directory in use) too.
+#[test]
+fn each_programs_help_lists_its_exit_codes() {
+    let cases: &[(&str, &[i32])] = &[
+        ("heartbeatd", &[0, 1, 64, 75, 78]),
+        ("failoverd", &[0, 1, 64, 75, 78]),
+        ("failoverctl", &[0, 1, 2, 64, 69, 73, 77, 78]),
+    ];
+    for (program, codes) in cases {
+        for flag in ["--help", "-h"] {
+            let out = run(program, &[flag]);
+            assert!(out.status.success(), "{program} {flag}: {}", text(&out));
+            let help = String::from_utf8_lossy(&out.stdout);
+            let block = help
+                .split("Exit codes:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{program} {flag}: no exit codes\n{help}"));
+            let listed: Vec<i32> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("  ")?.split(' ').next()?.parse().ok())
+                .collect();
+            let mut unique = listed.clone();
+            unique.dedup();
+            assert_eq!(&unique, codes, "{program} {flag}:\n{block}");
+        }
+    }
+}
+
+/// The SMTP password in FAILOVER_EMAIL_TRANSPORT never appears in what -t and check-config
+/// print, and both say how mail is protected: STARTTLS, and the password only inside TLS
+/// unless the URL says password_in_clear=yes.
+#[test]
+fn the_smtp_password_is_hidden_and_the_mail_tls_is_said() {
+    let dir = scratch("mailpw");
+    let conf = dir.join("sec.conf");
+    let write = |transport: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "FAILOVER_PEER_IP=\"198.51.100.10\"\nFAILOVER_PEER_IP_PAIRS=\"eth0:198.51.100.10\"\n\
+                 FAILOVER_EMAIL_RECIPIENT=\"root@example.org\"\n\
+                 FAILOVER_EMAIL_TRANSPORT=\"{transport}\"\n"
+            ),
+        )
+        .expect("config");
+    };
+    let conf_s = conf.to_string_lossy().into_owned();
+    let cases = [
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org:587?tls=required",
+            "smtp://ipfo:***@mail.example.org:587?tls=required: STARTTLS required; the password \
+             only inside TLS",
+        ),
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org",
+            "smtp://ipfo:***@mail.example.org: STARTTLS when the server offers it; the password \
+             only inside TLS",
+        ),
+        (
+            "smtp://ipfo:s3cret-pw@mail.example.org?password_in_clear=yes",
+            "the password in clear without TLS (password_in_clear=yes)",
+        ),
+    ];
+    for (transport, said) in cases {
+        write(transport);
+        for (program, args) in [
+            ("failoverd", vec!["-t", "-c", &conf_s]),
+            ("failoverctl", vec!["check-config", "-c", &conf_s]),
+        ] {
+            let out = run(program, &args);
+            let all = text(&out);
+            assert!(out.status.success(), "{program} {transport}: {all}");
+            assert!(
+                !all.contains("s3cret-pw"),
+                "{program} shows the password: {all}"
+            );
+            assert!(
+                all.contains("FAILOVER_EMAIL_TRANSPORT=\"smtp://ipfo:***@mail.example.org"),
+                "{program}: {all}"
+            );
+            assert!(all.contains(said), "{program}, {transport}: {all}");
+        }
+    }
+    // A misspelt parameter is refused, not ignored, and the password is not shown either.
+    write("smtp://ipfo:s3cret-pw@mail.example.org?password_in_claer=yes");
+    for (program, args) in [
+        ("failoverd", vec!["-t", "-c", &conf_s]),
+        ("failoverctl", vec!["check-config", "-c", &conf_s]),
+    ] {
+        let out = run(program, &args);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(78), "{program}: {all}");
+        assert!(
+            all.contains("unknown parameter \"password_in_claer\""),
+            "{all}"
+        );
+        assert!(
+            !all.contains("s3cret-pw"),
+            "{program} shows the password: {all}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// `failoverctl init` writes values that read back as given, or refuses them, and on any
+/// failure leaves nothing behind: neither the configuration nor the secret it made, nor the
+/// directories it made for them.
+#[test]
+fn init_quotes_what_it_writes_and_writes_nothing_when_it_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("init");
+    let d = dir.to_string_lossy().into_owned();
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "--secondary",
+            "--peer",
+            "198.51.100.10",
+            "--pairs",
+            "eth0:198.51.100.10",
+        ];
+        args.extend_from_slice(extra);
+        run("failoverctl", &args)
+    };
+    let leftovers = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("scratch")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let secret = format!("{d}/new/secret");
+    let conf = format!("{d}/etc/hostconfig");
+
+    // A quote and a newline in --email once added a key of the caller's choosing.
+    let out = init(&[
+        "--email",
+        "root@example.org\"\nFAILOVER_SCRIPT_DIR=\"/tmp/evil",
+        "--secret-file",
+        &secret,
+        "--output",
+        &conf,
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("--email"), "{}", text(&out));
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    // A quote alone is written as it is, and the check then refuses the address.
+    let out = init(&[
+        "--email",
+        "root@example.org\" x",
+        "--secret-file",
+        &secret,
+        "--output",
+        &conf,
+    ]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("FAILOVER_EMAIL_RECIPIENT"),
+        "{}",
+        text(&out)
+    );
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+
+    // A secret file the daemons would refuse: nothing written (the configuration was, once).
+    let open = dir.join("open-secret");
+    std::fs::write(&open, "a shared secret of more than sixteen bytes\n").expect("secret");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = init(&["--secret-file", &open.to_string_lossy(), "--output", &conf]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
+    assert_eq!(leftovers(), ["open-secret"]);
+    std::fs::remove_file(&open).expect("rm");
+
+    // The configuration cannot be written (its directory would be below a file): the secret
+    // made for it goes too.
+    std::fs::write(dir.join("file"), "").expect("file");
+    let out = init(&[
+        "--secret-file",
+        &secret,
+        "--output",
+        &format!("{d}/file/hostconfig"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(leftovers(), ["file"]);
+
+    // Shell characters in a path are quoted so that it reads back as given.
+    let scripts = format!("{d}/hooks \"$HOME\" `id` \\ it's");
+    let out = init(&[
+        "--email",
+        "root@example.org",
+        "--script-dir",
+        &scripts,
+        "--secret-file",
+        &secret,
+        "--output",
+        &conf,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run("failoverctl", &["check-config", "-c", &conf]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let quoted = scripts
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$")
+        .replace('`', "\\`");
+    assert!(
+        shown.contains(&format!("FAILOVER_SCRIPT_DIR=\"{quoted}\"\n")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("FAILOVER_EMAIL_RECIPIENT=\"root@example.org\""),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

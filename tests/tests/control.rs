@@ -124,6 +124,64 @@ fn a_pause_for_a_while_ends_by_itself_and_a_pause_survives_a_restart() {
     assert!(ctl(&lab, &["pause", "--for", "soon"]).status.code() == Some(64));
 }
 
+/// A pause longer than a year is refused, by failoverctl and by failoverd itself (a request
+/// on the socket), instead of overflowing the daemon's clocks: failoverd keeps running,
+/// unpaused, and takes a sound pause afterwards.
+#[test]
+fn a_pause_too_long_for_the_clocks_is_refused_by_failoverctl_and_by_failoverd() {
+    use std::io::{BufRead, Write};
+    let mut lab = Lab::new("pausemax");
+    let (_hb, fo) = pair(&mut lab, &[]);
+    assert!(
+        lab.wait_log(fo, "-> monitoring", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
+    );
+    let out = ctl(&lab, &["pause", "--for", "5000000000000h"]);
+    assert_eq!(out.status.code(), Some(64), "{}", said(&out));
+    assert!(said(&out).contains("longer than a year"), "{}", said(&out));
+    // The same straight to the socket, as another client could send it.
+    let socket = lab.state_dir(Host::Sec).join("failoverd.sock");
+    for for_ms in [u64::MAX.to_string(), "-1".to_string(), "1.5".to_string()] {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("socket");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        writeln!(stream, "{{\"command\":\"pause\",\"for_ms\":{for_ms}}}").expect("send");
+        let mut answer = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut answer)
+            .expect("answer");
+        assert!(
+            answer.contains("\"ok\":false") && answer.contains("for_ms: expected whole"),
+            "{for_ms}: {answer}\n{}",
+            lab.logs()
+        );
+    }
+    assert!(
+        lab.proc(fo).wait_exit(Duration::from_millis(500)).is_none(),
+        "failoverd died:\n{}",
+        lab.logs()
+    );
+    assert!(lab.status(Host::Sec, "failoverd")["pause"].is_null());
+    let out = ctl(&lab, &["pause", "--for", "8760h"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let st = lab.status(Host::Sec, "failoverd");
+    let until = st["pause"]["until_ms"].as_u64().expect("until_ms");
+    let year_ms = 365 * 24 * 3600 * 1000;
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    assert!(
+        until > now + year_ms - 60_000 && until <= now + year_ms,
+        "{st}"
+    );
+}
+
 #[test]
 fn release_by_hand_gives_it_back_to_a_live_primary_and_is_refused_while_it_is_silent() {
     let mut lab = Lab::new("release");

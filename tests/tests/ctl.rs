@@ -493,11 +493,14 @@ fn usage_help_and_version() {
         "check-config",
         "--check-config",
         "Exit codes:",
-        "0   healthy",
-        "1   degraded",
-        "2   failed over or down",
+        "0   status: healthy",
+        "1   status: degraded",
+        "2   status: failed over",
         "64  usage error",
+        "69  pause, resume, release, takeover: no failoverd answers",
+        "77  pause, resume, release, takeover: this user may not",
         "78  configuration error",
+        "A status file is stale when",
     ] {
         assert!(
             help.contains(needle),

@@ -437,6 +437,219 @@ fn check_config_says_whether_etcd_answers_and_refuses_a_readable_password() {
     );
 }
 
+/// The lines of a program's stderr that are not log lines (those start with a timestamp).
+fn said(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `failoverctl check-config` and `failoverd -t` are one check: they refuse the same files with
+/// the same words (the etcd password and TLS files too, which check-config once let through),
+/// and show the same settings for a good one.
+#[test]
+fn check_config_and_failoverd_t_refuse_the_same_files_with_the_same_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = GroupLab::new("agree", 1, 1);
+    let ctl = ipfailover_e2e::bin("failoverctl")
+        .to_string_lossy()
+        .into_owned();
+    let check_config = |conf: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns(ipfailover_e2e::group::Node::Member(1)),
+            ])
+            .args([ctl.as_str(), "check-config", "-c", conf])
+            .output()
+            .unwrap()
+    };
+    let file = |name: &str, text: &str, mode: u32| {
+        let p = lab.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let missing = lab.dir.join("no-such-file").to_string_lossy().into_owned();
+    let open_pw = file("pw-0644", "secret\n", 0o644);
+    let not_pem = file("not-a-ca.pem", "this is no certificate\n", 0o644);
+    let open_secret = file("secret-0644", "a shared secret of sixteen bytes\n", 0o644);
+    let bad: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "a missing etcd password file",
+            vec![
+                ("FAILOVER_ETCD_USER", "ipfo"),
+                ("FAILOVER_ETCD_PASSWORD_FILE", &missing),
+            ],
+        ),
+        (
+            "an etcd password file others can read",
+            vec![
+                ("FAILOVER_ETCD_USER", "ipfo"),
+                ("FAILOVER_ETCD_PASSWORD_FILE", &open_pw),
+            ],
+        ),
+        (
+            "a CA file without a certificate",
+            vec![("FAILOVER_ETCD_CA_FILE", &not_pem)],
+        ),
+        (
+            "a missing client certificate and key",
+            vec![
+                ("FAILOVER_ETCD_CERT_FILE", &missing),
+                ("FAILOVER_ETCD_KEY_FILE", &missing),
+            ],
+        ),
+        (
+            "a secret file others can read",
+            vec![("FAILOVER_SECRET_FILE", &open_secret)],
+        ),
+        (
+            "a mail transport lettre cannot read",
+            vec![
+                ("FAILOVER_EMAIL_RECIPIENT", "root@example.org"),
+                ("FAILOVER_EMAIL_TRANSPORT", "smtp://[bad"),
+            ],
+        ),
+    ];
+    for (what, extra) in &bad {
+        let conf = lab.member_conf(1, extra);
+        let t = lab.check_config(1, &conf);
+        let c = check_config(&conf);
+        assert_eq!(
+            t.status.code(),
+            Some(78),
+            "failoverd -t, {what}: {:?}",
+            said(&t)
+        );
+        assert_eq!(
+            c.status.code(),
+            Some(78),
+            "check-config, {what}: {:?}",
+            said(&c)
+        );
+        assert_eq!(said(&t), said(&c), "{what}");
+        assert!(
+            said(&t)
+                .last()
+                .is_some_and(|l| l.ends_with("configuration is not valid for failoverd")),
+            "{what}: {:?}",
+            said(&t)
+        );
+    }
+    // A good file: both accept it and show the same settings.
+    let conf = lab.member_conf(1, &[]);
+    let t = lab.check_config(1, &conf);
+    let c = check_config(&conf);
+    assert!(
+        t.status.success() && c.status.success(),
+        "{:?} {:?}",
+        said(&t),
+        said(&c)
+    );
+    let settings = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .take_while(|l| !l.starts_with("# group ") && !l.starts_with("# valid"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(settings(&t), settings(&c));
+}
+
+/// `failoverd -t` run in member `i`'s namespace with `SSL_CERT_FILE` set (and `SSL_CERT_DIR`
+/// not): where OpenSSL, and so failoverd, finds the system's CA certificates.
+fn check_config_with_system_cas(
+    lab: &GroupLab,
+    i: usize,
+    conf: &str,
+    ssl_cert_file: &str,
+) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(ipfailover_e2e::group::Node::Member(i)),
+        ])
+        .arg(ipfailover_e2e::bin("failoverd"))
+        .args(["-t", "-c", conf])
+        .env("SSL_CERT_FILE", ssl_cert_file)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap()
+}
+
+/// Without FAILOVER_ETCD_CA_FILE, failoverd trusts the system's CA certificates (what -t says),
+/// not a list built into it: etcd's certificate, signed by a CA the system trusts, is accepted;
+/// one the system does not trust is refused, with a hint that names the system's CAs; a system
+/// without any CA certificate is a configuration error.
+#[test]
+fn without_a_ca_file_the_systems_ca_certificates_are_trusted() {
+    let mut lab = GroupLab::new("sysca", 1, 1);
+    lab.enable_tls();
+    lab.start_etcd_cluster();
+    let tls = lab.tls.clone().unwrap();
+    let conf = lab.member_conf(1, &[("FAILOVER_ETCD_CA_FILE", "")]);
+    let out = check_config_with_system_cas(&lab, 1, &conf, &tls.ca);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# FAILOVER_ETCD_CA_FILE unset: the system's CA certificates"),
+        "{text}"
+    );
+    assert!(text.contains(": answers (etcd 3."), "{text}");
+    let out = check_config_with_system_cas(&lab, 1, &conf, &tls.other_ca);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("does NOT answer"), "{text}");
+    assert!(text.contains("one of the system's CAs"), "{text}");
+    let empty = lab.write("no-cas.pem", "no certificate here\n");
+    let out = check_config_with_system_cas(&lab, 1, &conf, &empty);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("FAILOVER_ETCD_CA_FILE: unset, and the system's CA certificates hold none"),
+        "{err}"
+    );
+}
+
+/// A user and password over http:// endpoints: -t and check-config say that the password
+/// goes in clear (and so does every start).
+#[test]
+fn an_etcd_password_over_http_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = GroupLab::new("pwhttp", 1, 1);
+    let pw = lab.dir.join("etcd-password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pw = pw.to_string_lossy().into_owned();
+    let conf = lab.member_conf(
+        1,
+        &[
+            ("FAILOVER_ETCD_USER", "ipfo"),
+            ("FAILOVER_ETCD_PASSWORD_FILE", &pw),
+        ],
+    );
+    let warning = "FAILOVER_ETCD_USER: the etcd password goes in clear to http://203.0.113.1:2379";
+    let out = lab.check_config(1, &conf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(warning), "{err}");
+    let out = std::process::Command::new(ipfailover_e2e::bin("failoverctl"))
+        .args(["check-config", "-c", &conf])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(warning), "{err}");
+}
+
 /// A hook that records its phase and environment in `<dir>/hooks.log`.
 fn recording_hook(lab: &GroupLab, name: &str, extra: &str) {
     use std::os::unix::fs::PermissionsExt;

@@ -493,10 +493,15 @@ impl<'a> Builder<'a> {
             return;
         }
         if text.contains(char::is_control) {
+            // A mail transport may hold a password: it is never shown.
+            let shown = match key {
+                Key::EmailTransport => super::render::redact_transport(text),
+                _ => text.to_string(),
+            };
             self.bad(
                 key,
                 line,
-                format!("control characters are not allowed, got {text:?}"),
+                format!("control characters are not allowed, got {shown:?}"),
             );
             return;
         }
@@ -886,6 +891,24 @@ impl Builder<'_> {
             )),
             _ => {}
         }
+        // A password over http:// goes in clear, and whoever can read it can also change what
+        // etcd answers: said at every start, -t and check-config (docs/configuration.md).
+        let s = &self.settings;
+        let plain: Vec<&str> = s
+            .etcd_endpoints
+            .iter()
+            .filter(|e| e.starts_with("http://"))
+            .map(String::as_str)
+            .collect();
+        if role == Role::Failoverd && s.etcd_user.is_some() && !plain.is_empty() {
+            let message = format!(
+                "the etcd password goes in clear to {}: anyone on the path can read it, and with \
+                 it change the group's keys; use https:// endpoints",
+                plain.join(", ")
+            );
+            let line = self.set_on[Key::EtcdUser.index()];
+            self.warn(line, Some(name(Key::EtcdUser)), message);
+        }
         for (key, message) in problems {
             if !self.invalid[key.index()] {
                 let line = self.set_on[key.index()];
@@ -992,7 +1015,8 @@ fn check_transport(text: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "expected smtp://host:port, smtps://host:port, sendmail or sendmail:/absolute/path, \
-             got {text:?}"
+             got {:?}",
+            super::render::redact_transport(text)
         ))
     }
 }

@@ -18,6 +18,7 @@ use crate::addr::AddrPair;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
+pub use render::{quote_value, redact_transport};
 pub use secret::{load_secret, load_secrets};
 
 /// The UDP port of heartbeats when `FAILOVER_PORT` is not set: Apple's.
@@ -420,6 +421,33 @@ mod tests {
         let b = tm(&t, Role::Ctl).unwrap();
         assert!(same(&a, &expected));
         assert!(same(&b, &expected));
+    }
+
+    #[test]
+    fn an_etcd_password_over_http_is_warned_about() {
+        let group =
+            "FAILOVER_ETCD_ENDPOINTS=\"http://203.0.113.1:2379 https://203.0.113.2:2379\"\n\
+                     FAILOVER_GROUP_IP_PAIRS=eth0:198.51.100.100\n\
+                     FAILOVER_ETCD_USER=ipfo\n\
+                     FAILOVER_ETCD_PASSWORD_FILE=/etc/ipfailover/etcd-password\n";
+        let s = hc(group, Role::Failoverd).unwrap();
+        assert_eq!(
+            s.warnings,
+            vec![
+                "/etc/ipfailover/hostconfig:3: FAILOVER_ETCD_USER: the etcd password goes in \
+                 clear to http://203.0.113.1:2379: anyone on the path can read it, and with it \
+                 change the group's keys; use https:// endpoints"
+                    .to_string()
+            ]
+        );
+        // Over https:// only, or without a user: nothing to say. failoverctl status, which
+        // only reads where the status files are, does not say it either.
+        let tls = group.replace("http://203.0.113.1", "https://203.0.113.1");
+        assert!(hc(&tls, Role::Failoverd).unwrap().warnings.is_empty());
+        let no_user = "FAILOVER_ETCD_ENDPOINTS=http://203.0.113.1:2379\n\
+                       FAILOVER_GROUP_IP_PAIRS=eth0:198.51.100.100\n";
+        assert!(hc(no_user, Role::Failoverd).unwrap().warnings.is_empty());
+        assert!(hc(group, Role::Ctl).unwrap().warnings.is_empty());
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
             .ok_or("heartbeats are not authenticated"),
         Key::ScriptDir => Ok(s.script_dir.display().to_string()),
         Key::ScriptTimeout => Ok(format_duration(s.script_timeout)),
-        Key::EmailTransport => Ok(s.email_transport.clone()),
+        Key::EmailTransport => Ok(redact_transport(&s.email_transport)),
         Key::EmailFrom => s.email_from.clone().ok_or("failover@<hostname>"),
         Key::StateDir => Ok(s.state_dir.display().to_string()),
         Key::EtcdEndpoints => list(&s.etcd_endpoints, "no group: failoverd watches one peer"),
@@ -112,6 +112,33 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
         Key::EtcdKeyFile => path(&s.etcd_key_file, "no client certificate"),
         Key::EtcdUser => s.etcd_user.clone().ok_or("no etcd authentication"),
         Key::EtcdPasswordFile => path(&s.etcd_password_file, "no etcd authentication"),
+    }
+}
+
+/// A mail transport with its password hidden (`smtp://user:***@host:25`), as everything that
+/// shows the settings writes it: `-t`, `failoverctl check-config`, logs and mail.
+pub fn redact_transport(transport: &str) -> String {
+    if let Some((scheme, rest)) = transport.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some(at) = authority.rfind('@') {
+            if let Some((user, _password)) = authority[..at].split_once(':') {
+                return format!("{scheme}://{user}:***@{}", &rest[at + 1..]);
+            }
+        }
+    }
+    transport.to_owned()
+}
+
+/// A value as a hostconfig line writes it (`KEY=` then this): double-quoted, with `"`, `\`,
+/// `$` and backquotes escaped, so that the parser (and `sh`) read back exactly `value`. A
+/// control character cannot be written: a line holds one key.
+pub fn quote_value(value: &str) -> Result<String, String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{c:?} cannot be written in a configuration value (one line holds one key)"
+        )),
+        None => Ok(quote(value)),
     }
 }
 
@@ -133,6 +160,47 @@ fn quote(value: &str) -> String {
 #[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mail_password_is_never_shown() {
+        let mut s = defaults(std::path::Path::new("/etc/ipfailover/hostconfig"));
+        s.email_transport = "smtp://ipfo:s3cr@t@mail.example.org:587?tls=required".to_string();
+        let text = s.render();
+        assert!(!text.contains("s3cr"), "{text}");
+        assert!(
+            text.contains(
+                "FAILOVER_EMAIL_TRANSPORT=\"smtp://ipfo:***@mail.example.org:587?tls=required\""
+            ),
+            "{text}"
+        );
+        for (shown, hidden) in [
+            ("smtps://u:p@h:465", "smtps://u:***@h:465"),
+            ("smtp://u@h", "smtp://u@h"),
+            ("smtp://h:25/x@y", "smtp://h:25/x@y"),
+            ("sendmail", "sendmail"),
+        ] {
+            assert_eq!(redact_transport(shown), hidden);
+        }
+    }
+
+    #[test]
+    fn a_quoted_value_reads_back_as_itself_or_is_refused() {
+        use crate::settings::{Role, Settings};
+        let path = std::path::Path::new("/etc/ipfailover/hostconfig");
+        for dir in [
+            r#"/opt/a "b" c"#,
+            r"/opt/\x",
+            "/opt/$HOME/`id`",
+            "/opt/it's",
+        ] {
+            let text = format!("FAILOVER_SCRIPT_DIR={}\n", quote_value(dir).unwrap());
+            let s = Settings::from_hostconfig(&text, path, Role::Ctl).unwrap();
+            assert_eq!(s.script_dir, std::path::PathBuf::from(dir), "{text}");
+        }
+        for bad in ["a\nFAILOVER_PEER_IP=\"1.2.3.4", "a\rb", "a\tb", "a\0b"] {
+            assert!(quote_value(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn quoting_escapes_shell_characters() {
