@@ -114,19 +114,16 @@ pub struct Context {
 
 impl Context {
     /// The addresses and whose they are, never "X from X": `198.51.100.100 from pri
-    /// (198.51.100.10)`, or `the own address of pri (198.51.100.10)` when the address taken
-    /// is the primary's own.
+    /// (198.51.100.10)`, or `198.51.100.10, pri's own address` when the address taken is the
+    /// primary's own.
     pub fn addresses_of_peer(&self) -> String {
-        if self.peer == self.addrs || self.peer.ends_with(&format!("({})", self.addrs)) {
-            let name = self
-                .peer
-                .split(" (")
-                .next()
-                .filter(|n| *n != self.addrs)
-                .map_or(String::new(), |n| format!(" ({n})"));
-            format!("the primary's own address {}{name}", self.addrs)
-        } else {
-            format!("{} from {}", self.addrs, self.peer)
+        let own = self.peer == self.addrs || self.peer.ends_with(&format!(" ({})", self.addrs));
+        if !own {
+            return format!("{} from {}", self.addrs, self.peer);
+        }
+        match self.peer.split(" (").next().filter(|n| *n != self.addrs) {
+            Some(name) => format!("{}, {name}'s own address", self.addrs),
+            None => format!("{}, the primary's own address", self.addrs),
         }
     }
 
@@ -372,8 +369,7 @@ mod tests {
         };
         assert_eq!(
             c.took_over(Reason::Timeout),
-            "[ipfailover] sec-1 took over the primary's own address 10.0.0.100 (pri-1) \
-             (heartbeat timeout)"
+            "[ipfailover] sec-1 took over 10.0.0.100, pri-1's own address (heartbeat timeout)"
         );
         assert_eq!(
             c.released(Reason::PeerReturned, ReleasedTo::Peer),
@@ -386,7 +382,7 @@ mod tests {
         };
         assert_eq!(
             c.took_over(Reason::Timeout),
-            "[ipfailover] sec-1 took over the primary's own address 10.0.0.100 (heartbeat \
+            "[ipfailover] sec-1 took over 10.0.0.100, the primary's own address (heartbeat \
              timeout)"
         );
         // A service address.

@@ -935,7 +935,7 @@ impl Pair {
                 let what_held = c.addresses_of_peer();
                 log::warn!("took over {what_held} ({})", notices::reason_text(*reason));
                 let mut what = format!(
-                    "{} took over {what_held} because of: {}.",
+                    "{} took over {what_held}, because of: {}.",
                     ctx.host,
                     notices::reason_text(*reason)
                 );
@@ -952,9 +952,9 @@ impl Pair {
             Notice::Released { reason, addrs, to } => {
                 let c = self.context_of(addrs);
                 let to_whom = match to {
-                    ReleasedTo::Peer => format!("gave {} back to {}", c.addrs, c.peer),
+                    ReleasedTo::Peer => format!("released {} to {}", c.addrs, c.peer),
                     ReleasedTo::Host(mac) => format!(
-                        "gave {} up to the host at {}, which kept answering for it",
+                        "released {} to the host at {}, which kept answering for it",
                         c.addrs,
                         mac_text(mac)
                     ),

@@ -773,7 +773,7 @@ pub struct Slot {
     asked_back: Option<Reason>,
     /// Taken back after a failed handover: given back only once the primary shows it can
     /// serve it (it answers for it).
-    awaits_proof: bool,
+    awaits_proof: Option<Instant>,
 }
 
 impl Slot {
@@ -788,7 +788,7 @@ impl Slot {
             released_at: None,
             handover_round: None,
             asked_back: None,
-            awaits_proof: false,
+            awaits_proof: None,
         }
     }
 }
@@ -1437,7 +1437,7 @@ impl Failover {
             slot.held,
             slot.claim,
             slot.peer_mac,
-            slot.awaits_proof,
+            slot.awaits_proof.is_some(),
             slot.manual,
         );
         if let Some(c) = &mut self.conflict {
@@ -1577,7 +1577,7 @@ impl Failover {
                 // Every moment longer is a moment of two holders: at once. After a failed
                 // handover, once the primary shows that it can serve (it answers for it).
                 Claim::Holds { .. } => {
-                    if !s.awaits_proof || self.answered_by_peer(s) {
+                    if s.awaits_proof.is_none() || self.answered_by_peer(s) {
                         out.push(s.addr);
                     }
                 }
@@ -1604,13 +1604,10 @@ impl Failover {
     /// Whether the primary has answered for a slot we took back since we took it: it can
     /// serve it now.
     fn answered_by_peer(&self, s: &Slot) -> bool {
-        let Some((at, mac)) = self.answers.latest(s.addr) else {
+        let (Some(since), Some((at, mac))) = (s.awaits_proof, self.answers.latest(s.addr)) else {
             return false;
         };
-        at >= s.claim_since.min(self.now) && s.peer_mac.is_none_or(|m| m == mac) && {
-            // Heard after the take-back.
-            self.returns.back().is_none_or(|t| at >= *t)
-        }
+        at > since && s.peer_mac.is_none_or(|m| m == mac)
     }
 
     /// Whether a goodbye still asks for an unprobed takeover: it came within the last
@@ -2007,7 +2004,7 @@ impl Failover {
         let probed: Vec<IpAddr> = self
             .slots
             .iter()
-            .filter(|s| s.held && (peer_silent || s.awaits_proof || s.manual))
+            .filter(|s| s.held && (peer_silent || s.awaits_proof.is_some() || s.manual))
             .map(|s| s.addr)
             .collect();
         if !probed.is_empty() {
@@ -2137,7 +2134,7 @@ impl Failover {
                     s.released_at = None;
                     s.handover_round = None;
                     s.asked_back = None;
-                    s.awaits_proof = true;
+                    s.awaits_proof = Some(now);
                 }
             }
             self.returns.push_back(now);
@@ -2480,7 +2477,8 @@ impl Failover {
                     // Taken because the primary could not serve it: given back once it shows
                     // it can.
                     s.awaits_proof =
-                        matches!(q.reason, Reason::HandoverFailed | Reason::PeerCannotServe);
+                        matches!(q.reason, Reason::HandoverFailed | Reason::PeerCannotServe)
+                            .then_some(now);
                 }
             }
             self.held_by_hand_told = false;
@@ -2517,7 +2515,7 @@ impl Failover {
             if q.addrs.contains(&s.addr) {
                 s.held = false;
                 s.manual = false;
-                s.awaits_proof = false;
+                s.awaits_proof = None;
                 if q.reason == Reason::PeerReturned {
                     s.released_at = Some(now);
                     s.handover_round = None;

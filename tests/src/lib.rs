@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 pub mod chaos;
 pub mod group;
 pub mod icmp;
+pub mod sampler;
 
 /// The primary's public address: the address that moves.
 pub const VIP: &str = "198.51.100.10";
@@ -935,6 +936,65 @@ impl Lab {
     pub fn start_heartbeatd(&mut self, extra: &[(&str, &str)]) -> usize {
         let conf = self.heartbeatd_conf(extra);
         self.spawn(Host::Pri, "heartbeatd", "heartbeatd", &["-c", &conf])
+    }
+
+    /// Starts heartbeatd on the primary as [`Lab::start_heartbeatd`] does, with a `systemctl`
+    /// first on its PATH that says the system is `state` (`stopping`: a shutdown under way,
+    /// which its goodbye then announces; `running`: only heartbeatd stops).
+    pub fn start_heartbeatd_system(&mut self, extra: &[(&str, &str)], state: &str) -> usize {
+        let conf = self.heartbeatd_conf(extra);
+        let path = self.systemctl_says(state);
+        self.spawn_env(
+            Host::Pri,
+            "heartbeatd",
+            "heartbeatd",
+            &["-c", &conf],
+            &[("PATH", path)],
+        )
+    }
+
+    /// A PATH whose first directory holds a `systemctl` that says the system is `state`, as
+    /// `systemctl is-system-running` does (`stopping` during a shutdown).
+    pub fn systemctl_says(&self, state: &str) -> String {
+        let dir = self.dir.join(format!("systemctl-{state}"));
+        fs::create_dir_all(&dir).expect("a directory for systemctl");
+        let script = dir.join("systemctl");
+        fs::write(
+            &script,
+            format!("#!/bin/sh\n[ \"$1\" = is-system-running ] && echo {state}\n"),
+        )
+        .expect("systemctl");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        )
+    }
+
+    /// [`Lab::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        &mut self,
+        host: Host,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> usize {
+        let prog = bin(program).to_string_lossy().into_owned();
+        let mut argv = vec![prog.as_str()];
+        argv.extend_from_slice(args);
+        self.launch_env(host, name, &argv, Stdio::null(), Some("debug"), env)
+    }
+
+    /// Starts sampling the primary (node 1) and the secondary (node 2) for `addrs`: whether
+    /// each holds it on an interface whose link is up, every 2 ms.
+    pub fn sampler(&self, addrs: &[&str]) -> sampler::Sampler {
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        sampler::Sampler::start(
+            vec![(1, self.ns(Host::Pri)), (2, self.ns(Host::Sec))],
+            &addrs,
+        )
     }
 
     /// Starts failoverd on the secondary, watching the primary, with `extra` settings.
