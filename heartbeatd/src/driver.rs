@@ -47,6 +47,10 @@ pub(crate) struct Heartbeatd {
     hostname: String,
     /// This host's addresses that identify it in heartbeats, with their interfaces.
     identity: Vec<LocalAddr>,
+    /// Identity addresses that vanished (deleted by hand, a NIC gone): still named, without
+    /// saying we answer for them, so that failoverd still knows who we are and sees that we
+    /// cannot serve them.
+    past_identity: Vec<IpAddr>,
     identity_checked: Instant,
     /// What every datagram carries; kind, interval, sequence (counting every datagram sent)
     /// and time are set at each send.
@@ -58,8 +62,10 @@ pub(crate) struct Heartbeatd {
     released: Vec<IpAddr>,
     /// The service addresses (`FAILOVER_IP_PAIRS`), resolved.
     aliases: Vec<ResolvedPair>,
-    /// Each interface's link: up (carrier) or not, and its MAC, as last looked up.
+    /// Each interface's link: up (carrier) or not, every address on each, and its MAC, as
+    /// last looked up.
     links: HashMap<String, bool>,
+    present: Vec<(String, IpAddr)>,
     macs: HashMap<String, [u8; 6]>,
     links_checked: Instant,
     /// What the heartbeats say of the addresses changed: the template is rebuilt.
@@ -113,6 +119,7 @@ impl Heartbeatd {
             key,
             hostname,
             identity: Vec::new(),
+            past_identity: Vec::new(),
             identity_checked: now,
             template: Datagram {
                 boot_id: daemon::random_boot_id(),
@@ -123,6 +130,7 @@ impl Heartbeatd {
             released: Vec::new(),
             aliases,
             links: HashMap::new(),
+            present: Vec::new(),
             macs: HashMap::new(),
             links_checked: now,
             entries_dirty: true,
@@ -261,16 +269,16 @@ impl Heartbeatd {
         }
     }
 
-    /// Looks at the links (carrier) and MACs of the interfaces heartbeats speak of: what the
-    /// heartbeats say this host answers for follows the links.
+    /// Looks at the links (carrier) and the addresses of this host: what the heartbeats say
+    /// this host answers for follows them (an address deleted by hand, a link gone down).
     fn check_links(&mut self, now: Instant) {
         let every = self.sender.interval().max(LINK_CHECK_MIN);
         if now < self.links_checked + every && !self.links.is_empty() {
             return;
         }
         self.links_checked = now;
-        match interfaces::links_up() {
-            Ok(links) => {
+        match interfaces::links_and_addrs() {
+            Ok((links, mut present)) => {
                 for (iface, up) in &links {
                     if self.links.get(iface) != Some(up) {
                         self.entries_dirty = true;
@@ -282,68 +290,75 @@ impl Heartbeatd {
                         }
                     }
                 }
+                present.sort();
+                if present != self.present {
+                    self.entries_dirty = true;
+                    self.present = present;
+                }
                 self.links = links;
             }
             Err(e) => log::debug!("reading the links' state: {e}"),
         }
     }
 
-    /// What every heartbeat says of this host's addresses: its identity (held while its link
-    /// is up), the service addresses (held, wanted), and the other addresses on the heartbeat
-    /// interfaces; at most [`wire::MAX_ADDRS`] go out, the rest is flagged as cut.
+    /// What every heartbeat says of this host's addresses: its identity (held while it is on
+    /// an interface whose link is up), the service addresses (held, wanted), and the other
+    /// addresses on the heartbeat interfaces; at most [`wire::MAX_ADDRS`] go out, the rest is
+    /// flagged as cut.
     fn entries(&mut self) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let up = |links: &HashMap<String, bool>, iface: &str| links.get(iface).copied().unwrap_or(true);
-        for l in self.identity.clone() {
-            let mac = self.mac(&l.iface);
-            let mut role = WireRole::IDENTITY;
-            if up(&self.links, &l.iface) {
-                role = role.with(WireRole::HOLDS);
+        let mut out: Vec<Entry> = Vec::new();
+        // On an interface whose link is up, as last looked up (held, by default, until the
+        // first look).
+        let answers = |this: &Self, addr: IpAddr| -> Option<String> {
+            if this.present.is_empty() {
+                return this
+                    .identity
+                    .iter()
+                    .find(|l| l.addr == addr)
+                    .map(|l| l.iface.clone())
+                    .or_else(|| this.aliases.iter().find(|p| p.addr == addr).map(|p| p.iface.clone()));
             }
-            out.push(Entry { addr: l.addr, role, mac });
-        }
+            this.present
+                .iter()
+                .find(|(iface, a)| *a == addr && this.links.get(iface).copied().unwrap_or(true))
+                .map(|(iface, _)| iface.clone())
+        };
         for addr in self.identity_addrs() {
-            if !out.iter().any(|e: &Entry| e.addr == addr) {
-                out.push(Entry::new(addr, WireRole::IDENTITY.with(WireRole::HOLDS)));
-            }
+            let (role, mac) = match answers(self, addr) {
+                Some(iface) => (WireRole::IDENTITY.with(WireRole::HOLDS), self.mac(&iface)),
+                None => (WireRole::IDENTITY, [0; 6]),
+            };
+            out.push(Entry { addr, role, mac });
         }
         for (addr, role) in self.sender.alias_entries() {
-            let iface = self
-                .aliases
-                .iter()
-                .find(|p| p.addr == addr)
-                .map(|p| p.iface.clone())
-                .unwrap_or_default();
             let mut role = role.with(WireRole::MANAGED);
             let mut mac = [0; 6];
             if role.has(WireRole::HOLDS) {
-                if up(&self.links, &iface) {
-                    mac = self.mac(&iface);
-                } else {
-                    role = WireRole::MANAGED;
+                match answers(self, addr) {
+                    Some(iface) => mac = self.mac(&iface),
+                    // Ours, but on a link that is down: it does not answer.
+                    None => role = WireRole::MANAGED,
                 }
             }
             out.push(Entry { addr, role, mac });
         }
-        // Other addresses on the heartbeat interfaces (a service alias added by hand): held.
-        if let Ok(all) = interfaces::local_addrs() {
-            let ifaces: Vec<String> = self.identity.iter().map(|l| l.iface.clone()).collect();
-            for l in all {
-                if l.addr.is_loopback()
-                    || is_link_local(l.addr)
-                    || !ifaces.contains(&l.iface)
-                    || out.iter().any(|e| e.addr == l.addr)
-                {
-                    continue;
-                }
-                let mut role = WireRole::NONE;
-                let mut mac = [0; 6];
-                if up(&self.links, &l.iface) {
-                    role = WireRole::HOLDS;
-                    mac = self.mac(&l.iface);
-                }
-                out.push(Entry { addr: l.addr, role, mac });
+        // Other addresses on the heartbeat interfaces (a service alias added by hand): held
+        // while their link is up.
+        let ifaces: Vec<String> = self.identity.iter().map(|l| l.iface.clone()).collect();
+        for (iface, addr) in self.present.clone() {
+            if addr.is_loopback()
+                || is_link_local(addr)
+                || !ifaces.contains(&iface)
+                || out.iter().any(|e| e.addr == addr)
+            {
+                continue;
             }
+            let (role, mac) = if self.links.get(&iface).copied().unwrap_or(true) {
+                (WireRole::HOLDS, self.mac(&iface))
+            } else {
+                (WireRole::NONE, [0; 6])
+            };
+            out.push(Entry { addr, role, mac });
         }
         out
     }
@@ -359,7 +374,13 @@ impl Heartbeatd {
 
     fn identity_addrs(&self) -> Vec<IpAddr> {
         if self.settings.node_ips.is_empty() {
-            self.identity.iter().map(|l| l.addr).collect()
+            let mut all: Vec<IpAddr> = self.identity.iter().map(|l| l.addr).collect();
+            for a in &self.past_identity {
+                if !all.contains(a) {
+                    all.push(*a);
+                }
+            }
+            all
         } else {
             self.settings.node_ips.clone()
         }
@@ -418,6 +439,16 @@ impl Heartbeatd {
                             }
                         );
                     }
+                    for old in &self.identity {
+                        if !list.iter().any(|l| l.addr == old.addr)
+                            && !self.past_identity.contains(&old.addr)
+                            && self.past_identity.len() < 4
+                        {
+                            self.past_identity.push(old.addr);
+                        }
+                    }
+                    self.past_identity
+                        .retain(|a| !list.iter().any(|l| l.addr == *a));
                     self.identity = list;
                 }
             }
@@ -555,6 +586,7 @@ impl Heartbeatd {
         }
         let config = sender_config(&settings, &aliases);
         self.settings = settings;
+        self.past_identity.clear();
         self.refresh_identity(rt, now);
         log::info!(
             "SIGHUP: configuration reloaded from {}",

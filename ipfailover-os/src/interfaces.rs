@@ -1,5 +1,6 @@
 //! This host's interfaces: their addresses, indexes and MAC addresses.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -113,18 +114,28 @@ pub fn iface_index(name: &str) -> io::Result<u32> {
 
 /// Each interface's name and whether its link carries traffic: administratively up and
 /// running (Linux: the carrier is there, `LOWER_UP`; a veth whose other end is down, an
-/// unplugged cable, a link set down are not). One dump of `getifaddrs`.
-pub fn links_up() -> io::Result<std::collections::HashMap<String, bool>> {
+/// unplugged cable, a link set down are not); and every address on it. One dump of
+/// `getifaddrs`.
+pub fn links_and_addrs() -> io::Result<(HashMap<String, bool>, Vec<(String, IpAddr)>)> {
     use nix::net::if_::InterfaceFlags;
-    let mut out = std::collections::HashMap::new();
+    let mut links = HashMap::new();
+    let mut addrs = Vec::new();
     for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
         let up = ifa
             .flags
             .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING);
-        let e = out.entry(ifa.interface_name).or_insert(false);
+        let e = links.entry(ifa.interface_name.clone()).or_insert(false);
         *e |= up;
+        let ip = ifa.address.as_ref().and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        });
+        if let Some(ip) = ip {
+            addrs.push((ifa.interface_name, ip));
+        }
     }
-    Ok(out)
+    Ok((links, addrs))
 }
 
 /// The Ethernet (MAC) address of an interface.

@@ -13,6 +13,12 @@ const SMTP_PORT: u16 = 2526;
 
 /// A pair with a secret, mail to the lab's SMTP server, and `extra` for failoverd.
 fn pair(lab: &mut Lab, extra: &[(&str, &str)]) -> (usize, usize) {
+    pair_saying(lab, extra, "running")
+}
+
+/// [`pair`], heartbeatd's service manager saying the system is `state` (`stopping`: its
+/// goodbye says the host goes down; `running`: only heartbeatd stops).
+fn pair_saying(lab: &mut Lab, extra: &[(&str, &str)], state: &str) -> (usize, usize) {
     let secret = lab.write("secret", "the shared secret of this lab pair\n");
     let secret = secret.to_string_lossy().into_owned();
     lab.start_smtp(Host::Sec, SMTP_PORT);
@@ -24,7 +30,14 @@ fn pair(lab: &mut Lab, extra: &[(&str, &str)]) -> (usize, usize) {
         ("FAILOVER_EMAIL_FROM", "failover@sec.example.org"),
     ];
     fo.extend_from_slice(extra);
-    lab.start_pair(&[("FAILOVER_SECRET_FILE", secret.as_str())], &fo)
+    let _hb = lab.start_heartbeatd_system(&[("FAILOVER_SECRET_FILE", secret.as_str())], state);
+    let f = lab.start_failoverd(&fo);
+    assert!(
+        lab.wait_log(f, "-> monitoring", Duration::from_secs(10)),
+        "failoverd never reached monitoring:\n{}",
+        lab.logs()
+    );
+    (_hb, f)
 }
 
 /// Whether some delivered mail contains `needle` (headers unfolded, bodies as sent).
@@ -119,7 +132,7 @@ fn heartbeatd_killed_or_paused_on_a_live_host_is_no_reason_to_take_over() {
     assert_eq!(lab.status(Host::Sec, "failoverd")["state"], "conflict");
     // A new heartbeatd: a new boot, which proves itself fresh and ends the conflict.
     let secret = lab.dir.join("secret").to_string_lossy().into_owned();
-    let hb2 = lab.start_heartbeatd(&[("FAILOVER_SECRET_FILE", &secret)]);
+    let hb2 = lab.start_heartbeatd_system(&[("FAILOVER_SECRET_FILE", &secret)], "stopping");
     assert!(
         lab.wait_log(
             fo,
@@ -171,7 +184,7 @@ fn a_fence_hook_that_powers_the_primary_off_is_followed_by_the_takeover() {
         }
         std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     }
-    let (hb, fo) = pair(&mut lab, &[]);
+    let (hb, fo) = pair(&mut lab, &[("FAILOVER_FENCE_AFTER", "1s")]);
     lab.proc(hb).signal(libc::SIGKILL);
     assert!(
         lab.wait_log(fo, "-> conflict", Duration::from_secs(5)),
@@ -185,9 +198,10 @@ fn a_fence_hook_that_powers_the_primary_off_is_followed_by_the_takeover() {
         std::fs::read_to_string(&marker).unwrap_or_default().trim(),
         "Fence conflict"
     );
-    // Right after it: one probe round (300 ms here) and the takeover's hooks.
+    // FAILOVER_FENCE_AFTER (1 s), then one probe round (300 ms here) and the takeover's
+    // hooks.
     assert!(
-        took < Duration::from_millis(1500),
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
         "taken over {took:?} after the conflict"
     );
     assert!(
@@ -244,9 +258,10 @@ fn a_primary_back_with_its_address_but_no_heartbeats_gets_it_back_after_the_grac
 #[test]
 fn a_goodbye_from_a_host_that_stays_up_is_taken_then_given_back_after_the_grace() {
     let mut lab = Lab::new("cbye");
-    let (hb, fo) = pair(&mut lab, &[("FAILOVER_CONFLICT_GRACE", "2s")]);
-    // heartbeatd stopped cleanly on a host that stays up: taken over at once (a goodbye is
-    // a planned handover), then given back once the host keeps answering past the grace.
+    // Its service manager says the host is going down, but the host stays up after all (a
+    // shutdown that hangs, or is called off): the goodbye is taken at face value, at once,
+    // and the address given back once the host keeps answering past the grace.
+    let (hb, fo) = pair_saying(&mut lab, &[("FAILOVER_CONFLICT_GRACE", "2s")], "stopping");
     let bye = Instant::now();
     lab.proc(hb).signal(libc::SIGTERM);
     lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(2));
@@ -266,7 +281,7 @@ fn a_goodbye_from_a_host_that_stays_up_is_taken_then_given_back_after_the_grace(
     // A host that says goodbye and then goes down within the grace (a clean shutdown): the
     // secondary takes over and keeps the address, with no flapping.
     let secret = lab.dir.join("secret").to_string_lossy().into_owned();
-    let hb2 = lab.start_heartbeatd(&[("FAILOVER_SECRET_FILE", &secret)]);
+    let hb2 = lab.start_heartbeatd_system(&[("FAILOVER_SECRET_FILE", &secret)], "stopping");
     assert!(
         wait_for(Duration::from_secs(5), || lab
             .status(Host::Sec, "failoverd")["state"]

@@ -183,95 +183,126 @@ fn a_pause_too_long_for_the_clocks_is_refused_by_failoverctl_and_by_failoverd() 
 }
 
 #[test]
-fn release_by_hand_gives_it_back_to_a_live_primary_and_is_refused_while_it_is_silent() {
+fn release_by_hand_is_refused_while_the_primary_is_silent_and_the_return_needs_no_hand() {
     let mut lab = Lab::new("release");
-    // With this rule the secondary would keep the address for a long while after failback.
-    let (hb, _fo) = pair(&mut lab, &[("FAILOVER_RELEASE_AFTER", "1000")]);
+    let (hb, fo) = pair(&mut lab, &[]);
     lab.kill_primary(hb);
     lab.client_reaches(VIP, Host::Sec, Duration::from_secs(10));
-    // Silent primary: refused, nothing changes.
+    // Silent primary: refused, nothing changes; one sentence, no runs of spaces.
     let out = ctl(&lab, &["release"]);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("silent"), "{}", said(&out));
+    assert!(!said(&out).contains("  "), "{}", said(&out));
     assert!(lab.holds(Host::Sec, "eth0", VIP));
-    // The primary is back (its address is held here, so its public link is blind): release
-    // by hand gives it back at once, and the client follows the primary's announcement.
+    // The primary is back: its own address goes back at its first verified heartbeat, with
+    // nobody's hand, and there is nothing left to release.
     lab.links(Host::Pri, true);
     let _hb = lab.start_heartbeatd(&[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || lab
-            .status(Host::Sec, "failoverd")["links"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|x| x["state"] == "up")))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
-    assert!(
-        lab.holds(Host::Sec, "eth0", VIP),
-        "released by the rule after all"
-    );
-    let out = ctl(&lab, &["release"]);
-    assert!(out.status.success(), "{}", said(&out));
-    assert!(wait_for(Duration::from_secs(5), || !lab.holds(
-        Host::Sec,
-        "eth0",
-        VIP
-    ))
-    .is_some());
+    lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(3));
     lab.client_reaches(VIP, Host::Pri, Duration::from_secs(10));
-    let last = lab.status(Host::Sec, "failoverd")["transitions"]
-        .as_array()
-        .and_then(|t| t.iter().rev().find(|x| x["to"] == "releasing").cloned())
-        .unwrap_or_default();
-    assert_eq!(last["reason"], "manual", "{last}");
+    let out = ctl(&lab, &["release"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("holds none"), "{}", said(&out));
+    assert!(lab.proc(fo).log_text().contains("(peer-returned)"));
 }
 
 #[test]
-fn takeover_by_hand_is_refused_while_the_address_answers_and_done_once_it_does_not() {
+fn a_forced_release_is_taken_over_again_only_after_the_timeout() {
+    let mut lab = Lab::new("forcerel");
+    let (hb, fo) = pair(&mut lab, &[]);
+    lab.kill_primary(hb);
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(10));
+    let out = ctl(&lab, &["release", "--force"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let released = lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(3));
+    let _ = released;
+    let at = std::time::Instant::now();
+    // As the refusal says: taken over again after the timeout (1 s), not at once.
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
+    let again = at.elapsed();
+    assert!(again >= Duration::from_millis(900), "{again:?}\n{}", lab.logs());
+    assert!(lab.proc(fo).log_text().contains("(manual)"));
+}
+
+#[test]
+fn takeover_by_hand_of_the_primarys_own_address_is_refused_and_forced_is_a_conflict() {
     let mut lab = Lab::new("takeover");
+    let (_hb, fo) = pair(&mut lab, &[("FAILOVER_CONFLICT_GRACE", "2s")]);
+    // The primary answers for its own address: refused, nothing taken.
+    let out = ctl(&lab, &["takeover"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("own address"), "{}", said(&out));
+    assert!(!said(&out).contains("  "), "{}", said(&out));
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
+    // Forced: taken, and since the primary answers too, told at once and given back after the
+    // grace; never silent, never without end.
+    let out = ctl(&lab, &["takeover", "--force"]);
+    assert!(out.status.success(), "{}", said(&out));
+    lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(3));
+    assert!(
+        lab.wait_log(fo, "also answers from", Duration::from_secs(3)),
+        "{}",
+        lab.logs()
+    );
+    lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(10));
+    assert!(wait_for(Duration::from_secs(10), || mailed(&lab, "also answers from")).is_some());
+    lab.client_reaches(VIP, Host::Pri, Duration::from_secs(5));
+}
+
+#[test]
+fn takeover_by_hand_of_a_service_address_moves_it_by_agreement_and_back() {
+    const ALIAS: &str = "198.51.100.100";
+    let mut lab = Lab::new("takealias");
     lab.hook(
         VIP,
         "PostAcq-log",
         &format!(
-            "echo \"$1 $FAILOVER_REASON\" >> {}",
+            "echo \"$1 $FAILOVER_REASON $FAILOVER_PEER_IP_PAIRS\" >> {}",
             lab.dir.join("reasons.log").display()
         ),
     );
-    let (_hb, _fo) = pair(&mut lab, &[]);
-    // The primary answers for its address: refused, nothing taken.
-    let out = ctl(&lab, &["takeover"]);
-    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
-    assert!(said(&out).contains("still answers"), "{}", said(&out));
-    assert!(!lab.holds(Host::Sec, "eth0", VIP));
-    // The primary gives its address up (heartbeatd goes on over the private link): now the
-    // takeover is done, with the reason manual in status, hooks and mail, and kept.
-    lab.ip(
-        Host::Pri,
-        &["addr", "del", &format!("{VIP}/24"), "dev", "eth0"],
+    lab.start_smtp(Host::Sec, SMTP_PORT);
+    let transport = format!("smtp://127.0.0.1:{SMTP_PORT}");
+    let (_hb, fo) = lab.start_pair(
+        &[("FAILOVER_IP_PAIRS", &format!("eth0:{ALIAS}/24"))],
+        &[
+            ("FAILOVER_PEER_IP_PAIRS", &format!("eth0:{ALIAS}")),
+            ("FAILOVER_EMAIL_RECIPIENT", "ops@example.org"),
+            ("FAILOVER_EMAIL_TRANSPORT", transport.as_str()),
+            ("FAILOVER_EMAIL_FROM", "failover@sec.example.org"),
+        ],
     );
+    // heartbeatd adds its service address once failoverd says it holds none of it.
+    lab.wait_holds(Host::Pri, "eth0", ALIAS, true, Duration::from_secs(5));
+    lab.client_reaches(ALIAS, Host::Pri, Duration::from_secs(5));
+    let sampler = lab.sampler(&[ALIAS]);
+    // Taken by hand: heartbeatd gives it up, then failoverd adds it.
     let out = ctl(&lab, &["takeover"]);
     assert!(out.status.success(), "{}", said(&out));
-    lab.client_reaches(VIP, Host::Sec, Duration::from_secs(10));
-    let st = lab.status(Host::Sec, "failoverd");
-    assert_eq!(st["held_by_hand"], true, "{st}");
-    assert!(
-        wait_for(Duration::from_secs(5), || ipfailover_e2e::read(
-            &lab.dir.join("reasons.log")
-        )
-        .contains("PostAcq manual"))
-        .is_some(),
-        "{}",
-        lab.logs()
-    );
-    assert!(wait_for(Duration::from_secs(10), || mailed(
-        &lab,
-        "asked by an administrator"
-    ))
+    lab.wait_holds(Host::Sec, "eth0", ALIAS, true, Duration::from_secs(3));
+    lab.client_reaches(ALIAS, Host::Sec, Duration::from_secs(5));
+    assert_eq!(lab.status(Host::Sec, "failoverd")["held_by_hand"], true);
+    assert!(wait_for(Duration::from_secs(5), || ipfailover_e2e::read(
+        &lab.dir.join("reasons.log")
+    )
+    .contains(&format!("PostAcq manual eth0:{ALIAS}")))
     .is_some());
-    // The primary's heartbeats go on: the address stays, taken by hand.
+    // The primary waits for it while it is held by hand: nothing moves, however long.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(lab.holds(Host::Sec, "eth0", VIP));
+    assert!(lab.holds(Host::Sec, "eth0", ALIAS) && !lab.holds(Host::Pri, "eth0", ALIAS));
+    // Given back by hand: by agreement again, and the client follows.
+    let out = ctl(&lab, &["release"]);
+    assert!(out.status.success(), "{}", said(&out));
+    lab.wait_holds(Host::Pri, "eth0", ALIAS, true, Duration::from_secs(3));
+    lab.client_reaches(ALIAS, Host::Pri, Duration::from_secs(5));
+    let timeline = sampler.finish();
+    assert!(
+        timeline.two_holders().is_empty(),
+        "{:?}\n{}",
+        timeline.two_holders(),
+        timeline.render()
+    );
+    assert!(lab.proc(fo).log_text().contains("(manual)"));
 }
 
 #[test]
