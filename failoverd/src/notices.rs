@@ -156,9 +156,9 @@ impl Context {
     /// Subject of a release notice: to whom the addresses went.
     pub fn released(&self, reason: Reason, to: ReleasedTo) -> String {
         let whom = match to {
-            ReleasedTo::Peer => format!("gave {} back to {}", self.addrs, self.peer),
+            ReleasedTo::Peer => format!("released {} to {}", self.addrs, self.peer),
             ReleasedTo::Host(mac) => format!(
-                "gave {} up to the host at {} that answers for it",
+                "released {} to the host at {}, which answers for it",
                 self.addrs,
                 mac.iter()
                     .map(|b| format!("{b:02x}"))
@@ -373,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             c.released(Reason::PeerReturned, ReleasedTo::Peer),
-            "[ipfailover] sec-1 gave 10.0.0.100 back to pri-1 (10.0.0.100) (the peer is back)"
+            "[ipfailover] sec-1 released 10.0.0.100 to pri-1 (10.0.0.100) (the peer is back)"
         );
         // Before its name is known.
         let c = Context {
@@ -399,7 +399,7 @@ mod tests {
         // Given up to a third host: its MAC, not the dead primary.
         assert_eq!(
             c.released(Reason::Conflict, ReleasedTo::Host([2, 0, 0, 0, 0, 0x66])),
-            "[ipfailover] sec-1 gave 10.0.0.100 up to the host at 02:00:00:00:00:66 that \
+            "[ipfailover] sec-1 released 10.0.0.100 to the host at 02:00:00:00:00:66, which \
              answers for it (another host answers for the address)"
         );
         assert!(c.link_lost("203.0.113.10").contains("redundancy lost"));

@@ -2482,7 +2482,10 @@ impl Failover {
                 }
             }
             self.held_by_hand_told = false;
-            self.add_retry = if failed.is_empty() { None } else { retry(None) };
+            // A retry under way (of another address) goes on; a new failure starts one.
+            if !failed.is_empty() && self.add_retry.is_none() {
+                self.add_retry = retry(None);
+            }
             out.push(Action::Announce(added));
             self.set_state(State::Acquiring(AcquireStep::PostAcq), q.reason, out);
             out.push(Action::RunHooks {

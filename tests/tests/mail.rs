@@ -79,8 +79,11 @@ fn takeover_and_release_are_mailed_with_their_timeline() {
     lab.kill_primary(hb);
     let m = wait_mail(&lab, "took over", Duration::from_secs(15));
     let subject = header(&m, "Subject").unwrap_or_default();
+    // The primary's own address, named as such: never "took over X from X".
     assert!(
-        subject.ends_with("took over 198.51.100.10 from 198.51.100.10 (heartbeat timeout)"),
+        subject.contains("took over 198.51.100.10, ")
+            && subject.ends_with("'s own address (heartbeat timeout)")
+            && !subject.contains("from 198.51.100.10"),
         "{subject}"
     );
     assert!(subject.starts_with("[ipfailover] "), "{subject}");
@@ -114,7 +117,8 @@ fn takeover_and_release_are_mailed_with_their_timeline() {
     let m = wait_mail(&lab, "released", Duration::from_secs(20));
     let subject = header(&m, "Subject").unwrap_or_default();
     assert!(
-        subject.ends_with("released 198.51.100.10 to 198.51.100.10 (the peer is back)"),
+        subject.contains("released 198.51.100.10 to ")
+            && subject.ends_with(" (198.51.100.10) (the peer is back)"),
         "{subject}"
     );
     let b = body(&m);
@@ -143,7 +147,7 @@ fn a_lost_link_is_mailed_as_an_anomaly() {
     let m = wait_mail(&lab, "network anomaly", Duration::from_secs(15));
     let subject = header(&m, "Subject").unwrap_or_default();
     assert!(
-        subject.contains("no heartbeats from 198.51.100.10 via 203.0.113.10 (redundancy lost)"),
+        subject.contains("(198.51.100.10) via 203.0.113.10 (redundancy lost)"),
         "{subject}"
     );
     assert!(
@@ -197,16 +201,18 @@ fn a_dead_mail_server_does_not_delay_the_takeover_and_the_mail_comes_later() {
 fn a_flapping_peer_causes_a_bounded_number_of_messages() {
     let mut lab = Lab::new("mailflap");
     lab.start_smtp(Host::Sec, SMTP_PORT);
-    let (hb, _fo) = lab.start_pair(&[], &mail_settings());
-    // Ten clean stops and restarts of the primary's heartbeatd in about ten seconds: each a
-    // takeover (goodbye) and a release (three heartbeats).
+    // Ten shutdowns of the primary, each called off and heartbeatd started again, in about ten
+    // seconds: each a takeover (goodbye) and a release (its first verified heartbeat).
+    let hb = lab.start_heartbeatd_system(&[], "stopping");
+    let fo = lab.start_failoverd(&mail_settings());
+    assert!(lab.wait_log(fo, "-> monitoring", Duration::from_secs(10)));
     let mut current = hb;
     let start = Instant::now();
     for _ in 0..10 {
         lab.proc(current).signal(libc::SIGTERM);
         let _ = lab.proc(current).wait_exit(Duration::from_secs(5));
         assert!(wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP)).is_some());
-        current = lab.start_heartbeatd(&[]);
+        current = lab.start_heartbeatd_system(&[], "stopping");
         assert!(wait_for(Duration::from_secs(5), || !lab.holds(
             Host::Sec,
             "eth0",
