@@ -20,7 +20,8 @@
 //! 2. reads the conflict watch's answers ([`Driver::handle_probe_answer`]);
 //! 3. follows the kernel's address events ([`Driver::handle_addresses_missing`]);
 //! 4. lets the driver read its own sources ([`Driver::handle_sources`]);
-//! 5. serves the control socket ([`Driver::handle_command`]);
+//! 5. serves the control socket ([`Driver::handle_command`]), without blocking: each client
+//!    has a deadline of its own ([`control::CLIENT_DEADLINE`]);
 //! 6. handles the signals ([`Driver::handle_reload`], [`Driver::handle_stop`]);
 //! 7. collects a finished hook phase ([`Driver::handle_hooks_done`]);
 //! 8. lets time pass for the driver ([`Driver::handle_tick`]);
@@ -188,6 +189,8 @@ pub struct Runtime {
     signals: Signals,
     stop_signals: u32,
     exit: bool,
+    /// The longest turn so far (from the end of the wait to the end of the turn).
+    worst_turn: Duration,
     /// The UDP sockets.
     pub udp: Udp,
     /// The hook runner.
@@ -251,6 +254,7 @@ impl Runtime {
             signals,
             stop_signals: 0,
             exit: false,
+            worst_turn: Duration::ZERO,
         })
     }
 
@@ -278,6 +282,12 @@ impl Runtime {
     /// Whether the loop stops at the end of this turn.
     pub fn exiting(&self) -> bool {
         self.exit
+    }
+
+    /// The longest turn of the loop so far: how long anything may have waited beyond its
+    /// time (the status file's `worst_turn_ms`).
+    pub fn worst_turn(&self) -> Duration {
+        self.worst_turn
     }
 
     /// Starts announcement round `id` (see [`Announcements::start`]) and sends its first steps
@@ -327,6 +337,11 @@ impl Runtime {
             }
             events.clear();
             self.turn(driver, now, signalled, &mut buf);
+            let took = now.elapsed();
+            if took > self.worst_turn {
+                self.worst_turn = took;
+                log::debug!("the longest loop turn so far: {} ms", millis(took));
+            }
             if self.exit {
                 self.hooks.shutdown();
                 driver.finish(self);
@@ -424,7 +439,9 @@ impl Runtime {
             .collect();
         let (runs, failed) = self.hooks.counts();
         let mail = self.mail.stats();
+        let worst = millis(self.worst_turn);
         let s = self.status.get_mut();
+        s.worst_turn_ms = worst;
         s.addresses = addresses;
         s.counters.hooks_run = runs;
         s.counters.hooks_failed = failed;
