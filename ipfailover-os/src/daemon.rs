@@ -16,6 +16,9 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad command line (EX_USAGE).
     pub const USAGE: i32 = 64;
+    /// The state directory is in use by another daemon of the same kind (EX_TEMPFAIL): it
+    /// holds the directory's lock file until it ends.
+    pub const IN_USE: i32 = 75;
     /// Bad configuration (EX_CONFIG): supervisors should not restart.
     pub const CONFIG: i32 = 78;
 }

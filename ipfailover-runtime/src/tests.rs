@@ -326,3 +326,31 @@ fn an_idle_control_client_is_dropped_at_its_deadline_and_delays_nothing_else() {
     assert!(!path.exists(), "the socket outlived the runtime");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn a_state_directory_has_one_daemon_of_each_kind() {
+    let dir = state_dir("lock");
+    let rt = Runtime::start("failoverd", &dir).expect("the first failoverd");
+    let second = Runtime::start("failoverd", &dir).expect_err("a second failoverd");
+    assert_eq!(second.code, exit::IN_USE);
+    assert!(
+        second.message.contains(&format!(
+            "in use by another failoverd (pid {})",
+            std::process::id()
+        )),
+        "{}",
+        second.message
+    );
+    // heartbeatd has a lock of its own: the two daemons of a host may share a directory.
+    let hb = Runtime::start("heartbeatd", &dir).expect("heartbeatd beside failoverd");
+    drop(rt);
+    // The lock goes with its holder.
+    let again = Runtime::start("failoverd", &dir).expect("failoverd once the first is gone");
+    drop((again, hb));
+    // A link planted at the lock file's name is not followed.
+    std::fs::remove_file(dir.join("failoverd.lock")).expect("remove");
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("failoverd.lock")).expect("symlink");
+    let planted = Runtime::start("failoverd", &dir).expect_err("through a link");
+    assert_eq!(planted.code, exit::FAILURE, "{}", planted.message);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
