@@ -692,9 +692,58 @@ impl GroupMember {
         }
         out
     }
+}
+
+impl Driver for GroupMember {
+    fn next_deadline(&self) -> Option<Instant> {
+        self.core.next_deadline()
+    }
+
+    fn handle_probe_answer(&mut self, rt: &mut Runtime, now: Instant, addr: IpAddr, mac: [u8; 6]) {
+        self.feed(rt, now, GroupEvent::ProbeAnswer { addr, mac });
+    }
+
+    fn handle_addresses_missing(&mut self, rt: &mut Runtime, _now: Instant, missing: Vec<Missing>) {
+        self.addresses_missing(rt, missing);
+    }
+
+    /// The waker's readiness may be coalesced with others: etcd's channel is drained every
+    /// turn.
+    fn handle_sources(&mut self, rt: &mut Runtime, now: Instant) {
+        self.read_etcd(rt, now);
+    }
+
+    fn handle_reload(&mut self, rt: &mut Runtime, _now: Instant) {
+        self.reload(rt);
+    }
+
+    fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
+        if count == 1 {
+            log::info!(
+                "signal {signal}: leaving the group: releasing what is held, then revoking the \
+                 lease"
+            );
+            self.feed(rt, now, GroupEvent::Shutdown);
+        } else {
+            // Even at once, nothing stays on an interface: another member takes the addresses
+            // when the lease expires, and must find them gone.
+            log::warn!("second stop signal: removing the addresses and exiting at once");
+            rt.addresses.remove_held();
+            rt.exit();
+        }
+    }
+
+    fn handle_hooks_done(&mut self, rt: &mut Runtime, now: Instant, report: PhaseReport) {
+        let done = self.hooks_done(rt, report);
+        self.feed(rt, now, done);
+    }
+
+    fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {
+        self.feed(rt, now, GroupEvent::Tick);
+    }
 
     /// The member's fields of the status.
-    fn fill(&mut self, rt: &mut Runtime, now: Instant) {
+    fn fill_status(&mut self, rt: &mut Runtime, now: Instant) {
         let exiting = rt.exiting();
         let addresses: Vec<(ResolvedPair, bool, Option<String>)> = rt
             .addresses
@@ -773,59 +822,6 @@ impl GroupMember {
                 })
                 .collect(),
         });
-    }
-}
-
-impl Driver for GroupMember {
-    fn next_deadline(&self) -> Option<Instant> {
-        self.core.next_deadline()
-    }
-
-    fn handle_probe_answer(&mut self, rt: &mut Runtime, now: Instant, addr: IpAddr, mac: [u8; 6]) {
-        self.feed(rt, now, GroupEvent::ProbeAnswer { addr, mac });
-    }
-
-    fn handle_addresses_missing(&mut self, rt: &mut Runtime, _now: Instant, missing: Vec<Missing>) {
-        self.addresses_missing(rt, missing);
-    }
-
-    /// The waker's readiness may be coalesced with others: etcd's channel is drained every
-    /// turn.
-    fn handle_sources(&mut self, rt: &mut Runtime, now: Instant) {
-        self.read_etcd(rt, now);
-    }
-
-    fn handle_reload(&mut self, rt: &mut Runtime, _now: Instant) {
-        self.reload(rt);
-    }
-
-    fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
-        if count == 1 {
-            log::info!(
-                "signal {signal}: leaving the group: releasing what is held, then revoking the \
-                 lease"
-            );
-            self.feed(rt, now, GroupEvent::Shutdown);
-        } else {
-            // Even at once, nothing stays on an interface: another member takes the addresses
-            // when the lease expires, and must find them gone.
-            log::warn!("second stop signal: removing the addresses and exiting at once");
-            rt.addresses.remove_held();
-            rt.exit();
-        }
-    }
-
-    fn handle_hooks_done(&mut self, rt: &mut Runtime, now: Instant, report: PhaseReport) {
-        let done = self.hooks_done(rt, report);
-        self.feed(rt, now, done);
-    }
-
-    fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {
-        self.feed(rt, now, GroupEvent::Tick);
-    }
-
-    fn fill_status(&mut self, rt: &mut Runtime, now: Instant) {
-        self.fill(rt, now);
     }
 
     fn finish(&mut self, _rt: &mut Runtime) {

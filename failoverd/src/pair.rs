@@ -191,38 +191,6 @@ impl Pair {
         Ok((pair, rt))
     }
 
-    /// The pair's fields of the status.
-    fn fill(&mut self, rt: &mut Runtime, now: Instant) {
-        let timeout = self.core.timeout();
-        let links = self.link_statuses(now);
-        let s = rt.status.get_mut();
-        s.state = self.core.state().as_str().to_string();
-        s.peer = self.settings.peer_ip.map(|p| p.to_string());
-        s.timeout_ms = Some(millis(timeout));
-        s.interval_ms = self.core.announced_interval().map(millis);
-        s.links = links;
-        let wall = daemon::wall_ms();
-        s.conflict = self.core.conflict().map(|c| ConflictStatus {
-            address: c.addr.to_string(),
-            mac: mac_text(&c.mac),
-            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(c.since))),
-            holding: c.holding,
-        });
-        s.peer_clock_offset_ms = self.receiver.peer_clock_offset_ms();
-        s.pause = self
-            .pause_wall
-            .map(|(since_ms, until_ms)| PauseStatus { since_ms, until_ms });
-        s.held_by_hand = self.core.manual_hold();
-        s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
-        s.peer_state = Some(self.core.peer_state(now).as_str().to_string());
-        s.third_host = self.core.third_host().map(|t| ThirdHostStatus {
-            address: t.addr.to_string(),
-            mac: mac_text(&t.mac),
-            peer_mac: mac_text(&t.peer_mac),
-            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(t.since))),
-        });
-    }
-
     /// Each link as the status file and notices show it.
     fn link_statuses(&mut self, now: Instant) -> Vec<LinkStatus> {
         let timeout = self.core.timeout();
@@ -1307,8 +1275,36 @@ impl Driver for Pair {
         self.feed(rt, now, Event::Tick);
     }
 
+    /// The pair's fields of the status.
     fn fill_status(&mut self, rt: &mut Runtime, now: Instant) {
-        self.fill(rt, now);
+        let timeout = self.core.timeout();
+        let links = self.link_statuses(now);
+        let s = rt.status.get_mut();
+        s.state = self.core.state().as_str().to_string();
+        s.peer = self.settings.peer_ip.map(|p| p.to_string());
+        s.timeout_ms = Some(millis(timeout));
+        s.interval_ms = self.core.announced_interval().map(millis);
+        s.links = links;
+        let wall = daemon::wall_ms();
+        s.conflict = self.core.conflict().map(|c| ConflictStatus {
+            address: c.addr.to_string(),
+            mac: mac_text(&c.mac),
+            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(c.since))),
+            holding: c.holding,
+        });
+        s.peer_clock_offset_ms = self.receiver.peer_clock_offset_ms();
+        s.pause = self
+            .pause_wall
+            .map(|(since_ms, until_ms)| PauseStatus { since_ms, until_ms });
+        s.held_by_hand = self.core.manual_hold();
+        s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
+        s.peer_state = Some(self.core.peer_state(now).as_str().to_string());
+        s.third_host = self.core.third_host().map(|t| ThirdHostStatus {
+            address: t.addr.to_string(),
+            mac: mac_text(&t.mac),
+            peer_mac: mac_text(&t.peer_mac),
+            since_ms: wall.saturating_sub(millis(now.saturating_duration_since(t.since))),
+        });
     }
 }
 

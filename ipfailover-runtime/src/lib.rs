@@ -6,7 +6,8 @@
 //! the hook runner ([`Hooks`]), mail ([`Mail`]), the status file ([`StatusBoard`]), the
 //! addresses moved and the kernel's address events ([`Addresses`]), announcements
 //! ([`Announcements`]), the conflict watch ([`Conflicts`]) and the control socket
-//! ([`Control`]). A driver holds only what differs: its pure core, what it makes of a
+//! ([`Control`]); and it holds the state directory's lock ([`StateLock`]) for the life of the
+//! process. A driver holds only what differs: its pure core, what it makes of a
 //! datagram, a command or a finished hook phase, its status fields and its notices.
 //!
 //! # One turn
@@ -20,7 +21,8 @@
 //! 2. reads the conflict watch's answers ([`Driver::handle_probe_answer`]);
 //! 3. follows the kernel's address events ([`Driver::handle_addresses_missing`]);
 //! 4. lets the driver read its own sources ([`Driver::handle_sources`]);
-//! 5. serves the control socket ([`Driver::handle_command`]);
+//! 5. serves the control socket ([`Driver::handle_command`]), without blocking: each client
+//!    has a deadline of its own ([`control::CLIENT_DEADLINE`]);
 //! 6. handles the signals ([`Driver::handle_reload`], [`Driver::handle_stop`]);
 //! 7. collects a finished hook phase ([`Driver::handle_hooks_done`]);
 //! 8. lets time pass for the driver ([`Driver::handle_tick`]);
@@ -36,6 +38,7 @@ pub mod announce;
 pub mod conflict;
 pub mod control;
 pub mod hooks;
+pub mod lock;
 pub mod mail;
 pub mod status;
 pub mod udp;
@@ -62,6 +65,7 @@ pub use announce::{Announcements, RoundId};
 pub use conflict::Conflicts;
 pub use control::Control;
 pub use hooks::Hooks;
+pub use lock::StateLock;
 pub use mail::Mail;
 pub use status::StatusBoard;
 pub use udp::Udp;
@@ -194,6 +198,8 @@ pub struct Runtime {
     signals: Signals,
     stop_signals: u32,
     exit: bool,
+    /// The longest turn so far (from the end of the wait to the end of the turn).
+    worst_turn: Duration,
     /// The UDP sockets.
     pub udp: Udp,
     /// The hook runner.
@@ -210,6 +216,8 @@ pub struct Runtime {
     pub conflicts: Conflicts,
     /// The administrator's channel.
     pub control: Control,
+    /// One daemon of this kind per state directory, for the life of the process.
+    _lock: StateLock,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -223,14 +231,38 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// The loop for `daemon` (`heartbeatd`, `failoverd`: its status file's name) with its
-    /// state directory, which must be the daemon's own (made if missing), and its signals.
-    /// Every other service starts closed; the driver opens those it needs.
+    /// The loop for `daemon` (`heartbeatd`, `failoverd`: its status file's and lock file's
+    /// name) with its state directory, which must be the daemon's own (made if missing) and
+    /// used by no other daemon of its kind (exit 75 if it is), and its signals. Every other
+    /// service starts closed; the driver opens those it needs.
     pub fn start(daemon: &'static str, state_dir: &Path) -> Result<Runtime, StartError> {
         // The state directory holds the hooks record, which a root daemon acts on at start:
         // nobody else may be able to write there.
         ipfailover_os::safe_fs::own_dir(state_dir, daemon::euid())
             .map_err(|e| StartError::config(format!("FAILOVER_STATE_DIR: {e}")))?;
+        // Before anything acts on the directory (the hooks record, the control socket).
+        let lock = StateLock::take(state_dir, daemon).map_err(|e| match e {
+            lock::LockError::InUse(pid) => StartError {
+                code: exit::IN_USE,
+                message: format!(
+                    "FAILOVER_STATE_DIR {} is in use by another {daemon} ({}): one {daemon} per \
+                     state directory; stop that one first, or give this one a directory of its \
+                     own",
+                    state_dir.display(),
+                    pid.map_or_else(
+                        || "its pid could not be read".to_string(),
+                        |p| format!("pid {p}")
+                    )
+                ),
+            },
+            lock::LockError::Io(e) => StartError::other(
+                &format!(
+                    "FAILOVER_STATE_DIR: {}",
+                    state_dir.join(format!("{daemon}.lock")).display()
+                ),
+                e,
+            ),
+        })?;
         let poll_err = |e| StartError::other("poll", e);
         let poll = Poll::new().map_err(poll_err)?;
         let registry = || poll.registry().try_clone().map_err(poll_err);
@@ -257,6 +289,8 @@ impl Runtime {
             signals,
             stop_signals: 0,
             exit: false,
+            worst_turn: Duration::ZERO,
+            _lock: lock,
         })
     }
 
@@ -284,6 +318,12 @@ impl Runtime {
     /// Whether the loop stops at the end of this turn.
     pub fn exiting(&self) -> bool {
         self.exit
+    }
+
+    /// The longest turn of the loop so far: how long anything may have waited beyond its
+    /// time (the status file's `worst_turn_ms`).
+    pub fn worst_turn(&self) -> Duration {
+        self.worst_turn
     }
 
     /// Starts announcement round `id` (see [`Announcements::start`]) and sends its first steps
@@ -333,6 +373,11 @@ impl Runtime {
             }
             events.clear();
             self.turn(driver, now, signalled, &mut buf);
+            let took = now.elapsed();
+            if took > self.worst_turn {
+                self.worst_turn = took;
+                log::debug!("the longest loop turn so far: {} ms", millis(took));
+            }
             if self.exit {
                 self.hooks.shutdown();
                 driver.finish(self);
@@ -433,7 +478,9 @@ impl Runtime {
             .collect();
         let (runs, failed) = self.hooks.counts();
         let mail = self.mail.stats();
+        let worst = millis(self.worst_turn);
         let s = self.status.get_mut();
+        s.worst_turn_ms = worst;
         s.addresses = addresses;
         s.counters.hooks_run = runs;
         s.counters.hooks_failed = failed;

@@ -1,5 +1,5 @@
-//! The loop with a fake driver: its timers, datagrams and signals, the order of a turn, and
-//! the address retry policy. Sockets are opened only inside a network namespace of the test's
+//! The loop with a fake driver: its timers, datagrams and signals, the order of a turn, the
+//! control socket's clients and their deadlines, and the address retry policy. Sockets are opened only inside a network namespace of the test's
 //! own.
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +22,8 @@ struct Fake {
     /// Everything in the order the loop called it: `d` a datagram, `t` a tick, `h` SIGHUP.
     calls: Vec<char>,
     datagrams: Vec<(Vec<u8>, SocketAddr)>,
+    /// Commands, and when they arrived.
+    commands: Vec<(Request, Instant)>,
     reloads: u32,
     /// Stop when this says so (checked at each tick), or after `limit`.
     done: fn(&Fake) -> bool,
@@ -37,6 +39,7 @@ impl Fake {
             ticks: 0,
             calls: Vec::new(),
             datagrams: Vec::new(),
+            commands: Vec::new(),
             reloads: 0,
             done,
             limit: Duration::from_secs(10),
@@ -52,6 +55,12 @@ impl Driver for Fake {
     fn handle_datagram(&mut self, _rt: &mut Runtime, _now: Instant, data: &[u8], from: SocketAddr) {
         self.calls.push('d');
         self.datagrams.push((data.to_vec(), from));
+    }
+
+    fn handle_command(&mut self, rt: &mut Runtime, now: Instant, request: Request) {
+        self.calls.push('c');
+        self.commands.push((request, now));
+        rt.control.answer(now, &Ok("done".to_string()));
     }
 
     fn handle_reload(&mut self, _rt: &mut Runtime, _now: Instant) {
@@ -243,5 +252,105 @@ fn mail_settings_a_sighup_cannot_use_leave_the_old_ones_in_force() {
     // No recipient any more: mail stops.
     mail.reload(&load(""));
     assert!(!mail.active());
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn an_idle_control_client_is_dropped_at_its_deadline_and_delays_nothing_else() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = state_dir("control");
+    let mut rt = Runtime::start("fake", &dir).expect("runtime");
+    rt.control
+        .open(&dir, nix::unistd::geteuid().as_raw())
+        .expect("control socket");
+    let path = dir.join(ipfailover_os::control::SOCKET_NAME);
+    // Three clients connect and send nothing; each waits for what the daemon says.
+    let idle: Vec<_> = (0..3)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&path).expect("connect");
+                let connected = Instant::now();
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("timeout");
+                let mut said = String::new();
+                let _ = s.read_to_string(&mut said);
+                (connected.elapsed(), said)
+            })
+        })
+        .collect();
+    // A fourth, a moment later, sends its request at once, and another sends half a line.
+    let dir2 = dir.clone();
+    let asker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Instant::now();
+        let answer = ipfailover_os::control::send(&dir2, Request::Resume, Duration::from_secs(5));
+        (sent.elapsed(), answer)
+    });
+    let path2 = path.clone();
+    let halfway = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&path2).expect("connect");
+        s.write_all(b"{\"command\":").expect("write");
+        let mut said = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.read_to_string(&mut said);
+        said
+    });
+    // Running until every client has had its deadline.
+    let mut fake = Fake::new(|f| !f.commands.is_empty() && f.fired.is_some());
+    fake.deadline = Some(fake.start + Duration::from_millis(1100));
+    rt.run(&mut fake).expect("run");
+    let worst = rt.worst_turn();
+    let (asked_in, answer) = asker.join().expect("asker");
+    assert_eq!(answer.expect("an answer"), Ok("done".to_string()));
+    assert!(
+        asked_in < Duration::from_millis(300),
+        "the request waited {asked_in:?} behind idle clients"
+    );
+    assert_eq!(fake.commands.len(), 1);
+    assert_eq!(fake.commands[0].0, Request::Resume);
+    for t in idle {
+        let (after, said) = t.join().expect("idle client");
+        assert!(
+            after >= Duration::from_millis(450) && after < Duration::from_millis(1200),
+            "an idle client was dropped after {after:?}"
+        );
+        assert!(said.contains("none within 500 ms"), "{said:?}");
+    }
+    let said = halfway.join().expect("halfway client");
+    assert!(said.contains("none within 500 ms"), "{said:?}");
+    assert!(worst < Duration::from_millis(100), "a turn took {worst:?}");
+    drop(rt);
+    assert!(!path.exists(), "the socket outlived the runtime");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_state_directory_has_one_daemon_of_each_kind() {
+    let dir = state_dir("lock");
+    let rt = Runtime::start("failoverd", &dir).expect("the first failoverd");
+    let second = Runtime::start("failoverd", &dir).expect_err("a second failoverd");
+    assert_eq!(second.code, exit::IN_USE);
+    assert!(
+        second.message.contains(&format!(
+            "in use by another failoverd (pid {})",
+            std::process::id()
+        )),
+        "{}",
+        second.message
+    );
+    // heartbeatd has a lock of its own: the two daemons of a host may share a directory.
+    let hb = Runtime::start("heartbeatd", &dir).expect("heartbeatd beside failoverd");
+    drop(rt);
+    // The lock goes with its holder.
+    let again = Runtime::start("failoverd", &dir).expect("failoverd once the first is gone");
+    drop((again, hb));
+    // A link planted at the lock file's name is not followed.
+    std::fs::remove_file(dir.join("failoverd.lock")).expect("remove");
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("failoverd.lock")).expect("symlink");
+    let planted = Runtime::start("failoverd", &dir).expect_err("through a link");
+    assert_eq!(planted.code, exit::FAILURE, "{}", planted.message);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

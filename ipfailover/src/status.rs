@@ -42,6 +42,10 @@ pub struct Status {
     pub updated_at_ms: u64,
     /// The longest gap between two writes while the daemon runs, in ms.
     pub refresh_ms: u64,
+    /// The longest turn of the daemon's loop since its start, in ms: how long a datagram, a
+    /// command or a deadline may have waited beyond its time.
+    #[serde(default)]
+    pub worst_turn_ms: u64,
     /// `boot-grace`, `monitoring`, `conflict`, `third-host`, `acquiring`, `acquired`,
     /// `releasing`, `stopped` (failoverd); `joining`, `member`, `no-lease`, `stopped` (failoverd in group
     /// mode, with `group` set); `sending`, `stopped` (heartbeatd).
@@ -355,6 +359,7 @@ impl Status {
             started_at_ms,
             updated_at_ms: started_at_ms,
             refresh_ms: 0,
+            worst_turn_ms: 0,
             state: String::new(),
             peer: None,
             timeout_ms: None,

@@ -549,3 +549,76 @@ fn watch_shows_a_takeover_as_it_happens_in_a_terminal_and_in_a_pipe() {
     let later = text.rfind("ACQUIR").unwrap_or(0);
     assert!(later > first_monitoring, "{text}");
 }
+
+#[test]
+fn idle_clients_on_the_control_socket_delay_no_takeover() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut lab = Lab::new("ctlidle");
+    let (hb, _fo) = pair(&mut lab, &[]);
+    let socket = lab.state_dir(Host::Sec).join("failoverd.sock");
+    // 16 clients of failoverd's own user that connect and say nothing, again and again: each
+    // is dropped at its deadline and at once connects again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let idlers: Vec<_> = (0..16)
+        .map(|_| {
+            let (socket, stop) = (socket.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut dropped = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = UnixStream::connect(&socket) else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut said = Vec::new();
+                    let _ = s.read_to_end(&mut said);
+                    dropped += 1;
+                }
+                dropped
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::time::Instant::now();
+    lab.kill_primary(hb);
+    let took = wait_for(Duration::from_secs(30), || {
+        lab.holds(Host::Sec, "eth0", VIP)
+    });
+    let after = killed.elapsed();
+    // A command still gets its answer at once, among the idle clients.
+    let asked = std::time::Instant::now();
+    let out = ctl(&lab, &["pause", "--for", "1s"]);
+    let answered_in = asked.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let dropped: u32 = idlers
+        .into_iter()
+        .map(|t| t.join().expect("an idle client"))
+        .sum();
+    let worst = lab.status(Host::Sec, "failoverd")["worst_turn_ms"].clone();
+    eprintln!(
+        "takeover after {took:?} ({after:?} from the kill); idle clients dropped {dropped} \
+         times; failoverctl pause answered in {answered_in:?}; the loop's worst turn: {worst} ms"
+    );
+    // The timeout (1 s) and the probe round, with room for a busy machine.
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(3)),
+        "took over after {took:?} with idle clients on the control socket\n{}",
+        lab.logs()
+    );
+    assert!(
+        dropped >= 16,
+        "the idle clients were never dropped: {dropped}"
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        answered_in < Duration::from_secs(1),
+        "a command waited {answered_in:?} behind idle clients"
+    );
+    assert!(
+        worst.as_u64().is_some_and(|w| w < 500),
+        "a loop turn took {worst} ms"
+    );
+}

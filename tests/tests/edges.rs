@@ -1,7 +1,8 @@
 //! Edge cases of the state machine and the shells, end to end: a goodbye in the boot grace
 //! while holding, a long interval, a 0 ms interval, an address removed behind failoverd's
 //! back, an add that fails, failback without false alarms, a status directory removed,
-//! MACs that change, sends that fail, a renumbered link.
+//! MACs that change, sends that fail, a renumbered link, a second failoverd on one state
+//! directory.
 
 use std::time::{Duration, Instant};
 
@@ -203,6 +204,56 @@ fn a_failoverd_stopped_past_its_timeout_counts_what_arrived_meanwhile_before_jud
     );
     assert!(!lab.holds(Host::Sec, "eth0", VIP));
     assert_eq!(state(&lab), "monitoring", "{}", lab.logs());
+}
+
+#[test]
+fn a_second_failoverd_on_the_same_state_directory_refuses_to_start_and_touches_nothing() {
+    let mut lab = Lab::new("edlock");
+    let marks = lab.dir.to_string_lossy().into_owned();
+    lab.hook(
+        VIP,
+        "PostAcq-slow",
+        &format!("touch {marks}/started; sleep 4; touch {marks}/finished"),
+    );
+    let (hb, fo) = lab.start_pair(&[], &[]);
+    let first = lab.proc(fo).pid();
+    lab.kill_primary(hb);
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.dir.join("started").exists()).is_some(),
+        "{}",
+        lab.logs()
+    );
+    // A second failoverd on the same configuration, while the first runs a hook.
+    let conf = lab.dir.join("sec.conf").to_string_lossy().into_owned();
+    let second = lab.spawn(Host::Sec, "failoverd2", "failoverd", &["-c", &conf]);
+    let status = lab.proc(second).wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(75), "{}", lab.logs());
+    let said = lab.proc(second).log_text();
+    assert!(
+        said.contains(&format!("is in use by another failoverd (pid {first})")),
+        "{said}"
+    );
+    // The first one's hook ran to its end, and its control socket still answers.
+    assert!(
+        wait_for(Duration::from_secs(8), || lab.dir.join("finished").exists()).is_some(),
+        "the first failoverd's hook was killed:\n{}",
+        lab.logs()
+    );
+    assert!(lab.proc(fo).try_exit().is_none(), "{}", lab.logs());
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(Host::Sec)])
+        .arg(bin("failoverctl"))
+        .args(["pause", "--for", "1s", "--state-dir"])
+        .arg(lab.state_dir(Host::Sec))
+        .output()
+        .expect("failoverctl");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lab.holds(Host::Sec, "eth0", VIP));
 }
 
 #[test]

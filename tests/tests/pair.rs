@@ -313,12 +313,15 @@ fn peering_each_host_takes_over_the_other_in_turn() {
     // takes over its address at once; the shutdown is called off and heartbeatd starts again.
     lab.proc(hb_pri).signal(libc::SIGTERM);
     lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
+    // One heartbeatd per state directory: the next starts once this one is gone.
+    assert!(lab.proc(hb_pri).wait_exit(Duration::from_secs(5)).is_some());
     let hb_pri2 = lab.spawn(Host::Pri, "hb-pri2", "heartbeatd", &["-c", &pri_conf]);
     lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(5));
 
     // Now the other way round.
     lab.proc(hb_sec).signal(libc::SIGTERM);
     lab.wait_holds(Host::Pri, "eth0", SEC_PUB, true, Duration::from_secs(5));
+    assert!(lab.proc(hb_sec).wait_exit(Duration::from_secs(5)).is_some());
     let _hb_sec2 = lab.spawn(Host::Sec, "hb-sec2", "heartbeatd", &["-c", &sec_conf]);
     lab.wait_holds(Host::Pri, "eth0", SEC_PUB, false, Duration::from_secs(5));
     assert!(lab

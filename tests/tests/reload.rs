@@ -38,7 +38,22 @@ fn a_key_rewritten_in_place_is_read_again_at_every_sighup() {
     no_takeover_for(&lab, Duration::from_secs(3));
     assert_eq!(state(&lab), "monitoring", "{}", lab.logs());
     // The new key is what counts now: heartbeats are accepted, none dropped as bad-tag since
-    // the reloads settled.
+    // the reloads settled. (The two daemons reload a moment apart, so a heartbeat or two
+    // signed with the other key may be dropped at the reload itself; the counters compared
+    // are those of a status written after it settled, not of one written before it.)
+    let settled = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    assert!(
+        wait_for(Duration::from_secs(7), || lab
+            .status(Host::Sec, "failoverd")["updated_at_ms"]
+            .as_u64()
+            .is_some_and(|t| t >= settled))
+        .is_some(),
+        "{}",
+        lab.logs()
+    );
     let before = lab.status(Host::Sec, "failoverd")["counters"].clone();
     std::thread::sleep(Duration::from_secs(6));
     let after = lab.status(Host::Sec, "failoverd")["counters"].clone();
