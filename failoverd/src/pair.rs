@@ -1435,6 +1435,7 @@ fn core_config(settings: &Settings, pairs: &[ResolvedPair], key_changed: bool) -
         conflict_grace: settings.conflict_grace,
         fence_after: settings.fence_after,
         key_changed,
+        announce_refresh: settings.announce_refresh,
     }
 }
 

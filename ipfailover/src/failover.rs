@@ -138,6 +138,10 @@ pub const HOLDOFF_WINDOW: Duration = Duration::from_secs(60);
 /// The longest hold-off.
 pub const HOLDOFF_MAX: Duration = Duration::from_secs(60);
 
+/// A gap longer than this between two turns is a stall (the deadlines wake the core at least
+/// once a second while it holds anything).
+pub const STALL: Duration = Duration::from_secs(2);
+
 /// The probe window before a takeover for a given timeout.
 pub fn probe_window(timeout: Duration) -> Duration {
     probe::window(timeout)
@@ -173,6 +177,9 @@ pub struct Config {
     pub fence_after: Option<Duration>,
     /// The secret changed with this configuration (a reload): no `Fence` while it settles.
     pub key_changed: bool,
+    /// `FAILOVER_ANNOUNCE_REFRESH`: announce what is held this often (`None`: only when it
+    /// changes hands, and after a stall).
+    pub announce_refresh: Option<Duration>,
 }
 
 impl Default for Config {
@@ -185,6 +192,7 @@ impl Default for Config {
             conflict_grace: DEFAULT_CONFLICT_GRACE,
             fence_after: None,
             key_changed: false,
+            announce_refresh: None,
         }
     }
 }
@@ -898,8 +906,10 @@ pub struct Failover {
     /// The host we last handed addresses back to after a conflict.
     handed_back_to: Option<Mac>,
     third: Option<ThirdHost>,
-    /// When held addresses were last probed; when we last defended one.
+    /// When held addresses were last probed; when we last defended one; when they were last
+    /// announced by the refresh.
     hold_probed: Option<Instant>,
+    refreshed: Option<Instant>,
     defended: Option<Instant>,
     /// A failed add is retried at this instant, and the wait after that.
     add_retry: Option<(Instant, Duration)>,
@@ -966,6 +976,7 @@ impl Failover {
             handed_back_to: None,
             third: None,
             hold_probed: None,
+            refreshed: None,
             defended: None,
             add_retry: None,
             returns: VecDeque::new(),
@@ -1158,7 +1169,13 @@ impl Failover {
     /// Feeds one event; returns what to do, in order.
     pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
+        // Not judged for far longer than any deadline allows (a stopped process, a suspended
+        // VM): the LAN may have moved on, so what we hold is announced again.
+        let stalled = now > self.now + STALL && self.seq.is_none() && !self.held().is_empty();
         self.now = self.now.max(now);
+        if stalled {
+            out.push(Action::Announce(self.held()));
+        }
         match event {
             Event::Heartbeat {
                 link,
@@ -1999,6 +2016,17 @@ impl Failover {
                     self.timers.at(report_at);
                 }
             }
+        }
+        // The refresh (FAILOVER_ANNOUNCE_REFRESH): what is held is announced again.
+        if let Some(every) = self.config.announce_refresh {
+            let due = self.refreshed.map_or(now + every, |t| t + every);
+            if self.refreshed.is_none() {
+                self.refreshed = Some(now);
+            } else if now >= due {
+                self.refreshed = Some(now);
+                out.push(Action::Announce(self.held()));
+            }
+            self.timers.at(self.refreshed.map_or(due, |t| t + every));
         }
         let peer_silent = !self.peer_alive(now);
         let probed: Vec<IpAddr> = self
@@ -2905,6 +2933,7 @@ impl Failover {
         }
         if to != State::Acquired {
             self.hold_probed = None;
+            self.refreshed = None;
         }
         if matches!(to, State::Monitoring | State::Stopped) {
             if self.conflict.is_some_and(|c| c.holding) {

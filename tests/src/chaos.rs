@@ -618,11 +618,13 @@ pub fn soak(seed: u64, duration: Duration) -> Report {
         report.takeovers = lab.status(Host::Sec, "failoverd")["counters"]["takeovers"]
             .as_u64()
             .unwrap_or(0);
-        // A takeover to hold something, then a clean stop: nothing may be left behind.
+        // A takeover to hold something (the primary dies: its heartbeatd killed, its links
+        // down), then a clean stop: nothing may be left behind.
         if let Some(hb) = truth.hb.take() {
-            lab.proc(hb).signal(libc::SIGTERM);
+            lab.proc(hb).signal(libc::SIGKILL);
             let _ = lab.proc(hb).wait_exit(Duration::from_secs(3));
         }
+        lab.links(Host::Pri, false);
         let held = wait_for(Duration::from_secs(5), || lab.holds(Host::Sec, "eth0", VIP));
         lab.proc(fo).signal(libc::SIGTERM);
         let stopped = lab.proc(fo).wait_exit(Duration::from_secs(10));

@@ -2160,3 +2160,22 @@ fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand(
     assert!(!sim.core.manual_hold());
 }
 
+
+#[test]
+fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
+    let mut sim = holding(ms(30_000));
+    let announces = |sim: &Sim| sim.count(|a| matches!(a, Action::Announce(_)));
+    let before = announces(&sim);
+    // failoverd was stopped for 10 s: at the first turn after, the addresses are announced.
+    sim.now = sim.now + Duration::from_secs(10);
+    sim.feed(Event::Tick);
+    assert_eq!(announces(&sim), before + 1);
+    // With a refresh of 5 s, every 5 s while held.
+    let mut sim = holding(ms(30_000));
+    sim.core.config.announce_refresh = Some(Duration::from_secs(5));
+    let start = sim.elapsed();
+    let before = announces(&sim);
+    sim.run_until(start + Duration::from_secs(21));
+    let refreshes = announces(&sim) - before;
+    assert!((3..=5).contains(&refreshes), "{refreshes}");
+}
