@@ -14,7 +14,11 @@
 //! - A group member (failoverd with `group` in its status) is judged by [`group_health`]:
 //!   **down** when an address of the group has no holder; **degraded** when etcd does not
 //!   answer it, it has no lease, or an address is in conflict here.
-//! - **degraded** also while failoverd is paused (`failoverctl pause`): nothing is protected.
+//! - **down** also when failoverd says nobody answers for one of the addresses (the primary
+//!   does not claim it, this host does not hold it, and nobody answered a probe): an outage.
+//! - **degraded** also while failoverd is paused (`failoverctl pause`): nothing is protected;
+//!   when a third host answers for the primary's address (`third-host`); when the primary's
+//!   heartbeatd stopped while its host answers (`peer_state: daemon-stopped`).
 //! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
 //!   heartbeatd.
 
@@ -407,6 +411,39 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
             ));
         }
     }
+    // Nobody answers for an address: the service is down, whatever the states say.
+    if let (Freshness::Fresh, Some(s)) = (&fo, seen.failoverd.status()) {
+        if s.group.is_none() {
+            for a in s
+                .addresses
+                .iter()
+                .filter(|a| !a.held && a.holder.as_deref() == Some("nobody"))
+            {
+                raise(
+                    Level::Down,
+                    format!(
+                        "nobody answers for {}: the peer does not claim it, failoverd on {} \
+                         does not hold it, and no host answered a probe for it",
+                        a.address, s.hostname
+                    ),
+                    &mut reasons,
+                );
+            }
+            if s.peer_state.as_deref() == Some("daemon-stopped") {
+                raise(
+                    Level::Degraded,
+                    format!(
+                        "heartbeatd on {} stopped while its host stays up: failoverd on {} \
+                         watches its address by probes, and takes it over when it stops \
+                         answering (start heartbeatd again)",
+                        s.peer.as_deref().unwrap_or("the peer"),
+                        s.hostname
+                    ),
+                    &mut reasons,
+                );
+            }
+        }
+    }
     // A group member: its view of the group decides, not a pair's states.
     if let (Freshness::Fresh, Some(s), Some(g)) = (
         &fo,
@@ -568,6 +605,26 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                          heartbeatd stopped on a host that is up?)",
                         s.hostname
                     ),
+                    &mut reasons,
+                );
+            }
+            // A third host answers for the primary's address: the LAN's clients are split.
+            "third-host" => {
+                let what = s.third_host.as_ref().map_or_else(
+                    || "a third host answers for its address".to_string(),
+                    |t| {
+                        format!(
+                            "{} answers from {} as well as from the peer's {}",
+                            t.address, t.mac, t.peer_mac
+                        )
+                    },
+                );
+                raise(
+                    Level::Degraded,
+                    format!("failoverd on {}: {what} (since {}): look for a host configured with that address by mistake", s.hostname,
+                        s.third_host
+                            .as_ref()
+                            .map_or_else(|| "?".to_string(), |t| wall(t.since_ms, now_ms))),
                     &mut reasons,
                 );
             }

@@ -15,10 +15,11 @@ use crate::health::{link_age_ms, Freshness, Health};
 use crate::observe::{Daemon, Seen};
 
 /// failoverd's states (a pair's, then a group member's); heartbeatd's.
-const FAILOVERD_STATES: [&str; 11] = [
+const FAILOVERD_STATES: [&str; 12] = [
     "boot-grace",
     "monitoring",
     "conflict",
+    "third-host",
     "acquiring",
     "acquired",
     "releasing",
@@ -306,6 +307,33 @@ fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
                 ("interface", a.interface.as_str()),
             ],
             if a.held { 1.0 } else { 0.0 },
+        );
+    }
+    if s.group.is_none() && !s.addresses.is_empty() {
+        let unanswered = s
+            .addresses
+            .iter()
+            .filter(|a| !a.held && a.holder.as_deref() == Some("nobody"))
+            .count();
+        o.add(
+            "ipfailover_addresses_unanswered",
+            "gauge",
+            "Addresses nobody answers for, as failoverd can tell: an outage",
+            &[("daemon", d)],
+            unanswered as f64,
+        );
+    }
+    if let Some(t) = &s.third_host {
+        o.add(
+            "ipfailover_third_host",
+            "gauge",
+            "1 while a third host answers for an address the peer answers for",
+            &[
+                ("daemon", d),
+                ("address", t.address.as_str()),
+                ("mac", t.mac.as_str()),
+            ],
+            1.0,
         );
     }
     if let Some(c) = &s.conflict {

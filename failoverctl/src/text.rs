@@ -206,6 +206,32 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             format!("giving {} back to {peer}{since}", all.join(" ")),
             true,
         ),
+        "conflict" => Summary::new(
+            "CONFLICT",
+            format!(
+                "no heartbeat from {peer}, but {} still answers{}: not taking it over{since}",
+                s.conflict
+                    .as_ref()
+                    .map_or_else(|| all.join(" "), |c| c.address.clone()),
+                s.conflict
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" from {}", c.mac))
+            ),
+            true,
+        ),
+        "third-host" => Summary::new(
+            "THIRD-HOST",
+            s.third_host.as_ref().map_or_else(
+                || format!("a third host answers for an address of {peer}"),
+                |t| {
+                    format!(
+                        "{} answers from {} besides {peer} ({})",
+                        t.address, t.mac, t.peer_mac
+                    )
+                },
+            ),
+            true,
+        ),
         "stopped" => Summary::new("STOPPED", format!("not watching {peer}{since}"), true),
         other => Summary::new(&other.to_uppercase(), "(unknown state)".to_string(), false),
     }
@@ -397,14 +423,25 @@ fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
             r[0], r[1], r[2], r[3]
         );
     }
-    for a in &s.addresses {
+    if let Some(p) = s.peer_state.as_deref().filter(|p| *p == "daemon-stopped") {
         let _ = writeln!(
             out,
-            "  address {}/{} on {}: {}",
-            a.address,
-            a.prefix,
-            a.interface,
-            if a.held { "held" } else { "not held" }
+            "  peer: {p}: its heartbeatd said goodbye, its host still answers for its own \
+             address (taken over when it stops answering)"
+        );
+    }
+    for a in &s.addresses {
+        let who = match (a.held, a.holder.as_deref()) {
+            (true, _) => "held here".to_string(),
+            (false, Some("peer")) => "not held (the peer answers for it)".to_string(),
+            (false, Some("nobody")) => "NOBODY ANSWERS for it".to_string(),
+            (false, Some("other")) => "not held (another host answers for it)".to_string(),
+            (false, _) => "not held".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  address {}/{} on {}: {who}",
+            a.address, a.prefix, a.interface,
         );
     }
     if !s.transitions.is_empty() {

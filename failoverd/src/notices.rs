@@ -167,7 +167,11 @@ impl Context {
             ),
             ReleasedTo::Nobody => format!("released {}", self.addrs),
         };
-        format!("[ipfailover] {} {whom} ({})", self.host, reason_text(reason))
+        format!(
+            "[ipfailover] {} {whom} ({})",
+            self.host,
+            reason_text(reason)
+        )
     }
 
     /// Subject of a third host answering for the primary's address.

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipfailover::failover::{
-    AcquireStep, Action, Command, Config, Event, Failover, Notice, OutReport, Reason,
-    ReleaseStep, ReleasedTo, State,
+    AcquireStep, Action, Command, Config, Event, Failover, Notice, OutReport, Reason, ReleaseStep,
+    ReleasedTo, State,
 };
 use ipfailover::receive::{Counters, Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
@@ -476,10 +476,7 @@ impl Pair {
     /// Tells the core of the addresses found missing, once no takeover or release runs;
     /// until then they wait, and a release forgets them.
     fn feed_missing(&mut self, rt: &mut Runtime, now: Instant) {
-        if matches!(
-            self.core.state(),
-            State::Acquiring(_) | State::Releasing(_)
-        ) {
+        if matches!(self.core.state(), State::Acquiring(_) | State::Releasing(_)) {
             return;
         }
         for addr in std::mem::take(&mut self.missing) {
@@ -536,7 +533,8 @@ impl Pair {
         }
         // Every SIGHUP re-reads the key: a secret file rewritten in place is a new key. The
         // peer then proves itself again (one round trip); meanwhile no Fence.
-        let key_changed = format!("{:?}", settings.secret_file) != format!("{:?}", self.settings.secret_file)
+        let key_changed = format!("{:?}", settings.secret_file)
+            != format!("{:?}", self.settings.secret_file)
             || key_fingerprint(&key) != key_fingerprint(&self.key);
         self.receiver.set_key(key.clone());
         self.key = key;
@@ -546,7 +544,9 @@ impl Pair {
             log::info!(
                 "SIGHUP: a new peer ({}); the addresses held for {} are given back first, with \
                  its hooks",
-                settings.peer_ip.map_or("none".to_string(), |p| p.to_string()),
+                settings
+                    .peer_ip
+                    .map_or("none".to_string(), |p| p.to_string()),
                 self.peer_name()
             );
         } else if pairs != current_pairs(rt) && self.core.holds_addresses() {
@@ -869,7 +869,10 @@ impl Pair {
                 );
             }
         } else if sent == 0 && r.id != 0 {
-            log::warn!("could not tell the primary that {} are released: no link to it", list(&free));
+            log::warn!(
+                "could not tell the primary that {} are released: no link to it",
+                list(&free)
+            );
         }
     }
 
@@ -1133,7 +1136,9 @@ impl Pair {
                 rt.mail.send(c.held_by_hand(), body);
             }
             Notice::FenceWithheld(why) => {
-                log::warn!("the conflict has lasted FAILOVER_FENCE_AFTER, but Fence is not run: {why}");
+                log::warn!(
+                    "the conflict has lasted FAILOVER_FENCE_AFTER, but Fence is not run: {why}"
+                );
             }
             Notice::Paused(pause) => {
                 let wall = daemon::wall_ms();

@@ -68,6 +68,8 @@ pub(crate) struct Heartbeatd {
     present: Vec<(String, IpAddr)>,
     macs: HashMap<String, [u8; 6]>,
     links_checked: Instant,
+    /// Service addresses whose interface link was down at the last look.
+    aliases_down: Vec<IpAddr>,
     /// What the heartbeats say of the addresses changed: the template is rebuilt.
     entries_dirty: bool,
     /// When a send error on a destination was last logged.
@@ -92,10 +94,14 @@ impl Heartbeatd {
         if !aliases.is_empty() {
             rt.addresses.open()?;
             rt.addresses.set(aliases.clone());
+            // One left on its interface by a previous run (killed, or its host cut off) may be
+            // failoverd's by now: removed, and waited for like the others.
             for p in &aliases {
                 match rt.addresses.holds_now(p) {
                     Ok(true) => {
-                        rt.addresses.mark_held(p.addr, true);
+                        if let Err(e) = rt.addresses.remove_unlogged(p) {
+                            return Err(StartError::other(&format!("removing {}", p.addr), e));
+                        }
                         held.push(p.addr);
                     }
                     Ok(false) => {}
@@ -113,7 +119,7 @@ impl Heartbeatd {
         let config = sender_config(&settings, &aliases);
         let mut hb = Heartbeatd {
             receiver: Receiver::new(key.clone(), None),
-            sender: Sender::new(now, config, daemon::random_u64(), &held),
+            sender: Sender::new(now, config, daemon::random_u64()),
             config_path,
             settings,
             key,
@@ -133,13 +139,15 @@ impl Heartbeatd {
             present: Vec::new(),
             macs: HashMap::new(),
             links_checked: now,
+            aliases_down: Vec::new(),
             entries_dirty: true,
             send_errors: HashMap::new(),
             sends: HashMap::new(),
         };
         if !held.is_empty() {
-            log::info!(
-                "{} already on its interface at start: held, as before",
+            log::warn!(
+                "{} was on its interface at start, left by a previous run: removed until \
+                 failoverd says it holds none of it",
                 list(&held)
             );
         }
@@ -239,10 +247,9 @@ impl Heartbeatd {
                 "waiting for failoverd to say it holds none of {} before adding them",
                 list(addrs)
             ),
-            SenderNotice::Confirmed(addrs) => log::info!(
-                "failoverd holds none of {}: adding them",
-                list(addrs)
-            ),
+            SenderNotice::Confirmed(addrs) => {
+                log::info!("failoverd holds none of {}: adding them", list(addrs))
+            }
             SenderNotice::Unanswered(addrs) => log::warn!(
                 "failoverd said nothing for {} and nobody answers for {}: adding them",
                 ipfailover::settings::format_duration(self.sender.silence()),
@@ -271,10 +278,12 @@ impl Heartbeatd {
 
     /// Looks at the links (carrier) and the addresses of this host: what the heartbeats say
     /// this host answers for follows them (an address deleted by hand, a link gone down).
-    fn check_links(&mut self, now: Instant) {
+    /// Returns the service addresses whose link is down when that set changed: they cannot be
+    /// served here, so heartbeatd gives them up (failoverd takes them).
+    fn check_links(&mut self, now: Instant) -> Option<Vec<IpAddr>> {
         let every = self.sender.interval().max(LINK_CHECK_MIN);
         if now < self.links_checked + every && !self.links.is_empty() {
-            return;
+            return None;
         }
         self.links_checked = now;
         match interfaces::links_and_addrs() {
@@ -285,7 +294,11 @@ impl Heartbeatd {
                         if self.links.contains_key(iface) {
                             log::info!(
                                 "link {iface} is {}",
-                                if *up { "up" } else { "down: its addresses do not answer" }
+                                if *up {
+                                    "up"
+                                } else {
+                                    "down: its addresses do not answer"
+                                }
                             );
                         }
                     }
@@ -296,9 +309,29 @@ impl Heartbeatd {
                     self.present = present;
                 }
                 self.links = links;
+                let down: Vec<IpAddr> = self
+                    .aliases
+                    .iter()
+                    .filter(|p| self.links.get(&p.iface) == Some(&false))
+                    .map(|p| p.addr)
+                    .collect();
+                if down != self.aliases_down {
+                    for p in self.aliases.iter().filter(|p| down.contains(&p.addr)) {
+                        if !self.aliases_down.contains(&p.addr) {
+                            log::warn!(
+                                "{} cannot be served here: link {} is down; giving it up",
+                                p.addr,
+                                p.iface
+                            );
+                        }
+                    }
+                    self.aliases_down = down.clone();
+                    return Some(down);
+                }
             }
             Err(e) => log::debug!("reading the links' state: {e}"),
         }
+        None
     }
 
     /// What every heartbeat says of this host's addresses: its identity (held while it is on
@@ -316,7 +349,12 @@ impl Heartbeatd {
                     .iter()
                     .find(|l| l.addr == addr)
                     .map(|l| l.iface.clone())
-                    .or_else(|| this.aliases.iter().find(|p| p.addr == addr).map(|p| p.iface.clone()));
+                    .or_else(|| {
+                        this.aliases
+                            .iter()
+                            .find(|p| p.addr == addr)
+                            .map(|p| p.iface.clone())
+                    });
             }
             this.present
                 .iter()
@@ -681,7 +719,9 @@ impl Driver for Heartbeatd {
         if now >= self.identity_checked + IDENTITY_REFRESH {
             self.refresh_identity(rt, now);
         }
-        self.check_links(now);
+        if let Some(addrs) = self.check_links(now) {
+            self.feed(rt, now, SenderEvent::LinksDown { addrs });
+        }
         self.feed(rt, now, SenderEvent::Tick);
     }
 

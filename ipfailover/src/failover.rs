@@ -85,8 +85,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use crate::probe::{Mac, DEFEND_INTERVAL, PROBES, PROBE_WINDOW_MAX, PROBE_WINDOW_PERCENT};
 use crate::probe::{self, Answers, Round};
+pub use crate::probe::{Mac, DEFEND_INTERVAL, PROBES, PROBE_WINDOW_MAX, PROBE_WINDOW_PERCENT};
 use crate::receive::Report;
 use crate::wire::{Entry, Role};
 
@@ -138,6 +138,11 @@ pub const HOLDOFF_WINDOW: Duration = Duration::from_secs(60);
 /// The longest hold-off.
 pub const HOLDOFF_MAX: Duration = Duration::from_secs(60);
 
+/// While the primary answers for its addresses, they are probed this often: a third host
+/// answering for one of them shows itself (the probe's answers are unicast to us, where the
+/// LAN's own traffic would not show them).
+pub const WATCH_PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// A gap longer than this between two turns is a stall (the deadlines wake the core at least
 /// once a second while it holds anything).
 pub const STALL: Duration = Duration::from_secs(2);
@@ -155,7 +160,9 @@ pub fn hold_probe_every(grace: Duration) -> Duration {
 
 /// The default `FAILOVER_FENCE_AFTER` for a timeout.
 pub fn default_fence_after(timeout: Duration) -> Duration {
-    timeout.saturating_mul(FENCE_AFTER_TIMEOUTS).max(FENCE_AFTER_MIN)
+    timeout
+        .saturating_mul(FENCE_AFTER_TIMEOUTS)
+        .max(FENCE_AFTER_MIN)
 }
 
 /// The settings the core needs.
@@ -906,9 +913,10 @@ pub struct Failover {
     /// The host we last handed addresses back to after a conflict.
     handed_back_to: Option<Mac>,
     third: Option<ThirdHost>,
-    /// When held addresses were last probed; when we last defended one; when they were last
-    /// announced by the refresh.
+    /// When held addresses were last probed; when the primary's were (for a third host);
+    /// when we last defended one; when they were last announced by the refresh.
     hold_probed: Option<Instant>,
+    watch_probed: Option<Instant>,
     refreshed: Option<Instant>,
     defended: Option<Instant>,
     /// A failed add is retried at this instant, and the wait after that.
@@ -976,6 +984,7 @@ impl Failover {
             handed_back_to: None,
             third: None,
             hold_probed: None,
+            watch_probed: None,
             refreshed: None,
             defended: None,
             add_retry: None,
@@ -1021,7 +1030,11 @@ impl Failover {
 
     /// The addresses that may be on our interfaces now.
     pub fn held(&self) -> Vec<IpAddr> {
-        self.slots.iter().filter(|s| s.held).map(|s| s.addr).collect()
+        self.slots
+            .iter()
+            .filter(|s| s.held)
+            .map(|s| s.addr)
+            .collect()
     }
 
     /// Whether any of the peer's addresses may be on our interfaces now.
@@ -1420,7 +1433,9 @@ impl Failover {
             s.handover_round = None;
         }
         if stays_up && !kept.is_empty() {
-            out.push(Action::Notify(Notice::PeerDaemonStopped { kept: kept.clone() }));
+            out.push(Action::Notify(Notice::PeerDaemonStopped {
+                kept: kept.clone(),
+            }));
         }
         self.goodbye = Some(Goodbye {
             at: now,
@@ -1641,8 +1656,7 @@ impl Failover {
     /// timeout if that is later (it was heard during the grace and then fell silent).
     fn boot_deadline(&self) -> Instant {
         let end = self.grace_end();
-        self.last_heard
-            .map_or(end, |t| end.max(t + self.timeout()))
+        self.last_heard.map_or(end, |t| end.max(t + self.timeout()))
     }
 
     /// When a takeover on silence is due.
@@ -1665,7 +1679,11 @@ impl Failover {
         // A goodbye: a planned handover, unprobed. A host that stays up keeps its own
         // addresses; what it removed before saying goodbye is ours at once.
         if self.goodbye_fresh(now) && self.retry_not_before.is_none_or(|r| now >= r) {
-            let kept = self.goodbye.as_ref().map(|g| g.kept.clone()).unwrap_or_default();
+            let kept = self
+                .goodbye
+                .as_ref()
+                .map(|g| g.kept.clone())
+                .unwrap_or_default();
             let take: Vec<IpAddr> = self
                 .slots
                 .iter()
@@ -1820,16 +1838,11 @@ impl Failover {
                 if !free.is_empty() {
                     self.start_takeover(free, Reason::Timeout, out);
                 } else if let Some(&addr) = answered.first() {
-                    let mac = self
-                        .answers
-                        .in_round(addr, &round)
-                        .unwrap_or([0; 6]);
+                    let mac = self.answers.in_round(addr, &round).unwrap_or([0; 6]);
                     self.enter_conflict(now, addr, mac, out);
                 }
             }
-            Purpose::Watch if !free.is_empty() => {
-                self.start_takeover(free, Reason::Timeout, out)
-            }
+            Purpose::Watch if !free.is_empty() => self.start_takeover(free, Reason::Timeout, out),
             Purpose::Unserved if !free.is_empty() => {
                 self.start_takeover(free, Reason::PeerCannotServe, out)
             }
@@ -1980,10 +1993,7 @@ impl Failover {
         if let Some(mut c) = self.conflict.filter(|c| c.holding) {
             let still_held = self.slots.iter().any(|s| s.addr == c.addr && s.held);
             let over_at = c.last_answer + every * 5 / 2;
-            let manual = self
-                .slots
-                .iter()
-                .any(|s| s.addr == c.addr && s.manual);
+            let manual = self.slots.iter().any(|s| s.addr == c.addr && s.manual);
             if !still_held || now >= over_at {
                 self.end_conflict(Some(out));
             } else if now >= c.since + self.config.conflict_grace {
@@ -2059,9 +2069,32 @@ impl Failover {
         }
     }
 
-    /// A third host: ends when it has not been heard for a while; probed meanwhile.
+    /// A third host: the primary's addresses are probed now and then while it answers for
+    /// them; an episode ends when the third host has not been heard for a while, and is probed
+    /// more often meanwhile.
     fn check_third_host(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(t) = self.third else {
+            let watched: Vec<IpAddr> = if self.peer_alive(now) && self.seq.is_none() {
+                self.slots
+                    .iter()
+                    .filter(|s| !s.held && matches!(s.claim, Claim::Holds { .. }))
+                    .map(|s| s.addr)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if watched.is_empty() {
+                self.watch_probed = None;
+                return;
+            }
+            let next = self.watch_probed.map_or(now, |p| p + WATCH_PROBE_EVERY);
+            if now >= next {
+                self.watch_probed = Some(now);
+                out.push(Action::Probe(watched));
+                self.timers.at(now + WATCH_PROBE_EVERY);
+            } else {
+                self.timers.at(next);
+            }
             return;
         };
         let every = hold_probe_every(self.config.conflict_grace);
@@ -2223,7 +2256,12 @@ impl Failover {
                 .iter()
                 .map(|s| {
                     let mut role = Role::NONE;
-                    if s.held || (self.seq.as_ref().is_some_and(|q| q.acquire && q.addrs.contains(&s.addr))) {
+                    if s.held
+                        || (self
+                            .seq
+                            .as_ref()
+                            .is_some_and(|q| q.acquire && q.addrs.contains(&s.addr)))
+                    {
                         role = role.with(Role::HOLDS);
                     } else if s.asked_back.is_some() {
                         role = role.with(Role::WANTS);
@@ -2693,7 +2731,9 @@ impl Failover {
             return;
         }
         if free.is_empty() {
-            out.push(Action::Answer(Ok("already holding the addresses".to_string())));
+            out.push(Action::Answer(Ok(
+                "already holding the addresses".to_string()
+            )));
             return;
         }
         if force {
@@ -2754,8 +2794,7 @@ impl Failover {
             let since = asked.iter().map(|s| s.claim_since).max().unwrap_or(now);
             if still.is_empty() {
                 self.manual_asked = false;
-                self.manual_round =
-                    Some(Round::starting(now, probe::slow_window(timeout)));
+                self.manual_round = Some(Round::starting(now, probe::slow_window(timeout)));
             } else if now >= since + timeout {
                 self.manual_asked = false;
                 for s in &mut self.slots {

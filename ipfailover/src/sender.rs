@@ -17,6 +17,10 @@
 //!   the side that gives up removes first, the side that takes adds after.
 //! - On SIGTERM it removes every service address before its goodbye, and the goodbye says
 //!   whether the host goes down or stays up with its own addresses.
+//! - A service address whose link is down cannot be served: one held is given up (removed),
+//!   and none is wanted or added until its link is back; failoverd takes it over meanwhile,
+//!   and gives it back by agreement. A primary cut off from its LAN thus never comes back
+//!   holding an address the secondary took.
 //! - A `released` it has not acted on yet is acknowledged in every later heartbeat, and makes
 //!   it announce the addresses it holds (rate-limited).
 
@@ -114,6 +118,11 @@ pub enum SenderEvent {
     AliasMissing {
         /// The address.
         addr: IpAddr,
+    },
+    /// These service addresses are on links that are down now (the others' are up).
+    LinksDown {
+        /// The addresses that cannot be served.
+        addrs: Vec<IpAddr>,
     },
 }
 
@@ -218,23 +227,21 @@ pub struct Sender {
     answers: Answers,
     /// An add or remove under way.
     busy: bool,
+    /// Service addresses whose link is down: not served, not wanted.
+    unservable: Vec<IpAddr>,
 }
 
 impl Sender {
     /// A sender whose first heartbeat is due at `now`; `seed` (random) seeds its wait tokens.
-    /// The service addresses in `held_at_start` are on their interfaces already (heartbeatd
-    /// was killed without removing them): they are ours, and say so; the others wait.
-    pub fn new(now: Instant, config: SenderConfig, seed: u64, held_at_start: &[IpAddr]) -> Sender {
+    /// Its service addresses wait for failoverd (the shell removed any that a previous run
+    /// left on its interface: after a crash of the host, that address may be failoverd's now).
+    pub fn new(now: Instant, config: SenderConfig, seed: u64) -> Sender {
         let aliases: Vec<Alias> = config
             .aliases
             .iter()
             .map(|&addr| Alias {
                 addr,
-                state: if held_at_start.contains(&addr) {
-                    AliasState::Held
-                } else {
-                    AliasState::Waiting
-                },
+                state: AliasState::Waiting,
                 retry_at: None,
             })
             .collect();
@@ -260,6 +267,7 @@ impl Sender {
             round: None,
             answers: Answers::new(),
             busy: false,
+            unservable: Vec::new(),
         };
         if s.aliases.iter().any(|a| a.state == AliasState::Waiting) {
             s.start_waiting(now);
@@ -304,13 +312,14 @@ impl Sender {
         self.ack
     }
 
-    /// What our heartbeats say of each service address: held, wanted, or (being removed at a
-    /// stop) nothing.
+    /// What our heartbeats say of each service address: held, wanted, or (being removed, or
+    /// on a link that is down) nothing.
     pub fn alias_entries(&self) -> Vec<(IpAddr, Role)> {
         self.aliases
             .iter()
             .map(|a| {
                 let role = match a.state {
+                    _ if self.unservable.contains(&a.addr) => Role::NONE,
                     AliasState::Held => Role::HOLDS,
                     AliasState::Waiting | AliasState::Adding => Role::WANTS,
                     AliasState::Removing => Role::NONE,
@@ -359,7 +368,9 @@ impl Sender {
         if let Some(r) = &self.round {
             consider(r.deadline());
         } else if let Some(since) = self.waiting_since {
-            consider(Some(self.probe_round_for(since).decide_at() - self.probe_window()));
+            consider(Some(
+                self.probe_round_for(since).decide_at() - self.probe_window(),
+            ));
         }
         for a in &self.aliases {
             consider(a.retry_at);
@@ -434,6 +445,19 @@ impl Sender {
             SenderEvent::ProbeAnswer { addr, mac } => {
                 if self.aliases.iter().any(|a| a.addr == addr) {
                     self.answers.record(now, addr, mac);
+                }
+            }
+            SenderEvent::LinksDown { addrs } => {
+                let back: Vec<IpAddr> = self
+                    .unservable
+                    .iter()
+                    .filter(|a| !addrs.contains(a))
+                    .copied()
+                    .collect();
+                self.unservable = addrs;
+                // Back on a link that is up: wanted again, with a fresh wait.
+                if !back.is_empty() && self.stopping.is_none() {
+                    self.start_waiting(now);
                 }
             }
             SenderEvent::AliasMissing { addr } => {
@@ -516,10 +540,11 @@ impl Sender {
         // failoverd confirms it holds none of what we wait for: only a report answering the
         // token in force counts (an old one may be a replay from before failoverd took it).
         if token != 0 && token == self.token && !self.busy {
+            let unservable = &self.unservable;
             let confirmed: Vec<IpAddr> = self
                 .aliases
                 .iter()
-                .filter(|a| a.state == AliasState::Waiting)
+                .filter(|a| a.state == AliasState::Waiting && !unservable.contains(&a.addr))
                 .filter(|a| {
                     entries
                         .iter()
@@ -636,10 +661,26 @@ impl Sender {
             self.remove(unlisted, out);
             return;
         }
+        // Held on a link that is down: it cannot be served; given up, so that the secondary
+        // may take it, and waited for again when the link is back.
+        let cut: Vec<IpAddr> = self
+            .aliases
+            .iter()
+            .filter(|a| a.state == AliasState::Held && self.unservable.contains(&a.addr))
+            .map(|a| a.addr)
+            .collect();
+        if !cut.is_empty() {
+            self.remove(cut, out);
+            return;
+        }
         let retry: Vec<IpAddr> = self
             .aliases
             .iter()
-            .filter(|a| a.state == AliasState::Waiting && a.retry_at.is_some_and(|t| now >= t))
+            .filter(|a| {
+                a.state == AliasState::Waiting
+                    && a.retry_at.is_some_and(|t| now >= t)
+                    && !self.unservable.contains(&a.addr)
+            })
             .map(|a| a.addr)
             .collect();
         if !retry.is_empty() {
@@ -649,9 +690,12 @@ impl Sender {
         let Some(since) = self.waiting_since else {
             return;
         };
-        let waiting = self.waiting_aliases();
+        let waiting: Vec<IpAddr> = self
+            .waiting_aliases()
+            .into_iter()
+            .filter(|a| !self.unservable.contains(a))
+            .collect();
         if waiting.is_empty() {
-            self.waiting_since = None;
             return;
         }
         let guard = self.probe_round_for(since);
@@ -667,9 +711,9 @@ impl Sender {
             let mut free = Vec::new();
             for addr in waiting {
                 match self.answers.in_round(addr, &round) {
-                    Some(mac) => out.push(SenderAction::Notify(SenderNotice::StillAnswers(
-                        addr, mac,
-                    ))),
+                    Some(mac) => {
+                        out.push(SenderAction::Notify(SenderNotice::StillAnswers(addr, mac)))
+                    }
                     None => free.push(addr),
                 }
             }

@@ -326,7 +326,12 @@ impl Key {
             .clone()
             .is_some_and(|mac| mac.chain_update(signed).verify_slice(tag).is_ok());
         // verify_slice compares in constant time, so a forger learns nothing from timing.
-        if own || self.old.as_ref().is_some_and(|o| o.verify(signed, tag).is_ok()) {
+        if own
+            || self
+                .old
+                .as_ref()
+                .is_some_and(|o| o.verify(signed, tag).is_ok())
+        {
             Ok(())
         } else {
             Err(DropReason::BadTag)
@@ -1125,7 +1130,11 @@ mod tests {
         let by_new = encode(&fixed(), Some(&new));
         assert_eq!(decode(&by_old, Some(&both)), Ok(ipfo(fixed(), true)));
         assert_eq!(decode(&by_new, Some(&both)), Ok(ipfo(fixed(), true)));
-        assert_eq!(encode(&fixed(), Some(&both)), by_new, "signs with the new key");
+        assert_eq!(
+            encode(&fixed(), Some(&both)),
+            by_new,
+            "signs with the new key"
+        );
         assert_eq!(decode(&by_old, Some(&new)), Err(DropReason::BadTag));
         let shown = format!("{both:?}");
         assert!(!shown.contains("secret"), "{shown}");
@@ -1135,7 +1144,12 @@ mod tests {
     fn a_cut_address_list_says_so() {
         let d = Datagram {
             entries: (0..MAX_ADDRS + 1)
-                .map(|i| Entry::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, i as u8)), Role::HOLDS))
+                .map(|i| {
+                    Entry::new(
+                        IpAddr::V4(Ipv4Addr::new(198, 51, 100, i as u8)),
+                        Role::HOLDS,
+                    )
+                })
                 .collect(),
             ..fixed()
         };

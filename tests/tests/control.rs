@@ -220,7 +220,11 @@ fn a_forced_release_is_taken_over_again_only_after_the_timeout() {
     // As the refusal says: taken over again after the timeout (1 s), not at once.
     lab.wait_holds(Host::Sec, "eth0", VIP, true, Duration::from_secs(5));
     let again = at.elapsed();
-    assert!(again >= Duration::from_millis(900), "{again:?}\n{}", lab.logs());
+    assert!(
+        again >= Duration::from_millis(900),
+        "{again:?}\n{}",
+        lab.logs()
+    );
     assert!(lab.proc(fo).log_text().contains("(manual)"));
 }
 
@@ -245,7 +249,11 @@ fn takeover_by_hand_of_the_primarys_own_address_is_refused_and_forced_is_a_confl
         lab.logs()
     );
     lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(10));
-    assert!(wait_for(Duration::from_secs(10), || mailed(&lab, "also answers from")).is_some());
+    assert!(wait_for(Duration::from_secs(10), || mailed(
+        &lab,
+        "also answers from"
+    ))
+    .is_some());
     lab.client_reaches(VIP, Host::Pri, Duration::from_secs(5));
 }
 

@@ -274,7 +274,7 @@ fn failed_over_exits_2() {
     );
     assert!(text.contains("UTC (timeout)"), "{text}");
     assert!(
-        text.contains("  address 198.51.100.10/24 on eth0: held\n"),
+        text.contains("  address 198.51.100.10/24 on eth0: held here\n"),
         "{text}"
     );
     assert_eq!(json["health"], "down");

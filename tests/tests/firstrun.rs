@@ -69,9 +69,11 @@ fn the_demo_runs_without_ping_nft_iptables_or_aiosmtpd() {
         "client pings 198.51.100.10: answered by pri",
         "sec holds 198.51.100.10",
         "answered by sec",
-        "sec released 198.51.100.10",
+        "sec gave both back",
         "after the goodbye",
+        "never both at once",
     ] {
+        assert!(!t.contains("SEEN ON BOTH"), "{t}");
         assert!(t.contains(step), "the demo did not show {step:?}:\n{t}");
     }
 }

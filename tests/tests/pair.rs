@@ -150,7 +150,11 @@ fn returning_primary_gets_its_address_back() {
     );
     // Nobody: at most the samplers' own granularity (each samples every 2 ms).
     let nobody = timeline.no_holder_for(VIP, back, end);
-    assert!(nobody < Duration::from_millis(20), "{nobody:?}\n{}", timeline.render());
+    assert!(
+        nobody < Duration::from_millis(20),
+        "{nobody:?}\n{}",
+        timeline.render()
+    );
 }
 
 #[test]
@@ -294,9 +298,21 @@ fn peering_each_host_takes_over_the_other_in_turn() {
     // Their service managers say the system is stopping: each heartbeatd stopped below says
     // goodbye for a host going down.
     let stopping = [("PATH", lab.systemctl_says("stopping"))];
-    let hb_pri = lab.spawn_env(Host::Pri, "hb-pri", "heartbeatd", &["-c", &pri_conf], &stopping);
+    let hb_pri = lab.spawn_env(
+        Host::Pri,
+        "hb-pri",
+        "heartbeatd",
+        &["-c", &pri_conf],
+        &stopping,
+    );
     let fo_pri = lab.spawn(Host::Pri, "fo-pri", "failoverd", &["-c", &pri_conf]);
-    let hb_sec = lab.spawn_env(Host::Sec, "hb-sec", "heartbeatd", &["-c", &sec_conf], &stopping);
+    let hb_sec = lab.spawn_env(
+        Host::Sec,
+        "hb-sec",
+        "heartbeatd",
+        &["-c", &sec_conf],
+        &stopping,
+    );
     let fo_sec = lab.spawn(Host::Sec, "fo-sec", "failoverd", &["-c", &sec_conf]);
     for fo in [fo_pri, fo_sec] {
         assert!(

@@ -64,6 +64,10 @@ fn check(v: &Value, daemon: &str) -> String {
         "conflict",
         "peer_clock_offset_ms",
         "peer_verified",
+        "peer_state",
+        // Only while a third host answers; only heartbeatd's, with FAILOVER_IP_PAIRS.
+        "third_host",
+        "service_addresses",
         // Only a group member's (tests/tests/group.rs reads it).
         "group",
         // Only while paused, or held by hand (tests/tests/control.rs).

@@ -124,7 +124,8 @@ impl Sim {
             let Some(ours) = r.entries.iter().find(|o| o.addr == e.addr) else {
                 continue;
             };
-            if e.role.has(Role::WANTS) && ours.role == Role::NONE && r.token == token && token != 0 {
+            if e.role.has(Role::WANTS) && ours.role == Role::NONE && r.token == token && token != 0
+            {
                 *e = Entry {
                     addr: e.addr,
                     role: Role::HOLDS.with(Role::MANAGED),
@@ -624,7 +625,10 @@ fn a_released_is_repeated_every_interval_until_the_primary_acknowledges_it() {
     sim.beat(&[PUB, PRIV], ms(100), ms(3000));
     assert!(sim.reports().len() <= before + 1, "{:?}", sim.reports());
     // Each report says we hold none of the address.
-    assert_eq!(sim.reports()[0].1.entries, vec![Entry::new(PUB, Role::NONE)]);
+    assert_eq!(
+        sim.reports()[0].1.entries,
+        vec![Entry::new(PUB, Role::NONE)]
+    );
 }
 
 #[test]
@@ -722,19 +726,26 @@ fn a_handover_nobody_answers_for_is_taken_back_without_conflict_or_fence() {
     // public port does not forward yet (spanning tree), so nobody answers for it.
     sim.serves = false;
     sim.beat(&[PRIV], ms(100), ms(2000));
-    let released = sim.first(is_release).expect("released at its first heartbeat");
+    let released = sim
+        .first(is_release)
+        .expect("released at its first heartbeat");
     assert_eq!(released, ms(1000));
     let taken_back = sim
         .transitions()
         .into_iter()
-        .find(|(_, to, r)| *to == State::Acquiring(AcquireStep::Test) && *r == Reason::HandoverFailed)
+        .find(|(_, to, r)| {
+            *to == State::Acquiring(AcquireStep::Test) && *r == Reason::HandoverFailed
+        })
         .map(|(t, _, _)| t)
         .expect("taken back");
     // Within one timeout (and its last probe's answer window) of the release.
     assert!(taken_back - released <= ms(400), "{taken_back:?}");
     assert!(sim.is_held());
     assert!(sim.notices().contains(&Notice::HandoverFailed(vec![PUB])));
-    assert!(!sim.notices().iter().any(|n| matches!(n, Notice::Conflict(_))));
+    assert!(!sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::Conflict(_))));
     assert!(!sim.hooks_run().contains(&HookPhase::Fence));
     // While its heartbeats go on and it still cannot serve, we keep it: no bouncing.
     let releases = sim.count(is_release);
@@ -758,9 +769,11 @@ fn a_primary_that_cannot_serve_its_address_is_taken_over_after_a_timeout() {
     sim.beat(&[PRIV], ms(100), ms(3000));
     let took = sim.first(is_takeover).expect("taken over");
     assert!(took >= ms(1300) && took <= ms(1500), "{took:?}");
-    assert!(sim.transitions().iter().any(|(_, to, r)| *to
-        == State::Acquiring(AcquireStep::Test)
-        && *r == Reason::PeerCannotServe));
+    assert!(sim
+        .transitions()
+        .iter()
+        .any(|(_, to, r)| *to == State::Acquiring(AcquireStep::Test)
+            && *r == Reason::PeerCannotServe));
     assert!(sim.is_held());
     // It comes back: given back at once.
     sim.claims = Some(own());
@@ -781,7 +794,11 @@ fn a_primary_whose_heartbeats_say_nothing_is_given_back_after_the_release_count(
     sim.run_until(ms(11_000));
     sim.heartbeat(PUB, SEC);
     sim.run_until(ms(11_999));
-    assert_eq!(sim.core.state(), State::Acquired, "two heartbeats are not three");
+    assert_eq!(
+        sim.core.state(),
+        State::Acquired,
+        "two heartbeats are not three"
+    );
     sim.run_until(ms(12_000));
     sim.heartbeat(PUB, SEC);
     assert_eq!(sim.first(is_release), Some(ms(12_000)));
@@ -1228,6 +1245,15 @@ fn probe_times(sim: &Sim) -> Vec<Duration> {
     sim.probes.iter().map(|(t, _)| *t).collect()
 }
 
+/// The probe times from `from` on: before, the primary was heard, and its addresses were only
+/// probed now and then for a third host.
+fn probe_times_from(sim: &Sim, from: Duration) -> Vec<Duration> {
+    probe_times(sim)
+        .into_iter()
+        .filter(|t| *t >= from)
+        .collect()
+}
+
 fn in_conflict(n: &Notice) -> bool {
     matches!(n, Notice::Conflict(_))
 }
@@ -1238,10 +1264,19 @@ fn a_dead_peer_is_probed_in_the_last_part_of_the_timeout_and_taken_over_at_it() 
     sim.beat(&[PUB, PRIV], SEC, ms(10_000)); // last heartbeats at 9 s: deadline 12 s
     sim.run_until(ms(13_000));
     // Three probes over the last 900 ms, the last leaving 300 ms for an answer.
-    assert_eq!(probe_times(&sim)[..3], [ms(11_100), ms(11_400), ms(11_700)]);
+    let probes = probe_times_from(&sim, ms(10_001));
+    assert_eq!(probes[..3], [ms(11_100), ms(11_400), ms(11_700)]);
     assert_eq!(sim.first(is_takeover), Some(ms(12_000)));
     // Then, holding while the peer is silent, once a second for a conflict.
-    assert_eq!(probe_times(&sim)[3..], [ms(12_000), ms(13_000)]);
+    assert_eq!(probes[3..], [ms(12_000), ms(13_000)]);
+    // While it was heard, its address was probed every 5 s for a third host.
+    assert_eq!(
+        probe_times(&sim)
+            .into_iter()
+            .filter(|t| *t <= ms(10_000))
+            .collect::<Vec<_>>(),
+        [ms(0), ms(5_000), ms(10_000)]
+    );
     // The window is 30 % of the timeout, capped at 1 s.
     assert_eq!(probe_window(ms(30)), ms(9));
     assert_eq!(probe_window(ms(10_000)), SEC);
@@ -1272,7 +1307,15 @@ fn an_address_that_still_answers_is_not_taken_over_and_fence_waits_its_time() {
     // Fence ran once, and only after FAILOVER_FENCE_AFTER (5 timeouts by default).
     assert_eq!(sim.hooks_run(), vec![HookPhase::Fence]);
     let fenced = sim
-        .first(|a| matches!(a, Action::RunHooks { phase: HookPhase::Fence, .. }))
+        .first(|a| {
+            matches!(
+                a,
+                Action::RunHooks {
+                    phase: HookPhase::Fence,
+                    ..
+                }
+            )
+        })
         .unwrap();
     assert_eq!(fenced, ms(12_000) + default_fence_after(ms(3000)));
     // The host dies (its links go down): taken over within one round.
@@ -1409,12 +1452,14 @@ fn a_goodbye_of_a_host_going_down_is_not_probed() {
     sim.goodbye(PUB, false);
     assert_eq!(sim.first(is_takeover), Some(ms(10_000)));
     assert_eq!(sim.core.state(), State::Acquired);
-    // Probed only once held (for a conflict), never before the takeover.
-    let took = sim.log.iter().position(|(_, a)| is_takeover(a)).unwrap();
-    assert!(
-        !sim.log[..took]
-            .iter()
-            .any(|(_, a)| matches!(a, Action::Probe(_))),
+    // Not probed for the takeover: the only probes before it watch for a third host, every
+    // 5 s while the primary is heard.
+    assert_eq!(
+        probe_times(&sim)
+            .into_iter()
+            .filter(|t| *t < ms(10_000))
+            .collect::<Vec<_>>(),
+        [ms(0), ms(5_000)],
         "{:?}",
         sim.probes
     );
@@ -1514,7 +1559,7 @@ fn after_a_stall_the_core_probes_before_it_acts() {
         None,
         "no takeover before a probe round"
     );
-    assert_eq!(probe_times(&sim), vec![ms(10_000)]);
+    assert_eq!(probe_times_from(&sim, ms(1000)), vec![ms(10_000)]);
     sim.run_until(ms(10_500));
     assert_eq!(sim.core.state(), State::Conflict);
     // The same stall with a dead peer: the round still takes its time, then the takeover.
@@ -1523,7 +1568,10 @@ fn after_a_stall_the_core_probes_before_it_acts() {
     sim.now = sim.t0 + ms(10_000);
     sim.feed(Event::Tick);
     sim.run_until(ms(10_500));
-    assert_eq!(probe_times(&sim)[..3], [ms(10_000), ms(10_030), ms(10_060)]);
+    assert_eq!(
+        probe_times_from(&sim, ms(1000))[..3],
+        [ms(10_000), ms(10_030), ms(10_060)]
+    );
     assert_eq!(sim.first(is_takeover), Some(ms(10_090)));
 }
 
@@ -1748,7 +1796,11 @@ fn a_new_peer_is_watched_from_scratch() {
     let mut same = sim.core.config().clone();
     same.timeout = Some(ms(400));
     sim.feed(Event::Reconfigure(same));
-    assert_eq!(sim.count(|a| *a == Action::Reconfigured), 2, "at once when nothing is held");
+    assert_eq!(
+        sim.count(|a| *a == Action::Reconfigured),
+        2,
+        "at once when nothing is held"
+    );
     sim.claims = Some(vec![Entry::identity(other, PEER_MAC)]);
     sim.beat(&[other], ms(100), ms(3000));
     assert_eq!(sim.core.links().len(), 1);
@@ -1791,7 +1843,11 @@ fn a_new_peer_while_holding_gives_the_old_peers_addresses_back_first() {
         .collect();
     assert_eq!(
         order,
-        ["PreRel new-peer [198.51.100.10]", "released", "reconfigured"]
+        [
+            "PreRel new-peer [198.51.100.10]",
+            "released",
+            "reconfigured"
+        ]
     );
     assert!(!sim.is_held());
     assert_eq!(sim.core.config().peer, Some(other));
@@ -2159,7 +2215,6 @@ fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand(
     assert_eq!(sim.core.state(), State::Monitoring);
     assert!(!sim.core.manual_hold());
 }
-
 
 #[test]
 fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {

@@ -39,7 +39,7 @@ fn report(role: Role) -> SenderEvent {
 #[test]
 fn announces_then_sends_at_start_and_stays_on_the_grid() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1, &[]);
+    let mut s = Sender::new(t0, cfg(100), 1);
     assert_eq!(
         s.handle(t0, SenderEvent::Tick),
         vec![SenderAction::Announce, SenderAction::SendHeartbeat]
@@ -59,7 +59,7 @@ fn announces_then_sends_at_start_and_stays_on_the_grid() {
 #[test]
 fn ten_thousand_intervals_do_not_drift() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(10), 1, &[]);
+    let mut s = Sender::new(t0, cfg(10), 1);
     let mut now = t0;
     let mut x = 7u64;
     for _ in 0..10_000 {
@@ -76,7 +76,7 @@ fn ten_thousand_intervals_do_not_drift() {
 #[test]
 fn a_stall_sends_once_announces_and_rejoins_the_grid() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1, &[]);
+    let mut s = Sender::new(t0, cfg(100), 1);
     s.handle(t0, SenderEvent::Tick);
     // Paused for 5.05 s: the LAN may have moved on, so the addresses are announced again.
     let out = s.handle(t0 + ms(5150), SenderEvent::Tick);
@@ -99,13 +99,15 @@ fn a_configured_refresh_announces_periodically() {
         announce_refresh: Some(ms(1000)),
         ..cfg(100)
     };
-    let mut s = Sender::new(t0, config, 1, &[]);
+    let mut s = Sender::new(t0, config, 1);
     s.handle(t0, SenderEvent::Tick);
     let mut announced = Vec::new();
     let mut now = t0;
     while now < t0 + ms(3500) {
         now = s.next_deadline().unwrap();
-        if s.handle(now, SenderEvent::Tick).contains(&SenderAction::Announce) {
+        if s.handle(now, SenderEvent::Tick)
+            .contains(&SenderAction::Announce)
+        {
             announced.push(now.duration_since(t0).as_millis());
         }
     }
@@ -115,7 +117,7 @@ fn a_configured_refresh_announces_periodically() {
 #[test]
 fn shutdown_says_goodbye_at_least_twice_then_exits() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1, &[]);
+    let mut s = Sender::new(t0, cfg(100), 1);
     s.handle(t0, SenderEvent::Tick);
     let out = s.handle(t0 + ms(30), SenderEvent::Shutdown { stays_up: false });
     assert_eq!(
@@ -134,7 +136,7 @@ fn shutdown_says_goodbye_at_least_twice_then_exits() {
 #[test]
 fn a_release_is_acknowledged_and_announced_rate_limited() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(1000), 1, &[]);
+    let mut s = Sender::new(t0, cfg(1000), 1);
     s.handle(t0, SenderEvent::Tick);
     let released = |id| SenderEvent::Report {
         id,
@@ -164,7 +166,7 @@ fn a_release_is_acknowledged_and_announced_rate_limited() {
 #[test]
 fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 1, &[]);
+    let mut s = Sender::new(t0, cfg(100), 1);
     s.handle(t0, SenderEvent::Tick);
     assert_eq!(s.echo(t0), 0);
     let out = s.handle(t0 + ms(30), SenderEvent::Challenged { nonce: 42 });
@@ -186,7 +188,7 @@ fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
         "echoed for 1 s (3 intervals are less)"
     );
     // With a long interval, for three intervals.
-    let mut s = Sender::new(t0, cfg(5000), 1, &[]);
+    let mut s = Sender::new(t0, cfg(5000), 1);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, SenderEvent::Challenged { nonce: 7 });
     assert_eq!(s.echo(t0 + ms(14_999)), 7);
@@ -196,7 +198,7 @@ fn a_challenge_is_answered_at_once_and_echoed_for_a_while() {
 #[test]
 fn reconfigure_announces_and_takes_the_new_interval() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(1000), 1, &[]);
+    let mut s = Sender::new(t0, cfg(1000), 1);
     s.handle(t0, SenderEvent::Tick);
     let out = s.handle(t0 + ms(300), SenderEvent::Reconfigure(cfg(100)));
     // The new interval starts with a heartbeat at once.
@@ -213,7 +215,7 @@ fn reconfigure_announces_and_takes_the_new_interval() {
 #[test]
 fn a_service_address_is_added_only_once_failoverd_confirms_it_holds_none() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     let out = s.handle(t0, SenderEvent::Tick);
     assert!(!out.iter().any(|a| matches!(a, SenderAction::AddAliases(_))));
     let token = s.token();
@@ -236,7 +238,10 @@ fn a_service_address_is_added_only_once_failoverd_confirms_it_holds_none() {
         .any(|a| matches!(a, SenderAction::AddAliases(_))));
     // The confirmation: added, then announced once the add is done.
     let out = s.handle(t0 + ms(30), free(token, 0));
-    assert!(out.contains(&SenderAction::AddAliases(vec![alias()])), "{out:?}");
+    assert!(
+        out.contains(&SenderAction::AddAliases(vec![alias()])),
+        "{out:?}"
+    );
     assert_eq!(
         s.handle(t0 + ms(31), SenderEvent::AliasesAdded { failed: vec![] }),
         vec![SenderAction::AnnounceAddrs(vec![alias()])]
@@ -248,7 +253,7 @@ fn a_service_address_is_added_only_once_failoverd_confirms_it_holds_none() {
 #[test]
 fn a_silent_failoverd_gets_a_probe_round_and_what_nobody_answers_is_added() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     s.handle(t0, SenderEvent::Tick);
     let mut now = t0;
     let mut probes = 0;
@@ -275,7 +280,7 @@ fn a_silent_failoverd_gets_a_probe_round_and_what_nobody_answers_is_added() {
 #[test]
 fn an_answered_probe_keeps_the_address_waiting() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     s.handle(t0, SenderEvent::Tick);
     let mut now = t0;
     let mut notices = Vec::new();
@@ -303,7 +308,7 @@ fn an_answered_probe_keeps_the_address_waiting() {
 #[test]
 fn reports_keep_a_wait_from_turning_into_a_probe() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     s.handle(t0, SenderEvent::Tick);
     // failoverd holds it and says so every interval (it runs its release hooks).
     let mut now = t0;
@@ -312,7 +317,8 @@ fn reports_keep_a_wait_from_turning_into_a_probe() {
         s.handle(now, report(Role::HOLDS));
         let out = s.handle(now, SenderEvent::Tick);
         assert!(
-            !out.iter().any(|a| matches!(a, SenderAction::Probe(_) | SenderAction::AddAliases(_))),
+            !out.iter()
+                .any(|a| matches!(a, SenderAction::Probe(_) | SenderAction::AddAliases(_))),
             "{out:?}"
         );
     }
@@ -326,7 +332,7 @@ fn reports_keep_a_wait_from_turning_into_a_probe() {
 fn an_address_failoverd_holds_by_hand_or_asks_back_is_given_up_then_waited_for() {
     for role in [Role::HOLDS.with(Role::MANUAL), Role::WANTS] {
         let t0 = Instant::now();
-        let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+        let mut s = Sender::new(t0, with_alias(100), 9);
         s.handle(t0, SenderEvent::Tick);
         let first = s.token();
         s.handle(t0, free(first, 0));
@@ -334,7 +340,10 @@ fn an_address_failoverd_holds_by_hand_or_asks_back_is_given_up_then_waited_for()
         // failoverd holding it by itself is not a reason: it will give it back.
         assert!(s.handle(t0 + ms(10), report(Role::HOLDS)).is_empty());
         let out = s.handle(t0 + ms(20), report(role));
-        assert!(out.contains(&SenderAction::RemoveAliases(vec![alias()])), "{out:?}");
+        assert!(
+            out.contains(&SenderAction::RemoveAliases(vec![alias()])),
+            "{out:?}"
+        );
         assert_eq!(s.alias_entries(), vec![(alias(), Role::NONE)]);
         s.handle(t0 + ms(21), SenderEvent::AliasesRemoved);
         assert_eq!(s.waiting_aliases(), vec![alias()]);
@@ -350,7 +359,7 @@ fn an_address_failoverd_holds_by_hand_or_asks_back_is_given_up_then_waited_for()
 #[test]
 fn shutdown_removes_the_service_addresses_before_the_goodbyes() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, free(s.token(), 0));
     s.handle(t0, SenderEvent::AliasesAdded { failed: vec![] });
@@ -375,27 +384,38 @@ fn shutdown_removes_the_service_addresses_before_the_goodbyes() {
 #[test]
 fn a_vanished_or_failed_service_address_is_added_again() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[]);
+    let mut s = Sender::new(t0, with_alias(100), 9);
     s.handle(t0, SenderEvent::Tick);
     s.handle(t0, free(s.token(), 0));
     // The add fails: retried a second later.
     assert!(s
-        .handle(t0, SenderEvent::AliasesAdded { failed: vec![alias()] })
+        .handle(
+            t0,
+            SenderEvent::AliasesAdded {
+                failed: vec![alias()]
+            }
+        )
         .is_empty());
     assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
     let out = s.handle(t0 + ADD_RETRY, SenderEvent::Tick);
-    assert!(out.contains(&SenderAction::AddAliases(vec![alias()])), "{out:?}");
+    assert!(
+        out.contains(&SenderAction::AddAliases(vec![alias()])),
+        "{out:?}"
+    );
     s.handle(t0 + ADD_RETRY, SenderEvent::AliasesAdded { failed: vec![] });
     // Removed by hand: put back at once.
     let out = s.handle(t0 + ms(2000), SenderEvent::AliasMissing { addr: alias() });
     assert!(out.contains(&SenderAction::Notify(SenderNotice::Missing(alias()))));
-    assert!(out.contains(&SenderAction::AddAliases(vec![alias()])), "{out:?}");
+    assert!(
+        out.contains(&SenderAction::AddAliases(vec![alias()])),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn a_reload_adds_new_service_addresses_by_agreement_and_removes_dropped_ones() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, cfg(100), 9, &[]);
+    let mut s = Sender::new(t0, cfg(100), 9);
     s.handle(t0, SenderEvent::Tick);
     assert_eq!(s.token(), 0);
     let out = s.handle(t0 + ms(10), SenderEvent::Reconfigure(with_alias(100)));
@@ -404,17 +424,54 @@ fn a_reload_adds_new_service_addresses_by_agreement_and_removes_dropped_ones() {
     s.handle(t0 + ms(20), free(s.token(), 0));
     s.handle(t0 + ms(20), SenderEvent::AliasesAdded { failed: vec![] });
     let out = s.handle(t0 + ms(30), SenderEvent::Reconfigure(cfg(100)));
-    assert!(out.contains(&SenderAction::RemoveAliases(vec![alias()])), "{out:?}");
+    assert!(
+        out.contains(&SenderAction::RemoveAliases(vec![alias()])),
+        "{out:?}"
+    );
     s.handle(t0 + ms(31), SenderEvent::AliasesRemoved);
     assert!(s.alias_entries().is_empty(), "forgotten once removed");
 }
 
 #[test]
-fn a_service_address_found_on_its_interface_at_start_is_ours_at_once() {
+fn a_service_address_on_a_link_that_goes_down_is_given_up_and_waited_for_when_it_is_back() {
     let t0 = Instant::now();
-    let mut s = Sender::new(t0, with_alias(100), 9, &[alias()]);
-    assert_eq!(s.token(), 0, "nothing to wait for");
-    assert_eq!(s.alias_entries(), vec![(alias(), Role::HOLDS)]);
-    let out = s.handle(t0, SenderEvent::Tick);
-    assert!(!out.iter().any(|a| matches!(a, SenderAction::Probe(_) | SenderAction::AddAliases(_))));
+    let mut s = Sender::new(t0, with_alias(100), 9);
+    s.handle(t0, SenderEvent::Tick);
+    s.handle(t0, free(s.token(), 0));
+    s.handle(t0, SenderEvent::AliasesAdded { failed: vec![] });
+    assert_eq!(s.held_aliases(), vec![alias()]);
+    // Its link goes down: not served, so given up, and not wanted while it is down.
+    let out = s.handle(
+        t0 + ms(10),
+        SenderEvent::LinksDown {
+            addrs: vec![alias()],
+        },
+    );
+    assert!(
+        out.contains(&SenderAction::RemoveAliases(vec![alias()])),
+        "{out:?}"
+    );
+    s.handle(t0 + ms(11), SenderEvent::AliasesRemoved);
+    assert_eq!(s.alias_entries(), vec![(alias(), Role::NONE)]);
+    // A confirmation, or a silent failoverd, adds nothing while the link is down.
+    let token = s.token();
+    let mut now = t0 + ms(11);
+    for _ in 0..50 {
+        now += ms(100);
+        let out = s.handle(now, free(token, 0));
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, SenderAction::AddAliases(_) | SenderAction::Probe(_))),
+            "{out:?}"
+        );
+    }
+    // The link is back: wanted again, with a new token, and added once confirmed.
+    s.handle(now, SenderEvent::LinksDown { addrs: vec![] });
+    assert_eq!(s.alias_entries(), vec![(alias(), Role::WANTS)]);
+    assert_ne!(s.token(), token);
+    let out = s.handle(now + ms(5), free(s.token(), 0));
+    assert!(
+        out.contains(&SenderAction::AddAliases(vec![alias()])),
+        "{out:?}"
+    );
 }

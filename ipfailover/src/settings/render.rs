@@ -76,9 +76,10 @@ fn value_of(s: &Settings, key: Key) -> Result<String, &'static str> {
         ),
         Key::ReleaseAfter => Ok(s.release_after.to_string()),
         Key::ConflictGrace => Ok(format_duration(s.conflict_grace)),
-        Key::FenceAfter => s.fence_after.map(format_duration).ok_or(
-            "a conflict runs the Fence hooks after 5 timeouts, at least 5s",
-        ),
+        Key::FenceAfter => s
+            .fence_after
+            .map(format_duration)
+            .ok_or("a conflict runs the Fence hooks after 5 timeouts, at least 5s"),
         Key::IpPairs => list(
             &s.ip_pairs,
             "heartbeatd manages no service address (the primary's addresses are the OS's)",

@@ -159,8 +159,15 @@ mod tests {
         );
         assert_eq!(load_secret(&f.0, UID), Ok(b"new-key-0123456789".to_vec()));
         let f = TempFile::new("one", b"new-key-0123456789\n", 0o600);
-        assert_eq!(load_secrets(&f.0, UID), Ok((b"new-key-0123456789".to_vec(), None)));
-        let f = TempFile::new("three", b"0123456789abcdef\n0123456789abcdef\nx123456789abcdef\n", 0o600);
+        assert_eq!(
+            load_secrets(&f.0, UID),
+            Ok((b"new-key-0123456789".to_vec(), None))
+        );
+        let f = TempFile::new(
+            "three",
+            b"0123456789abcdef\n0123456789abcdef\nx123456789abcdef\n",
+            0o600,
+        );
         assert!(load_secrets(&f.0, UID).unwrap_err().contains("3 lines"));
         let f = TempFile::new("shortold", b"0123456789abcdef\nshort\n", 0o600);
         let e = load_secrets(&f.0, UID).unwrap_err();
