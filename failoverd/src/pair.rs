@@ -18,7 +18,7 @@ use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{
     ConflictStatus, LinkStatus, PauseStatus, ThirdHostStatus, TransitionStatus,
 };
-use ipfailover::wire::{self, Datagram, DropReason, Key, Kind};
+use ipfailover::wire::{self, Datagram, DropReason, Key, Kind, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::control::Request;
 use ipfailover_os::daemon;
@@ -51,6 +51,9 @@ pub(crate) struct Pair {
     /// Where the peer's heartbeats come from on each link: where `released` goes.
     link_sources: BTreeMap<IpAddr, SocketAddr>,
     key: Option<Key>,
+    /// What datagrams to the primary are signed with (the key the primary uses, during a
+    /// rotation).
+    signer: Signer,
     boot_id: u64,
     seq: u64,
     hostname: String,
@@ -183,6 +186,7 @@ impl Pair {
             pending: None,
             old_version_told: false,
             link_sources: BTreeMap::new(),
+            signer: Signer::new(key.clone()),
             key,
             boot_id: daemon::random_boot_id(),
             seq: 0,
@@ -274,7 +278,16 @@ impl Pair {
 
     fn datagram(&mut self, rt: &mut Runtime, now: Instant, data: &[u8], src: SocketAddr) {
         let src_ip = canonical(src.ip());
-        match self.receiver.receive(data, src_ip, now, daemon::wall_ms()) {
+        let received = self.receiver.receive(data, src_ip, now, daemon::wall_ms());
+        if matches!(
+            received,
+            Ok(Incoming::Heartbeat { .. } | Incoming::Goodbye { .. })
+                | Err(Rejected::Invalid(DropReason::Unverified))
+        ) {
+            // The peer's key: what this host answers with during a rotation.
+            self.signer.heard(data);
+        }
+        match received {
             Ok(Incoming::Heartbeat {
                 interval,
                 boot,
@@ -362,6 +375,13 @@ impl Pair {
                     log::error!("dropped a datagram from {src}: {}", DropReason::OldVersion);
                 }
             }
+            Err(Rejected::Invalid(reason @ (DropReason::BadTag | DropReason::MissingTag)))
+                if self.settings.peer_ip == Some(src_ip)
+                    || self.link_sources.contains_key(&src_ip) =>
+            {
+                log::debug!("dropped a datagram from {src}: {reason}");
+                self.feed(rt, now, Event::ForeignKey);
+            }
             Err(Rejected::Invalid(reason)) => {
                 log::debug!("dropped a datagram from {src}: {reason}");
             }
@@ -415,7 +435,7 @@ impl Pair {
         for to in targets {
             self.seq += 1;
             d.seq = self.seq;
-            let bytes = wire::encode(&d, self.key.as_ref());
+            let bytes = wire::encode(&d, self.signer.key());
             match rt.udp.send_to(to, &bytes) {
                 Ok(()) => sent += 1,
                 Err(e) => log::warn!("sending {what} to {to}: {e}"),
@@ -537,6 +557,7 @@ impl Pair {
             != format!("{:?}", self.settings.secret_file)
             || key_fingerprint(&key) != key_fingerprint(&self.key);
         self.receiver.set_key(key.clone());
+        self.signer = Signer::new(key.clone());
         self.key = key;
         rt.mail.reload(&settings);
         self.link_ifaces.clear();

@@ -12,7 +12,7 @@ use ipfailover::receive::{Counters, Incoming, Receiver};
 use ipfailover::sender::{Sender, SenderAction, SenderConfig, SenderEvent, SenderNotice};
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{SendStatus, ServiceAddressStatus};
-use ipfailover::wire::{self, Datagram, Entry, Key, Kind, Role as WireRole};
+use ipfailover::wire::{self, Datagram, Entry, Key, Kind, Role as WireRole, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
 use ipfailover_os::interfaces::{self, LocalAddr};
@@ -44,6 +44,9 @@ pub(crate) struct Heartbeatd {
     sender: Sender,
     receiver: Receiver,
     key: Option<Key>,
+    /// What heartbeats are signed with: during a rotation, the key failoverd was last heard
+    /// using (docs/configuration.md).
+    signer: Signer,
     hostname: String,
     /// This host's addresses that identify it in heartbeats, with their interfaces.
     identity: Vec<LocalAddr>,
@@ -122,6 +125,7 @@ impl Heartbeatd {
             sender: Sender::new(now, config, daemon::random_u64()),
             config_path,
             settings,
+            signer: Signer::new(key.clone()),
             key,
             hostname,
             identity: Vec::new(),
@@ -537,7 +541,7 @@ impl Heartbeatd {
         // socket so each family goes out in one system call.
         for out in self.out4.iter_mut().chain(self.out6.iter_mut()) {
             d.seq += 1;
-            wire::encode_into(d, self.key.as_ref(), &mut out.buf);
+            wire::encode_into(d, self.signer.key(), &mut out.buf);
         }
         rt.udp.send_batch(&mut self.out4, &mut self.out6);
         let mut delivered = 0;
@@ -597,6 +601,7 @@ impl Heartbeatd {
             }
         };
         self.receiver.set_key(key.clone());
+        self.signer = Signer::new(key.clone());
         self.key = key;
         if aliases != self.aliases {
             if !aliases.is_empty() {
@@ -648,10 +653,14 @@ impl Driver for Heartbeatd {
     }
 
     fn handle_datagram(&mut self, rt: &mut Runtime, now: Instant, data: &[u8], src: SocketAddr) {
-        match self
+        let received = self
             .receiver
-            .receive(data, src.ip(), now, daemon::wall_ms())
-        {
+            .receive(data, src.ip(), now, daemon::wall_ms());
+        if received.is_ok() {
+            // failoverd's key: what heartbeats are signed with during a rotation.
+            self.signer.heard(data);
+        }
+        match received {
             Ok(Incoming::Released { id, token, entries }) => {
                 let free: Vec<IpAddr> = entries
                     .iter()

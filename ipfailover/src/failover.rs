@@ -598,6 +598,11 @@ pub enum Event {
         /// The other host's link-layer address.
         mac: Mac,
     },
+    /// A datagram from one of the peer's addresses whose tag this host's key does not verify:
+    /// the peer is alive and keyed differently (a secret rewritten on one host, a rotation
+    /// under way), not stuck, so `Fence` waits (a datagram anybody can forge, so it never
+    /// counts as a heartbeat).
+    ForeignKey,
     /// Time passed; check deadlines.
     Tick,
     /// The hooks of a phase finished; `ok` is false if one failed (for `Test`: refused).
@@ -910,6 +915,8 @@ pub struct Failover {
     fence_withheld_told: bool,
     /// No `Fence` before this instant (a reload of the secret or the peer settles).
     fence_not_before: Option<Instant>,
+    /// When a datagram from the peer's addresses last failed its tag ([`Event::ForeignKey`]).
+    foreign_key_at: Option<Instant>,
     /// The host we last handed addresses back to after a conflict.
     handed_back_to: Option<Mac>,
     third: Option<ThirdHost>,
@@ -981,6 +988,7 @@ impl Failover {
             fence_running: false,
             fence_withheld_told: false,
             fence_not_before: None,
+            foreign_key_at: None,
             handed_back_to: None,
             third: None,
             hold_probed: None,
@@ -1156,6 +1164,14 @@ impl Failover {
             Some((_, mac)) if s.peer_mac == Some(mac) => Holder::Peer,
             Some((_, mac)) => Holder::Other(mac),
             None if self.state == State::BootGrace || self.last_heard.is_none() => Holder::Unknown,
+            // The live peer says it does not have it: nobody, once the probe that follows
+            // has had its window to be answered.
+            None if alive
+                && s.claim == Claim::Free
+                && now < s.claim_since + timeout + probe::window(timeout) =>
+            {
+                Holder::Unknown
+            }
             None => Holder::Nobody,
         }
     }
@@ -1204,6 +1220,7 @@ impl Failover {
                 report,
             } => self.handle_goodbye(now, boot, stays_up, &report, &mut out),
             Event::ProbeAnswer { addr, mac } => self.handle_answer(now, addr, mac, &mut out),
+            Event::ForeignKey => self.foreign_key_at = Some(now),
             Event::Tick => {}
             Event::HooksDone { phase, ok } => self.handle_hooks_done(now, phase, ok, &mut out),
             Event::AddressesAdded { failed } => self.handle_added(now, &failed, &mut out),
@@ -1914,7 +1931,8 @@ impl Failover {
     /// `Fence` is the administrator's way to power a stuck primary off: only for a conflict
     /// that has lasted `FAILOVER_FENCE_AFTER`, never for a boot that said goodbye (its host is
     /// shutting down, or stays up on purpose), never against the host we handed the address
-    /// back to, never while a reload of the secret or the peer settles.
+    /// back to, never while a reload of the secret or the peer settles, never while the peer's
+    /// datagrams still arrive signed with another key.
     fn consider_fence(&mut self, now: Instant, c: &Conflict, out: &mut Vec<Action>) {
         if self.fenced || self.fence_running {
             return;
@@ -1934,6 +1952,16 @@ impl Failover {
         } else if let Some(t) = self.fence_not_before.filter(|t| now < *t) {
             self.timers.at(t);
             Some("a reload changed the secret or the peer and is settling")
+        } else if let Some(t) = self
+            .foreign_key_at
+            .map(|t| t + self.timeout())
+            .filter(|t| now < *t)
+        {
+            self.timers.at(t);
+            Some(
+                "the primary still sends heartbeats, signed with another key (the two hosts' \
+                 secret files differ): it is not stuck",
+            )
         } else {
             None
         };

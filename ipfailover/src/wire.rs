@@ -315,6 +315,48 @@ impl Key {
         self.old.is_some()
     }
 
+    /// During a rotation, the same two keys with the old one signing: what a daemon answers
+    /// with while its peer still signs with the old key, so that a rotation loses nothing in
+    /// either order (docs/configuration.md, "Rotating the key"). `None` when not rotating.
+    pub fn old_signing(&self) -> Option<Key> {
+        let old = self.old.as_ref()?;
+        Some(Key {
+            mac: old.mac.clone(),
+            old: Some(Box::new(Key {
+                mac: self.mac.clone(),
+                old: None,
+            })),
+        })
+    }
+
+    /// Whether a tagged datagram verifies with the old key and not with the new one: the
+    /// peer has not started using the new key yet. False when not rotating, or for anything
+    /// that is not a tagged datagram of this version.
+    pub fn only_old_verifies(&self, buf: &[u8]) -> bool {
+        let Some(old) = self.old.as_ref() else {
+            return false;
+        };
+        if buf.len() > MAX_LEN
+            || buf.get(..MAGIC.len()) != Some(&MAGIC[..])
+            || buf.get(6).is_none_or(|f| f & FLAG_TAG == 0)
+        {
+            return false;
+        }
+        let Some(end) = buf
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= PREAMBLE_LEN)
+        else {
+            return false;
+        };
+        let (signed, tag) = buf.split_at(end);
+        let new_ok = self
+            .mac
+            .clone()
+            .is_some_and(|mac| mac.chain_update(signed).verify_slice(tag).is_ok());
+        !new_ok && old.verify(signed, tag).is_ok()
+    }
+
     fn tag(&self, signed: &[u8]) -> Option<[u8; TAG_LEN]> {
         let mac = self.mac.clone()?;
         Some(mac.chain_update(signed).finalize().into_bytes().into())
@@ -336,6 +378,48 @@ impl Key {
         } else {
             Err(DropReason::BadTag)
         }
+    }
+}
+
+/// What a daemon signs with. Outside a rotation, the key; during one (two lines in the
+/// secret file), the first line, unless the peer was last heard signing with the second: then
+/// the second, so that the peer, which may not know the new key yet, still verifies what it
+/// gets. A rotation therefore loses nothing in either order (docs/configuration.md).
+#[derive(Debug, Clone, Default)]
+pub struct Signer {
+    key: Option<Key>,
+    old_signing: Option<Key>,
+    peer_uses_old: bool,
+}
+
+impl Signer {
+    /// Signs with `key` (none: nothing is signed) until the peer is heard.
+    pub fn new(key: Option<Key>) -> Signer {
+        Signer {
+            old_signing: key.as_ref().and_then(Key::old_signing),
+            key,
+            peer_uses_old: false,
+        }
+    }
+
+    /// A datagram of the peer, accepted: note which of the two keys it used.
+    pub fn heard(&mut self, buf: &[u8]) {
+        if let Some(k) = &self.key {
+            self.peer_uses_old = k.rotating() && k.only_old_verifies(buf);
+        }
+    }
+
+    /// The key to sign the next datagram with.
+    pub fn key(&self) -> Option<&Key> {
+        match (&self.old_signing, self.peer_uses_old) {
+            (Some(old), true) => Some(old),
+            _ => self.key.as_ref(),
+        }
+    }
+
+    /// Whether the peer was last heard signing with the old key.
+    pub fn peer_uses_old(&self) -> bool {
+        self.peer_uses_old && self.old_signing.is_some()
     }
 }
 
@@ -1138,6 +1222,25 @@ mod tests {
         assert_eq!(decode(&by_old, Some(&new)), Err(DropReason::BadTag));
         let shown = format!("{both:?}");
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_peer_still_signing_with_the_old_key_is_answered_with_it() {
+        let old = key();
+        let new = Key::new(b"a new secret, rotated one host at a time".to_vec());
+        let both = new.clone().with_old(old.clone());
+        let by_old = encode(&fixed(), Some(&old));
+        let by_new = encode(&fixed(), Some(&new));
+        assert!(both.only_old_verifies(&by_old));
+        assert!(!both.only_old_verifies(&by_new));
+        assert!(!new.only_old_verifies(&by_old), "not rotating");
+        assert!(!both.only_old_verifies(&encode(&fixed(), None)), "untagged");
+        assert!(!both.only_old_verifies(&by_old[..10]));
+        let answer = both.old_signing().expect("rotating");
+        assert_eq!(encode(&fixed(), Some(&answer)), by_old);
+        // It still verifies both.
+        assert_eq!(decode(&by_new, Some(&answer)), Ok(ipfo(fixed(), true)));
+        assert!(new.old_signing().is_none());
     }
 
     #[test]

@@ -176,7 +176,10 @@ fn a_new_peer_leaves_nothing_of_the_old_one_in_the_status() {
     let conf = conf.to_string_lossy().into_owned();
     let _other = lab.spawn(Host::Atk, "heartbeatd-atk", "heartbeatd", &["-c", &conf]);
     let (_hb, fo) = lab.start_pair(&[], &[]);
-    lab.failoverd_conf(&[("FAILOVER_PEER_IP", "198.51.100.66")]);
+    lab.failoverd_conf(&[
+        ("FAILOVER_PEER_IP", "198.51.100.66"),
+        ("FAILOVER_PEER_IP_PAIRS", "eth0:198.51.100.66"),
+    ]);
     lab.proc(fo).signal(libc::SIGHUP);
     assert!(
         lab.wait_log(fo, "SIGHUP: configuration reloaded", Duration::from_secs(5)),
@@ -204,4 +207,80 @@ fn a_new_peer_leaves_nothing_of_the_old_one_in_the_status() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A pair whose hosts read a secret file each, with a Fence hook that leaves a mark.
+fn keyed_pair(lab: &mut Lab, pri: &str, sec: &str) -> (usize, usize, std::path::PathBuf) {
+    let p = lab.write("secret-pri", pri).to_string_lossy().into_owned();
+    let s = lab.write("secret-sec", sec).to_string_lossy().into_owned();
+    let marker = lab.dir.join("fenced");
+    lab.hook(VIP, "Fence", &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()));
+    let (hb, fo) = lab.start_pair(
+        &[("FAILOVER_SECRET_FILE", p.as_str())],
+        &[("FAILOVER_SECRET_FILE", s.as_str()), ("FAILOVER_FENCE_AFTER", "1s")],
+    );
+    (hb, fo, marker)
+}
+
+fn bad_tags(lab: &Lab) -> u64 {
+    lab.status(Host::Sec, "failoverd")["counters"]["dropped"]["bad-tag"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_key_rotated_one_host_at_a_time_with_two_keys_loses_no_heartbeat() {
+    let mut lab = Lab::new("rlrot");
+    let old = "the old shared secret of this pair\n";
+    let new = "the new shared secret of this pair\n";
+    let (hb, fo, marker) = keyed_pair(&mut lab, old, old);
+    let sampler = lab.sampler(&[VIP]);
+    let before = bad_tags(&lab);
+    // docs/configuration.md, "Rotating the key": the new key first (it signs), the old one
+    // second (it still verifies), on one host, then the other; then the old one goes.
+    lab.write("secret-sec", &format!("{new}{old}"));
+    lab.proc(fo).signal(libc::SIGHUP);
+    no_takeover_for(&lab, Duration::from_secs(3));
+    lab.write("secret-pri", &format!("{new}{old}"));
+    lab.proc(hb).signal(libc::SIGHUP);
+    no_takeover_for(&lab, Duration::from_secs(3));
+    lab.write("secret-pri", new);
+    lab.write("secret-sec", new);
+    lab.proc(hb).signal(libc::SIGHUP);
+    lab.proc(fo).signal(libc::SIGHUP);
+    no_takeover_for(&lab, Duration::from_secs(3));
+    assert_eq!(state(&lab), "monitoring", "{}", lab.logs());
+    // The status written after the last reload: not one heartbeat failed its tag.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bad_tags(&lab), before, "{}", lab.logs());
+    let timeline = sampler.finish();
+    assert!(timeline.two_holders().is_empty(), "{}", timeline.render());
+    assert!(!marker.exists(), "Fence ran:\n{}", lab.logs());
+}
+
+#[test]
+fn a_secret_rewritten_on_the_two_hosts_seconds_apart_runs_no_fence() {
+    let mut lab = Lab::new("rlapart");
+    let old = "the old shared secret of this pair\n";
+    let new = "the new shared secret of this pair\n";
+    let (hb, fo, marker) = keyed_pair(&mut lab, old, old);
+    let sampler = lab.sampler(&[VIP]);
+    // One line, no old key kept: while the two disagree no heartbeat verifies, and the
+    // primary still answers for its address. That is the reload settling, not a stuck host:
+    // no Fence, whatever FAILOVER_FENCE_AFTER says, and nothing taken.
+    lab.write("secret-sec", new);
+    lab.proc(fo).signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.write("secret-pri", new);
+    lab.proc(hb).signal(libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(5), || state(&lab) == "monitoring").is_some(),
+        "{}",
+        lab.logs()
+    );
+    no_takeover_for(&lab, Duration::from_secs(2));
+    let timeline = sampler.finish();
+    assert!(timeline.two_holders().is_empty(), "{}", timeline.render());
+    assert!(!marker.exists(), "Fence ran:\n{}", lab.logs());
+    assert!(!lab.holds(Host::Sec, "eth0", VIP));
 }

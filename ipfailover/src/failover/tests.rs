@@ -1389,6 +1389,33 @@ fn fence_waits_while_a_reload_of_the_secret_settles() {
 }
 
 #[test]
+fn fence_waits_while_the_primary_sends_datagrams_signed_with_another_key() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.core.config.fence_after = Some(ms(1000));
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    // The primary's secret was rewritten (no reload here): its datagrams fail their tag.
+    sim.answer(Some(PEER_MAC));
+    let mut t = ms(1000);
+    while t < ms(6000) {
+        sim.run_until(t);
+        sim.feed(Event::ForeignKey);
+        t += ms(100);
+    }
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert!(!sim.hooks_run().contains(&HookPhase::Fence));
+    assert!(sim.notices().iter().any(
+        |n| matches!(n, Notice::FenceWithheld(why) if why.contains("another key"))
+    ));
+    // They stop too (the host is stuck now): Fence a timeout after the last one.
+    sim.run_until(ms(8000));
+    assert!(sim.hooks_run().contains(&HookPhase::Fence));
+    let fenced = sim
+        .first(|a| matches!(a, Action::RunHooks { phase: HookPhase::Fence, .. }))
+        .expect("fenced");
+    assert!(fenced >= ms(6200) && fenced <= ms(6300), "{fenced:?}");
+}
+
+#[test]
 fn a_heartbeat_ends_the_conflict() {
     let mut sim = Sim::with_timeout(ms(300));
     sim.beat(&[PUB, PRIV], ms(100), ms(1000));
