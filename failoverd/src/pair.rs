@@ -393,8 +393,31 @@ impl Pair {
     /// frames one way only (a failed fibre) lets no unicast through, since ARP needs both
     /// ways, but a broadcast still reaches the peer.
     fn send_challenge(&mut self, rt: &Runtime, nonce: u64) {
+        let d = Datagram {
+            boot_id: self.boot_id,
+            time_ms: daemon::wall_ms(),
+            nonce,
+            hostname: self.hostname.clone(),
+            ..Datagram::new(Kind::Challenge)
+        };
+        let targets = self.link_targets();
+        self.send_to(rt, targets, d, "a challenge");
+    }
+
+    /// Where a datagram for heartbeatd goes: every address the peer's datagrams come from,
+    /// and the broadcast address of each of those links at the peer's port. The broadcast
+    /// needs no ARP: a unicast to a peer whose neighbour entry went stale waits for ARP to
+    /// resolve, which on a lossy link takes seconds (and a link that carries frames one way
+    /// only resolves nothing). A unicast to an address this host holds itself (the primary's,
+    /// taken over) would only come back here, so it is left to the broadcast.
+    fn link_targets(&self) -> Vec<SocketAddr> {
         let locals = interfaces::local_addrs().unwrap_or_default();
-        let mut targets: Vec<SocketAddr> = self.link_sources.values().copied().collect();
+        let mut targets: Vec<SocketAddr> = self
+            .link_sources
+            .values()
+            .filter(|to| !locals.iter().any(|l| l.addr == to.ip()))
+            .copied()
+            .collect();
         for to in self.link_sources.values() {
             if let Some(b) = locals
                 .iter()
@@ -407,20 +430,18 @@ impl Pair {
                 }
             }
         }
-        let d = Datagram {
-            boot_id: self.boot_id,
-            time_ms: daemon::wall_ms(),
-            nonce,
-            hostname: self.hostname.clone(),
-            ..Datagram::new(Kind::Challenge)
-        };
-        self.send_to(rt, targets, d, "a challenge");
+        targets
     }
 
-    /// Sends `d` to the peer on every link it is heard on.
+    /// Sends `d` to the peer on every link it is heard on; returns on how many links.
     fn send_to_links(&mut self, rt: &Runtime, d: Datagram, what: &str) -> usize {
-        let targets = self.link_sources.values().copied().collect();
-        self.send_to(rt, targets, d, what)
+        let targets = self.link_targets();
+        let sent = self.send_to(rt, targets, d, what);
+        if sent == 0 {
+            0
+        } else {
+            self.link_sources.len()
+        }
     }
 
     /// Sends `d` (its sequence number set here, one per datagram) to each target.

@@ -763,6 +763,23 @@ pub struct Link {
     pub first: Instant,
 }
 
+/// A link of the primary counts as lost for [`Reason::PeerCannotServe`] once it has been
+/// silent this many timeouts, and at least [`LOST_LINK_HEARTBEATS`] intervals, while another
+/// carries heartbeats: heavy loss silences a link for one timeout now and then (at 30 % loss,
+/// ten heartbeats in a row are lost once in about 170,000), a dead NIC for good.
+pub const LOST_LINK_TIMEOUTS: u32 = 2;
+
+/// See [`LOST_LINK_TIMEOUTS`].
+pub const LOST_LINK_HEARTBEATS: u32 = 10;
+
+/// While waiting for the primary to show it can serve an address taken back, probes go out
+/// at most this often (and at least every probe round).
+pub const PROOF_PROBE_MIN: Duration = Duration::from_millis(250);
+
+/// Unanswered probe rounds in a row before an address the primary still claims is taken for
+/// a lost link: one round lost to the same loss must not make two holders.
+pub const LOST_LINK_ROUNDS: u32 = 2;
+
 impl Link {
     /// When its silence started, for judging it.
     fn silent_since(&self) -> Instant {
@@ -789,11 +806,16 @@ pub struct Slot {
     released_at: Option<Instant>,
     /// The probe round watching that handover.
     handover_round: Option<Round>,
+    /// Rounds of that watch that nobody answered so far.
+    handover_misses: u32,
     /// We ask the primary to give it up (a failed handover, or a takeover by hand).
     asked_back: Option<Reason>,
     /// Taken back after a failed handover: given back only once the primary shows it can
     /// serve it (it answers for it).
     awaits_proof: Option<Instant>,
+    /// Taken because a link of the primary was lost and nobody answered: also given back
+    /// when every link carries heartbeats again.
+    taken_for_lost_link: bool,
 }
 
 impl Slot {
@@ -807,8 +829,10 @@ impl Slot {
             peer_mac: None,
             released_at: None,
             handover_round: None,
+            handover_misses: 0,
             asked_back: None,
             awaits_proof: None,
+            taken_for_lost_link: false,
         }
     }
 }
@@ -917,6 +941,10 @@ pub struct Failover {
     fence_not_before: Option<Instant>,
     /// When a datagram from the peer's addresses last failed its tag ([`Event::ForeignKey`]).
     foreign_key_at: Option<Instant>,
+    /// Unanswered rounds in a row for an address the primary claims while a link is lost.
+    unserved_misses: u32,
+    /// Unanswered rounds in a row in a conflict.
+    conflict_misses: u32,
     /// The host we last handed addresses back to after a conflict.
     handed_back_to: Option<Mac>,
     third: Option<ThirdHost>,
@@ -989,6 +1017,8 @@ impl Failover {
             fence_withheld_told: false,
             fence_not_before: None,
             foreign_key_at: None,
+            unserved_misses: 0,
+            conflict_misses: 0,
             handed_back_to: None,
             third: None,
             hold_probed: None,
@@ -1626,7 +1656,10 @@ impl Failover {
                 // Every moment longer is a moment of two holders: at once. After a failed
                 // handover, once the primary shows that it can serve (it answers for it).
                 Claim::Holds { .. } => {
-                    if s.awaits_proof.is_none() || self.answered_by_peer(s) {
+                    if s.awaits_proof.is_none()
+                        || self.answered_by_peer(s)
+                        || (s.taken_for_lost_link && self.every_link_heard_since(s.awaits_proof))
+                    {
                         out.push(s.addr);
                     }
                 }
@@ -1648,6 +1681,12 @@ impl Failover {
             notices.push(Action::Notify(Notice::HeldByHand(held_by_hand)));
         }
         out
+    }
+
+    /// Whether every link of the primary carried a heartbeat after `since`: its NIC on the
+    /// lost link sends again.
+    fn every_link_heard_since(&self, since: Option<Instant>) -> bool {
+        since.is_some_and(|t| !self.links.is_empty() && self.links.values().all(|l| l.last > t))
     }
 
     /// Whether the primary has answered for a slot we took back since we took it: it can
@@ -1745,7 +1784,17 @@ impl Failover {
         }
         // The alive primary cannot serve an address: it neither holds nor wants it for a
         // whole timeout, or one of its links is lost and nobody answers for it.
-        let lost_link = self.links.values().any(|l| l.anomaly);
+        let lost_link = match self.lost_link_since() {
+            Some(t) if t <= now => true,
+            Some(t) => {
+                self.timers.at(t);
+                false
+            }
+            None => false,
+        };
+        if !lost_link {
+            self.unserved_misses = 0;
+        }
         let mut due = None::<Instant>;
         let mut any = false;
         for s in &self.slots {
@@ -1780,6 +1829,21 @@ impl Failover {
         }
     }
 
+    /// When a lost link of the primary (silent while another carries heartbeats) counts for
+    /// [`Reason::PeerCannotServe`]: [`LOST_LINK_TIMEOUTS`] timeouts (and
+    /// [`LOST_LINK_HEARTBEATS`] intervals) into its silence. `None`
+    /// while no link is lost.
+    fn lost_link_since(&self) -> Option<Instant> {
+        let timeout = self.timeout();
+        let interval = self.announced_interval.unwrap_or(timeout / 3);
+        let silence = (timeout * LOST_LINK_TIMEOUTS).max(interval * LOST_LINK_HEARTBEATS);
+        self.links
+            .values()
+            .filter(|l| l.anomaly)
+            .map(|l| l.silent_since() + silence)
+            .min()
+    }
+
     /// The addresses an automatic round is about.
     fn candidates(&self, purpose: Purpose, now: Instant) -> Vec<IpAddr> {
         let kept = self
@@ -1787,7 +1851,7 @@ impl Failover {
             .as_ref()
             .map(|g| g.kept.clone())
             .unwrap_or_default();
-        let lost_link = self.links.values().any(|l| l.anomaly);
+        let lost_link = self.lost_link_since().is_some_and(|t| t <= now);
         let timeout = self.timeout();
         self.slots
             .iter()
@@ -1861,10 +1925,35 @@ impl Failover {
             }
             Purpose::Watch if !free.is_empty() => self.start_takeover(free, Reason::Timeout, out),
             Purpose::Unserved if !free.is_empty() => {
-                self.start_takeover(free, Reason::PeerCannotServe, out)
+                // What the primary still claims is taken only after LOST_LINK_ROUNDS rounds
+                // in a row go unanswered; what it says it does not have, at once.
+                let (claimed, unclaimed): (Vec<IpAddr>, Vec<IpAddr>) =
+                    free.iter().partition(|a| {
+                        self.slots
+                            .iter()
+                            .any(|s| s.addr == **a && matches!(s.claim, Claim::Holds { .. }))
+                    });
+                self.unserved_misses = self.unserved_misses.saturating_add(1);
+                let take: Vec<IpAddr> = if self.unserved_misses >= LOST_LINK_ROUNDS {
+                    free.clone()
+                } else {
+                    self.timers.at(now);
+                    unclaimed
+                };
+                if !take.is_empty() {
+                    if take.iter().any(|a| claimed.contains(a)) {
+                        self.unserved_misses = 0;
+                    }
+                    self.start_takeover(take, Reason::PeerCannotServe, out)
+                }
             }
             // Still answered: the next round starts at the next look.
-            _ => self.timers.at(now + probe::slow_window(timeout)),
+            _ => {
+                if purpose == Purpose::Unserved {
+                    self.unserved_misses = 0;
+                }
+                self.timers.at(now + probe::slow_window(timeout))
+            }
         }
     }
 
@@ -1907,10 +1996,18 @@ impl Failover {
                 .filter_map(|a| self.answers.in_round(*a, &round).map(|m| (*a, m)))
                 .collect();
             if answered.is_empty() && !self.fence_running {
-                self.round = None;
-                self.end_conflict(Some(out));
-                self.start_takeover(addrs, Reason::Timeout, out);
-                return;
+                // A host that answered a round ago is taken over only once a second round
+                // goes unanswered too (loss on the LAN), unless Fence has just powered it off.
+                self.conflict_misses += 1;
+                if self.fenced || self.conflict_misses >= LOST_LINK_ROUNDS {
+                    self.conflict_misses = 0;
+                    self.round = None;
+                    self.end_conflict(Some(out));
+                    self.start_takeover(addrs, Reason::Timeout, out);
+                    return;
+                }
+            } else {
+                self.conflict_misses = 0;
             }
             if let (Some((addr, mac)), Some(c)) = (answered.first(), &mut self.conflict) {
                 c.addr = *addr;
@@ -1994,6 +2091,7 @@ impl Failover {
         }
         self.fenced = false;
         self.fence_withheld_told = false;
+        self.conflict_misses = 0;
     }
 
     // ----- Holding -----
@@ -2074,6 +2172,13 @@ impl Failover {
             .map(|s| s.addr)
             .collect();
         if !probed.is_empty() {
+            // Waiting for the primary to show it can serve: the sooner it answers, the
+            // shorter two hosts may answer if it could all along (loss on the LAN).
+            let every = if self.slots.iter().any(|s| s.held && s.awaits_proof.is_some()) {
+                every.min(probe::slow_window(self.timeout()).max(PROOF_PROBE_MIN))
+            } else {
+                every
+            };
             let next = self.hold_probed.map_or(now, |t| t + every);
             if now >= next {
                 self.hold_probed = Some(now);
@@ -2197,8 +2302,20 @@ impl Failover {
                 s.handover_round = None;
                 if self.answers.since(s.addr, Some(at)).is_some() {
                     s.released_at = None;
+                    s.handover_misses = 0;
                     continue;
                 }
+                // One round lost to loss on the LAN must not take it back: another round.
+                s.handover_misses += 1;
+                if s.handover_misses < LOST_LINK_ROUNDS {
+                    let next = Round::starting(now, probe::slow_window(timeout));
+                    if let Some(t) = next.deadline() {
+                        self.timers.at(t);
+                    }
+                    s.handover_round = Some(next);
+                    continue;
+                }
+                s.handover_misses = 0;
                 match s.claim {
                     Claim::Holds { managed: true, .. } => {
                         s.asked_back = Some(Reason::HandoverFailed);
@@ -2573,6 +2690,8 @@ impl Failover {
                     s.awaits_proof =
                         matches!(q.reason, Reason::HandoverFailed | Reason::PeerCannotServe)
                             .then_some(now);
+                    s.taken_for_lost_link = q.reason == Reason::PeerCannotServe
+                        && matches!(s.claim, Claim::Holds { .. });
                 }
             }
             self.held_by_hand_told = false;
@@ -2613,8 +2732,10 @@ impl Failover {
                 s.held = false;
                 s.manual = false;
                 s.awaits_proof = None;
+                s.taken_for_lost_link = false;
                 if q.reason == Reason::PeerReturned {
                     s.released_at = Some(now);
+                    s.handover_misses = 0;
                     s.handover_round = None;
                 }
             }

@@ -377,3 +377,54 @@ fn a_service_alias_fails_back_to_the_primarys_mac() {
         released.elapsed()
     );
 }
+
+#[test]
+fn heavy_loss_on_both_links_makes_short_conflicts_and_never_a_fence() {
+    let mut lab = Lab::new("closs");
+    let marker = lab.dir.join("fenced");
+    lab.hook(VIP, "Fence", &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()));
+    // A tight timeout (three intervals) and the default FAILOVER_FENCE_AFTER: at 60 % loss on
+    // each link the secondary misses three heartbeats in a row every few seconds, and each
+    // time the primary's next heartbeat ends what followed. None of it is a stuck host.
+    let (_hb, fo) = lab.start_pair(&[], &[("FAILOVER_TIMEOUT", "300ms")]);
+    let sampler = lab.sampler(&[VIP]);
+    let from = Instant::now();
+    for link in ["eth0", "eth1"] {
+        lab.loss(Host::Pri, link, 60);
+    }
+    std::thread::sleep(Duration::from_secs(20));
+    for link in ["eth0", "eth1"] {
+        lab.loss(Host::Pri, link, 0);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            lab.status(Host::Sec, "failoverd")["state"] == "monitoring"
+                && !lab.holds(Host::Sec, "eth0", VIP)
+        })
+        .is_some(),
+        "{}",
+        lab.logs()
+    );
+    let timeline = sampler.finish();
+    let two = timeline.two_holders_for(VIP, from, Instant::now());
+    let nobody = timeline.no_holder_for(VIP, from, Instant::now());
+    let log = lab.proc(fo).log_text();
+    let conflicts = log.matches("-> conflict").count();
+    let takeovers = log.matches("failoverd::pair] took over").count();
+    eprintln!(
+        "{conflicts} conflicts, {takeovers} takeovers, two holders {two:?}, nobody {nobody:?} over 20 s at 60 % loss \
+         on both links"
+    );
+    assert!(!marker.exists(), "Fence ran:\n{}", lab.logs());
+    assert!(!lab.proc(fo).log_text().contains("hook Fence"), "{}", lab.logs());
+    assert!(conflicts + takeovers > 0, "the loss made no timeout at all:\n{}", lab.logs());
+    // The primary's kernel answers all along: a takeover needs a whole probe round lost as
+    // well, and then its next heartbeat that gets through gives the address back at once
+    // (about a sixth of a second at this loss, a few times in these 20 s).
+    assert!(
+        two < Duration::from_millis(takeovers as u64 * 600 + 500),
+        "{two:?} over {takeovers} takeovers\n{}",
+        timeline.render()
+    );
+    lab.client_reaches(VIP, Host::Pri, Duration::from_secs(5));
+}

@@ -214,11 +214,16 @@ fn a_new_peer_on_sighup_gives_the_old_peers_address_back_first() {
     ]);
     lab.proc(fo).signal(libc::SIGHUP);
     lab.wait_holds(Host::Sec, "eth0", VIP, false, Duration::from_secs(5));
-    let hooks = ipfailover_e2e::read(std::path::Path::new(&log));
-    assert!(
+    // PostRel runs once the address is gone.
+    let ran = || {
+        let hooks = ipfailover_e2e::read(std::path::Path::new(&log));
         hooks.contains(&format!("PreRel new-peer {VIP} eth0:{VIP}"))
-            && hooks.contains(&format!("PostRel new-peer {VIP} eth0:{VIP}")),
-        "{hooks}\n{}",
+            && hooks.contains(&format!("PostRel new-peer {VIP} eth0:{VIP}"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), ran).is_some(),
+        "{}\n{}",
+        ipfailover_e2e::read(std::path::Path::new(&log)),
         lab.logs()
     );
     assert!(
