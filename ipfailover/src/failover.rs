@@ -1598,7 +1598,7 @@ impl Failover {
             }
         }
         // 3. Given back: what the alive primary answers for, or wants after the hold-off.
-        let give_back = self.to_give_back(now, out);
+        let give_back = self.addresses_to_give_back(now, out);
         if !give_back.is_empty() {
             self.start_release(give_back, Reason::PeerReturned, None, out);
             return;
@@ -1632,7 +1632,7 @@ impl Failover {
     }
 
     /// The held addresses the rules give back now.
-    fn to_give_back(&mut self, now: Instant, notices: &mut Vec<Action>) -> Vec<IpAddr> {
+    fn addresses_to_give_back(&mut self, now: Instant, notices: &mut Vec<Action>) -> Vec<IpAddr> {
         let alive = self.peer_alive(now);
         let holdoff = self.holdoff();
         let mut out = Vec::new();
@@ -1655,13 +1655,13 @@ impl Failover {
             match s.claim {
                 // Every moment longer is a moment of two holders: at once. After a failed
                 // handover, once the primary shows that it can serve (it answers for it).
-                Claim::Holds { .. } => {
+                Claim::Holds { .. }
                     if s.awaits_proof.is_none()
                         || self.answered_by_peer(s)
-                        || (s.taken_for_lost_link && self.every_link_heard_since(s.awaits_proof))
-                    {
-                        out.push(s.addr);
-                    }
+                        || (s.taken_for_lost_link
+                            && self.every_link_heard_since(s.awaits_proof)) =>
+                {
+                    out.push(s.addr);
                 }
                 // It waits, holding nothing: no hurry, and a flapping primary waits longer.
                 Claim::Wants => {
@@ -1927,12 +1927,11 @@ impl Failover {
             Purpose::Unserved if !free.is_empty() => {
                 // What the primary still claims is taken only after LOST_LINK_ROUNDS rounds
                 // in a row go unanswered; what it says it does not have, at once.
-                let (claimed, unclaimed): (Vec<IpAddr>, Vec<IpAddr>) =
-                    free.iter().partition(|a| {
-                        self.slots
-                            .iter()
-                            .any(|s| s.addr == **a && matches!(s.claim, Claim::Holds { .. }))
-                    });
+                let (claimed, unclaimed): (Vec<IpAddr>, Vec<IpAddr>) = free.iter().partition(|a| {
+                    self.slots
+                        .iter()
+                        .any(|s| s.addr == **a && matches!(s.claim, Claim::Holds { .. }))
+                });
                 self.unserved_misses = self.unserved_misses.saturating_add(1);
                 let take: Vec<IpAddr> = if self.unserved_misses >= LOST_LINK_ROUNDS {
                     free.clone()
@@ -2174,7 +2173,11 @@ impl Failover {
         if !probed.is_empty() {
             // Waiting for the primary to show it can serve: the sooner it answers, the
             // shorter two hosts may answer if it could all along (loss on the LAN).
-            let every = if self.slots.iter().any(|s| s.held && s.awaits_proof.is_some()) {
+            let every = if self
+                .slots
+                .iter()
+                .any(|s| s.held && s.awaits_proof.is_some())
+            {
                 every.min(probe::slow_window(self.timeout()).max(PROOF_PROBE_MIN))
             } else {
                 every
@@ -2372,11 +2375,12 @@ impl Failover {
             return;
         }
         // A release nobody acknowledges for long (the primary is gone) is given up on.
-        if unacked && !self.peer_alive(now) {
-            if self.report_sent.is_some_and(|t| now >= t + self.timeout()) {
-                self.release_id = 0;
-                return;
-            }
+        if unacked
+            && !self.peer_alive(now)
+            && self.report_sent.is_some_and(|t| now >= t + self.timeout())
+        {
+            self.release_id = 0;
+            return;
         }
         let new_token = waits && self.peer_token != self.answered_token;
         let due = self.report_sent.is_none_or(|t| now >= t + every);
@@ -3123,10 +3127,10 @@ impl Failover {
             self.hold_probed = None;
             self.refreshed = None;
         }
-        if matches!(to, State::Monitoring | State::Stopped) {
-            if self.conflict.is_some_and(|c| c.holding) {
-                self.conflict = None;
-            }
+        if matches!(to, State::Monitoring | State::Stopped)
+            && self.conflict.is_some_and(|c| c.holding)
+        {
+            self.conflict = None;
         }
         out.push(Action::Transition { from, to, reason });
     }

@@ -704,7 +704,7 @@ fn a_flapping_primary_is_held_off_longer_at_each_return() {
             .iter()
             .filter(|(_, a)| is_release(a))
             .map(|(t, _)| *t)
-            .last()
+            .next_back()
             .expect("released");
         gaps.push((released - back).as_millis());
         // It holds it for a moment, then its host dies: taken over again.
@@ -842,7 +842,13 @@ fn heavy_loss_on_the_public_link_takes_nothing_the_primary_still_claims() {
     // Silent long enough, but the first round's probes are lost too: the second is answered.
     sim.lose_probes = 3;
     sim.beat(&[PRIV], ms(100), ms(3500));
-    assert_eq!(sim.count(is_takeover), 0, "{:?} {:?}", sim.transitions(), sim.probes);
+    assert_eq!(
+        sim.count(is_takeover),
+        0,
+        "{:?} {:?}",
+        sim.transitions(),
+        sim.probes
+    );
     assert!(sim.probes.iter().any(|(_, a)| !a), "a round was lost");
     assert_eq!(sim.core.state(), State::Monitoring);
 }
@@ -916,7 +922,7 @@ fn held_at_start_and_claimed_by_the_primary_is_given_back_with_hooks() {
     assert!(!sim.is_held());
     assert_eq!(sim.hooks_run(), vec![HookPhase::PreRel, HookPhase::PostRel]);
     assert_eq!(sim.first(is_release), Some(ms(0)), "at its first heartbeat");
-    assert!(sim.reports().len() >= 1);
+    assert!(!sim.reports().is_empty());
 }
 
 #[test]
@@ -1468,14 +1474,23 @@ fn fence_waits_while_the_primary_sends_datagrams_signed_with_another_key() {
     }
     assert_eq!(sim.core.state(), State::Conflict);
     assert!(!sim.hooks_run().contains(&HookPhase::Fence));
-    assert!(sim.notices().iter().any(
-        |n| matches!(n, Notice::FenceWithheld(why) if why.contains("another key"))
-    ));
+    assert!(sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::FenceWithheld(why) if why.contains("another key"))));
     // They stop too (the host is stuck now): Fence a timeout after the last one.
     sim.run_until(ms(8000));
     assert!(sim.hooks_run().contains(&HookPhase::Fence));
     let fenced = sim
-        .first(|a| matches!(a, Action::RunHooks { phase: HookPhase::Fence, .. }))
+        .first(|a| {
+            matches!(
+                a,
+                Action::RunHooks {
+                    phase: HookPhase::Fence,
+                    ..
+                }
+            )
+        })
         .expect("fenced");
     assert!(fenced >= ms(6200) && fenced <= ms(6300), "{fenced:?}");
 }
@@ -2334,7 +2349,7 @@ fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
     let announces = |sim: &Sim| sim.count(|a| matches!(a, Action::Announce(_)));
     let before = announces(&sim);
     // failoverd was stopped for 10 s: at the first turn after, the addresses are announced.
-    sim.now = sim.now + Duration::from_secs(10);
+    sim.now += Duration::from_secs(10);
     sim.feed(Event::Tick);
     assert_eq!(announces(&sim), before + 1);
     // With a refresh of 5 s, every 5 s while held.
