@@ -27,7 +27,12 @@
 //! 7. collects a finished hook phase ([`Driver::handle_hooks_done`]);
 //! 8. lets time pass for the driver ([`Driver::handle_tick`]);
 //! 9. retries the adds that are due, and sends the announcements that are due;
-//! 10. writes the status file if something changed, the daemon stops, or the refresh is due.
+//! 10. writes the status file if something changed, the daemon stops, or the refresh is due
+//!     (and tells systemd the state in one line if it changed: [`systemd`]);
+//! 11. pings systemd's watchdog if its time has come.
+//!
+//! `READY=1` goes to systemd after the first turn: the driver has read its configuration,
+//! bound its sockets and opened its control socket before the loop starts.
 //!
 //! Inputs come before the tick: what arrived while the daemon was not running (a stall, a
 //! slow turn) counts before a deadline is judged. A core whose deadline must come first (a
@@ -41,6 +46,7 @@ pub mod hooks;
 pub mod lock;
 pub mod mail;
 pub mod status;
+pub mod systemd;
 pub mod udp;
 
 #[cfg(all(test, target_os = "linux"))]
@@ -68,6 +74,7 @@ pub use hooks::Hooks;
 pub use lock::StateLock;
 pub use mail::Mail;
 pub use status::StatusBoard;
+pub use systemd::ServiceManager;
 pub use udp::Udp;
 
 /// The signals' token.
@@ -216,6 +223,8 @@ pub struct Runtime {
     pub conflicts: Conflicts,
     /// The administrator's channel.
     pub control: Control,
+    /// systemd: readiness, status line, watchdog.
+    service: ServiceManager,
     /// One daemon of this kind per state directory, for the life of the process.
     _lock: StateLock,
 }
@@ -290,6 +299,7 @@ impl Runtime {
             stop_signals: 0,
             exit: false,
             worst_turn: Duration::ZERO,
+            service: ServiceManager::from_env(Instant::now()),
             _lock: lock,
         })
     }
@@ -358,7 +368,6 @@ impl Runtime {
                     }
                 }
             }
-            first = false;
             let now = Instant::now();
             let mut signalled = false;
             for ev in events.iter() {
@@ -373,6 +382,11 @@ impl Runtime {
             }
             events.clear();
             self.turn(driver, now, signalled, &mut buf);
+            if first {
+                first = false;
+                self.service.ready();
+            }
+            self.service.turned(now);
             let took = now.elapsed();
             if took > self.worst_turn {
                 self.worst_turn = took;
@@ -396,6 +410,7 @@ impl Runtime {
             self.announcements.next_deadline(),
             self.addresses.next_deadline(),
             self.control.next_deadline(),
+            self.service.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -445,9 +460,16 @@ impl Runtime {
         for sig in signals {
             match sig {
                 SIGCHLD => self.hooks.wake(),
-                SIGHUP => driver.handle_reload(self, now),
+                SIGHUP => {
+                    self.service.reloading();
+                    driver.handle_reload(self, now);
+                    self.service.reloaded();
+                }
                 SIGTERM | SIGINT => {
                     self.stop_signals += 1;
+                    if self.stop_signals == 1 {
+                        self.service.stopping();
+                    }
                     driver.handle_stop(self, now, sig, self.stop_signals);
                 }
                 _ => {}
@@ -490,6 +512,8 @@ impl Runtime {
             s.counters.mails_dropped = ms.dropped;
         }
         self.status.write(now);
+        let line = self.status.get().summary();
+        self.service.status(line);
     }
 }
 
