@@ -1007,6 +1007,11 @@ impl Pair {
                 self.episode_notice(rt, now, ctx.refused(), what);
             }
             Notice::LinkLost(link) => {
+                // A link that flaps under loss: a few lines a minute, then a summary.
+                let what = format!("no heartbeats via {link} (redundancy lost)");
+                if !rt.repeats.allow(now, &format!("link {link}"), &what) {
+                    return;
+                }
                 let (peer, link_text) = (self.peer_field(), link.to_string());
                 event!(
                     Level::Warn,
@@ -1028,7 +1033,7 @@ impl Pair {
                     ctx.peer,
                     self.links_text(now)
                 );
-                rt.mail.send(ctx.link_lost(&link.to_string()), body);
+                rt.mail.send_routine(ctx.link_lost(&link.to_string()), body);
             }
             Notice::Conflict(c) => {
                 let mac = mac_text(&c.mac);
@@ -1318,6 +1323,10 @@ impl Pair {
                 rt.mail.send(ctx.resumed(), body);
             }
             Notice::LinkBack(link) => {
+                let what = format!("heartbeats via {link} back");
+                if !rt.repeats.allow(now, &format!("link {link}"), &what) {
+                    return;
+                }
                 let (peer, link_text) = (self.peer_field(), link.to_string());
                 event!(
                     Level::Info,
@@ -1334,7 +1343,7 @@ impl Pair {
                     ctx.peer,
                     self.links_text(now)
                 );
-                rt.mail.send(ctx.link_back(&link.to_string()), body);
+                rt.mail.send_routine(ctx.link_back(&link.to_string()), body);
             }
         }
     }

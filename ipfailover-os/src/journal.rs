@@ -146,6 +146,8 @@ pub struct Fields<'a> {
     pub link: Option<&'a str>,
     /// `IPFAILOVER_MAC`: the link-layer address of another host.
     pub mac: Option<&'a str>,
+    /// `IPFAILOVER_REPEATED`: how many lines a summary stands for.
+    pub repeated: Option<&'a str>,
 }
 
 /// Logs one line about `event` at `level`, from `target` (a module path, for the filter),
@@ -172,6 +174,7 @@ pub fn log_event(
         ("IPFAILOVER_REASON", fields.reason),
         ("IPFAILOVER_LINK", fields.link),
         ("IPFAILOVER_MAC", fields.mac),
+        ("IPFAILOVER_REPEATED", fields.repeated),
     ] {
         if let Some(v) = value {
             kvs.push((key, v));

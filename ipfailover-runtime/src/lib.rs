@@ -26,7 +26,8 @@
 //! 6. handles the signals ([`Driver::handle_reload`], [`Driver::handle_stop`]);
 //! 7. collects a finished hook phase ([`Driver::handle_hooks_done`]);
 //! 8. lets time pass for the driver ([`Driver::handle_tick`]);
-//! 9. retries the adds that are due, and sends the announcements that are due;
+//! 9. retries the adds that are due, sends the announcements that are due, and sums up the
+//!    lines held back about a flapping condition whose window has ended ([`Repeats`]);
 //! 10. writes the status file if something changed, the daemon stops, or the refresh is due
 //!     (and tells systemd the state in one line if it changed: [`systemd`]);
 //! 11. pings systemd's watchdog if its time has come.
@@ -45,6 +46,7 @@ pub mod control;
 pub mod hooks;
 pub mod lock;
 pub mod mail;
+pub mod repeats;
 pub mod status;
 pub mod systemd;
 pub mod udp;
@@ -73,6 +75,7 @@ pub use control::Control;
 pub use hooks::Hooks;
 pub use lock::StateLock;
 pub use mail::Mail;
+pub use repeats::Repeats;
 pub use status::StatusBoard;
 pub use systemd::ServiceManager;
 pub use udp::Udp;
@@ -223,6 +226,8 @@ pub struct Runtime {
     pub conflicts: Conflicts,
     /// The administrator's channel.
     pub control: Control,
+    /// Lines about a flapping condition, held back beyond a few a minute.
+    pub repeats: Repeats,
     /// systemd: readiness, status line, watchdog.
     service: ServiceManager,
     /// One daemon of this kind per state directory, for the life of the process.
@@ -291,6 +296,7 @@ impl Runtime {
             announcements: Announcements::default(),
             conflicts: Conflicts::new(registry()?),
             control: Control::new(registry()?),
+            repeats: Repeats::default(),
             daemon,
             state_dir: state_dir.to_path_buf(),
             hostname,
@@ -411,6 +417,7 @@ impl Runtime {
             self.addresses.next_deadline(),
             self.control.next_deadline(),
             self.service.next_deadline(),
+            self.repeats.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -450,9 +457,35 @@ impl Runtime {
             }
         }
         self.announcements.run_due(now, &self.addresses);
+        for summary in self.repeats.due(now) {
+            self.sum_up(&summary);
+        }
         if self.status.due(now, self.exit, driver.expected_wake(now)) {
             self.write_status(driver, now);
         }
+    }
+
+    /// Lines held back about a flapping condition: one line and one notice for them all.
+    fn sum_up(&mut self, summary: &repeats::Summary) {
+        let text = summary.text();
+        let total = summary.total.to_string();
+        ipfailover_os::event!(
+            log::Level::Warn,
+            ipfailover_os::journal::Event::Repeated,
+            ipfailover_os::journal::Fields {
+                repeated: Some(&total),
+                ..Default::default()
+            },
+            "{text}"
+        );
+        let subject = format!(
+            "[ipfailover] {}: {}: {} more events in the last {} s",
+            self.hostname,
+            summary.key,
+            summary.total,
+            repeats::WINDOW.as_secs()
+        );
+        self.mail.send_routine(subject, format!("{text}\n"));
     }
 
     fn handle_signals<D: Driver>(&mut self, driver: &mut D, now: Instant) {
