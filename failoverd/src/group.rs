@@ -185,6 +185,7 @@ impl GroupMember {
                 lease_ttl: settings.lease_ttl,
                 preempt: settings.preempt,
                 addrs: settings.group_ip_pairs.iter().map(|p| p.addr).collect(),
+                announce_refresh: settings.announce_refresh,
             },
         );
         let hook_dir = settings.script_dir.join(&settings.group);
@@ -347,8 +348,9 @@ impl GroupMember {
         }
     }
 
-    /// SIGHUP: the mail settings and the hooks' timeout apply at once; what makes the member
-    /// (etcd, the group, its addresses, the priority, the lease) takes a restart.
+    /// SIGHUP: the mail settings, the hooks' timeout and the announcement refresh apply at
+    /// once; what makes the member (etcd, the group, its addresses, the priority, the lease)
+    /// takes a restart.
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
         let settings = match Settings::load(&self.config_path, Role::Failoverd) {
@@ -410,6 +412,8 @@ impl GroupMember {
                 .reconfigure(dir, settings.script_timeout, HookEnv::default());
         }
         self.settings.script_timeout = settings.script_timeout;
+        self.settings.announce_refresh = settings.announce_refresh;
+        self.core.set_announce_refresh(settings.announce_refresh);
         self.settings.email_recipients = settings.email_recipients;
         self.settings.email_transport = settings.email_transport;
         self.settings.email_from = settings.email_from;

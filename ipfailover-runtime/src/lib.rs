@@ -512,9 +512,12 @@ impl Runtime {
 
     fn write_status<D: Driver>(&mut self, driver: &mut D, now: Instant) {
         let none = Counters::default();
+        let wall = daemon::wall_ms();
         self.status
             .get_mut()
-            .stamp(daemon::wall_ms(), driver.received().unwrap_or(&none));
+            .stamp(wall, driver.received().unwrap_or(&none));
+        // Monotonic instants as wall-clock times, as of this write.
+        let wall_of = |at: Instant| wall.saturating_sub(millis(now.saturating_duration_since(at)));
         driver.fill_status(self, now);
         let addresses = self
             .addresses
@@ -529,14 +532,17 @@ impl Runtime {
                     .address_holder(e.pair().addr, now)
                     .map(str::to_string),
                 error: e.error().map(ToString::to_string),
+                announced_ms: self.announcements.last_of(e.pair().addr).map(wall_of),
             })
             .collect();
+        let last_announcement = self.announcements.last().map(wall_of);
         let (runs, failed) = self.hooks.counts();
         let mail = self.mail.stats();
         let worst = millis(self.worst_turn);
         let s = self.status.get_mut();
         s.worst_turn_ms = worst;
         s.addresses = addresses;
+        s.last_announcement_ms = last_announcement;
         s.counters.hooks_run = runs;
         s.counters.hooks_failed = failed;
         if let Some(ms) = mail {

@@ -103,6 +103,10 @@ pub struct Status {
     /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupStatus>,
+    /// When this daemon last announced any address in its own name (gratuitous ARP /
+    /// unsolicited NA), ms since the Unix epoch; absent if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_announcement_ms: Option<u64>,
     /// The latest transitions, oldest first.
     #[serde(default)]
     pub transitions: Vec<TransitionStatus>,
@@ -145,6 +149,10 @@ pub struct AddressStatus {
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When this host last announced it (gratuitous ARP / unsolicited NA), ms since the Unix
+    /// epoch; absent if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_ms: Option<u64>,
 }
 
 /// A third host answering for the peer's address.
@@ -377,6 +385,7 @@ impl Status {
             pause: None,
             held_by_hand: false,
             group: None,
+            last_announcement_ms: None,
             transitions: Vec::new(),
             counters: CounterStatus::default(),
         }
@@ -591,6 +600,7 @@ mod tests {
             held: true,
             holder: None,
             error: None,
+            announced_ms: None,
         }];
         s.links = vec![link("silent"), link("silent")];
         s.state = "acquired".into();
