@@ -1006,6 +1006,16 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|_| "not found".into())
 }
 
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -1099,6 +1109,7 @@ fn baseline_section(
 fn main() {
     let opts = parse();
     let started = Instant::now();
+    let load_before = loadavg();
     // Today's date in UTC, as coreutils' date prints it (the results are named by it).
     let date = command_line("date", &["-u", "+%F"]);
     let mut report = String::new();
@@ -1297,6 +1308,11 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let _ = writeln!(report, "- Machine: {}", machine());
+    let _ = writeln!(
+        report,
+        "- Load average (1, 5, 15 min; other work on the machine counts): {load_before} at the start, {} at the end",
+        loadavg()
+    );
     let _ = writeln!(
         report,
         "- ipfailover {}; {keepalived_version}; {}",
