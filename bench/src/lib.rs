@@ -1,8 +1,13 @@
 //! What the bench's programs share: clocks, process costs, statistics, the plot.
 
 use std::fmt::Write;
-use std::time::Duration;
+use std::net::{IpAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use ipfailover::wire::{self, Kind, Message};
 pub use ipfailover_e2e::{cpu_ns, rss_kib};
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every network namespace, so the probe
@@ -27,6 +32,139 @@ pub fn children(pid: u32) -> Vec<u32> {
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
         .collect()
+}
+
+/// The heartbeats a host on the primary's LAN hears: a thread inside a network namespace
+/// (the client's) bound to the heartbeat port, noting when each heartbeat from `from` arrives
+/// (they are broadcast, so every host of the LAN gets them) and from which boot of heartbeatd.
+/// Other datagrams on that port (failoverd's reports, also broadcast) are not heartbeats and
+/// are left out.
+#[derive(Debug)]
+pub struct HeartbeatWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    seen: Arc<Mutex<Vec<(Instant, u64)>>>,
+}
+
+impl HeartbeatWatch {
+    /// Starts listening on `port` in the namespace `ns` (a name under /run/netns); back once
+    /// the socket is bound, so that no heartbeat sent afterwards is missed.
+    pub fn start(ns: &str, port: u16, from: IpAddr) -> Result<HeartbeatWatch, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let path = format!("/run/netns/{ns}");
+        let (stop2, seen2) = (Arc::clone(&stop), Arc::clone(&seen));
+        let thread = std::thread::spawn(move || {
+            let socket = match enter_and_bind(&path, port) {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut buf = [0u8; 2048];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, src)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let at = Instant::now();
+                if src.ip() != from {
+                    continue;
+                }
+                if let Ok(Message::Ipfo { datagram, .. }) = wire::decode(&buf[..n], None) {
+                    if datagram.kind == Kind::Heartbeat {
+                        seen2
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push((at, datagram.boot_id));
+                    }
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(HeartbeatWatch {
+                stop,
+                thread: Some(thread),
+                seen,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "the heartbeat watch in {ns} did not start within 5 s"
+            )),
+        }
+    }
+
+    /// When the first heartbeat at or after `t` arrived, if one did.
+    pub fn first_after(&self, t: Instant) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(at, _)| *at)
+            .find(|at| *at >= t)
+    }
+}
+
+impl Drop for HeartbeatWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Moves the calling thread into a network namespace and binds a UDP socket on `port` there,
+/// with a short read timeout so that the thread sees its stop flag.
+fn enter_and_bind(path: &str, port: u16) -> Result<UdpSocket, String> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns on a namespace file we opened; it moves only this thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+    }
+    let socket =
+        UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind port {port}: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| format!("read timeout: {e}"))?;
+    Ok(socket)
+}
+
+/// The crash-takeover medians of a results file that ipfo-bench wrote: for each row of its
+/// "Crash takeover" table, the setting as written there (`1s / 3s`) and the medians in ms of
+/// its three daemons (ipfailover, its service alias, keepalived), each `None` when the cell
+/// has none.
+pub fn crash_medians(md: &str) -> Vec<(String, [Option<f64>; 3])> {
+    let mut out = Vec::new();
+    let mut lines = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Crash takeover ("))
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty());
+    // The header and the separator.
+    let _ = lines.next();
+    let _ = lines.next();
+    for line in lines.take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "", setting, ipfailover, alias, keepalived, note, "".
+        if cells.len() < 5 {
+            continue;
+        }
+        let median = |cell: &str| {
+            let rest = cell.split_once("**")?.1;
+            rest.split_once("**")?.0.trim().parse::<f64>().ok()
+        };
+        out.push((
+            cells[1].to_string(),
+            [median(cells[2]), median(cells[3]), median(cells[4])],
+        ));
+    }
+    out
 }
 
 /// Min, median and max of a sample, in milliseconds.
@@ -256,6 +394,22 @@ mod tests {
         let s = Summary::of(&d(&[4, 1, 3, 2])).unwrap();
         assert_eq!(s.median, 2.5);
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn crash_medians_are_read_from_a_results_file() {
+        let md = "# x\n\n## Crash takeover (SIGKILL and links down -> first reply from the secondary)\n\n\
+                  | setting | ipfailover | ipfailover (service alias) | keepalived | ipfailover: |\n\
+                  |---|---|---|---|---|\n\
+                  | 1s / 3s | 2227 / **2631** / 3014 | 2031 / **2494** / 2954 | 2617 / **3058** / 3569 | median 369 ms under the timeout |\n\
+                  | 10ms / 30ms | 22.2 / **26.3** / 30.9 | — | 27.6 / **33.5** / 36.9 | x |\n\
+                  \nThe last heartbeat\n\n## Graceful\n| 1s / 3s | 1 / **2** / 3 | | | |\n";
+        let m = crash_medians(md);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, "1s / 3s");
+        assert_eq!(m[0].1, [Some(2631.0), Some(2494.0), Some(3058.0)]);
+        assert_eq!(m[1].1, [Some(26.3), None, Some(33.5)]);
+        assert!(crash_medians("no table here").is_empty());
     }
 
     #[test]

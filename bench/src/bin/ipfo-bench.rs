@@ -1,19 +1,28 @@
 //! The benchmark: ipfailover and keepalived, side by side, on the namespace lab of the tests.
 //!
 //! Usage: ipfo-bench [--trials N] [--idle SECONDS] [--loss-intervals N] [--smoke]
-//!                   [--out DIR] [--only 1s|100ms|10ms]...
+//!                   [--out DIR] [--only 1s|100ms|10ms]... [--baseline FILE]
 //!
-//! For each setting (1 s / 3 s, 100 ms / 300 ms, 10 ms / 30 ms) and each daemon it measures,
-//! with a probe that sends a UDP datagram to the VIP every millisecond from the client and
-//! timestamps the replies (each tagged by the host that answered):
+//! For each setting (1 s / 3 s, 100 ms / 300 ms, 10 ms / 30 ms) and each daemon (ipfailover
+//! moving the primary's own address, ipfailover moving a service alias that heartbeatd
+//! manages, keepalived) it measures, with a probe that sends a UDP datagram to the VIP every
+//! millisecond from the client and timestamps the replies (each tagged by the host that
+//! answered), and a sampler that looks every 2 ms at whether each host holds the VIP on an
+//! interface whose link is up:
 //! - crash takeover: the primary's daemon SIGKILLed and its links cut at once -> the first
 //!   reply from the secondary;
-//! - failback: the primary back (links up, daemon started) -> the first reply from the primary,
-//!   and when the secondary no longer holds the address;
-//! - graceful handover: SIGTERM to the primary's daemon -> the first reply from the secondary;
+//! - failback: the primary's host back (rebooted: what its daemon had added is gone; links
+//!   up, then its daemon) -> the first reply from the primary, when the secondary no longer
+//!   holds the address, and the time two hosts held it and nobody did;
+//! - a planned shutdown: SIGTERM to the primary's daemon while its system is `stopping`
+//!   -> the first reply from the secondary;
+//! - a restart of the primary's daemon on its live host, and a stop of it alone: two
+//!   holders, nobody, and (for the stop) who holds the address at the end;
+//! - kill -9 of the primary's daemon alone;
 //!
 //! then the idle cost (CPU and memory of each daemon), false takeovers under random loss on
-//! both of the primary's links, and crash takeovers with a CPU hog on the other core.
+//! both of the primary's links, and crash takeovers with a CPU hog on the other core; and the
+//! crash medians against the newest earlier results file (or `--baseline FILE`).
 //! It prints the tables and writes `<out>/<date>.md` and `<out>/<date>-takeover.svg`.
 
 use std::fmt::Write as _;
@@ -22,7 +31,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipfailover_bench::{children, cpu_ns, mono_ns, ms, rss_kib, svg, Panel, Series, Summary};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+
+use ipfailover::settings::DEFAULT_PORT;
+use ipfailover_bench::{
+    children, cpu_ns, crash_medians, mono_ns, ms, rss_kib, svg, HeartbeatWatch, Panel, Series,
+    Summary,
+};
+use ipfailover_e2e::sampler::{Sampler, Timeline};
 use ipfailover_e2e::{hostconfig, read, wait_for, Host, Lab};
 
 const ECHO_PORT: &str = "7777";
@@ -34,8 +51,8 @@ const IPFO_VIP: &str = "198.51.100.10";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Daemon {
     Ipfailover,
-    /// ipfailover moving a service alias (198.51.100.100) while the primary's own address
-    /// stays on it.
+    /// ipfailover moving a service alias (198.51.100.100, heartbeatd's `FAILOVER_IP_PAIRS`)
+    /// while the primary's own address stays on it.
     IpfailoverAlias,
     Keepalived,
 }
@@ -83,6 +100,33 @@ const SETTINGS: [Setting; 3] = [
     },
 ];
 
+/// A `systemctl` for the primary whose `is-system-running` prints a file the bench writes
+/// (`running`; `stopping` during an emulated shutdown): (that file, a PATH with it first).
+fn fake_systemctl(lab: &Lab) -> Result<(PathBuf, String), String> {
+    let dir = lab.dir.join("system");
+    let state = dir.join("state");
+    let script = dir.join("systemctl");
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&state, "running\n"))
+        .and_then(|()| {
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\n[ \"$1\" = is-system-running ] && exec cat '{}'\n",
+                    state.display()
+                ),
+            )
+        })
+        .and_then(|()| std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)));
+    made.map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+    );
+    Ok((state, path))
+}
+
 fn dur_str(d: Duration) -> String {
     if d >= Duration::from_secs(1) && d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -104,6 +148,13 @@ struct Bed {
     primary: Option<usize>,
     secondary: usize,
     generation: u32,
+    /// How many times failoverd was started.
+    sec_generation: u32,
+    /// What the primary's `systemctl is-system-running` prints (heartbeatd asks it at SIGTERM
+    /// whether the host is going down): `running`, or `stopping` during an emulated shutdown.
+    system_state: PathBuf,
+    /// A PATH whose first directory holds that `systemctl`.
+    system_path: String,
     /// ipfailover's status files. Last, so that it goes after the lab has stopped the daemons.
     state: StateDir,
 }
@@ -136,6 +187,55 @@ impl Drop for StateDir {
     }
 }
 
+/// What the sampler saw over one scenario: how long two hosts answered for the address at
+/// once, and how long nobody did.
+#[derive(Debug, Clone, Copy)]
+struct Holders {
+    both: Duration,
+    nobody: Duration,
+}
+
+/// Who holds the address at the end of a stop's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Primary,
+    Secondary,
+    Both,
+    Nobody,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::Primary => "the primary",
+            End::Secondary => "the secondary",
+            End::Both => "both",
+            End::Nobody => "nobody",
+        }
+    }
+}
+
+/// A failback, measured: the probe's figures and the sampler's.
+#[derive(Debug, Clone, Copy)]
+struct Failback {
+    /// The primary back -> its first reply to the client.
+    first: Duration,
+    /// The primary back -> the secondary no longer holds the address.
+    released: Duration,
+    holders: Holders,
+    /// Of the two holders' time, what came after the primary's first heartbeat (ipfailover:
+    /// what the handover itself costs, heartbeatd's start left out).
+    both_after_heartbeat: Option<Duration>,
+}
+
+/// The sampler (both hosts, every 2 ms) and, for ipfailover, the primary's heartbeats as the
+/// client hears them, from `start` on.
+struct Watch {
+    sampler: Sampler,
+    heartbeats: Option<HeartbeatWatch>,
+    start: Instant,
+}
+
 impl Bed {
     fn vip(&self) -> &'static str {
         match self.daemon {
@@ -155,6 +255,7 @@ impl Bed {
         lab.spawn(Host::Sec, "echo-sec", "ipfo-echo", &[ECHO_PORT, "S"]);
         let probe_file = lab.dir.join("probe.txt");
         let state = StateDir::new(&lab, &name);
+        let (system_state, system_path) = fake_systemctl(&lab)?;
         let mut bed = Bed {
             lab,
             daemon,
@@ -165,8 +266,13 @@ impl Bed {
             primary: None,
             secondary: 0,
             generation: 0,
+            sec_generation: 0,
+            system_state,
+            system_path,
             state,
         };
+        // The primary first, as in the tests: heartbeatd adds a service address that nobody
+        // answers for after its wait for failoverd and a probe.
         bed.start_primary();
         let vip = bed.vip();
         if wait_for(Duration::from_secs(15), || {
@@ -207,31 +313,30 @@ impl Bed {
     fn start_primary(&mut self) {
         self.generation += 1;
         let g = self.generation;
-        if self.daemon == Daemon::IpfailoverAlias {
-            // The service address is the primary's, configured like its own (it stays on a
-            // host that crashes and comes back, as configuration does).
-            self.lab.ip(
-                Host::Pri,
-                &["addr", "replace", &format!("{VRRP_VIP}/24"), "dev", "eth0"],
-            );
-        }
         let idx = match self.daemon {
             Daemon::Ipfailover | Daemon::IpfailoverAlias => {
                 let state = self.state.path("pri");
-                let conf = self.lab.write(
-                    "pri.conf",
-                    &hostconfig(&[
-                        ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
-                        ("FAILOVER_INTERVAL", &dur_str(self.setting.interval)),
-                        ("FAILOVER_STATE_DIR", &state),
-                    ]),
-                );
+                let alias = format!("eth0:{VRRP_VIP}/24");
+                let mut lines = vec![
+                    ("FAILOVER_BCAST_IPS", "198.51.100.255 203.0.113.255"),
+                    ("FAILOVER_STATE_DIR", state.as_str()),
+                ];
+                let interval = dur_str(self.setting.interval);
+                lines.push(("FAILOVER_INTERVAL", interval.as_str()));
+                if self.daemon == Daemon::IpfailoverAlias {
+                    // heartbeatd's own service address: it adds it by agreement with
+                    // failoverd and removes it before its goodbye (docs/handover.md).
+                    lines.push(("FAILOVER_IP_PAIRS", alias.as_str()));
+                }
+                let conf = self.lab.write("pri.conf", &hostconfig(&lines));
                 let conf = conf.to_string_lossy().into_owned();
-                self.lab.spawn(
+                let path = self.system_path.clone();
+                self.lab.spawn_env(
                     Host::Pri,
                     &format!("heartbeatd-{g}"),
                     "heartbeatd",
                     &["-c", &conf],
+                    &[("PATH", path)],
                 )
             }
             Daemon::Keepalived => {
@@ -259,8 +364,10 @@ impl Bed {
                 }
                 let conf = self.lab.write("sec.conf", &hostconfig(&lines));
                 let conf = conf.to_string_lossy().into_owned();
+                self.sec_generation += 1;
+                let name = format!("failoverd-{}", self.sec_generation);
                 self.lab
-                    .spawn(Host::Sec, "failoverd", "failoverd", &["-c", &conf])
+                    .spawn(Host::Sec, &name, "failoverd", &["-c", &conf])
             }
             Daemon::Keepalived => self.start_keepalived(Host::Sec, 100, "keepalived-sec"),
         }
@@ -361,6 +468,118 @@ impl Bed {
         })
     }
 
+    /// Sets what the primary's `systemctl is-system-running` says.
+    fn set_system(&self, state: &str) -> Result<(), String> {
+        std::fs::write(&self.system_state, format!("{state}\n"))
+            .map_err(|e| format!("{}: {e}", self.system_state.display()))
+    }
+
+    /// Starts watching: the sampler on both hosts, and for ipfailover the primary's
+    /// heartbeats as the client hears them.
+    fn watch(&self) -> Result<Watch, String> {
+        let heartbeats = match self.daemon {
+            Daemon::Ipfailover | Daemon::IpfailoverAlias => Some(HeartbeatWatch::start(
+                &self.lab.ns(Host::Cli),
+                DEFAULT_PORT,
+                IpAddr::from([198, 51, 100, 10]),
+            )?),
+            Daemon::Keepalived => None,
+        };
+        let sampler = self.lab.sampler(&[self.vip()]);
+        Ok(Watch {
+            sampler,
+            heartbeats,
+            start: Instant::now(),
+        })
+    }
+
+    /// Ends a watch once the end state has been seen for a moment: two holders and nobody
+    /// from its start to the last sample in which someone held the address (every scenario
+    /// ends with a holder), and the timeline.
+    fn holders(
+        &self,
+        w: Watch,
+        label: &str,
+    ) -> (Holders, Timeline, Instant, Option<HeartbeatWatch>) {
+        std::thread::sleep(Duration::from_millis(30));
+        let tl = w.sampler.finish();
+        let vip = self.vip();
+        let to = [1usize, 2]
+            .iter()
+            .filter_map(|m| tl.last_held(*m, vip))
+            .max()
+            .unwrap_or(w.start);
+        let h = Holders {
+            both: tl.two_holders_for(vip, w.start, to),
+            nobody: tl.no_holder_for(vip, w.start, to),
+        };
+        if h.both > Duration::ZERO && self.daemon == Daemon::IpfailoverAlias {
+            self.report_overlap(&tl, label);
+        }
+        (h, tl, to, w.heartbeats)
+    }
+
+    /// Two holders of a service alias is what the handover protocol is there to prevent:
+    /// the timeline and the end of each daemon's log go to stderr for a look.
+    fn report_overlap(&self, tl: &Timeline, label: &str) {
+        eprintln!(
+            "   !! {} {}: two holders of {} at {label} (node 1 = primary, 2 = secondary):\n{}",
+            self.daemon.name(),
+            self.setting.label,
+            self.vip(),
+            tl.render()
+        );
+        for line in self
+            .lab
+            .logs()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+        {
+            eprintln!("   | {line}");
+        }
+    }
+
+    /// Makes the next return of the primary a first one for the service alias. failoverd
+    /// gives a service address back after a hold-off that grows with each return of the
+    /// primary within 60 s (a flapping primary; docs/handover.md), and the bench's trials
+    /// follow each other within seconds: it would measure the hold-off, not the handover, and
+    /// wait up to a minute per trial. So, while the primary holds everything, failoverd is
+    /// restarted: it remembers no return, as after returns far apart.
+    fn first_return(&mut self) -> Result<(), String> {
+        if self.daemon != Daemon::IpfailoverAlias {
+            return Ok(());
+        }
+        self.wait_steady()?;
+        let idx = self.secondary;
+        self.lab.proc(idx).signal(libc::SIGTERM);
+        if self
+            .lab
+            .proc(idx)
+            .wait_exit(Duration::from_secs(10))
+            .is_none()
+        {
+            return Err(format!(
+                "failoverd did not exit on SIGTERM\n{}",
+                self.lab.logs()
+            ));
+        }
+        self.secondary = self.start_secondary();
+        if !self
+            .lab
+            .wait_log(self.secondary, "-> monitoring", Duration::from_secs(15))
+        {
+            return Err(format!(
+                "the restarted failoverd never settled\n{}",
+                self.lab.logs()
+            ));
+        }
+        self.wait_steady()
+    }
+
     fn crash(&mut self) -> Result<Duration, String> {
         self.wait_steady()?;
         // A random point of the heartbeat interval: the last heartbeat before the crash went
@@ -390,9 +609,25 @@ impl Bed {
         })
     }
 
-    /// The primary returns; (first reply from it, secondary released).
-    fn failback(&mut self) -> Result<(Duration, Duration), String> {
+    /// The primary's host is down (links down, daemon gone): its reboot clears what its
+    /// daemon had added, the service alias or keepalived's VIP (the own address is the OS's
+    /// configuration and comes back with the host).
+    fn reboot(&self) {
+        if self.daemon != Daemon::Ipfailover && self.lab.holds(Host::Pri, "eth0", VRRP_VIP) {
+            self.lab.ip(
+                Host::Pri,
+                &["addr", "del", &format!("{VRRP_VIP}/24"), "dev", "eth0"],
+            );
+        }
+    }
+
+    /// The primary's host returns after going down (a crash or a shutdown): it reboots, its
+    /// links come up, then its daemon starts (as after `network-online.target`).
+    fn failback(&mut self) -> Result<Failback, String> {
+        self.reboot();
+        let w = self.watch()?;
         let t0 = mono_ns();
+        let back = Instant::now();
         self.lab.links(Host::Pri, true);
         self.start_primary();
         let limit = self.setting.timeout * 6 + Duration::from_secs(8);
@@ -412,27 +647,104 @@ impl Bed {
         }
         let released = Duration::from_nanos(mono_ns() - t0);
         self.wait_steady()?;
-        Ok((first, released))
+        let (holders, tl, to, heartbeats) = self.holders(w, "failback");
+        let both_after_heartbeat = heartbeats
+            .and_then(|h| h.first_after(back))
+            .map(|hb| tl.two_holders_for(vip, hb, to));
+        Ok(Failback {
+            first,
+            released,
+            holders,
+            both_after_heartbeat,
+        })
     }
 
-    fn graceful(&mut self) -> Result<Duration, String> {
+    /// A planned shutdown of the primary's host: SIGTERM to its daemon while the system is
+    /// `stopping`, then its links go down (the end of the shutdown): the first reply from the
+    /// secondary. The host then comes back (a failback, not counted here).
+    fn shutdown(&mut self) -> Result<Duration, String> {
         self.wait_steady()?;
         let idx = self.primary.ok_or("no primary")?;
+        self.set_system("stopping")?;
         let t0 = mono_ns();
         self.lab.proc(idx).signal(libc::SIGTERM);
         let limit = self.setting.timeout * 3 + Duration::from_secs(5);
         let took = self.first_reply(t0, 'S', limit).ok_or_else(|| {
             format!(
-                "{}: no takeover after SIGTERM\n{}",
+                "{}: no takeover after SIGTERM at a shutdown\n{}",
                 self.daemon.name(),
                 self.lab.logs()
             )
-        })?;
+        });
         let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(10));
-        // Back to steady: the primary's daemon again (the host never went down).
+        self.set_system("running")?;
+        self.lab.links(Host::Pri, false);
+        let took = took?;
+        self.failback()?;
+        Ok(took)
+    }
+
+    /// The primary's daemon is restarted on its live host (`systemctl restart`: SIGTERM,
+    /// its exit, a start): two holders and nobody until the primary holds the address again.
+    fn restart(&mut self) -> Result<Holders, String> {
+        self.wait_steady()?;
+        let idx = self.primary.ok_or("no primary")?;
+        let w = self.watch()?;
+        self.lab.proc(idx).signal(libc::SIGTERM);
+        if self
+            .lab
+            .proc(idx)
+            .wait_exit(Duration::from_secs(10))
+            .is_none()
+        {
+            return Err(format!(
+                "{}: the primary's daemon did not exit on SIGTERM\n{}",
+                self.daemon.name(),
+                self.lab.logs()
+            ));
+        }
         self.start_primary();
         self.wait_steady()?;
-        Ok(took)
+        Ok(self.holders(w, "restart").0)
+    }
+
+    /// The primary's daemon alone is stopped (`systemctl stop`: SIGTERM, the host stays up),
+    /// watched for three timeouts and a second: two holders, nobody, and who holds the
+    /// address at the end. Then the daemon is started again.
+    fn stop(&mut self) -> Result<(Holders, End), String> {
+        self.wait_steady()?;
+        let idx = self.primary.ok_or("no primary")?;
+        let vip = self.vip();
+        let w = self.watch()?;
+        self.lab.proc(idx).signal(libc::SIGTERM);
+        if self
+            .lab
+            .proc(idx)
+            .wait_exit(Duration::from_secs(10))
+            .is_none()
+        {
+            return Err(format!(
+                "{}: the primary's daemon did not exit on SIGTERM\n{}",
+                self.daemon.name(),
+                self.lab.logs()
+            ));
+        }
+        let window = self.setting.timeout * 3 + Duration::from_secs(1);
+        std::thread::sleep(window.saturating_sub(w.start.elapsed()));
+        let end = match (
+            self.lab.holds(Host::Pri, "eth0", vip),
+            self.lab.holds(Host::Sec, "eth0", vip),
+        ) {
+            (true, false) => End::Primary,
+            (false, true) => End::Secondary,
+            (true, true) => End::Both,
+            (false, false) => End::Nobody,
+        };
+        let (h, ..) = self.holders(w, "stop");
+        // Back to steady: the daemon again.
+        self.start_primary();
+        self.wait_steady()?;
+        Ok((h, end))
     }
 
     /// The primary's daemon alone is killed (SIGKILL; the host, its links and its addresses
@@ -588,6 +900,8 @@ struct Opts {
     out: PathBuf,
     only: Vec<String>,
     smoke: bool,
+    /// The results file whose crash medians this run is compared with.
+    baseline: Option<PathBuf>,
 }
 
 fn parse() -> Opts {
@@ -630,15 +944,46 @@ fn parse() -> Opts {
             only
         },
         smoke,
+        baseline: get("--baseline").map(PathBuf::from),
     }
 }
+
+/// The newest results file of `bench/results` (named `YYYY-MM-DD.md`) from before `date`.
+fn newest_results_before(date: &str) -> Option<PathBuf> {
+    let dir = ipfailover_e2e::repo().join("bench/results");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            let b = n.as_bytes();
+            n.len() == 13
+                && n.ends_with(".md")
+                && b.iter().enumerate().take(10).all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        *c == b'-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
+        })
+        .filter(|n| &n[..10] < date)
+        .collect();
+    names.sort();
+    names.pop().map(|n| dir.join(n))
+}
+
+/// Picks a sample out of one cell's results.
+type Pick = dyn Fn(&Results) -> Vec<Duration>;
 
 #[derive(Default)]
 struct Results {
     crash: Vec<Duration>,
+    /// A planned shutdown: SIGTERM while the system is `stopping` -> the secondary answers.
     graceful: Vec<Duration>,
-    failback_first: Vec<Duration>,
-    failback_released: Vec<Duration>,
+    failback: Vec<Failback>,
+    restart: Vec<Holders>,
+    stop: Vec<(Holders, End)>,
     cost: Option<[(f64, u64); 2]>,
     /// The primary's daemon alone killed: takeover (if any), time with two holders, window.
     killed: Vec<(Option<Duration>, Duration, Duration)>,
@@ -659,6 +1004,16 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
             t.lines().next().unwrap_or("").trim().to_string()
         })
         .unwrap_or_else(|_| "not found".into())
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn machine() -> String {
@@ -684,9 +1039,77 @@ fn machine() -> String {
     )
 }
 
+/// The crash medians of this run next to those of an earlier results file (`--baseline`, or
+/// the newest one in bench/results from before today): empty when there is none.
+fn baseline_section(
+    opts: &Opts,
+    date: &str,
+    settings: &[Setting],
+    results: &[(Setting, Daemon, Results)],
+) -> String {
+    let Some(path) = opts
+        .baseline
+        .clone()
+        .or_else(|| newest_results_before(date))
+    else {
+        return String::new();
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return format!("(the baseline {} cannot be read)\n\n", path.display());
+    };
+    let old = crash_medians(&text);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut t = format!(
+        "## Crash takeover against [{name}]({name}): medians in ms\n\n\
+         The crash comes at a random moment of the interval, so the median of n trials has a standard error \
+         of about interval / (2 √n).\n\n\
+         | setting | daemon | {name} | this run | moved | standard error |\n|---|---|---|---|---|---|\n"
+    );
+    for s in settings {
+        let label = format!("{} / {}", dur_str(s.interval), dur_str(s.timeout));
+        let Some((_, before)) = old.iter().find(|(l, _)| *l == label) else {
+            continue;
+        };
+        for (i, d) in [
+            Daemon::Ipfailover,
+            Daemon::IpfailoverAlias,
+            Daemon::Keepalived,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let now = results
+                .iter()
+                .find(|(st, dd, _)| st.label == s.label && dd == d)
+                .and_then(|(_, _, r)| Summary::of(&r.crash));
+            let (Some(b), Some(n)) = (before[i], now) else {
+                continue;
+            };
+            let se = s.interval.as_secs_f64() * 1e3 / (2.0 * (n.n as f64).sqrt());
+            let moved = n.median - b;
+            let _ = writeln!(
+                t,
+                "| {label} | {} | {} | {} | {}{} ms | {} ms |",
+                d.name(),
+                ms(b),
+                ms(n.median),
+                if moved < 0.0 { "−" } else { "+" },
+                ms(moved.abs()),
+                ms(se)
+            );
+        }
+    }
+    t.push('\n');
+    t
+}
+
 fn main() {
     let opts = parse();
     let started = Instant::now();
+    let load_before = loadavg();
     // Today's date in UTC, as coreutils' date prints it (the results are named by it).
     let date = command_line("date", &["-u", "+%F"]);
     let mut report = String::new();
@@ -715,20 +1138,27 @@ fn main() {
                 Ok(mut bed) => {
                     for i in 0..opts.trials {
                         let step = (|| -> Result<(), String> {
+                            bed.first_return()?;
                             let c = bed.crash()?;
-                            let (first, released) = bed.failback()?;
-                            let g = bed.graceful()?;
+                            let f = bed.failback()?;
+                            bed.first_return()?;
+                            let g = bed.shutdown()?;
                             eprintln!(
-                                "   trial {:>2}: crash {} ms, failback {} ms (secondary released {} ms), graceful {} ms",
+                                "   trial {:>2}: crash {} ms, failback {} ms (secondary released {} ms; two holders {} ms{}, nobody {} ms), shutdown {} ms",
                                 i + 1,
                                 ms(c.as_secs_f64() * 1e3),
-                                ms(first.as_secs_f64() * 1e3),
-                                ms(released.as_secs_f64() * 1e3),
+                                ms(f.first.as_secs_f64() * 1e3),
+                                ms(f.released.as_secs_f64() * 1e3),
+                                ms(f.holders.both.as_secs_f64() * 1e3),
+                                f.both_after_heartbeat.map_or(String::new(), |d| format!(
+                                    ", {} ms after the first heartbeat",
+                                    ms(d.as_secs_f64() * 1e3)
+                                )),
+                                ms(f.holders.nobody.as_secs_f64() * 1e3),
                                 ms(g.as_secs_f64() * 1e3)
                             );
                             r.crash.push(c);
-                            r.failback_first.push(first);
-                            r.failback_released.push(released);
+                            r.failback.push(f);
                             r.graceful.push(g);
                             Ok(())
                         })();
@@ -736,6 +1166,43 @@ fn main() {
                             failures.push(e.lines().next().unwrap_or("").to_string());
                             eprintln!("   trial {} failed: {e}", i + 1);
                             break;
+                        }
+                    }
+                    // Restarts of the primary's daemon on its live host.
+                    for _ in 0..opts.trials.div_ceil(2) {
+                        match bed.first_return().and_then(|()| bed.restart()) {
+                            Ok(h) => {
+                                eprintln!(
+                                    "   restart: two holders {} ms, nobody {} ms",
+                                    ms(h.both.as_secs_f64() * 1e3),
+                                    ms(h.nobody.as_secs_f64() * 1e3)
+                                );
+                                r.restart.push(h);
+                            }
+                            Err(e) => {
+                                failures.push(e.lines().next().unwrap_or("").to_string());
+                                eprintln!("   restart failed: {e}");
+                                break;
+                            }
+                        }
+                    }
+                    // Stops of the primary's daemon alone, its host staying up.
+                    for _ in 0..opts.trials.div_ceil(4) {
+                        match bed.first_return().and_then(|()| bed.stop()) {
+                            Ok((h, end)) => {
+                                eprintln!(
+                                    "   stop: two holders {} ms, nobody {} ms, held by {} at the end",
+                                    ms(h.both.as_secs_f64() * 1e3),
+                                    ms(h.nobody.as_secs_f64() * 1e3),
+                                    end.name()
+                                );
+                                r.stop.push((h, end));
+                            }
+                            Err(e) => {
+                                failures.push(e.lines().next().unwrap_or("").to_string());
+                                eprintln!("   stop failed: {e}");
+                                break;
+                            }
                         }
                     }
                     // kill -9 of the primary's daemon alone, a few times.
@@ -751,6 +1218,7 @@ fn main() {
                             }
                             Err(e) => {
                                 failures.push(e.lines().next().unwrap_or("").to_string());
+                                eprintln!("   daemon alone killed failed: {e}");
                                 break;
                             }
                         }
@@ -842,6 +1310,11 @@ fn main() {
     let _ = writeln!(report, "- Machine: {}", machine());
     let _ = writeln!(
         report,
+        "- Load average (1, 5, 15 min; other work on the machine counts): {load_before} at the start, {} at the end",
+        loadavg()
+    );
+    let _ = writeln!(
+        report,
         "- ipfailover {}; {keepalived_version}; {}",
         env!("CARGO_PKG_VERSION"),
         command_line("rustc", &["--version"])
@@ -849,20 +1322,32 @@ fn main() {
     let _ = writeln!(
         report,
         "- Topology: the test lab (primary, secondary, client in network namespaces, public and private bridges). \
-         ipfailover: heartbeats on both links, `FAILOVER_TIMEOUT` = 3 intervals, release after 3 heartbeats; \
-         the VIP is the primary's own address (198.51.100.10); \
-         ipfailover (service alias): the same pair moving {VRRP_VIP}, an alias kept on the primary next to its own address. keepalived: VRRPv3 on the public link, both `state BACKUP`, \
+         ipfailover: heartbeats on both links, no secret, `FAILOVER_TIMEOUT` = 3 intervals, addresses handed over by agreement \
+         ([docs/handover.md](../../docs/handover.md)); the VIP is the primary's own address (198.51.100.10); \
+         ipfailover (service alias): the same pair moving {VRRP_VIP}, a service address heartbeatd manages \
+         (`FAILOVER_IP_PAIRS=eth0:{VRRP_VIP}/24`) next to the primary's own address. keepalived: VRRPv3 on the public link, both `state BACKUP`, \
          priorities 200 (primary) and 100 (secondary), preemption on (its defaults); VIP {VRRP_VIP}."
     );
     let _ = writeln!(
         report,
+        "- A crash is SIGKILL of the primary's daemon and its links down at once; the host then reboots: what its daemon \
+         had added (the alias, keepalived's VIP) is gone when it returns; its links come up, then its daemon starts \
+         (as after `network-online.target`). A shutdown is SIGTERM while the primary's `systemctl is-system-running` \
+         says `stopping`, then its links go down. A restart or a stop of the daemon alone happens while `systemctl` says \
+         `running`: the host stays up. For the service alias, failoverd is restarted (while the primary holds everything) \
+         before each trial, so that each return of the primary is a first one: back-to-back returns would run into the \
+         hold-off for a flapping primary (docs/handover.md), by design."
+    );
+    let _ = writeln!(
+        report,
         "- Probe: a UDP datagram to the VIP every 1 ms from the client; each reply carries a tag \
-         naming the host that answered; timestamps on CLOCK_MONOTONIC. {} trials per cell; \
-         min / **median** / max in ms.\n",
+         naming the host that answered; timestamps on CLOCK_MONOTONIC. Sampler (tests/src/sampler.rs): \
+         a thread per host looks every 2 ms at whether the VIP is on an interface whose link is up there. \
+         {} trials per cell unless said; min / **median** / max in ms.\n",
         opts.trials
     );
     let table = |title: &str,
-                 pick: &dyn Fn(&Results) -> &Vec<Duration>,
+                 pick: &dyn Fn(&Results) -> Vec<Duration>,
                  note: &dyn Fn(Setting, &Summary) -> String| {
         let mut t = format!("## {title}\n\n| setting | ipfailover | ipfailover (service alias) | keepalived | ipfailover: |\n|---|---|---|---|---|\n");
         for s in &settings {
@@ -870,7 +1355,7 @@ fn main() {
                 results
                     .iter()
                     .find(|(st, dd, _)| st.label == s.label && *dd == d)
-                    .and_then(|(_, _, r)| Summary::of(pick(r)))
+                    .and_then(|(_, _, r)| Summary::of(&pick(r)))
             };
             let (a, al, b) = (
                 cell(Daemon::Ipfailover),
@@ -890,9 +1375,55 @@ fn main() {
         }
         t
     };
+    // Two holders and nobody, per daemon: (count of trials, two holders, nobody).
+    let holders_table = |pick: &dyn Fn(&Results) -> Vec<Holders>, extra: Option<(&str, &Pick)>| {
+        let mut t = String::from(
+            "| setting | ipfailover: two holders | nobody | service alias: two holders | nobody | keepalived: two holders | nobody |",
+        );
+        if let Some((title, _)) = extra {
+            let _ = write!(t, " {title} |");
+        }
+        t.push_str("\n|---|---|---|---|---|---|---|");
+        if extra.is_some() {
+            t.push_str("---|");
+        }
+        t.push('\n');
+        for s in &settings {
+            let _ = write!(t, "| {} / {} |", dur_str(s.interval), dur_str(s.timeout));
+            for d in [
+                Daemon::Ipfailover,
+                Daemon::IpfailoverAlias,
+                Daemon::Keepalived,
+            ] {
+                let h = results
+                    .iter()
+                    .find(|(st, dd, _)| st.label == s.label && *dd == d)
+                    .map(|(_, _, r)| pick(r))
+                    .unwrap_or_default();
+                let both: Vec<Duration> = h.iter().map(|x| x.both).collect();
+                let nobody: Vec<Duration> = h.iter().map(|x| x.nobody).collect();
+                let _ = write!(
+                    t,
+                    " {} | {} |",
+                    Summary::of(&both).map_or("—".into(), |x| x.cell()),
+                    Summary::of(&nobody).map_or("—".into(), |x| x.cell())
+                );
+            }
+            if let Some((_, f)) = extra {
+                let v = results
+                    .iter()
+                    .find(|(st, dd, _)| st.label == s.label && *dd == Daemon::Ipfailover)
+                    .map(|(_, _, r)| f(r))
+                    .unwrap_or_default();
+                let _ = write!(t, " {} |", Summary::of(&v).map_or("—".into(), |x| x.cell()));
+            }
+            t.push('\n');
+        }
+        t
+    };
     report.push_str(&table(
         "Crash takeover (SIGKILL and links down -> first reply from the secondary)",
-        &|r| &r.crash,
+        &|r| r.crash.clone(),
         &|s, x| {
             format!(
                 "median {} ms {} the timeout",
@@ -909,15 +1440,16 @@ fn main() {
         "\nThe last heartbeat before a crash was sent between 0 and 1 interval earlier, so a daemon \
          that takes over exactly at its timeout shows a median about half an interval under it.\n\n",
     );
+    report.push_str(&baseline_section(&opts, &date, &settings, &results));
     report.push_str(&table(
-        "Graceful handover (SIGTERM -> first reply from the secondary)",
-        &|r| &r.graceful,
+        "Planned shutdown of the primary (SIGTERM, system `stopping` -> first reply from the secondary)",
+        &|r| r.graceful.clone(),
         &|_, x| format!("median {} ms", ms(x.median)),
     ));
     report.push('\n');
     report.push_str(&table(
-        "Failback (the primary returns -> first reply from the primary)",
-        &|r| &r.failback_first,
+        "Failback (the primary's host returns -> first reply from the primary)",
+        &|r| r.failback.iter().map(|f| f.first).collect(),
         &|s, x| {
             format!(
                 "median {:.1} intervals",
@@ -925,13 +1457,10 @@ fn main() {
             )
         },
     ));
-    report.push_str(
-        "\nipfailover's primary announces itself as soon as heartbeatd starts, so clients come back \
-         at once; the secondary gives the address up after 3 heartbeats:\n\n",
-    );
+    report.push('\n');
     report.push_str(&table(
         "Failback: the secondary no longer holds the address",
-        &|r| &r.failback_released,
+        &|r| r.failback.iter().map(|f| f.released).collect(),
         &|s, x| {
             format!(
                 "median {:.1} intervals",
@@ -939,6 +1468,87 @@ fn main() {
             )
         },
     ));
+    let _ = writeln!(
+        report,
+        "\n## Two hosts answering, and nobody\n\n\
+         From the sampler: the time both hosts held the address on an interface whose link was up, and the time \
+         neither did, from the event to the end state (each figure has the sampler's resolution, about 2 ms per change \
+         of holder: a handover from one host to the other shows up to about 2 ms of nobody even when it took less).\n\n\
+         ### Failback (the primary's host returns after a crash: links up, then its daemon)\n\n\
+         The primary's own address answers from the moment its link is up (the OS configured it), so its overlap \
+         includes heartbeatd's start; the last column is the part of it after the primary's first heartbeat, as the \
+         client heard it (docs/handover.md: failoverd releases at the first verified heartbeat; without a secret, the \
+         first heartbeat). {} trials.\n",
+        opts.trials
+    );
+    report.push_str(&holders_table(
+        &|r| r.failback.iter().map(|f| f.holders).collect(),
+        Some(("ipfailover: two holders after the first heartbeat", &|r| {
+            r.failback
+                .iter()
+                .filter_map(|f| f.both_after_heartbeat)
+                .collect()
+        })),
+    ));
+    let _ = writeln!(
+        report,
+        "\n### Restart of the primary's daemon on its live host (heartbeatd or keepalived: SIGTERM, exit, start)\n\n\
+         From the SIGTERM until the primary holds the address again and the client is answered by it. {} trials.\n",
+        opts.trials.div_ceil(2)
+    );
+    report.push_str(&holders_table(&|r| r.restart.clone(), None));
+    let _ = writeln!(
+        report,
+        "\n### Stop of the primary's daemon alone (SIGTERM, its host stays up)\n\n\
+         Watched for three timeouts and a second after the SIGTERM. heartbeatd removes its service alias before its \
+         goodbye and failoverd takes it; the own address stays with the host that answers for it \
+         (docs/handover.md). {} trials.\n",
+        opts.trials.div_ceil(4)
+    );
+    report.push_str(&holders_table(
+        &|r| r.stop.iter().map(|x| x.0).collect(),
+        None,
+    ));
+    let _ = writeln!(
+        report,
+        "\nWho holds the address at the end of the window:\n\n| setting | ipfailover | ipfailover (service alias) | keepalived |\n|---|---|---|---|"
+    );
+    for s in &settings {
+        let _ = write!(
+            report,
+            "| {} / {} |",
+            dur_str(s.interval),
+            dur_str(s.timeout)
+        );
+        for d in [
+            Daemon::Ipfailover,
+            Daemon::IpfailoverAlias,
+            Daemon::Keepalived,
+        ] {
+            let ends: Vec<End> = results
+                .iter()
+                .find(|(st, dd, _)| st.label == s.label && *dd == d)
+                .map(|(_, _, r)| r.stop.iter().map(|x| x.1).collect())
+                .unwrap_or_default();
+            let mut cell = Vec::new();
+            for e in [End::Primary, End::Secondary, End::Both, End::Nobody] {
+                let n = ends.iter().filter(|x| **x == e).count();
+                if n > 0 {
+                    cell.push(format!("{} ({n} of {})", e.name(), ends.len()));
+                }
+            }
+            let _ = write!(
+                report,
+                " {} |",
+                if cell.is_empty() {
+                    "—".to_string()
+                } else {
+                    cell.join(", ")
+                }
+            );
+        }
+        report.push('\n');
+    }
     let _ = writeln!(
         report,
         "\n## kill -9 of the primary's daemon alone (its host, links and addresses stay)\n\n\
