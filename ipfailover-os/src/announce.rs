@@ -1,5 +1,6 @@
 //! Telling the LAN that an address moved here: gratuitous ARP (IPv4) and unsolicited
-//! neighbour advertisements (IPv6).
+//! neighbour advertisements (IPv6). The packets are the core's ([`ipfailover::arp`],
+//! [`ipfailover::nd`]); this sends them.
 
 use std::io;
 use std::net::IpAddr;
@@ -7,49 +8,8 @@ use std::net::IpAddr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The Ethernet broadcast address.
-#[cfg(any(target_os = "linux", test))]
+#[cfg(target_os = "linux")]
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-
-/// EtherType of ARP.
-#[cfg(any(target_os = "linux", test))]
-const ETH_P_ARP: u16 = 0x0806;
-
-/// An "ARP Announcement" (RFC 5227 §3): an ARP request whose sender and target protocol
-/// addresses are both `ip`, sender hardware address `mac`, target hardware address zero.
-#[cfg(any(target_os = "linux", test))]
-fn arp_announcement(mac: [u8; 6], ip: std::net::Ipv4Addr) -> [u8; 28] {
-    let mut p = [0u8; 28];
-    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware type: Ethernet
-    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol type: IPv4
-    p[4] = 6; // hardware address length
-    p[5] = 4; // protocol address length
-    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // operation: request
-    p[8..14].copy_from_slice(&mac);
-    p[14..18].copy_from_slice(&ip.octets());
-    // p[18..24], the target hardware address, stays zero.
-    p[24..28].copy_from_slice(&ip.octets());
-    p
-}
-
-/// ICMPv6 type of a neighbour advertisement.
-#[cfg(any(target_os = "linux", test))]
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-
-/// An unsolicited neighbour advertisement for `target` (RFC 4861 §4.4, §7.2.6): Router and
-/// Solicited clear, Override set, and the target link-layer address option with `mac`. The
-/// checksum is left zero: the kernel computes it for raw ICMPv6 sockets.
-#[cfg(any(target_os = "linux", test))]
-fn neighbour_advertisement(mac: [u8; 6], target: std::net::Ipv6Addr) -> [u8; 32] {
-    let mut p = [0u8; 32];
-    p[0] = ND_NEIGHBOR_ADVERT;
-    p[1] = 0; // code
-    p[4] = 0x20; // flags: R=0, S=0, O=1
-    p[8..24].copy_from_slice(&target.octets());
-    p[24] = 2; // option: target link-layer address
-    p[25] = 1; // option length, in units of 8 bytes
-    p[26..32].copy_from_slice(&mac);
-    p
-}
 
 /// Sends announcements for addresses on one interface.
 ///
@@ -161,8 +121,8 @@ impl LinuxAnnouncer {
     }
 
     fn send_arp(&self, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
-        let frame = arp_announcement(mac, ip);
-        let dest = link_addr(self.index, ETH_P_ARP, BROADCAST_MAC);
+        let frame = ipfailover::arp::Arp::announcement(mac, ip).encode();
+        let dest = link_addr(self.index, ipfailover::arp::ETHERTYPE, BROADCAST_MAC);
         self.packet.send_to(&frame, &dest)?;
         Ok(())
     }
@@ -172,13 +132,8 @@ impl LinuxAnnouncer {
             Some(s) => s,
             slot => slot.insert(icmp6_socket(iface, self.index)?),
         };
-        let message = neighbour_advertisement(mac, ip);
-        let dest = std::net::SocketAddrV6::new(
-            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
-            0,
-            0,
-            self.index,
-        );
+        let message = ipfailover::nd::Advert::unsolicited(mac, ip).encode();
+        let dest = std::net::SocketAddrV6::new(ipfailover::nd::ALL_NODES, 0, 0, self.index);
         send_from(socket, &message, dest, ip, self.index)
     }
 }
@@ -312,36 +267,6 @@ impl Announcers {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: [u8; 6] = [0x02, 0, 0x5e, 0x10, 0x20, 0x30];
-
-    #[test]
-    fn arp_announcement_bytes() {
-        let p = arp_announcement(MAC, "198.51.100.10".parse().expect("addr"));
-        assert_eq!(
-            p,
-            [
-                0, 1, 8, 0, 6, 4, 0, 1, // Ethernet, IPv4, 6, 4, request
-                2, 0, 0x5e, 0x10, 0x20, 0x30, 198, 51, 100, 10, // sender
-                0, 0, 0, 0, 0, 0, 198, 51, 100, 10, // target
-            ]
-        );
-    }
-
-    #[test]
-    fn neighbour_advertisement_bytes() {
-        let p = neighbour_advertisement(MAC, "2001:db8::10".parse().expect("addr"));
-        let mut expected = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
-        expected.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
-        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x10]);
-        expected.extend_from_slice(&[2, 1, 2, 0, 0x5e, 0x10, 0x20, 0x30]);
-        assert_eq!(p.to_vec(), expected);
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod linux_tests {
     use super::*;
@@ -350,7 +275,8 @@ mod linux_tests {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
-    const ETH_P_IPV6: u16 = 0x86dd;
+    use ipfailover::arp::ETHERTYPE as ETH_P_ARP;
+    use ipfailover::nd::{ETHERTYPE as ETH_P_IPV6, NEIGHBOR_ADVERT as ND_NEIGHBOR_ADVERT};
 
     /// A namespace with a veth pair vA/vB, both up.
     fn veth_namespace() -> Netns {

@@ -6,12 +6,21 @@
 //! - [`failover`]: failoverd's state machine for a pair, fed with events and the current time.
 //! - [`group`]: a group member's state machine (etcd arbitrates), the same shape.
 //! - [`sender`]: heartbeatd's schedule, the same shape.
+//! - [`arp`], [`nd`], [`control`]: the codecs of what arrives from others (ARP, neighbour
+//!   discovery, the control socket's lines), golden-tested and fuzzed.
+//!
+//! No socket or clock is touched here, and no `unsafe`.
+
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod announce;
+pub mod arp;
+pub mod control;
 pub mod failover;
 pub mod group;
 pub mod hooks;
+pub mod nd;
 pub mod probe;
 pub mod receive;
 pub mod sender;
