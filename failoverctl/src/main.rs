@@ -427,7 +427,7 @@ fn settings_for_status(common: &CommonArgs) -> Result<Settings, i32> {
     let loaded = if common.config.is_none() && missing {
         Settings::from_hostconfig("", &path, Role::Ctl)
     } else {
-        Settings::load(&path, Role::Ctl)
+        ipfailover_os::config::load_settings(&path, Role::Ctl)
     };
     match loaded {
         Ok(settings) => {
@@ -513,7 +513,7 @@ fn roles_in_text(text: &str) -> Vec<Role> {
 /// daemons whose keys the file sets.
 fn check_config(common: &CommonArgs) -> i32 {
     let path = common.config_path();
-    let mut roles = match Settings::load(&path, Role::Ctl) {
+    let mut roles = match ipfailover_os::config::load_settings(&path, Role::Ctl) {
         Ok(settings) => roles_of(&settings),
         Err(errors) => {
             let text = std::fs::read_to_string(&path).unwrap_or_default();

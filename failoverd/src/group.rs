@@ -348,15 +348,16 @@ impl GroupMember {
     /// (etcd, the group, its addresses, the priority, the lease) takes a restart.
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
-        let settings = match Settings::load(&self.config_path, Role::Failoverd) {
-            Ok(s) => s,
-            Err(errors) => {
-                log::error!(
+        let settings =
+            match ipfailover_os::config::load_settings(&self.config_path, Role::Failoverd) {
+                Ok(s) => s,
+                Err(errors) => {
+                    log::error!(
                     "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
                 );
-                return;
-            }
-        };
+                    return;
+                }
+            };
         for w in &settings.warnings {
             log::warn!("{w}");
         }

@@ -9,6 +9,7 @@
 //! - [`conflict`]: ARP probes and DAD neighbour solicitations, and listening for whoever else
 //!   claims our addresses (address conflict detection, RFC 5227).
 //!
+//! - [`config`]: reading the configuration file and the shared secret (the core parses them).
 //! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
 //! - [`check`]: the one configuration check of `-t`, `failoverctl check-config` and `init`.
 //! - [`safe_fs`]: paths a root daemon may trust, and files created so that no link is followed.
@@ -20,6 +21,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod check;
+pub mod config;
 pub mod conflict;
 pub mod control;
 pub mod daemon;

@@ -9,7 +9,8 @@
 //! - [`arp`], [`nd`], [`control`]: the codecs of what arrives from others (ARP, neighbour
 //!   discovery, the control socket's lines), golden-tested and fuzzed.
 //!
-//! No socket or clock is touched here, and no `unsafe`.
+//! No file, socket or clock is touched here (`ipfailover-os` reads the configuration and the
+//! secret, and hands their bytes in), and no `unsafe`: see docs/design.md.
 
 #![forbid(unsafe_code)]
 
