@@ -1,33 +1,11 @@
 //! What the bench's programs share: clocks, process costs, statistics, the plot.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write;
 use std::time::Duration;
 
-pub use ipfailover_e2e::{cpu_ns, rss_kib};
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in every network namespace, so the probe
-/// in the client and the driver outside agree on when things happened.
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the one we pass.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// The children of a process (keepalived forks its VRRP worker).
-pub fn children(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
+pub use ipfailover_e2e::process::{cpu_ns, mono_ns, rss_kib, signal_pid, with_children};
 
 /// Min, median and max of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]

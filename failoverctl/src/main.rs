@@ -8,6 +8,8 @@
 //! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`]) are pure functions
 //! of what was read ([`observe::Seen`]) and the time; this file does the reading and writing.
 
+#![forbid(unsafe_code)]
+
 mod health;
 mod html;
 mod init;

@@ -31,6 +31,8 @@
 //!
 //! Endpoints are tried in turn: a request that fails moves every thread to the next one.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 
 use std::collections::BTreeMap;

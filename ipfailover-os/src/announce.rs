@@ -158,27 +158,27 @@ fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
 
 /// Sets a raw ICMPv6 socket's `ICMP6_FILTER` (RFC 3542 §3.2): bit `t` of the 256 set blocks
 /// type `t` on input.
-///
-/// A raw setsockopt: neither nix's `sockopt` nor socket2 has this option, and a `SetSockOpt`
-/// of our own would be the same unsafe call behind a trait.
 #[cfg(target_os = "linux")]
 pub(crate) fn set_icmp6_filter(socket: &socket2::Socket, filter: &[u32; 8]) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the option value is the 32-byte `struct icmp6_filter` (eight u32), passed by a
-    // pointer and length valid for reads for the call; the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            ICMPV6_FILTER,
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(filter) as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::sys::socket::setsockopt(socket, icmp6_filter::Icmp6Filter, filter)?;
     Ok(())
+}
+
+/// `ICMP6_FILTER` as a nix socket option: neither nix nor socket2 has it, and nix's
+/// `sockopt_impl!` defines one from the option's level, name and value type (the 32-byte
+/// `struct icmp6_filter`, eight u32), the way nix defines its own.
+#[cfg(target_os = "linux")]
+mod icmp6_filter {
+    use nix::{setsockopt_impl, sockopt_impl};
+
+    sockopt_impl!(
+        /// `ICMPV6_FILTER` at level `IPPROTO_ICMPV6`, set only.
+        Icmp6Filter,
+        SetOnly,
+        libc::IPPROTO_ICMPV6,
+        super::ICMPV6_FILTER,
+        [u32; 8]
+    );
 }
 
 /// Sends `payload` to `dest` with source address `source` on interface `index`, given per
@@ -215,20 +215,22 @@ fn send_from(
 /// Built by hand: socket2 has no constructor for `AF_PACKET` addresses, nor nix for its
 /// `LinkAddr` (only the unsafe `SockaddrLike::from_raw`).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
     let mut storage = socket2::SockAddrStorage::zeroed();
-    // SAFETY: `sockaddr_ll` is one of this platform's socket address types, valid all zeroes
-    // as the storage is, and fits in it (`view_as` asserts it).
-    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
-    ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
-    ll.sll_protocol = protocol.to_be();
-    ll.sll_ifindex = index as libc::c_int;
-    ll.sll_halen = 6;
-    ll.sll_addr[..6].copy_from_slice(&mac);
     let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the storage holds an initialised `sockaddr_ll` of family AF_PACKET, and `len`
-    // is its size.
-    unsafe { socket2::SockAddr::new(storage, len) }
+    // SAFETY: `sockaddr_ll` is one of this platform's socket address types, valid all zeroes
+    // as the storage is, and fits in it (`view_as` asserts it); once its fields are set, the
+    // storage holds an initialised `sockaddr_ll` of family AF_PACKET, and `len` is its size.
+    unsafe {
+        let ll = storage.view_as::<libc::sockaddr_ll>();
+        ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
+        ll.sll_protocol = protocol.to_be();
+        ll.sll_ifindex = index as libc::c_int;
+        ll.sll_halen = 6;
+        ll.sll_addr[..6].copy_from_slice(&mac);
+        socket2::SockAddr::new(storage, len)
+    }
 }
 
 /// One [`Announcer`] per interface, opened when first needed and kept: what both daemons

@@ -17,6 +17,12 @@
 //!
 //! Everything here acts in the network namespace of the calling thread: sockets are opened,
 //! and interfaces looked up, in the thread that calls the function or constructor.
+//!
+//! `unsafe` is denied here as in the other crates, except in the few functions that make a
+//! system call no maintained crate wraps; each allows it by name, and each `unsafe` block
+//! says why it is sound (docs/design.md, "unsafe").
+
+#![deny(unsafe_code)]
 
 pub mod addrs;
 pub mod announce;

@@ -33,6 +33,8 @@
 //! slow turn) counts before a deadline is judged. A core whose deadline must come first (a
 //! group member's fencing) checks it on every event itself.
 
+#![forbid(unsafe_code)]
+
 pub mod addresses;
 pub mod announce;
 pub mod conflict;

@@ -22,12 +22,10 @@ fn now_ms() -> u64 {
 }
 
 fn this_host() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(rc, 0, "gethostname");
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn link(addr: &str, iface: &str, state: &str, age_ms: u64) -> LinkStatus {
