@@ -229,7 +229,7 @@ pub fn entered(status: &Status) -> Option<&ipfailover::status::TransitionStatus>
         .find(|t| t.to == status.state)
 }
 
-/// The group rules (SPEC §9), for a failoverd that is a group member:
+/// The group rules (docs/groups.md, "The rules"), for a failoverd that is a group member:
 ///
 /// - **down**: an address of the group has no holder in this member's view (nobody answers
 ///   for it; while etcd is unreachable the view may be old, and that is said too).

@@ -532,7 +532,7 @@ fn check_config(common: &CommonArgs) -> i32 {
             roles
         }
     };
-    // heartbeatd first, then failoverd: the order the spec lists them.
+    // heartbeatd first, then failoverd: the order docs/configuration.md lists their keys.
     roles.sort_by_key(|r| match r {
         Role::Heartbeatd => 0,
         Role::Failoverd => 1,

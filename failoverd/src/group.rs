@@ -1,4 +1,4 @@
-//! failoverd as a member of a group (SPEC §9), a driver of the runtime around
+//! failoverd as a member of a group (docs/groups.md), a driver of the runtime around
 //! [`ipfailover::group::Group`]: etcd's answers arrive through a channel and a [`Waker`] (the
 //! `ipfailover-etcd` worker threads), drained every turn; the core's actions are carried out in
 //! order through the runtime's services (hooks, addresses, announcements, conflict probes,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The schema version written in every file.
 pub const SCHEMA: u32 = 1;
 
-/// A status file is rewritten on every change and at least this often (SPEC §7's ceiling).
+/// A status file is rewritten on every change and at least this often (docs/status.md).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// Whether a daemon awake at `now` should rewrite its status file, last written at `written`,
@@ -100,7 +100,7 @@ pub struct Status {
     /// release rule is off until `failoverctl release`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_by_hand: bool,
-    /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
+    /// The group (failoverd in group mode, docs/groups.md): members, holders, etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupStatus>,
     /// The latest transitions, oldest first.

@@ -1,4 +1,4 @@
-//! A lab for groups (SPEC §9): a three-member etcd cluster and N group members, each host in a
+//! A lab for groups (docs/groups.md): a three-member etcd cluster and N group members, each host in a
 //! namespace of its own, and a client; torn down on drop like [`crate::Lab`].
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! The administrator in charge (SPEC §11), on real namespaces: pause and resume, a pause that
+//! The administrator in charge (docs/failoverctl.md, "Taking the wheel"), on real namespaces: pause and resume, a pause that
 //! ends by itself and one that survives a restart, release and takeover by hand with their
 //! refusals, and a caller who is not failoverd's user.
 

@@ -1,6 +1,6 @@
 //! The rules the source keeps (docs/design.md), checked on the files themselves: `unsafe`
 //! only in ipfailover-os, at most eight blocks, each with its SAFETY comment; every other
-//! crate forbids it; no file access in the core.
+//! crate forbids it; no file access in the core; citations of the project's own docs only.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -182,6 +182,34 @@ fn the_core_touches_no_file() {
                     i + 1
                 );
             }
+        }
+    }
+}
+#[test]
+fn only_the_projects_own_docs_are_cited() {
+    let mut files = Vec::new();
+    for dir in crate_dirs() {
+        files.extend(rust_files(&dir));
+    }
+    for doc in ["docs", "."] {
+        for e in fs::read_dir(repo().join(doc)).expect("docs").flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "md") {
+                files.push(p);
+            }
+        }
+    }
+    let spec = ["SPEC", " §"].concat();
+    let shared = ["/work", "/shared"].concat();
+    for file in files {
+        let text = fs::read_to_string(&file).expect("file");
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains(&spec) && !line.contains(&shared),
+                "{}:{}: cites a document outside the repository: {line}",
+                file.display(),
+                i + 1
+            );
         }
     }
 }

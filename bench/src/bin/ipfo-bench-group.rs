@@ -1,4 +1,4 @@
-//! The group benchmark (SPEC §9): ipfailover's group on a three-member etcd cluster, side by
+//! The group benchmark (docs/groups.md): ipfailover's group on a three-member etcd cluster, side by
 //! side with keepalived running three VRRP nodes (unicast peers) on the same lab, three hosts
 //! and a client. It reports, it does not judge: medians and spread of the crash takeover and
 //! the clean stop, the milliseconds with two holders and with none while the holder is cut off

@@ -81,7 +81,7 @@ pub struct Settings {
     pub email_from: Option<String>,
     /// `FAILOVER_STATE_DIR`: where the status files go.
     pub state_dir: PathBuf,
-    /// `FAILOVER_ETCD_ENDPOINTS`: etcd's URLs; set, failoverd is a group member (SPEC §9).
+    /// `FAILOVER_ETCD_ENDPOINTS`: etcd's URLs; set, failoverd is a group member (docs/groups.md).
     pub etcd_endpoints: Vec<String>,
     /// `FAILOVER_GROUP`: the group's name, its keys under `/ipfailover/<group>/`.
     pub group: String,
