@@ -9,27 +9,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ipfailover::status::Status;
+use ipfailover::status::{AddressHolder, DaemonState, LinkState, Status};
 
 use crate::health::{link_age_ms, Freshness, Health};
 use crate::observe::{Daemon, Seen};
 
-/// failoverd's states (a pair's, then a group member's); heartbeatd's.
-const FAILOVERD_STATES: [&str; 12] = [
-    "boot-grace",
-    "monitoring",
-    "conflict",
-    "third-host",
-    "acquiring",
-    "acquired",
-    "releasing",
-    "stopped",
-    "joining",
-    "member",
-    "no-lease",
-    "unknown",
-];
-const HEARTBEATD_STATES: [&str; 3] = ["sending", "stopped", "unknown"];
+/// The `state` label of a state this failoverctl does not know.
+const UNKNOWN_STATE: &str = "unknown";
 
 /// One metric family being written: its samples, in order.
 struct Family {
@@ -171,22 +157,23 @@ pub fn render_metrics(seen: &Seen, health: &Health, now_ms: u64) -> String {
 
 fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
     let d = daemon.name();
-    let known: &[&str] = match daemon {
-        Daemon::Failoverd => &FAILOVERD_STATES,
-        Daemon::Heartbeatd => &HEARTBEATD_STATES,
+    let known: &[DaemonState] = match daemon {
+        Daemon::Failoverd => &DaemonState::FAILOVERD,
+        Daemon::Heartbeatd => &DaemonState::HEARTBEATD,
     };
-    let current = if known.contains(&s.state.as_str()) {
+    let current = if known.contains(&s.state) {
         s.state.as_str()
     } else {
-        "unknown"
+        UNKNOWN_STATE
     };
-    for state in known {
+    let labels = known.iter().map(DaemonState::as_str).chain([UNKNOWN_STATE]);
+    for state in labels {
         o.add(
             "ipfailover_state",
             "gauge",
             "1 for the daemon's current state, 0 for the others it can be in",
             &[("daemon", d), ("state", state)],
-            if *state == current { 1.0 } else { 0.0 },
+            if state == current { 1.0 } else { 0.0 },
         );
     }
     o.add(
@@ -220,7 +207,7 @@ fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
         .transitions
         .iter()
         .rev()
-        .find(|t| t.to == s.state)
+        .find(|t| t.to == s.state.as_str())
         .filter(|_| s.group.is_none())
     {
         o.add(
@@ -279,7 +266,7 @@ fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
             "gauge",
             "1 while heartbeats arrive on the link within the timeout",
             &labels,
-            if l.state == "up" { 1.0 } else { 0.0 },
+            if l.state == LinkState::Up { 1.0 } else { 0.0 },
         );
         o.add(
             "ipfailover_link_last_heartbeat_age_seconds",
@@ -313,7 +300,7 @@ fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
         let unanswered = s
             .addresses
             .iter()
-            .filter(|a| !a.held && a.holder.as_deref() == Some("nobody"))
+            .filter(|a| !a.held && a.holder == Some(AddressHolder::Nobody))
             .count();
         o.add(
             "ipfailover_addresses_unanswered",

@@ -188,7 +188,7 @@ mod tests {
 
         std::fs::write(dir.join("failoverd.json"), "{not json").unwrap();
         let mut s = Status::new("heartbeatd", "0.1.0", std::process::id(), "here", 1);
-        s.state = "sending".into();
+        s.state = ipfailover::status::DaemonState::Sending;
         let mut raw = serde_json::to_value(&s).unwrap();
         raw["future_field"] = Value::from(7);
         std::fs::write(dir.join("heartbeatd.json"), raw.to_string()).unwrap();

@@ -15,7 +15,9 @@ use ipfailover::group::{
     AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
 };
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus, TransitionStatus};
+use ipfailover::status::{
+    DaemonState, GroupAddressState, GroupAddressStatus, GroupStatus, MemberStatus, TransitionStatus,
+};
 use ipfailover_etcd::{Client, Reply, Request};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
@@ -760,15 +762,14 @@ impl Driver for GroupMember {
             .collect();
         let s = rt.status.get_mut();
         s.state = if exiting {
-            "stopped"
+            DaemonState::Stopped
         } else {
             match self.core.lease() {
-                Lease::None => "no-lease",
-                Lease::Granting => "joining",
-                Lease::Held { .. } => "member",
+                Lease::None => DaemonState::NoLease,
+                Lease::Granting => DaemonState::Joining,
+                Lease::Held { .. } => DaemonState::Member,
             }
-        }
-        .to_string();
+        };
         let view = self.core.view();
         let mut members: Vec<MemberStatus> = view
             .members
@@ -815,8 +816,7 @@ impl Driver for GroupMember {
                         since_ms: self.since.get(&p.addr).map(|(_, t)| *t),
                         state: states
                             .get(&p.addr)
-                            .map_or("free", |st| st.as_str())
-                            .to_string(),
+                            .map_or(GroupAddressState::Free, |st| (*st).into()),
                         held,
                         error,
                     }

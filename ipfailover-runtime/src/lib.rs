@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipfailover::receive::Counters;
-use ipfailover::status::AddressStatus;
+use ipfailover::status::{AddressHolder, AddressStatus};
 use ipfailover_os::control::Request;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::PhaseReport;
@@ -183,7 +183,7 @@ pub trait Driver {
 
     /// Who answers for one of the addresses the runtime keeps, as the status file shows it
     /// (`here`, `peer`, `nobody`...), if the driver can tell.
-    fn address_holder(&self, _addr: IpAddr, _now: Instant) -> Option<&'static str> {
+    fn address_holder(&self, _addr: IpAddr, _now: Instant) -> Option<AddressHolder> {
         None
     }
 
@@ -472,9 +472,7 @@ impl Runtime {
                 address: e.pair().addr.to_string(),
                 prefix: e.pair().prefix,
                 held: e.held(),
-                holder: driver
-                    .address_holder(e.pair().addr, now)
-                    .map(str::to_string),
+                holder: driver.address_holder(e.pair().addr, now),
                 error: e.error().map(ToString::to_string),
             })
             .collect();

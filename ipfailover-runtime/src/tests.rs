@@ -84,7 +84,7 @@ impl Driver for Fake {
     }
 
     fn fill_status(&mut self, rt: &mut Runtime, _now: Instant) {
-        rt.status.get_mut().state = format!("ticked-{}", self.ticks);
+        rt.status.get_mut().state = format!("ticked-{}", self.ticks).into();
     }
 }
 

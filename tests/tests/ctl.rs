@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
+use ipfailover::status::{
+    AddressStatus, DaemonState, LinkState, LinkStatus, Status, TransitionStatus,
+};
 use ipfailover_e2e::bin;
 
 fn scratch(name: &str) -> PathBuf {
@@ -28,13 +30,13 @@ fn this_host() -> String {
         .into_owned()
 }
 
-fn link(addr: &str, iface: &str, state: &str, age_ms: u64) -> LinkStatus {
+fn link(addr: &str, iface: &str, state: LinkState, age_ms: u64) -> LinkStatus {
     LinkStatus {
         peer_address: addr.into(),
         interface: Some(iface.into()),
         last_heartbeat_age_ms: age_ms,
         heartbeats: 4021,
-        state: state.into(),
+        state,
     }
 }
 
@@ -44,13 +46,13 @@ fn failoverd() -> Status {
     let mut s = Status::new("failoverd", "0.1.0", 412, "sec-1", now - 11_520_000);
     s.updated_at_ms = now - 300;
     s.refresh_ms = 1_000;
-    s.state = "monitoring".into();
+    s.state = DaemonState::Monitoring;
     s.peer = Some("198.51.100.10".into());
     s.timeout_ms = Some(3_000);
     s.interval_ms = Some(1_000);
     s.links = vec![
-        link("198.51.100.10", "eth0", "up", 200),
-        link("203.0.113.10", "eth1", "up", 250),
+        link("198.51.100.10", "eth0", LinkState::Up, 200),
+        link("203.0.113.10", "eth1", LinkState::Up, 250),
     ];
     s.addresses = vec![AddressStatus {
         interface: "eth0".into(),
@@ -77,10 +79,10 @@ fn failoverd() -> Status {
 fn failed_over() -> Status {
     let now = now_ms();
     let mut s = failoverd();
-    s.state = "acquired".into();
+    s.state = DaemonState::Acquired;
     s.links = vec![
-        link("198.51.100.10", "eth0", "silent", 133_000),
-        link("203.0.113.10", "eth1", "silent", 133_000),
+        link("198.51.100.10", "eth0", LinkState::Silent, 133_000),
+        link("203.0.113.10", "eth1", LinkState::Silent, 133_000),
     ];
     s.addresses[0].held = true;
     s.push_transition(TransitionStatus {
@@ -109,7 +111,7 @@ fn heartbeatd() -> Status {
     let mut s = Status::new("heartbeatd", "0.1.0", 99, "pri-1", now - 11_520_000);
     s.updated_at_ms = now - 300;
     s.refresh_ms = 1_000;
-    s.state = "sending".into();
+    s.state = DaemonState::Sending;
     s.interval_ms = Some(1_000);
     s.destinations = vec!["198.51.100.255:1694".into(), "203.0.113.255:1694".into()];
     s.counters.sent = 11520;
@@ -224,7 +226,7 @@ fn healthy_pair_exits_0() {
 #[test]
 fn a_lost_link_is_degraded_and_exits_1() {
     let mut fo = failoverd();
-    fo.links[0] = link("198.51.100.10", "eth0", "lost", 133_000);
+    fo.links[0] = link("198.51.100.10", "eth0", LinkState::Lost, 133_000);
     let dir = situation("lost", Some(&fo), Some(&heartbeatd()));
     let (text, json, html) = status_all_ways(&dir, 1);
     assert!(text.starts_with("DEGRADED (exit 1): "), "{text}");
@@ -246,7 +248,7 @@ fn a_lost_link_is_degraded_and_exits_1() {
 #[test]
 fn boot_grace_and_a_stopped_heartbeatd_are_degraded() {
     let mut fo = failoverd();
-    fo.state = "boot-grace".into();
+    fo.state = DaemonState::BootGrace;
     let dir = situation("grace", Some(&fo), None);
     let (text, json, _) = status_all_ways(&dir, 1);
     assert!(text.contains("boot grace"), "{text}");
@@ -254,7 +256,7 @@ fn boot_grace_and_a_stopped_heartbeatd_are_degraded() {
     fs::remove_dir_all(&dir).expect("cleanup");
 
     let mut hb = heartbeatd();
-    hb.state = "stopped".into();
+    hb.state = DaemonState::Stopped;
     let dir = situation("stopped", None, Some(&hb));
     let (text, _, _) = status_all_ways(&dir, 1);
     assert!(text.contains("heartbeatd on pri-1 has stopped"), "{text}");
