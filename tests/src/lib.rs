@@ -176,6 +176,15 @@ pub fn run(args: &[&str]) -> Output {
     out
 }
 
+/// What a command printed: its standard output, then its standard error.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// `systemd-analyze verify` on unit files: `Ok` if it exits 0 and says nothing, else what it
 /// said. It exits 0 on unknown keys but names them, so any output is a finding (but for the
 /// absence of a system bus, as in a container).
@@ -186,11 +195,7 @@ pub fn systemd_verify(units: &[&Path]) -> Result<(), String> {
         .stdin(Stdio::null())
         .output()
         .expect("systemd-analyze (package systemd) is needed");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = output_text(&out);
     let findings = said
         .lines()
         .filter(|l| !l.contains("Failed to connect to bus") && !l.trim().is_empty())

@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ipfailover_e2e::output_text as said;
 use ipfailover_e2e::{bin, wait_for, Host, Lab, VIP};
 
 const SMTP_PORT: u16 = 2531;
@@ -21,14 +22,6 @@ fn ctl(lab: &Lab, args: &[&str]) -> Output {
         .args(&argv)
         .output()
         .expect("failoverctl")
-}
-
-fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A pair with mail to the lab's SMTP server, and `extra` for failoverd.

@@ -11,6 +11,7 @@ use ipfailover::status::{
     AddressStatus, DaemonState, LinkState, LinkStatus, Status, TransitionStatus,
 };
 use ipfailover_e2e::bin;
+use ipfailover_e2e::output_text as all;
 
 fn scratch(name: &str) -> PathBuf {
     ipfailover_e2e::scratch("ctl", name)
@@ -143,14 +144,6 @@ fn ctl(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs `status --state-dir DIR` as text, as JSON and with `--html`, checks that the three

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ipfailover_e2e::{repo, systemd_verify};
+use ipfailover_e2e::{output_text, repo, systemd_verify};
 
 fn run(argv: &[&str]) -> Output {
     Command::new(argv[0])
@@ -21,11 +21,7 @@ fn run(argv: &[&str]) -> Output {
 
 fn ok(argv: &[&str]) -> String {
     let out = run(argv);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success(),
         "{argv:?} failed ({}):\n{text}",
