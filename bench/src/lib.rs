@@ -1,5 +1,7 @@
 //! What the bench's programs share: clocks, process costs, statistics, the plot.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write;
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,31 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipfailover::wire::{self, Kind, Message};
-pub use ipfailover_e2e::{cpu_ns, rss_kib};
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in every network namespace, so the probe
-/// in the client and the driver outside agree on when things happened.
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the one we pass.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// The children of a process (keepalived forks its VRRP worker).
-pub fn children(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
+pub use ipfailover_e2e::process::{children, cpu_ns, mono_ns, rss_kib, signal_pid, with_children};
 
 /// The heartbeats a host on the primary's LAN hears: a thread inside a network namespace
 /// (the client's) bound to the heartbeat port, noting when each heartbeat from `from` arrives
@@ -121,12 +99,10 @@ impl Drop for HeartbeatWatch {
 /// Moves the calling thread into a network namespace and binds a UDP socket on `port` there,
 /// with a short read timeout so that the thread sees its stop flag.
 fn enter_and_bind(path: &str, port: u16) -> Result<UdpSocket, String> {
-    use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: setns on a namespace file we opened; it moves only this thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-    }
+    // setns moves only this thread.
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns {path}: {e}"))?;
     let socket =
         UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind port {port}: {e}"))?;
     socket

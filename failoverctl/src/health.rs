@@ -22,7 +22,9 @@
 //! - **healthy** (exit 0): anything else. One fresh file alone is healthy: a primary runs only
 //!   heartbeatd.
 
-use ipfailover::status::Status;
+use ipfailover::status::{
+    AddressHolder, DaemonState, GroupAddressState, LinkState, PeerState, Status,
+};
 use ipfailover_os::daemon::exit;
 
 use crate::observe::{Daemon, Found, Seen};
@@ -190,11 +192,6 @@ pub fn freshness(found: &Found, now_ms: u64, this_host: &str) -> Freshness {
     }
 }
 
-/// Whether failoverd's state means this host has taken, holds or gives back the peer's address.
-pub fn is_failed_over_state(state: &str) -> bool {
-    matches!(state, "acquiring" | "acquired" | "releasing")
-}
-
 /// The addresses a status says are held, as `a.b.c.d/p on iface`.
 pub fn held_addresses(status: &Status) -> Vec<String> {
     status
@@ -226,10 +223,10 @@ pub fn entered(status: &Status) -> Option<&ipfailover::status::TransitionStatus>
         .transitions
         .iter()
         .rev()
-        .find(|t| t.to == status.state)
+        .find(|t| t.to == status.state.as_str())
 }
 
-/// The group rules (SPEC §9), for a failoverd that is a group member:
+/// The group rules (docs/groups.md, "The rules"), for a failoverd that is a group member:
 ///
 /// - **down**: an address of the group has no holder in this member's view (nobody answers
 ///   for it; while etcd is unreachable the view may be old, and that is said too).
@@ -275,11 +272,13 @@ pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Lev
             ),
         ));
     }
-    match s.state.as_str() {
-        "member" => {}
-        "stopped" => out.push((Level::Degraded, format!("{who} has stopped"))),
-        "joining" => out.push((Level::Degraded, format!("{who} is asking etcd for a lease"))),
-        "no-lease" => out.push((
+    match &s.state {
+        DaemonState::Member => {}
+        DaemonState::Stopped => out.push((Level::Degraded, format!("{who} has stopped"))),
+        DaemonState::Joining => {
+            out.push((Level::Degraded, format!("{who} is asking etcd for a lease")))
+        }
+        DaemonState::NoLease => out.push((
             Level::Degraded,
             format!(
                 "{who} has no lease: it cannot hold or acquire anything (it fenced itself, or \
@@ -288,11 +287,14 @@ pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Lev
         )),
         other => out.push((
             Level::Degraded,
-            format!("{who} reports a state failoverctl does not know: {other:?}"),
+            format!(
+                "{who} reports a state failoverctl does not know: {:?}",
+                other.as_str()
+            ),
         )),
     }
     for a in &g.addresses {
-        if a.state == "conflict" {
+        if a.state == GroupAddressState::Conflict {
             out.push((
                 Level::Degraded,
                 format!(
@@ -361,7 +363,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 // interface: say so, since nothing else will.
                 if let Some(status) = seen.get(daemon).status() {
                     let held = held_addresses(status);
-                    if is_failed_over_state(&status.state) || !held.is_empty() {
+                    if status.state.failed_over() || !held.is_empty() {
                         reasons.push(format!(
                             "{name}: its last known state was {}{}: check whether this host \
                              still holds the peer's address",
@@ -417,7 +419,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
             for a in s
                 .addresses
                 .iter()
-                .filter(|a| !a.held && a.holder.as_deref() == Some("nobody"))
+                .filter(|a| !a.held && a.holder == Some(AddressHolder::Nobody))
             {
                 raise(
                     Level::Down,
@@ -429,7 +431,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     &mut reasons,
                 );
             }
-            if s.peer_state.as_deref() == Some("daemon-stopped") {
+            if s.peer_state == Some(PeerState::DaemonStopped) {
                 raise(
                     Level::Degraded,
                     format!(
@@ -471,9 +473,9 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 list.join(", ")
             }
         };
-        match s.state.as_str() {
+        match &s.state {
             // This host holds, or is moving, the peer's address: the pair has failed over.
-            "acquiring" => {
+            DaemonState::Acquiring => {
                 failed_over = true;
                 raise(
                     Level::Down,
@@ -485,7 +487,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     &mut reasons,
                 );
             }
-            "acquired" => {
+            DaemonState::Acquired => {
                 failed_over = true;
                 raise(
                     Level::Down,
@@ -523,7 +525,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                     );
                 }
             }
-            "releasing" => {
+            DaemonState::Releasing => {
                 failed_over = true;
                 raise(
                     Level::Down,
@@ -536,7 +538,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 );
             }
             // In its boot grace failoverd does not judge the peer yet: nothing is protected.
-            "boot-grace" => raise(
+            DaemonState::BootGrace => raise(
                 Level::Degraded,
                 format!(
                     "failoverd is in its boot grace period{}: it does not judge peer {peer} yet",
@@ -547,7 +549,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 &mut reasons,
             ),
             // Monitoring: each link that is not up is a reason; so is a peer never heard.
-            "monitoring" => {
+            DaemonState::Monitoring => {
                 if s.links.is_empty() {
                     raise(
                         Level::Degraded,
@@ -558,9 +560,9 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 for link in &s.links {
                     let age = span(link_age_ms(s, link, now_ms));
                     let name = link_name(link);
-                    match link.state.as_str() {
-                        "up" => {}
-                        "lost" => raise(
+                    match &link.state {
+                        LinkState::Up => {}
+                        LinkState::Lost => raise(
                             Level::Degraded,
                             format!(
                                 "failoverd: link {name} is lost: no heartbeat for {age} while \
@@ -568,7 +570,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                             ),
                             &mut reasons,
                         ),
-                        "silent" => raise(
+                        LinkState::Silent => raise(
                             Level::Degraded,
                             format!(
                                 "failoverd: link {name} is silent: no heartbeat for {age}, and \
@@ -578,14 +580,17 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                         ),
                         other => raise(
                             Level::Degraded,
-                            format!("failoverd: link {name} is in an unknown state {other:?}"),
+                            format!(
+                                "failoverd: link {name} is in an unknown state {:?}",
+                                other.as_str()
+                            ),
                             &mut reasons,
                         ),
                     }
                 }
             }
             // The peer is silent on every link but its address still answers: no takeover.
-            "conflict" => {
+            DaemonState::Conflict => {
                 let answered = s.conflict.as_ref().map_or_else(
                     || "still answers".to_string(),
                     |c| {
@@ -609,7 +614,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 );
             }
             // A third host answers for the primary's address: the LAN's clients are split.
-            "third-host" => {
+            DaemonState::ThirdHost => {
                 let what = s.third_host.as_ref().map_or_else(
                     || "a third host answers for its address".to_string(),
                     |t| {
@@ -629,24 +634,27 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 );
             }
             // A stopped failoverd watches nothing (it normally exits right after writing this).
-            "stopped" => raise(
+            DaemonState::Stopped => raise(
                 Level::Degraded,
                 format!("failoverd has stopped: nobody watches peer {peer}"),
                 &mut reasons,
             ),
             other => raise(
                 Level::Degraded,
-                format!("failoverd reports a state failoverctl does not know: {other:?}"),
+                format!(
+                    "failoverd reports a state failoverctl does not know: {:?}",
+                    other.as_str()
+                ),
                 &mut reasons,
             ),
         }
     }
 
     if let (Freshness::Fresh, Some(s)) = (&hb, seen.heartbeatd.status()) {
-        match s.state.as_str() {
+        match &s.state {
             // Sending, but a destination the kernel refuses is a link the secondary does not
             // hear from: say so rather than call it healthy.
-            "sending" => {
+            DaemonState::Sending => {
                 for d in s.sends.iter().filter(|d| d.failing) {
                     raise(
                         Level::Degraded,
@@ -661,7 +669,7 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
                 }
             }
             // A stopped heartbeatd has said goodbye: the secondary takes over, if there is one.
-            "stopped" => raise(
+            DaemonState::Stopped => raise(
                 Level::Degraded,
                 format!(
                     "heartbeatd on {} has stopped sending heartbeats: the secondary takes over",
@@ -671,7 +679,10 @@ pub fn health(seen: &Seen, now_ms: u64, this_host: &str) -> Health {
             ),
             other => raise(
                 Level::Degraded,
-                format!("heartbeatd reports a state failoverctl does not know: {other:?}"),
+                format!(
+                    "heartbeatd reports a state failoverctl does not know: {:?}",
+                    other.as_str()
+                ),
                 &mut reasons,
             ),
         }
@@ -698,13 +709,13 @@ pub(crate) mod tests {
     pub const NOW: u64 = 1_709_215_384_000;
     pub const HOST: &str = "sec-1";
 
-    pub fn link(addr: &str, iface: &str, state: &str, age_ms: u64, n: u64) -> LinkStatus {
+    pub fn link(addr: &str, iface: &str, state: LinkState, age_ms: u64, n: u64) -> LinkStatus {
         LinkStatus {
             peer_address: addr.into(),
             interface: Some(iface.into()),
             last_heartbeat_age_ms: age_ms,
             heartbeats: n,
-            state: state.into(),
+            state,
         }
     }
 
@@ -714,13 +725,13 @@ pub(crate) mod tests {
         let mut s = Status::new("failoverd", "0.1.0", 412, HOST, started);
         s.updated_at_ms = NOW - 500;
         s.refresh_ms = 5_000;
-        s.state = "monitoring".into();
+        s.state = DaemonState::Monitoring;
         s.peer = Some("10.0.0.100".into());
         s.timeout_ms = Some(3_000);
         s.interval_ms = Some(1_000);
         s.links = vec![
-            link("10.0.0.100", "eth0", "up", 200, 4021),
-            link("192.168.0.1", "eth1", "up", 300, 4233),
+            link("10.0.0.100", "eth0", LinkState::Up, 200, 4021),
+            link("192.168.0.1", "eth1", LinkState::Up, 300, 4233),
         ];
         s.addresses = vec![AddressStatus {
             interface: "eth0".into(),
@@ -748,10 +759,10 @@ pub(crate) mod tests {
     pub fn failed_over() -> Status {
         let mut s = failoverd();
         let at = NOW - (2 * 3600 + 60 + 57) * 1000;
-        s.state = "acquired".into();
+        s.state = DaemonState::Acquired;
         s.links = vec![
-            link("10.0.0.100", "eth0", "silent", 7_320_000, 4021),
-            link("192.168.0.1", "eth1", "silent", 7_321_000, 4233),
+            link("10.0.0.100", "eth0", LinkState::Silent, 7_320_000, 4021),
+            link("192.168.0.1", "eth1", LinkState::Silent, 7_321_000, 4233),
         ];
         s.addresses[0].held = true;
         s.push_transition(TransitionStatus {
@@ -779,7 +790,7 @@ pub(crate) mod tests {
         let mut s = Status::new("heartbeatd", "0.1.0", 99, "pri-1", NOW - 11_520_000);
         s.updated_at_ms = NOW - 800;
         s.refresh_ms = 1_000;
-        s.state = "sending".into();
+        s.state = DaemonState::Sending;
         s.interval_ms = Some(1_000);
         s.destinations = vec!["10.0.0.255:1694".into(), "192.168.0.255:1694".into()];
         s.counters.sent = 11520;
@@ -826,7 +837,7 @@ pub(crate) mod tests {
     #[test]
     fn a_conflict_degrades_and_names_the_mac_that_answered() {
         let mut s = failoverd();
-        s.state = "conflict".into();
+        s.state = DaemonState::Conflict;
         s.conflict = Some(ipfailover::status::ConflictStatus {
             address: "10.0.0.100".into(),
             mac: "aa:bb:cc:dd:ee:ff".into(),
@@ -845,7 +856,7 @@ pub(crate) mod tests {
     #[test]
     fn a_conflict_while_holding_and_a_failed_add_are_said() {
         let mut s = failoverd();
-        s.state = "acquired".into();
+        s.state = DaemonState::Acquired;
         s.addresses[0].held = false;
         s.addresses[0].error = Some("interface eth9: No such device".into());
         s.conflict = Some(ipfailover::status::ConflictStatus {
@@ -885,7 +896,7 @@ pub(crate) mod tests {
     #[test]
     fn a_lost_link_degrades() {
         let mut s = failoverd();
-        s.links[0] = link("10.0.0.100", "eth0", "lost", 133_000, 4021);
+        s.links[0] = link("10.0.0.100", "eth0", LinkState::Lost, 133_000, 4021);
         let h = judge(Some(s), Some(heartbeatd()));
         assert_eq!(h.level, Level::Degraded);
         assert_eq!(h.exit_code(), 1);
@@ -902,10 +913,10 @@ pub(crate) mod tests {
     #[test]
     fn a_silent_link_boot_grace_and_no_heartbeat_yet_degrade() {
         let mut s = failoverd();
-        s.links[1].state = "silent".into();
+        s.links[1].state = LinkState::Silent;
         assert_eq!(judge(Some(s), None).level, Level::Degraded);
         let mut s = failoverd();
-        s.state = "boot-grace".into();
+        s.state = DaemonState::BootGrace;
         let h = judge(Some(s), None);
         assert_eq!(h.level, Level::Degraded);
         assert!(h.reasons[0].contains("boot grace"), "{:?}", h.reasons);
@@ -915,7 +926,7 @@ pub(crate) mod tests {
         assert_eq!(h.level, Level::Degraded);
         assert!(h.reasons[0].contains("no heartbeat"), "{:?}", h.reasons);
         let mut s = heartbeatd();
-        s.state = "stopped".into();
+        s.state = DaemonState::Stopped;
         let h = judge(Some(failoverd()), Some(s));
         assert_eq!(h.level, Level::Degraded);
         assert!(h.reasons[0].contains("heartbeatd on pri-1 has stopped"));
@@ -1035,7 +1046,7 @@ pub(crate) mod tests {
         s.state = "dancing".into();
         assert_eq!(judge(None, Some(s)).level, Level::Degraded);
         let mut s = failoverd();
-        s.state = "stopped".into();
+        s.state = DaemonState::Stopped;
         assert_eq!(judge(Some(s), None).level, Level::Degraded);
     }
 
@@ -1043,7 +1054,7 @@ pub(crate) mod tests {
     pub fn group_member() -> Status {
         use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus};
         let mut s = failoverd();
-        s.state = "member".into();
+        s.state = DaemonState::Member;
         s.peer = None;
         s.links.clear();
         s.transitions.clear();
@@ -1054,7 +1065,11 @@ pub(crate) mod tests {
             holder: holder.map(str::to_string),
             epoch: holder.map(|_| 12),
             since_ms: Some(NOW - 60_000),
-            state: if held { "held" } else { "free" }.into(),
+            state: if held {
+                GroupAddressState::Held
+            } else {
+                GroupAddressState::Free
+            },
             held,
             error: None,
         };
@@ -1123,7 +1138,7 @@ pub(crate) mod tests {
             |s: &mut Status| s.state = "no-lease".into(),
             |s: &mut Status| {
                 if let Some(g) = s.group.as_mut() {
-                    g.addresses[0].state = "conflict".into();
+                    g.addresses[0].state = GroupAddressState::Conflict;
                 }
             },
         ] {

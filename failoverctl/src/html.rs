@@ -8,9 +8,9 @@
 
 use std::fmt::Write as _;
 
-use ipfailover::status::Status;
+use ipfailover::status::{DaemonState, LinkState, Status};
 
-use crate::health::{is_failed_over_state, link_age_ms, Freshness, Health, Level};
+use crate::health::{link_age_ms, Freshness, Health, Level};
 use crate::observe::{Daemon, Seen};
 use crate::text::{datagram_counters, failoverd_summary, heartbeatd_summary};
 use ipfailover::timefmt::{span, wall};
@@ -71,25 +71,25 @@ pub fn daemon_tone(daemon: Daemon, freshness: &Freshness, status: Option<&Status
             Some(_) => Tone::Amber,
         };
     }
-    match (daemon, s.state.as_str()) {
-        (Daemon::Failoverd, "monitoring")
-            if !s.links.is_empty() && s.links.iter().all(|l| l.state == "up") =>
+    match (daemon, &s.state) {
+        (Daemon::Failoverd, DaemonState::Monitoring)
+            if !s.links.is_empty() && s.links.iter().all(|l| l.state == LinkState::Up) =>
         {
             Tone::Green
         }
-        (Daemon::Failoverd, state) if is_failed_over_state(state) || state == "stopped" => {
+        (Daemon::Failoverd, state) if state.failed_over() || *state == DaemonState::Stopped => {
             Tone::Red
         }
-        (Daemon::Heartbeatd, "sending") => Tone::Green,
+        (Daemon::Heartbeatd, DaemonState::Sending) => Tone::Green,
         _ => Tone::Amber,
     }
 }
 
 /// A link's colour: up is green, lost (another link still heard) amber, silent red.
-pub fn link_tone(state: &str) -> Tone {
+pub fn link_tone(state: &LinkState) -> Tone {
     match state {
-        "up" => Tone::Green,
-        "silent" => Tone::Red,
+        LinkState::Up => Tone::Green,
+        LinkState::Silent => Tone::Red,
         _ => Tone::Amber,
     }
 }
@@ -251,7 +251,7 @@ fn card(out: &mut String, seen: &Seen, health: &Health, daemon: Daemon, now_ms: 
                 badge(Tone::Red, "STALE"),
                 esc(&s.hostname),
                 esc(&stale.describe()),
-                esc(&s.state),
+                esc(s.state.as_str()),
                 wall(s.updated_at_ms, now_ms)
             );
             details(out, daemon, s, now_ms, false);
@@ -263,7 +263,7 @@ fn card(out: &mut String, seen: &Seen, health: &Health, daemon: Daemon, now_ms: 
                 Daemon::Heartbeatd => heartbeatd_summary(s),
             };
             // The card lists heartbeatd's destinations below; the line needs only the pace.
-            if daemon == Daemon::Heartbeatd && s.state == "sending" {
+            if daemon == Daemon::Heartbeatd && s.state == DaemonState::Sending {
                 summary.detail = match s.interval_ms {
                     Some(i) => format!("every {}, {} sent", span(i), s.counters.sent),
                     None => format!("{} sent", s.counters.sent),
@@ -343,7 +343,7 @@ fn details(out: &mut String, daemon: Daemon, s: &Status, now_ms: u64, current: b
                  <td class=\"n\">{}</td></tr>",
                 esc(&l.peer_address),
                 esc(l.interface.as_deref().unwrap_or("?")),
-                badge(tone(link_tone(&l.state)), &l.state.to_uppercase()),
+                badge(tone(link_tone(&l.state)), &l.state.as_str().to_uppercase()),
                 span(link_age_ms(s, l, now_ms)),
                 l.heartbeats
             );
@@ -475,7 +475,7 @@ fn group_details(
             esc(&a.interface),
             a.epoch.map(|e| e.to_string()).unwrap_or_default(),
             a.since_ms.map(|t| wall(t, now_ms)).unwrap_or_default(),
-            esc(&a.state)
+            esc(a.state.as_str())
         );
     }
     out.push_str("</table>\n");
@@ -516,7 +516,7 @@ mod tests {
     #[test]
     fn a_lost_link_is_amber() {
         let mut s = failoverd();
-        s.links[0] = link("10.0.0.100", "eth0", "lost", 133_000, 4021);
+        s.links[0] = link("10.0.0.100", "eth0", LinkState::Lost, 133_000, 4021);
         let html = page(&seen(Some(s), Some(heartbeatd())));
         check_shape(&html);
         assert!(html.contains("<header class=\"banner amber\">\n<h1>DEGRADED</h1>"));

@@ -5,8 +5,12 @@
 //! Exit codes: one table for the three programs, `ipfailover_os::daemon::exit::TABLE`
 //! (docs/exit-codes.md), whose rows for failoverctl `--help` lists.
 //!
-//! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`]) are pure functions
-//! of what was read ([`observe::Seen`]) and the time; this file does the reading and writing.
+//! Judging ([`health::health`]) and rendering ([`text`], [`json`], [`html`], [`metrics`]) are
+//! pure functions of one look at the state directory ([`observe::observe`]: the files, the
+//! clock read once, the verdict), which `status`, `watch` and `metrics` share; this file does
+//! the reading and writing.
+
+#![forbid(unsafe_code)]
 
 mod health;
 mod html;
@@ -26,7 +30,7 @@ use ipfailover::settings::{Role, Settings};
 use ipfailover_os::check;
 use ipfailover_os::daemon::{self, exit, CommonArgs};
 
-use crate::observe::Seen;
+use crate::observe::{observe, Observation};
 use ipfailover_os::control::Request;
 
 /// What `--help` adds to the exit codes of [`exit::TABLE`]: how `status` judges staleness.
@@ -233,12 +237,9 @@ fn main() {
         (true, _) | (false, Some(Command::CheckConfig)) => check_config(&args.common),
         (false, Some(Command::Status(s))) => status(&args.common, s),
         (false, Some(Command::Metrics(m))) => metrics(&args.common, m),
-        (false, Some(Command::Watch(w))) => match &w.state_dir {
-            Some(d) => watch::watch(d, w.count),
-            None => match settings_for_status(&args.common) {
-                Ok(s) => watch::watch(&s.state_dir, w.count),
-                Err(code) => code,
-            },
+        (false, Some(Command::Watch(w))) => match state_dir(&args.common, w.state_dir.as_ref()) {
+            Ok(dir) => watch::watch(&dir, w.count),
+            Err(code) => code,
         },
         (false, Some(Command::Init(i))) => init::init(init::InitOptions {
             primary: i.primary,
@@ -293,19 +294,25 @@ fn print(text: &str) {
     let _ = out.flush();
 }
 
+/// The state directory: `--state-dir`, or the configured `FAILOVER_STATE_DIR`; an exit code
+/// if the configuration cannot say.
+fn state_dir(common: &CommonArgs, given: Option<&PathBuf>) -> Result<PathBuf, i32> {
+    match given {
+        Some(dir) => Ok(dir.clone()),
+        None => settings_for_status(common).map(|settings| settings.state_dir),
+    }
+}
+
 fn status(common: &CommonArgs, args: &StatusArgs) -> i32 {
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => match settings_for_status(common) {
-            Ok(settings) => settings.state_dir,
-            Err(code) => return code,
-        },
+    let dir = match state_dir(common, args.state_dir.as_ref()) {
+        Ok(dir) => dir,
+        Err(code) => return code,
     };
-    let this_host = daemon::hostname();
-    let seen = Seen::read(&dir, &this_host);
-    // The clock is read once, after the files: every age is then measured from one instant.
-    let now_ms = daemon::wall_ms();
-    let health = health::health(&seen, now_ms, &this_host);
+    let Observation {
+        seen,
+        health,
+        now_ms,
+    } = observe(&dir, &daemon::hostname());
     let mut code = health.exit_code();
     if let Some(file) = &args.html {
         let page = html::render_html(&seen, &health, now_ms);
@@ -341,12 +348,9 @@ fn parse_for(text: &str) -> Result<u64, String> {
 /// Sends one command to failoverd and prints its answer: exit 0 done, 1 refused, 69 when no
 /// failoverd answers, 77 when this user may not command it.
 fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => match settings_for_status(common) {
-            Ok(settings) => settings.state_dir,
-            Err(code) => return code,
-        },
+    let dir = match state_dir(common, args.state_dir.as_ref()) {
+        Ok(dir) => dir,
+        Err(code) => return code,
     };
     // A takeover waits for its probe round (a second at most); the rest answer at once.
     let wait = std::time::Duration::from_secs(15);
@@ -391,18 +395,12 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
 }
 
 fn metrics(common: &CommonArgs, args: &MetricsArgs) -> i32 {
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => match settings_for_status(common) {
-            Ok(settings) => settings.state_dir,
-            Err(code) => return code,
-        },
+    let dir = match state_dir(common, args.state_dir.as_ref()) {
+        Ok(dir) => dir,
+        Err(code) => return code,
     };
-    let this_host = daemon::hostname();
-    let seen = Seen::read(&dir, &this_host);
-    let now_ms = daemon::wall_ms();
-    let health = health::health(&seen, now_ms, &this_host);
-    let text = metrics::render_metrics(&seen, &health, now_ms);
+    let o = observe(&dir, &daemon::hostname());
+    let text = metrics::render_metrics(&o.seen, &o.health, o.now_ms);
     match &args.output {
         Some(file) => match ipfailover_os::safe_fs::write_atomic(file, text.as_bytes(), 0o644) {
             Ok(()) => exit::OK,
@@ -427,7 +425,7 @@ fn settings_for_status(common: &CommonArgs) -> Result<Settings, i32> {
     let loaded = if common.config.is_none() && missing {
         Settings::from_hostconfig("", &path, Role::Ctl)
     } else {
-        Settings::load(&path, Role::Ctl)
+        ipfailover_os::config::load_settings(&path, Role::Ctl)
     };
     match loaded {
         Ok(settings) => {
@@ -513,7 +511,7 @@ fn roles_in_text(text: &str) -> Vec<Role> {
 /// daemons whose keys the file sets.
 fn check_config(common: &CommonArgs) -> i32 {
     let path = common.config_path();
-    let mut roles = match Settings::load(&path, Role::Ctl) {
+    let mut roles = match ipfailover_os::config::load_settings(&path, Role::Ctl) {
         Ok(settings) => roles_of(&settings),
         Err(errors) => {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -530,7 +528,7 @@ fn check_config(common: &CommonArgs) -> i32 {
             roles
         }
     };
-    // heartbeatd first, then failoverd: the order the spec lists them.
+    // heartbeatd first, then failoverd: the order docs/configuration.md lists their keys.
     roles.sort_by_key(|r| match r {
         Role::Heartbeatd => 0,
         Role::Failoverd => 1,

@@ -1,10 +1,13 @@
 //! What failoverctl found in the state directory: one entry per daemon, read once, so that
-//! judging and rendering afterwards are pure functions of it.
+//! judging and rendering afterwards are pure functions of it. [`observe`] is the one look
+//! that `status`, `watch` and `metrics` take: the files read, the clock read once, the verdict.
 
 use std::path::{Path, PathBuf};
 
 use ipfailover::status::Status;
 use serde_json::Value;
+
+use crate::health::Health;
 
 /// The two daemons that write status files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,31 @@ impl Seen {
     }
 }
 
+/// One look at a state directory: what was found, and its verdict at one instant.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The status files.
+    pub seen: Seen,
+    /// The verdict on them.
+    pub health: Health,
+    /// The wall clock, ms since the Unix epoch, read once after the files: every age is
+    /// measured from it.
+    pub now_ms: u64,
+}
+
+/// Reads the status files in `dir` and judges them, `this_host` naming the host failoverctl
+/// runs on (whose processes it can see).
+pub fn observe(dir: &Path, this_host: &str) -> Observation {
+    let seen = Seen::read(dir, this_host);
+    let now_ms = ipfailover_os::daemon::wall_ms();
+    let health = crate::health::health(&seen, now_ms, this_host);
+    Observation {
+        seen,
+        health,
+        now_ms,
+    }
+}
+
 fn status_path(dir: &Path, daemon: Daemon) -> PathBuf {
     dir.join(format!("{}.json", daemon.name()))
 }
@@ -188,7 +216,7 @@ mod tests {
 
         std::fs::write(dir.join("failoverd.json"), "{not json").unwrap();
         let mut s = Status::new("heartbeatd", "0.1.0", std::process::id(), "here", 1);
-        s.state = "sending".into();
+        s.state = ipfailover::status::DaemonState::Sending;
         let mut raw = serde_json::to_value(&s).unwrap();
         raw["future_field"] = Value::from(7);
         std::fs::write(dir.join("heartbeatd.json"), raw.to_string()).unwrap();
@@ -217,6 +245,15 @@ mod tests {
                 pid_alive: None,
                 ..
             }
+        ));
+        // One look: the files, the clock after them, the verdict on both.
+        let before = ipfailover_os::daemon::wall_ms();
+        let o = observe(&dir, "here");
+        assert!(o.now_ms >= before);
+        assert!(matches!(o.seen.heartbeatd, Found::Status { .. }));
+        assert!(matches!(
+            o.health.of(Daemon::Failoverd),
+            crate::health::Freshness::Unreadable(_)
         ));
         std::fs::write(dir.join("failoverd.json"), "{\"schema\": 1}").unwrap();
         let seen = Seen::read(&dir, "here");

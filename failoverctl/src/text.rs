@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use ipfailover::status::Status;
+use ipfailover::status::{AddressHolder, DaemonState, LinkState, PeerState, Status};
 
 use crate::health::{entered, held_addresses, link_age_ms, link_name, Freshness, Health};
 use crate::observe::{Daemon, Seen};
@@ -140,7 +140,7 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             .map(|a| a.address.as_str())
             .collect();
         return Summary::new(
-            &s.state.to_uppercase(),
+            &s.state.as_str().to_uppercase(),
             format!(
                 "member {} of group {}, holds {}",
                 g.member,
@@ -169,14 +169,14 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
         .timeout_ms
         .map(|t| format!(", timeout {}", span(t)))
         .unwrap_or_default();
-    match s.state.as_str() {
-        "boot-grace" => Summary::new(
+    match &s.state {
+        DaemonState::BootGrace => Summary::new(
             "BOOT-GRACE",
             format!("not judging peer {peer} yet{timeout}{since}"),
             true,
         ),
-        "monitoring" => {
-            let up = s.links.iter().filter(|l| l.state == "up").count();
+        DaemonState::Monitoring => {
+            let up = s.links.iter().filter(|l| l.state == LinkState::Up).count();
             let detail = if s.links.is_empty() {
                 format!("peer {peer}, no heartbeat heard yet{timeout}")
             } else {
@@ -184,12 +184,12 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             };
             Summary::new("MONITORING", detail, false)
         }
-        "acquiring" => Summary::new(
+        DaemonState::Acquiring => Summary::new(
             "ACQUIRING",
             format!("taking over {} for {peer}{since}", all.join(" ")),
             true,
         ),
-        "acquired" => Summary::new(
+        DaemonState::Acquired => Summary::new(
             "ACQUIRED",
             format!(
                 "holding {} for {peer}{since}",
@@ -201,12 +201,12 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             ),
             true,
         ),
-        "releasing" => Summary::new(
+        DaemonState::Releasing => Summary::new(
             "RELEASING",
             format!("giving {} back to {peer}{since}", all.join(" ")),
             true,
         ),
-        "conflict" => Summary::new(
+        DaemonState::Conflict => Summary::new(
             "CONFLICT",
             format!(
                 "no heartbeat from {peer}, but {} still answers{}: not taking it over{since}",
@@ -219,7 +219,7 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             ),
             true,
         ),
-        "third-host" => Summary::new(
+        DaemonState::ThirdHost => Summary::new(
             "THIRD-HOST",
             s.third_host.as_ref().map_or_else(
                 || format!("a third host answers for an address of {peer}"),
@@ -232,8 +232,14 @@ pub fn failoverd_summary(s: &Status, now_ms: u64) -> Summary {
             ),
             true,
         ),
-        "stopped" => Summary::new("STOPPED", format!("not watching {peer}{since}"), true),
-        other => Summary::new(&other.to_uppercase(), "(unknown state)".to_string(), false),
+        DaemonState::Stopped => {
+            Summary::new("STOPPED", format!("not watching {peer}{since}"), true)
+        }
+        other => Summary::new(
+            &other.as_str().to_uppercase(),
+            "(unknown state)".to_string(),
+            false,
+        ),
     }
 }
 
@@ -248,18 +254,22 @@ pub fn heartbeatd_summary(s: &Status) -> Summary {
     } else {
         format!("to {}, ", s.destinations.join(" "))
     };
-    match s.state.as_str() {
-        "sending" => Summary::new(
+    match &s.state {
+        DaemonState::Sending => Summary::new(
             "SENDING",
             format!("{every}{to}{} sent", s.counters.sent),
             false,
         ),
-        "stopped" => Summary::new(
+        DaemonState::Stopped => Summary::new(
             "STOPPED",
             format!("said goodbye, {} sent", s.counters.sent),
             true,
         ),
-        other => Summary::new(&other.to_uppercase(), "(unknown state)".to_string(), false),
+        other => Summary::new(
+            &other.as_str().to_uppercase(),
+            "(unknown state)".to_string(),
+            false,
+        ),
     }
 }
 
@@ -306,7 +316,7 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
         out,
         "{}{} — member {} of group {}, priority {}, lease TTL {}, preemption {}",
         who(s, now_ms),
-        s.state.to_uppercase(),
+        s.state.as_str().to_uppercase(),
         g.member,
         g.name,
         g.priority,
@@ -408,7 +418,7 @@ fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
         .map(|l| {
             [
                 format!("link {}", link_name(l)),
-                l.state.to_uppercase(),
+                l.state.as_str().to_uppercase(),
                 format!("last heartbeat {} ago", span(link_age_ms(s, l, now_ms))),
                 format!("{} heartbeats", l.heartbeats),
             ]
@@ -423,7 +433,11 @@ fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
             r[0], r[1], r[2], r[3]
         );
     }
-    if let Some(p) = s.peer_state.as_deref().filter(|p| *p == "daemon-stopped") {
+    if let Some(p) = s
+        .peer_state
+        .as_ref()
+        .filter(|p| **p == PeerState::DaemonStopped)
+    {
         let _ = writeln!(
             out,
             "  peer: {p}: its heartbeatd said goodbye, its host still answers for its own \
@@ -431,11 +445,13 @@ fn failoverd_block(out: &mut String, s: &Status, now_ms: u64) {
         );
     }
     for a in &s.addresses {
-        let who = match (a.held, a.holder.as_deref()) {
+        let who = match (a.held, &a.holder) {
             (true, _) => "held here".to_string(),
-            (false, Some("peer")) => "not held (the peer answers for it)".to_string(),
-            (false, Some("nobody")) => "NOBODY ANSWERS for it".to_string(),
-            (false, Some("other")) => "not held (another host answers for it)".to_string(),
+            (false, Some(AddressHolder::Peer)) => "not held (the peer answers for it)".to_string(),
+            (false, Some(AddressHolder::Nobody)) => "NOBODY ANSWERS for it".to_string(),
+            (false, Some(AddressHolder::AnotherHost)) => {
+                "not held (another host answers for it)".to_string()
+            }
             (false, _) => "not held".to_string(),
         };
         let _ = writeln!(
@@ -520,7 +536,7 @@ heartbeatd on pri-1 (pid 99, up 3h12m, v0.1.0): SENDING every 1s to 10.0.0.255:1
     #[test]
     fn degraded_by_a_lost_link() {
         let mut s = failoverd();
-        s.links[0] = link("10.0.0.100", "eth0", "lost", 132_500, 4021);
+        s.links[0] = link("10.0.0.100", "eth0", LinkState::Lost, 132_500, 4021);
         let t = text(Some(s), Some(heartbeatd()));
         assert!(t.starts_with("DEGRADED (exit 1): "), "{t}");
         assert!(
@@ -550,7 +566,10 @@ heartbeatd on pri-1 (pid 99, up 3h12m, v0.1.0): SENDING every 1s to 10.0.0.255:1
             ),
             "{t}"
         );
-        assert!(t.contains("  address 10.0.0.100/24 on eth0: held here\n"), "{t}");
+        assert!(
+            t.contains("  address 10.0.0.100/24 on eth0: held here\n"),
+            "{t}"
+        );
         assert!(t.contains("SILENT"), "{t}");
         assert!(
             t.contains(

@@ -11,7 +11,7 @@ use ipfailover::status::Status;
 use ipfailover_os::daemon;
 
 use crate::health;
-use crate::observe::Seen;
+use crate::observe::{observe, Observation, Seen};
 use crate::text;
 
 /// How often the status files are read again.
@@ -66,9 +66,11 @@ pub fn watch(dir: &Path, count: Option<u64>) -> i32 {
     let mut last = String::new();
     let mut shown = 0u64;
     loop {
-        let seen = Seen::read(dir, &this_host);
-        let now_ms = daemon::wall_ms();
-        let h = health::health(&seen, now_ms, &this_host);
+        let Observation {
+            seen,
+            health: h,
+            now_ms,
+        } = observe(dir, &this_host);
         let page = text::render_text(&seen, &h, now_ms);
         let mut out = std::io::stdout().lock();
         let written = if tty {

@@ -1,4 +1,4 @@
-//! failoverd as a member of a group (SPEC §9), a driver of the runtime around
+//! failoverd as a member of a group (docs/groups.md), a driver of the runtime around
 //! [`ipfailover::group::Group`]: etcd's answers arrive through a channel and a [`Waker`] (the
 //! `ipfailover-etcd` worker threads), drained every turn; the core's actions are carried out in
 //! order through the runtime's services (hooks, addresses, announcements, conflict probes,
@@ -15,7 +15,9 @@ use ipfailover::group::{
     AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
 };
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus, TransitionStatus};
+use ipfailover::status::{
+    DaemonState, GroupAddressState, GroupAddressStatus, GroupStatus, MemberStatus, TransitionStatus,
+};
 use ipfailover_etcd::{Client, Reply, Request};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
@@ -353,15 +355,16 @@ impl GroupMember {
     /// takes a restart.
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
-        let settings = match Settings::load(&self.config_path, Role::Failoverd) {
-            Ok(s) => s,
-            Err(errors) => {
-                log::error!(
+        let settings =
+            match ipfailover_os::config::load_settings(&self.config_path, Role::Failoverd) {
+                Ok(s) => s,
+                Err(errors) => {
+                    log::error!(
                     "SIGHUP: the new configuration is not valid; keeping the old one:\n{errors}"
                 );
-                return;
-            }
-        };
+                    return;
+                }
+            };
         for w in &settings.warnings {
             log::warn!("{w}");
         }
@@ -816,15 +819,14 @@ impl Driver for GroupMember {
             .collect();
         let s = rt.status.get_mut();
         s.state = if exiting {
-            "stopped"
+            DaemonState::Stopped
         } else {
             match self.core.lease() {
-                Lease::None => "no-lease",
-                Lease::Granting => "joining",
-                Lease::Held { .. } => "member",
+                Lease::None => DaemonState::NoLease,
+                Lease::Granting => DaemonState::Joining,
+                Lease::Held { .. } => DaemonState::Member,
             }
-        }
-        .to_string();
+        };
         let view = self.core.view();
         let mut members: Vec<MemberStatus> = view
             .members
@@ -871,8 +873,7 @@ impl Driver for GroupMember {
                         since_ms: self.since.get(&p.addr).map(|(_, t)| *t),
                         state: states
                             .get(&p.addr)
-                            .map_or("free", |st| st.as_str())
-                            .to_string(),
+                            .map_or(GroupAddressState::Free, |st| (*st).into()),
                         held,
                         error,
                     }

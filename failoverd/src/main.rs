@@ -4,6 +4,8 @@
 //! the runtime's loop reads the socket and the signals and takes the time once per turn; the
 //! driver feeds the core and carries out its actions through the runtime's services.
 
+#![forbid(unsafe_code)]
+
 mod group;
 mod notices;
 mod pair;

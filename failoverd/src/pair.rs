@@ -16,7 +16,8 @@ use ipfailover::failover::{
 use ipfailover::receive::{Counters, Incoming, Receiver, Rejected};
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{
-    ConflictStatus, LinkStatus, PauseStatus, ThirdHostStatus, TransitionStatus,
+    AddressHolder, ConflictStatus, LinkState, LinkStatus, PauseStatus, ThirdHostStatus,
+    TransitionStatus,
 };
 use ipfailover::wire::{self, Datagram, DropReason, Key, Kind, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
@@ -222,18 +223,18 @@ impl Pair {
             .iter()
             .map(|(addr, link)| {
                 let state = if now < link.last + timeout {
-                    "up"
+                    LinkState::Up
                 } else if link.anomaly {
-                    "lost"
+                    LinkState::Lost
                 } else {
-                    "silent"
+                    LinkState::Silent
                 };
                 LinkStatus {
                     peer_address: addr.to_string(),
                     interface: self.link_ifaces.get(addr).cloned().flatten(),
                     last_heartbeat_age_ms: millis(now.saturating_duration_since(link.last)),
                     heartbeats: link.heartbeats,
-                    state: state.to_string(),
+                    state,
                 }
             })
             .collect()
@@ -1430,8 +1431,8 @@ impl Driver for Pair {
         Some(self.receiver.counters())
     }
 
-    fn address_holder(&self, addr: IpAddr, now: Instant) -> Option<&'static str> {
-        Some(self.core.holder(addr, now).as_str())
+    fn address_holder(&self, addr: IpAddr, now: Instant) -> Option<AddressHolder> {
+        Some(self.core.holder(addr, now).into())
     }
 
     fn handle_datagram(&mut self, rt: &mut Runtime, now: Instant, data: &[u8], from: SocketAddr) {
@@ -1490,7 +1491,7 @@ impl Driver for Pair {
         let timeout = self.core.timeout();
         let links = self.link_statuses(now);
         let s = rt.status.get_mut();
-        s.state = self.core.state().as_str().to_string();
+        s.state = self.core.state().into();
         s.peer = self.settings.peer_ip.map(|p| p.to_string());
         s.timeout_ms = Some(millis(timeout));
         s.interval_ms = self.core.announced_interval().map(millis);
@@ -1508,7 +1509,7 @@ impl Driver for Pair {
             .map(|(since_ms, until_ms)| PauseStatus { since_ms, until_ms });
         s.held_by_hand = self.core.manual_hold();
         s.peer_verified = self.key.as_ref().map(|_| self.receiver.peer_verified());
-        s.peer_state = Some(self.core.peer_state(now).as_str().to_string());
+        s.peer_state = Some(self.core.peer_state(now).into());
         s.third_host = self.core.third_host().map(|t| ThirdHostStatus {
             address: t.addr.to_string(),
             mac: mac_text(&t.mac),

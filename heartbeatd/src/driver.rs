@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ipfailover::receive::{Counters, Incoming, Receiver};
 use ipfailover::sender::{Sender, SenderAction, SenderConfig, SenderEvent, SenderNotice};
 use ipfailover::settings::{Role, Settings};
-use ipfailover::status::{SendStatus, ServiceAddressStatus};
+use ipfailover::status::{DaemonState, SendStatus, ServiceAddressStatus, ServiceState};
 use ipfailover::wire::{self, Datagram, Entry, Key, Kind, Role as WireRole, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
@@ -753,11 +753,10 @@ impl Driver for Heartbeatd {
     fn fill_status(&mut self, rt: &mut Runtime, _now: Instant) {
         let s = rt.status.get_mut();
         s.state = if self.sender.stopped() {
-            "stopped"
+            DaemonState::Stopped
         } else {
-            "sending"
-        }
-        .to_string();
+            DaemonState::Sending
+        };
         s.interval_ms = u64::try_from(self.sender.interval().as_millis()).ok();
         s.destinations = self
             .settings
@@ -777,13 +776,12 @@ impl Driver for Heartbeatd {
                 address: p.addr.to_string(),
                 prefix: p.prefix,
                 state: if held.contains(&p.addr) {
-                    "held"
+                    ServiceState::Held
                 } else if waiting.contains(&p.addr) {
-                    "waiting"
+                    ServiceState::Waiting
                 } else {
-                    "changing"
-                }
-                .to_string(),
+                    ServiceState::Changing
+                },
                 error: rt
                     .addresses
                     .get(p.addr)

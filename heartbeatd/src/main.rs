@@ -4,6 +4,8 @@
 //! the schedule the core keeps, on signals and on `released` datagrams, and the driver sends
 //! what the core says.
 
+#![forbid(unsafe_code)]
+
 mod driver;
 
 use clap::Parser;

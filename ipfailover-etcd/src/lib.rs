@@ -1,4 +1,4 @@
-//! ipfailover's etcd client: what a group member (SPEC §9) asks of etcd, carried out on worker
+//! ipfailover's etcd client: what a group member (docs/groups.md) asks of etcd, carried out on worker
 //! threads, with the answers handed back through a channel and a mio [`Waker`], so that
 //! failoverd's mio loop stays its one loop and nothing else in it knows etcd.
 //!
@@ -30,6 +30,8 @@
 //!   kept a wrong view for days).
 //!
 //! Endpoints are tried in turn: a request that fails moves every thread to the next one.
+
+#![forbid(unsafe_code)]
 
 pub mod api;
 

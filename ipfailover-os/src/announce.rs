@@ -1,5 +1,6 @@
 //! Telling the LAN that an address moved here: gratuitous ARP (IPv4) and unsolicited
-//! neighbour advertisements (IPv6).
+//! neighbour advertisements (IPv6). The packets are the core's ([`ipfailover::arp`],
+//! [`ipfailover::nd`]); this sends them.
 
 use std::io;
 use std::net::IpAddr;
@@ -7,49 +8,8 @@ use std::net::IpAddr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The Ethernet broadcast address.
-#[cfg(any(target_os = "linux", test))]
+#[cfg(target_os = "linux")]
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-
-/// EtherType of ARP.
-#[cfg(any(target_os = "linux", test))]
-const ETH_P_ARP: u16 = 0x0806;
-
-/// An "ARP Announcement" (RFC 5227 §3): an ARP request whose sender and target protocol
-/// addresses are both `ip`, sender hardware address `mac`, target hardware address zero.
-#[cfg(any(target_os = "linux", test))]
-fn arp_announcement(mac: [u8; 6], ip: std::net::Ipv4Addr) -> [u8; 28] {
-    let mut p = [0u8; 28];
-    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware type: Ethernet
-    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol type: IPv4
-    p[4] = 6; // hardware address length
-    p[5] = 4; // protocol address length
-    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // operation: request
-    p[8..14].copy_from_slice(&mac);
-    p[14..18].copy_from_slice(&ip.octets());
-    // p[18..24], the target hardware address, stays zero.
-    p[24..28].copy_from_slice(&ip.octets());
-    p
-}
-
-/// ICMPv6 type of a neighbour advertisement.
-#[cfg(any(target_os = "linux", test))]
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-
-/// An unsolicited neighbour advertisement for `target` (RFC 4861 §4.4, §7.2.6): Router and
-/// Solicited clear, Override set, and the target link-layer address option with `mac`. The
-/// checksum is left zero: the kernel computes it for raw ICMPv6 sockets.
-#[cfg(any(target_os = "linux", test))]
-fn neighbour_advertisement(mac: [u8; 6], target: std::net::Ipv6Addr) -> [u8; 32] {
-    let mut p = [0u8; 32];
-    p[0] = ND_NEIGHBOR_ADVERT;
-    p[1] = 0; // code
-    p[4] = 0x20; // flags: R=0, S=0, O=1
-    p[8..24].copy_from_slice(&target.octets());
-    p[24] = 2; // option: target link-layer address
-    p[25] = 1; // option length, in units of 8 bytes
-    p[26..32].copy_from_slice(&mac);
-    p
-}
 
 /// Sends announcements for addresses on one interface.
 ///
@@ -161,8 +121,8 @@ impl LinuxAnnouncer {
     }
 
     fn send_arp(&self, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
-        let frame = arp_announcement(mac, ip);
-        let dest = link_addr(self.index, ETH_P_ARP, BROADCAST_MAC);
+        let frame = ipfailover::arp::Arp::announcement(mac, ip).encode();
+        let dest = link_addr(self.index, ipfailover::arp::ETHERTYPE, BROADCAST_MAC);
         self.packet.send_to(&frame, &dest)?;
         Ok(())
     }
@@ -172,13 +132,8 @@ impl LinuxAnnouncer {
             Some(s) => s,
             slot => slot.insert(icmp6_socket(iface, self.index)?),
         };
-        let message = neighbour_advertisement(mac, ip);
-        let dest = std::net::SocketAddrV6::new(
-            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
-            0,
-            0,
-            self.index,
-        );
+        let message = ipfailover::nd::Advert::unsolicited(mac, ip).encode();
+        let dest = std::net::SocketAddrV6::new(ipfailover::nd::ALL_NODES, 0, 0, self.index);
         send_from(socket, &message, dest, ip, self.index)
     }
 }
@@ -203,27 +158,27 @@ fn icmp6_socket(iface: &str, index: u32) -> io::Result<socket2::Socket> {
 
 /// Sets a raw ICMPv6 socket's `ICMP6_FILTER` (RFC 3542 §3.2): bit `t` of the 256 set blocks
 /// type `t` on input.
-///
-/// A raw setsockopt: neither nix's `sockopt` nor socket2 has this option, and a `SetSockOpt`
-/// of our own would be the same unsafe call behind a trait.
 #[cfg(target_os = "linux")]
 pub(crate) fn set_icmp6_filter(socket: &socket2::Socket, filter: &[u32; 8]) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the option value is the 32-byte `struct icmp6_filter` (eight u32), passed by a
-    // pointer and length valid for reads for the call; the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            ICMPV6_FILTER,
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(filter) as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::sys::socket::setsockopt(socket, icmp6_filter::Icmp6Filter, filter)?;
     Ok(())
+}
+
+/// `ICMP6_FILTER` as a nix socket option: neither nix nor socket2 has it, and nix's
+/// `sockopt_impl!` defines one from the option's level, name and value type (the 32-byte
+/// `struct icmp6_filter`, eight u32), the way nix defines its own.
+#[cfg(target_os = "linux")]
+mod icmp6_filter {
+    use nix::{setsockopt_impl, sockopt_impl};
+
+    sockopt_impl!(
+        /// `ICMPV6_FILTER` at level `IPPROTO_ICMPV6`, set only.
+        Icmp6Filter,
+        SetOnly,
+        libc::IPPROTO_ICMPV6,
+        super::ICMPV6_FILTER,
+        [u32; 8]
+    );
 }
 
 /// Sends `payload` to `dest` with source address `source` on interface `index`, given per
@@ -260,20 +215,22 @@ fn send_from(
 /// Built by hand: socket2 has no constructor for `AF_PACKET` addresses, nor nix for its
 /// `LinkAddr` (only the unsafe `SockaddrLike::from_raw`).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn link_addr(index: u32, protocol: u16, mac: [u8; 6]) -> socket2::SockAddr {
     let mut storage = socket2::SockAddrStorage::zeroed();
-    // SAFETY: `sockaddr_ll` is one of this platform's socket address types, valid all zeroes
-    // as the storage is, and fits in it (`view_as` asserts it).
-    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
-    ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
-    ll.sll_protocol = protocol.to_be();
-    ll.sll_ifindex = index as libc::c_int;
-    ll.sll_halen = 6;
-    ll.sll_addr[..6].copy_from_slice(&mac);
     let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the storage holds an initialised `sockaddr_ll` of family AF_PACKET, and `len`
-    // is its size.
-    unsafe { socket2::SockAddr::new(storage, len) }
+    // SAFETY: `sockaddr_ll` is one of this platform's socket address types, valid all zeroes
+    // as the storage is, and fits in it (`view_as` asserts it); once its fields are set, the
+    // storage holds an initialised `sockaddr_ll` of family AF_PACKET, and `len` is its size.
+    unsafe {
+        let ll = storage.view_as::<libc::sockaddr_ll>();
+        ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
+        ll.sll_protocol = protocol.to_be();
+        ll.sll_ifindex = index as libc::c_int;
+        ll.sll_halen = 6;
+        ll.sll_addr[..6].copy_from_slice(&mac);
+        socket2::SockAddr::new(storage, len)
+    }
 }
 
 /// One [`Announcer`] per interface, opened when first needed and kept: what both daemons
@@ -312,36 +269,6 @@ impl Announcers {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: [u8; 6] = [0x02, 0, 0x5e, 0x10, 0x20, 0x30];
-
-    #[test]
-    fn arp_announcement_bytes() {
-        let p = arp_announcement(MAC, "198.51.100.10".parse().expect("addr"));
-        assert_eq!(
-            p,
-            [
-                0, 1, 8, 0, 6, 4, 0, 1, // Ethernet, IPv4, 6, 4, request
-                2, 0, 0x5e, 0x10, 0x20, 0x30, 198, 51, 100, 10, // sender
-                0, 0, 0, 0, 0, 0, 198, 51, 100, 10, // target
-            ]
-        );
-    }
-
-    #[test]
-    fn neighbour_advertisement_bytes() {
-        let p = neighbour_advertisement(MAC, "2001:db8::10".parse().expect("addr"));
-        let mut expected = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
-        expected.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
-        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x10]);
-        expected.extend_from_slice(&[2, 1, 2, 0, 0x5e, 0x10, 0x20, 0x30]);
-        assert_eq!(p.to_vec(), expected);
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod linux_tests {
     use super::*;
@@ -350,7 +277,8 @@ mod linux_tests {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
-    const ETH_P_IPV6: u16 = 0x86dd;
+    use ipfailover::arp::ETHERTYPE as ETH_P_ARP;
+    use ipfailover::nd::{ETHERTYPE as ETH_P_IPV6, NEIGHBOR_ADVERT as ND_NEIGHBOR_ADVERT};
 
     /// A namespace with a veth pair vA/vB, both up.
     fn veth_namespace() -> Netns {

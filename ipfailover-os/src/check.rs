@@ -12,7 +12,9 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use ipfailover::settings::{load_secret, ConfigError, ConfigErrors, Role, Settings};
+use ipfailover::settings::{ConfigError, ConfigErrors, Role, Settings};
+
+use crate::config::{load_secret, load_settings};
 
 use crate::daemon;
 
@@ -30,7 +32,7 @@ pub struct Checked {
 pub fn check_file(path: &Path, roles: &[Role]) -> Result<Checked, ConfigErrors> {
     let loads = roles_or_ctl(roles)
         .iter()
-        .map(|r| Settings::load(path, *r))
+        .map(|r| load_settings(path, *r))
         .collect();
     finish(path, roles, loads)
 }

@@ -4,7 +4,8 @@
 //! solicited-node group) for IPv6; and listening for whoever claims one of our addresses (an
 //! ARP reply or request with it as sender address, or a neighbour advertisement for it).
 //!
-//! The decisions are the core's ([`ipfailover::failover`]); this only sends and listens. On
+//! The decisions are the core's ([`ipfailover::failover`]), and so are the packets
+//! ([`ipfailover::arp`], [`ipfailover::nd`]); this only sends and listens. On
 //! Linux it uses one `AF_PACKET` socket per interface (probes out, ARP in, through a BPF
 //! filter that passes only ARP naming one of our addresses, so the LAN's other ARP never
 //! wakes the daemon) and, for IPv6 addresses, a raw ICMPv6 socket that passes only neighbour
@@ -88,152 +89,18 @@ impl ConflictWatch {
     }
 }
 
-/// An ARP probe (RFC 5227 §2.1.1): a request for `target` from `mac` with sender protocol
-/// address 0.0.0.0, so that no cache learns anything from it.
-#[cfg(any(target_os = "linux", test))]
-fn arp_probe(mac: [u8; 6], target: std::net::Ipv4Addr) -> [u8; 28] {
-    let mut p = [0u8; 28];
-    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
-    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
-    p[4] = 6;
-    p[5] = 4;
-    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // request
-    p[8..14].copy_from_slice(&mac);
-    // p[14..18], the sender protocol address, stays 0.0.0.0; p[18..24] stays zero.
-    p[24..28].copy_from_slice(&target.octets());
-    p
-}
-
-/// The sender of an ARP packet (request or reply) as (MAC, IPv4 address), if it is one.
-#[cfg(any(target_os = "linux", test))]
-fn arp_sender(p: &[u8]) -> Option<([u8; 6], std::net::Ipv4Addr)> {
-    let head = p.get(0..8)?;
-    if head != [0, 1, 8, 0, 6, 4, 0, 1] && head != [0, 1, 8, 0, 6, 4, 0, 2] {
-        return None;
-    }
-    let mac: [u8; 6] = p.get(8..14)?.try_into().ok()?;
-    let ip: [u8; 4] = p.get(14..18)?.try_into().ok()?;
-    Some((mac, std::net::Ipv4Addr::from(ip)))
-}
-
-/// The solicited-node multicast address of `target` (RFC 4291 §2.7.1) and its MAC (RFC 2464 §7).
-#[cfg(any(target_os = "linux", test))]
-fn solicited_node(target: std::net::Ipv6Addr) -> (std::net::Ipv6Addr, [u8; 6]) {
-    let o = target.octets();
-    let group = std::net::Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    );
-    (group, [0x33, 0x33, 0xff, o[13], o[14], o[15]])
-}
-
-/// A duplicate address detection neighbour solicitation for `target`, as a whole IPv6 packet
-/// (RFC 4862 §5.4.2: source ::, destination the solicited-node group, hop limit 255, no
-/// source link-layer address option), checksum included.
-#[cfg(any(target_os = "linux", test))]
-fn dad_solicitation(target: std::net::Ipv6Addr) -> [u8; 64] {
-    let (group, _) = solicited_node(target);
-    let mut p = [0u8; 64];
-    p[0] = 0x60; // version 6
-    p[4..6].copy_from_slice(&24u16.to_be_bytes()); // payload length
-    p[6] = 58; // ICMPv6
-    p[7] = 255; // hop limit
-                // p[8..24], the source address, stays ::.
-    p[24..40].copy_from_slice(&group.octets());
-    let ns = &mut p[40..64];
-    ns[0] = 135; // neighbour solicitation
-    ns[8..24].copy_from_slice(&target.octets());
-    let sum = icmp6_checksum(&[0; 16], &group.octets(), &p[40..64]);
-    p[42..44].copy_from_slice(&sum.to_be_bytes());
-    p
-}
-
-/// The ICMPv6 checksum of `message` (its checksum field zero) over the pseudo-header.
-#[cfg(any(target_os = "linux", test))]
-fn icmp6_checksum(src: &[u8; 16], dst: &[u8; 16], message: &[u8]) -> u16 {
-    let len = u32::try_from(message.len())
-        .unwrap_or(u32::MAX)
-        .to_be_bytes();
-    let mut sum: u32 = 0;
-    for chunk in [&src[..], &dst[..], &len[..], &[0, 0, 0, 58][..], message] {
-        for pair in chunk.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([
-                pair[0],
-                pair.get(1).copied().unwrap_or(0),
-            ]));
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// The target and target link-layer address of a neighbour advertisement (an ICMPv6
-/// message, as a raw ICMPv6 socket delivers it), if it is one.
-#[cfg(any(target_os = "linux", test))]
-fn advertised(m: &[u8]) -> Option<(std::net::Ipv6Addr, [u8; 6])> {
-    if m.first() != Some(&136) || m.len() < 24 {
-        return None;
-    }
-    let target: [u8; 16] = m.get(8..24)?.try_into().ok()?;
-    // Options: type, length in units of 8 bytes, value. Type 2 is the target's MAC.
-    let mut mac = [0u8; 6];
-    let mut rest = m.get(24..).unwrap_or(&[]);
-    while let [kind, len, ..] = rest {
-        let size = usize::from(*len) * 8;
-        if size == 0 || size > rest.len() {
-            break;
-        }
-        if *kind == 2 && size >= 8 {
-            if let Some(v) = rest.get(2..8) {
-                mac.copy_from_slice(v);
-            }
-        }
-        rest = rest.get(size..).unwrap_or(&[]);
-    }
-    Some((std::net::Ipv6Addr::from(target), mac))
-}
-
-/// A classic BPF program for an `AF_PACKET`/`SOCK_DGRAM` ARP socket: pass a packet whose
-/// sender protocol address (offset 14 of the ARP header) is one of `addrs`, drop the rest.
-#[cfg(any(target_os = "linux", test))]
-fn arp_filter(addrs: &[std::net::Ipv4Addr]) -> Vec<(u16, u8, u8, u32)> {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    // At most 255 addresses fit the jump offsets; nobody moves that many on one interface.
-    let addrs = addrs.get(..addrs.len().min(200)).unwrap_or(addrs);
-    let n = addrs.len();
-    let mut prog = vec![(LD_W_ABS, 0, 0, 14)];
-    for (i, a) in addrs.iter().enumerate() {
-        // On a match jump over the remaining comparisons and the drop, to the pass.
-        let jt = u8::try_from(n - i).unwrap_or(u8::MAX);
-        prog.push((JEQ_K, jt, 0, u32::from(*a)));
-    }
-    prog.push((RET_K, 0, 0, 0));
-    prog.push((RET_K, 0, 0, 0xffff));
-    prog
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
     use crate::announce::link_addr;
     use crate::interfaces;
+    use ipfailover::arp::{self, Arp, ETHERTYPE as ETH_P_ARP};
+    use ipfailover::nd::{self, Advert, ETHERTYPE as ETH_P_IPV6};
     use socket2::{Domain, Protocol, SockFilter, Socket, Type};
     use std::io;
     use std::net::Ipv4Addr;
     use std::os::fd::AsRawFd;
 
-    const ETH_P_ARP: u16 = 0x0806;
-    const ETH_P_IPV6: u16 = 0x86dd;
     const BROADCAST: [u8; 6] = [0xff; 6];
 
     /// One interface: its addresses and the sockets that watch them.
@@ -258,7 +125,7 @@ mod linux {
                     IpAddr::V6(_) => None,
                 })
                 .collect();
-            let filter: Vec<SockFilter> = arp_filter(&v4)
+            let filter: Vec<SockFilter> = arp::sender_filter(&v4)
                 .into_iter()
                 .map(|(code, jt, jf, k)| SockFilter::new(code, jt, jf, k))
                 .collect();
@@ -290,12 +157,12 @@ mod linux {
                 match addr {
                     IpAddr::V4(a) => {
                         let dest = link_addr(self.index, ETH_P_ARP, BROADCAST);
-                        self.packet.send_to(&arp_probe(mac, *a), &dest)?;
+                        self.packet.send_to(&Arp::probe(mac, *a).encode(), &dest)?;
                     }
                     IpAddr::V6(a) => {
-                        let (_, group_mac) = solicited_node(*a);
+                        let (_, group_mac) = nd::solicited_node(*a);
                         let dest = link_addr(self.index, ETH_P_IPV6, group_mac);
-                        self.packet.send_to(&dad_solicitation(*a), &dest)?;
+                        self.packet.send_to(&nd::dad_solicitation(*a), &dest)?;
                     }
                 }
             }
@@ -309,7 +176,8 @@ mod linux {
         socket.bind_device(Some(iface.as_bytes()))?;
         // ICMP6_FILTER: a set bit blocks a type; only 136 passes.
         let mut filter = [u32::MAX; 8];
-        filter[136 / 32] &= !(1u32 << (136 % 32));
+        let advert = usize::from(nd::NEIGHBOR_ADVERT);
+        filter[advert / 32] &= !(1u32 << (advert % 32));
         crate::announce::set_icmp6_filter(&socket, &filter)?;
         socket.set_nonblocking(true)?;
         Ok(socket)
@@ -405,7 +273,7 @@ mod linux {
                     Some(n) => n,
                     None => break,
                 };
-                if let Some((mac, ip)) = arp_sender(buf.get(..n).unwrap_or(&[])) {
+                if let Some((mac, ip)) = arp::sender(buf.get(..n).unwrap_or(&[])) {
                     let addr = IpAddr::V4(ip);
                     if Some(mac) != own && mac != [0; 6] && w.addrs.contains(&addr) {
                         found.push(Answer {
@@ -424,8 +292,10 @@ mod linux {
                     Some(n) => n,
                     None => break,
                 };
-                if let Some((target, mac)) = advertised(buf.get(..n).unwrap_or(&[])) {
-                    let addr = IpAddr::V6(target);
+                if let Some(advert) = Advert::decode(buf.get(..n).unwrap_or(&[])) {
+                    let addr = IpAddr::V6(advert.target);
+                    // Without the option the MAC is unknown (zero), but the claim stands.
+                    let mac = advert.target_mac.unwrap_or([0; 6]);
                     if Some(mac) != own && w.addrs.contains(&addr) {
                         found.push(Answer {
                             addr,
@@ -456,110 +326,6 @@ mod linux {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    const MAC: [u8; 6] = [0x02, 0, 0x5e, 0x10, 0x20, 0x30];
-
-    #[test]
-    fn an_arp_probe_has_no_sender_address() {
-        let p = arp_probe(MAC, Ipv4Addr::new(198, 51, 100, 10));
-        assert_eq!(
-            p,
-            [
-                0, 1, 8, 0, 6, 4, 0, 1, // Ethernet, IPv4, request
-                2, 0, 0x5e, 0x10, 0x20, 0x30, 0, 0, 0, 0, // sender: our MAC, 0.0.0.0
-                0, 0, 0, 0, 0, 0, 198, 51, 100, 10, // target
-            ]
-        );
-        // A probe names no sender address: it is never an answer.
-        assert_eq!(arp_sender(&p), Some((MAC, Ipv4Addr::UNSPECIFIED)));
-    }
-
-    #[test]
-    fn replies_and_requests_name_their_sender() {
-        let mut reply = arp_probe(MAC, Ipv4Addr::UNSPECIFIED);
-        reply[7] = 2;
-        reply[14..18].copy_from_slice(&[198, 51, 100, 10]);
-        assert_eq!(
-            arp_sender(&reply),
-            Some((MAC, Ipv4Addr::new(198, 51, 100, 10)))
-        );
-        reply[7] = 3; // RARP: not ours
-        assert_eq!(arp_sender(&reply), None);
-        assert_eq!(arp_sender(&reply[..10]), None);
-    }
-
-    #[test]
-    fn a_dad_solicitation_is_well_formed() {
-        let target: Ipv6Addr = "2001:db8::10".parse().unwrap();
-        let (group, mac) = solicited_node(target);
-        assert_eq!(group, "ff02::1:ff00:10".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(mac, [0x33, 0x33, 0xff, 0, 0, 0x10]);
-        let p = dad_solicitation(target);
-        assert_eq!(p[0] >> 4, 6);
-        assert_eq!(&p[8..24], &[0; 16], "source ::");
-        assert_eq!(p[7], 255, "hop limit");
-        assert_eq!(p[40], 135);
-        assert_eq!(&p[48..64], &target.octets());
-        // The checksum verifies: summing with it gives zero.
-        let mut zeroed = p;
-        zeroed[42] = 0;
-        zeroed[43] = 0;
-        assert_eq!(
-            icmp6_checksum(&[0; 16], &group.octets(), &zeroed[40..64]),
-            u16::from_be_bytes([p[42], p[43]])
-        );
-    }
-
-    #[test]
-    fn an_advertisement_names_its_target_and_mac() {
-        let target: Ipv6Addr = "2001:db8::10".parse().unwrap();
-        let mut na = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
-        na.extend_from_slice(&target.octets());
-        na.extend_from_slice(&[2, 1]);
-        na.extend_from_slice(&MAC);
-        assert_eq!(advertised(&na), Some((target, MAC)));
-        // Without the option the MAC is unknown, but the claim stands.
-        assert_eq!(advertised(&na[..24]), Some((target, [0; 6])));
-        // A zero-length option ends the parse rather than looping.
-        let mut bad = na[..24].to_vec();
-        bad.extend_from_slice(&[2, 0, 1, 2, 3, 4, 5, 6]);
-        assert_eq!(advertised(&bad), Some((target, [0; 6])));
-        assert_eq!(advertised(&[135; 24]), None);
-    }
-
-    #[test]
-    fn the_arp_filter_jumps_to_the_pass_for_each_address() {
-        let a = Ipv4Addr::new(198, 51, 100, 10);
-        let b = Ipv4Addr::new(198, 51, 100, 100);
-        let prog = arp_filter(&[a, b]);
-        assert_eq!(prog.len(), 5);
-        // Run it by hand on the sender address.
-        let run = |spa: u32| -> u32 {
-            let mut pc = 1;
-            loop {
-                let (code, jt, jf, k) = prog[pc];
-                match code {
-                    0x15 => pc += 1 + usize::from(if spa == k { jt } else { jf }),
-                    0x06 => return k,
-                    _ => unreachable!(),
-                }
-            }
-        };
-        assert_eq!(run(u32::from(a)), 0xffff);
-        assert_eq!(run(u32::from(b)), 0xffff);
-        assert_eq!(run(u32::from(Ipv4Addr::new(198, 51, 100, 30))), 0);
-        assert_eq!(
-            arp_filter(&[]).len(),
-            3,
-            "nothing watched: everything dropped"
-        );
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use ipfailover::settings::{load_secrets, Role, Settings};
+use ipfailover::settings::{Role, Settings};
+
+use crate::config::{load_secrets, load_settings};
 use ipfailover::wire::Key;
 
 /// Exit codes of the three programs, in one table: sysexits.h values where one fits. The
@@ -353,7 +355,7 @@ pub fn load_settings_checked(
     if args.check_config {
         std::process::exit(check_config(&path, role, check));
     }
-    match Settings::load(&path, role) {
+    match load_settings(&path, role) {
         Ok(settings) => {
             for w in &settings.warnings {
                 log::warn!("{w}");
@@ -424,7 +426,7 @@ pub fn load_key(settings: &Settings) -> Result<Option<Key>, String> {
 /// SIGHUP: the new settings and key, or `None` with every problem logged (the caller keeps
 /// its old settings).
 pub fn reload(config: &Path, role: Role) -> Option<(Settings, Option<Key>)> {
-    let settings = match Settings::load(config, role) {
+    let settings = match load_settings(config, role) {
         Ok(s) => s,
         Err(errors) => {
             log::error!(

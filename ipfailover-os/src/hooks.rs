@@ -1064,48 +1064,38 @@ fn group_empty(child: &Child) -> bool {
 ///
 /// libc's `waitid`, not nix's: nix has none on macOS, and its `WaitStatus` turns the signal
 /// number into a `Signal`, failing (EINVAL) on a real-time signal, which `Signaled` reports.
+#[allow(unsafe_code)]
 fn peek_exit(child: &Child) -> Option<HookStatus> {
     let pid = libc::id_t::from(child.id());
     // SAFETY: `siginfo_t` is a plain C struct (integers and a union of integers and pointers)
-    // for which all zeroes is a valid value; zeroed, its `si_pid` reads 0 if waitid writes
-    // nothing (WNOHANG and no child has exited).
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `&mut info` is valid for writes of one `siginfo_t` for the call, which is all
-    // waitid writes; the flags are valid for it. WNOWAIT leaves our child waitable for the
-    // final reap through its `Child`.
-    let rc = unsafe {
-        libc::waitid(
+    // for which all zeroes is a valid value; `&mut info` is valid for writes of one
+    // `siginfo_t` for the call, which is all waitid writes, and the flags are valid for it
+    // (WNOWAIT leaves our child waitable for the final reap through its `Child`). The union
+    // members read after (the SIGCHLD layout's pid and status) are initialised: zeroed
+    // before the call, so that `si_pid` reads 0 if waitid writes nothing (WNOHANG and no
+    // child has exited), and written with that layout when a child event is reported.
+    let (rc, si_pid, status, code) = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
             libc::P_PID,
             pid,
             &mut info,
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
+        );
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let (si_pid, status) = (info.si_pid(), info.si_status());
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let (si_pid, status) = (info.si_pid, info.si_status);
+        (rc, si_pid, status, info.si_code)
     };
-    if rc != 0 {
+    if rc != 0 || si_pid == 0 {
         return None;
     }
-    let (si_pid, status) = siginfo_pid_status(&info);
-    if si_pid == 0 {
-        return None;
-    }
-    Some(if info.si_code == libc::CLD_EXITED {
+    Some(if code == libc::CLD_EXITED {
         HookStatus::Exited(status)
     } else {
         HookStatus::Signaled(status)
     })
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
-    // SAFETY: the union members these read (the SIGCHLD layout's pid and status) are
-    // initialised: zeroed before the call, and written with that layout by waitid when a
-    // child event is reported.
-    unsafe { (info.si_pid(), info.si_status()) }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn siginfo_pid_status(info: &libc::siginfo_t) -> (libc::pid_t, i32) {
-    (info.si_pid, info.si_status)
 }
 
 #[cfg(test)]

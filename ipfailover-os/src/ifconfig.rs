@@ -114,6 +114,48 @@ pub(crate) fn output_holds(output: &str, addr: IpAddr) -> bool {
     })
 }
 
+/// The Ethernet address on the `ether XX:XX:XX:XX:XX:XX` line of the output of
+/// `ifconfig IFACE`, if there is one.
+pub(crate) fn output_ether(output: &str) -> Option<[u8; 6]> {
+    output.lines().find_map(|line| {
+        let mut tokens = line.split_whitespace();
+        if tokens.next() != Some("ether") {
+            return None;
+        }
+        let text = tokens.next()?;
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut mac {
+            *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+        }
+        parts.next().is_none().then_some(mac)
+    })
+}
+
+impl Ifconfig {
+    /// The interface's Ethernet (MAC) address, from the `ether` line of `ifconfig IFACE`:
+    /// `NotFound` if the interface does not exist, `Unsupported` if it has no such line
+    /// (loopback, a tunnel).
+    pub fn mac_address(&self, iface: &str) -> io::Result<[u8; 6]> {
+        let output = self.run(&[iface.to_string()]).map_err(|e| {
+            if e.to_string().contains("does not exist") {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("interface `{iface}` does not exist"),
+                )
+            } else {
+                e
+            }
+        })?;
+        output_ether(&output).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("interface `{iface}` has no Ethernet address"),
+            )
+        })
+    }
+}
+
 impl AddressBackend for Ifconfig {
     fn name(&self) -> &'static str {
         "ifconfig"
@@ -172,6 +214,21 @@ en0: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu 1500
         assert!(has("2001:0db8:0:0::10"), "compared as addresses, not text");
         assert!(has("fe80::1c8a:2bff:fe00:1"));
         assert!(!has("2001:db8::1"));
+        assert_eq!(
+            output_ether(MACOS_OUTPUT),
+            Some([0x3c, 0x22, 0xfb, 0x00, 0x00, 0x01])
+        );
+        assert_eq!(
+            output_ether("lo0: flags=8049<UP,LOOPBACK>\n\tinet 127.0.0.1\n"),
+            None
+        );
+        assert_eq!(output_ether("\tether 3c:22:fb:00:00\n"), None, "five bytes");
+        assert_eq!(
+            output_ether("\tether 3c:22:fb:00:00:01:02\n"),
+            None,
+            "seven"
+        );
+        assert_eq!(output_ether("\tether 3c:22:fb:00:00:zz\n"), None);
     }
 
     /// A fake `ifconfig` in a directory of its own: it logs its arguments to `log`, prints a
@@ -223,7 +280,8 @@ esac
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
             fs::write(
                 dir.join("state"),
-                "\tinet6 fe80::1%fake0 prefixlen 64 scopeid 0x4\n\
+                "\tether 02:00:5e:00:53:14\n\
+                 \tinet6 fe80::1%fake0 prefixlen 64 scopeid 0x4\n\
                  \tinet 198.51.100.20 netmask 0xffffff00 broadcast 198.51.100.255\n",
             )
             .expect("write state");
@@ -340,6 +398,27 @@ esac
         assert!(!b.remove(&vip).expect("remove again"));
         assert_eq!(fake.take_log(), ["en0"]);
         assert!(b.holds(&resolved("en0", "fe80::1", 64)).expect("holds"));
+    }
+
+    #[test]
+    fn reads_the_mac_address_from_the_ether_line() {
+        let fake = FakeIfconfig::new();
+        let b = fake.backend();
+        assert_eq!(
+            b.mac_address("en0").expect("mac"),
+            [0x02, 0x00, 0x5e, 0x00, 0x53, 0x14]
+        );
+        assert_eq!(fake.take_log(), ["en0"]);
+        let err = b.mac_address("bad").expect_err("no such interface");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(err.to_string(), "interface `bad` does not exist");
+        fs::write(
+            fake.dir.join("state"),
+            "\tinet 127.0.0.1 netmask 0xff000000\n",
+        )
+        .expect("state");
+        let err = b.mac_address("lo0").expect_err("no ether line");
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
     }
 
     #[test]

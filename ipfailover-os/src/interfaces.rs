@@ -112,7 +112,7 @@ pub fn iface_index(name: &str) -> io::Result<u32> {
     })
 }
 
-/// Each interface's link state by name, and every (interface, address) pair.
+/// Each interface's name and whether its link carries traffic, and each (interface, address).
 pub type LinksAndAddrs = (HashMap<String, bool>, Vec<(String, IpAddr)>);
 
 /// Each interface's name and whether its link carries traffic: administratively up and
@@ -146,12 +146,10 @@ pub fn links_and_addrs() -> io::Result<LinksAndAddrs> {
 /// Fails with `NotFound` if the interface does not exist, and with `Unsupported` if it is not
 /// an Ethernet-like interface (loopback, a tunnel): such an interface has no ARP to update.
 ///
-/// The `SIOCGIFHWADDR` ioctl through libc: nix wraps no such request (its `ioctl_*!` macros
-/// only generate an `unsafe fn` around the same call).
+/// Linux: the interface's `AF_PACKET` entry of `getifaddrs` (nix), whose hardware type says
+/// whether it is Ethernet.
 #[cfg(target_os = "linux")]
 pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
-    use std::os::fd::AsRawFd;
-
     let name = iface.as_bytes();
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
         return Err(io::Error::new(
@@ -159,113 +157,47 @@ pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
             format!("`{iface}` is not an interface name"),
         ));
     }
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    // SAFETY: `ifreq` is a plain C struct (a name array and a union of plain fields and one
-    // pointer) for which all zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFHWADDR reads `ifr_name` and writes `ifr_hwaddr` of the `ifreq` we own and
-    // pass by a pointer valid for the call.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::ENODEV) => io::Error::new(
+    let entries = nix::ifaddrs::getifaddrs().map_err(|errno| {
+        let err = io::Error::from(errno);
+        io::Error::new(
+            err.kind(),
+            format!("reading the MAC address of `{iface}`: {err}"),
+        )
+    })?;
+    let link = entries
+        .filter(|e| e.interface_name == iface)
+        .find_map(|e| e.address.and_then(|a| a.as_link_addr().copied()))
+        .ok_or_else(|| {
+            io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("interface `{iface}` does not exist"),
-            ),
-            _ => io::Error::new(
-                err.kind(),
-                format!("reading the MAC address of `{iface}`: {err}"),
-            ),
-        });
-    }
-    // SAFETY: a successful SIOCGIFHWADDR has written the `ifru_hwaddr` member of the union
-    // (and the zeroed request left every byte of it initialised in any case).
-    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
-    if hw.sa_family != libc::ARPHRD_ETHER {
+            )
+        })?;
+    if link.hatype() != libc::ARPHRD_ETHER || link.halen() != 6 {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
                 "interface `{iface}` is not an Ethernet interface (hardware type {})",
-                hw.sa_family
+                link.hatype()
             ),
         ));
     }
-    let mut mac = [0u8; 6];
-    for (dst, src) in mac.iter_mut().zip(hw.sa_data) {
-        *dst = src as u8;
-    }
-    Ok(mac)
-}
-
-/// The Ethernet (MAC) address of an interface, from its `AF_LINK` entry of `getifaddrs`.
-///
-/// libc's `getifaddrs`, not nix's: nix copies each address into a fixed-size `sockaddr_dl`,
-/// whose 12 bytes of `sdl_data` hold the name and then the link-layer address, so its
-/// `LinkAddr::addr` gives `None` for a name of 6 bytes or more (`bridge0`, `vlan100`), and it
-/// does not check the address length is 6. This reads the address within `sdl_len`.
-#[cfg(target_vendor = "apple")]
-pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
-    use std::ffi::CStr;
-
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `&mut head` is valid for the one pointer getifaddrs writes; on success the list
-    // it names is ours until the freeifaddrs below, the only one.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut found = None;
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is non-null and a node of the list getifaddrs returned, not yet freed;
-        // nothing writes to the list while `entry` is used.
-        let entry = unsafe { &*cur };
-        cur = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(entry.ifa_name) };
-        // SAFETY: ifa_addr is non-null and points to a sockaddr owned by the list.
-        let family = unsafe { (*entry.ifa_addr).sa_family };
-        if name.to_bytes() != iface.as_bytes() || i32::from(family) != libc::AF_LINK {
-            continue;
-        }
-        let dl = entry.ifa_addr as *const libc::sockaddr_dl;
-        // SAFETY: an AF_LINK address is a sockaddr_dl; its link-layer address follows the
-        // name inside the structure's `sdl_len` bytes, which we check before reading.
-        let mac = unsafe {
-            let nlen = usize::from((*dl).sdl_nlen);
-            let alen = usize::from((*dl).sdl_alen);
-            let data = std::mem::offset_of!(libc::sockaddr_dl, sdl_data);
-            if alen == 6 && data + nlen + alen <= usize::from((*dl).sdl_len) {
-                let p = (dl as *const u8).add(data + nlen);
-                let mut mac = [0u8; 6];
-                std::ptr::copy_nonoverlapping(p, mac.as_mut_ptr(), 6);
-                Some(mac)
-            } else {
-                None
-            }
-        };
-        found = Some(mac);
-        break;
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    match found {
-        Some(Some(mac)) => Ok(mac),
-        Some(None) => Err(io::Error::new(
+    link.addr().ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::Unsupported,
             format!("interface `{iface}` has no Ethernet address"),
-        )),
-        None => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("interface `{iface}` does not exist"),
-        )),
-    }
+        )
+    })
+}
+
+/// The Ethernet (MAC) address of an interface, from the `ether` line of `ifconfig IFACE`,
+/// as macOS's address back end runs it ([`crate::Ifconfig::mac_address`]). (nix's
+/// `getifaddrs` copies each `AF_LINK` address into a fixed-size `sockaddr_dl` whose 12 bytes
+/// of `sdl_data` hold the name and then the address, so it reads no address for a name of 6
+/// bytes or more, `bridge0` or `vlan100`.)
+#[cfg(target_vendor = "apple")]
+pub fn mac_address(iface: &str) -> io::Result<[u8; 6]> {
+    crate::Ifconfig::default().mac_address(iface)
 }
 
 /// The Ethernet (MAC) address of an interface: not implemented on this platform.

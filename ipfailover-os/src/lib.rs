@@ -9,6 +9,7 @@
 //! - [`conflict`]: ARP probes and DAD neighbour solicitations, and listening for whoever else
 //!   claims our addresses (address conflict detection, RFC 5227).
 //!
+//! - [`config`]: reading the configuration file and the shared secret (the core parses them).
 //! - [`daemon`]: what the three programs share: command line, exit codes, logging, settings.
 //! - [`check`]: the one configuration check of `-t`, `failoverctl check-config` and `init`.
 //! - [`safe_fs`]: paths a root daemon may trust, and files created so that no link is followed.
@@ -16,10 +17,17 @@
 //!
 //! Everything here acts in the network namespace of the calling thread: sockets are opened,
 //! and interfaces looked up, in the thread that calls the function or constructor.
+//!
+//! `unsafe` is denied here as in the other crates, except in the few functions that make a
+//! system call no maintained crate wraps; each allows it by name, and each `unsafe` block
+//! says why it is sound (docs/design.md, "unsafe").
+
+#![deny(unsafe_code)]
 
 pub mod addrs;
 pub mod announce;
 pub mod check;
+pub mod config;
 pub mod conflict;
 pub mod control;
 pub mod daemon;

@@ -1,4 +1,5 @@
-//! Mail to the administrator (SPEC §6): the transport for the notices failoverd composes.
+//! Mail to the administrator (docs/failoverd.md, "Mail"): the transport for the notices
+//! failoverd composes.
 //!
 //! The failover loop hands a [`Notice`] to [`Mailer::send`], which only pushes it into a
 //! channel: a worker thread does everything slow. The worker sends one message at a time,
@@ -601,7 +602,8 @@ impl Prepared {
         addrs.join(", ")
     }
 
-    /// The message for one notice (or digest): plain text, with the headers of SPEC §6.
+    /// The message for one notice (or digest): plain text, its subject the notice's, marked
+    /// `Auto-Submitted` (docs/failoverd.md, "Mail").
     fn message(&self, notice: &Notice) -> Result<Message, String> {
         let mut builder = Message::builder().from(self.from.clone());
         for to in &self.to {

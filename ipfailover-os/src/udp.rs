@@ -114,6 +114,7 @@ const BATCH: usize = 8;
 /// and tells how many datagrams went only through its `MultiResults` iterator, which reads
 /// the never-written receive-address slots of those headers as initialised values.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn send_chunk_linux(socket: &mio::net::UdpSocket, chunk: &mut [Outgoing]) {
     use std::os::fd::AsRawFd;
     let n = chunk.len().min(BATCH);

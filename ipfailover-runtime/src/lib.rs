@@ -39,6 +39,8 @@
 //! slow turn) counts before a deadline is judged. A core whose deadline must come first (a
 //! group member's fencing) checks it on every event itself.
 
+#![forbid(unsafe_code)]
+
 pub mod addresses;
 pub mod announce;
 pub mod conflict;
@@ -60,7 +62,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipfailover::receive::Counters;
-use ipfailover::status::AddressStatus;
+use ipfailover::status::{AddressHolder, AddressStatus};
 use ipfailover_os::control::Request;
 use ipfailover_os::daemon::{self, exit};
 use ipfailover_os::hooks::PhaseReport;
@@ -191,7 +193,7 @@ pub trait Driver {
 
     /// Who answers for one of the addresses the runtime keeps, as the status file shows it
     /// (`here`, `peer`, `nobody`...), if the driver can tell.
-    fn address_holder(&self, _addr: IpAddr, _now: Instant) -> Option<&'static str> {
+    fn address_holder(&self, _addr: IpAddr, _now: Instant) -> Option<AddressHolder> {
         None
     }
 
@@ -528,9 +530,7 @@ impl Runtime {
                 address: e.pair().addr.to_string(),
                 prefix: e.pair().prefix,
                 held: e.held(),
-                holder: driver
-                    .address_holder(e.pair().addr, now)
-                    .map(str::to_string),
+                holder: driver.address_holder(e.pair().addr, now),
                 error: e.error().map(ToString::to_string),
                 announced_ms: self.announcements.last_of(e.pair().addr).map(wall_of),
             })

@@ -84,7 +84,7 @@ impl Driver for Fake {
     }
 
     fn fill_status(&mut self, rt: &mut Runtime, _now: Instant) {
-        rt.status.get_mut().state = format!("ticked-{}", self.ticks);
+        rt.status.get_mut().state = format!("ticked-{}", self.ticks).into();
     }
 }
 
@@ -227,7 +227,7 @@ fn a_kept_address_that_cannot_be_added_is_retried_with_back_off() {
 
 #[test]
 fn mail_settings_a_sighup_cannot_use_leave_the_old_ones_in_force() {
-    use ipfailover::settings::{Role, Settings};
+    use ipfailover::settings::Role;
     let dir = state_dir("mail");
     std::fs::create_dir_all(&dir).expect("dir");
     let load = |lines: &str| {
@@ -236,7 +236,7 @@ fn mail_settings_a_sighup_cannot_use_leave_the_old_ones_in_force() {
             "FAILOVER_PEER_IP=198.51.100.10\nFAILOVER_PEER_IP_PAIRS=eth0:198.51.100.10\n{lines}"
         );
         std::fs::write(&path, text).expect("write");
-        Settings::load(&path, Role::Failoverd).expect("valid settings")
+        ipfailover_os::config::load_settings(&path, Role::Failoverd).expect("valid settings")
     };
     let mut mail = Mail::new("sec".to_string());
     mail.start(&load(

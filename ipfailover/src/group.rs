@@ -1,4 +1,4 @@
-//! A group member's decisions (SPEC §9): which of the group's addresses it holds, arbitrated
+//! A group member's decisions (docs/groups.md): which of the group's addresses it holds, arbitrated
 //! by etcd. Pure, like [`crate::failover`]: what etcd says comes in as [`GroupEvent`]s (a lease
 //! granted, a renewal acknowledged, the group's keys as they are now, a transaction's outcome),
 //! what the member asks of etcd and of the host goes out as [`GroupAction`]s, and the time is
@@ -19,7 +19,7 @@
 //!   ranked k (k live members before it) waits k steps, then tries if the address is still
 //!   free: so the best one wins, without a thundering herd. A member that has just joined
 //!   waits a third of a TTL before its first try, so that it knows who else is there. It acquires only by winning a
-//!   create-if-absent transaction; then it probes the address on the LAN (SPEC §5), runs
+//!   create-if-absent transaction; then it probes the address on the LAN (docs/handover.md), runs
 //!   `Test`, `PreAcq`, adds, announces, `PostAcq`. An address that answers is a conflict: not
 //!   added while it answers (probed in rounds; `Fence` once). `Test` refusing gives the claim
 //!   up, and the member waits a TTL before trying that address again.

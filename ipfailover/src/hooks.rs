@@ -1,4 +1,5 @@
-//! Which hook files run for an event, in what order, and which are refused: SPEC §4's rules,
+//! Which hook files run for an event, in what order, and which are refused: the rules of
+//! hooks-template/README.md ("Which files run", "Permissions"),
 //! decided on a listing of the directory so they are tested without a file system.
 
 use crate::failover::HookPhase;

@@ -6,12 +6,22 @@
 //! - [`failover`]: failoverd's state machine for a pair, fed with events and the current time.
 //! - [`group`]: a group member's state machine (etcd arbitrates), the same shape.
 //! - [`sender`]: heartbeatd's schedule, the same shape.
+//! - [`arp`], [`nd`], [`control`]: the codecs of what arrives from others (ARP, neighbour
+//!   discovery, the control socket's lines), golden-tested and fuzzed.
+//!
+//! No file, socket or clock is touched here (`ipfailover-os` reads the configuration and the
+//! secret, and hands their bytes in), and no `unsafe`: see docs/design.md.
+
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod announce;
+pub mod arp;
+pub mod control;
 pub mod failover;
 pub mod group;
 pub mod hooks;
+pub mod nd;
 pub mod probe;
 pub mod receive;
 pub mod sender;

@@ -2,6 +2,7 @@
 //! read. Schema version 1; fields are only ever added.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The schema version written in every file.
 pub const SCHEMA: u32 = 1;
 
-/// A status file is rewritten on every change and at least this often (SPEC §7's ceiling).
+/// A status file is rewritten on every change and at least this often (docs/status.md).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// Whether a daemon awake at `now` should rewrite its status file, last written at `written`,
@@ -22,6 +23,234 @@ pub fn refresh_due(now: Instant, written: Instant, next_wake: Option<Duration>) 
 
 /// How many transitions a status file keeps.
 pub const MAX_TRANSITIONS: usize = 20;
+
+/// Declares a word of the status file: an enum whose variants are spelled as given, written
+/// and read as that string, and `Other` for a word this version does not know (a newer
+/// daemon's, or a file written by hand): the daemons write the variants, failoverctl matches
+/// them, and neither spells a state itself.
+macro_rules! status_word {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// A word this version does not know, as it was written.
+            Other(String),
+        }
+
+        impl $name {
+            /// Every word this version knows, in the order of docs/status.md.
+            pub const KNOWN: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word as the status file spells it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(word) => word,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(word: &str) -> $name {
+                match word {
+                    $($text => $name::$variant,)+
+                    other => $name::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(word: String) -> $name {
+                match $name::from(word.as_str()) {
+                    $name::Other(_) => $name::Other(word),
+                    known => known,
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(word: $name) -> String {
+                match word {
+                    $name::Other(word) => word,
+                    known => known.as_str().to_string(),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_word! {
+    /// A daemon's state (`state`): a pair's failoverd, a group member's, heartbeatd's.
+    DaemonState {
+        /// failoverd has just started: no takeover for one timeout.
+        BootGrace = "boot-grace",
+        /// failoverd watches a peer that holds its addresses.
+        Monitoring = "monitoring",
+        /// The peer is silent, but another host answers for an address: no takeover.
+        Conflict = "conflict",
+        /// The peer answers for its address, and so does a third host.
+        ThirdHost = "third-host",
+        /// failoverd is taking the peer's addresses over.
+        Acquiring = "acquiring",
+        /// failoverd holds some of the peer's addresses.
+        Acquired = "acquired",
+        /// failoverd is giving addresses back.
+        Releasing = "releasing",
+        /// The daemon has stopped (heartbeatd: said goodbye).
+        Stopped = "stopped",
+        /// A group member asking etcd for a lease.
+        Joining = "joining",
+        /// A group member with a lease.
+        Member = "member",
+        /// A group member without a lease (etcd unreachable, or the lease lost).
+        NoLease = "no-lease",
+        /// heartbeatd sending heartbeats.
+        Sending = "sending",
+    }
+}
+
+impl DaemonState {
+    /// The states of failoverd: a pair's, then a group member's.
+    pub const FAILOVERD: [DaemonState; 11] = [
+        DaemonState::BootGrace,
+        DaemonState::Monitoring,
+        DaemonState::Conflict,
+        DaemonState::ThirdHost,
+        DaemonState::Acquiring,
+        DaemonState::Acquired,
+        DaemonState::Releasing,
+        DaemonState::Stopped,
+        DaemonState::Joining,
+        DaemonState::Member,
+        DaemonState::NoLease,
+    ];
+
+    /// The states of heartbeatd.
+    pub const HEARTBEATD: [DaemonState; 2] = [DaemonState::Sending, DaemonState::Stopped];
+
+    /// Whether failoverd is taking, holding or giving back the peer's addresses: failed over.
+    pub fn failed_over(&self) -> bool {
+        matches!(
+            self,
+            DaemonState::Acquiring | DaemonState::Acquired | DaemonState::Releasing
+        )
+    }
+}
+
+impl From<crate::failover::State> for DaemonState {
+    fn from(state: crate::failover::State) -> DaemonState {
+        DaemonState::from(state.as_str())
+    }
+}
+
+status_word! {
+    /// How a link's heartbeats arrive (`links[].state`).
+    LinkState {
+        /// Heard within the timeout.
+        Up = "up",
+        /// Not heard, and no other link is: the peer is silent.
+        Silent = "silent",
+        /// Not heard while another link is: redundancy is gone.
+        Lost = "lost",
+    }
+}
+
+status_word! {
+    /// What failoverd makes of the peer (`peer_state`).
+    PeerState {
+        /// Not heard since failoverd started (or since the peer changed).
+        Unknown = "unknown",
+        /// Verified heartbeats within the timeout.
+        Alive = "alive",
+        /// Its heartbeatd said goodbye and its host stays up.
+        DaemonStopped = "daemon-stopped",
+        /// It said goodbye and its host goes down.
+        Leaving = "leaving",
+        /// No heartbeat for the timeout.
+        Silent = "silent",
+    }
+}
+
+impl From<crate::failover::PeerState> for PeerState {
+    fn from(state: crate::failover::PeerState) -> PeerState {
+        PeerState::from(state.as_str())
+    }
+}
+
+status_word! {
+    /// Who answers for an address failoverd takes over (`addresses[].holder`).
+    AddressHolder {
+        /// This host.
+        Here = "here",
+        /// The peer.
+        Peer = "peer",
+        /// Another host (a conflict).
+        AnotherHost = "other",
+        /// Nobody: an outage.
+        Nobody = "nobody",
+        /// failoverd cannot tell.
+        Unknown = "unknown",
+    }
+}
+
+impl From<crate::failover::Holder> for AddressHolder {
+    fn from(holder: crate::failover::Holder) -> AddressHolder {
+        AddressHolder::from(holder.as_str())
+    }
+}
+
+status_word! {
+    /// Where one of heartbeatd's service addresses is (`service_addresses[].state`).
+    ServiceState {
+        /// On its interface.
+        Held = "held",
+        /// Waiting for failoverd to say it holds none of it.
+        Waiting = "waiting",
+        /// Being added or removed.
+        Changing = "changing",
+    }
+}
+
+status_word! {
+    /// Where one of a group's addresses is on this member (`group.addresses[].state`).
+    GroupAddressState {
+        /// Not ours, not being acquired.
+        Free = "free",
+        /// Unheld: waiting this member's priority steps.
+        Waiting = "waiting",
+        /// The create-if-absent transaction is in flight.
+        Trying = "trying",
+        /// Won; probing the LAN before adding.
+        Probing = "probing",
+        /// Won, but another host answers for it: not added while it does.
+        Conflict = "conflict",
+        /// Won; its hooks and the add are under way.
+        Acquiring = "acquiring",
+        /// On the interface, and ours in etcd.
+        Held = "held",
+        /// Being given back.
+        Releasing = "releasing",
+    }
+}
+
+impl From<crate::group::AddrState> for GroupAddressState {
+    fn from(state: crate::group::AddrState) -> GroupAddressState {
+        GroupAddressState::from(state.as_str())
+    }
+}
 
 /// One daemon's state, as written to `<FAILOVER_STATE_DIR>/<daemon>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,10 +275,8 @@ pub struct Status {
     /// command or a deadline may have waited beyond its time.
     #[serde(default)]
     pub worst_turn_ms: u64,
-    /// `boot-grace`, `monitoring`, `conflict`, `third-host`, `acquiring`, `acquired`,
-    /// `releasing`, `stopped` (failoverd); `joining`, `member`, `no-lease`, `stopped` (failoverd in group
-    /// mode, with `group` set); `sending`, `stopped` (heartbeatd).
-    pub state: String,
+    /// What the daemon does now ([`DaemonState`]).
+    pub state: DaemonState,
     /// The watched peer (failoverd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -73,10 +300,9 @@ pub struct Status {
     /// reported, never a reason to drop a heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_clock_offset_ms: Option<i64>,
-    /// What failoverd makes of the peer: `alive`, `silent`, `daemon-stopped` (its heartbeatd
-    /// said goodbye, its host stays up), `leaving` (its host is going down), `unknown`.
+    /// What failoverd makes of the peer ([`PeerState`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_state: Option<String>,
+    pub peer_state: Option<PeerState>,
     /// A third host answering for an address the peer answers for (failoverd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub third_host: Option<ThirdHostStatus>,
@@ -100,7 +326,7 @@ pub struct Status {
     /// release rule is off until `failoverctl release`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_by_hand: bool,
-    /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
+    /// The group (failoverd in group mode, docs/groups.md): members, holders, etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupStatus>,
     /// When this daemon last announced any address in its own name (gratuitous ARP /
@@ -126,9 +352,8 @@ pub struct LinkStatus {
     pub last_heartbeat_age_ms: u64,
     /// Valid heartbeats received on it.
     pub heartbeats: u64,
-    /// `up` (heard within the timeout), `silent` (not, with no other link heard either: the
-    /// peer is silent), or `lost` (not, while another link is heard: redundancy gone).
-    pub state: String,
+    /// How its heartbeats arrive ([`LinkState`]).
+    pub state: LinkState,
 }
 
 /// One address failoverd takes over.
@@ -142,10 +367,10 @@ pub struct AddressStatus {
     pub prefix: u8,
     /// Whether this host holds it now.
     pub held: bool,
-    /// Who answers for it, as far as failoverd can tell: `here`, `peer`, `other` (a
-    /// conflict), `nobody` (an outage: `failoverctl status` says down), `unknown`.
+    /// Who answers for it, as far as failoverd can tell ([`AddressHolder`]; `nobody`, an
+    /// outage, makes `failoverctl status` say down).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<String>,
+    pub holder: Option<AddressHolder>,
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -177,8 +402,8 @@ pub struct ServiceAddressStatus {
     pub address: String,
     /// Its prefix length.
     pub prefix: u8,
-    /// `held`, `waiting` (for failoverd to say it holds none of it), `adding`, `removing`.
-    pub state: String,
+    /// Where it is ([`ServiceState`]).
+    pub state: ServiceState,
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -261,9 +486,8 @@ pub struct GroupAddressStatus {
     /// Since when this member has seen that holder, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<u64>,
-    /// Where it is here: `free`, `waiting`, `trying`, `probing`, `conflict`, `acquiring`,
-    /// `held`, `releasing`.
-    pub state: String,
+    /// Where it is here ([`GroupAddressState`]).
+    pub state: GroupAddressState,
     /// Whether this host has it on its interface now.
     pub held: bool,
     /// What went wrong the last time it was added or removed here, if that failed.
@@ -368,7 +592,8 @@ impl Status {
             updated_at_ms: started_at_ms,
             refresh_ms: 0,
             worst_turn_ms: 0,
-            state: String::new(),
+            // Nothing yet: the daemon fills it in before the first write.
+            state: DaemonState::Other(String::new()),
             peer: None,
             timeout_ms: None,
             interval_ms: None,
@@ -455,8 +680,8 @@ impl Status {
             };
         }
         if self.daemon == "heartbeatd" {
-            if self.state != "sending" {
-                return self.state.clone();
+            if self.state.as_str() != "sending" {
+                return self.state.to_string();
             }
             let every = self.interval_ms.map_or(String::new(), |i| {
                 format!(" every {}", crate::timefmt::span(i))
@@ -465,7 +690,7 @@ impl Status {
             let held: Vec<&str> = self
                 .service_addresses
                 .iter()
-                .filter(|a| a.state == "held")
+                .filter(|a| a.state.as_str() == "held")
                 .map(|a| a.address.as_str())
                 .collect();
             let mut line = format!(
@@ -493,7 +718,11 @@ impl Status {
             .map(|a| a.address.as_str())
             .collect();
         let all: Vec<&str> = self.addresses.iter().map(|a| a.address.as_str()).collect();
-        let up = self.links.iter().filter(|l| l.state == "up").count();
+        let up = self
+            .links
+            .iter()
+            .filter(|l| l.state.as_str() == "up")
+            .count();
         let links = format!("{up} link{} up", if up == 1 { "" } else { "s" });
         let mut line = match self.state.as_str() {
             "acquired" => {
@@ -662,9 +891,91 @@ mod tests {
     }
 
     #[test]
+    fn words_are_written_as_strings_and_unknown_ones_kept() {
+        assert_eq!(
+            serde_json::to_string(&DaemonState::ThirdHost).unwrap(),
+            "\"third-host\""
+        );
+        let read: DaemonState = serde_json::from_str("\"no-lease\"").unwrap();
+        assert_eq!(read, DaemonState::NoLease);
+        // A newer daemon's word: kept as written, shown as written, written back the same.
+        let newer: DaemonState = serde_json::from_str("\"hibernating\"").unwrap();
+        assert_eq!(newer, DaemonState::Other("hibernating".into()));
+        assert_eq!(newer.to_string(), "hibernating");
+        assert_eq!(serde_json::to_string(&newer).unwrap(), "\"hibernating\"");
+        for w in DaemonState::KNOWN {
+            assert_eq!(DaemonState::from(w.as_str()), *w);
+            assert_eq!(DaemonState::from(String::from(w.clone())), *w);
+        }
+        for w in GroupAddressState::KNOWN {
+            assert_eq!(GroupAddressState::from(w.as_str()), *w);
+        }
+        let all = [DaemonState::FAILOVERD.as_slice(), &DaemonState::HEARTBEATD].concat();
+        assert!(DaemonState::KNOWN.iter().all(|w| all.contains(w)));
+        assert!(DaemonState::Releasing.failed_over() && !DaemonState::Conflict.failed_over());
+    }
+
+    #[test]
+    fn every_word_the_cores_say_is_known() {
+        use crate::failover;
+        for name in failover::State::NAMES {
+            assert!(
+                !matches!(DaemonState::from(name), DaemonState::Other(_)),
+                "{name}"
+            );
+        }
+        for p in [
+            failover::PeerState::Unknown,
+            failover::PeerState::Alive,
+            failover::PeerState::DaemonStopped,
+            failover::PeerState::Leaving,
+            failover::PeerState::Silent,
+        ] {
+            assert!(!matches!(PeerState::from(p), PeerState::Other(_)), "{p:?}");
+        }
+        for h in [
+            failover::Holder::Here,
+            failover::Holder::Peer,
+            failover::Holder::Other([2, 0, 0, 0, 0, 1]),
+            failover::Holder::Nobody,
+            failover::Holder::Unknown,
+        ] {
+            assert!(
+                !matches!(AddressHolder::from(h), AddressHolder::Other(_)),
+                "{h:?}"
+            );
+        }
+        use crate::group::AddrState;
+        let t = Instant::now();
+        let phase = crate::failover::HookPhase::PreAcq;
+        for a in [
+            AddrState::Free,
+            AddrState::Waiting { at: t },
+            AddrState::Trying,
+            AddrState::Probing { epoch: 1 },
+            AddrState::Conflict {
+                epoch: 1,
+                mac: [0; 6],
+            },
+            AddrState::Acquiring { epoch: 1, phase },
+            AddrState::Held { epoch: 1 },
+            AddrState::Releasing {
+                epoch: 1,
+                phase,
+                reason: crate::group::GroupReason::Shutdown,
+            },
+        ] {
+            assert!(
+                !matches!(GroupAddressState::from(a), GroupAddressState::Other(_)),
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
     fn round_trips_through_json_and_keeps_the_latest_transitions() {
         let mut s = Status::new("failoverd", "0.1.0", 42, "sec", 1_000);
-        s.state = "monitoring".into();
+        s.state = DaemonState::Monitoring;
         s.peer = Some("198.51.100.10".into());
         for i in 0..30u64 {
             s.push_transition(TransitionStatus {

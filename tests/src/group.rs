@@ -1,4 +1,4 @@
-//! A lab for groups (SPEC §9): a three-member etcd cluster and N group members, each host in a
+//! A lab for groups (docs/groups.md): a three-member etcd cluster and N group members, each host in a
 //! namespace of its own, and a client; torn down on drop like [`crate::Lab`].
 //!
 //! ```text
@@ -226,29 +226,17 @@ impl GroupLab {
 
     fn launch(&mut self, node: Node, name: &str, argv: &[&str], rust_log: bool) -> usize {
         let log = self.dir.join(format!("{name}.log"));
-        let logf = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
+        let env = if rust_log {
+            vec![(
+                "RUST_LOG",
+                "debug,ureq=warn,ureq_proto=warn,rustls=warn".to_string(),
+            )]
+        } else {
+            Vec::new()
+        };
         let ns = self.ns(node);
-        let mut cmd = Command::new("ip");
-        if rust_log {
-            cmd.env("RUST_LOG", "debug,ureq=warn,ureq_proto=warn,rustls=warn");
-        }
-        let child = cmd
-            .args(["netns", "exec", &ns])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("log file"))
-            .stderr(logf)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        self.procs.push(Proc {
-            child,
-            log,
-            name: name.to_string(),
-        });
+        self.procs
+            .push(Proc::spawn_in(&ns, name, argv, log, &env, Stdio::null()));
         self.procs.len() - 1
     }
 

@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -69,11 +68,8 @@ fn raw_socket_in(ns: &str, v6: bool) -> io::Result<Socket> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: setns with a descriptor of a network namespace that `netns` keeps
-                // open for the call; it moves only this short-lived thread.
-                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                // It moves only this short-lived thread.
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
                 if v6 {
                     Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
                 } else {

@@ -13,11 +13,13 @@
 //! Every process the lab starts is killed by pid, and every namespace deleted, when the lab is
 //! dropped, pass or fail. Only the documentation ranges of RFC 5737 and RFC 3849 are used.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -25,7 +27,10 @@ use std::time::{Duration, Instant};
 pub mod chaos;
 pub mod group;
 pub mod icmp;
+pub mod process;
 pub mod sampler;
+
+pub use process::{cpu_ns, rss_kib, Proc};
 
 /// The primary's public address: the address that moves.
 pub const VIP: &str = "198.51.100.10";
@@ -65,65 +70,6 @@ impl Host {
             Host::Cli => "cli",
             Host::Atk => "atk",
             Host::Lan => "lan",
-        }
-    }
-}
-
-/// A daemon the lab started.
-#[derive(Debug)]
-pub struct Proc {
-    child: Child,
-    /// Where its stderr goes.
-    pub log: PathBuf,
-    /// A short name for messages.
-    pub name: String,
-}
-
-impl Proc {
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends a signal to it.
-    pub fn signal(&self, sig: i32) {
-        let Ok(pid) = i32::try_from(self.child.id()) else {
-            return;
-        };
-        // SAFETY: kill(2) with a pid this lab started and has not reaped.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-
-    /// Whether it has exited (and its status if so).
-    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Waits for it to exit, at most `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.try_exit() {
-                return Some(s);
-            }
-            sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    /// Its log so far.
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -228,6 +174,37 @@ pub fn run(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// What a command printed: its standard output, then its standard error.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `systemd-analyze verify` on unit files: `Ok` if it exits 0 and says nothing, else what it
+/// said. It exits 0 on unknown keys but names them, so any output is a finding (but for the
+/// absence of a system bus, as in a container).
+pub fn systemd_verify(units: &[&Path]) -> Result<(), String> {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemd-analyze (package systemd) is needed");
+    let said = output_text(&out);
+    let findings = said
+        .lines()
+        .filter(|l| !l.contains("Failed to connect to bus") && !l.trim().is_empty())
+        .count();
+    if out.status.success() && findings == 0 {
+        Ok(())
+    } else {
+        Err(format!("systemd-analyze verify ({}): {said}", out.status))
+    }
 }
 
 /// Runs a command and says whether it succeeded (quietly).
@@ -516,7 +493,7 @@ impl Lab {
                 "ipfo-netem did not start:\n{}",
                 self.procs[idx].log_text()
             );
-            let stdin = self.procs[idx].child.stdin.take().expect("netem's stdin");
+            let stdin = self.procs[idx].take_stdin().expect("netem's stdin");
             self.netems.push((host, idx, stdin));
         }
         let line = format!(
@@ -734,32 +711,13 @@ impl Lab {
         env: &[(&str, String)],
     ) -> usize {
         let log = self.dir.join(format!("{name}.log"));
-        let logf = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let ns = self.ns(host);
-        let mut cmd = Command::new("ip");
+        let mut all: Vec<(&str, String)> = env.to_vec();
         if let Some(level) = rust_log {
-            cmd.env("RUST_LOG", level);
+            all.insert(0, ("RUST_LOG", level.to_string()));
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .args(["netns", "exec", &ns])
-            .args(argv)
-            .stdin(stdin)
-            .stdout(logf.try_clone().expect("log file"))
-            .stderr(logf)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        self.procs.push(Proc {
-            child,
-            log,
-            name: name.to_string(),
-        });
+        let ns = self.ns(host);
+        self.procs
+            .push(Proc::spawn_in(&ns, name, argv, log, &all, stdin));
         self.procs.len() - 1
     }
 
@@ -1056,36 +1014,6 @@ impl Lab {
         let path = self.state_dir(host).join(format!("{daemon}.json"));
         serde_json::from_str(&read(&path)).unwrap_or(serde_json::Value::Null)
     }
-}
-
-/// CPU time a process has used, in nanoseconds (all its threads), exact to the nanosecond:
-/// /proc's clock ticks (10 ms) are too coarse for a daemon that uses 0.01 % of a core.
-pub fn cpu_ns(pid: u32) -> Option<u64> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: clock_getcpuclockid writes the clock id of an existing process into `clock`.
-    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-        return None;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the one we pass.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?)
-}
-
-/// Resident memory of a process, in KiB (VmRSS).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// A daemon's configuration, written as a hostconfig file in the lab.

@@ -27,9 +27,8 @@ fn sample_ns(ns: &str, wanted: &BTreeSet<IpAddr>, stop: &AtomicBool, out: &Mutex
     let Ok(f) = fs::File::open(&path) else {
         return;
     };
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns on a namespace file we opened; it moves only this thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+    // setns moves only this thread.
+    if nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
         return;
     }
     while !stop.load(Ordering::Relaxed) {

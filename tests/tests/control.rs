@@ -1,10 +1,11 @@
-//! The administrator in charge (SPEC §11), on real namespaces: pause and resume, a pause that
+//! The administrator in charge (docs/failoverctl.md, "Taking the wheel"), on real namespaces: pause and resume, a pause that
 //! ends by itself and one that survives a restart, release and takeover by hand with their
 //! refusals, and a caller who is not failoverd's user.
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ipfailover_e2e::output_text as said;
 use ipfailover_e2e::{bin, wait_for, Host, Lab, VIP};
 
 const SMTP_PORT: u16 = 2531;
@@ -21,14 +22,6 @@ fn ctl(lab: &Lab, args: &[&str]) -> Output {
         .args(&argv)
         .output()
         .expect("failoverctl")
-}
-
-fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A pair with mail to the lab's SMTP server, and `extra` for failoverd.

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipfailover::status::{AddressStatus, LinkStatus, Status, TransitionStatus};
+use ipfailover::status::{
+    AddressStatus, DaemonState, LinkState, LinkStatus, Status, TransitionStatus,
+};
 use ipfailover_e2e::bin;
+use ipfailover_e2e::output_text as all;
 
 fn scratch(name: &str) -> PathBuf {
     ipfailover_e2e::scratch("ctl", name)
@@ -22,21 +25,19 @@ fn now_ms() -> u64 {
 }
 
 fn this_host() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(rc, 0, "gethostname");
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
 }
 
-fn link(addr: &str, iface: &str, state: &str, age_ms: u64) -> LinkStatus {
+fn link(addr: &str, iface: &str, state: LinkState, age_ms: u64) -> LinkStatus {
     LinkStatus {
         peer_address: addr.into(),
         interface: Some(iface.into()),
         last_heartbeat_age_ms: age_ms,
         heartbeats: 4021,
-        state: state.into(),
+        state,
     }
 }
 
@@ -46,13 +47,13 @@ fn failoverd() -> Status {
     let mut s = Status::new("failoverd", "0.1.0", 412, "sec-1", now - 11_520_000);
     s.updated_at_ms = now - 300;
     s.refresh_ms = 1_000;
-    s.state = "monitoring".into();
+    s.state = DaemonState::Monitoring;
     s.peer = Some("198.51.100.10".into());
     s.timeout_ms = Some(3_000);
     s.interval_ms = Some(1_000);
     s.links = vec![
-        link("198.51.100.10", "eth0", "up", 200),
-        link("203.0.113.10", "eth1", "up", 250),
+        link("198.51.100.10", "eth0", LinkState::Up, 200),
+        link("203.0.113.10", "eth1", LinkState::Up, 250),
     ];
     s.addresses = vec![AddressStatus {
         interface: "eth0".into(),
@@ -80,10 +81,10 @@ fn failoverd() -> Status {
 fn failed_over() -> Status {
     let now = now_ms();
     let mut s = failoverd();
-    s.state = "acquired".into();
+    s.state = DaemonState::Acquired;
     s.links = vec![
-        link("198.51.100.10", "eth0", "silent", 133_000),
-        link("203.0.113.10", "eth1", "silent", 133_000),
+        link("198.51.100.10", "eth0", LinkState::Silent, 133_000),
+        link("203.0.113.10", "eth1", LinkState::Silent, 133_000),
     ];
     s.addresses[0].held = true;
     s.push_transition(TransitionStatus {
@@ -112,7 +113,7 @@ fn heartbeatd() -> Status {
     let mut s = Status::new("heartbeatd", "0.1.0", 99, "pri-1", now - 11_520_000);
     s.updated_at_ms = now - 300;
     s.refresh_ms = 1_000;
-    s.state = "sending".into();
+    s.state = DaemonState::Sending;
     s.interval_ms = Some(1_000);
     s.destinations = vec!["198.51.100.255:1694".into(), "203.0.113.255:1694".into()];
     s.counters.sent = 11520;
@@ -144,14 +145,6 @@ fn ctl(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs `status --state-dir DIR` as text, as JSON and with `--html`, checks that the three
@@ -227,7 +220,7 @@ fn healthy_pair_exits_0() {
 #[test]
 fn a_lost_link_is_degraded_and_exits_1() {
     let mut fo = failoverd();
-    fo.links[0] = link("198.51.100.10", "eth0", "lost", 133_000);
+    fo.links[0] = link("198.51.100.10", "eth0", LinkState::Lost, 133_000);
     let dir = situation("lost", Some(&fo), Some(&heartbeatd()));
     let (text, json, html) = status_all_ways(&dir, 1);
     assert!(text.starts_with("DEGRADED (exit 1): "), "{text}");
@@ -249,7 +242,7 @@ fn a_lost_link_is_degraded_and_exits_1() {
 #[test]
 fn boot_grace_and_a_stopped_heartbeatd_are_degraded() {
     let mut fo = failoverd();
-    fo.state = "boot-grace".into();
+    fo.state = DaemonState::BootGrace;
     let dir = situation("grace", Some(&fo), None);
     let (text, json, _) = status_all_ways(&dir, 1);
     assert!(text.contains("boot grace"), "{text}");
@@ -257,7 +250,7 @@ fn boot_grace_and_a_stopped_heartbeatd_are_degraded() {
     fs::remove_dir_all(&dir).expect("cleanup");
 
     let mut hb = heartbeatd();
-    hb.state = "stopped".into();
+    hb.state = DaemonState::Stopped;
     let dir = situation("stopped", None, Some(&hb));
     let (text, _, _) = status_all_ways(&dir, 1);
     assert!(text.contains("heartbeatd on pri-1 has stopped"), "{text}");

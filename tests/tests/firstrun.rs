@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
+use ipfailover_e2e::output_text as text;
 use ipfailover_e2e::{bin, repo, scratch};
 
 /// Runs `script` with bash in a private mount namespace in which `tools` (and, if asked,
@@ -42,14 +43,6 @@ fn with_hidden(tools: &[&str], hide_aiosmtpd: bool, script: &str) -> Output {
         text(&out)
     );
     out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `make demo` with the build left out (CARGO=true: the test's binaries are built already).

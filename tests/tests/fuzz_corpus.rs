@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use ipfailover::arp::{self, Arp};
+use ipfailover::control::{answer_line, parse_answer, Request};
+use ipfailover::nd::Advert;
 use ipfailover::settings::{Role, Settings};
 use ipfailover::wire::{decode, encode, Key, Message, ReplayGuard};
 
@@ -102,4 +105,66 @@ fn toml_corpus() {
     settings_corpus("toml", |t, r| {
         Settings::from_toml(t, Path::new("fuzz.toml"), r).ok()
     });
+}
+
+#[test]
+fn arp_corpus() {
+    let mut decoded = 0;
+    for (path, data) in corpus("arp") {
+        match Arp::decode(&data) {
+            Some(a) => {
+                decoded += 1;
+                assert_eq!(&a.encode()[..], &data[..arp::LEN], "{}", path.display());
+                assert_eq!(
+                    arp::sender(&data),
+                    Some((a.sender_mac, a.sender_ip)),
+                    "{}",
+                    path.display()
+                );
+            }
+            None => assert_eq!(arp::sender(&data), None, "{}", path.display()),
+        }
+    }
+    assert!(
+        decoded > 0,
+        "no arp corpus file decodes: the corpus lost its seeds"
+    );
+}
+
+#[test]
+fn nd_corpus() {
+    let mut decoded = 0;
+    for (path, data) in corpus("nd") {
+        if let Some(a) = Advert::decode(&data) {
+            decoded += 1;
+            assert_eq!(&a.target.octets()[..], &data[8..24], "{}", path.display());
+            assert_eq!(Advert::decode(&a.encode()), Some(a), "{}", path.display());
+        }
+    }
+    assert!(
+        decoded > 0,
+        "no nd corpus file decodes: the corpus lost its seeds"
+    );
+}
+
+#[test]
+fn control_corpus() {
+    let (mut requests, mut answers) = (0, 0);
+    for (path, data) in corpus("control") {
+        let Ok(line) = std::str::from_utf8(&data) else {
+            continue;
+        };
+        if let Ok(r) = Request::parse(line) {
+            requests += 1;
+            assert_eq!(Request::parse(&r.to_line()), Ok(r), "{}", path.display());
+        }
+        if let Ok(a) = parse_answer(line) {
+            answers += 1;
+            assert_eq!(parse_answer(&answer_line(&a)), Ok(a), "{}", path.display());
+        }
+    }
+    assert!(
+        requests > 0 && answers > 0,
+        "the control corpus lost its seeds ({requests} requests, {answers} answers parse)"
+    );
 }

@@ -1,4 +1,4 @@
-//! Groups on etcd (SPEC §9), end to end: a real three-member etcd cluster and three group
+//! Groups on etcd (docs/groups.md), end to end: a real three-member etcd cluster and three group
 //! members in namespaces, a client on the public LAN, and a sampler that looks at every
 //! member's interface every few milliseconds. The invariant of every scenario: never two
 //! members holding one address at the same sample.

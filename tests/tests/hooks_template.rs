@@ -11,11 +11,7 @@ fn hooks_template_test_script_passes() {
         .env("IPFO_HOOKS_NETNS", "require")
         .output()
         .expect("bash");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ipfailover_e2e::output_text(&out);
     let last = text
         .lines()
         .rev()

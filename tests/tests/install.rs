@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use ipfailover_e2e::{bin, bin_dir, repo};
+use ipfailover_e2e::{bin, bin_dir, repo, systemd_verify};
 
 fn scratch(name: &str) -> PathBuf {
     ipfailover_e2e::scratch("install", name)
@@ -39,26 +39,9 @@ fn systemd_units_verify_cleanly_with_only_the_capabilities_needed() {
         let text = text.replace(&format!("/usr/local/sbin/{unit}"), &built.to_string_lossy());
         let path = dir.join(format!("{unit}.service"));
         fs::write(&path, text).expect("unit copy");
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&path)
-            .output()
-            .expect("systemd-analyze (package systemd) is needed");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // It exits 0 on unknown keys but says so: any output is a finding.
-        let findings: Vec<&str> = said
-            .lines()
-            .filter(|l| !l.contains("Failed to connect to bus"))
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        assert!(
-            out.status.success() && findings.is_empty(),
-            "{unit}: {said}"
-        );
+        if let Err(e) = systemd_verify(&[&path]) {
+            panic!("{unit}: {e}");
+        }
     }
     fs::remove_dir_all(&dir).expect("cleanup");
 }
@@ -136,6 +119,26 @@ fn make_install_honours_prefix_and_destdir() {
 }
 
 #[test]
+fn the_verify_helper_reports_what_systemd_analyze_finds() {
+    let dir = scratch("verify-helper");
+    let unit = dir.join("ipfo-bogus.service");
+    fs::write(
+        &unit,
+        "[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/true\nBogusKey=1\n",
+    )
+    .expect("unit");
+    let e = systemd_verify(&[&unit]).expect_err("an unknown key is a finding");
+    assert!(e.contains("BogusKey"), "{e}");
+    fs::write(
+        &unit,
+        "[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/true\n",
+    )
+    .expect("unit");
+    assert_eq!(systemd_verify(&[&unit]), Ok(()));
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
 fn the_metrics_timer_and_its_service_verify_cleanly() {
     let dir = scratch("metrics-units");
     let service = fs::read_to_string(repo().join("systemd/failoverctl-metrics.service"))
@@ -149,23 +152,13 @@ fn the_metrics_timer_and_its_service_verify_cleanly() {
     assert!(timer.contains("OnUnitActiveSec=15s"), "{timer}");
     fs::write(dir.join("failoverctl-metrics.service"), service).expect("unit copy");
     fs::write(dir.join("failoverctl-metrics.timer"), timer).expect("timer copy");
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.join("failoverctl-metrics.timer"))
-        .arg(dir.join("failoverctl-metrics.service"))
-        .output()
-        .expect("systemd-analyze (package systemd) is needed");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (timer, service) = (
+        dir.join("failoverctl-metrics.timer"),
+        dir.join("failoverctl-metrics.service"),
     );
-    let findings: Vec<&str> = said
-        .lines()
-        .filter(|l| !l.contains("Failed to connect to bus"))
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert!(out.status.success() && findings.is_empty(), "{said}");
+    if let Err(e) = systemd_verify(&[&timer, &service]) {
+        panic!("{e}");
+    }
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 

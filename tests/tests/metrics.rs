@@ -39,11 +39,7 @@ fn promtool(text: &str) -> String {
         .write_all(text.as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = ipfailover_e2e::output_text(&out);
     if out.status.success() && said.trim().is_empty() {
         String::new()
     } else {

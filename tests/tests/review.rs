@@ -8,15 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ipfailover_e2e::output_text as text;
 use ipfailover_e2e::{bin, hostconfig, wait_for, Host, Lab, VIP};
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn a_state_directory_others_can_write_is_refused_at_start() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use ipfailover::status::Status;
+use ipfailover::status::{DaemonState, Status};
 use ipfailover_e2e::{bin, wait_for, Host, Lab, VIP};
 use serde_json::Value;
 
@@ -48,7 +48,8 @@ fn ctl(lab: &Lab, host: Host) -> (i32, String) {
     )
 }
 
-/// Checks one sample of a daemon's file; returns its state.
+/// Checks one sample of a daemon's file; returns its state, which must be one the status
+/// file's words list (docs/status.md).
 fn check(v: &Value, daemon: &str) -> String {
     let parsed: Status = serde_json::from_value(v.clone())
         .unwrap_or_else(|e| panic!("{daemon}.json does not match the schema: {e}\n{v}"));
@@ -122,7 +123,16 @@ fn check(v: &Value, daemon: &str) -> String {
             "counters has the undocumented field `{f}`"
         );
     }
-    parsed.state
+    let words = match daemon {
+        "heartbeatd" => DaemonState::HEARTBEATD.as_slice(),
+        _ => DaemonState::FAILOVERD.as_slice(),
+    };
+    assert!(
+        words.contains(&parsed.state),
+        "{daemon} wrote a state not among its words: {:?}",
+        parsed.state
+    );
+    parsed.state.to_string()
 }
 
 #[test]
@@ -166,7 +176,7 @@ fn status_files_stay_valid_and_documented_through_a_takeover_and_release() {
         lab.status(Host::Sec, "failoverd")
     );
     let fo = lab.status(Host::Sec, "failoverd");
-    check(&fo, "failoverd");
+    seen.insert(check(&fo, "failoverd"));
     assert_eq!(fo["addresses"][0]["held"], true, "{fo}");
     // Failed over: exit 2. The dead primary's heartbeatd file goes stale: down.
     let (code, text) = ctl(&lab, Host::Sec);
@@ -208,7 +218,7 @@ fn status_files_stay_valid_and_documented_through_a_takeover_and_release() {
         lab.status(Host::Sec, "failoverd")
     );
     let fo = lab.status(Host::Sec, "failoverd");
-    check(&fo, "failoverd");
+    seen.insert(check(&fo, "failoverd"));
     assert_eq!(fo["addresses"][0]["held"], false, "{fo}");
     assert!(
         wait_for(Duration::from_secs(5), || ctl(&lab, Host::Sec).0 == 0).is_some(),

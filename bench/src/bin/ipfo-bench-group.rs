@@ -1,4 +1,4 @@
-//! The group benchmark (SPEC §9): ipfailover's group on a three-member etcd cluster, side by
+//! The group benchmark (docs/groups.md): ipfailover's group on a three-member etcd cluster, side by
 //! side with keepalived running three VRRP nodes (unicast peers) on the same lab, three hosts
 //! and a client. It reports, it does not judge: medians and spread of the crash takeover and
 //! the clean stop, the milliseconds with two holders and with none while the holder is cut off
@@ -7,10 +7,12 @@
 //!
 //! `bench/run --group` runs it (root, namespaces only; everything is removed at the end).
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use ipfailover_bench::Summary;
+use ipfailover_bench::{signal_pid, Summary};
 use ipfailover_e2e::group::{vip, GroupLab, Node, Timeline};
 use ipfailover_e2e::wait_for;
 
@@ -99,12 +101,16 @@ impl Bed {
                 // 0) on the other link, which a dead host never does.
                 let child = keepalived_child(&self.lab, m);
                 let idx = keepalived_proc(&self.lab, m);
-                signal_pid(child, libc::SIGSTOP);
+                if let Some(c) = child {
+                    signal_pid(c, libc::SIGSTOP);
+                }
                 if let Some(i) = idx {
                     self.lab.proc(i).signal(libc::SIGSTOP);
                 }
                 self.lab.member_links(m, false);
-                signal_pid(child, libc::SIGKILL);
+                if let Some(c) = child {
+                    signal_pid(c, libc::SIGKILL);
+                }
                 if let Some(i) = idx {
                     self.lab.proc(i).signal(libc::SIGKILL);
                 }
@@ -178,18 +184,9 @@ fn keepalived_proc(_lab: &GroupLab, m: usize) -> Option<usize> {
 }
 
 /// The pid of keepalived's VRRP child on member `m`, from its pid file.
-fn keepalived_child(lab: &GroupLab, m: usize) -> Option<i32> {
+fn keepalived_child(lab: &GroupLab, m: usize) -> Option<u32> {
     let path = lab.dir.join(format!("keepalived-m{m}-vrrp.pid"));
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn signal_pid(pid: Option<i32>, sig: i32) {
-    if let Some(p) = pid.filter(|p| *p > 1) {
-        // SAFETY: kill(2) on a keepalived child this bench started (read from its pid file).
-        unsafe {
-            libc::kill(p, sig);
-        }
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -25,6 +25,8 @@
 //! crash medians against the newest earlier results file (or `--baseline FILE`).
 //! It prints the tables and writes `<out>/<date>.md` and `<out>/<date>-takeover.svg`.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +38,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use ipfailover::settings::DEFAULT_PORT;
 use ipfailover_bench::{
-    children, cpu_ns, crash_medians, mono_ns, ms, rss_kib, svg, HeartbeatWatch, Panel, Series,
-    Summary,
+    cpu_ns, crash_medians, mono_ns, ms, rss_kib, signal_pid, svg, with_children, HeartbeatWatch,
+    Panel, Series, Summary,
 };
 use ipfailover_e2e::sampler::{Sampler, Timeline};
 use ipfailover_e2e::{hostconfig, read, wait_for, Host, Lab};
@@ -413,10 +415,7 @@ impl Bed {
     }
 
     fn pids(&mut self, idx: usize) -> Vec<u32> {
-        let pid = self.lab.proc(idx).pid();
-        let mut all = children(pid);
-        all.push(pid);
-        all
+        with_children(self.lab.proc(idx).pid())
     }
 
     /// The probe's lines after `since`: (time, tag).
@@ -591,10 +590,7 @@ impl Bed {
         let pids = self.pids(idx);
         let t0 = mono_ns();
         for pid in &pids {
-            // SAFETY: kill(2) on pids of processes this bench started.
-            unsafe {
-                libc::kill(i32::try_from(*pid).unwrap_or(0), libc::SIGKILL);
-            }
+            signal_pid(*pid, libc::SIGKILL);
         }
         self.lab.links(Host::Pri, false);
         let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(5));
@@ -757,10 +753,7 @@ impl Bed {
         let vip = self.vip();
         let t0 = Instant::now();
         for pid in &pids {
-            // SAFETY: kill(2) on pids of processes this bench started.
-            unsafe {
-                libc::kill(i32::try_from(*pid).unwrap_or(0), libc::SIGKILL);
-            }
+            signal_pid(*pid, libc::SIGKILL);
         }
         let _ = self.lab.proc(idx).wait_exit(Duration::from_secs(5));
         let window = self.setting.timeout * 3 + Duration::from_secs(1);

@@ -3,6 +3,8 @@
 //!
 //! Usage: ipfo-echo PORT TAG
 
+#![forbid(unsafe_code)]
+
 use std::net::UdpSocket;
 
 fn main() {

@@ -7,6 +7,8 @@
 //!
 //! Usage: ipfo-floor INTERVAL_MS DESTINATION... (run it in a lab namespace, as the bench does).
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 

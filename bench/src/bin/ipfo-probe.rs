@@ -7,6 +7,8 @@
 //! 100 ms as a sign of life), flushed at once, so the driver can find "the first reply from
 //! the secondary after the crash" without reading a million lines.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

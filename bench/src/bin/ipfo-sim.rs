@@ -8,6 +8,8 @@
 //! small base plus uniform jitter of up to FRACTION of an interval (default 0.05), and each
 //! heartbeat is lost on each of the two links independently with the given probability.
 
+#![forbid(unsafe_code)]
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr};

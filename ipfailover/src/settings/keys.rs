@@ -73,7 +73,7 @@ pub(super) enum Format {
 pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(10);
 pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 pub(super) const MIN_TIMEOUT: Duration = Duration::from_millis(10);
-/// Not in the spec: without a ceiling, `now + timeout` could overflow `Instant` in the daemon,
+/// Not in Apple's IPFailover: without a ceiling, `now + timeout` could overflow `Instant` in the daemon,
 /// and a day is already far beyond any useful failover or hook time.
 pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub(super) const MAX_SCRIPT_TIMEOUT: Duration = MAX_TIMEOUT;
@@ -92,7 +92,7 @@ pub(super) const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
 pub(super) const KEYS: usize = 31;
 
 impl Key {
-    /// In the order of the spec's table, which is also the order `render` prints.
+    /// In the order of docs/configuration.md, which is also the order `render` prints.
     pub(super) const ALL: [Key; KEYS] = [
         Key::BcastIps,
         Key::PeerIp,

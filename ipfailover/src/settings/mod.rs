@@ -10,7 +10,6 @@ mod secret;
 mod toml_file;
 
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::addr::AddrPair;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use render::{quote_value, redact_transport};
-pub use secret::{load_secret, load_secrets};
+pub use secret::{check_secret_file, parse_secrets, MAX_SECRET_FILE_LEN};
 
 /// The UDP port of heartbeats when `FAILOVER_PORT` is not set: Apple's.
 pub const DEFAULT_PORT: u16 = 1694;
@@ -82,7 +81,7 @@ pub struct Settings {
     pub email_from: Option<String>,
     /// `FAILOVER_STATE_DIR`: where the status files go.
     pub state_dir: PathBuf,
-    /// `FAILOVER_ETCD_ENDPOINTS`: etcd's URLs; set, failoverd is a group member (SPEC §9).
+    /// `FAILOVER_ETCD_ENDPOINTS`: etcd's URLs; set, failoverd is a group member (docs/groups.md).
     pub etcd_endpoints: Vec<String>,
     /// `FAILOVER_GROUP`: the group's name, its keys under `/ipfailover/<group>/`.
     pub group: String,
@@ -120,17 +119,14 @@ impl Settings {
         }
     }
 
-    /// Reads the file, as TOML when its name ends in `.toml` and as hostconfig otherwise.
-    pub fn load(path: &Path, role: Role) -> Result<Settings, ConfigErrors> {
-        let whole_file = |message: String| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                key: None,
-                message,
-            }])
-        };
-        let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    /// Parses a configuration file's bytes, as TOML when `path` ends in `.toml` and as
+    /// hostconfig otherwise; `path` only names the file (reading it is `ipfailover-os`'s
+    /// `config::load_settings`, which also gives [`Settings::warn_if_writable`] its mode).
+    pub fn from_file_contents(
+        bytes: Vec<u8>,
+        path: &Path,
+        role: Role,
+    ) -> Result<Settings, ConfigErrors> {
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
             let line = 1 + e
@@ -149,23 +145,24 @@ impl Settings {
         let is_toml = path
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
-        let mut settings = if is_toml {
-            Settings::from_toml(&text, path, role)?
+        if is_toml {
+            Settings::from_toml(&text, path, role)
         } else {
-            Settings::from_hostconfig(&text, path, role)?
-        };
-        // Whoever can write this file decides which addresses this host takes over.
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o022 != 0 {
-                settings.warnings.push(format!(
-                    "{}: writable by group or others (mode {mode:04o}); only root should be \
-                     able to change which addresses this host takes over",
-                    path.display()
-                ));
-            }
+            Settings::from_hostconfig(&text, path, role)
         }
-        Ok(settings)
+    }
+
+    /// Warns when the file's permission bits `mode` let group or others write it: whoever can
+    /// write it decides which addresses this host takes over.
+    pub fn warn_if_writable(&mut self, mode: u32) {
+        let mode = mode & 0o777;
+        if mode & 0o022 != 0 {
+            self.warnings.push(format!(
+                "{}: writable by group or others (mode {mode:04o}); only root should be \
+                 able to change which addresses this host takes over",
+                self.source.display()
+            ));
+        }
     }
 
     /// Whether failoverd runs as a member of a group (`FAILOVER_ETCD_ENDPOINTS` is set).
@@ -972,65 +969,43 @@ release_after = 3
         assert!(text.contains("\nFAILOVER_TIMEOUT=\"5s\"\n"), "{text}");
     }
 
-    /// A file in the temp directory with a name no other test or run uses, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(name: &str, contents: &[u8]) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "ipfailover-settings-test-{}-{name}",
-                std::process::id()
-            ));
-            std::fs::write(&path, contents).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            TempFile(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
     #[test]
-    fn load_picks_the_format_by_suffix() {
-        let toml = TempFile::new("a.toml", b"port = 1700\n");
-        let s = Settings::load(&toml.0, Role::Ctl).unwrap();
+    fn the_format_is_picked_by_the_suffix() {
+        let toml = Path::new("/etc/ipfailover/a.toml");
+        let s = Settings::from_file_contents(b"port = 1700\n".to_vec(), toml, Role::Ctl).unwrap();
         assert_eq!(s.port, 1700);
-        assert_eq!(s.source, toml.0);
+        assert_eq!(s.source, toml);
         // The same text is not a hostconfig line.
-        let hostconfig = TempFile::new("hostconfig", b"port = 1700\n");
-        let e = Settings::load(&hostconfig.0, Role::Ctl).unwrap_err();
-        assert_eq!(e.0[0].file, hostconfig.0);
+        let hostconfig = Path::new("/etc/ipfailover/hostconfig");
+        let e = Settings::from_file_contents(b"port = 1700\n".to_vec(), hostconfig, Role::Ctl)
+            .unwrap_err();
+        assert_eq!(e.0[0].file, hostconfig);
         assert_eq!(e.0[0].line, Some(1));
-        let hostconfig = TempFile::new("hostconfig2", b"FAILOVER_PORT=1701\n");
-        assert_eq!(Settings::load(&hostconfig.0, Role::Ctl).unwrap().port, 1701);
+        let s =
+            Settings::from_file_contents(b"FAILOVER_PORT=1701\n".to_vec(), hostconfig, Role::Ctl);
+        assert_eq!(s.unwrap().port, 1701);
     }
 
     #[test]
-    fn load_reports_unreadable_files_as_one_error() {
-        let missing = std::env::temp_dir().join(format!(
-            "ipfailover-settings-test-{}-missing",
-            std::process::id()
-        ));
-        let e = Settings::load(&missing, Role::Ctl).unwrap_err();
+    fn bytes_that_are_not_utf8_are_one_error_on_their_line() {
+        let path = Path::new("/etc/ipfailover/hostconfig");
+        let e =
+            Settings::from_file_contents(b"FAILOVER_PORT=1\n\xff\xfe\n".to_vec(), path, Role::Ctl)
+                .unwrap_err();
         assert_eq!(e.0.len(), 1);
-        assert_eq!(e.0[0].line, None);
-        assert!(e.0[0].message.starts_with("cannot read: "), "{e}");
-        let binary = TempFile::new("binary", b"FAILOVER_PORT=1\n\xff\xfe\n");
-        let e = Settings::load(&binary.0, Role::Ctl).unwrap_err();
         assert_eq!(e.0[0].line, Some(2));
         assert_eq!(e.0[0].message, "not valid UTF-8");
     }
 
     #[test]
-    fn load_warns_about_a_file_others_can_write() {
-        let f = TempFile::new("writable", b"FAILOVER_PORT=1\n");
-        std::fs::set_permissions(&f.0, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let s = Settings::load(&f.0, Role::Ctl).unwrap();
+    fn a_file_others_can_write_is_warned_about() {
+        let mut s = hc("FAILOVER_PORT=1\n", Role::Ctl).unwrap();
+        s.warn_if_writable(0o100644);
+        assert!(s.warnings.is_empty());
+        s.warn_if_writable(0o100666);
         assert_eq!(s.warnings.len(), 1);
         assert!(s.warnings[0].contains("writable by group or others (mode 0666)"));
+        assert!(s.warnings[0].starts_with("/etc/ipfailover/hostconfig: "));
     }
 
     #[test]

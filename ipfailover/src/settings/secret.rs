@@ -1,43 +1,23 @@
-//! The shared key that authenticates heartbeats.
-
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+//! The shared key that authenticates heartbeats: what a secret file may be, and the keys in
+//! it. Reading the file is `ipfailover-os`'s (`config::load_secrets`), which hands the file's
+//! owner, mode and bytes to the functions here.
 
 /// Shorter keys are guessable; 16 bytes is the least that HMAC-SHA256 can be trusted with.
 const MIN_KEY_LEN: usize = 16;
 /// A key is one short line; anything far larger is the wrong file.
-const MAX_FILE_LEN: u64 = 64 * 1024;
+pub const MAX_SECRET_FILE_LEN: u64 = 64 * 1024;
 
-/// Reads the shared secret's current key (see [`load_secrets`]).
-pub fn load_secret(path: &Path, daemon_uid: u32) -> Result<Vec<u8>, String> {
-    load_secrets(path, daemon_uid).map(|(current, _)| current)
-}
-
-/// Reads the shared secret: the current key on the first line, and, during a rotation, the
-/// old key on the second (docs/configuration.md: the first signs, both verify). Refuses files
-/// others could read or change, files owned by another user than root or `daemon_uid` (that
-/// user could read the key, forge a goodbye, rotate the key), more than two keys, and keys too
-/// short to be safe; the newline that ends a line, as editors leave it, is not part of a key.
-pub fn load_secrets(path: &Path, daemon_uid: u32) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
-    let shown = path.display();
-    // Looked at before opening, because opening a FIFO would block; and again after, so
-    // that what is checked is what is read.
-    let before = std::fs::metadata(path)
-        .map_err(|e| format!("Cannot open the secret file {shown}: {e}."))?;
-    if !before.is_file() {
-        return Err(format!("The secret file {shown} is not a regular file."));
-    }
-    let file =
-        File::open(path).map_err(|e| format!("Cannot open the secret file {shown}: {e}."))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("Cannot inspect the secret file {shown}: {e}."))?;
-    if !meta.is_file() {
-        return Err(format!("The secret file {shown} is not a regular file."));
-    }
-    let owner = meta.uid();
+/// Whether a secret file of this owner, mode and length may be read by a daemon running as
+/// `daemon_uid`: not accessible to group or others, owned by root or `daemon_uid` (another
+/// owner could read the key, forge a goodbye, rotate the key), and at most
+/// [`MAX_SECRET_FILE_LEN`] bytes. `shown` names the file in the refusal.
+pub fn check_secret_file(
+    owner: u32,
+    mode: u32,
+    len: u64,
+    daemon_uid: u32,
+    shown: &str,
+) -> Result<(), String> {
     if owner != 0 && owner != daemon_uid {
         return Err(format!(
             "The secret file {shown} is owned by uid {owner}, not by root or the daemon's uid \
@@ -45,29 +25,27 @@ pub fn load_secrets(path: &Path, daemon_uid: u32) -> Result<(Vec<u8>, Option<Vec
              {daemon_uid} {shown}."
         ));
     }
-    let mode = meta.permissions().mode() & 0o777;
+    let mode = mode & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
             "The secret file {shown} is accessible to group or others (mode {mode:04o}); \
              anyone who can read it can forge heartbeats: run chmod 600 {shown}."
         ));
     }
-    if meta.len() > MAX_FILE_LEN {
+    if len > MAX_SECRET_FILE_LEN {
         return Err(format!(
-            "The secret file {shown} is {} bytes long; a key is one line of at most {MAX_FILE_LEN} bytes.",
-            meta.len()
+            "The secret file {shown} is {len} bytes long; a key is one line of at most {MAX_SECRET_FILE_LEN} bytes."
         ));
     }
-    let mut key = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut key)
-        .map_err(|e| format!("Cannot read the secret file {shown}: {e}."))?;
-    if key.len() as u64 > MAX_FILE_LEN {
-        return Err(format!(
-            "The secret file {shown} grew past {MAX_FILE_LEN} bytes while being read."
-        ));
-    }
-    let mut lines = key
+    Ok(())
+}
+
+/// The keys in a secret file's bytes: the current key on the first line, and, during a
+/// rotation, the old key on the second (docs/configuration.md: the first signs, both
+/// verify). Refuses more than two keys and keys too short to be safe; the newline that ends a
+/// line, as editors leave it, is not part of a key. `shown` names the file in the refusal.
+pub fn parse_secrets(contents: &[u8], shown: &str) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+    let mut lines = contents
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect::<Vec<_>>();
@@ -107,119 +85,72 @@ pub fn load_secrets(path: &Path, daemon_uid: u32) -> Result<(Vec<u8>, Option<Vec
 #[allow(clippy::unwrap_used)] // A failed unwrap is a failed test.
 mod tests {
     use super::*;
-    use std::fs;
-    use std::path::PathBuf;
 
-    /// The owner the tests' files get: whoever runs them.
-    const UID: u32 = 0;
+    const SHOWN: &str = "/etc/ipfailover/secret";
 
-    /// A file of its own in the temp directory, removed when dropped.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(name: &str, contents: &[u8], mode: u32) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "ipfailover-secret-test-{}-{name}",
-                std::process::id()
-            ));
-            fs::write(&path, contents).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-            TempFile(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = fs::remove_file(&self.0);
-        }
+    fn key(contents: &[u8]) -> Result<Vec<u8>, String> {
+        parse_secrets(contents, SHOWN).map(|(current, _)| current)
     }
 
     #[test]
-    fn mode_0600_accepted_and_newline_stripped() {
-        let f = TempFile::new("ok", b"0123456789abcdef\n", 0o600);
-        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
-        let f = TempFile::new("crlf", b"0123456789abcdef\r\n", 0o600);
-        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
-        let f = TempFile::new("bare", b"0123456789abcdefXYZ", 0o400);
-        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdefXYZ".to_vec()));
+    fn newlines_are_the_editors() {
+        assert_eq!(key(b"0123456789abcdef\n"), Ok(b"0123456789abcdef".to_vec()));
+        assert_eq!(
+            key(b"0123456789abcdef\r\n"),
+            Ok(b"0123456789abcdef".to_vec())
+        );
+        assert_eq!(
+            key(b"0123456789abcdefXYZ"),
+            Ok(b"0123456789abcdefXYZ".to_vec())
+        );
         // Empty lines at the end are the editor's.
-        let f = TempFile::new("two", b"0123456789abcdef\n\n", 0o600);
-        assert_eq!(load_secret(&f.0, UID), Ok(b"0123456789abcdef".to_vec()));
+        assert_eq!(
+            key(b"0123456789abcdef\n\n"),
+            Ok(b"0123456789abcdef".to_vec())
+        );
     }
 
     #[test]
     fn a_second_line_is_the_old_key_of_a_rotation() {
-        let f = TempFile::new("rot", b"new-key-0123456789\nold-key-0123456789\n", 0o600);
         assert_eq!(
-            load_secrets(&f.0, UID),
+            parse_secrets(b"new-key-0123456789\nold-key-0123456789\n", SHOWN),
             Ok((
                 b"new-key-0123456789".to_vec(),
                 Some(b"old-key-0123456789".to_vec())
             ))
         );
-        assert_eq!(load_secret(&f.0, UID), Ok(b"new-key-0123456789".to_vec()));
-        let f = TempFile::new("one", b"new-key-0123456789\n", 0o600);
         assert_eq!(
-            load_secrets(&f.0, UID),
+            parse_secrets(b"new-key-0123456789\n", SHOWN),
             Ok((b"new-key-0123456789".to_vec(), None))
         );
-        let f = TempFile::new(
-            "three",
-            b"0123456789abcdef\n0123456789abcdef\nx123456789abcdef\n",
-            0o600,
-        );
-        assert!(load_secrets(&f.0, UID).unwrap_err().contains("3 lines"));
-        let f = TempFile::new("shortold", b"0123456789abcdef\nshort\n", 0o600);
-        let e = load_secrets(&f.0, UID).unwrap_err();
+        let three = b"0123456789abcdef\n0123456789abcdef\nx123456789abcdef\n";
+        assert!(parse_secrets(three, SHOWN).unwrap_err().contains("3 lines"));
+        let e = parse_secrets(b"0123456789abcdef\nshort\n", SHOWN).unwrap_err();
         assert!(e.starts_with("The old key (line 2)"), "{e}");
     }
 
     #[test]
-    fn group_or_other_access_refused() {
-        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
-            let f = TempFile::new(&format!("mode{mode:o}"), b"0123456789abcdef", mode);
-            let e = load_secret(&f.0, UID).unwrap_err();
-            assert!(e.contains("chmod 600"), "{e}");
-            assert!(e.contains(&f.0.display().to_string()), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_file_of_another_user_is_refused_even_with_mode_0600() {
-        let f = TempFile::new("owner", b"0123456789abcdef", 0o600);
-        let me = fs::metadata(&f.0).unwrap().uid();
-        // As root or as its owner: accepted.
-        assert!(load_secret(&f.0, me).is_ok());
-        if me != 0 {
-            return; // Only root can give a file away; the tests run as root in CI.
-        }
-        std::os::unix::fs::chown(&f.0, Some(65534), None).unwrap();
-        let e = load_secret(&f.0, 0).unwrap_err();
-        assert!(e.contains("owned by uid 65534"), "{e}");
-        // A daemon running as uid 1000 accepts neither 65534's file nor would it accept 1000's
-        // file owned by 65534; root-owned is accepted for any daemon user.
-        assert!(load_secret(&f.0, 1000).is_err());
-        std::os::unix::fs::chown(&f.0, Some(0), None).unwrap();
-        assert!(load_secret(&f.0, 1000).is_ok());
-    }
-
-    #[test]
-    fn short_key_refused() {
-        let f = TempFile::new("short", b"0123456789abcde\n", 0o600);
-        let e = load_secret(&f.0, UID).unwrap_err();
+    fn short_keys_are_refused() {
+        let e = key(b"0123456789abcde\n").unwrap_err();
         assert!(e.contains("15 bytes"), "{e}");
-        let f = TempFile::new("empty", b"", 0o600);
-        assert!(load_secret(&f.0, UID).is_err());
+        assert!(e.starts_with("The key in /etc/ipfailover/secret"), "{e}");
+        assert!(key(b"").is_err());
     }
 
     #[test]
-    fn missing_file_and_directory_refused() {
-        let e = load_secret(Path::new("/nonexistent/ipfailover/secret"), UID).unwrap_err();
-        assert!(
-            e.starts_with("Cannot open the secret file /nonexistent/ipfailover/secret"),
-            "{e}"
-        );
-        let e = load_secret(&std::env::temp_dir(), UID).unwrap_err();
-        assert!(e.contains("not a regular file"), "{e}");
+    fn group_or_other_access_and_other_owners_are_refused() {
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            let e = check_secret_file(0, mode, 17, 0, SHOWN).unwrap_err();
+            assert!(e.contains("chmod 600"), "{e}");
+            assert!(e.contains(SHOWN), "{e}");
+        }
+        assert_eq!(check_secret_file(0, 0o100600, 17, 0, SHOWN), Ok(()));
+        assert_eq!(check_secret_file(0, 0o400, 17, 1000, SHOWN), Ok(()));
+        assert_eq!(check_secret_file(1000, 0o600, 17, 1000, SHOWN), Ok(()));
+        let e = check_secret_file(65534, 0o600, 17, 0, SHOWN).unwrap_err();
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        assert!(check_secret_file(65534, 0o600, 17, 1000, SHOWN).is_err());
+        let e = check_secret_file(0, 0o600, MAX_SECRET_FILE_LEN + 1, 0, SHOWN).unwrap_err();
+        assert!(e.contains("a key is one line"), "{e}");
     }
 }

@@ -1,6 +1,8 @@
 //! Long chaos soaks: `ipfo-chaos SECONDS SEED...` runs one soak per seed and prints each
 //! report; exits 1 if any invariant was violated (the report has the seed and the timeline).
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use ipfailover_e2e::chaos;

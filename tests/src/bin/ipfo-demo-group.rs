@@ -6,52 +6,43 @@
 //! Run as root: `make demo-group`. Everything it makes is removed when it ends, on success,
 //! on failure and on Ctrl-C (the processes are killed by pid and the namespaces deleted).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use ipfailover_e2e::group::{vip, GroupLab};
-use ipfailover_e2e::wait_for;
+use ipfailover_e2e::process::Session;
 
 struct Demo {
     lab: GroupLab,
-    t0: Instant,
-    stop: Arc<AtomicBool>,
+    session: Session,
 }
 
 impl Demo {
     fn say(&self, msg: &str) {
-        println!("[{:>7.3} s] {msg}", self.t0.elapsed().as_secs_f64());
+        self.session.say(msg);
     }
 
     /// Waits until exactly member `m` holds the address (or Ctrl-C); the time it took.
     fn holder_is(&self, addr: &str, m: usize, limit: Duration) -> Result<Duration, String> {
-        let stop = &self.stop;
-        let took = wait_for(limit, || {
-            stop.load(Ordering::SeqCst) || self.lab.holders_now(addr) == vec![m]
-        });
-        if stop.load(Ordering::SeqCst) {
-            return Err("interrupted".into());
-        }
-        took.ok_or_else(|| {
-            format!(
-                "m{m} does not hold {addr} within {limit:?} (holders: {:?})",
-                self.lab.holders_now(addr)
-            )
-        })
+        self.session
+            .wait(limit, || self.lab.holders_now(addr) == vec![m])
+            .map_err(|e| {
+                format!(
+                    "m{m} does not hold {addr}: {e} (holders: {:?})",
+                    self.lab.holders_now(addr)
+                )
+            })
     }
 
     fn client_sees(&self, addr: &str, m: usize) -> Result<(), String> {
         let mac = self.lab.member_mac(m);
-        let ok = wait_for(Duration::from_secs(5), || {
-            self.lab.client_reaches(addr)
-                && self.lab.client_neigh(addr).as_deref() == Some(mac.as_str())
-        });
-        if ok.is_none() {
-            return Err(format!(
-                "the client does not reach {addr} at m{m}'s MAC {mac}"
-            ));
-        }
+        self.session
+            .wait(Duration::from_secs(5), || {
+                self.lab.client_reaches(addr)
+                    && self.lab.client_neigh(addr).as_deref() == Some(mac.as_str())
+            })
+            .map_err(|e| format!("the client does not reach {addr} at m{m}'s MAC {mac}: {e}"))?;
         self.say(&format!("client pings {addr}: answered by m{m} ({mac})"));
         Ok(())
     }
@@ -90,11 +81,12 @@ impl Demo {
         self.say("m2 is cut off from etcd (its etcd link down); the client still reaches it");
         let cut = Instant::now();
         self.lab.cut_from_etcd(2, true);
-        let stop = &self.stop;
-        let dropped = wait_for(Duration::from_secs(10), || {
-            stop.load(Ordering::SeqCst) || self.lab.holders_now(&addr).is_empty()
-        })
-        .ok_or("m2 never dropped the address")?;
+        let dropped = self
+            .session
+            .wait(Duration::from_secs(10), || {
+                self.lab.holders_now(&addr).is_empty()
+            })
+            .map_err(|e| format!("m2 never dropped the address: {e}"))?;
         self.say(&format!(
             "m2 fenced itself: {addr} removed {} ms after the cut, before its lease could expire",
             dropped.as_millis()
@@ -133,12 +125,6 @@ impl Demo {
 }
 
 fn main() {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-            eprintln!("cannot handle signal {sig}: {e}");
-        }
-    }
     if !std::path::Path::new("/usr/bin/etcd").exists() {
         eprintln!(
             "make demo-group needs etcd (Debian's etcd-server): scripts/deps group installs it"
@@ -147,14 +133,9 @@ fn main() {
     }
     let mut demo = Demo {
         lab: GroupLab::new("demo", 3, 3),
-        t0: Instant::now(),
-        stop,
+        session: Session::new(),
     };
     let result = demo.run();
-    if let Err(e) = &result {
-        eprintln!("demo stopped: {e}\n{}", demo.lab.logs());
-    }
-    demo.say("done; removing the lab");
-    drop(demo);
-    std::process::exit(i32::from(result.is_err()));
+    let Demo { lab, session } = demo;
+    session.finish(result, lab, |lab| lab.logs());
 }

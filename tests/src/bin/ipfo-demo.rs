@@ -6,32 +6,24 @@
 //! Run as root: `make demo`. Everything it makes is removed when it ends, on success, on
 //! failure and on Ctrl-C (the daemons are killed by pid and the namespaces deleted).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#![forbid(unsafe_code)]
 
-use ipfailover_e2e::{hostconfig, wait_for, Host, Lab, VIP};
+use std::time::Duration;
+
+use ipfailover_e2e::process::Session;
+use ipfailover_e2e::{hostconfig, Host, Lab, VIP};
 
 /// The primary's service address, which heartbeatd adds and removes itself.
 const ALIAS: &str = "198.51.100.100";
 
 struct Demo {
     lab: Lab,
-    t0: Instant,
-    stop: Arc<AtomicBool>,
+    session: Session,
 }
 
 impl Demo {
     fn say(&self, msg: &str) {
-        println!("[{:>7.3} s] {msg}", self.t0.elapsed().as_secs_f64());
-    }
-
-    fn interrupted(&self) -> Result<(), String> {
-        if self.stop.load(Ordering::SeqCst) {
-            Err("interrupted".into())
-        } else {
-            Ok(())
-        }
+        self.session.say(msg);
     }
 
     /// Waits for `cond` (or Ctrl-C); the time it took.
@@ -40,10 +32,7 @@ impl Demo {
         limit: Duration,
         mut cond: impl FnMut(&Lab) -> bool,
     ) -> Result<Duration, String> {
-        let stop = &self.stop;
-        let took = wait_for(limit, || stop.load(Ordering::SeqCst) || cond(&self.lab));
-        self.interrupted()?;
-        took.ok_or_else(|| format!("nothing happened within {limit:?}"))
+        self.session.wait(limit, || cond(&self.lab))
     }
 
     /// Shows who answers for `addr` at the client.
@@ -203,22 +192,11 @@ impl Demo {
 }
 
 fn main() {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-            eprintln!("cannot handle signal {sig}: {e}");
-        }
-    }
     let mut demo = Demo {
         lab: Lab::new("demo"),
-        t0: Instant::now(),
-        stop,
+        session: Session::new(),
     };
     let result = demo.run();
-    if let Err(e) = &result {
-        eprintln!("demo stopped: {e}\n{}", demo.lab.logs());
-    }
-    demo.say("done; removing the lab");
-    drop(demo);
-    std::process::exit(i32::from(result.is_err()));
+    let Demo { lab, session } = demo;
+    session.finish(result, lab, |lab| lab.logs());
 }

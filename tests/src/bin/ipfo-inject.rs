@@ -32,6 +32,8 @@
 //!   Valid unauthenticated heartbeats naming PEER_IP and announcing INTERVAL_MS (0 included:
 //!   what a key holder or, without a secret, anyone could send), every 20 ms for SECONDS.
 
+#![forbid(unsafe_code)]
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,8 @@
 //! later (the reordering as the receiver sees it); and, for all queues, the held packets
 //! the kernel dropped before their time (as it does when their interface goes down).
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::mpsc;
