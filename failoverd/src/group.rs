@@ -418,7 +418,11 @@ impl GroupMember {
 
     /// A finished phase (logged and counted by the runtime): the notice of a failure; the
     /// event to feed the core.
-    fn hooks_done(&mut self, rt: &Runtime, report: PhaseReport) -> GroupEvent {
+    fn hooks_done(&mut self, rt: &Runtime, report: PhaseReport) -> Option<GroupEvent> {
+        // Each address's phases run in a lane of their own: its place in the list.
+        let addr = usize::try_from(report.lane)
+            .ok()
+            .and_then(|i| self.core.config().addrs.get(i).copied())?;
         let phase = report.phase.as_str();
         if !report.ok() && report.phase != HookPhase::Test {
             let subject = format!(
@@ -431,10 +435,11 @@ impl GroupMember {
             );
             rt.mail.send(subject, body);
         }
-        GroupEvent::HooksDone {
+        Some(GroupEvent::HooksDone {
+            addr,
             phase: report.phase,
             ok: report.ok(),
-        }
+        })
     }
 
     /// Feeds one event and everything its actions lead to.
@@ -481,10 +486,19 @@ impl GroupMember {
                 epoch,
                 reason,
             } => {
-                rt.hooks.set_env(self.hook_env(rt, addr, epoch));
-                if let Some(report) = rt.hooks.begin(Instant::now(), phase, reason.as_str()) {
-                    let done = self.hooks_done(rt, report);
-                    queue.push_back(done);
+                let lane = self
+                    .core
+                    .config()
+                    .addrs
+                    .iter()
+                    .position(|a| *a == addr)
+                    .unwrap_or(0) as u64;
+                let env = self.hook_env(rt, addr, epoch);
+                if let Some(report) =
+                    rt.hooks
+                        .begin_lane(lane, env, Instant::now(), phase, reason.as_str())
+                {
+                    queue.extend(self.hooks_done(rt, report));
                 }
             }
             // Kept on its interface while this member holds it: a failed add is retried,
@@ -734,8 +748,9 @@ impl Driver for GroupMember {
     }
 
     fn handle_hooks_done(&mut self, rt: &mut Runtime, now: Instant, report: PhaseReport) {
-        let done = self.hooks_done(rt, report);
-        self.feed(rt, now, done);
+        if let Some(done) = self.hooks_done(rt, report) {
+            self.feed(rt, now, done);
+        }
     }
 
     fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {

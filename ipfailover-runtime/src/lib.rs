@@ -423,7 +423,7 @@ impl Runtime {
         if signalled {
             self.handle_signals(driver, now);
         }
-        if let Some(report) = self.hooks.poll(now) {
+        for report in self.hooks.poll(now) {
             driver.handle_hooks_done(self, now, report);
         }
         driver.handle_tick(self, now);

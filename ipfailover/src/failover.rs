@@ -1927,12 +1927,11 @@ impl Failover {
             Purpose::Unserved if !free.is_empty() => {
                 // What the primary still claims is taken only after LOST_LINK_ROUNDS rounds
                 // in a row go unanswered; what it says it does not have, at once.
-                let (claimed, unclaimed): (Vec<IpAddr>, Vec<IpAddr>) =
-                    free.iter().partition(|a| {
-                        self.slots
-                            .iter()
-                            .any(|s| s.addr == **a && matches!(s.claim, Claim::Holds { .. }))
-                    });
+                let (claimed, unclaimed): (Vec<IpAddr>, Vec<IpAddr>) = free.iter().partition(|a| {
+                    self.slots
+                        .iter()
+                        .any(|s| s.addr == **a && matches!(s.claim, Claim::Holds { .. }))
+                });
                 self.unserved_misses = self.unserved_misses.saturating_add(1);
                 let take: Vec<IpAddr> = if self.unserved_misses >= LOST_LINK_ROUNDS {
                     free.clone()
@@ -2174,7 +2173,11 @@ impl Failover {
         if !probed.is_empty() {
             // Waiting for the primary to show it can serve: the sooner it answers, the
             // shorter two hosts may answer if it could all along (loss on the LAN).
-            let every = if self.slots.iter().any(|s| s.held && s.awaits_proof.is_some()) {
+            let every = if self
+                .slots
+                .iter()
+                .any(|s| s.held && s.awaits_proof.is_some())
+            {
                 every.min(probe::slow_window(self.timeout()).max(PROOF_PROBE_MIN))
             } else {
                 every

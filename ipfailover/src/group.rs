@@ -56,6 +56,10 @@ pub const GROUP_CONFLICT_ROUND: Duration = Duration::from_millis(300);
 /// Probes per round.
 pub const PROBES: u32 = 3;
 
+/// Hook phases that run at once, each for its own address: 100 addresses with hooks move in
+/// about the time of one, without starting a hundred processes at a time.
+pub const MAX_PARALLEL_HOOKS: usize = 32;
+
 /// After a transaction etcd did not answer, the address is tried again after TTL / this.
 pub const ACQUIRE_BACKOFF_DIVISOR: u32 = 6;
 
@@ -336,8 +340,10 @@ pub enum GroupEvent {
         /// Who.
         mac: Mac,
     },
-    /// The running hook phase finished.
+    /// A running hook phase finished.
     HooksDone {
+        /// For which address.
+        addr: IpAddr,
         /// Which.
         phase: HookPhase,
         /// Whether every hook succeeded.
@@ -505,8 +511,8 @@ pub struct Group {
     retry_after: BTreeMap<IpAddr, Instant>,
     /// Hook phases waiting for the runner, in order.
     hook_queue: VecDeque<(IpAddr, HookPhase)>,
-    /// The phase running, and for which address.
-    hook_running: Option<(IpAddr, HookPhase)>,
+    /// The phases running, by address: at most [`MAX_PARALLEL_HOOKS`].
+    hook_running: BTreeMap<IpAddr, HookPhase>,
     /// Probing of addresses just won.
     probing: Option<Round>,
     /// Probing of addresses won that another host answered for.
@@ -541,7 +547,7 @@ impl Group {
             addrs,
             retry_after: BTreeMap::new(),
             hook_queue: VecDeque::new(),
-            hook_running: None,
+            hook_running: BTreeMap::new(),
             probing: None,
             conflicts: None,
             answers: BTreeMap::new(),
@@ -741,7 +747,9 @@ impl Group {
             GroupEvent::ProbeAnswer { addr, mac } => {
                 self.answers.insert(addr, (now, mac));
             }
-            GroupEvent::HooksDone { phase, ok } => self.hooks_done(now, phase, ok, &mut out),
+            GroupEvent::HooksDone { addr, phase, ok } => {
+                self.hooks_done(now, addr, phase, ok, &mut out)
+            }
             GroupEvent::Shutdown => self.shutdown(&mut out),
         }
         self.check_timers(now, &mut out);
@@ -759,7 +767,7 @@ impl Group {
 
     /// Nothing held, and no hook running or waiting.
     fn idle(&self) -> bool {
-        self.hook_running.is_none()
+        self.hook_running.is_empty()
             && self.hook_queue.is_empty()
             && self
                 .addrs
@@ -871,9 +879,30 @@ impl Group {
         self.hook_queue.push_back((addr, phase));
     }
 
+    /// Starts queued phases while fewer than [`MAX_PARALLEL_HOOKS`] run; an address's next
+    /// phase waits for its running one. The phases an add or a removal follows go first,
+    /// then the other continuations, then new `Test`s: an address under way is finished
+    /// before another is begun, so the first addresses are back soonest.
     fn start_hooks(&mut self, out: &mut Vec<GroupAction>) {
-        while self.hook_running.is_none() {
-            let Some((addr, phase)) = self.hook_queue.pop_front() else {
+        fn urgency(phase: HookPhase) -> u8 {
+            match phase {
+                HookPhase::PreAcq | HookPhase::PreRel => 0,
+                HookPhase::PostAcq | HookPhase::PostRel | HookPhase::Fence => 1,
+                HookPhase::Test => 2,
+            }
+        }
+        while self.hook_running.len() < MAX_PARALLEL_HOOKS {
+            let Some(i) = self
+                .hook_queue
+                .iter()
+                .enumerate()
+                .filter(|(_, (a, _))| !self.hook_running.contains_key(a))
+                .min_by_key(|(i, (_, phase))| (urgency(*phase), *i))
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let Some((addr, phase)) = self.hook_queue.remove(i) else {
                 return;
             };
             let Some(state) = self.addrs.get(&addr).copied() else {
@@ -894,7 +923,7 @@ impl Group {
                 // Stale: the address moved on meanwhile.
                 _ => continue,
             };
-            self.hook_running = Some((addr, phase));
+            self.hook_running.insert(addr, phase);
             out.push(GroupAction::RunHooks {
                 phase,
                 addr,
@@ -1047,13 +1076,18 @@ impl Group {
         }
     }
 
-    fn hooks_done(&mut self, now: Instant, phase: HookPhase, ok: bool, out: &mut Vec<GroupAction>) {
-        let Some((addr, running)) = self.hook_running.take() else {
-            return;
-        };
-        if running != phase {
+    fn hooks_done(
+        &mut self,
+        now: Instant,
+        addr: IpAddr,
+        phase: HookPhase,
+        ok: bool,
+        out: &mut Vec<GroupAction>,
+    ) {
+        if self.hook_running.get(&addr) != Some(&phase) {
             return;
         }
+        self.hook_running.remove(&addr);
         let Some(state) = self.addrs.get(&addr).copied() else {
             return;
         };

@@ -382,7 +382,11 @@ fn a_service_alias_fails_back_to_the_primarys_mac() {
 fn heavy_loss_on_both_links_makes_short_conflicts_and_never_a_fence() {
     let mut lab = Lab::new("closs");
     let marker = lab.dir.join("fenced");
-    lab.hook(VIP, "Fence", &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()));
+    lab.hook(
+        VIP,
+        "Fence",
+        &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()),
+    );
     // A tight timeout (three intervals) and the default FAILOVER_FENCE_AFTER: at 60 % loss on
     // each link the secondary misses three heartbeats in a row every few seconds, and each
     // time the primary's next heartbeat ends what followed. None of it is a stuck host.
@@ -416,8 +420,16 @@ fn heavy_loss_on_both_links_makes_short_conflicts_and_never_a_fence() {
          on both links"
     );
     assert!(!marker.exists(), "Fence ran:\n{}", lab.logs());
-    assert!(!lab.proc(fo).log_text().contains("hook Fence"), "{}", lab.logs());
-    assert!(conflicts + takeovers > 0, "the loss made no timeout at all:\n{}", lab.logs());
+    assert!(
+        !lab.proc(fo).log_text().contains("hook Fence"),
+        "{}",
+        lab.logs()
+    );
+    assert!(
+        conflicts + takeovers > 0,
+        "the loss made no timeout at all:\n{}",
+        lab.logs()
+    );
     // The primary's kernel answers all along: a takeover needs a whole probe round lost as
     // well, and then its next heartbeat that gets through gives the address back at once
     // (about a sixth of a second at this loss, a few times in these 20 s).

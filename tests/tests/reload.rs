@@ -214,10 +214,17 @@ fn keyed_pair(lab: &mut Lab, pri: &str, sec: &str) -> (usize, usize, std::path::
     let p = lab.write("secret-pri", pri).to_string_lossy().into_owned();
     let s = lab.write("secret-sec", sec).to_string_lossy().into_owned();
     let marker = lab.dir.join("fenced");
-    lab.hook(VIP, "Fence", &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()));
+    lab.hook(
+        VIP,
+        "Fence",
+        &format!("echo \"$1 $FAILOVER_REASON\" >> {}", marker.display()),
+    );
     let (hb, fo) = lab.start_pair(
         &[("FAILOVER_SECRET_FILE", p.as_str())],
-        &[("FAILOVER_SECRET_FILE", s.as_str()), ("FAILOVER_FENCE_AFTER", "1s")],
+        &[
+            ("FAILOVER_SECRET_FILE", s.as_str()),
+            ("FAILOVER_FENCE_AFTER", "1s"),
+        ],
     );
     (hb, fo, marker)
 }

@@ -842,7 +842,13 @@ fn heavy_loss_on_the_public_link_takes_nothing_the_primary_still_claims() {
     // Silent long enough, but the first round's probes are lost too: the second is answered.
     sim.lose_probes = 3;
     sim.beat(&[PRIV], ms(100), ms(3500));
-    assert_eq!(sim.count(is_takeover), 0, "{:?} {:?}", sim.transitions(), sim.probes);
+    assert_eq!(
+        sim.count(is_takeover),
+        0,
+        "{:?} {:?}",
+        sim.transitions(),
+        sim.probes
+    );
     assert!(sim.probes.iter().any(|(_, a)| !a), "a round was lost");
     assert_eq!(sim.core.state(), State::Monitoring);
 }
@@ -1468,14 +1474,23 @@ fn fence_waits_while_the_primary_sends_datagrams_signed_with_another_key() {
     }
     assert_eq!(sim.core.state(), State::Conflict);
     assert!(!sim.hooks_run().contains(&HookPhase::Fence));
-    assert!(sim.notices().iter().any(
-        |n| matches!(n, Notice::FenceWithheld(why) if why.contains("another key"))
-    ));
+    assert!(sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::FenceWithheld(why) if why.contains("another key"))));
     // They stop too (the host is stuck now): Fence a timeout after the last one.
     sim.run_until(ms(8000));
     assert!(sim.hooks_run().contains(&HookPhase::Fence));
     let fenced = sim
-        .first(|a| matches!(a, Action::RunHooks { phase: HookPhase::Fence, .. }))
+        .first(|a| {
+            matches!(
+                a,
+                Action::RunHooks {
+                    phase: HookPhase::Fence,
+                    ..
+                }
+            )
+        })
         .expect("fenced");
     assert!(fenced >= ms(6200) && fenced <= ms(6300), "{fenced:?}");
 }
