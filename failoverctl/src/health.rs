@@ -729,6 +729,7 @@ pub(crate) mod tests {
             held: false,
             holder: None,
             error: None,
+            announced_ms: None,
         }];
         s.push_transition(TransitionStatus {
             at_ms: started + 3_000,

@@ -309,6 +309,27 @@ fn daemon_metrics(o: &mut Out, daemon: Daemon, s: &Status, now_ms: u64) {
             if a.held { 1.0 } else { 0.0 },
         );
     }
+    for a in &s.addresses {
+        if let Some(at) = a.announced_ms {
+            o.add(
+                "ipfailover_address_announcement_age_seconds",
+                "gauge",
+                "Seconds since this host last announced the address (gratuitous ARP / \
+                 unsolicited NA)",
+                &[("daemon", d), ("address", a.address.as_str())],
+                secs(now_ms.saturating_sub(at)),
+            );
+        }
+    }
+    if let Some(at) = s.last_announcement_ms {
+        o.add(
+            "ipfailover_last_announcement_age_seconds",
+            "gauge",
+            "Seconds since the daemon last announced any address in its own name",
+            &[("daemon", d)],
+            secs(now_ms.saturating_sub(at)),
+        );
+    }
     if s.group.is_none() && !s.addresses.is_empty() {
         let unanswered = s
             .addresses
@@ -575,6 +596,24 @@ mod tests {
         assert!(text.contains("ipfailover_state{daemon=\"failoverd\",state=\"acquired\"} 1\n"));
         assert!(text.contains("ipfailover_state{daemon=\"failoverd\",state=\"monitoring\"} 0\n"));
         assert!(text.contains("ipfailover_up{daemon=\"heartbeatd\"} 1\n"));
+        // Never announced: no age at all (not a huge one).
+        assert!(!text.contains("announcement_age"), "{text}");
+        let mut fo = failed_over();
+        fo.addresses[0].announced_ms = Some(NOW - 42_500);
+        fo.last_announcement_ms = Some(NOW - 2_000);
+        let announced = crate::health::tests::seen(Some(fo), None);
+        let h = health(&announced, NOW, HOST);
+        let text = render_metrics(&announced, &h, NOW);
+        assert!(
+            text.contains(
+                "ipfailover_address_announcement_age_seconds{daemon=\"failoverd\",address=\"10.0.0.100\"} 42.5\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ipfailover_last_announcement_age_seconds{daemon=\"failoverd\"} 2\n"),
+            "{text}"
+        );
         let seen = seen_group();
         let h = health(&seen, NOW, HOST);
         let text = render_metrics(&seen, &h, NOW);

@@ -550,7 +550,7 @@ heartbeatd on pri-1 (pid 99, up 3h12m, v0.1.0): SENDING every 1s to 10.0.0.255:1
             ),
             "{t}"
         );
-        assert!(t.contains("  address 10.0.0.100/24 on eth0: held\n"), "{t}");
+        assert!(t.contains("  address 10.0.0.100/24 on eth0: held here\n"), "{t}");
         assert!(t.contains("SILENT"), "{t}");
         assert!(
             t.contains(

@@ -19,10 +19,13 @@ use ipfailover::status::{GroupAddressStatus, GroupStatus, MemberStatus, Transiti
 use ipfailover_etcd::{Client, Reply, Request};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
+use ipfailover_os::event;
 use ipfailover_os::hooks::{HookEnv, PhaseReport};
+use ipfailover_os::journal::{self, Fields};
 use ipfailover_runtime::{
     mac_text, millis, Driver, Missing, RoundId, Runtime, StartError, DRIVER_TOKEN,
 };
+use log::Level;
 use mio::Waker;
 
 use crate::notices;
@@ -182,6 +185,7 @@ impl GroupMember {
                 lease_ttl: settings.lease_ttl,
                 preempt: settings.preempt,
                 addrs: settings.group_ip_pairs.iter().map(|p| p.addr).collect(),
+                announce_refresh: settings.announce_refresh,
             },
         );
         let hook_dir = settings.script_dir.join(&settings.group);
@@ -344,8 +348,9 @@ impl GroupMember {
         }
     }
 
-    /// SIGHUP: the mail settings and the hooks' timeout apply at once; what makes the member
-    /// (etcd, the group, its addresses, the priority, the lease) takes a restart.
+    /// SIGHUP: the mail settings, the hooks' timeout and the announcement refresh apply at
+    /// once; what makes the member (etcd, the group, its addresses, the priority, the lease)
+    /// takes a restart.
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
         let settings = match Settings::load(&self.config_path, Role::Failoverd) {
@@ -407,6 +412,8 @@ impl GroupMember {
                 .reconfigure(dir, settings.script_timeout, HookEnv::default());
         }
         self.settings.script_timeout = settings.script_timeout;
+        self.settings.announce_refresh = settings.announce_refresh;
+        self.core.set_announce_refresh(settings.announce_refresh);
         self.settings.email_recipients = settings.email_recipients;
         self.settings.email_transport = settings.email_transport;
         self.settings.email_from = settings.email_from;
@@ -486,6 +493,20 @@ impl GroupMember {
                 epoch,
                 reason,
             } => {
+                if phase == HookPhase::Fence {
+                    let a = addr.to_string();
+                    event!(
+                        Level::Warn,
+                        journal::Event::Fence,
+                        Fields {
+                            address: Some(&a),
+                            peer: Some(&self.member),
+                            reason: Some(reason.as_str()),
+                            ..Fields::default()
+                        },
+                        "running the Fence hooks: {addr} still answers from another host"
+                    );
+                }
                 let lane = self
                     .core
                     .config()
@@ -678,8 +699,44 @@ impl GroupMember {
                 ),
             ),
         };
+        let (kind, address, reason, mac) = match notice {
+            GroupNotice::TookOver { addr, .. } => {
+                (journal::Event::Takeover, addr.to_string(), None, None)
+            }
+            GroupNotice::Released { addr, reason } => (
+                journal::Event::Release,
+                addr.to_string(),
+                Some(reason.as_str()),
+                None,
+            ),
+            GroupNotice::Fenced { addrs, .. } => (
+                journal::Event::Fenced,
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(GroupReason::Fenced.as_str()),
+                None,
+            ),
+            GroupNotice::Conflict { addr, mac } => (
+                journal::Event::Conflict,
+                addr.to_string(),
+                None,
+                Some(mac_text(mac)),
+            ),
+        };
+        let fields = Fields {
+            address: Some(&address),
+            peer: Some(&self.member),
+            reason,
+            mac: mac.as_deref(),
+            ..Fields::default()
+        };
         if matches!(notice, GroupNotice::Fenced { .. }) {
-            log::warn!("{subject}: {body}");
+            event!(Level::Warn, kind, fields, "{subject}: {body}");
+        } else {
+            event!(Level::Warn, kind, fields, "{subject}");
         }
         rt.status.mark_dirty();
         rt.mail.send(subject, body);

@@ -22,9 +22,12 @@ use ipfailover::wire::{self, Datagram, DropReason, Key, Kind, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::control::Request;
 use ipfailover_os::daemon;
+use ipfailover_os::event;
 use ipfailover_os::hooks::{HookEnv, PhaseReport};
 use ipfailover_os::interfaces;
+use ipfailover_os::journal::{self, Fields};
 use ipfailover_runtime::{mac_text, millis, Driver, Missing, RoundId, Runtime, StartError};
+use log::Level;
 
 use crate::notices::{self, Context, Timeline};
 
@@ -686,6 +689,22 @@ impl Pair {
                 reason,
                 addrs,
             } => {
+                if phase == ipfailover::failover::HookPhase::Fence {
+                    let peer = self.peer_field();
+                    event!(
+                        Level::Warn,
+                        journal::Event::Fence,
+                        Fields {
+                            address: Some(&list(&addrs)),
+                            peer: peer.as_deref(),
+                            reason: Some(reason.as_str()),
+                            ..Fields::default()
+                        },
+                        "running the Fence hooks: {} still answers for {}",
+                        self.peer_name(),
+                        list(&addrs)
+                    );
+                }
                 // The hooks are told the addresses acted on, not every one configured.
                 let (_, env) = hook_settings(&self.settings, &pairs_of(rt, &addrs));
                 rt.hooks.set_env(env);
@@ -946,7 +965,19 @@ impl Pair {
                     .collect();
                 let c = self.context_of(&held);
                 let what_held = c.addresses_of_peer();
-                log::warn!("took over {what_held} ({})", notices::reason_text(*reason));
+                let peer = self.peer_field();
+                event!(
+                    Level::Warn,
+                    journal::Event::Takeover,
+                    Fields {
+                        address: Some(&list(&held)),
+                        peer: peer.as_deref(),
+                        reason: Some(reason.as_str()),
+                        ..Fields::default()
+                    },
+                    "took over {what_held} ({})",
+                    notices::reason_text(*reason)
+                );
                 let mut what = format!(
                     "{} took over {what_held}, because of: {}.",
                     ctx.host,
@@ -973,7 +1004,20 @@ impl Pair {
                     ),
                     ReleasedTo::Nobody => format!("released {}", c.addrs),
                 };
-                log::warn!("{to_whom} ({})", notices::reason_text(*reason));
+                let (peer, mac) = (self.peer_field(), released_mac(to));
+                event!(
+                    Level::Warn,
+                    journal::Event::Release,
+                    Fields {
+                        address: Some(&c.addrs),
+                        peer: peer.as_deref(),
+                        reason: Some(reason.as_str()),
+                        mac: mac.as_deref(),
+                        ..Fields::default()
+                    },
+                    "{to_whom} ({})",
+                    notices::reason_text(*reason)
+                );
                 let what = format!(
                     "{} {to_whom} because of: {}.",
                     ctx.host,
@@ -982,7 +1026,16 @@ impl Pair {
                 self.episode_notice(rt, now, c.released(*reason, *to), what);
             }
             Notice::TakeoverRefused => {
-                log::warn!(
+                let peer = self.peer_field();
+                event!(
+                    Level::Warn,
+                    journal::Event::TakeoverRefused,
+                    Fields {
+                        address: Some(&ctx.addrs),
+                        peer: peer.as_deref(),
+                        reason: Some(Reason::TestRefused.as_str()),
+                        ..Fields::default()
+                    },
                     "the Test hook refused to take over {} from {}; retrying while it stays silent",
                     ctx.addrs,
                     ctx.peer
@@ -996,7 +1049,20 @@ impl Pair {
                 self.episode_notice(rt, now, ctx.refused(), what);
             }
             Notice::LinkLost(link) => {
-                log::warn!(
+                // A link that flaps under loss: a few lines a minute, then a summary.
+                let what = format!("no heartbeats via {link} (redundancy lost)");
+                if !rt.repeats.allow(now, &format!("link {link}"), &what) {
+                    return;
+                }
+                let (peer, link_text) = (self.peer_field(), link.to_string());
+                event!(
+                    Level::Warn,
+                    journal::Event::LinkLost,
+                    Fields {
+                        peer: peer.as_deref(),
+                        link: Some(&link_text),
+                        ..Fields::default()
+                    },
                     "network anomaly: no heartbeat from {link} for {timeout} while another link \
                      carries them; redundancy is gone"
                 );
@@ -1009,13 +1075,23 @@ impl Pair {
                     ctx.peer,
                     self.links_text(now)
                 );
-                rt.mail.send(ctx.link_lost(&link.to_string()), body);
+                rt.mail.send_routine(ctx.link_lost(&link.to_string()), body);
             }
             Notice::Conflict(c) => {
                 let mac = mac_text(&c.mac);
                 let addr = c.addr.to_string();
+                let peer = self.peer_field();
+                let fields = Fields {
+                    address: Some(&addr),
+                    peer: peer.as_deref(),
+                    mac: Some(&mac),
+                    ..Fields::default()
+                };
                 if c.holding {
-                    log::warn!(
+                    event!(
+                        Level::Warn,
+                        journal::Event::Conflict,
+                        fields,
                         "conflict: {addr}, which we hold, also answers from {mac}; defending it, \
                          and giving it up if that host still answers after {grace}"
                     );
@@ -1035,7 +1111,10 @@ impl Pair {
                     );
                     rt.mail.send(ctx.conflict_holding(&addr, &mac), body);
                 } else {
-                    log::warn!(
+                    event!(
+                        Level::Warn,
+                        journal::Event::Conflict,
+                        fields,
                         "heartbeats lost on every link but {addr} still answers from {mac}: \
                          not taking over (probing until it stops answering)"
                     );
@@ -1056,7 +1135,13 @@ impl Pair {
                 }
             }
             Notice::ConflictOver { holding } => {
-                log::info!(
+                event!(
+                    Level::Info,
+                    journal::Event::ConflictOver,
+                    Fields {
+                        address: Some(&ctx.addrs),
+                        ..Fields::default()
+                    },
                     "conflict over: {} no longer answers from another host{}",
                     ctx.addrs,
                     if *holding {
@@ -1076,7 +1161,14 @@ impl Pair {
             Notice::ThirdHost(t) => {
                 let (addr, mac, peer_mac) =
                     (t.addr.to_string(), mac_text(&t.mac), mac_text(&t.peer_mac));
-                log::warn!(
+                event!(
+                    Level::Warn,
+                    journal::Event::ThirdHost,
+                    Fields {
+                        address: Some(&addr),
+                        mac: Some(&mac),
+                        ..Fields::default()
+                    },
                     "a third host answers for {addr} from {mac}, while {} answers for it from \
                      {peer_mac}",
                     ctx.peer
@@ -1095,7 +1187,16 @@ impl Pair {
                 rt.mail.send(ctx.third_host(&addr, &mac), body);
             }
             Notice::ThirdHostOver(addr) => {
-                log::info!("{addr} no longer answers from a third host");
+                let a = addr.to_string();
+                event!(
+                    Level::Info,
+                    journal::Event::ThirdHostOver,
+                    Fields {
+                        address: Some(&a),
+                        ..Fields::default()
+                    },
+                    "{addr} no longer answers from a third host"
+                );
                 let body = format!(
                     "{addr} no longer answers from a third host.\n\nLinks now:\n{}",
                     self.links_text(now)
@@ -1103,7 +1204,16 @@ impl Pair {
                 rt.mail.send(ctx.third_host_over(&addr.to_string()), body);
             }
             Notice::AddressLost(addr) => {
-                log::warn!("{addr} vanished from its interface while held: adding it again");
+                let a = addr.to_string();
+                event!(
+                    Level::Warn,
+                    journal::Event::AddressLost,
+                    Fields {
+                        address: Some(&a),
+                        ..Fields::default()
+                    },
+                    "{addr} vanished from its interface while held: adding it again"
+                );
                 let body = format!(
                     "{addr} was removed from its interface on {} (by hand, or by a network \
                      manager) while failoverd held it for {}. failoverd added it again and \
@@ -1114,7 +1224,15 @@ impl Pair {
             }
             Notice::PeerDaemonStopped { kept } => {
                 let kept = list(kept);
-                log::warn!(
+                let peer = self.peer_field();
+                event!(
+                    Level::Warn,
+                    journal::Event::PeerStopped,
+                    Fields {
+                        address: Some(&kept),
+                        peer: peer.as_deref(),
+                        ..Fields::default()
+                    },
                     "heartbeatd on {} stopped, its host stays up and answers for {kept}: not \
                      taking that over while it answers",
                     ctx.peer
@@ -1140,7 +1258,16 @@ impl Pair {
                     .filter_map(|a| rt.addresses.get(*a))
                     .map(|e| format!("{} on {}", e.pair().addr, e.pair().iface))
                     .collect();
-                log::warn!(
+                let peer = self.peer_field();
+                event!(
+                    Level::Warn,
+                    journal::Event::HandoverFailed,
+                    Fields {
+                        address: Some(&c.addrs),
+                        peer: peer.as_deref(),
+                        reason: Some(Reason::HandoverFailed.as_str()),
+                        ..Fields::default()
+                    },
                     "the primary cannot serve {}: nobody answered for it after it was given \
                      back; taking it back",
                     ifaces.join(", ")
@@ -1194,7 +1321,16 @@ impl Pair {
                     Some(u) => format!("until {} UTC", ipfailover::timefmt::date_time(u)),
                     None => "until failoverctl resume".to_string(),
                 };
-                log::warn!("paused by an administrator {how_long}: no takeover meanwhile");
+                event!(
+                    Level::Warn,
+                    journal::Event::Paused,
+                    Fields {
+                        address: Some(&ctx.addrs),
+                        reason: Some(Reason::Manual.as_str()),
+                        ..Fields::default()
+                    },
+                    "paused by an administrator {how_long}: no takeover meanwhile"
+                );
                 let body = format!(
                     "An administrator paused failoverd on {} {how_long}. While paused it watches \
                      {} and reports, but takes nothing over, however long {} is silent. \
@@ -1211,7 +1347,15 @@ impl Pair {
                 } else {
                     "an administrator resumed it"
                 };
-                log::warn!("resumed ({how}): a silent peer is taken over again");
+                event!(
+                    Level::Warn,
+                    journal::Event::Resumed,
+                    Fields {
+                        address: Some(&ctx.addrs),
+                        ..Fields::default()
+                    },
+                    "resumed ({how}): a silent peer is taken over again"
+                );
                 let body = format!(
                     "failoverd on {} takes over {} again when it is silent: {how}.\n\nLinks now:\n{}",
                     ctx.host,
@@ -1221,13 +1365,27 @@ impl Pair {
                 rt.mail.send(ctx.resumed(), body);
             }
             Notice::LinkBack(link) => {
-                log::info!("heartbeats from {link} are back");
+                let what = format!("heartbeats via {link} back");
+                if !rt.repeats.allow(now, &format!("link {link}"), &what) {
+                    return;
+                }
+                let (peer, link_text) = (self.peer_field(), link.to_string());
+                event!(
+                    Level::Info,
+                    journal::Event::LinkBack,
+                    Fields {
+                        peer: peer.as_deref(),
+                        link: Some(&link_text),
+                        ..Fields::default()
+                    },
+                    "heartbeats from {link} are back"
+                );
                 let body = format!(
                     "Heartbeats from {} arrive via {link} again.\n\nLinks now:\n{}",
                     ctx.peer,
                     self.links_text(now)
                 );
-                rt.mail.send(ctx.link_back(&link.to_string()), body);
+                rt.mail.send_routine(ctx.link_back(&link.to_string()), body);
             }
         }
     }
@@ -1242,6 +1400,11 @@ impl Pair {
         rt.addresses.set(pairs);
         rt.hooks
             .reconfigure(hook_dir, self.settings.script_timeout, hook_env);
+    }
+
+    /// The peer's address, the journal's `IPFAILOVER_PEER`.
+    fn peer_field(&self) -> Option<String> {
+        self.settings.peer_ip.map(|p| p.to_string())
     }
 
     /// The primary as the administrator knows it: its host name and address.
@@ -1510,6 +1673,14 @@ fn targets_of(rt: &Runtime, addrs: &[IpAddr]) -> Vec<(String, IpAddr)> {
         .into_iter()
         .map(|p| (p.iface, p.addr))
         .collect()
+}
+
+/// The MAC of the host an address was released to, if it was one.
+fn released_mac(to: &ReleasedTo) -> Option<String> {
+    match to {
+        ReleasedTo::Host(mac) => Some(mac_text(mac)),
+        _ => None,
+    }
 }
 
 /// Addresses, comma-separated; "none".

@@ -15,9 +15,12 @@ use ipfailover::status::{SendStatus, ServiceAddressStatus};
 use ipfailover::wire::{self, Datagram, Entry, Key, Kind, Role as WireRole, Signer};
 use ipfailover_os::addrs::{self, ResolvedPair};
 use ipfailover_os::daemon;
+use ipfailover_os::event;
 use ipfailover_os::interfaces::{self, LocalAddr};
+use ipfailover_os::journal::{self, Fields};
 use ipfailover_os::udp;
 use ipfailover_runtime::{mac_text, Driver, Missing, RoundId, Runtime, StartError};
+use log::Level;
 
 /// IPv6 link-local (fe80::/10): never moved, never announced.
 fn is_link_local(addr: IpAddr) -> bool {
@@ -264,7 +267,14 @@ impl Heartbeatd {
                  (is failoverd on the secondary stopped while its host holds it?)",
                 mac_text(mac)
             ),
-            SenderNotice::Yielding(addrs, manual) => log::warn!(
+            SenderNotice::Yielding(addrs, manual) => event!(
+                Level::Warn,
+                journal::Event::Drained,
+                Fields {
+                    address: Some(&list(addrs)),
+                    reason: Some(if *manual { "manual" } else { "handover-failed" }),
+                    ..Fields::default()
+                },
                 "giving {} up: failoverd {}",
                 list(addrs),
                 if *manual {
@@ -274,9 +284,15 @@ impl Heartbeatd {
                     "found that nobody could reach it here, and takes it back"
                 }
             ),
-            SenderNotice::Missing(addr) => {
-                log::warn!("{addr} vanished from its interface while held: adding it again")
-            }
+            SenderNotice::Missing(addr) => event!(
+                Level::Warn,
+                journal::Event::AddressLost,
+                Fields {
+                    address: Some(&addr.to_string()),
+                    ..Fields::default()
+                },
+                "{addr} vanished from its interface while held: adding it again"
+            ),
         }
     }
 

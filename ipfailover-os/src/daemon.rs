@@ -277,23 +277,31 @@ fn exit_for_clap(e: clap::Error) -> ! {
 }
 
 /// Logs to stderr with millisecond timestamps; `--log-level`, else `RUST_LOG`, else info.
+/// When stderr is systemd's journal, to the journal instead, with structured fields
+/// ([`crate::journal`]).
 pub fn init_logging(level: Option<&str>) {
+    let spec = match level {
+        Some(l) => l.to_string(),
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.is_empty() => v,
+            _ => "info".to_string(),
+        },
+    };
+    let journal_error = if crate::journal::stderr_is_journal() {
+        match crate::journal::install(&spec) {
+            Ok(()) => return,
+            Err(e) => Some(e),
+        }
+    } else {
+        None
+    };
     let mut builder = env_logger::Builder::new();
     builder.format_timestamp_millis();
-    match level {
-        Some(l) => {
-            builder.parse_filters(l);
-        }
-        None => match std::env::var("RUST_LOG") {
-            Ok(v) if !v.is_empty() => {
-                builder.parse_filters(&v);
-            }
-            _ => {
-                builder.filter_level(log::LevelFilter::Info);
-            }
-        },
-    }
+    builder.parse_filters(&spec);
     builder.init();
+    if let Some(e) = journal_error {
+        log::warn!("stderr is the journal, but logging to it natively failed ({e}): plain lines");
+    }
 }
 
 /// A daemon's life once its arguments are parsed: logging, then its settings (as

@@ -112,11 +112,14 @@ pub fn iface_index(name: &str) -> io::Result<u32> {
     })
 }
 
+/// Each interface's link state by name, and every (interface, address) pair.
+pub type LinksAndAddrs = (HashMap<String, bool>, Vec<(String, IpAddr)>);
+
 /// Each interface's name and whether its link carries traffic: administratively up and
 /// running (Linux: the carrier is there, `LOWER_UP`; a veth whose other end is down, an
 /// unplugged cable, a link set down are not); and every address on it. One dump of
 /// `getifaddrs`.
-pub fn links_and_addrs() -> io::Result<(HashMap<String, bool>, Vec<(String, IpAddr)>)> {
+pub fn links_and_addrs() -> io::Result<LinksAndAddrs> {
     use nix::net::if_::InterfaceFlags;
     let mut links = HashMap::new();
     let mut addrs = Vec::new();

@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod hooks;
 pub mod ifconfig;
 pub mod interfaces;
+pub mod journal;
 pub mod mail;
 #[cfg(target_os = "linux")]
 pub mod netlink;

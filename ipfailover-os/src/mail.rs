@@ -5,8 +5,11 @@
 //! keeps at least `min_gap` between two messages, coalesces the notices that pile up
 //! meanwhile into one digest, and retries a failed send with exponential back-off (1 s,
 //! doubling, at most 60 s) until each notice has been tried for `give_up_after`. A dead or
-//! slow mail server therefore costs the failover loop nothing, and a flapping peer yields a
-//! digest every `min_gap` rather than a storm.
+//! slow mail server therefore costs the failover loop nothing. While notices keep coming (a
+//! flapping link), each digest that had to wait for the gap doubles the next gap, up to
+//! [`MAX_GAP`]; a gap that passes without a notice brings it back to `min_gap`. A notice that
+//! cannot wait (sent with [`Mailer::send`], not [`Mailer::send_routine`]: a takeover, a
+//! release, a conflict) waits at most `min_gap` whatever the gap has grown to.
 //!
 //! Transports: `smtp://` and `smtps://` URLs in lettre's form (credentials, `?tls=required`
 //! for STARTTLS or nothing, rustls with the system's CA certificates), or a local `sendmail`
@@ -40,6 +43,8 @@ pub const DEFAULT_MIN_GAP: Duration = Duration::from_secs(5);
 /// How long a notice is retried before it is dropped, unless configured otherwise.
 pub const DEFAULT_GIVE_UP: Duration = Duration::from_secs(60 * 60);
 
+/// The longest gap between two messages while notices keep coming.
+pub const MAX_GAP: Duration = Duration::from_secs(10 * 60);
 /// The prefix failoverd puts on every subject; a digest strips it from the subjects it lists.
 const SUBJECT_PREFIX: &str = "[ipfailover] ";
 /// A digest's subject is cut to about this many characters.
@@ -257,11 +262,22 @@ impl Mailer {
         })
     }
 
-    /// Queues a notice; never blocks, never fails (the caller is the failover loop).
+    /// Queues a notice that cannot wait: it goes at most `min_gap` after the last message.
+    /// Never blocks, never fails (the caller is the failover loop).
     pub fn send(&self, notice: Notice) {
+        self.queue(notice, true);
+    }
+
+    /// Queues a notice that can wait for the next digest, however far the gap has grown
+    /// while notices keep coming (a link that flaps).
+    pub fn send_routine(&self, notice: Notice) {
+        self.queue(notice, false);
+    }
+
+    fn queue(&self, notice: Notice, urgent: bool) {
         self.shared.stats().pending += 1;
-        if let Err(mpsc::SendError(Command::Notice(notice))) =
-            self.commands.send(Command::Notice(notice))
+        if let Err(mpsc::SendError(Command::Notice(notice, _))) =
+            self.commands.send(Command::Notice(notice, urgent))
         {
             {
                 let mut stats = self.shared.stats();
@@ -342,7 +358,8 @@ impl Shared {
 
 /// What the callers tell the worker.
 enum Command {
-    Notice(Notice),
+    /// A notice, and whether it cannot wait beyond the least gap.
+    Notice(Notice, bool),
     Reconfigure(Box<Prepared>),
     /// Deliver what is pending by this instant, then stop.
     Shutdown(Instant),
@@ -840,6 +857,8 @@ struct Entry {
     notice: Notice,
     /// When it was first part of an attempt; its give-up clock starts there.
     first_try: Option<Instant>,
+    /// It waits at most the least gap, not a gap grown by a stream of notices.
+    urgent: bool,
 }
 
 /// Why nothing may be sent before some instant.
@@ -862,6 +881,13 @@ struct Outbox {
     retry_delay: Duration,
     /// How many of `entries` the attempt under way carries.
     in_attempt: usize,
+    /// How many messages in a row had to wait for a gap (notices kept coming): each doubles
+    /// the next gap.
+    streak: u32,
+    /// The attempt under way carries notices that waited for a gap.
+    pressed: bool,
+    /// An urgent notice may go from this instant (the least gap after the last message).
+    urgent_from: Option<Instant>,
 }
 
 impl Default for Outbox {
@@ -871,8 +897,19 @@ impl Default for Outbox {
             wait: None,
             retry_delay: FIRST_RETRY,
             in_attempt: 0,
+            streak: 0,
+            pressed: false,
+            urgent_from: None,
         }
     }
+}
+
+/// The gap after a message, the `streak`-th in a row whose notices had to wait: `min_gap`
+/// doubled that many times, at most [`MAX_GAP`] (or `min_gap`, if that is longer).
+fn grown_gap(min_gap: Duration, streak: u32) -> Duration {
+    min_gap
+        .saturating_mul(1u32 << streak.min(20))
+        .min(MAX_GAP.max(min_gap))
 }
 
 /// What became of a failed attempt.
@@ -885,12 +922,24 @@ struct Failure {
 }
 
 impl Outbox {
-    /// A notice joins the queue: it goes with the next attempt, whatever its kind. Returns a
-    /// notice shed to keep the queue bounded.
-    fn handle_notice(&mut self, notice: Notice) -> Option<Notice> {
+    /// A notice joins the queue at `now`: it goes with the next attempt, whatever its kind.
+    /// The first notice after a whole gap without one ends a streak: it goes at once, and the
+    /// gap after it is `min_gap` again. Returns a notice shed to keep the queue bounded.
+    fn handle_notice(&mut self, now: Instant, notice: Notice, urgent: bool) -> Option<Notice> {
+        let quiet = self.entries.is_empty()
+            && match self.wait {
+                None => true,
+                Some(Wait::Gap(at)) => at <= now,
+                Some(Wait::Retry(_)) => false,
+            };
+        if quiet {
+            self.streak = 0;
+            self.wait = None;
+        }
         self.entries.push(Entry {
             notice,
             first_try: None,
+            urgent,
         });
         (self.entries.len() > MAX_PENDING).then(|| self.entries.remove(MAX_PENDING / 2).notice)
     }
@@ -904,13 +953,24 @@ impl Outbox {
         Some(match self.wait {
             None => now,
             Some(Wait::Gap(_)) if closing => now,
-            Some(Wait::Gap(at) | Wait::Retry(at)) => at,
+            Some(Wait::Gap(at)) => match self.urgent_from {
+                Some(from) if self.entries.iter().any(|e| e.urgent) => at.min(from),
+                _ => at,
+            },
+            Some(Wait::Retry(at)) => at,
         })
     }
 
     /// An attempt starts with every notice waiting; returns them, oldest first.
     fn begin_attempt(&mut self, now: Instant) -> Vec<Notice> {
         self.in_attempt = self.entries.len();
+        // Notices that waited for a gap make this message part of a streak; a retry keeps
+        // what the first attempt was.
+        self.pressed = match self.wait {
+            None => false,
+            Some(Wait::Gap(_)) => true,
+            Some(Wait::Retry(_)) => self.pressed,
+        };
         self.entries
             .iter_mut()
             .map(|e| {
@@ -920,12 +980,20 @@ impl Outbox {
             .collect()
     }
 
-    /// The attempt delivered its notices; the next message waits `min_gap`. Returns how many
-    /// notices it carried.
+    /// The attempt delivered its notices; the next message waits `min_gap`, doubled for each
+    /// message in a row whose notices had to wait for a gap ([`grown_gap`]); an urgent one
+    /// `min_gap` at most. Returns how many notices it carried.
     fn handle_sent(&mut self, now: Instant, min_gap: Duration) -> usize {
         let carried = self.entries.drain(..self.in_attempt).count();
         self.in_attempt = 0;
-        self.wait = Some(Wait::Gap(after(now, min_gap)));
+        self.streak = if self.pressed {
+            self.streak.saturating_add(1)
+        } else {
+            0
+        };
+        self.pressed = false;
+        self.wait = Some(Wait::Gap(after(now, grown_gap(min_gap, self.streak))));
+        self.urgent_from = Some(after(now, min_gap));
         self.retry_delay = FIRST_RETRY;
         carried
     }
@@ -957,6 +1025,7 @@ impl Outbox {
         if self.entries.is_empty() {
             // A message given up counts as a message for the gap.
             self.wait = Some(Wait::Gap(after(now, min_gap)));
+            self.urgent_from = Some(after(now, min_gap));
             self.retry_delay = FIRST_RETRY;
             return Failure {
                 dropped,
@@ -1061,8 +1130,8 @@ impl Worker {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Notice(notice) => {
-                if let Some(shed) = self.outbox.handle_notice(notice) {
+            Command::Notice(notice, urgent) => {
+                if let Some(shed) = self.outbox.handle_notice(Instant::now(), notice, urgent) {
                     log::warn!(
                         "mail: more than {MAX_PENDING} notices wait; dropped: {}",
                         shed.subject
@@ -1349,7 +1418,7 @@ mod tests {
         let gap = Duration::from_secs(5);
         let mut outbox = Outbox::default();
         assert_eq!(outbox.next_deadline(t0, false), None);
-        outbox.handle_notice(notice(1));
+        outbox.handle_notice(t0, notice(1), true);
         assert_eq!(outbox.next_deadline(t0, false), Some(t0));
         assert_eq!(outbox.begin_attempt(t0), vec![notice(1)]);
         assert_eq!(outbox.handle_sent(t0, gap), 1);
@@ -1357,7 +1426,7 @@ mod tests {
 
         // Notices within the gap wait for it, and all go together.
         for i in 2..5 {
-            outbox.handle_notice(notice(i));
+            outbox.handle_notice(t0, notice(i), true);
         }
         assert_eq!(outbox.next_deadline(t0, false), Some(t0 + gap));
         // At shutdown the gap is skipped.
@@ -1367,9 +1436,51 @@ mod tests {
 
         // After a quiet period, the next notice goes at once.
         let later = t0 + Duration::from_secs(60);
-        outbox.handle_notice(notice(5));
-        assert_eq!(outbox.next_deadline(later, false), Some(t0 + gap * 2));
+        outbox.handle_notice(later, notice(5), true);
         assert!(outbox.next_deadline(later, false).unwrap() <= later);
+    }
+
+    /// A link flapping for an hour, a notice every 2 s: digests every 5, 10, 20... s, then
+    /// every 10 minutes; a takeover meanwhile waits 5 s at most; a quiet gap starts over.
+    #[test]
+    fn outbox_gap_grows_while_notices_keep_coming_but_not_for_urgent_ones() {
+        let t0 = Instant::now();
+        let gap = Duration::from_secs(5);
+        let mut outbox = Outbox::default();
+        let mut sent_at = Vec::new();
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(3600);
+        let mut next_notice = t0;
+        while now < end {
+            if now >= next_notice {
+                outbox.handle_notice(now, notice(1), false);
+                next_notice += Duration::from_secs(2);
+            }
+            if outbox.next_deadline(now, false).is_some_and(|at| at <= now) {
+                outbox.begin_attempt(now);
+                outbox.handle_sent(now, gap);
+                sent_at.push(now.duration_since(t0).as_secs());
+            }
+            now += Duration::from_secs(1);
+        }
+        assert_eq!(&sent_at[..8], &[0, 5, 15, 35, 75, 155, 315, 635]);
+        // Then every 10 minutes: 12 messages in the hour, not 720.
+        assert_eq!(sent_at[8] - sent_at[7], 600);
+        assert_eq!(sent_at.len(), 12, "{sent_at:?}");
+        // A takeover during the long gap goes 5 s after the last message.
+        let last = t0 + Duration::from_secs(*sent_at.last().unwrap());
+        outbox.handle_notice(now, notice(2), true);
+        assert_eq!(outbox.next_deadline(now, false), Some(last + gap));
+        outbox.begin_attempt(now);
+        outbox.handle_sent(now, gap);
+        // Quiet for a whole (grown) gap: the next notice goes at once, the gap is 5 s again.
+        let quiet = now + MAX_GAP + Duration::from_secs(1);
+        outbox.handle_notice(quiet, notice(3), false);
+        assert_eq!(outbox.next_deadline(quiet, false), Some(quiet));
+        outbox.begin_attempt(quiet);
+        outbox.handle_sent(quiet, gap);
+        outbox.handle_notice(quiet, notice(4), false);
+        assert_eq!(outbox.next_deadline(quiet, false), Some(quiet + gap));
     }
 
     #[test]
@@ -1378,7 +1489,7 @@ mod tests {
         let give_up = Duration::from_secs(600);
         let gap = Duration::from_secs(5);
         let mut outbox = Outbox::default();
-        outbox.handle_notice(notice(1));
+        outbox.handle_notice(t0, notice(1), true);
         let mut now = t0;
         let mut delays = Vec::new();
         loop {
@@ -1388,7 +1499,7 @@ mod tests {
             if delays.len() == 3 {
                 // A notice joining a retried send goes with the next attempt (at 15 s), on
                 // its own clock.
-                outbox.handle_notice(notice(2));
+                outbox.handle_notice(now, notice(2), true);
             }
             let delay = failure.retry_in.unwrap();
             if !failure.dropped.is_empty() {
@@ -1419,7 +1530,7 @@ mod tests {
             }
         );
         // A message given up counts as a message for the gap.
-        outbox.handle_notice(notice(3));
+        outbox.handle_notice(now, notice(3), true);
         assert_eq!(outbox.next_deadline(now, false), Some(now + gap));
     }
 
@@ -1427,7 +1538,7 @@ mod tests {
     fn outbox_success_resets_the_back_off_and_reconfigure_retries_at_once() {
         let t0 = Instant::now();
         let mut outbox = Outbox::default();
-        outbox.handle_notice(notice(1));
+        outbox.handle_notice(t0, notice(1), true);
         outbox.begin_attempt(t0);
         outbox.handle_failed(t0, DEFAULT_GIVE_UP, DEFAULT_MIN_GAP);
         outbox.begin_attempt(t0 + FIRST_RETRY);
@@ -1447,7 +1558,7 @@ mod tests {
         outbox.handle_sent(t1 + FIRST_RETRY, DEFAULT_MIN_GAP);
         assert_eq!(outbox.retry_delay, FIRST_RETRY);
         // Reconfiguring during a gap does not shorten it.
-        outbox.handle_notice(notice(2));
+        outbox.handle_notice(t0, notice(2), true);
         outbox.handle_reconfigure(t1 + FIRST_RETRY);
         assert_eq!(
             outbox.next_deadline(t1 + FIRST_RETRY, false),
@@ -1459,22 +1570,23 @@ mod tests {
     fn huge_durations_mean_forever_and_do_not_panic() {
         let t0 = Instant::now();
         let mut outbox = Outbox::default();
-        outbox.handle_notice(notice(1));
+        outbox.handle_notice(t0, notice(1), true);
         outbox.begin_attempt(t0);
         let failure = outbox.handle_failed(t0, Duration::MAX, Duration::MAX);
         assert_eq!(failure.retry_in, Some(FIRST_RETRY));
         outbox.begin_attempt(t0);
         outbox.handle_sent(t0, Duration::MAX);
-        outbox.handle_notice(notice(2));
+        outbox.handle_notice(t0, notice(2), true);
         assert!(outbox.next_deadline(t0, false).unwrap() > t0 + Duration::from_secs(86400));
     }
 
     #[test]
     fn outbox_stays_bounded_keeping_the_first_and_the_latest() {
+        let t0 = Instant::now();
         let mut outbox = Outbox::default();
         let mut shed = Vec::new();
         for i in 0..MAX_PENDING + 10 {
-            shed.extend(outbox.handle_notice(notice(i)));
+            shed.extend(outbox.handle_notice(t0, notice(i), true));
         }
         assert_eq!(outbox.entries.len(), MAX_PENDING);
         assert_eq!(shed.len(), 10);

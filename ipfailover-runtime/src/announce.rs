@@ -40,6 +40,8 @@ struct Round {
 pub struct Announcements {
     announcers: Announcers,
     rounds: BTreeMap<RoundId, Round>,
+    /// When each address was last announced in our own name (sent without an error).
+    last: BTreeMap<IpAddr, Instant>,
 }
 
 impl Announcements {
@@ -72,9 +74,22 @@ impl Announcements {
     /// Announces `addr` on `iface` once, now (a defence, outside any round).
     pub fn announce_once(&mut self, iface: &str, addr: IpAddr) {
         // The announcer's error names the address and the interface.
-        if let Err(e) = self.announcers.announce(iface, addr) {
-            log::warn!("{e}");
+        match self.announcers.announce(iface, addr) {
+            Ok(()) => {
+                self.last.insert(addr, Instant::now());
+            }
+            Err(e) => log::warn!("{e}"),
         }
+    }
+
+    /// When `addr` was last announced in our own name, if it was.
+    pub fn last_of(&self, addr: IpAddr) -> Option<Instant> {
+        self.last.get(&addr).copied()
+    }
+
+    /// When anything was last announced in our own name, if anything was.
+    pub fn last(&self) -> Option<Instant> {
+        self.last.values().max().copied()
     }
 
     /// When the next step of a round is due.
@@ -87,7 +102,11 @@ impl Announcements {
 
     /// Sends the steps due at `now`; rounds that are over are dropped.
     pub(crate) fn run_due(&mut self, now: Instant, addresses: &Addresses) {
-        let Announcements { announcers, rounds } = self;
+        let Announcements {
+            announcers,
+            rounds,
+            last,
+        } = self;
         for round in rounds.values_mut() {
             for _ in 0..round.round.due(now) {
                 for (iface, addr) in &round.targets {
@@ -102,7 +121,10 @@ impl Announcements {
                                 continue;
                             }
                             match announcers.announce(iface, *addr) {
-                                Ok(()) => log::debug!("announced {addr} on {iface}"),
+                                Ok(()) => {
+                                    last.insert(*addr, now);
+                                    log::debug!("announced {addr} on {iface}");
+                                }
                                 // The announcer's error names the address and the interface.
                                 Err(e) => log::warn!("{e}"),
                             }

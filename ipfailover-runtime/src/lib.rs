@@ -26,8 +26,14 @@
 //! 6. handles the signals ([`Driver::handle_reload`], [`Driver::handle_stop`]);
 //! 7. collects a finished hook phase ([`Driver::handle_hooks_done`]);
 //! 8. lets time pass for the driver ([`Driver::handle_tick`]);
-//! 9. retries the adds that are due, and sends the announcements that are due;
-//! 10. writes the status file if something changed, the daemon stops, or the refresh is due.
+//! 9. retries the adds that are due, sends the announcements that are due, and sums up the
+//!    lines held back about a flapping condition whose window has ended ([`Repeats`]);
+//! 10. writes the status file if something changed, the daemon stops, or the refresh is due
+//!     (and tells systemd the state in one line if it changed: [`systemd`]);
+//! 11. pings systemd's watchdog if its time has come.
+//!
+//! `READY=1` goes to systemd after the first turn: the driver has read its configuration,
+//! bound its sockets and opened its control socket before the loop starts.
 //!
 //! Inputs come before the tick: what arrived while the daemon was not running (a stall, a
 //! slow turn) counts before a deadline is judged. A core whose deadline must come first (a
@@ -40,7 +46,9 @@ pub mod control;
 pub mod hooks;
 pub mod lock;
 pub mod mail;
+pub mod repeats;
 pub mod status;
+pub mod systemd;
 pub mod udp;
 
 #[cfg(all(test, target_os = "linux"))]
@@ -67,7 +75,9 @@ pub use control::Control;
 pub use hooks::Hooks;
 pub use lock::StateLock;
 pub use mail::Mail;
+pub use repeats::Repeats;
 pub use status::StatusBoard;
+pub use systemd::ServiceManager;
 pub use udp::Udp;
 
 /// The signals' token.
@@ -216,6 +226,10 @@ pub struct Runtime {
     pub conflicts: Conflicts,
     /// The administrator's channel.
     pub control: Control,
+    /// Lines about a flapping condition, held back beyond a few a minute.
+    pub repeats: Repeats,
+    /// systemd: readiness, status line, watchdog.
+    service: ServiceManager,
     /// One daemon of this kind per state directory, for the life of the process.
     _lock: StateLock,
 }
@@ -282,6 +296,7 @@ impl Runtime {
             announcements: Announcements::default(),
             conflicts: Conflicts::new(registry()?),
             control: Control::new(registry()?),
+            repeats: Repeats::default(),
             daemon,
             state_dir: state_dir.to_path_buf(),
             hostname,
@@ -290,6 +305,7 @@ impl Runtime {
             stop_signals: 0,
             exit: false,
             worst_turn: Duration::ZERO,
+            service: ServiceManager::from_env(Instant::now()),
             _lock: lock,
         })
     }
@@ -358,7 +374,6 @@ impl Runtime {
                     }
                 }
             }
-            first = false;
             let now = Instant::now();
             let mut signalled = false;
             for ev in events.iter() {
@@ -373,6 +388,11 @@ impl Runtime {
             }
             events.clear();
             self.turn(driver, now, signalled, &mut buf);
+            if first {
+                first = false;
+                self.service.ready();
+            }
+            self.service.turned(now);
             let took = now.elapsed();
             if took > self.worst_turn {
                 self.worst_turn = took;
@@ -396,6 +416,8 @@ impl Runtime {
             self.announcements.next_deadline(),
             self.addresses.next_deadline(),
             self.control.next_deadline(),
+            self.service.next_deadline(),
+            self.repeats.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -435,9 +457,35 @@ impl Runtime {
             }
         }
         self.announcements.run_due(now, &self.addresses);
+        for summary in self.repeats.due(now) {
+            self.sum_up(&summary);
+        }
         if self.status.due(now, self.exit, driver.expected_wake(now)) {
             self.write_status(driver, now);
         }
+    }
+
+    /// Lines held back about a flapping condition: one line and one notice for them all.
+    fn sum_up(&mut self, summary: &repeats::Summary) {
+        let text = summary.text();
+        let total = summary.total.to_string();
+        ipfailover_os::event!(
+            log::Level::Warn,
+            ipfailover_os::journal::Event::Repeated,
+            ipfailover_os::journal::Fields {
+                repeated: Some(&total),
+                ..Default::default()
+            },
+            "{text}"
+        );
+        let subject = format!(
+            "[ipfailover] {}: {}: {} more events in the last {} s",
+            self.hostname,
+            summary.key,
+            summary.total,
+            repeats::WINDOW.as_secs()
+        );
+        self.mail.send_routine(subject, format!("{text}\n"));
     }
 
     fn handle_signals<D: Driver>(&mut self, driver: &mut D, now: Instant) {
@@ -445,9 +493,16 @@ impl Runtime {
         for sig in signals {
             match sig {
                 SIGCHLD => self.hooks.wake(),
-                SIGHUP => driver.handle_reload(self, now),
+                SIGHUP => {
+                    self.service.reloading();
+                    driver.handle_reload(self, now);
+                    self.service.reloaded();
+                }
                 SIGTERM | SIGINT => {
                     self.stop_signals += 1;
+                    if self.stop_signals == 1 {
+                        self.service.stopping();
+                    }
                     driver.handle_stop(self, now, sig, self.stop_signals);
                 }
                 _ => {}
@@ -457,9 +512,12 @@ impl Runtime {
 
     fn write_status<D: Driver>(&mut self, driver: &mut D, now: Instant) {
         let none = Counters::default();
+        let wall = daemon::wall_ms();
         self.status
             .get_mut()
-            .stamp(daemon::wall_ms(), driver.received().unwrap_or(&none));
+            .stamp(wall, driver.received().unwrap_or(&none));
+        // Monotonic instants as wall-clock times, as of this write.
+        let wall_of = |at: Instant| wall.saturating_sub(millis(now.saturating_duration_since(at)));
         driver.fill_status(self, now);
         let addresses = self
             .addresses
@@ -474,14 +532,17 @@ impl Runtime {
                     .address_holder(e.pair().addr, now)
                     .map(str::to_string),
                 error: e.error().map(ToString::to_string),
+                announced_ms: self.announcements.last_of(e.pair().addr).map(wall_of),
             })
             .collect();
+        let last_announcement = self.announcements.last().map(wall_of);
         let (runs, failed) = self.hooks.counts();
         let mail = self.mail.stats();
         let worst = millis(self.worst_turn);
         let s = self.status.get_mut();
         s.worst_turn_ms = worst;
         s.addresses = addresses;
+        s.last_announcement_ms = last_announcement;
         s.counters.hooks_run = runs;
         s.counters.hooks_failed = failed;
         if let Some(ms) = mail {
@@ -490,6 +551,8 @@ impl Runtime {
             s.counters.mails_dropped = ms.dropped;
         }
         self.status.write(now);
+        let line = self.status.get().summary();
+        self.service.status(line);
     }
 }
 

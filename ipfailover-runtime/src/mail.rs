@@ -99,12 +99,24 @@ impl Mail {
         self.mailer.is_some()
     }
 
-    /// Tells the administrator: logged always, mailed when mail is configured.
+    /// Tells the administrator: logged always, mailed when mail is configured, at most the
+    /// least gap between two messages after the last one.
     pub fn send(&self, subject: String, body: String) {
         log::info!("notice: {subject}");
         log::debug!("notice body:\n{body}");
         if let Some(m) = &self.mailer {
             m.send(mail::Notice { subject, body });
+        }
+    }
+
+    /// [`Mail::send`] for a notice that can wait: while notices keep coming (a flapping
+    /// link), such notices go in digests that come further and further apart (up to
+    /// [`mail::MAX_GAP`]); the others never wait longer than the least gap.
+    pub fn send_routine(&self, subject: String, body: String) {
+        log::info!("notice: {subject}");
+        log::debug!("notice body:\n{body}");
+        if let Some(m) = &self.mailer {
+            m.send_routine(mail::Notice { subject, body });
         }
     }
 

@@ -51,6 +51,11 @@ impl StatusBoard {
         }
     }
 
+    /// The status as last filled in.
+    pub fn get(&self) -> &Status {
+        &self.value
+    }
+
     /// The status, to change what the driver keeps in it between writes (counters).
     pub fn get_mut(&mut self) -> &mut Status {
         &mut self.value

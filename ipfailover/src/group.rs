@@ -30,6 +30,10 @@
 //!   a live member that outranks it appears; without it, a holder keeps what it holds.
 //! - A key in this member's name under a lease it no longer has (a previous life: it fenced
 //!   itself, or failoverd was restarted) is revoked: the addresses are not on its interfaces.
+//! - What is held is announced again after a stall (a turn more than [`STALL`] after the
+//!   previous one: the LAN may have moved on), and every `FAILOVER_ANNOUNCE_REFRESH` when set,
+//!   as a pair's secondary does; while it holds anything, the member wants a turn at least
+//!   every second, so that a longer gap is a stall.
 //! - Shutdown first deletes this member's key (the others stop waiting for it), then releases
 //!   what is held (`PreRel`, remove, delete the address's key, `PostRel`), revokes the lease,
 //!   exits. An address's key is deleted once the address is off the interface, never before.
@@ -39,7 +43,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::failover::{HookPhase, Mac};
+use crate::failover::{HookPhase, Mac, STALL};
 
 /// The share of the TTL kept in hand: the deadline is this much before the lease could expire.
 pub const FENCE_MARGIN_DIVISOR: u32 = 5;
@@ -81,6 +85,9 @@ pub struct GroupConfig {
     pub preempt: bool,
     /// The group's addresses, in the order of `FAILOVER_GROUP_IP_PAIRS`.
     pub addrs: Vec<IpAddr>,
+    /// `FAILOVER_ANNOUNCE_REFRESH`: announce what is held this often (`None`: when it is
+    /// added, and after a stall).
+    pub announce_refresh: Option<Duration>,
 }
 
 /// A live member, as etcd lists it.
@@ -531,6 +538,8 @@ pub struct Group {
     revoked: BTreeSet<i64>,
     /// Since when a live member has outranked this one (for preemption).
     outranked_since: Option<Instant>,
+    /// When what is held was last announced by the refresh (`None` while nothing is held).
+    refreshed: Option<Instant>,
     stopping: bool,
     now: Instant,
 }
@@ -557,6 +566,7 @@ impl Group {
             registered_at: None,
             revoked: BTreeSet::new(),
             outranked_since: None,
+            refreshed: None,
             stopping: false,
             now,
         }
@@ -565,6 +575,20 @@ impl Group {
     /// The settings.
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// A new `FAILOVER_ANNOUNCE_REFRESH` (SIGHUP), counted from the last refresh.
+    pub fn set_announce_refresh(&mut self, every: Option<Duration>) {
+        self.config.announce_refresh = every;
+    }
+
+    /// The addresses held here (on the interface, ours in etcd).
+    fn held(&self) -> Vec<IpAddr> {
+        self.addrs
+            .iter()
+            .filter(|(_, s)| matches!(s, AddrState::Held { .. }))
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     /// The lease.
@@ -654,15 +678,35 @@ impl Group {
                 consider(at);
             }
         }
+        if self
+            .addrs
+            .values()
+            .any(|s| matches!(s, AddrState::Held { .. }))
+        {
+            // At least one turn a second while holding: a longer gap is a stall.
+            consider(self.now + STALL / 2);
+            if let (Some(every), Some(t)) = (self.config.announce_refresh, self.refreshed) {
+                consider(t + every);
+            }
+        }
         next
     }
 
     /// Feeds one event; returns what to do, in order.
     pub fn handle(&mut self, now: Instant, event: GroupEvent) -> Vec<GroupAction> {
         let mut out = Vec::new();
+        let stalled = now > self.now + STALL;
         self.now = self.now.max(now);
         // After a stall, the deadline comes before anything the member might act on.
         self.check_deadline(now, &mut out);
+        // Not judged for far longer than its deadlines allow (a stopped process, a suspended
+        // VM), yet still within its lease: the LAN may have moved on, so what is held is
+        // announced again.
+        if stalled {
+            for addr in self.held() {
+                out.push(GroupAction::Announce { addr });
+            }
+        }
         match event {
             GroupEvent::Tick => {}
             GroupEvent::LeaseGranted { id, sent_at } => {
@@ -1253,6 +1297,19 @@ impl Group {
     }
 
     fn check_timers(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        // The refresh (FAILOVER_ANNOUNCE_REFRESH): what is held is announced again.
+        let held = self.held();
+        match (self.config.announce_refresh, held.is_empty()) {
+            (Some(every), false) => match self.refreshed {
+                None => self.refreshed = Some(now),
+                Some(t) if now >= t + every => {
+                    self.refreshed = Some(now);
+                    out.extend(held.into_iter().map(|addr| GroupAction::Announce { addr }));
+                }
+                Some(_) => {}
+            },
+            _ => self.refreshed = None,
+        }
         // The lease: ask for one, renew it.
         match self.lease {
             Lease::None if !self.stopping && self.grant_after.is_none_or(|t| now >= t) => {

@@ -103,6 +103,10 @@ pub struct Status {
     /// The group (failoverd in group mode, SPEC §9): members, holders, etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupStatus>,
+    /// When this daemon last announced any address in its own name (gratuitous ARP /
+    /// unsolicited NA), ms since the Unix epoch; absent if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_announcement_ms: Option<u64>,
     /// The latest transitions, oldest first.
     #[serde(default)]
     pub transitions: Vec<TransitionStatus>,
@@ -145,6 +149,10 @@ pub struct AddressStatus {
     /// What went wrong the last time it was added or removed, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When this host last announced it (gratuitous ARP / unsolicited NA), ms since the Unix
+    /// epoch; absent if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_ms: Option<u64>,
 }
 
 /// A third host answering for the peer's address.
@@ -377,6 +385,7 @@ impl Status {
             pause: None,
             held_by_hand: false,
             group: None,
+            last_announcement_ms: None,
             transitions: Vec::new(),
             counters: CounterStatus::default(),
         }
@@ -393,6 +402,144 @@ impl Status {
             .iter()
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
+    }
+
+    /// The daemon's state in one line, as systemd shows it (`STATUS=`, `systemctl status`):
+    /// `holding 198.51.100.10 since 12:01:07 UTC (peer silent)`, `monitoring 198.51.100.10: 2
+    /// links up`, `member web-1 of group web: holding 198.51.100.10 since 12:01:07 UTC; 3
+    /// members`, `sending every 100ms to 2 destinations`. Times are this status's own (UTC,
+    /// the date added beyond 12 hours).
+    pub fn summary(&self) -> String {
+        let now = self.updated_at_ms;
+        let list = |v: Vec<&str>| {
+            if v.is_empty() {
+                "nothing".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        if let Some(g) = &self.group {
+            let who = format!("member {} of group {}", g.member, g.name);
+            return match self.state.as_str() {
+                "member" => {
+                    let held: Vec<&GroupAddressStatus> =
+                        g.addresses.iter().filter(|a| a.held).collect();
+                    let holding = if held.is_empty() {
+                        "holding nothing".to_string()
+                    } else {
+                        let since = held.iter().filter_map(|a| a.since_ms).min();
+                        format!(
+                            "holding {}{}",
+                            list(held.iter().map(|a| a.address.as_str()).collect()),
+                            since.map_or(String::new(), |t| format!(
+                                " since {} UTC",
+                                crate::timefmt::wall(t, now)
+                            ))
+                        )
+                    };
+                    let etcd = if g.etcd_reachable {
+                        String::new()
+                    } else {
+                        "; etcd does not answer".to_string()
+                    };
+                    format!("{who}: {holding}; {} members{etcd}", g.members.len())
+                }
+                "joining" => format!("{who}: joining (asking etcd for a lease)"),
+                "no-lease" => format!(
+                    "{who}: no lease{}",
+                    g.etcd_error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" (etcd: {e})"))
+                ),
+                other => format!("{who}: {other}"),
+            };
+        }
+        if self.daemon == "heartbeatd" {
+            if self.state != "sending" {
+                return self.state.clone();
+            }
+            let every = self.interval_ms.map_or(String::new(), |i| {
+                format!(" every {}", crate::timefmt::span(i))
+            });
+            let failing = self.sends.iter().filter(|s| s.failing).count();
+            let held: Vec<&str> = self
+                .service_addresses
+                .iter()
+                .filter(|a| a.state == "held")
+                .map(|a| a.address.as_str())
+                .collect();
+            let mut line = format!(
+                "sending{every} to {} destination{}",
+                self.destinations.len(),
+                if self.destinations.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            );
+            if failing > 0 {
+                line.push_str(&format!(" ({failing} failing)"));
+            }
+            if !held.is_empty() {
+                line.push_str(&format!("; holding {}", list(held)));
+            }
+            return line;
+        }
+        let peer = self.peer.as_deref().unwrap_or("the peer");
+        let held: Vec<&str> = self
+            .addresses
+            .iter()
+            .filter(|a| a.held)
+            .map(|a| a.address.as_str())
+            .collect();
+        let all: Vec<&str> = self.addresses.iter().map(|a| a.address.as_str()).collect();
+        let up = self.links.iter().filter(|l| l.state == "up").count();
+        let links = format!("{up} link{} up", if up == 1 { "" } else { "s" });
+        let mut line = match self.state.as_str() {
+            "acquired" => {
+                let since = self
+                    .transitions
+                    .iter()
+                    .rev()
+                    .find(|t| t.to == "acquired")
+                    .map_or(self.started_at_ms, |t| t.at_ms);
+                let why = if self.held_by_hand {
+                    "taken over by hand".to_string()
+                } else if up == 0 {
+                    format!("{peer} silent")
+                } else {
+                    format!("{peer}: {links}")
+                };
+                format!(
+                    "holding {} since {} UTC ({why})",
+                    list(held),
+                    crate::timefmt::wall(since, now)
+                )
+            }
+            "monitoring" => format!("monitoring {peer}: {links}"),
+            "boot-grace" => format!("boot grace: watching {peer}, {links}"),
+            "acquiring" => format!("taking over {} from {peer}", list(all)),
+            "releasing" => format!("giving {} back to {peer}", list(held)),
+            "conflict" => match &self.conflict {
+                Some(c) if c.holding => {
+                    format!("holding {}, which also answers from {}", c.address, c.mac)
+                }
+                Some(c) => format!(
+                    "conflict: {peer} silent, but {} answers from {}: not taking over",
+                    c.address, c.mac
+                ),
+                None => format!("conflict: {peer} silent, but its address answers"),
+            },
+            "third-host" => match &self.third_host {
+                Some(t) => format!("a third host answers for {} from {}", t.address, t.mac),
+                None => "a third host answers for the peer's address".to_string(),
+            },
+            other => other.to_string(),
+        };
+        if self.pause.is_some() {
+            line.push_str("; paused");
+        }
+        line
     }
 
     /// Records a transition, keeping the latest [`MAX_TRANSITIONS`].
@@ -427,6 +574,91 @@ mod tests {
         assert!(refresh_due(t0 + s(5), t0, None));
         // Heartbeats rarer than the refresh: every wake writes.
         assert!(refresh_due(t0 + ms(1), t0, Some(s(6))));
+    }
+
+    #[test]
+    fn the_summary_says_the_state_in_one_line() {
+        // 2024-02-29 12:01:07 UTC, and the file written a minute later.
+        let t = 1_709_208_067_000;
+        let mut s = Status::new("failoverd", "0.3.0", 1, "sec", t - 60_000);
+        s.updated_at_ms = t + 60_000;
+        s.peer = Some("198.51.100.10".into());
+        let link = |state: &str| LinkStatus {
+            peer_address: "198.51.100.10".into(),
+            interface: None,
+            last_heartbeat_age_ms: 0,
+            heartbeats: 1,
+            state: state.into(),
+        };
+        s.links = vec![link("up"), link("up")];
+        s.state = "monitoring".into();
+        assert_eq!(s.summary(), "monitoring 198.51.100.10: 2 links up");
+        s.addresses = vec![AddressStatus {
+            interface: "eth0".into(),
+            address: "198.51.100.10".into(),
+            prefix: 24,
+            held: true,
+            holder: None,
+            error: None,
+            announced_ms: None,
+        }];
+        s.links = vec![link("silent"), link("silent")];
+        s.state = "acquired".into();
+        s.push_transition(TransitionStatus {
+            at_ms: t,
+            from: "acquiring".into(),
+            to: "acquired".into(),
+            reason: "timeout".into(),
+            duration_ms: 0,
+        });
+        assert_eq!(
+            s.summary(),
+            "holding 198.51.100.10 since 12:01:07 UTC (198.51.100.10 silent)"
+        );
+        s.pause = Some(PauseStatus {
+            since_ms: t,
+            until_ms: None,
+        });
+        assert!(s.summary().ends_with("; paused"), "{}", s.summary());
+
+        let mut h = Status::new("heartbeatd", "0.3.0", 1, "pri", t);
+        h.state = "sending".into();
+        h.interval_ms = Some(100);
+        h.destinations = vec!["198.51.100.255:1694".into(), "203.0.113.255:1694".into()];
+        assert_eq!(h.summary(), "sending every 0.1s to 2 destinations");
+
+        let mut g = Status::new("failoverd", "0.3.0", 1, "web-1", t);
+        g.updated_at_ms = t + 1_000;
+        g.state = "member".into();
+        g.group = Some(GroupStatus {
+            name: "web".into(),
+            member: "web-1".into(),
+            priority: 100,
+            preempt: false,
+            lease_ttl_ms: 3_000,
+            lease: Some("1".into()),
+            fence_in_ms: None,
+            endpoint: None,
+            etcd_reachable: true,
+            etcd_error: None,
+            revision: 9,
+            members: vec![],
+            addresses: vec![GroupAddressStatus {
+                address: "198.51.100.10".into(),
+                interface: "eth0".into(),
+                prefix: 24,
+                holder: Some("web-1".into()),
+                epoch: Some(3),
+                since_ms: Some(t),
+                state: "held".into(),
+                held: true,
+                error: None,
+            }],
+        });
+        assert_eq!(
+            g.summary(),
+            "member web-1 of group web: holding 198.51.100.10 since 12:01:07 UTC; 0 members"
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn failoverd() -> Status {
         held: false,
         holder: None,
         error: None,
+        announced_ms: None,
     }];
     s.push_transition(TransitionStatus {
         at_ms: now - 11_517_000,

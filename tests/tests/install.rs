@@ -27,6 +27,10 @@ fn systemd_units_verify_cleanly_with_only_the_capabilities_needed() {
             &format!("CapabilityBoundingSet={caps}"),
             &format!("AmbientCapabilities={caps}"),
             "NoNewPrivileges=yes",
+            // Readiness and the watchdog (tests/tests/systemd.rs checks what is sent).
+            "Type=notify",
+            "WatchdogSec=10s",
+            "ExecReload=/bin/kill -HUP $MAINPID",
         ] {
             assert!(text.lines().any(|l| l == line), "{unit}: no `{line}`");
         }

@@ -73,6 +73,8 @@ fn check(v: &Value, daemon: &str) -> String {
         // Only while paused, or held by hand (tests/tests/control.rs).
         "pause",
         "held_by_hand",
+        // Only once something was announced (tests/tests/announce.rs reads it).
+        "last_announcement_ms",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -106,7 +108,8 @@ fn check(v: &Value, daemon: &str) -> String {
             for f in &doc {
                 assert!(
                     keys(item).contains(f)
-                        || ["interface", "error", "last_error"].contains(&f.as_str()),
+                        || ["interface", "error", "last_error", "announced_ms"]
+                            .contains(&f.as_str()),
                     "{list}[] lacks the documented field `{f}`: {item}"
                 );
             }

@@ -137,6 +137,7 @@ impl World {
                         lease_ttl: TTL,
                         preempt: false,
                         addrs: addrs.clone(),
+                        announce_refresh: None,
                     },
                 ),
                 running: true,
@@ -770,6 +771,7 @@ fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
             lease_ttl: TTL,
             preempt: false,
             addrs: vec![a0, a1],
+            announce_refresh: None,
         },
     );
     let view = View {
@@ -917,4 +919,78 @@ fn random_faults_never_make_two_holders() {
             w.run_until(t);
         }
     });
+}
+
+#[test]
+fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
+    let t0 = Instant::now();
+    let a0 = addr(0);
+    // A long lease, so that a stall of a few seconds does not fence the member.
+    let ttl = Duration::from_secs(30);
+    let mut g = Group::new(
+        t0,
+        GroupConfig {
+            name: "m1".into(),
+            priority: 200,
+            lease_ttl: ttl,
+            preempt: false,
+            addrs: vec![a0],
+            announce_refresh: None,
+        },
+    );
+    let view = View {
+        revision: 2,
+        members: vec![Member {
+            name: "m1".into(),
+            priority: 200,
+            lease: 7,
+        }],
+        holders: BTreeMap::new(),
+    };
+    let mut events = vec![
+        (t0 + ms(1), GroupEvent::LeaseGranted { id: 7, sent_at: t0 }),
+        (t0 + ms(2), GroupEvent::View(view)),
+    ];
+    let log = drive(&mut g, t0, t0 + ttl / 3 + ms(20), &mut events);
+    let tried = log
+        .iter()
+        .find(|(_, a)| matches!(a, GroupAction::TryAcquire { .. }))
+        .map(|(t, _)| *t)
+        .expect("a try");
+    let mut events = vec![(
+        tried + ms(3),
+        GroupEvent::Acquired {
+            addr: a0,
+            epoch: Some(3),
+        },
+    )];
+    let held_at = tried + ms(600);
+    let log = drive(&mut g, tried, held_at, &mut events);
+    assert!(matches!(g.addrs()[&a0], AddrState::Held { .. }), "{log:?}");
+    let announces = |log: &[(Instant, GroupAction)]| {
+        log.iter()
+            .filter(|(_, a)| *a == GroupAction::Announce { addr: a0 })
+            .count()
+    };
+    assert_eq!(announces(&log), 1, "announced when added");
+    // Held and turning at least once a second: no announcement without a refresh.
+    assert!(g.next_deadline().is_some_and(|d| d <= held_at + STALL / 2));
+    let quiet_end = held_at + Duration::from_secs(10);
+    let log = drive(&mut g, held_at, quiet_end, &mut Vec::new());
+    assert_eq!(announces(&log), 0, "{log:?}");
+    // Stopped for 5 s (within its lease): announced again at once.
+    let after_stall = quiet_end + Duration::from_secs(5);
+    let out = g.handle(after_stall, GroupEvent::Tick);
+    assert!(out.contains(&GroupAction::Announce { addr: a0 }), "{out:?}");
+    assert!(matches!(g.addrs()[&a0], AddrState::Held { .. }));
+    // With a refresh of 5 s, every 5 s while held.
+    g.set_announce_refresh(Some(Duration::from_secs(5)));
+    let log = drive(
+        &mut g,
+        after_stall,
+        after_stall + Duration::from_secs(21),
+        &mut Vec::new(),
+    );
+    let refreshes = announces(&log);
+    assert!((3..=5).contains(&refreshes), "{refreshes}: {log:?}");
 }
