@@ -291,6 +291,24 @@ pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Lev
             format!("{who} reports a state failoverctl does not know: {other:?}"),
         )),
     }
+    let down: Vec<&str> = g
+        .addresses
+        .iter()
+        .filter(|a| a.link_down)
+        .map(|a| a.address.as_str())
+        .collect();
+    if !down.is_empty() {
+        out.push((
+            Level::Degraded,
+            format!(
+                "{who}: the link of {} is down here: this member cannot serve {} (another \
+                 member holds {})",
+                down.join(", "),
+                if down.len() == 1 { "it" } else { "them" },
+                if down.len() == 1 { "it" } else { "them" },
+            ),
+        ));
+    }
     for a in &g.addresses {
         if a.state == "conflict" {
             out.push((
@@ -1056,6 +1074,7 @@ pub(crate) mod tests {
             since_ms: Some(NOW - 60_000),
             state: if held { "held" } else { "free" }.into(),
             held,
+            link_down: false,
             error: None,
         };
         s.group = Some(GroupStatus {
@@ -1124,6 +1143,11 @@ pub(crate) mod tests {
             |s: &mut Status| {
                 if let Some(g) = s.group.as_mut() {
                     g.addresses[0].state = "conflict".into();
+                }
+            },
+            |s: &mut Status| {
+                if let Some(g) = s.group.as_mut() {
+                    g.addresses[0].link_down = true;
                 }
             },
         ] {

@@ -343,11 +343,12 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  address {}/{} on {}: {holder}{since}; here {}{}",
+            "  address {}/{} on {}: {holder}{since}; here {}{}{}",
             a.address,
             a.prefix,
             a.interface,
             a.state,
+            if a.link_down { " (LINK DOWN here)" } else { "" },
             a.error
                 .as_deref()
                 .map(|e| format!(" (error: {e})"))
@@ -550,7 +551,10 @@ heartbeatd on pri-1 (pid 99, up 3h12m, v0.1.0): SENDING every 1s to 10.0.0.255:1
             ),
             "{t}"
         );
-        assert!(t.contains("  address 10.0.0.100/24 on eth0: held here\n"), "{t}");
+        assert!(
+            t.contains("  address 10.0.0.100/24 on eth0: held here\n"),
+            "{t}"
+        );
         assert!(t.contains("SILENT"), "{t}");
         assert!(
             t.contains(

@@ -686,6 +686,30 @@ impl GroupMember {
                     self.view_text(rt)
                 ),
             ),
+            GroupNotice::LinksDown { addrs } => {
+                let list = addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!("{who}: the link of {list} is down (group {group})"),
+                    format!(
+                        "The link of the interface of {list} is down on {who}: it cannot serve \
+                         them, so it gave up any it held (another member acquires them) and \
+                         acquires none of them until the link is up again.\n\n{}",
+                        self.view_text(rt)
+                    ),
+                )
+            }
+            GroupNotice::LinksUp => (
+                format!("{who}: every link is up again (group {group})"),
+                format!(
+                    "The links of the group's addresses are all up again on {who}: it may \
+                     acquire them again.\n\n{}",
+                    self.view_text(rt)
+                ),
+            ),
             GroupNotice::Conflict { addr, mac } => (
                 format!(
                     "{who}: {addr} still answers from {} (group {group})",
@@ -725,6 +749,17 @@ impl GroupMember {
                 None,
                 Some(mac_text(mac)),
             ),
+            GroupNotice::LinksDown { addrs } => (
+                journal::Event::LinkLost,
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(GroupReason::LinkDown.as_str()),
+                None,
+            ),
+            GroupNotice::LinksUp => (journal::Event::LinkBack, String::new(), None, None),
         };
         let fields = Fields {
             address: Some(&address),
@@ -772,6 +807,10 @@ impl Driver for GroupMember {
 
     fn handle_probe_answer(&mut self, rt: &mut Runtime, now: Instant, addr: IpAddr, mac: [u8; 6]) {
         self.feed(rt, now, GroupEvent::ProbeAnswer { addr, mac });
+    }
+
+    fn handle_links_down(&mut self, rt: &mut Runtime, now: Instant, down: Vec<IpAddr>) {
+        self.feed(rt, now, GroupEvent::LinksDown { addrs: down });
     }
 
     fn handle_addresses_missing(&mut self, rt: &mut Runtime, _now: Instant, missing: Vec<Missing>) {
@@ -829,6 +868,7 @@ impl Driver for GroupMember {
                 )
             })
             .collect();
+        let links_down = rt.addresses.links_down().to_vec();
         let s = rt.status.get_mut();
         s.state = if exiting {
             "stopped"
@@ -889,6 +929,7 @@ impl Driver for GroupMember {
                             .map_or("free", |st| st.as_str())
                             .to_string(),
                         held,
+                        link_down: links_down.contains(&p.addr),
                         error,
                     }
                 })
@@ -955,6 +996,7 @@ fn reason_text(reason: GroupReason) -> &'static str {
         GroupReason::Fenced => "this member could not renew its lease in time",
         GroupReason::LostClaim => "etcd no longer shows it as this member's",
         GroupReason::TestRefused => "the Test hook refused the takeover",
+        GroupReason::LinkDown => "the link of its interface is down here",
         GroupReason::Shutdown => "failoverd is stopping",
     }
 }

@@ -166,6 +166,10 @@ pub trait Driver {
     /// up), ready or not: a waker's readiness may be coalesced with others.
     fn handle_sources(&mut self, _rt: &mut Runtime, _now: Instant) {}
 
+    /// The link of the interface of each of these addresses is down (the whole set, each
+    /// time it changes; empty when all are up again).
+    fn handle_links_down(&mut self, _rt: &mut Runtime, _now: Instant, _down: Vec<IpAddr>) {}
+
     /// An administrator's command; answered, now or later, with [`Control::answer`].
     fn handle_command(&mut self, rt: &mut Runtime, now: Instant, _request: Request) {
         rt.control
@@ -433,7 +437,11 @@ impl Runtime {
         for (addr, mac) in self.conflicts.read() {
             driver.handle_probe_answer(self, now, addr, mac);
         }
-        let missing = self.addresses.check_missing(now);
+        let changed = self.addresses.take_events();
+        if let Some(down) = self.addresses.check_links(now, changed) {
+            driver.handle_links_down(self, now, down);
+        }
+        let missing = self.addresses.check_missing(now, changed);
         if !missing.is_empty() {
             driver.handle_addresses_missing(self, now, missing);
         }

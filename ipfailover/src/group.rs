@@ -136,6 +136,8 @@ pub enum GroupReason {
     LostClaim,
     /// `Test` refused.
     TestRefused,
+    /// The link of its interface went down here: another member can serve it.
+    LinkDown,
     /// failoverd is stopping.
     Shutdown,
 }
@@ -149,6 +151,7 @@ impl GroupReason {
             GroupReason::Fenced => "fenced",
             GroupReason::LostClaim => "lost-claim",
             GroupReason::TestRefused => "test-refused",
+            GroupReason::LinkDown => "link-down",
             GroupReason::Shutdown => "shutdown",
         }
     }
@@ -294,6 +297,14 @@ pub enum GroupNotice {
         /// Why, in words.
         why: String,
     },
+    /// The link of these addresses' interfaces is down here: given up, not acquired until it
+    /// is back.
+    LinksDown {
+        /// The addresses, all of them on down links now.
+        addrs: Vec<IpAddr>,
+    },
+    /// Every link of the group's addresses is up again here.
+    LinksUp,
     /// It won an address that another host still answers for.
     Conflict {
         /// The address.
@@ -355,6 +366,12 @@ pub enum GroupEvent {
         phase: HookPhase,
         /// Whether every hook succeeded.
         ok: bool,
+    },
+    /// The addresses whose interface's link is down here (the whole set, each time it
+    /// changes; empty once every link is up).
+    LinksDown {
+        /// The addresses.
+        addrs: Vec<IpAddr>,
     },
     /// Stop: release everything, revoke the lease, exit.
     Shutdown,
@@ -538,6 +555,8 @@ pub struct Group {
     revoked: BTreeSet<i64>,
     /// Since when a live member has outranked this one (for preemption).
     outranked_since: Option<Instant>,
+    /// Addresses whose link is down here: given up, and not acquired while it is.
+    links_down: BTreeSet<IpAddr>,
     /// When what is held was last announced by the refresh (`None` while nothing is held).
     refreshed: Option<Instant>,
     stopping: bool,
@@ -566,6 +585,7 @@ impl Group {
             registered_at: None,
             revoked: BTreeSet::new(),
             outranked_since: None,
+            links_down: BTreeSet::new(),
             refreshed: None,
             stopping: false,
             now,
@@ -794,6 +814,7 @@ impl Group {
             GroupEvent::HooksDone { addr, phase, ok } => {
                 self.hooks_done(now, addr, phase, ok, &mut out)
             }
+            GroupEvent::LinksDown { addrs } => self.links_changed(addrs, &mut out),
             GroupEvent::Shutdown => self.shutdown(&mut out),
         }
         self.check_timers(now, &mut out);
@@ -1105,7 +1126,7 @@ impl Group {
         }
         match epoch {
             None => self.set(addr, AddrState::Free, out),
-            Some(_) if self.stopping => {
+            Some(_) if self.stopping || self.links_down.contains(&addr) => {
                 if let Some(lease) = self.lease_id() {
                     out.push(GroupAction::GiveUp { addr, lease });
                 }
@@ -1264,6 +1285,68 @@ impl Group {
         self.queue_hook(addr, HookPhase::PreRel);
     }
 
+    /// The link rule: an address whose link goes down here cannot be served here, so it is
+    /// given up at once (removed, its key deleted so that a member whose link works can
+    /// acquire it, then `PostRel` with the reason `link-down`), and nothing is acquired on a
+    /// down link until it is back.
+    fn links_changed(&mut self, addrs: Vec<IpAddr>, out: &mut Vec<GroupAction>) {
+        let down: BTreeSet<IpAddr> = addrs
+            .into_iter()
+            .filter(|a| self.addrs.contains_key(a))
+            .collect();
+        let newly: Vec<IpAddr> = down.difference(&self.links_down).copied().collect();
+        let was_down = !self.links_down.is_empty();
+        self.links_down = down;
+        let lease = self.lease_id();
+        for addr in &newly {
+            let addr = *addr;
+            let Some(state) = self.addrs.get(&addr).copied() else {
+                continue;
+            };
+            match state {
+                AddrState::Held { epoch }
+                | AddrState::Acquiring {
+                    epoch,
+                    phase: HookPhase::PostAcq,
+                }
+                | AddrState::Releasing {
+                    epoch,
+                    phase: HookPhase::PreRel,
+                    ..
+                } => {
+                    out.push(GroupAction::Remove { addr });
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LinkDown, out);
+                }
+                AddrState::Acquiring { epoch, .. } => {
+                    // Test or PreAcq: nothing added yet; PostRel undoes what PreAcq started.
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LinkDown, out);
+                }
+                AddrState::Probing { .. } | AddrState::Conflict { .. } => {
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Waiting { .. } => self.set(addr, AddrState::Free, out),
+                // A try in flight is given up when its answer comes; a release goes on.
+                AddrState::Trying | AddrState::Free | AddrState::Releasing { .. } => {}
+            }
+        }
+        if !newly.is_empty() {
+            out.push(GroupAction::Notify(GroupNotice::LinksDown {
+                addrs: self.links_down.iter().copied().collect(),
+            }));
+        } else if was_down && self.links_down.is_empty() {
+            out.push(GroupAction::Notify(GroupNotice::LinksUp));
+        }
+    }
+
     fn shutdown(&mut self, out: &mut Vec<GroupAction>) {
         self.stopping = true;
         if let Some(lease) = self.lease_id() {
@@ -1350,7 +1433,7 @@ impl Group {
             .map(|(a, _)| *a)
             .collect();
         for addr in due {
-            let free = !self.view.holders.contains_key(&addr);
+            let free = !self.view.holders.contains_key(&addr) && !self.links_down.contains(&addr);
             match self.lease_id() {
                 Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
                     self.set(addr, AddrState::Trying, out);
@@ -1369,6 +1452,7 @@ impl Group {
                     **s == AddrState::Free
                         && !self.view.holders.contains_key(a)
                         && !self.retry_after.contains_key(a)
+                        && !self.links_down.contains(a)
                 })
                 .map(|(a, _)| *a)
                 .collect();

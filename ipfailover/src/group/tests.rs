@@ -689,6 +689,65 @@ fn a_hundred_addresses_with_slow_hooks_move_in_about_the_time_of_a_few() {
 }
 
 #[test]
+fn a_holder_whose_link_goes_down_gives_its_addresses_up_and_takes_none_until_it_is_back() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let cut = w.elapsed();
+    // Its service link dies; it still reaches etcd over another.
+    w.hosts[0].up = false;
+    let addrs = w.addrs.clone();
+    w.feed(
+        0,
+        GroupEvent::LinksDown {
+            addrs: addrs.clone(),
+        },
+    );
+    assert!(w.hosts[0].held.is_empty(), "removed at once");
+    w.run_until(cut + ms(1000));
+    for a in &addrs {
+        assert_eq!(
+            w.holders(*a),
+            vec![1],
+            "{a}: the member whose link works has it"
+        );
+    }
+    let took = w.hosts[1]
+        .log
+        .iter()
+        .find(|(t, a)| *t > cut && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t - cut)
+        .expect("an add");
+    // The key goes at once; the next member's step and probe window follow.
+    assert!(
+        took <= priority_step(TTL) + GROUP_PROBE_WINDOW + ms(100),
+        "{took:?}"
+    );
+    assert!(w.hosts[0].log.iter().any(|(t, a)| *t >= cut
+        && matches!(
+            a,
+            GroupAction::RunHooks {
+                phase: HookPhase::PostRel,
+                reason: GroupReason::LinkDown,
+                ..
+            }
+        )));
+    // The holder dies too: the one whose link is down acquires nothing.
+    w.crash(1);
+    w.run_until(cut + TTL * 3);
+    assert!(w.hosts[0].held.is_empty());
+    // Its link is back: it takes them.
+    w.hosts[0].up = true;
+    w.feed(0, GroupEvent::LinksDown { addrs: Vec::new() });
+    w.run_until(cut + TTL * 3 + ms(1000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert!(w.hosts[0]
+        .log
+        .iter()
+        .any(|(_, a)| *a == GroupAction::Notify(GroupNotice::LinksUp)));
+}
+
+#[test]
 fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     let mut w = World::new(&[200, 100], 1);
     w.run_until(ms(2000));
