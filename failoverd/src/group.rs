@@ -55,6 +55,7 @@ pub(crate) fn etcd_config(
             .clone()
             .zip(settings.etcd_key_file.clone()),
         user,
+        clock: ipfailover_etcd::Clock(ipfailover_os::clock::now),
     })
 }
 
@@ -176,7 +177,7 @@ impl GroupMember {
         rt.mail.start(&settings)?;
         let etcd = Client::start(etcd_config, waker)
             .map_err(|e| StartError::config(format!("etcd: {e}")))?;
-        let now = Instant::now();
+        let now = ipfailover_os::clock::now();
         let core = Group::new(
             now,
             GroupConfig {
@@ -515,10 +516,13 @@ impl GroupMember {
                     .position(|a| *a == addr)
                     .unwrap_or(0) as u64;
                 let env = self.hook_env(rt, addr, epoch);
-                if let Some(report) =
-                    rt.hooks
-                        .begin_lane(lane, env, Instant::now(), phase, reason.as_str())
-                {
+                if let Some(report) = rt.hooks.begin_lane(
+                    lane,
+                    env,
+                    ipfailover_os::clock::now(),
+                    phase,
+                    reason.as_str(),
+                ) {
                     queue.extend(self.hooks_done(rt, report));
                 }
             }
@@ -1007,7 +1011,7 @@ mod tests {
 
     #[test]
     fn a_name_clash_is_told_once_it_has_lasted_a_ttl_by_the_turns_time_and_once_per_episode() {
-        let t0 = Instant::now();
+        let t0 = ipfailover_os::clock::now();
         let ttl = Duration::from_secs(2);
         let ms = Duration::from_millis;
         let mut c = NameClash::default();

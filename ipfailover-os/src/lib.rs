@@ -20,6 +20,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod check;
+pub mod clock;
 pub mod conflict;
 pub mod control;
 pub mod daemon;

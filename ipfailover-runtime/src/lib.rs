@@ -309,7 +309,7 @@ impl Runtime {
             stop_signals: 0,
             exit: false,
             worst_turn: Duration::ZERO,
-            service: ServiceManager::from_env(Instant::now()),
+            service: ServiceManager::from_env(ipfailover_os::clock::now()),
             _lock: lock,
         })
     }
@@ -366,7 +366,7 @@ impl Runtime {
         let mut first = true;
         loop {
             if !first {
-                let before = Instant::now();
+                let before = ipfailover_os::clock::now();
                 let timeout = if self.udp.unread() || self.control.busy() {
                     Duration::ZERO
                 } else {
@@ -378,7 +378,7 @@ impl Runtime {
                     }
                 }
             }
-            let now = Instant::now();
+            let now = ipfailover_os::clock::now();
             let mut signalled = false;
             for ev in events.iter() {
                 match ev.token() {
