@@ -293,6 +293,24 @@ pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Lev
             ),
         )),
     }
+    let down: Vec<&str> = g
+        .addresses
+        .iter()
+        .filter(|a| a.link_down)
+        .map(|a| a.address.as_str())
+        .collect();
+    if !down.is_empty() {
+        out.push((
+            Level::Degraded,
+            format!(
+                "{who}: the link of {} is down here: this member cannot serve {} (another \
+                 member holds {})",
+                down.join(", "),
+                if down.len() == 1 { "it" } else { "them" },
+                if down.len() == 1 { "it" } else { "them" },
+            ),
+        ));
+    }
     for a in &g.addresses {
         if a.state == GroupAddressState::Conflict {
             out.push((
@@ -1071,6 +1089,7 @@ pub(crate) mod tests {
                 GroupAddressState::Free
             },
             held,
+            link_down: false,
             error: None,
         };
         s.group = Some(GroupStatus {
@@ -1139,6 +1158,11 @@ pub(crate) mod tests {
             |s: &mut Status| {
                 if let Some(g) = s.group.as_mut() {
                     g.addresses[0].state = GroupAddressState::Conflict;
+                }
+            },
+            |s: &mut Status| {
+                if let Some(g) = s.group.as_mut() {
+                    g.addresses[0].link_down = true;
                 }
             },
         ] {

@@ -353,11 +353,12 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  address {}/{} on {}: {holder}{since}; here {}{}",
+            "  address {}/{} on {}: {holder}{since}; here {}{}{}",
             a.address,
             a.prefix,
             a.interface,
             a.state,
+            if a.link_down { " (LINK DOWN here)" } else { "" },
             a.error
                 .as_deref()
                 .map(|e| format!(" (error: {e})"))

@@ -57,6 +57,7 @@ pub(crate) fn etcd_config(
             .clone()
             .zip(settings.etcd_key_file.clone()),
         user,
+        clock: ipfailover_etcd::Clock(ipfailover_os::clock::now),
     })
 }
 
@@ -178,7 +179,7 @@ impl GroupMember {
         rt.mail.start(&settings)?;
         let etcd = Client::start(etcd_config, waker)
             .map_err(|e| StartError::config(format!("etcd: {e}")))?;
-        let now = Instant::now();
+        let now = ipfailover_os::clock::now();
         let core = Group::new(
             now,
             GroupConfig {
@@ -428,7 +429,11 @@ impl GroupMember {
 
     /// A finished phase (logged and counted by the runtime): the notice of a failure; the
     /// event to feed the core.
-    fn hooks_done(&mut self, rt: &Runtime, report: PhaseReport) -> GroupEvent {
+    fn hooks_done(&mut self, rt: &Runtime, report: PhaseReport) -> Option<GroupEvent> {
+        // Each address's phases run in a lane of their own: its place in the list.
+        let addr = usize::try_from(report.lane)
+            .ok()
+            .and_then(|i| self.core.config().addrs.get(i).copied())?;
         let phase = report.phase.as_str();
         if !report.ok() && report.phase != HookPhase::Test {
             let subject = format!(
@@ -441,10 +446,11 @@ impl GroupMember {
             );
             rt.mail.send(subject, body);
         }
-        GroupEvent::HooksDone {
+        Some(GroupEvent::HooksDone {
+            addr,
             phase: report.phase,
             ok: report.ok(),
-        }
+        })
     }
 
     /// Feeds one event and everything its actions lead to.
@@ -505,10 +511,22 @@ impl GroupMember {
                         "running the Fence hooks: {addr} still answers from another host"
                     );
                 }
-                rt.hooks.set_env(self.hook_env(rt, addr, epoch));
-                if let Some(report) = rt.hooks.begin(Instant::now(), phase, reason.as_str()) {
-                    let done = self.hooks_done(rt, report);
-                    queue.push_back(done);
+                let lane = self
+                    .core
+                    .config()
+                    .addrs
+                    .iter()
+                    .position(|a| *a == addr)
+                    .unwrap_or(0) as u64;
+                let env = self.hook_env(rt, addr, epoch);
+                if let Some(report) = rt.hooks.begin_lane(
+                    lane,
+                    env,
+                    ipfailover_os::clock::now(),
+                    phase,
+                    reason.as_str(),
+                ) {
+                    queue.extend(self.hooks_done(rt, report));
                 }
             }
             // Kept on its interface while this member holds it: a failed add is retried,
@@ -675,6 +693,30 @@ impl GroupMember {
                     self.view_text(rt)
                 ),
             ),
+            GroupNotice::LinksDown { addrs } => {
+                let list = addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!("{who}: the link of {list} is down (group {group})"),
+                    format!(
+                        "The link of the interface of {list} is down on {who}: it cannot serve \
+                         them, so it gave up any it held (another member acquires them) and \
+                         acquires none of them until the link is up again.\n\n{}",
+                        self.view_text(rt)
+                    ),
+                )
+            }
+            GroupNotice::LinksUp => (
+                format!("{who}: every link is up again (group {group})"),
+                format!(
+                    "The links of the group's addresses are all up again on {who}: it may \
+                     acquire them again.\n\n{}",
+                    self.view_text(rt)
+                ),
+            ),
             GroupNotice::Conflict { addr, mac } => (
                 format!(
                     "{who}: {addr} still answers from {} (group {group})",
@@ -714,6 +756,17 @@ impl GroupMember {
                 None,
                 Some(mac_text(mac)),
             ),
+            GroupNotice::LinksDown { addrs } => (
+                journal::Event::LinkLost,
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(GroupReason::LinkDown.as_str()),
+                None,
+            ),
+            GroupNotice::LinksUp => (journal::Event::LinkBack, String::new(), None, None),
         };
         let fields = Fields {
             address: Some(&address),
@@ -763,6 +816,10 @@ impl Driver for GroupMember {
         self.feed(rt, now, GroupEvent::ProbeAnswer { addr, mac });
     }
 
+    fn handle_links_down(&mut self, rt: &mut Runtime, now: Instant, down: Vec<IpAddr>) {
+        self.feed(rt, now, GroupEvent::LinksDown { addrs: down });
+    }
+
     fn handle_addresses_missing(&mut self, rt: &mut Runtime, _now: Instant, missing: Vec<Missing>) {
         self.addresses_missing(rt, missing);
     }
@@ -794,8 +851,9 @@ impl Driver for GroupMember {
     }
 
     fn handle_hooks_done(&mut self, rt: &mut Runtime, now: Instant, report: PhaseReport) {
-        let done = self.hooks_done(rt, report);
-        self.feed(rt, now, done);
+        if let Some(done) = self.hooks_done(rt, report) {
+            self.feed(rt, now, done);
+        }
     }
 
     fn handle_tick(&mut self, rt: &mut Runtime, now: Instant) {
@@ -817,6 +875,7 @@ impl Driver for GroupMember {
                 )
             })
             .collect();
+        let links_down = rt.addresses.links_down().to_vec();
         let s = rt.status.get_mut();
         s.state = if exiting {
             DaemonState::Stopped
@@ -875,6 +934,7 @@ impl Driver for GroupMember {
                             .get(&p.addr)
                             .map_or(GroupAddressState::Free, |st| (*st).into()),
                         held,
+                        link_down: links_down.contains(&p.addr),
                         error,
                     }
                 })
@@ -941,6 +1001,7 @@ fn reason_text(reason: GroupReason) -> &'static str {
         GroupReason::Fenced => "this member could not renew its lease in time",
         GroupReason::LostClaim => "etcd no longer shows it as this member's",
         GroupReason::TestRefused => "the Test hook refused the takeover",
+        GroupReason::LinkDown => "the link of its interface is down here",
         GroupReason::Shutdown => "failoverd is stopping",
     }
 }
@@ -951,7 +1012,7 @@ mod tests {
 
     #[test]
     fn a_name_clash_is_told_once_it_has_lasted_a_ttl_by_the_turns_time_and_once_per_episode() {
-        let t0 = Instant::now();
+        let t0 = ipfailover_os::clock::now();
         let ttl = Duration::from_secs(2);
         let ms = Duration::from_millis;
         let mut c = NameClash::default();

@@ -412,6 +412,7 @@ mod tests {
     #[test]
     fn hook_failures_carry_the_output_tail() {
         let report = PhaseReport {
+            lane: 0,
             phase: HookPhase::PostAcq,
             reason: Reason::Timeout.as_str(),
             results: vec![

@@ -108,7 +108,7 @@ impl Pair {
         }
         rt.addresses
             .follow("an address removed by hand while held is not noticed")?;
-        let now = Instant::now();
+        let now = ipfailover_os::clock::now();
         let mut core = Failover::new(
             now,
             core_config(&settings, &pairs, false),
@@ -711,7 +711,7 @@ impl Pair {
                 rt.hooks.set_env(env);
                 // Real time, not the turn's: the timeline orders hooks and address steps
                 // taken within one turn.
-                self.hook_phase_start = Instant::now();
+                self.hook_phase_start = ipfailover_os::clock::now();
                 if let Some(report) = rt
                     .hooks
                     .begin(self.hook_phase_start, phase, reason.as_str())
@@ -732,7 +732,7 @@ impl Pair {
                 }
                 if let Some(t) = self.timeline.as_mut() {
                     t.at(
-                        Instant::now(),
+                        ipfailover_os::clock::now(),
                         format!(
                             "announced {} (gratuitous ARP / unsolicited NA), repeated after 50 \
                              ms, 250 ms, 1 s, 3 s and 10 s",
@@ -812,7 +812,7 @@ impl Pair {
                 if let Some(t) = self.timeline.as_mut() {
                     if from.as_str() != to.as_str() {
                         t.at(
-                            Instant::now(),
+                            ipfailover_os::clock::now(),
                             format!("{} ({})", to.as_str(), reason.as_str()),
                         );
                     }
@@ -854,7 +854,7 @@ impl Pair {
                 Ok(true) => {
                     if let Some(t) = self.timeline.as_mut() {
                         t.at(
-                            Instant::now(),
+                            ipfailover_os::clock::now(),
                             format!("added {}/{} to {}", p.addr, p.prefix, p.iface),
                         );
                     }
@@ -864,7 +864,7 @@ impl Pair {
                     failed.push(*addr);
                     if let Some(t) = self.timeline.as_mut() {
                         t.at(
-                            Instant::now(),
+                            ipfailover_os::clock::now(),
                             format!("FAILED to add {}/{} to {}: {e}", p.addr, p.prefix, p.iface),
                         );
                     }
@@ -886,7 +886,7 @@ impl Pair {
                 Ok(true) => {
                     if let Some(t) = self.timeline.as_mut() {
                         t.at(
-                            Instant::now(),
+                            ipfailover_os::clock::now(),
                             format!("removed {} from {}", o.pair.addr, o.pair.iface),
                         );
                     }
@@ -926,7 +926,7 @@ impl Pair {
             );
             if let Some(t) = self.timeline.as_mut() {
                 t.at(
-                    Instant::now(),
+                    ipfailover_os::clock::now(),
                     format!("told the primary (released) on {sent} link(s)"),
                 );
             }

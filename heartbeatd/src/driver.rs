@@ -120,7 +120,7 @@ impl Heartbeatd {
             rt.addresses
                 .follow("a service address removed by hand is not added again")?;
         }
-        let now = Instant::now();
+        let now = ipfailover_os::clock::now();
         let hostname = rt.hostname().to_string();
         let config = sender_config(&settings, &aliases);
         let mut hb = Heartbeatd {

@@ -71,7 +71,42 @@ pub struct Config {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// A user and their password, for etcd's authentication.
     pub user: Option<(String, String)>,
+    /// The clock the member's loop runs on: the times of sent renewals are read from it, so
+    /// that they compare with the loop's deadlines (a clock that counts a suspend).
+    pub clock: Clock,
 }
+
+/// A clock: `Instant::now` by default, or one that counts a suspend.
+#[derive(Clone, Copy)]
+pub struct Clock(pub fn() -> Instant);
+
+impl Clock {
+    /// Now.
+    pub fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock(Instant::now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Clocks are not compared: two configurations differ only by what else they hold.
+impl PartialEq for Clock {
+    fn eq(&self, _: &Clock) -> bool {
+        true
+    }
+}
+
+impl Eq for Clock {}
 
 /// What the member asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -648,6 +683,7 @@ impl Client {
         let worker = LeaseWorker {
             http: Arc::clone(&http),
             ttl: config.ttl,
+            clock: config.clock,
         };
         let done_lease = done_tx.clone();
         spawn("etcd-lease", move || {
@@ -793,6 +829,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ConfigErro
 struct LeaseWorker {
     http: Arc<Http>,
     ttl: Duration,
+    clock: Clock,
 }
 
 impl LeaseWorker {
@@ -800,7 +837,7 @@ impl LeaseWorker {
         while let Ok(request) = requests.recv() {
             match request {
                 Request::Grant => {
-                    let sent_at = Instant::now();
+                    let sent_at = self.clock.now();
                     let body = api::grant(self.ttl.as_secs().max(1));
                     let reply =
                         match self
@@ -817,7 +854,7 @@ impl LeaseWorker {
                 }
                 Request::Renew { lease } => {
                     // Taken before sending: etcd restarts the lease's clock later than this.
-                    let sent_at = Instant::now();
+                    let sent_at = self.clock.now();
                     let reply = match self.http.call(
                         "/v3/lease/keepalive",
                         &api::lease_id(lease),

@@ -166,6 +166,7 @@ fn finish(
                 .clone()
                 .zip(settings.etcd_key_file.clone()),
             user: None,
+            clock: ipfailover_etcd::Clock::default(),
         };
         for (key, message) in ipfailover_etcd::check_tls_files(&config) {
             errors.push(problem(key, message));

@@ -28,7 +28,7 @@
 //! each hook starts, and the resolved target is what is executed. A hook directory that was
 //! there before and has vanished is an error, not "no hooks".
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
@@ -129,6 +129,8 @@ pub struct HookResult {
 /// A phase's hooks, once they have all run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseReport {
+    /// The lane it ran in ([`HookRunner::begin_lane`]; 0 for [`HookRunner::begin`]).
+    pub lane: u64,
     /// The event.
     pub phase: HookPhase,
     /// Why the transition happened (`FAILOVER_REASON`).
@@ -179,6 +181,8 @@ struct Lingering {
 
 #[derive(Debug)]
 struct Running {
+    /// Its number among the hooks this runner started.
+    serial: u64,
     child: Child,
     name: String,
     started: Instant,
@@ -190,6 +194,8 @@ struct Running {
 
 #[derive(Debug)]
 struct Phase {
+    /// What its hooks are told.
+    env: HookEnv,
     started: Instant,
     /// Name, the resolved target checked, and its (device, inode).
     queue: VecDeque<(String, PathBuf, (u64, u64))>,
@@ -204,7 +210,9 @@ pub struct HookRunner {
     timeout: Duration,
     env: HookEnv,
     uid: u32,
-    phase: Option<Phase>,
+    /// The phases under way, by lane: one at a time in each lane, lanes side by side (a
+    /// group runs each address's phases in a lane of its own).
+    phases: BTreeMap<u64, Phase>,
     lingering: Vec<Lingering>,
     /// Hooks started so far: tells the loop a new output pipe needs watching.
     spawned: u64,
@@ -226,7 +234,7 @@ impl HookRunner {
             timeout,
             env,
             uid,
-            phase: None,
+            phases: BTreeMap::new(),
             lingering: Vec::new(),
             spawned: 0,
             record: None,
@@ -256,14 +264,11 @@ impl HookRunner {
         };
         let mut text = String::new();
         let running = self
-            .phase
-            .as_ref()
-            .and_then(|p| p.running.as_ref())
+            .phases
+            .values()
+            .filter_map(|p| p.running.as_ref())
             .map(|r| &r.child);
-        for child in running
-            .into_iter()
-            .chain(self.lingering.iter().map(|l| &l.child))
-        {
+        for child in running.chain(self.lingering.iter().map(|l| &l.child)) {
             if let Some(start) = start_time(child.id()) {
                 text.push_str(&format!("{} {start}\n", child.id()));
             }
@@ -309,28 +314,47 @@ impl HookRunner {
 
     /// Whether a phase is under way.
     pub fn busy(&self) -> bool {
-        self.phase.is_some()
+        !self.phases.is_empty()
     }
 
-    /// The running hook's output pipe, for the loop to watch: a number that changes with
-    /// every hook (an fd number may be reused by the next pipe) and the raw fd.
-    pub fn output_source(&self) -> Option<(u64, i32)> {
-        self.phase
-            .as_ref()
-            .and_then(|p| p.running.as_ref())
-            .and_then(|r| r.reader.as_ref())
-            .map(|r| (self.spawned, r.as_raw_fd()))
+    /// The running hooks' output pipes, for the loop to watch: for each, a number that
+    /// changes with every hook (an fd number may be reused by the next pipe) and the raw fd.
+    pub fn output_sources(&self) -> Vec<(u64, i32)> {
+        self.phases
+            .values()
+            .filter_map(|p| p.running.as_ref())
+            .filter_map(|r| {
+                r.reader
+                    .as_ref()
+                    .map(|reader| (r.serial, reader.as_raw_fd()))
+            })
+            .collect()
     }
 
-    /// Starts the hooks of a phase. Returns the report at once if there is nothing to run.
+    /// Starts the hooks of a phase in lane 0, with the variables of [`HookRunner::set_env`].
+    /// Returns the report at once if there is nothing to run.
     pub fn begin(
         &mut self,
         now: Instant,
         phase: HookPhase,
         reason: &'static str,
     ) -> Option<PhaseReport> {
-        if let Some(old) = self.phase.take() {
-            // The core never overlaps phases; if it did, the old one must not leak.
+        let env = self.env.clone();
+        self.begin_lane(0, env, now, phase, reason)
+    }
+
+    /// Starts the hooks of a phase in `lane`, telling them `env`; phases of other lanes run
+    /// side by side. Returns the report at once if there is nothing to run.
+    pub fn begin_lane(
+        &mut self,
+        lane: u64,
+        env: HookEnv,
+        now: Instant,
+        phase: HookPhase,
+        reason: &'static str,
+    ) -> Option<PhaseReport> {
+        if let Some(old) = self.phases.remove(&lane) {
+            // The core never overlaps phases in a lane; if it did, the old one must not leak.
             log::error!(
                 "hook phase {} started while {} ran",
                 phase.as_str(),
@@ -341,6 +365,7 @@ impl HookRunner {
             }
         }
         let mut report = PhaseReport {
+            lane,
             phase,
             reason,
             results: Vec::new(),
@@ -381,13 +406,17 @@ impl HookRunner {
             }
             Err(why) => report.dir_refused = Some(why),
         }
-        self.phase = Some(Phase {
-            started: now,
-            queue,
-            report,
-            running: None,
-        });
-        self.advance(now)
+        self.phases.insert(
+            lane,
+            Phase {
+                env,
+                started: now,
+                queue,
+                report,
+                running: None,
+            },
+        );
+        self.advance(lane, now)
     }
 
     /// Reads the directory: `None` if it does not exist and never did (no hooks), an error if
@@ -446,37 +475,39 @@ impl HookRunner {
         Ok(Some(entries))
     }
 
-    /// Starts the next hook if none runs; returns the report when the phase is over.
-    fn advance(&mut self, now: Instant) -> Option<PhaseReport> {
+    /// Starts the lane's next hook if none runs; returns the report when its phase is over.
+    fn advance(&mut self, lane: u64, now: Instant) -> Option<PhaseReport> {
         loop {
-            let phase = self.phase.as_mut()?;
+            let phase = self.phases.get_mut(&lane)?;
             if phase.running.is_some() {
                 return None;
             }
             let Some((name, path, id)) = phase.queue.pop_front() else {
-                let mut done = self.phase.take()?;
+                let mut done = self.phases.remove(&lane)?;
                 done.report.duration = now.saturating_duration_since(done.started);
                 return Some(done.report);
             };
             let event = phase.report.phase.as_str();
             let reason = phase.report.reason;
+            let env = phase.env.clone();
             // Checked again now: a hook queued behind a slow one may have been swapped in
             // the meantime, by whoever could (which the checks leave to root and us).
             let spawned = match checked_target(&path, self.uid) {
-                Ok((_, now_id)) if now_id == id => self.spawn(&path, event, reason),
+                Ok((_, now_id)) if now_id == id => self.spawn(&path, event, reason, &env),
                 Ok(_) => Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{} changed after it was checked: not run", path.display()),
                 )),
                 Err(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
             };
-            let phase = self.phase.as_mut()?;
             match spawned {
                 Ok((child, reader)) => {
                     self.spawned += 1;
+                    let serial = self.spawned;
                     log::info!("hook {name} started ({event}, {reason})");
-                    let phase = self.phase.as_mut()?;
+                    let phase = self.phases.get_mut(&lane)?;
                     phase.running = Some(Running {
+                        serial,
                         child,
                         name,
                         started: now,
@@ -489,6 +520,7 @@ impl HookRunner {
                     return None;
                 }
                 Err(e) => {
+                    let phase = self.phases.get_mut(&lane)?;
                     let started_after = now.saturating_duration_since(phase.started);
                     phase.report.results.push(HookResult {
                         name,
@@ -502,7 +534,13 @@ impl HookRunner {
         }
     }
 
-    fn spawn(&self, path: &Path, event: &str, reason: &str) -> io::Result<(Child, io::PipeReader)> {
+    fn spawn(
+        &self,
+        path: &Path,
+        event: &str,
+        reason: &str,
+        env: &HookEnv,
+    ) -> io::Result<(Child, io::PipeReader)> {
         let (reader, writer) = io::pipe()?;
         set_nonblocking(&reader)?;
         let mut command = Command::new(path);
@@ -512,15 +550,15 @@ impl HookRunner {
             .env("PATH", HOOK_PATH)
             .env("FAILOVER_EVENT", event);
         // A group member's hooks have no peer: no empty variable pretends they have one.
-        if !self.env.peer_ip.is_empty() {
+        if !env.peer_ip.is_empty() {
             command
-                .env("FAILOVER_PEER_IP", &self.env.peer_ip)
-                .env("FAILOVER_PEER_IP_PAIRS", &self.env.pairs);
+                .env("FAILOVER_PEER_IP", &env.peer_ip)
+                .env("FAILOVER_PEER_IP_PAIRS", &env.pairs);
         }
         command
             .env("FAILOVER_REASON", reason)
             .env("FAILOVER_HOOK_DIR", &self.dir)
-            .envs(self.env.extra.iter().map(|(k, v)| (k, v)))
+            .envs(env.extra.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)
@@ -537,10 +575,18 @@ impl HookRunner {
 
     /// Reads output, notices exits and timeouts, kills lingering groups; returns the report
     /// when the phase is over.
-    pub fn poll(&mut self, now: Instant) -> Option<PhaseReport> {
+    pub fn poll(&mut self, now: Instant) -> Vec<PhaseReport> {
         self.reap_lingering(now);
+        let lanes: Vec<u64> = self.phases.keys().copied().collect();
+        lanes
+            .into_iter()
+            .filter_map(|lane| self.poll_lane(lane, now))
+            .collect()
+    }
+
+    fn poll_lane(&mut self, lane: u64, now: Instant) -> Option<PhaseReport> {
         let timeout = self.timeout;
-        let phase = self.phase.as_mut()?;
+        let phase = self.phases.get_mut(&lane)?;
         let phase_started = phase.started;
         let running = phase.running.as_mut()?;
         drain(running);
@@ -616,7 +662,7 @@ impl HookRunner {
             strays,
         });
         self.write_record();
-        self.advance(now)
+        self.advance(lane, now)
     }
 
     fn linger_now(&mut self, child: Child, now: Instant) {
@@ -659,13 +705,14 @@ impl HookRunner {
     /// When the runner needs [`HookRunner::poll`] even without SIGCHLD or output.
     pub fn next_deadline(&self) -> Option<Instant> {
         let running = self
-            .phase
-            .as_ref()
-            .and_then(|p| p.running.as_ref())
+            .phases
+            .values()
+            .filter_map(|p| p.running.as_ref())
             .map(|r| match r.term_sent {
                 Some(t) => t + KILL_GRACE,
                 None => r.deadline,
-            });
+            })
+            .min();
         let lingering = self
             .lingering
             .iter()
@@ -681,7 +728,7 @@ impl HookRunner {
     /// most `grace`.
     pub fn shutdown(&mut self, grace: Duration) {
         let now = Instant::now();
-        if let Some(phase) = self.phase.take() {
+        for (_, phase) in std::mem::take(&mut self.phases) {
             if let Some(r) = phase.running {
                 log::warn!("stopping: hook {} is killed", r.name);
                 self.linger_now(r.child, now);
@@ -1145,7 +1192,7 @@ mod tests {
         }
         loop {
             std::thread::sleep(Duration::from_millis(5));
-            if let Some(rep) = r.poll(Instant::now()) {
+            if let Some(rep) = r.poll(Instant::now()).pop() {
                 return rep;
             }
             assert!(
@@ -1153,6 +1200,65 @@ mod tests {
                 "phase still running after {limit:?}"
             );
         }
+    }
+
+    #[test]
+    fn phases_in_different_lanes_run_side_by_side_each_with_its_variables() {
+        let d = hook_dir("lanes");
+        let log = d.0.join("log");
+        let log = log.to_string_lossy();
+        script(
+            &d.0,
+            "PreAcq-slow",
+            &format!("sleep 0.4; echo \"$FAILOVER_ADDRESS\" >> {log}"),
+            0o755,
+        );
+        let mut r = runner(&d.0, Duration::from_secs(10));
+        let start = Instant::now();
+        for lane in 0..4u64 {
+            let env = HookEnv {
+                extra: vec![(
+                    "FAILOVER_ADDRESS".into(),
+                    format!("198.51.100.{}", 100 + lane),
+                )],
+                ..HookEnv::default()
+            };
+            assert!(r
+                .begin_lane(lane, env, start, HookPhase::PreAcq, "unheld")
+                .is_none());
+        }
+        assert_eq!(r.output_sources().len(), 4);
+        let mut done = Vec::new();
+        while done.len() < 4 {
+            std::thread::sleep(Duration::from_millis(5));
+            done.extend(r.poll(Instant::now()));
+            assert!(start.elapsed() < Duration::from_secs(5), "{done:?}");
+        }
+        // Side by side: about one hook's time, not four.
+        assert!(
+            start.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            start.elapsed()
+        );
+        let mut lanes: Vec<u64> = done.iter().map(|rep| rep.lane).collect();
+        lanes.sort();
+        assert_eq!(lanes, vec![0, 1, 2, 3]);
+        assert!(done.iter().all(PhaseReport::ok));
+        let mut seen: Vec<String> = std::fs::read_to_string(&*log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                "198.51.100.100",
+                "198.51.100.101",
+                "198.51.100.102",
+                "198.51.100.103"
+            ]
+        );
     }
 
     #[test]
@@ -1466,7 +1572,7 @@ mod tests {
         fs::rename(&other, d.0.join("PreAcq-2")).unwrap();
         let end = Instant::now() + Duration::from_secs(5);
         let rep = loop {
-            if let Some(rep) = r.poll(Instant::now()) {
+            if let Some(rep) = r.poll(Instant::now()).pop() {
                 break rep;
             }
             assert!(Instant::now() < end, "the phase never ended");

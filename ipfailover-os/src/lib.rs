@@ -27,6 +27,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod conflict;
 pub mod control;

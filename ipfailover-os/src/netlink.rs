@@ -349,10 +349,10 @@ impl AddressBackend for Netlink {
     }
 }
 
-/// The kernel's address notifications (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`): a
-/// non-blocking socket that becomes readable whenever an address is added or removed in the
-/// calling thread's network namespace. Its messages are not parsed: that something changed
-/// is reason enough to look at what is held.
+/// The kernel's address and link notifications (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`,
+/// `RTMGRP_LINK`): a non-blocking socket that becomes readable whenever an address is added
+/// or removed, or a link goes up or down, in the calling thread's network namespace. Its
+/// messages are not parsed: that something changed is reason enough to look again.
 #[derive(Debug)]
 pub struct AddressEvents {
     socket: Socket,
@@ -360,12 +360,16 @@ pub struct AddressEvents {
 }
 
 impl AddressEvents {
-    /// Subscribes to the address groups.
+    /// Subscribes to the address and link groups.
     pub fn new() -> io::Result<AddressEvents> {
+        const RTMGRP_LINK: u32 = 0x1;
         const RTMGRP_IPV4_IFADDR: u32 = 0x10;
         const RTMGRP_IPV6_IFADDR: u32 = 0x100;
         let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind(&SocketAddr::new(0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))?;
+        socket.bind(&SocketAddr::new(
+            0,
+            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+        ))?;
         socket.set_non_blocking(true)?;
         Ok(AddressEvents {
             socket,

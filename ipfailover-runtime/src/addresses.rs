@@ -20,6 +20,9 @@ use mio::{Registry, Token};
 use crate::status::Dirty;
 use crate::StartError;
 
+/// Links are looked at this often even without the kernel's events.
+pub const LINK_LOOK_EVERY: Duration = Duration::from_secs(1);
+
 /// The kernel's address events.
 pub(crate) const ADDRESS_EVENTS: Token = Token(5);
 
@@ -83,6 +86,9 @@ pub struct Addresses {
     entries: Vec<Entry>,
     #[cfg(target_os = "linux")]
     events: Option<ipfailover_os::AddressEvents>,
+    /// The addresses whose interface's link was down at the last look (`None`: not looked).
+    links_down: Option<Vec<IpAddr>>,
+    links_looked: Option<Instant>,
     /// The kernel said something changed: look at what is held this turn.
     changed: bool,
     dirty: Dirty,
@@ -96,6 +102,8 @@ impl Addresses {
             entries: Vec::new(),
             #[cfg(target_os = "linux")]
             events: None,
+            links_down: None,
+            links_looked: None,
             changed: false,
             dirty,
         }
@@ -314,10 +322,12 @@ impl Addresses {
 
     /// When the next retry of a kept address is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let links = self.links_looked.map(|t| t + LINK_LOOK_EVERY);
         self.entries
             .iter()
             .filter(|e| e.keep && !e.held)
             .filter_map(|e| e.retry.map(|(at, _)| at))
+            .chain(links.filter(|_| !self.entries.is_empty()))
             .min()
     }
 
@@ -357,11 +367,53 @@ impl Addresses {
         self.changed = true;
     }
 
-    /// After the kernel's address events: the held addresses gone from their interfaces
-    /// (one look at every address of the host, however many we hold). Each is marked not
-    /// held, with why; a kept one is added again this turn.
-    pub(crate) fn check_missing(&mut self, now: Instant) -> Vec<Missing> {
-        if !std::mem::take(&mut self.changed) || !self.drain_events() {
+    /// Reads the kernel's pending events: whether anything changed since the last turn.
+    pub(crate) fn take_events(&mut self) -> bool {
+        std::mem::take(&mut self.changed) && self.drain_events()
+    }
+
+    /// The addresses whose interface's link is down, when that set changed: after the
+    /// kernel's events, and at least every [`LINK_LOOK_EVERY`] (where there are no events, or
+    /// one was missed). `None`: no change, or nothing to follow.
+    pub(crate) fn check_links(&mut self, now: Instant, changed: bool) -> Option<Vec<IpAddr>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        if !changed && self.links_looked.is_some_and(|t| now < t + LINK_LOOK_EVERY) {
+            return None;
+        }
+        self.links_looked = Some(now);
+        let (links, _) = match ipfailover_os::interfaces::links_and_addrs() {
+            Ok(l) => l,
+            Err(e) => {
+                log::debug!("reading the links' state: {e}");
+                return None;
+            }
+        };
+        let down: Vec<IpAddr> = self
+            .entries
+            .iter()
+            .filter(|e| links.get(&e.pair.iface) == Some(&false))
+            .map(|e| e.pair.addr)
+            .collect();
+        if self.links_down.as_ref() == Some(&down) {
+            return None;
+        }
+        self.links_down = Some(down.clone());
+        self.dirty.mark();
+        Some(down)
+    }
+
+    /// The addresses whose link was down at the last look.
+    pub fn links_down(&self) -> &[IpAddr] {
+        self.links_down.as_deref().unwrap_or(&[])
+    }
+
+    /// After the kernel's address events (`changed`): the held addresses gone from their
+    /// interfaces (one look at every address of the host, however many we hold). Each is
+    /// marked not held, with why; a kept one is added again this turn.
+    pub(crate) fn check_missing(&mut self, now: Instant, changed: bool) -> Vec<Missing> {
+        if !changed {
             return Vec::new();
         }
         if !self.entries.iter().any(|e| e.held) {

@@ -76,7 +76,7 @@ impl Announcements {
         // The announcer's error names the address and the interface.
         match self.announcers.announce(iface, addr) {
             Ok(()) => {
-                self.last.insert(addr, Instant::now());
+                self.last.insert(addr, ipfailover_os::clock::now());
             }
             Err(e) => log::warn!("{e}"),
         }

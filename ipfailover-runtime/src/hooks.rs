@@ -22,8 +22,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Hooks {
     registry: Registry,
     runner: Option<HookRunner>,
-    /// The output pipe registered with the poll, by the runner's hook number.
-    source: Option<(u64, i32)>,
+    /// The output pipes registered with the poll, by the runner's hook number.
+    sources: Vec<(u64, i32)>,
     /// The pipe was readable or a child exited: poll the runner this turn.
     due: bool,
     runs: u64,
@@ -36,7 +36,7 @@ impl Hooks {
         Hooks {
             registry,
             runner: None,
-            source: None,
+            sources: Vec::new(),
             due: false,
             runs: 0,
             failed: 0,
@@ -81,6 +81,36 @@ impl Hooks {
         let report = match self.runner.as_mut() {
             Some(r) => r.begin(now, phase, reason),
             None => Some(PhaseReport {
+                lane: 0,
+                phase,
+                reason,
+                results: Vec::new(),
+                skipped: Vec::new(),
+                dir_refused: None,
+                duration: Duration::ZERO,
+            }),
+        };
+        if let Some(r) = &report {
+            self.record(r);
+        }
+        self.watch_output();
+        report
+    }
+
+    /// Starts the hooks of a phase in `lane`, telling them `env`: lanes run side by side (a
+    /// group's addresses each have one). Like [`Hooks::begin`] otherwise.
+    pub fn begin_lane(
+        &mut self,
+        lane: u64,
+        env: HookEnv,
+        now: Instant,
+        phase: HookPhase,
+        reason: &'static str,
+    ) -> Option<PhaseReport> {
+        let report = match self.runner.as_mut() {
+            Some(r) => r.begin_lane(lane, env, now, phase, reason),
+            None => Some(PhaseReport {
+                lane,
                 phase,
                 reason,
                 results: Vec::new(),
@@ -111,17 +141,21 @@ impl Hooks {
     }
 
     /// A phase's report if one ended by `now` (logged and counted).
-    pub(crate) fn poll(&mut self, now: Instant) -> Option<PhaseReport> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<PhaseReport> {
         let due = std::mem::take(&mut self.due) || self.next_deadline().is_some_and(|d| now >= d);
         if !due {
-            return None;
+            return Vec::new();
         }
-        let report = self.runner.as_mut().and_then(|r| r.poll(now));
-        if let Some(r) = &report {
+        let reports = self
+            .runner
+            .as_mut()
+            .map(|r| r.poll(now))
+            .unwrap_or_default();
+        for r in &reports {
             self.record(r);
         }
         self.watch_output();
-        report
+        reports
     }
 
     /// At exit: what still runs gets SIGTERM, then SIGKILL.
@@ -131,24 +165,36 @@ impl Hooks {
         }
     }
 
-    /// Keeps the poll watching the running hook's output pipe.
+    /// Keeps the poll watching the running hooks' output pipes (all under one token: any of
+    /// them readable polls the runner, which drains them all).
     fn watch_output(&mut self) {
-        let now = self.runner.as_ref().and_then(HookRunner::output_source);
-        if now == self.source {
+        let now = self
+            .runner
+            .as_ref()
+            .map(HookRunner::output_sources)
+            .unwrap_or_default();
+        if now == self.sources {
             return;
         }
-        if let Some((_, fd)) = self.source.take() {
+        for (n, fd) in std::mem::take(&mut self.sources) {
+            if now.contains(&(n, fd)) {
+                self.sources.push((n, fd));
+                continue;
+            }
             // The old pipe may be closed already (the kernel then forgot it): ignore errors.
             let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
         }
-        if let Some((n, fd)) = now {
+        for (n, fd) in now {
+            if self.sources.contains(&(n, fd)) {
+                continue;
+            }
             match self.registry.register(
                 &mut mio::unix::SourceFd(&fd),
                 HOOK_OUTPUT,
                 Interest::READABLE,
             ) {
-                Ok(()) => self.source = Some((n, fd)),
-                Err(e) => log::warn!("cannot watch the hook's output: {e}"),
+                Ok(()) => self.sources.push((n, fd)),
+                Err(e) => log::warn!("cannot watch a hook's output: {e}"),
             }
         }
     }

@@ -168,6 +168,10 @@ pub trait Driver {
     /// up), ready or not: a waker's readiness may be coalesced with others.
     fn handle_sources(&mut self, _rt: &mut Runtime, _now: Instant) {}
 
+    /// The link of the interface of each of these addresses is down (the whole set, each
+    /// time it changes; empty when all are up again).
+    fn handle_links_down(&mut self, _rt: &mut Runtime, _now: Instant, _down: Vec<IpAddr>) {}
+
     /// An administrator's command; answered, now or later, with [`Control::answer`].
     fn handle_command(&mut self, rt: &mut Runtime, now: Instant, _request: Request) {
         rt.control
@@ -307,7 +311,7 @@ impl Runtime {
             stop_signals: 0,
             exit: false,
             worst_turn: Duration::ZERO,
-            service: ServiceManager::from_env(Instant::now()),
+            service: ServiceManager::from_env(ipfailover_os::clock::now()),
             _lock: lock,
         })
     }
@@ -364,7 +368,7 @@ impl Runtime {
         let mut first = true;
         loop {
             if !first {
-                let before = Instant::now();
+                let before = ipfailover_os::clock::now();
                 let timeout = if self.udp.unread() || self.control.busy() {
                     Duration::ZERO
                 } else {
@@ -376,7 +380,7 @@ impl Runtime {
                     }
                 }
             }
-            let now = Instant::now();
+            let now = ipfailover_os::clock::now();
             let mut signalled = false;
             for ev in events.iter() {
                 match ev.token() {
@@ -435,7 +439,11 @@ impl Runtime {
         for (addr, mac) in self.conflicts.read() {
             driver.handle_probe_answer(self, now, addr, mac);
         }
-        let missing = self.addresses.check_missing(now);
+        let changed = self.addresses.take_events();
+        if let Some(down) = self.addresses.check_links(now, changed) {
+            driver.handle_links_down(self, now, down);
+        }
+        let missing = self.addresses.check_missing(now, changed);
         if !missing.is_empty() {
             driver.handle_addresses_missing(self, now, missing);
         }
@@ -447,7 +455,7 @@ impl Runtime {
         if signalled {
             self.handle_signals(driver, now);
         }
-        if let Some(report) = self.hooks.poll(now) {
+        for report in self.hooks.poll(now) {
             driver.handle_hooks_done(self, now, report);
         }
         driver.handle_tick(self, now);

@@ -46,7 +46,7 @@ impl StatusBoard {
                 daemon::wall_ms(),
             ),
             file: StatusFile::new(state_dir, daemon),
-            written: Instant::now(),
+            written: ipfailover_os::clock::now(),
             dirty,
         }
     }

@@ -60,6 +60,10 @@ pub const GROUP_CONFLICT_ROUND: Duration = Duration::from_millis(300);
 /// Probes per round.
 pub const PROBES: u32 = 3;
 
+/// Hook phases that run at once, each for its own address: 100 addresses with hooks move in
+/// about the time of one, without starting a hundred processes at a time.
+pub const MAX_PARALLEL_HOOKS: usize = 32;
+
 /// After a transaction etcd did not answer, the address is tried again after TTL / this.
 pub const ACQUIRE_BACKOFF_DIVISOR: u32 = 6;
 
@@ -132,6 +136,8 @@ pub enum GroupReason {
     LostClaim,
     /// `Test` refused.
     TestRefused,
+    /// The link of its interface went down here: another member can serve it.
+    LinkDown,
     /// failoverd is stopping.
     Shutdown,
 }
@@ -145,6 +151,7 @@ impl GroupReason {
             GroupReason::Fenced => "fenced",
             GroupReason::LostClaim => "lost-claim",
             GroupReason::TestRefused => "test-refused",
+            GroupReason::LinkDown => "link-down",
             GroupReason::Shutdown => "shutdown",
         }
     }
@@ -290,6 +297,14 @@ pub enum GroupNotice {
         /// Why, in words.
         why: String,
     },
+    /// The link of these addresses' interfaces is down here: given up, not acquired until it
+    /// is back.
+    LinksDown {
+        /// The addresses, all of them on down links now.
+        addrs: Vec<IpAddr>,
+    },
+    /// Every link of the group's addresses is up again here.
+    LinksUp,
     /// It won an address that another host still answers for.
     Conflict {
         /// The address.
@@ -343,12 +358,20 @@ pub enum GroupEvent {
         /// Who.
         mac: Mac,
     },
-    /// The running hook phase finished.
+    /// A running hook phase finished.
     HooksDone {
+        /// For which address.
+        addr: IpAddr,
         /// Which.
         phase: HookPhase,
         /// Whether every hook succeeded.
         ok: bool,
+    },
+    /// The addresses whose interface's link is down here (the whole set, each time it
+    /// changes; empty once every link is up).
+    LinksDown {
+        /// The addresses.
+        addrs: Vec<IpAddr>,
     },
     /// Stop: release everything, revoke the lease, exit.
     Shutdown,
@@ -512,8 +535,8 @@ pub struct Group {
     retry_after: BTreeMap<IpAddr, Instant>,
     /// Hook phases waiting for the runner, in order.
     hook_queue: VecDeque<(IpAddr, HookPhase)>,
-    /// The phase running, and for which address.
-    hook_running: Option<(IpAddr, HookPhase)>,
+    /// The phases running, by address: at most [`MAX_PARALLEL_HOOKS`].
+    hook_running: BTreeMap<IpAddr, HookPhase>,
     /// Probing of addresses just won.
     probing: Option<Round>,
     /// Probing of addresses won that another host answered for.
@@ -532,6 +555,8 @@ pub struct Group {
     revoked: BTreeSet<i64>,
     /// Since when a live member has outranked this one (for preemption).
     outranked_since: Option<Instant>,
+    /// Addresses whose link is down here: given up, and not acquired while it is.
+    links_down: BTreeSet<IpAddr>,
     /// When what is held was last announced by the refresh (`None` while nothing is held).
     refreshed: Option<Instant>,
     stopping: bool,
@@ -550,7 +575,7 @@ impl Group {
             addrs,
             retry_after: BTreeMap::new(),
             hook_queue: VecDeque::new(),
-            hook_running: None,
+            hook_running: BTreeMap::new(),
             probing: None,
             conflicts: None,
             answers: BTreeMap::new(),
@@ -560,6 +585,7 @@ impl Group {
             registered_at: None,
             revoked: BTreeSet::new(),
             outranked_since: None,
+            links_down: BTreeSet::new(),
             refreshed: None,
             stopping: false,
             now,
@@ -785,7 +811,10 @@ impl Group {
             GroupEvent::ProbeAnswer { addr, mac } => {
                 self.answers.insert(addr, (now, mac));
             }
-            GroupEvent::HooksDone { phase, ok } => self.hooks_done(now, phase, ok, &mut out),
+            GroupEvent::HooksDone { addr, phase, ok } => {
+                self.hooks_done(now, addr, phase, ok, &mut out)
+            }
+            GroupEvent::LinksDown { addrs } => self.links_changed(addrs, &mut out),
             GroupEvent::Shutdown => self.shutdown(&mut out),
         }
         self.check_timers(now, &mut out);
@@ -803,7 +832,7 @@ impl Group {
 
     /// Nothing held, and no hook running or waiting.
     fn idle(&self) -> bool {
-        self.hook_running.is_none()
+        self.hook_running.is_empty()
             && self.hook_queue.is_empty()
             && self
                 .addrs
@@ -915,9 +944,30 @@ impl Group {
         self.hook_queue.push_back((addr, phase));
     }
 
+    /// Starts queued phases while fewer than [`MAX_PARALLEL_HOOKS`] run; an address's next
+    /// phase waits for its running one. The phases an add or a removal follows go first,
+    /// then the other continuations, then new `Test`s: an address under way is finished
+    /// before another is begun, so the first addresses are back soonest.
     fn start_hooks(&mut self, out: &mut Vec<GroupAction>) {
-        while self.hook_running.is_none() {
-            let Some((addr, phase)) = self.hook_queue.pop_front() else {
+        fn urgency(phase: HookPhase) -> u8 {
+            match phase {
+                HookPhase::PreAcq | HookPhase::PreRel => 0,
+                HookPhase::PostAcq | HookPhase::PostRel | HookPhase::Fence => 1,
+                HookPhase::Test => 2,
+            }
+        }
+        while self.hook_running.len() < MAX_PARALLEL_HOOKS {
+            let Some(i) = self
+                .hook_queue
+                .iter()
+                .enumerate()
+                .filter(|(_, (a, _))| !self.hook_running.contains_key(a))
+                .min_by_key(|(i, (_, phase))| (urgency(*phase), *i))
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let Some((addr, phase)) = self.hook_queue.remove(i) else {
                 return;
             };
             let Some(state) = self.addrs.get(&addr).copied() else {
@@ -938,7 +988,7 @@ impl Group {
                 // Stale: the address moved on meanwhile.
                 _ => continue,
             };
-            self.hook_running = Some((addr, phase));
+            self.hook_running.insert(addr, phase);
             out.push(GroupAction::RunHooks {
                 phase,
                 addr,
@@ -1076,7 +1126,7 @@ impl Group {
         }
         match epoch {
             None => self.set(addr, AddrState::Free, out),
-            Some(_) if self.stopping => {
+            Some(_) if self.stopping || self.links_down.contains(&addr) => {
                 if let Some(lease) = self.lease_id() {
                     out.push(GroupAction::GiveUp { addr, lease });
                 }
@@ -1091,13 +1141,18 @@ impl Group {
         }
     }
 
-    fn hooks_done(&mut self, now: Instant, phase: HookPhase, ok: bool, out: &mut Vec<GroupAction>) {
-        let Some((addr, running)) = self.hook_running.take() else {
-            return;
-        };
-        if running != phase {
+    fn hooks_done(
+        &mut self,
+        now: Instant,
+        addr: IpAddr,
+        phase: HookPhase,
+        ok: bool,
+        out: &mut Vec<GroupAction>,
+    ) {
+        if self.hook_running.get(&addr) != Some(&phase) {
             return;
         }
+        self.hook_running.remove(&addr);
         let Some(state) = self.addrs.get(&addr).copied() else {
             return;
         };
@@ -1230,6 +1285,68 @@ impl Group {
         self.queue_hook(addr, HookPhase::PreRel);
     }
 
+    /// The link rule: an address whose link goes down here cannot be served here, so it is
+    /// given up at once (removed, its key deleted so that a member whose link works can
+    /// acquire it, then `PostRel` with the reason `link-down`), and nothing is acquired on a
+    /// down link until it is back.
+    fn links_changed(&mut self, addrs: Vec<IpAddr>, out: &mut Vec<GroupAction>) {
+        let down: BTreeSet<IpAddr> = addrs
+            .into_iter()
+            .filter(|a| self.addrs.contains_key(a))
+            .collect();
+        let newly: Vec<IpAddr> = down.difference(&self.links_down).copied().collect();
+        let was_down = !self.links_down.is_empty();
+        self.links_down = down;
+        let lease = self.lease_id();
+        for addr in &newly {
+            let addr = *addr;
+            let Some(state) = self.addrs.get(&addr).copied() else {
+                continue;
+            };
+            match state {
+                AddrState::Held { epoch }
+                | AddrState::Acquiring {
+                    epoch,
+                    phase: HookPhase::PostAcq,
+                }
+                | AddrState::Releasing {
+                    epoch,
+                    phase: HookPhase::PreRel,
+                    ..
+                } => {
+                    out.push(GroupAction::Remove { addr });
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LinkDown, out);
+                }
+                AddrState::Acquiring { epoch, .. } => {
+                    // Test or PreAcq: nothing added yet; PostRel undoes what PreAcq started.
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.enter_release_after_removal(addr, epoch, GroupReason::LinkDown, out);
+                }
+                AddrState::Probing { .. } | AddrState::Conflict { .. } => {
+                    if let Some(lease) = lease {
+                        out.push(GroupAction::GiveUp { addr, lease });
+                    }
+                    self.set(addr, AddrState::Free, out);
+                }
+                AddrState::Waiting { .. } => self.set(addr, AddrState::Free, out),
+                // A try in flight is given up when its answer comes; a release goes on.
+                AddrState::Trying | AddrState::Free | AddrState::Releasing { .. } => {}
+            }
+        }
+        if !newly.is_empty() {
+            out.push(GroupAction::Notify(GroupNotice::LinksDown {
+                addrs: self.links_down.iter().copied().collect(),
+            }));
+        } else if was_down && self.links_down.is_empty() {
+            out.push(GroupAction::Notify(GroupNotice::LinksUp));
+        }
+    }
+
     fn shutdown(&mut self, out: &mut Vec<GroupAction>) {
         self.stopping = true;
         if let Some(lease) = self.lease_id() {
@@ -1316,7 +1433,7 @@ impl Group {
             .map(|(a, _)| *a)
             .collect();
         for addr in due {
-            let free = !self.view.holders.contains_key(&addr);
+            let free = !self.view.holders.contains_key(&addr) && !self.links_down.contains(&addr);
             match self.lease_id() {
                 Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
                     self.set(addr, AddrState::Trying, out);
@@ -1335,6 +1452,7 @@ impl Group {
                     **s == AddrState::Free
                         && !self.view.holders.contains_key(a)
                         && !self.retry_after.contains_key(a)
+                        && !self.links_down.contains(a)
                 })
                 .map(|(a, _)| *a)
                 .collect();

@@ -490,6 +490,9 @@ pub struct GroupAddressStatus {
     pub state: GroupAddressState,
     /// Whether this host has it on its interface now.
     pub held: bool,
+    /// The link of its interface is down here: this member cannot serve it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_down: bool,
     /// What went wrong the last time it was added or removed here, if that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -881,6 +884,7 @@ mod tests {
                 since_ms: Some(t),
                 state: "held".into(),
                 held: true,
+                link_down: false,
                 error: None,
             }],
         });

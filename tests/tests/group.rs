@@ -1030,3 +1030,58 @@ fn an_address_whose_interface_is_gone_is_retried_with_back_off_and_added_when_it
         lab.logs()
     );
 }
+
+#[test]
+fn a_holder_whose_service_link_dies_gives_its_address_up_at_once() {
+    let mut lab = three_members("glink", &[]);
+    let addr = vip(0);
+    held_by(&lab, &addr, 1);
+    let sampler = lab.sampler(std::slice::from_ref(&addr));
+    // m1's service link dies; it still reaches etcd over its other link, and renews.
+    let cut = Instant::now();
+    lab.ip(
+        ipfailover_e2e::group::Node::Member(1),
+        &["link", "set", "eth0", "down"],
+    );
+    assert!(
+        lab.wait_log(1, "link of", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    let next = lab.wait_one_holder(&addr, Duration::from_secs(5));
+    assert_eq!(next, Some(2), "{}", lab.logs());
+    assert!(lab.client_reaches(&addr), "{}", lab.logs());
+    let st = lab.status(1);
+    let a = &st["group"]["addresses"][0];
+    assert_eq!(a["link_down"], true, "{st}");
+    assert_eq!(a["held"], false, "{st}");
+    // failoverctl on m1 says it cannot serve the address: degraded, not healthy.
+    let out = std::process::Command::new(ipfailover_e2e::bin("failoverctl"))
+        .args(["status", "--state-dir"])
+        .arg(lab.state_dir(1))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("LINK DOWN here"), "{text}");
+    // The link is back: m1 takes nothing back (no preemption), and says so no more.
+    lab.ip(
+        ipfailover_e2e::group::Node::Member(1),
+        &["link", "set", "eth0", "up"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.holders_now(&addr), vec![2], "{}", lab.logs());
+    assert_eq!(
+        lab.status(1)["group"]["addresses"][0]["link_down"],
+        serde_json::Value::Null
+    );
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    let nobody = t.no_holder_for(&addr, cut, Instant::now());
+    eprintln!("nobody answered for {nobody:?} after the link died");
+    assert!(
+        nobody < Duration::from_secs(2),
+        "{nobody:?}\n{}",
+        t.render()
+    );
+}

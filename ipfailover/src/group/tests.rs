@@ -117,6 +117,8 @@ struct World {
     /// Transactions go unanswered while leases are renewed (the endpoint the transactions go
     /// to fails, or times out).
     txn_fails: bool,
+    /// How long each hook phase takes.
+    hook_time: Duration,
 }
 
 impl World {
@@ -161,6 +163,7 @@ impl World {
             txn_time: Duration::from_micros(1500),
             batches: BTreeMap::new(),
             txn_fails: false,
+            hook_time: Duration::ZERO,
         };
         // The shell's first loop turn.
         for h in 0..w.hosts.len() {
@@ -327,9 +330,14 @@ impl World {
                     }
                 }
             }
-            GroupAction::RunHooks { phase, .. } => self.hosts[h]
-                .inbox
-                .push((now, GroupEvent::HooksDone { phase, ok: true })),
+            GroupAction::RunHooks { phase, addr, .. } => self.hosts[h].inbox.push((
+                now + self.hook_time,
+                GroupEvent::HooksDone {
+                    addr,
+                    phase,
+                    ok: true,
+                },
+            )),
             GroupAction::Add { addr } => {
                 self.hosts[h].held.insert(addr);
             }
@@ -644,6 +652,102 @@ fn a_hundred_addresses_move_together() {
 }
 
 #[test]
+fn a_hundred_addresses_with_slow_hooks_move_in_about_the_time_of_a_few() {
+    let mut w = World::new(&[200, 100], 100);
+    w.hook_time = ms(50);
+    w.run_until(ms(4000));
+    assert_eq!(w.holders(addr(99)), vec![0]);
+    let crash = w.elapsed();
+    w.crash(0);
+    w.run_until(crash + TTL + ms(2000));
+    let adds: Vec<Duration> = w.hosts[1]
+        .log
+        .iter()
+        .filter(|(t, a)| *t > crash && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t - crash)
+        .collect();
+    assert_eq!(adds.len(), 100);
+    // Test and PreAcq before each add, 50 ms each, MAX_PARALLEL_HOOKS at a time.
+    let last = *adds.iter().max().unwrap();
+    assert!(last <= TTL + ms(1000), "{last:?}");
+    // Never more than the bound at once.
+    let mut running = 0usize;
+    let mut most = 0usize;
+    let mut events: Vec<(Duration, i32)> = Vec::new();
+    for (t, a) in &w.hosts[1].log {
+        if let GroupAction::RunHooks { .. } = a {
+            events.push((*t, 1));
+            events.push((*t + w.hook_time, -1));
+        }
+    }
+    events.sort();
+    for (_, d) in events {
+        running = (running as i32 + d) as usize;
+        most = most.max(running);
+    }
+    assert!(most <= MAX_PARALLEL_HOOKS && most > 1, "{most}");
+}
+
+#[test]
+fn a_holder_whose_link_goes_down_gives_its_addresses_up_and_takes_none_until_it_is_back() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let cut = w.elapsed();
+    // Its service link dies; it still reaches etcd over another.
+    w.hosts[0].up = false;
+    let addrs = w.addrs.clone();
+    w.feed(
+        0,
+        GroupEvent::LinksDown {
+            addrs: addrs.clone(),
+        },
+    );
+    assert!(w.hosts[0].held.is_empty(), "removed at once");
+    w.run_until(cut + ms(1000));
+    for a in &addrs {
+        assert_eq!(
+            w.holders(*a),
+            vec![1],
+            "{a}: the member whose link works has it"
+        );
+    }
+    let took = w.hosts[1]
+        .log
+        .iter()
+        .find(|(t, a)| *t > cut && matches!(a, GroupAction::Add { .. }))
+        .map(|(t, _)| *t - cut)
+        .expect("an add");
+    // The key goes at once; the next member's step and probe window follow.
+    assert!(
+        took <= priority_step(TTL) + GROUP_PROBE_WINDOW + ms(100),
+        "{took:?}"
+    );
+    assert!(w.hosts[0].log.iter().any(|(t, a)| *t >= cut
+        && matches!(
+            a,
+            GroupAction::RunHooks {
+                phase: HookPhase::PostRel,
+                reason: GroupReason::LinkDown,
+                ..
+            }
+        )));
+    // The holder dies too: the one whose link is down acquires nothing.
+    w.crash(1);
+    w.run_until(cut + TTL * 3);
+    assert!(w.hosts[0].held.is_empty());
+    // Its link is back: it takes them.
+    w.hosts[0].up = true;
+    w.feed(0, GroupEvent::LinksDown { addrs: Vec::new() });
+    w.run_until(cut + TTL * 3 + ms(1000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert!(w.hosts[0]
+        .log
+        .iter()
+        .any(|(_, a)| *a == GroupAction::Notify(GroupNotice::LinksUp)));
+}
+
+#[test]
 fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     let mut w = World::new(&[200, 100], 1);
     w.run_until(ms(2000));
@@ -699,9 +803,10 @@ fn drive(
                 GroupAction::Renew { .. } => {
                     events.push((now + ms(1), GroupEvent::RenewalAcked { sent_at: now }))
                 }
-                GroupAction::RunHooks { phase, .. } => events.push((
+                GroupAction::RunHooks { phase, addr, .. } => events.push((
                     now,
                     GroupEvent::HooksDone {
+                        addr: *addr,
                         phase: *phase,
                         ok: true,
                     },
