@@ -131,6 +131,9 @@ pub(crate) struct GroupMember {
     last_lease_error: Option<String>,
     /// This member's key seen under another lease (another failoverd with this name?).
     name_clash: NameClash,
+    /// Where the lease in use is recorded, so that the next failoverd revokes it (and only
+    /// it) as its previous life's.
+    lease_file: PathBuf,
 }
 
 impl GroupMember {
@@ -180,7 +183,7 @@ impl GroupMember {
         let etcd = Client::start(etcd_config, waker)
             .map_err(|e| StartError::config(format!("etcd: {e}")))?;
         let now = ipfailover_os::clock::now();
-        let core = Group::new(
+        let mut core = Group::new(
             now,
             GroupConfig {
                 name: member.clone(),
@@ -191,6 +194,11 @@ impl GroupMember {
                 announce_refresh: settings.announce_refresh,
             },
         );
+        let lease_file = settings.state_dir.join("failoverd.lease");
+        if let Some(previous) = previous_lease(&lease_file, &settings.group, &member) {
+            log::info!("the previous failoverd had lease {previous:x}: revoked once seen");
+            core.previous_life(previous);
+        }
         let hook_dir = settings.script_dir.join(&settings.group);
         log::info!(
             "failoverd {} member {member} (priority {}) of group {} on etcd {}; moves {}; lease \
@@ -225,6 +233,7 @@ impl GroupMember {
             etcd_state: None,
             last_lease_error: None,
             name_clash: NameClash::default(),
+            lease_file,
             settings,
         };
         Ok((member, rt))
@@ -250,6 +259,17 @@ impl GroupMember {
                         );
                     }
                     self.last_lease_error = None;
+                    let record = format!("{} {} {id}\n", self.settings.group, self.member);
+                    if let Err(e) = ipfailover_os::safe_fs::write_atomic(
+                        &self.lease_file,
+                        record.as_bytes(),
+                        0o600,
+                    ) {
+                        log::warn!(
+                            "{}: {e}: a restarted failoverd will wait for this lease to expire",
+                            self.lease_file.display()
+                        );
+                    }
                     Some(GroupEvent::LeaseGranted { id, sent_at })
                 }
                 Reply::GrantFailed(why) => {
@@ -324,13 +344,15 @@ impl GroupMember {
             .any(|m| m.name == self.member && m.lease != id && m.lease != 0);
         if self.name_clash.observe(now, clash, self.settings.lease_ttl) {
             let subject = format!(
-                "{}: another failoverd uses the member name {} in group {}",
+                "{}: another failoverd uses the member name {} in group {}: not joining until it leaves (set FAILOVER_MEMBER_NAME)",
                 self.hostname, self.member, self.settings.group
             );
             let body = format!(
                 "The key of member {} in etcd is attached to a lease that is not this \
-                 failoverd's. Two members with one name (two hosts with the same host name?) \
-                 confuse the group: set FAILOVER_MEMBER_NAME to a name of its own on each.\n",
+                 failoverd's: another failoverd (a host with the same host name, a cloned \
+                 VM?) is a member under this name. This failoverd does not join the group, \
+                 and acquires nothing, while that key lives; it never touches the other's \
+                 keys. Set FAILOVER_MEMBER_NAME to a name of its own on each host.\n",
                 self.member
             );
             log::error!("{subject}");
@@ -478,6 +500,13 @@ impl GroupMember {
             GroupAction::Revoke { lease } => self.ask(Request::Revoke { lease }),
             GroupAction::TryAcquire { addr, lease } => {
                 self.ask(Request::TryAcquire { addr, lease })
+            }
+            GroupAction::ClearStale { addr, epoch } => {
+                log::warn!(
+                    "{addr}: its key in etcd is no claim (attached to no lease, or naming \
+                     another member than its lease's; put by hand?): deleting it to acquire it"
+                );
+                self.ask(Request::ClearStale { addr, epoch })
             }
             GroupAction::GiveUp { addr, lease } => self.ask(Request::GiveUp { addr, lease }),
             GroupAction::Probe { addrs } => {
@@ -956,6 +985,28 @@ fn addrs_of(rt: &Runtime) -> Vec<IpAddr> {
         .iter()
         .map(|e| e.pair().addr)
         .collect()
+}
+
+/// The lease the previous failoverd recorded in `path` for this group and member name, if
+/// the record is there, the daemon's own (see [`ipfailover_os::safe_fs::read_own`]), and
+/// for the same group and name.
+fn previous_lease(path: &Path, group: &str, member: &str) -> Option<i64> {
+    let text = match ipfailover_os::safe_fs::read_own(path, daemon::euid()) {
+        Ok(t) => t?,
+        Err(e) => {
+            log::warn!("{e}: not used");
+            return None;
+        }
+    };
+    parse_lease_record(&text, group, member)
+}
+
+/// `group member id` as [`GroupMember`] writes it.
+fn parse_lease_record(text: &str, group: &str, member: &str) -> Option<i64> {
+    let mut words = text.split_whitespace();
+    let (g, m, id) = (words.next()?, words.next()?, words.next()?);
+    let id: i64 = id.parse().ok()?;
+    (g == group && m == member && id > 0 && words.next().is_none()).then_some(id)
 }
 
 /// Whether this member's key has stayed under another lease long enough to say so: right

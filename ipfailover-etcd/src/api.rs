@@ -82,15 +82,6 @@ impl Keys {
         }})
     }
 
-    /// `kv/put` of this member's key (its priority as the value), attached to `lease`.
-    pub fn register(&self, name: &str, priority: u8, lease: i64) -> Value {
-        json!({
-            "key": b64(self.member(name).as_bytes()),
-            "value": b64(priority.to_string().as_bytes()),
-            "lease": lease.to_string(),
-        })
-    }
-
     /// `kv/txn` that creates the address's key (value: the member's name) with `lease` only
     /// if it does not exist: the only way a member acquires.
     pub fn acquire(&self, addr: IpAddr, name: &str, lease: i64) -> Value {
@@ -112,6 +103,29 @@ impl Keys {
             .map(|a| json!({ "request_txn": self.acquire(*a, name, lease) }))
             .collect();
         json!({ "success": ops })
+    }
+
+    /// `kv/txn` that deletes `key` only if its create revision is `revision` (the same key,
+    /// not one created since).
+    pub fn delete_if_created_at(&self, key: &str, revision: i64) -> Value {
+        let key = b64(key.as_bytes());
+        json!({
+            "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string() }],
+            "success": [{ "request_delete_range": { "key": key } }],
+        })
+    }
+
+    /// `kv/txn` that puts this member's key attached to `lease` only if it does not exist: a
+    /// key in the same name under another lease (a previous life's, or another failoverd's
+    /// with the same name) is never overwritten.
+    pub fn register_if_absent(&self, name: &str, priority: u8, lease: i64) -> Value {
+        let key = b64(self.member(name).as_bytes());
+        json!({
+            "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+            "success": [{ "request_put": {
+                "key": key, "value": b64(priority.to_string().as_bytes()), "lease": lease.to_string(),
+            }}],
+        })
     }
 
     /// `kv/txn` that deletes `key` only if it is attached to `lease` (still ours).

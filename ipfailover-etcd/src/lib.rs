@@ -140,6 +140,13 @@ pub enum Request {
         /// The lease.
         lease: i64,
     },
+    /// Delete the address's key if its create revision is still `epoch` (a stale key).
+    ClearStale {
+        /// The address.
+        addr: IpAddr,
+        /// The stale key's create revision.
+        epoch: i64,
+    },
     /// Delete the address's key, if it is attached to the lease.
     GiveUp {
         /// The address.
@@ -930,8 +937,10 @@ impl KvWorker {
         let timeout = request_timeout(self.ttl);
         match request {
             Request::Register { lease } => {
-                let body = self.keys.register(&self.member, self.priority, lease);
-                if let Err(why) = self.http.call("/v3/kv/put", &body, timeout) {
+                let body = self
+                    .keys
+                    .register_if_absent(&self.member, self.priority, lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
                     self.http.reply(Reply::Failed {
                         what: format!("putting {}", self.keys.member(&self.member)),
                         why,
@@ -949,6 +958,16 @@ impl KvWorker {
                 }
             }
             Request::TryAcquire { .. } => self.try_acquire(vec![request]),
+            Request::ClearStale { addr, epoch } => {
+                let key = self.keys.addr(addr);
+                let body = self.keys.delete_if_created_at(&key, epoch);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("deleting the stale {key}"),
+                        why,
+                    });
+                }
+            }
             Request::GiveUp { addr, lease } => {
                 let key = self.keys.addr(addr);
                 let body = self.keys.delete_if_ours(&key, lease);

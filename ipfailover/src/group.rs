@@ -28,8 +28,15 @@
 //!   removed at once: the claim is gone.
 //! - With `FAILOVER_PREEMPT`, a holder gives an address back (release hooks, then the key) when
 //!   a live member that outranks it appears; without it, a holder keeps what it holds.
-//! - A key in this member's name under a lease it no longer has (a previous life: it fenced
-//!   itself, or failoverd was restarted) is revoked: the addresses are not on its interfaces.
+//! - A lease this member had before (it fenced itself, or failoverd was restarted and the
+//!   driver says which lease the previous process recorded, [`Group::previous_life`]) is
+//!   revoked as soon as a view shows keys attached to it: the addresses are not on its
+//!   interfaces. A key in this member's name under any other lease is another failoverd's
+//!   (two hosts with one name): it is never revoked, and this member does not join while that
+//!   key lives (its own key is put only if absent).
+//! - An address key that is not a claim (no lease: put by hand; or attached to a live
+//!   member's lease but naming another member) is treated as free: the member whose turn it
+//!   is deletes it (only if it is still that key) and acquires as usual.
 //! - What is held is announced again after a stall (a turn more than [`STALL`] after the
 //!   previous one: the LAN may have moved on), and every `FAILOVER_ANNOUNCE_REFRESH` when set,
 //!   as a pair's secondary does; while it holds anything, the member wants a turn at least
@@ -410,6 +417,14 @@ pub enum GroupAction {
         /// The lease.
         lease: i64,
     },
+    /// Delete the address's key if it is still the stale one of this create revision (a key
+    /// that is no claim, see [`Group`]); a [`GroupAction::TryAcquire`] follows.
+    ClearStale {
+        /// The address.
+        addr: IpAddr,
+        /// The stale key's create revision.
+        epoch: i64,
+    },
     /// Delete the address's key, if it is still ours (attached to `lease`).
     GiveUp {
         /// The address.
@@ -551,6 +566,9 @@ pub struct Group {
     joined: Option<Instant>,
     /// When this member's key was last put: put again if a view lacks it a while later.
     registered_at: Option<Instant>,
+    /// Leases this member had before the current one (a fence, a previous process): revoked
+    /// once a view shows keys attached to them.
+    own_leases: BTreeSet<i64>,
     /// Leases of this member's previous life already revoked.
     revoked: BTreeSet<i64>,
     /// Since when a live member has outranked this one (for preemption).
@@ -561,6 +579,22 @@ pub struct Group {
     refreshed: Option<Instant>,
     stopping: bool,
     now: Instant,
+}
+
+/// Why an address key is no claim, or `""` when it is one. A claim is a key attached to a
+/// lease; when that lease is a live member's, the key names that member. A key put by hand
+/// (`etcdctl put`, no lease) would never go away by itself and a key naming another member
+/// than its lease's is nobody's claim: both are treated as free. A key under a lease no
+/// live member lists is left alone: it is a member's that is leaving (its key goes first), or
+/// it goes with that lease.
+pub fn stale_why(h: &Holder, view: &View) -> &'static str {
+    if h.lease == 0 {
+        return "attached to no lease";
+    }
+    match view.members.iter().find(|m| m.lease == h.lease) {
+        Some(m) if m.name != h.member => "names another member than its lease's",
+        _ => "",
+    }
 }
 
 impl Group {
@@ -583,6 +617,7 @@ impl Group {
             grant_after: None,
             joined: None,
             registered_at: None,
+            own_leases: BTreeSet::new(),
             revoked: BTreeSet::new(),
             outranked_since: None,
             links_down: BTreeSet::new(),
@@ -595,6 +630,15 @@ impl Group {
     /// The settings.
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// The lease a previous process of this member recorded (in its state directory): its
+    /// keys are revoked once seen, as a fenced lease's are. Only this member's own record
+    /// counts: a key in its name under a lease it never had is another failoverd's.
+    pub fn previous_life(&mut self, lease: i64) {
+        if lease > 0 && Some(lease) != self.lease_id() {
+            self.own_leases.insert(lease);
+        }
     }
 
     /// A new `FAILOVER_ANNOUNCE_REFRESH` (SIGHUP), counted from the last refresh.
@@ -634,6 +678,22 @@ impl Group {
             .iter()
             .filter(|m| m.name != self.config.name && self.outranks(m))
             .count()
+    }
+
+    /// Whether this member's key is in the view under its current lease.
+    fn registered(&self) -> bool {
+        self.view
+            .members
+            .iter()
+            .any(|m| m.name == self.config.name && Some(m.lease) == self.lease_id())
+    }
+
+    /// Whether the view shows a claim on `addr`: a key that is not stale (see [`stale_why`]).
+    fn claimed(&self, addr: IpAddr) -> bool {
+        self.view
+            .holders
+            .get(&addr)
+            .is_some_and(|h| stale_why(h, &self.view).is_empty())
     }
 
     fn outranks(&self, m: &Member) -> bool {
@@ -779,7 +839,9 @@ impl Group {
             GroupEvent::View(view) => {
                 self.view = view;
                 self.viewed = true;
-                let listed = self.view.members.iter().any(|m| m.name == self.config.name);
+                // Listed means this member's key under its current lease: a key in its name
+                // under another lease is a previous life's, or another failoverd's.
+                let listed = self.registered();
                 if self.joined.is_none() && listed {
                     self.joined = Some(now);
                 }
@@ -911,6 +973,9 @@ impl Group {
         }
         self.probing = None;
         self.conflicts = None;
+        if let Some(old) = self.lease_id() {
+            self.own_leases.insert(old);
+        }
         self.lease = Lease::None;
         out.push(GroupAction::Notify(GroupNotice::Fenced {
             addrs: removed,
@@ -1000,28 +1065,23 @@ impl Group {
 
     /// Compares what etcd says with what this member believes.
     fn reconcile(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
-        // Keys in this member's name under a lease it no longer has (it fenced itself, or
-        // failoverd was restarted): it holds none of those addresses (a fence removes them, a
-        // start removes what it finds), so the old lease is revoked at once rather than left
-        // to expire, and the others need not wait out its TTL.
-        // Only once this member's own key carries the current lease: while another lease
-        // holds it, another failoverd may be using the same name, and its lease is not ours
-        // to revoke.
-        let own_key_is_current = self
-            .view
-            .members
-            .iter()
-            .any(|m| m.name == self.config.name && Some(m.lease) == self.lease_id());
-        if let (Some(current), false, true) = (self.lease_id(), self.stopping, own_key_is_current) {
-            let old: BTreeSet<i64> = self
+        // Keys under a lease this member had before (it fenced itself, or failoverd was
+        // restarted): it holds none of those addresses (a fence removes them, a start removes
+        // what it finds), so the old lease is revoked at once rather than left to expire, and
+        // the others need not wait out its TTL; and this member's own key, put only if absent,
+        // can be put. Only leases it knows were its own: a key in its name under any other
+        // lease may be another failoverd's that uses the same name.
+        if !self.stopping {
+            let seen: BTreeSet<i64> = self
                 .view
                 .holders
                 .values()
-                .filter(|h| h.member == self.config.name && h.lease != current)
                 .map(|h| h.lease)
-                .filter(|l| *l != 0 && !self.revoked.contains(l))
+                .chain(self.view.members.iter().map(|m| m.lease))
+                .filter(|l| self.own_leases.contains(l) && !self.revoked.contains(l))
+                .filter(|l| Some(*l) != self.lease_id())
                 .collect();
-            for lease in old {
+            for lease in seen {
                 self.revoked.insert(lease);
                 out.push(GroupAction::Revoke { lease });
             }
@@ -1032,11 +1092,14 @@ impl Group {
         let lease = self.lease_id();
         for (addr, state) in addrs {
             let holder = self.view.holders.get(&addr).cloned();
-            // A claim won at a revision this view does not reach yet is not visible in it.
-            let ours = holder
-                .as_ref()
-                .is_some_and(|h| h.member == self.config.name && Some(h.epoch) == state.epoch())
-                || state.epoch().is_some_and(|e| e > self.view.revision);
+            // A claim won at a revision this view does not reach yet is not visible in it. A
+            // key of ours rewritten (by hand) without our lease is no claim of ours any more:
+            // the others treat it as free.
+            let ours = holder.as_ref().is_some_and(|h| {
+                h.member == self.config.name
+                    && Some(h.epoch) == state.epoch()
+                    && Some(h.lease) == lease
+            }) || state.epoch().is_some_and(|e| e > self.view.revision);
             match state {
                 // A key of our lease that this member does not use (a give-up that did not get
                 // through): delete it, or nobody else can have the address.
@@ -1049,7 +1112,7 @@ impl Group {
                 }
                 // Free addresses are scheduled by check_timers.
                 AddrState::Free => {}
-                AddrState::Waiting { .. } if holder.is_some() => {
+                AddrState::Waiting { .. } if self.claimed(addr) => {
                     self.set(addr, AddrState::Free, out);
                 }
                 AddrState::Trying => {}
@@ -1433,10 +1496,16 @@ impl Group {
             .map(|(a, _)| *a)
             .collect();
         for addr in due {
-            let free = !self.view.holders.contains_key(&addr) && !self.links_down.contains(&addr);
+            let free = !self.claimed(addr) && !self.links_down.contains(&addr);
             match self.lease_id() {
                 Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
                     self.set(addr, AddrState::Trying, out);
+                    if let Some(h) = self.view.holders.get(&addr) {
+                        out.push(GroupAction::ClearStale {
+                            addr,
+                            epoch: h.epoch,
+                        });
+                    }
                     out.push(GroupAction::TryAcquire { addr, lease });
                 }
                 _ => self.set(addr, AddrState::Free, out),
@@ -1450,7 +1519,7 @@ impl Group {
                 .iter()
                 .filter(|(a, s)| {
                     **s == AddrState::Free
-                        && !self.view.holders.contains_key(a)
+                        && !self.claimed(**a)
                         && !self.retry_after.contains_key(a)
                         && !self.links_down.contains(a)
                 })

@@ -234,7 +234,12 @@ impl World {
                 }
             }
             GroupAction::Register { lease } => {
-                if self.ok(h) && self.etcd.leases.contains_key(&lease) {
+                // Put only if absent, as the client does.
+                let key = format!("members/{name}");
+                if self.ok(h)
+                    && self.etcd.leases.contains_key(&lease)
+                    && !self.etcd.keys.contains_key(&key)
+                {
                     self.etcd.revision += 1;
                     let create = self.etcd.revision;
                     self.etcd.keys.insert(
@@ -303,6 +308,21 @@ impl World {
                     .inbox
                     .push((at, GroupEvent::Acquired { addr, epoch }));
                 self.broadcast();
+            }
+            GroupAction::ClearStale { addr, epoch } => {
+                if self.ok(h) {
+                    let key = format!("addrs/{addr}");
+                    if self
+                        .etcd
+                        .keys
+                        .get(&key)
+                        .is_some_and(|kv| kv.create == epoch)
+                    {
+                        self.etcd.keys.remove(&key);
+                        self.etcd.revision += 1;
+                        self.broadcast();
+                    }
+                }
             }
             GroupAction::GiveUp { addr, lease } => {
                 if self.ok(h) {
@@ -761,10 +781,14 @@ fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     // key still names it.
     let restart = w.elapsed();
     let mut fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    // The lease the old process recorded in its state directory.
+    fresh.previous_life(old);
     std::mem::swap(&mut w.hosts[0].core, &mut fresh);
     w.hosts[0].held.clear();
     w.hosts[0].inbox.clear();
     w.feed(0, GroupEvent::Tick);
+    // Its watch starts with a read of the group.
+    w.broadcast();
     w.run_until(restart + TTL / 2);
     let revoked = w.hosts[0]
         .log
@@ -774,6 +798,132 @@ fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     // Well before the old lease would have expired, the address is held again.
     w.run_until(restart + TTL - ms(500));
     assert_eq!(w.holders(addr(0)).len(), 1);
+}
+
+#[test]
+fn a_restarted_member_that_knows_no_previous_lease_waits_for_it_and_revokes_nothing() {
+    let mut w = World::new(&[200, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // Its record was lost: the new process cannot tell its previous life's key in its name
+    // from another failoverd's, so it revokes nothing and joins once that key is gone (the
+    // old lease expires); the address is held again within a TTL and a few steps.
+    let restart = w.elapsed();
+    let fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    w.hosts[0].core = fresh;
+    w.hosts[0].held.clear();
+    w.hosts[0].inbox.clear();
+    w.feed(0, GroupEvent::Tick);
+    w.broadcast();
+    w.run_until(restart + TTL * 2);
+    assert!(!w.hosts[0]
+        .log
+        .iter()
+        .any(|(t, a)| *t > restart && matches!(a, GroupAction::Revoke { .. })));
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    assert!(matches!(w.hosts[0].core.lease(), Lease::Held { .. }));
+}
+
+#[test]
+fn two_members_with_one_name_never_revoke_each_other_and_the_second_does_not_join() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // A clone of m1 (same name, a host of its own) starts.
+    let clone_at = w.elapsed();
+    let config = w.hosts[0].core.config.clone();
+    w.hosts.push(Host {
+        core: Group::new(w.now, config),
+        running: true,
+        up: true,
+        reaches_etcd: true,
+        held: BTreeSet::new(),
+        inbox: Vec::new(),
+        exited: false,
+        log: Vec::new(),
+    });
+    w.feed(2, GroupEvent::Tick);
+    // Its watch starts with a read of the group, before and after it has a lease.
+    w.broadcast();
+    w.run_until(clone_at + ms(100));
+    w.broadcast();
+    w.run_until(clone_at + TTL * 4);
+    for h in [0, 2] {
+        assert!(
+            !w.hosts[h]
+                .log
+                .iter()
+                .any(|(_, a)| matches!(a, GroupAction::Revoke { .. })),
+            "host {h} revoked a lease"
+        );
+    }
+    // m1 kept everything all along, the clone holds nothing and has no key of its own.
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+    assert!(w.hosts[2].held.is_empty());
+    assert!(!w.hosts[0].log.iter().any(
+        |(t, a)| *t > clone_at && matches!(a, GroupAction::Notify(GroupNotice::Fenced { .. }))
+    ));
+    // When m1 dies, its key goes with its lease and the clone joins under that name; the
+    // addresses are held again by one member (m2, already joined, is first to see them free).
+    w.crash(0);
+    let crashed = w.elapsed();
+    w.run_until(crashed + TTL * 3);
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    let Lease::Held { id, .. } = w.hosts[2].core.lease() else {
+        panic!("the clone has no lease");
+    };
+    assert_eq!(w.etcd.keys["members/m1"].lease, id);
+}
+
+#[test]
+fn an_address_key_put_by_hand_is_no_claim_and_is_replaced() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // An operator "moves" addr 1 with etcdctl: a key naming m2, under no lease, overwriting
+    // m1's (etcd keeps the key's create revision on a put).
+    let key = format!("addrs/{}", addr(1));
+    let create = w.etcd.keys[&key].create;
+    w.etcd.revision += 1;
+    w.etcd.keys.insert(
+        key.clone(),
+        Kv {
+            value: "m2".into(),
+            lease: 0,
+            create,
+        },
+    );
+    let put_at = w.elapsed();
+    w.broadcast();
+    // m1 no longer has a claim: it removes the address at once; a member then deletes the
+    // stale key and acquires as usual, never two holders on the way (`check` runs at every
+    // step), and the address is held again within a second.
+    w.run_until(put_at + ms(1000));
+    assert_eq!(w.holders(addr(1)).len(), 1, "{:?}", w.etcd.keys.get(&key));
+    let kv = &w.etcd.keys[&key];
+    assert_ne!(kv.lease, 0);
+    assert!(kv.create > create, "a new key, a new epoch");
+    // Nobody touches the key of an address that is properly held.
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // A key under a live member's lease naming another member is no claim either.
+    let lease_m2 = w.etcd.keys["members/m2"].lease;
+    let k0 = format!("addrs/{}", addr(0));
+    let c0 = w.etcd.keys[&k0].create;
+    w.etcd.revision += 1;
+    w.etcd.keys.insert(
+        k0.clone(),
+        Kv {
+            value: "m9".into(),
+            lease: lease_m2,
+            create: c0,
+        },
+    );
+    let t = w.elapsed();
+    w.broadcast();
+    w.run_until(t + ms(1000));
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    assert!(w.etcd.keys[&k0].create > c0);
 }
 
 /// Drives one member by hand up to `until`, acknowledging renewals at once and answering
