@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use ipfailover::failover::HookPhase;
 use ipfailover::group::{
-    AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
+    AddrState, Group, GroupAction, GroupCommand, GroupConfig, GroupEvent, GroupNotice, GroupReason,
+    Lease, MemberMode, View,
 };
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{
@@ -20,6 +21,7 @@ use ipfailover::status::{
 };
 use ipfailover_etcd::{Client, Reply, Request};
 use ipfailover_os::addrs::{self, ResolvedPair};
+use ipfailover_os::control::Request as ControlRequest;
 use ipfailover_os::daemon;
 use ipfailover_os::event;
 use ipfailover_os::hooks::{HookEnv, PhaseReport};
@@ -194,6 +196,22 @@ impl GroupMember {
                 announce_refresh: settings.announce_refresh,
             },
         );
+        if let Err(e) = rt.control.open(&settings.state_dir, daemon::euid()) {
+            log::error!(
+                "no control socket in {} ({e}): failoverctl pause, resume and drain cannot \
+                 reach this failoverd",
+                settings.state_dir.display()
+            );
+        }
+        // A pause or a drain survives a restart: the administrator said so.
+        if let Some((mode, until)) = kept_mode(&settings.state_dir, now) {
+            log::warn!(
+                "member {member} is {} (kept across the restart): it acquires nothing until \
+                 failoverctl resume",
+                mode.as_str()
+            );
+            core.restore_mode(mode, until);
+        }
         let lease_file = settings.state_dir.join("failoverd.lease");
         if let Some(previous) = previous_lease(&lease_file, &settings.group, &member) {
             log::info!("the previous failoverd had lease {previous:x}: revoked once seen");
@@ -495,7 +513,10 @@ impl GroupMember {
         match action {
             GroupAction::GrantLease => self.ask(Request::Grant),
             GroupAction::Renew { lease } => self.ask(Request::Renew { lease }),
-            GroupAction::Register { lease } => self.ask(Request::Register { lease }),
+            GroupAction::Register { lease } => self.ask(Request::Register {
+                lease,
+                mode: self.core.mode(),
+            }),
             GroupAction::Unregister { lease } => self.ask(Request::Unregister { lease }),
             GroupAction::Revoke { lease } => self.ask(Request::Revoke { lease }),
             GroupAction::TryAcquire { addr, lease } => {
@@ -609,6 +630,31 @@ impl GroupMember {
                 }
             }
             GroupAction::Notify(notice) => self.notify(rt, &notice),
+            GroupAction::Answer(result) => {
+                match &result {
+                    Ok(m) => log::info!("control: {m}"),
+                    Err(m) => log::warn!("control: {m}"),
+                }
+                rt.control.answer(now, &result);
+                rt.status.mark_dirty();
+            }
+            GroupAction::ModeChanged(mode) => {
+                keep_mode(&self.settings.state_dir, mode, self.core.pause_until(), now);
+                if let Lease::Held { id, .. } = self.core.lease() {
+                    self.ask(Request::Publish { lease: id, mode });
+                }
+                log::warn!(
+                    "member {} is {} now{}",
+                    self.member,
+                    mode.as_str(),
+                    match mode {
+                        MemberMode::Active => "",
+                        MemberMode::Paused => ": it keeps what it holds and acquires nothing",
+                        MemberMode::Drained => ": it hands on what it holds and acquires nothing",
+                    }
+                );
+                rt.status.mark_dirty();
+            }
             GroupAction::Exit => rt.exit(),
         }
     }
@@ -863,6 +909,31 @@ impl Driver for GroupMember {
         self.reload(rt);
     }
 
+    /// The administrator's commands: pause, resume and drain; a pair's release and takeover
+    /// are refused with what to use instead.
+    fn handle_command(&mut self, rt: &mut Runtime, now: Instant, request: ControlRequest) {
+        let command = match request {
+            ControlRequest::Pause { for_ms } => GroupCommand::Pause {
+                until: for_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms))),
+            },
+            ControlRequest::Resume => GroupCommand::Resume,
+            ControlRequest::Drain => GroupCommand::Drain,
+            ControlRequest::Release { .. } | ControlRequest::Takeover { .. } => {
+                rt.control.answer(
+                    now,
+                    &Err(
+                        "release and takeover are a pair's commands: on a group member, \
+                          failoverctl drain hands its addresses on, pause keeps them, resume \
+                          ends either"
+                            .to_string(),
+                    ),
+                );
+                return;
+            }
+        };
+        self.feed(rt, now, GroupEvent::Command(command));
+    }
+
     fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
         if count == 1 {
             log::info!(
@@ -924,6 +995,7 @@ impl Driver for GroupMember {
                 priority: m.priority,
                 lease_left_s: self.lease_times.get(&m.name).copied(),
                 this: m.name == self.member,
+                mode: (m.mode != MemberMode::Active).then(|| m.mode.as_str().to_string()),
             })
             .collect();
         members.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
@@ -985,6 +1057,70 @@ fn addrs_of(rt: &Runtime) -> Vec<IpAddr> {
         .iter()
         .map(|e| e.pair().addr)
         .collect()
+}
+
+/// The file that keeps a member's pause or drain across restarts, in the state directory.
+const MODE_FILE: &str = "failoverd.mode";
+
+/// Keeps `mode` in the state directory (removes the file when active): a pause (with its
+/// end, on the wall clock) or a drain survives a restart.
+fn keep_mode(dir: &Path, mode: MemberMode, until: Option<Instant>, now: Instant) {
+    let path = dir.join(MODE_FILE);
+    if mode == MemberMode::Active {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::error!("cannot remove {}: {e}", path.display());
+            }
+        }
+        return;
+    }
+    let until_ms =
+        until.map(|u| daemon::wall_ms().saturating_add(millis(u.saturating_duration_since(now))));
+    let text = serde_json::json!({ "mode": mode.as_str(), "until_ms": until_ms }).to_string();
+    if let Err(e) = ipfailover_os::safe_fs::write_atomic(&path, text.as_bytes(), 0o600) {
+        log::error!(
+            "cannot keep the member's mode in {}: {e} (a restart would end it)",
+            path.display()
+        );
+    }
+}
+
+/// The mode a previous failoverd kept, if any and still in force: the mode, and when a pause
+/// ends on this process's clock.
+fn kept_mode(dir: &Path, now: Instant) -> Option<(MemberMode, Option<Instant>)> {
+    let path = dir.join(MODE_FILE);
+    let text = match ipfailover_os::safe_fs::read_own(&path, daemon::euid()) {
+        Ok(t) => t?,
+        Err(e) => {
+            log::warn!("{e}: not used");
+            return None;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mode = match v["mode"].as_str() {
+        Some("paused") => MemberMode::Paused,
+        Some("drained") => MemberMode::Drained,
+        _ => {
+            log::warn!(
+                "{}: not a mode this failoverd wrote: not used",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let until = match v["until_ms"].as_u64() {
+        None => None,
+        Some(u) => {
+            let wall = daemon::wall_ms();
+            if u <= wall {
+                log::info!("the pause kept in {} has run its time", path.display());
+                keep_mode(dir, MemberMode::Active, None, now);
+                return None;
+            }
+            now.checked_add(Duration::from_millis(u - wall))
+        }
+    };
+    Some((mode, until))
 }
 
 /// The lease the previous failoverd recorded in `path` for this group and member name, if
@@ -1053,6 +1189,7 @@ fn reason_text(reason: GroupReason) -> &'static str {
         GroupReason::LostClaim => "etcd no longer shows it as this member's",
         GroupReason::TestRefused => "the Test hook refused the takeover",
         GroupReason::LinkDown => "the link of its interface is down here",
+        GroupReason::Drained => "failoverctl drain: handed to the next member",
         GroupReason::Shutdown => "failoverd is stopping",
     }
 }

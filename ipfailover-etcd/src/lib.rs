@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipfailover::group::View;
+use ipfailover::group::{MemberMode, View};
 use mio::Waker;
 use serde_json::Value;
 
@@ -123,10 +123,19 @@ pub enum Request {
         /// The lease.
         lease: i64,
     },
-    /// Put the member's key, attached to the lease.
+    /// Put the member's key, attached to the lease, if it does not exist.
     Register {
         /// The lease.
         lease: i64,
+        /// The member's mode, published in the key's value.
+        mode: MemberMode,
+    },
+    /// Rewrite the member's key with a new mode, if it is still attached to the lease.
+    Publish {
+        /// The lease.
+        lease: i64,
+        /// The mode.
+        mode: MemberMode,
     },
     /// Delete the member's key if it is still attached to the lease.
     Unregister {
@@ -936,10 +945,20 @@ impl KvWorker {
     fn handle(&self, request: Request) {
         let timeout = request_timeout(self.ttl);
         match request {
-            Request::Register { lease } => {
+            Request::Publish { lease, mode } => {
                 let body = self
                     .keys
-                    .register_if_absent(&self.member, self.priority, lease);
+                    .publish(&self.member, &mode.key_value(self.priority), lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("publishing {}", self.keys.member(&self.member)),
+                        why,
+                    });
+                }
+            }
+            Request::Register { lease, mode } => {
+                let value = mode.key_value(self.priority);
+                let body = self.keys.register_if_absent(&self.member, &value, lease);
                 if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
                     self.http.reply(Reply::Failed {
                         what: format!("putting {}", self.keys.member(&self.member)),

@@ -106,6 +106,53 @@ pub struct Member {
     pub priority: u8,
     /// The lease its key is attached to.
     pub lease: i64,
+    /// Whether it takes addresses (`failoverctl pause` and `drain` say no).
+    pub mode: MemberMode,
+}
+
+/// Whether a member takes addresses, as its member key says (docs/groups.md, "Commands").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberMode {
+    /// It acquires and releases as the rules say.
+    #[default]
+    Active,
+    /// `failoverctl pause`: it keeps what it holds and takes nothing new.
+    Paused,
+    /// `failoverctl drain`: it gives everything up and takes nothing.
+    Drained,
+}
+
+impl MemberMode {
+    /// The word, as in the member key's value and the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberMode::Active => "live",
+            MemberMode::Paused => "paused",
+            MemberMode::Drained => "drained",
+        }
+    }
+
+    /// The member key's value: the priority, then the mode unless active (`200`,
+    /// `200 drained`).
+    pub fn key_value(self, priority: u8) -> String {
+        match self {
+            MemberMode::Active => priority.to_string(),
+            other => format!("{priority} {}", other.as_str()),
+        }
+    }
+
+    /// Reads a member key's value: `None` if it is not one (the member is not listed).
+    pub fn parse_key_value(value: &str) -> Option<(u8, MemberMode)> {
+        let mut words = value.split_whitespace();
+        let priority: u8 = words.next()?.parse().ok()?;
+        let mode = match words.next() {
+            None => MemberMode::Active,
+            Some("paused") => MemberMode::Paused,
+            Some("drained") => MemberMode::Drained,
+            Some(_) => return None,
+        };
+        words.next().is_none().then_some((priority, mode))
+    }
 }
 
 /// Who holds an address in etcd.
@@ -145,6 +192,8 @@ pub enum GroupReason {
     TestRefused,
     /// The link of its interface went down here: another member can serve it.
     LinkDown,
+    /// `failoverctl drain`: handed to the next member.
+    Drained,
     /// failoverd is stopping.
     Shutdown,
 }
@@ -159,6 +208,7 @@ impl GroupReason {
             GroupReason::LostClaim => "lost-claim",
             GroupReason::TestRefused => "test-refused",
             GroupReason::LinkDown => "link-down",
+            GroupReason::Drained => "drained",
             GroupReason::Shutdown => "shutdown",
         }
     }
@@ -380,8 +430,24 @@ pub enum GroupEvent {
         /// The addresses.
         addrs: Vec<IpAddr>,
     },
+    /// An administrator's command; answered with one [`GroupAction::Answer`].
+    Command(GroupCommand),
     /// Stop: release everything, revoke the lease, exit.
     Shutdown,
+}
+
+/// What an administrator can ask of a member (`failoverctl` on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupCommand {
+    /// Keep what is held, acquire nothing new, until `resume` or `until`.
+    Pause {
+        /// When the pause ends by itself.
+        until: Option<Instant>,
+    },
+    /// Hand every address to the next members and take none, until `resume`.
+    Drain,
+    /// End a pause or a drain.
+    Resume,
 }
 
 /// What the shell must do, in order.
@@ -474,6 +540,11 @@ pub enum GroupAction {
     },
     /// Tell the administrator.
     Notify(GroupNotice),
+    /// The answer to a [`GroupEvent::Command`].
+    Answer(Result<String, String>),
+    /// The member's mode changed (a command, or a pause that ran out): publish it in the
+    /// member key (when it has a lease) and keep it across a restart.
+    ModeChanged(MemberMode),
     /// Exit.
     Exit,
 }
@@ -577,6 +648,10 @@ pub struct Group {
     links_down: BTreeSet<IpAddr>,
     /// When what is held was last announced by the refresh (`None` while nothing is held).
     refreshed: Option<Instant>,
+    /// Paused or drained by the administrator.
+    mode: MemberMode,
+    /// When a `pause --for` ends.
+    pause_until: Option<Instant>,
     stopping: bool,
     now: Instant,
 }
@@ -622,6 +697,8 @@ impl Group {
             outranked_since: None,
             links_down: BTreeSet::new(),
             refreshed: None,
+            mode: MemberMode::Active,
+            pause_until: None,
             stopping: false,
             now,
         }
@@ -630,6 +707,27 @@ impl Group {
     /// The settings.
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// The administrator's mode: paused, drained or neither.
+    pub fn mode(&self) -> MemberMode {
+        self.mode
+    }
+
+    /// When a `pause --for` ends.
+    pub fn pause_until(&self) -> Option<Instant> {
+        self.pause_until
+    }
+
+    /// The mode a previous process kept (a pause or a drain survives a restart): in force
+    /// from the start, before anything is acquired.
+    pub fn restore_mode(&mut self, mode: MemberMode, until: Option<Instant>) {
+        self.mode = mode;
+        self.pause_until = if mode == MemberMode::Paused {
+            until
+        } else {
+            None
+        };
     }
 
     /// The lease a previous process of this member recorded (in its state directory): its
@@ -676,8 +774,15 @@ impl Group {
         self.view
             .members
             .iter()
-            .filter(|m| m.name != self.config.name && self.outranks(m))
+            .filter(|m| {
+                m.name != self.config.name && m.mode == MemberMode::Active && self.outranks(m)
+            })
             .count()
+    }
+
+    /// How often a member key that is not in the view is put again.
+    fn register_period(&self) -> Duration {
+        self.config.lease_ttl / RENEWALS_PER_TTL
     }
 
     /// Whether this member's key is in the view under its current lease.
@@ -732,6 +837,19 @@ impl Group {
         for at in self.retry_after.values() {
             if *at > self.now {
                 consider(*at);
+            }
+        }
+        if let Some(at) = self.pause_until {
+            consider(at);
+        }
+        if let (Some(_), true, false, Some(at)) = (
+            self.lease_id(),
+            self.viewed,
+            self.stopping,
+            self.registered_at,
+        ) {
+            if !self.registered() {
+                consider(at + self.register_period());
             }
         }
         for r in [&self.probing, &self.conflicts].into_iter().flatten() {
@@ -845,15 +963,6 @@ impl Group {
                 if self.joined.is_none() && listed {
                     self.joined = Some(now);
                 }
-                // A put that did not get through (etcd was unreachable): again, at most once
-                // per renewal period.
-                if let (false, Some(lease), false) = (listed, self.lease_id(), self.stopping) {
-                    let period = self.config.lease_ttl / RENEWALS_PER_TTL;
-                    if self.registered_at.is_none_or(|t| now >= t + period) {
-                        self.registered_at = Some(now);
-                        out.push(GroupAction::Register { lease });
-                    }
-                }
                 if self.rank() == 0 {
                     self.outranked_since = None;
                 } else if self.outranked_since.is_none() {
@@ -877,7 +986,19 @@ impl Group {
                 self.hooks_done(now, addr, phase, ok, &mut out)
             }
             GroupEvent::LinksDown { addrs } => self.links_changed(addrs, &mut out),
+            GroupEvent::Command(c) => self.command(now, c, &mut out),
             GroupEvent::Shutdown => self.shutdown(&mut out),
+        }
+        if self.pause_until.is_some_and(|u| now >= u) {
+            self.pause_until = None;
+            if self.mode == MemberMode::Paused {
+                self.mode = MemberMode::Active;
+                out.push(GroupAction::ModeChanged(MemberMode::Active));
+                self.reconcile(now, &mut out);
+            }
+        }
+        if self.mode == MemberMode::Drained && !self.stopping {
+            self.drain(&mut out);
         }
         self.check_timers(now, &mut out);
         self.start_hooks(&mut out);
@@ -890,6 +1011,81 @@ impl Group {
             self.stopping = false;
         }
         out
+    }
+
+    /// The administrator's commands.
+    fn command(&mut self, now: Instant, c: GroupCommand, out: &mut Vec<GroupAction>) {
+        let held = self.held().len();
+        let before = self.mode;
+        let answer = match c {
+            GroupCommand::Pause { until } => {
+                if self.mode == MemberMode::Drained {
+                    Err("drained: nothing to pause (failoverctl resume first)".to_string())
+                } else {
+                    self.mode = MemberMode::Paused;
+                    self.pause_until = until;
+                    // Addresses waiting for their turn wait no more.
+                    let waiting: Vec<IpAddr> = self
+                        .addrs
+                        .iter()
+                        .filter(|(_, s)| matches!(s, AddrState::Waiting { .. }))
+                        .map(|(a, _)| *a)
+                        .collect();
+                    for a in waiting {
+                        self.set(a, AddrState::Free, out);
+                    }
+                    Ok(format!(
+                        "paused: this member keeps the {held} address(es) it holds and acquires \
+                         nothing {}",
+                        if until.is_some() {
+                            "until the pause ends"
+                        } else {
+                            "until failoverctl resume"
+                        }
+                    ))
+                }
+            }
+            GroupCommand::Drain => {
+                self.mode = MemberMode::Drained;
+                self.pause_until = None;
+                Ok(format!(
+                    "draining: {held} address(es) handed to the next members; nothing is \
+                     acquired here until failoverctl resume"
+                ))
+            }
+            GroupCommand::Resume => {
+                self.pause_until = None;
+                if self.mode == MemberMode::Active {
+                    Ok("not paused or drained: nothing to resume".to_string())
+                } else {
+                    let was = self.mode.as_str();
+                    self.mode = MemberMode::Active;
+                    Ok(format!(
+                        "resumed ({was} before): this member acquires again"
+                    ))
+                }
+            }
+        };
+        if self.mode != before || matches!(c, GroupCommand::Pause { .. }) && answer.is_ok() {
+            out.push(GroupAction::ModeChanged(self.mode));
+        }
+        out.push(GroupAction::Answer(answer));
+        self.reconcile(now, out);
+    }
+
+    /// Drained: every address held is handed on (release hooks, removed, key deleted); one
+    /// still being won is dropped if nothing was done yet.
+    fn drain(&mut self, out: &mut Vec<GroupAction>) {
+        let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        for (addr, state) in addrs {
+            match state {
+                AddrState::Held { epoch } => {
+                    self.start_release(addr, epoch, GroupReason::Drained, out)
+                }
+                AddrState::Waiting { .. } => self.set(addr, AddrState::Free, out),
+                _ => {}
+            }
+        }
     }
 
     /// Nothing held, and no hook running or waiting.
@@ -1146,6 +1342,7 @@ impl Group {
                 // again.
                 AddrState::Held { epoch }
                     if self.config.preempt
+                        && self.mode == MemberMode::Active
                         && rank > 0
                         && self
                             .outranked_since
@@ -1165,7 +1362,8 @@ impl Group {
     }
 
     fn can_acquire(&self) -> bool {
-        self.viewed
+        self.mode == MemberMode::Active
+            && self.viewed
             && self.lease_id().is_some()
             && self
                 .joined
@@ -1443,6 +1641,19 @@ impl Group {
     }
 
     fn check_timers(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        // A put that did not get through (etcd was unreachable, or the key still stood under
+        // a previous life's lease or another failoverd's): again, at most once per renewal
+        // period, on a view or on time, until the view lists this member under its lease.
+        if let (Some(lease), true, false) = (self.lease_id(), self.viewed, self.stopping) {
+            if !self.registered()
+                && self
+                    .registered_at
+                    .is_none_or(|t| now >= t + self.register_period())
+            {
+                self.registered_at = Some(now);
+                out.push(GroupAction::Register { lease });
+            }
+        }
         // The refresh (FAILOVER_ANNOUNCE_REFRESH): what is held is announced again.
         let held = self.held();
         match (self.config.announce_refresh, held.is_empty()) {
@@ -1498,7 +1709,12 @@ impl Group {
         for addr in due {
             let free = !self.claimed(addr) && !self.links_down.contains(&addr);
             match self.lease_id() {
-                Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
+                Some(lease)
+                    if free
+                        && !self.retry_after.contains_key(&addr)
+                        && !self.stopping
+                        && self.mode == MemberMode::Active =>
+                {
                     self.set(addr, AddrState::Trying, out);
                     if let Some(h) = self.view.holders.get(&addr) {
                         out.push(GroupAction::ClearStale {

@@ -1159,3 +1159,114 @@ fn a_key_put_by_hand_is_replaced_and_a_second_member_with_one_name_does_not_join
         lab.status(3)
     );
 }
+
+/// `failoverctl CMD --state-dir <member i's>`.
+fn member_ctl(lab: &GroupLab, i: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(ipfailover_e2e::bin("failoverctl"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(lab.state_dir(i))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn drain_pause_and_resume_move_addresses_by_command_with_one_holder_throughout() {
+    let addrs: Vec<String> = (0..2).map(vip).collect();
+    let pairs = addrs
+        .iter()
+        .map(|a| format!("eth0:{a}/24"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let extra = [
+        ("FAILOVER_GROUP_IP_PAIRS", pairs.as_str()),
+        ("FAILOVER_PREEMPT", "yes"),
+    ];
+    let mut lab = three_members("gdrain", &extra);
+    for a in &addrs {
+        held_by(&lab, a, 1);
+    }
+    let sampler = lab.sampler(&addrs);
+    // Drain m1: both addresses go to m2 with release hooks; m1 takes nothing back although
+    // preemption is on and it has the highest priority.
+    let out = member_ctl(&lab, 1, &["drain"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("draining"), "{said}");
+    let drained = Instant::now();
+    for a in &addrs {
+        // The answer comes before the release hooks have run: m1 may still hold it a moment.
+        let on_m2 =
+            ipfailover_e2e::wait_for(Duration::from_secs(20), || lab.holders_now(a) == vec![2]);
+        assert!(on_m2.is_some(), "m2 should hold {a}:\n{}", lab.logs());
+    }
+    let moved = drained.elapsed();
+    // The others see m1 drained.
+    let st = lab.status(2);
+    let m1 = st["group"]["members"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == "m1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(m1["mode"], "drained", "{st}");
+    // A restart keeps the drain.
+    lab.signal_member(1, libc::SIGTERM);
+    assert!(lab.member(1).wait_exit(Duration::from_secs(10)).is_some());
+    lab.start_member(1, &extra);
+    assert!(
+        lab.wait_log(1, "kept across the restart", Duration::from_secs(5)),
+        "{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    for a in &addrs {
+        assert_eq!(lab.holders_now(a), vec![2], "{}", lab.logs());
+    }
+    let text = |lab: &GroupLab| {
+        String::from_utf8_lossy(&member_ctl(lab, 1, &["status"]).stdout).into_owned()
+    };
+    let drained_shown =
+        ipfailover_e2e::wait_for(Duration::from_secs(10), || text(&lab).contains("DRAINED"));
+    let text = text(&lab);
+    assert!(
+        drained_shown.is_some(),
+        "{text}\n{}",
+        lab.etcdctl(&["get", "--prefix", "/ipfailover/", "-w", "json"])
+    );
+    // A pair's commands are refused on a member, with what to use instead.
+    let out = member_ctl(&lab, 2, &["release"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failoverctl drain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Pause m2, then resume m1: a paused holder releases nothing, not even to preemption, so
+    // they stay with m2.
+    assert_eq!(member_ctl(&lab, 2, &["pause"]).status.code(), Some(0));
+    assert_eq!(member_ctl(&lab, 1, &["resume"]).status.code(), Some(0));
+    std::thread::sleep(Duration::from_secs(3));
+    for a in &addrs {
+        assert_eq!(lab.holders_now(a), vec![2], "{}", lab.logs());
+    }
+    // m2 resumed: preemption moves them to m1.
+    assert_eq!(member_ctl(&lab, 2, &["resume"]).status.code(), Some(0));
+    for a in &addrs {
+        let on_m1 =
+            ipfailover_e2e::wait_for(Duration::from_secs(20), || lab.holders_now(a) == vec![1]);
+        assert!(on_m1.is_some(), "m1 should hold {a}:\n{}", lab.logs());
+    }
+    let t = sampler.finish();
+    never_two(&lab, &t);
+    for a in &addrs {
+        let nobody = t.no_holder_for(a, drained, Instant::now());
+        eprintln!("{a}: nobody answered for {nobody:?} over two handovers by command");
+        assert!(
+            nobody < Duration::from_secs(3),
+            "{nobody:?}\n{}",
+            t.render()
+        );
+    }
+    eprintln!("drain moved both addresses in {moved:?}");
+}

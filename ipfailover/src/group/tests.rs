@@ -63,10 +63,12 @@ impl Etcd {
         };
         for (k, kv) in &self.keys {
             if let Some(name) = k.strip_prefix("members/") {
+                let (priority, mode) = MemberMode::parse_key_value(&kv.value).unwrap_or_default();
                 v.members.push(Member {
                     name: name.to_string(),
-                    priority: kv.value.parse().unwrap_or(0),
+                    priority,
                     lease: kv.lease,
+                    mode,
                 });
             } else if let Some(a) = k.strip_prefix("addrs/") {
                 v.holders.insert(
@@ -245,7 +247,7 @@ impl World {
                     self.etcd.keys.insert(
                         format!("members/{name}"),
                         Kv {
-                            value: prio.to_string(),
+                            value: self.hosts[h].core.mode().key_value(prio),
                             lease,
                             create,
                         },
@@ -364,6 +366,21 @@ impl World {
             GroupAction::Remove { addr } => {
                 self.hosts[h].held.remove(&addr);
             }
+            GroupAction::ModeChanged(mode) => {
+                let lease = match self.hosts[h].core.lease() {
+                    Lease::Held { id, .. } => id,
+                    _ => 0,
+                };
+                let key = format!("members/{name}");
+                if self.ok(h) && self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                    if let Some(kv) = self.etcd.keys.get_mut(&key) {
+                        kv.value = mode.key_value(prio);
+                    }
+                    self.etcd.revision += 1;
+                    self.broadcast();
+                }
+            }
+            GroupAction::Answer(_) => {}
             GroupAction::Exit => self.hosts[h].exited = true,
             GroupAction::Announce { .. }
             | GroupAction::Transition { .. }
@@ -989,6 +1006,7 @@ fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
             name: "m1".into(),
             priority: 200,
             lease: 7,
+            mode: MemberMode::Active,
         }],
         holders: BTreeMap::new(),
     };
@@ -1153,6 +1171,7 @@ fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
             name: "m1".into(),
             priority: 200,
             lease: 7,
+            mode: MemberMode::Active,
         }],
         holders: BTreeMap::new(),
     };
@@ -1202,4 +1221,119 @@ fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
     );
     let refreshes = announces(&log);
     assert!((3..=5).contains(&refreshes), "{refreshes}: {log:?}");
+}
+
+/// The answers a host's core gave to commands, in order.
+fn answers(w: &World, h: usize) -> Vec<Result<String, String>> {
+    w.hosts[h]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            GroupAction::Answer(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_drained_member_hands_everything_on_takes_nothing_and_is_not_preempted_to() {
+    let mut w = World::new(&[200, 150, 100], 2);
+    for h in &mut w.hosts {
+        h.core.config.preempt = true;
+    }
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+    let drained = w.elapsed();
+    w.feed(0, GroupEvent::Command(GroupCommand::Drain));
+    assert!(answers(&w, 0)[0]
+        .as_ref()
+        .is_ok_and(|m| m.contains("draining")));
+    // Both go to m2 (the next priority) within a step and a probe window; never two holders.
+    w.run_until(drained + ms(600));
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    assert_eq!(w.holders(addr(1)), vec![1]);
+    let reasons: Vec<GroupReason> = w.hosts[0]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            GroupAction::Notify(GroupNotice::Released { reason, .. }) => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![GroupReason::Drained, GroupReason::Drained]);
+    // The others see it drained, so that m2 does not hand them back (preemption is on).
+    assert_eq!(
+        w.etcd
+            .view()
+            .members
+            .iter()
+            .find(|m| m.name == "m1")
+            .map(|m| m.mode),
+        Some(MemberMode::Drained)
+    );
+    w.run_until(drained + TTL * 3);
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    // m2 crashes: m3 takes over, the drained m1 still takes nothing.
+    w.crash(1);
+    let crashed = w.elapsed();
+    w.run_until(crashed + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    assert!(w.hosts[0].held.is_empty());
+    // Resumed, m1 is the best live member again and, with preemption, gets them back.
+    let resumed = w.elapsed();
+    w.feed(0, GroupEvent::Command(GroupCommand::Resume));
+    assert!(answers(&w, 0)[1]
+        .as_ref()
+        .is_ok_and(|m| m.contains("resumed")));
+    w.run_until(resumed + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+}
+
+#[test]
+fn a_paused_member_keeps_what_it_holds_takes_nothing_new_and_the_pause_runs_out() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // m2, next in line, is paused for two TTLs; then the holder crashes.
+    let paused = w.elapsed();
+    let until = w.now + TTL * 2;
+    w.feed(
+        1,
+        GroupEvent::Command(GroupCommand::Pause { until: Some(until) }),
+    );
+    assert!(answers(&w, 1)[0]
+        .as_ref()
+        .is_ok_and(|m| m.contains("paused")));
+    w.crash(0);
+    // m3 takes over, without waiting for the paused m2's turn.
+    w.run_until(paused + TTL + ms(300));
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    // A paused holder keeps what it holds: pause m3, and it still holds after a while.
+    w.feed(2, GroupEvent::Command(GroupCommand::Pause { until: None }));
+    w.run_until(paused + TTL * 2 - ms(100));
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    assert_eq!(w.hosts[1].core.mode(), MemberMode::Paused);
+    // m2's pause ran out by itself: it is live again, and says so in its key.
+    w.run_until(paused + TTL * 2 + ms(100));
+    assert_eq!(w.hosts[1].core.mode(), MemberMode::Active);
+    assert_eq!(
+        w.etcd
+            .view()
+            .members
+            .iter()
+            .find(|m| m.name == "m2")
+            .map(|m| m.mode),
+        Some(MemberMode::Active)
+    );
+    // Drain refuses nothing, pause on a drained member is refused.
+    w.feed(2, GroupEvent::Command(GroupCommand::Drain));
+    w.feed(2, GroupEvent::Command(GroupCommand::Pause { until: None }));
+    let a = answers(&w, 2);
+    assert!(a[1].is_ok() && a[2].is_err(), "{a:?}");
+    // m3 drained: the address goes to m2, live again.
+    let t = w.elapsed();
+    w.run_until(t + ms(800));
+    assert_eq!(w.holders(addr(0)), vec![1]);
 }
