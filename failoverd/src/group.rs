@@ -394,6 +394,11 @@ impl GroupMember {
     /// SIGHUP: the mail settings, the hooks' timeout and the announcement refresh apply at
     /// once; what makes the member (etcd, the group, its addresses, the priority, the lease)
     /// takes a restart.
+    /// The member key's value: the priority in force and the mode.
+    fn key_value(&self) -> String {
+        self.core.mode().key_value(self.core.config().priority)
+    }
+
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
         let settings =
@@ -427,7 +432,6 @@ impl GroupMember {
                 "FAILOVER_GROUP_IP_PAIRS",
                 settings.group_ip_pairs != s.group_ip_pairs,
             ),
-            ("FAILOVER_PRIORITY", settings.priority != s.priority),
             ("FAILOVER_LEASE_TTL", settings.lease_ttl != s.lease_ttl),
             ("FAILOVER_PREEMPT", settings.preempt != s.preempt),
             (
@@ -454,6 +458,16 @@ impl GroupMember {
         if let Some(dir) = rt.hooks.dir().map(Path::to_path_buf) {
             rt.hooks
                 .reconfigure(dir, settings.script_timeout, HookEnv::default());
+        }
+        if settings.priority != self.settings.priority {
+            log::warn!(
+                "SIGHUP: FAILOVER_PRIORITY {} -> {}: published to the group at once",
+                self.settings.priority,
+                settings.priority
+            );
+            self.settings.priority = settings.priority;
+            let now = ipfailover_os::clock::now();
+            self.feed(rt, now, GroupEvent::PriorityChanged(settings.priority));
         }
         self.settings.script_timeout = settings.script_timeout;
         self.settings.announce_refresh = settings.announce_refresh;
@@ -515,7 +529,11 @@ impl GroupMember {
             GroupAction::Renew { lease } => self.ask(Request::Renew { lease }),
             GroupAction::Register { lease } => self.ask(Request::Register {
                 lease,
-                mode: self.core.mode(),
+                value: self.key_value(),
+            }),
+            GroupAction::Publish { lease } => self.ask(Request::Publish {
+                lease,
+                value: self.key_value(),
             }),
             GroupAction::Unregister { lease } => self.ask(Request::Unregister { lease }),
             GroupAction::Revoke { lease } => self.ask(Request::Revoke { lease }),
@@ -641,7 +659,10 @@ impl GroupMember {
             GroupAction::ModeChanged(mode) => {
                 keep_mode(&self.settings.state_dir, mode, self.core.pause_until(), now);
                 if let Lease::Held { id, .. } = self.core.lease() {
-                    self.ask(Request::Publish { lease: id, mode });
+                    self.ask(Request::Publish {
+                        lease: id,
+                        value: self.key_value(),
+                    });
                 }
                 log::warn!(
                     "member {} is {} now{}",

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipfailover::group::{MemberMode, View};
+use ipfailover::group::View;
 use mio::Waker;
 use serde_json::Value;
 
@@ -127,15 +127,16 @@ pub enum Request {
     Register {
         /// The lease.
         lease: i64,
-        /// The member's mode, published in the key's value.
-        mode: MemberMode,
+        /// The key's value: the priority and the mode (`MemberMode::key_value`).
+        value: String,
     },
-    /// Rewrite the member's key with a new mode, if it is still attached to the lease.
+    /// Rewrite the member's key (a new priority or mode), if it is still attached to the
+    /// lease.
     Publish {
         /// The lease.
         lease: i64,
-        /// The mode.
-        mode: MemberMode,
+        /// The key's value.
+        value: String,
     },
     /// Delete the member's key if it is still attached to the lease.
     Unregister {
@@ -712,7 +713,6 @@ impl Client {
             http: Arc::clone(&http),
             keys: keys.clone(),
             member: config.member.clone(),
-            priority: config.priority,
             ttl: config.ttl,
             member_leases: Arc::clone(&member_leases),
         };
@@ -907,7 +907,6 @@ struct KvWorker {
     http: Arc<Http>,
     keys: Keys,
     member: String,
-    priority: u8,
     ttl: Duration,
     member_leases: Arc<Mutex<Vec<(String, i64)>>>,
 }
@@ -945,10 +944,8 @@ impl KvWorker {
     fn handle(&self, request: Request) {
         let timeout = request_timeout(self.ttl);
         match request {
-            Request::Publish { lease, mode } => {
-                let body = self
-                    .keys
-                    .publish(&self.member, &mode.key_value(self.priority), lease);
+            Request::Publish { lease, value } => {
+                let body = self.keys.publish(&self.member, &value, lease);
                 if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
                     self.http.reply(Reply::Failed {
                         what: format!("publishing {}", self.keys.member(&self.member)),
@@ -956,8 +953,7 @@ impl KvWorker {
                     });
                 }
             }
-            Request::Register { lease, mode } => {
-                let value = mode.key_value(self.priority);
+            Request::Register { lease, value } => {
                 let body = self.keys.register_if_absent(&self.member, &value, lease);
                 if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
                     self.http.reply(Reply::Failed {

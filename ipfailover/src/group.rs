@@ -432,6 +432,8 @@ pub enum GroupEvent {
     },
     /// An administrator's command; answered with one [`GroupAction::Answer`].
     Command(GroupCommand),
+    /// `FAILOVER_PRIORITY` changed (SIGHUP): in force at once, and published.
+    PriorityChanged(u8),
     /// Stop: release everything, revoke the lease, exit.
     Shutdown,
 }
@@ -545,6 +547,12 @@ pub enum GroupAction {
     /// The member's mode changed (a command, or a pause that ran out): publish it in the
     /// member key (when it has a lease) and keep it across a restart.
     ModeChanged(MemberMode),
+    /// Rewrite the member key's value (priority and mode), if it is still attached to the
+    /// lease.
+    Publish {
+        /// The lease.
+        lease: i64,
+    },
     /// Exit.
     Exit,
 }
@@ -780,6 +788,15 @@ impl Group {
             .count()
     }
 
+    /// Since when a live member has outranked this one (preemption waits from then).
+    fn update_outranked(&mut self, now: Instant) {
+        if self.rank() == 0 {
+            self.outranked_since = None;
+        } else if self.outranked_since.is_none() {
+            self.outranked_since = Some(now);
+        }
+    }
+
     /// How often a member key that is not in the view is put again.
     fn register_period(&self) -> Duration {
         self.config.lease_ttl / RENEWALS_PER_TTL
@@ -963,11 +980,7 @@ impl Group {
                 if self.joined.is_none() && listed {
                     self.joined = Some(now);
                 }
-                if self.rank() == 0 {
-                    self.outranked_since = None;
-                } else if self.outranked_since.is_none() {
-                    self.outranked_since = Some(now);
-                }
+                self.update_outranked(now);
                 self.reconcile(now, &mut out);
             }
             GroupEvent::Acquired { addr, epoch } => self.acquired(now, addr, epoch, &mut out),
@@ -987,6 +1000,14 @@ impl Group {
             }
             GroupEvent::LinksDown { addrs } => self.links_changed(addrs, &mut out),
             GroupEvent::Command(c) => self.command(now, c, &mut out),
+            GroupEvent::PriorityChanged(p) => {
+                self.config.priority = p;
+                if let Some(lease) = self.lease_id() {
+                    out.push(GroupAction::Publish { lease });
+                }
+                self.update_outranked(now);
+                self.reconcile(now, &mut out);
+            }
             GroupEvent::Shutdown => self.shutdown(&mut out),
         }
         if self.pause_until.is_some_and(|u| now >= u) {

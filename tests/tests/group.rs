@@ -1171,7 +1171,7 @@ fn member_ctl(lab: &GroupLab, i: usize, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn drain_pause_and_resume_move_addresses_by_command_with_one_holder_throughout() {
+fn drain_pause_resume_and_a_new_priority_move_addresses_with_one_holder_throughout() {
     let addrs: Vec<String> = (0..2).map(vip).collect();
     let pairs = addrs
         .iter()
@@ -1257,11 +1257,26 @@ fn drain_pause_and_resume_move_addresses_by_command_with_one_holder_throughout()
             ipfailover_e2e::wait_for(Duration::from_secs(20), || lab.holders_now(a) == vec![1]);
         assert!(on_m1.is_some(), "m1 should hold {a}:\n{}", lab.logs());
     }
+    // m3's priority raised on SIGHUP: published at once, and preemption moves both to it.
+    lab.member_conf(
+        3,
+        &[
+            ("FAILOVER_GROUP_IP_PAIRS", pairs.as_str()),
+            ("FAILOVER_PREEMPT", "yes"),
+            ("FAILOVER_PRIORITY", "250"),
+        ],
+    );
+    lab.signal_member(3, libc::SIGHUP);
+    for a in &addrs {
+        let on_m3 =
+            ipfailover_e2e::wait_for(Duration::from_secs(20), || lab.holders_now(a) == vec![3]);
+        assert!(on_m3.is_some(), "m3 should hold {a}:\n{}", lab.logs());
+    }
     let t = sampler.finish();
     never_two(&lab, &t);
     for a in &addrs {
         let nobody = t.no_holder_for(a, drained, Instant::now());
-        eprintln!("{a}: nobody answered for {nobody:?} over two handovers by command");
+        eprintln!("{a}: nobody answered for {nobody:?} over three handovers by command");
         assert!(
             nobody < Duration::from_secs(3),
             "{nobody:?}\n{}",

@@ -380,6 +380,17 @@ impl World {
                     self.broadcast();
                 }
             }
+            GroupAction::Publish { lease } => {
+                let key = format!("members/{name}");
+                if self.ok(h) && self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                    let value = self.hosts[h].core.mode().key_value(prio);
+                    if let Some(kv) = self.etcd.keys.get_mut(&key) {
+                        kv.value = value;
+                    }
+                    self.etcd.revision += 1;
+                    self.broadcast();
+                }
+            }
             GroupAction::Answer(_) => {}
             GroupAction::Exit => self.hosts[h].exited = true,
             GroupAction::Announce { .. }
@@ -1336,4 +1347,21 @@ fn a_paused_member_keeps_what_it_holds_takes_nothing_new_and_the_pause_runs_out(
     let t = w.elapsed();
     w.run_until(t + ms(800));
     assert_eq!(w.holders(addr(0)), vec![1]);
+}
+
+#[test]
+fn a_priority_changed_on_sighup_is_published_and_preemption_follows_it() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    for h in &mut w.hosts {
+        h.core.config.preempt = true;
+    }
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // m3 becomes the best: published at once, and the address moves to it, never two holders.
+    let t = w.elapsed();
+    w.feed(2, GroupEvent::PriorityChanged(250));
+    let m3 = w.etcd.view().members.into_iter().find(|m| m.name == "m3");
+    assert_eq!(m3.map(|m| m.priority), Some(250));
+    w.run_until(t + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![2]);
 }
