@@ -1551,7 +1551,7 @@ impl Failover {
             }
         }
         // 3. Given back: what the alive primary answers for, or wants after the hold-off.
-        let give_back = self.to_give_back(now, out);
+        let give_back = self.give_back_due(now, out);
         if !give_back.is_empty() {
             self.start_release(give_back, Reason::PeerReturned, None, out);
             return;
@@ -1585,7 +1585,7 @@ impl Failover {
     }
 
     /// The held addresses the rules give back now.
-    fn to_give_back(&mut self, now: Instant, notices: &mut Vec<Action>) -> Vec<IpAddr> {
+    fn give_back_due(&mut self, now: Instant, notices: &mut Vec<Action>) -> Vec<IpAddr> {
         let alive = self.peer_alive(now);
         let holdoff = self.holdoff();
         let mut out = Vec::new();
@@ -1608,10 +1608,8 @@ impl Failover {
             match s.claim {
                 // Every moment longer is a moment of two holders: at once. After a failed
                 // handover, once the primary shows that it can serve (it answers for it).
-                Claim::Holds { .. } => {
-                    if s.awaits_proof.is_none() || self.answered_by_peer(s) {
-                        out.push(s.addr);
-                    }
+                Claim::Holds { .. } if s.awaits_proof.is_none() || self.answered_by_peer(s) => {
+                    out.push(s.addr)
                 }
                 // It waits, holding nothing: no hurry, and a flapping primary waits longer.
                 Claim::Wants => {
@@ -2227,11 +2225,12 @@ impl Failover {
             return;
         }
         // A release nobody acknowledges for long (the primary is gone) is given up on.
-        if unacked && !self.peer_alive(now) {
-            if self.report_sent.is_some_and(|t| now >= t + self.timeout()) {
-                self.release_id = 0;
-                return;
-            }
+        if unacked
+            && !self.peer_alive(now)
+            && self.report_sent.is_some_and(|t| now >= t + self.timeout())
+        {
+            self.release_id = 0;
+            return;
         }
         let new_token = waits && self.peer_token != self.answered_token;
         let due = self.report_sent.is_none_or(|t| now >= t + every);
@@ -2974,10 +2973,10 @@ impl Failover {
             self.hold_probed = None;
             self.refreshed = None;
         }
-        if matches!(to, State::Monitoring | State::Stopped) {
-            if self.conflict.is_some_and(|c| c.holding) {
-                self.conflict = None;
-            }
+        if matches!(to, State::Monitoring | State::Stopped)
+            && self.conflict.is_some_and(|c| c.holding)
+        {
+            self.conflict = None;
         }
         out.push(Action::Transition { from, to, reason });
     }
