@@ -166,7 +166,7 @@ pub fn default_fence_after(timeout: Duration) -> Duration {
 }
 
 /// The settings the core needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
     /// `FAILOVER_PEER_IP`: a new one is watched from scratch.
     pub peer: Option<IpAddr>,
@@ -401,7 +401,7 @@ pub enum Claim {
 }
 
 /// Another host answering for one of our addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Conflict {
     /// The address it answers for.
     pub addr: IpAddr,
@@ -420,7 +420,7 @@ pub struct Conflict {
 }
 
 /// A third host answering for an address the primary answers for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ThirdHost {
     /// The address.
     pub addr: IpAddr,
@@ -659,7 +659,7 @@ pub enum Command {
 }
 
 /// Whether a pause is in force, and since and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pause {
     /// When it began.
     pub since: Instant,
@@ -737,7 +737,7 @@ pub enum Action {
 }
 
 /// What the core knows of one link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Link {
     /// When its last valid heartbeat arrived.
     pub last: Instant,
@@ -766,7 +766,7 @@ impl Link {
 }
 
 /// One of our addresses, judged on its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slot {
     /// The address.
     pub addr: IpAddr,
@@ -809,7 +809,7 @@ impl Slot {
 }
 
 /// A takeover or release under way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Sequence {
     /// A takeover (else a release).
     acquire: bool,
@@ -820,7 +820,7 @@ struct Sequence {
 }
 
 /// Why an automatic probe round runs, and what follows its decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Purpose {
     /// A takeover on silence: answered addresses are a conflict.
     Timeout,
@@ -831,7 +831,7 @@ enum Purpose {
 }
 
 /// The notice of the latest goodbye.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Goodbye {
     at: Instant,
     boot: u64,
@@ -845,7 +845,7 @@ struct Goodbye {
 /// The earliest instant at which any rule wants another look: every rule that waits for a
 /// time registers it here while it is judged, so [`Failover::next_deadline`] cannot disagree
 /// with the rules.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 struct Timers {
     now: Option<Instant>,
     next: Option<Instant>,
@@ -868,7 +868,7 @@ impl Timers {
 }
 
 /// failoverd's decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Failover {
     config: Config,
     state: State,

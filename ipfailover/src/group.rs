@@ -65,7 +65,7 @@ pub fn priority_step(ttl: Duration) -> Duration {
 }
 
 /// The member's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupConfig {
     /// This member's name (its key under `members/`).
     pub name: String,
@@ -80,7 +80,7 @@ pub struct GroupConfig {
 }
 
 /// A live member, as etcd lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Member {
     /// Its name.
     pub name: String,
@@ -91,7 +91,7 @@ pub struct Member {
 }
 
 /// Who holds an address in etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Holder {
     /// The member's name.
     pub member: String,
@@ -102,7 +102,7 @@ pub struct Holder {
 }
 
 /// The group's keys as etcd has them at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct View {
     /// The revision the view was read or watched at.
     pub revision: i64,
@@ -113,7 +113,7 @@ pub struct View {
 }
 
 /// Why an address changed hands here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupReason {
     /// Nobody held it.
     Unheld,
@@ -150,7 +150,7 @@ impl fmt::Display for GroupReason {
 }
 
 /// Where one address is, here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddrState {
     /// Not ours, and not being acquired.
     Free,
@@ -240,7 +240,7 @@ impl AddrState {
 }
 
 /// The member's lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lease {
     /// None, and none asked for.
     None,
@@ -434,7 +434,7 @@ pub enum GroupAction {
 }
 
 /// An address being probed: how many probes it has had since it joined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pending {
     addr: IpAddr,
     joined: Instant,
@@ -445,7 +445,7 @@ struct Pending {
 /// Probing under way: one probe every `gap` for the addresses that have had fewer than
 /// [`PROBES`]; each is decided a gap after its last probe, by whether anything answered since
 /// it joined. Addresses join at any time (a hundred won one after another share the probes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Round {
     gap: Duration,
     next_probe: Instant,
@@ -493,7 +493,7 @@ impl Round {
 }
 
 /// A group member's decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Group {
     config: GroupConfig,
     lease: Lease,
