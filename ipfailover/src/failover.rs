@@ -2449,6 +2449,15 @@ impl Failover {
                 // Dropped when the peer was heard while Test ran: nothing was done yet. A
                 // takeover that does not depend on the peer's silence goes on.
                 let depends_on_silence = matches!(reason, Reason::Timeout | Reason::Goodbye);
+                if reason == Reason::Manual && (self.stop_requested || !ok) {
+                    // A takeover by hand that will not happen asks nothing back any more: the
+                    // primary, which gave the address up for it, has it again.
+                    for s in &mut self.slots {
+                        if s.asked_back == Some(Reason::Manual) {
+                            s.asked_back = None;
+                        }
+                    }
+                }
                 if self.stop_requested {
                     self.seq = None;
                     let to = self.rest_state();

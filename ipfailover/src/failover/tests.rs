@@ -2188,6 +2188,31 @@ fn takeover_by_hand_of_a_service_address_asks_the_primary_to_give_it_up_first() 
     );
 }
 
+/// Found by the model checker (model/, docs/hardening.md): a takeover by hand of a service
+/// address whose `Test` refused left the address asked back, so the primary, which had given
+/// it up, waited for it for ever, and nobody answered for it.
+#[test]
+fn a_refused_takeover_by_hand_gives_the_service_address_back_to_the_primary() {
+    let mut sim = Sim::alias(ms(300));
+    sim.beat(&[PRIV], ms(100), ms(1000));
+    sim.test_ok = false;
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    assert!(!sim.is_held());
+    assert!(sim.notices().contains(&Notice::TakeoverRefused));
+    let (_, r) = sim.reports().last().cloned().expect("a report");
+    assert_eq!(
+        r.entries,
+        vec![Entry::new(ALIAS, Role::NONE)],
+        "no longer asked back"
+    );
+    assert_eq!(
+        sim.claims.as_ref().map(|c| c[1].role),
+        Some(Role::HOLDS.with(Role::MANAGED)),
+        "the primary has it back"
+    );
+}
+
 #[test]
 fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand() {
     let mut sim = Sim::alias(ms(3000));
