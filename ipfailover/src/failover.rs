@@ -1850,6 +1850,15 @@ impl Failover {
     }
 
     fn enter_conflict(&mut self, now: Instant, addr: IpAddr, mac: Mac, out: &mut Vec<Action>) {
+        // The episode goes on (other addresses were taken over meanwhile): told once.
+        if let Some(c) = self.conflict.as_mut().filter(|c| !c.holding) {
+            c.addr = addr;
+            c.mac = mac;
+            c.last_answer = now;
+            self.set_state(State::Conflict, Reason::Conflict, out);
+            self.conflict_round(now, out);
+            return;
+        }
         let c = Conflict {
             addr,
             mac,
@@ -1891,6 +1900,18 @@ impl Failover {
                 self.round = None;
                 self.end_conflict(Some(out));
                 self.start_takeover(addrs, Reason::Timeout, out);
+                return;
+            }
+            // Each address is judged on its own: those nobody answered for are taken over
+            // now; the conflict goes on for the others.
+            let free: Vec<IpAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| !answered.iter().any(|(b, _)| b == a))
+                .collect();
+            if !free.is_empty() && !self.fence_running {
+                self.round = None;
+                self.start_takeover(free, Reason::Timeout, out);
                 return;
             }
             if let (Some((addr, mac)), Some(c)) = (answered.first(), &mut self.conflict) {

@@ -1330,6 +1330,43 @@ fn an_address_that_still_answers_is_not_taken_over_and_fence_waits_its_time() {
         .contains(&Notice::ConflictOver { holding: false }));
 }
 
+/// Found by the model checker (model/, docs/hardening.md): while one address answered (the
+/// primary's own, its host up), a conflict's rounds took over none of the others, so a
+/// service address its heartbeatd had removed stayed unheld for as long as the host lived.
+#[test]
+fn in_a_conflict_an_address_nobody_answers_for_is_taken_over_alone() {
+    let mut sim = Sim::new(Sim::config(ms(300), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    // Its heartbeats are dropped (a firewall); both addresses still answer: a conflict.
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.answerers.insert(ALIAS, PEER_MAC);
+    sim.run_until(ms(2000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert!(!sim.is_held());
+    // heartbeatd stops and removes its service address (its goodbye dropped too); its host
+    // keeps its own address.
+    sim.answerers.remove(&ALIAS);
+    sim.run_until(ms(2600));
+    assert!(
+        sim.held.contains(&ALIAS),
+        "the service address is taken over"
+    );
+    assert!(
+        !sim.held.contains(&PUB),
+        "not the address that still answers"
+    );
+    let conflicts = sim.notices().into_iter().filter(in_conflict).count();
+    assert_eq!(conflicts, 1, "one episode, told once");
+    assert_eq!(sim.core.conflict().map(|c| c.addr), Some(PUB));
+}
+
 #[test]
 fn a_short_conflict_never_runs_fence() {
     // Loss on both links makes a conflict of a few rounds: over before Fence is due.
