@@ -1763,11 +1763,6 @@ impl Failover {
 
     /// The addresses an automatic round is about.
     fn candidates(&self, purpose: Purpose, now: Instant) -> Vec<IpAddr> {
-        let kept = self
-            .goodbye
-            .as_ref()
-            .map(|g| g.kept.clone())
-            .unwrap_or_default();
         let lost_link = self.links.values().any(|l| l.anomaly);
         let timeout = self.timeout();
         self.slots
@@ -1775,7 +1770,10 @@ impl Failover {
             .filter(|s| !s.held)
             .filter(|s| match purpose {
                 Purpose::Timeout => true,
-                Purpose::Watch => kept.contains(&s.addr),
+                // The host of a stopped heartbeatd answers for what it kept; what it removed
+                // is taken as soon as nobody answers for it (its goodbye's takeover was
+                // refused, say).
+                Purpose::Watch => true,
                 Purpose::Unserved => {
                     s.released_at.is_none()
                         && s.asked_back.is_none()

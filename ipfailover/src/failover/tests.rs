@@ -1547,6 +1547,39 @@ fn a_goodbye_of_heartbeatd_alone_leaves_the_own_address_and_takes_the_service_ad
     assert!(sim.held.is_empty(), "{:?}", sim.transitions());
 }
 
+/// Found by the model checker (model/, docs/hardening.md): after the goodbye of heartbeatd
+/// alone, a `Test` that refused the takeover of the service address was never tried again:
+/// the rounds that followed watched the host's own address only, and nobody answered for the
+/// service address for as long as the host lived.
+#[test]
+fn a_refused_takeover_after_a_goodbye_of_heartbeatd_alone_is_tried_again() {
+    let mut sim = Sim::new(Sim::config(ms(300), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.claims = Some(own());
+    sim.test_ok = false;
+    sim.goodbye(PRIV, true);
+    assert!(sim.held.is_empty(), "Test refused");
+    sim.test_ok = true;
+    // One timeout later, probed like a timeout's.
+    sim.run_until(ms(1000) + ms(300) * 3);
+    assert_eq!(sim.held, BTreeSet::from([ALIAS]));
+    assert_eq!(
+        sim.notices()
+            .iter()
+            .filter(|n| **n == Notice::TakeoverRefused)
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn copies_of_a_goodbye_start_one_takeover() {
     let mut sim = Sim::with_timeout(ms(1000));
