@@ -2235,7 +2235,12 @@ impl Failover {
             .unwrap_or_else(|| self.timeout() / 3)
             .max(Duration::from_millis(10));
         let unacked = self.release_id != 0 && self.peer_ack != self.release_id;
-        let waits = self.peer_token != 0 && self.slots.iter().any(|s| s.claim == Claim::Wants);
+        // While a takeover by hand is under way, the primary's wait is not answered: it would
+        // add what we are about to take.
+        let manual_under_way = self.manual_round.is_some() || self.manual_asked;
+        let waits = self.peer_token != 0
+            && !manual_under_way
+            && self.slots.iter().any(|s| s.claim == Claim::Wants);
         let asks = self
             .slots
             .iter()

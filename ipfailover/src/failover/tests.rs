@@ -2283,6 +2283,38 @@ fn a_refused_takeover_by_hand_gives_the_service_address_back_to_the_primary() {
     );
 }
 
+/// Found by the model checker (model/, docs/hardening.md): the primary, whose public link had
+/// come back during a takeover by hand of its service address, waited for that address again,
+/// and the report answering its wait said that we hold none of it, in the very turn the
+/// takeover's probe round decided: both hosts added it.
+#[test]
+fn a_wait_is_not_answered_while_a_takeover_by_hand_is_under_way() {
+    let mut sim = Sim::alias(ms(300));
+    sim.beat(&[PRIV], ms(100), ms(1000));
+    // Its public link is down: it gave the service address up.
+    sim.claims = Some(vec![
+        Entry::identity(PRIV, PEER_MAC),
+        Entry::new(ALIAS, Role::MANAGED),
+    ]);
+    sim.beat(&[PRIV], ms(100), ms(1100));
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    let asked = sim.elapsed();
+    // The link is back: it waits for the address, with a new token, while we probe.
+    sim.claims = Some(alias_wanted());
+    sim.token = 42;
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    let answered_wait = sim.reports().iter().any(|(t, r)| {
+        *t >= asked && r.token == 42 && r.entries == vec![Entry::new(ALIAS, Role::NONE)]
+    });
+    assert!(!answered_wait, "{:?}", sim.reports());
+    assert!(sim.is_held(), "taken over by hand");
+    assert_eq!(
+        sim.claims.as_ref().map(|c| c[1].role),
+        Some(Role::WANTS.with(Role::MANAGED)),
+        "the primary still waits: held by hand"
+    );
+}
+
 #[test]
 fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand() {
     let mut sim = Sim::alias(ms(3000));
