@@ -293,7 +293,7 @@ pub enum GroupNotice {
 }
 
 /// An input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupEvent {
     /// Time passed.
     Tick,
