@@ -1,0 +1,99 @@
+//! The counterexamples the model checker found in the real cores, replayed in virtual time
+//! through both daemons (each is also a unit test of the core, in
+//! `ipfailover/src/failover/tests.rs`). Each broke a property before its fix.
+
+use std::time::Duration;
+
+use ipfailover_model::check::replay;
+use ipfailover_model::pair::{Addrs, Cmd, Fault, Nic, PairConfig, PairModel, Side, Start, Step};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn run(addrs: Addrs, start: Start, steps: &[Step]) {
+    // The budget: as many faults as the run injects.
+    let faults = steps.iter().filter(|s| matches!(s, Step::Do(_))).count();
+    let model = PairModel::new(PairConfig {
+        faults: u8::try_from(faults).unwrap_or(u8::MAX),
+        ..PairConfig::new(addrs)
+    });
+    let events = model.script(start, steps);
+    if let Err((at, violation)) = replay(&model, &events) {
+        panic!(
+            "event {at}: {violation}\n{}",
+            model.timeline(&events[..=at.min(events.len() - 1)])
+        );
+    }
+}
+
+/// A takeover by hand of the service address whose `Test` refused left it asked back: the
+/// primary, which had given it up, waited for ever, and nobody answered for it.
+#[test]
+fn a_refused_takeover_by_hand() {
+    run(
+        Addrs::Alias,
+        Start::Settled,
+        &[
+            Step::Wait(ms(100)),
+            Step::Do(Fault::Command(Cmd::Takeover { force: false })),
+            Step::Wait(ms(50)),
+            Step::Do(Fault::RefuseTest),
+            Step::Wait(ms(1300)),
+        ],
+    );
+}
+
+/// The primary's heartbeats dropped, both its addresses answering, then heartbeatd stops and
+/// removes the service address (its goodbye dropped too): the conflict's rounds took over
+/// nothing while the own address answered.
+#[test]
+fn a_conflict_with_one_address_still_answering() {
+    run(
+        Addrs::Both,
+        Start::Cold,
+        &[
+            Step::Wait(ms(500)),
+            Step::Do(Fault::Firewall(true)),
+            Step::Wait(ms(201)),
+            Step::Do(Fault::Stop(Side::P, true)),
+            Step::Wait(ms(1300)),
+        ],
+    );
+}
+
+/// heartbeatd stops on a host that stays up, and the `Test` of the service address's
+/// takeover refuses: it was never tried again.
+#[test]
+fn a_refused_takeover_after_a_goodbye_of_heartbeatd_alone() {
+    run(
+        Addrs::Both,
+        Start::Cold,
+        &[
+            Step::Wait(ms(325)),
+            Step::Do(Fault::Stop(Side::P, true)),
+            Step::Do(Fault::RefuseTest),
+            Step::Wait(ms(1175)),
+        ],
+    );
+}
+
+/// A takeover by hand while the primary's public link was down; the link returns during
+/// the probe round and the primary waits for its service address again: its wait was
+/// answered in the turn the round decided, and both hosts added the address.
+#[test]
+fn a_wait_answered_during_a_takeover_by_hand() {
+    run(
+        Addrs::Both,
+        Start::Settled,
+        &[
+            Step::Wait(ms(1201)),
+            Step::Do(Fault::Link(Nic::PPub, false)),
+            Step::Wait(ms(100)),
+            Step::Do(Fault::Command(Cmd::Takeover { force: false })),
+            Step::Wait(ms(66)),
+            Step::Do(Fault::Link(Nic::PPub, true)),
+            Step::Wait(ms(200)),
+        ],
+    );
+}
