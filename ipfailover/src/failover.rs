@@ -1478,6 +1478,13 @@ impl Failover {
                 c.mac = mac;
                 return;
             }
+            // Another address we hold answers during a conflict while holding: the same
+            // episode goes on (a new one would start the grace again at each answer, for ever
+            // while both answer); it is given up with the rest at the end of the grace.
+            if held {
+                c.last_answer = now;
+                return;
+            }
         }
         // While we hold it and the primary does not claim it, an answer is a conflict while
         // holding (the primary silent, or a third host); a claimed one is given back anyway.
@@ -2021,10 +2028,21 @@ impl Failover {
                     out.push(Action::Notify(Notice::Conflict(c)));
                 }
                 self.end_conflict(None);
-                if let Some(s) = self.slots.iter_mut().find(|s| s.addr == c.addr) {
+                // Every address of ours the other host answered for in this episode.
+                let answered = &self.answers;
+                let addrs: Vec<IpAddr> = self
+                    .slots
+                    .iter()
+                    .filter(|s| {
+                        s.held
+                            && (s.addr == c.addr || answered.since(s.addr, Some(c.since)).is_some())
+                    })
+                    .map(|s| s.addr)
+                    .collect();
+                for s in self.slots.iter_mut().filter(|s| addrs.contains(&s.addr)) {
                     s.manual = false;
                 }
-                self.start_release(vec![c.addr], Reason::Conflict, Some(c.mac), out);
+                self.start_release(addrs, Reason::Conflict, Some(c.mac), out);
                 return;
             } else {
                 self.timers.at(over_at);

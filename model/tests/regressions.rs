@@ -1,6 +1,7 @@
 //! The counterexamples the model checker found in the real cores, replayed in virtual time
 //! through both daemons (each is also a unit test of the core, in
-//! `ipfailover/src/failover/tests.rs`). Each broke a property before its fix.
+//! `ipfailover/src/failover/tests.rs`). Each broke a property before its fix (checked by
+//! reverting the fix).
 
 use std::time::Duration;
 
@@ -12,11 +13,20 @@ fn ms(n: u64) -> Duration {
 }
 
 fn run(addrs: Addrs, start: Start, steps: &[Step]) {
-    // The budget: as many faults as the run injects.
+    // The budget: as many faults as the run injects, and a horizon as long as it waits.
     let faults = steps.iter().filter(|s| matches!(s, Step::Do(_))).count();
+    let waits: Duration = steps
+        .iter()
+        .map(|s| match s {
+            Step::Wait(d) => *d,
+            Step::Do(_) => Duration::ZERO,
+        })
+        .sum();
+    let config = PairConfig::new(addrs);
     let model = PairModel::new(PairConfig {
         faults: u8::try_from(faults).unwrap_or(u8::MAX),
-        ..PairConfig::new(addrs)
+        horizon: config.horizon.max(waits),
+        ..config
     });
     let events = model.script(start, steps);
     if let Err((at, violation)) = replay(&model, &events) {
@@ -94,6 +104,23 @@ fn a_wait_answered_during_a_takeover_by_hand() {
             Step::Wait(ms(66)),
             Step::Do(Fault::Link(Nic::PPub, true)),
             Step::Wait(ms(200)),
+        ],
+    );
+}
+
+/// heartbeatd killed on a host that stays up, then `failoverctl takeover --force` of both
+/// addresses: the primary's host answers for both, and each answer for the other address
+/// started the conflict while holding again, so it was never given up.
+#[test]
+fn a_forced_takeover_of_two_addresses_the_primary_still_answers_for() {
+    run(
+        Addrs::Both,
+        Start::Settled,
+        &[
+            Step::Wait(ms(900)),
+            Step::Do(Fault::Kill(Side::P)),
+            Step::Do(Fault::Command(Cmd::Takeover { force: true })),
+            Step::Wait(ms(1700)),
         ],
     );
 }

@@ -2315,6 +2315,47 @@ fn a_wait_is_not_answered_while_a_takeover_by_hand_is_under_way() {
     );
 }
 
+/// Found by the model checker (model/, docs/hardening.md): a forced takeover of both of the
+/// primary's addresses while its host still answers for them (its heartbeatd killed). Each
+/// answer for the other address started a new conflict episode, in turn, so the grace never
+/// ran out: both hosts answered for both addresses for as long as the primary's host lived.
+#[test]
+fn a_conflict_while_holding_two_addresses_is_given_up_after_one_grace() {
+    let mut sim = Sim::new(Sim::config(ms(3000), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.core.config.conflict_grace = ms(5000);
+    sim.beat(&[PUB, PRIV], SEC, ms(5000));
+    // heartbeatd is killed: no more heartbeats; its host answers for both addresses.
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.answerers.insert(ALIAS, PEER_MAC);
+    sim.feed(Event::Command(Command::Takeover { force: true }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert!(sim.held.contains(&PUB) && sim.held.contains(&ALIAS));
+    let forced = sim.elapsed();
+    sim.run_until(forced + ms(30_000));
+    let released = sim.first(is_release).expect("given up");
+    // The first hold probe finds the conflict; both go back one grace after it, together.
+    assert!(released <= forced + ms(5000) + ms(1500), "{released:?}");
+    assert!(!sim.is_held(), "{:?}", sim.held);
+    assert!(sim.notices().contains(&Notice::Released {
+        reason: Reason::Conflict,
+        addrs: vec![PUB, ALIAS],
+        to: ReleasedTo::Host(PEER_MAC)
+    }));
+    let told = sim
+        .notices()
+        .into_iter()
+        .filter(|n| matches!(n, Notice::Conflict(c) if c.holding))
+        .count();
+    assert_eq!(told, 1, "one episode, told once");
+}
+
 #[test]
 fn takeover_by_hand_of_an_address_nobody_answers_is_kept_until_released_by_hand() {
     let mut sim = Sim::alias(ms(3000));
