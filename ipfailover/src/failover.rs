@@ -1493,7 +1493,10 @@ impl Failover {
             // reported at once, given up after the grace.
             let manual = manual_slot;
             let claimed = peer_alive && matches!(claim, Claim::Holds { .. }) && !manual;
-            if idle && !claimed && !awaits_proof {
+            // One taken because the primary could not serve it is given back when the
+            // primary shows it can (it answers, heard alive); a silent primary whose kernel
+            // answers for it is a conflict like any other, given up after the grace.
+            if idle && !claimed && (!awaits_proof || !peer_alive) {
                 self.conflict = Some(Conflict {
                     addr,
                     mac,

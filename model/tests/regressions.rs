@@ -124,3 +124,25 @@ fn a_forced_takeover_of_two_addresses_the_primary_still_answers_for() {
         ],
     );
 }
+
+/// The secondary's public link down, heartbeatd stopped (SIGSTOP): failoverd took the own
+/// address because the primary could not serve it (heard on the private link only), then
+/// its link came back. The primary's kernel answered too, but the address waited for proof
+/// that the primary can serve, which a silent primary never gives: two holders for as long
+/// as heartbeatd stayed stopped.
+#[test]
+fn a_silent_primary_answering_for_what_it_could_not_serve() {
+    run(
+        Addrs::Own,
+        Start::Settled,
+        &[
+            Step::Wait(ms(100)),
+            Step::Do(Fault::Link(Nic::SPub, false)),
+            Step::Wait(ms(101)),
+            Step::Do(Fault::Stall(Side::P)),
+            Step::Wait(ms(240)),
+            Step::Do(Fault::Link(Nic::SPub, true)),
+            Step::Wait(ms(1600)),
+        ],
+    );
+}

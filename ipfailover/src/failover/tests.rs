@@ -782,6 +782,33 @@ fn a_primary_that_cannot_serve_its_address_is_taken_over_after_a_timeout() {
     assert!(!sim.is_held());
 }
 
+/// Found by the model checker (model/, docs/hardening.md): an address taken because the
+/// primary could not serve it waits for the primary to show that it can (to answer for it,
+/// heard alive). When the primary fell silent (heartbeatd stopped) and its kernel answered
+/// for the address again, that was neither the proof (it is not heard) nor a conflict (the
+/// slot waited for proof): both hosts answered for it for as long as heartbeatd was stopped.
+#[test]
+fn a_silent_primary_answering_for_what_it_could_not_serve_is_a_conflict() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.core.config.conflict_grace = ms(2000);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.claims = Some(vec![Entry::new(PUB, Role::IDENTITY)]);
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    assert!(sim.is_held(), "taken: it could not serve");
+    // heartbeatd stops (SIGSTOP); the host's kernel answers for its address again.
+    sim.answer(Some(PEER_MAC));
+    let from = sim.elapsed();
+    sim.run_until(from + ms(8000));
+    let released = sim.first(is_release).expect("given up");
+    // Seen at a hold probe (every 500 ms), given up a grace (2 s) later.
+    assert!(released <= from + ms(2600), "{released:?}");
+    assert!(!sim.is_held());
+    assert!(sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::Conflict(c) if c.holding)));
+}
+
 #[test]
 fn a_primary_whose_heartbeats_say_nothing_is_given_back_after_the_release_count() {
     // Apple's bare datagram: no word on addresses, so the old rule applies.
