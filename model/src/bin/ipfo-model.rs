@@ -3,9 +3,10 @@
 //! ```text
 //! ipfo-model [--long | --ci | --smoke]      a suite (default: --long, what bench/run --model runs)
 //! ipfo-model pair  [--addrs own|alias|both] [--starts cold,settled,taken] [--kinds LIST]
-//!                  [--faults N] [--horizon-ms N] [--mutation remove-after-report]
+//!                  [--faults N] [--horizon-ms N] [--grace-ms N] [--mutation remove-after-report]
 //! ipfo-model group [--addrs N] [--preempt] [--cold] [--kinds LIST] [--faults N]
 //!                  [--horizon-ms N] [--mutation fence-keeps-addresses]
+//! ipfo-model bounds                         the settings and the bounds the properties check
 //! common options:  [--threads N] [--max-states N]
 //! ```
 //!
@@ -18,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ipfailover_model::check::Limits;
-use ipfailover_model::group::{GroupConfig, GroupFaults, GroupMutation};
-use ipfailover_model::pair::{Addrs, Faults, Mutation, PairConfig, Start};
+use ipfailover_model::group::{GroupConfig, GroupFaults, GroupModel, GroupMutation};
+use ipfailover_model::pair::{Addrs, Faults, Mutation, PairConfig, PairModel, Start};
 use ipfailover_model::suite::{self, Check};
 
 fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -94,6 +95,9 @@ fn pair_check(args: &[String]) -> Result<Check, String> {
     if let Some(h) = number(args, "--horizon-ms")? {
         c.horizon = Duration::from_millis(h);
     }
+    if let Some(g) = number(args, "--grace-ms")? {
+        c.conflict_grace = Duration::from_millis(g);
+    }
     if let Some(k) = value(args, "--kinds") {
         c.kinds = pair_kinds(k)?;
     }
@@ -143,15 +147,45 @@ fn group_check(args: &[String]) -> Result<Check, String> {
     Ok(Check::Group("group".into(), c))
 }
 
+/// The models' settings and the bounds their properties check, as the docs quote them.
+fn print_bounds() {
+    for addrs in [Addrs::Own, Addrs::Alias, Addrs::Both] {
+        let c = PairConfig::new(addrs);
+        println!(
+            "pair ({addrs:?}): interval {:?}, timeout {:?}, conflict grace {:?}, fence after {:?}, \
+             hooks {:?}, one way {:?}, delay {:?}",
+            c.interval, c.timeout, c.conflict_grace, c.fence_after, c.hook_time, c.one_way, c.delay
+        );
+        println!("  {:?}", PairModel::new(c).bounds());
+    }
+    for n in [1, 2] {
+        let c = GroupConfig {
+            addrs: n,
+            ..GroupConfig::new()
+        };
+        println!(
+            "group ({n} address(es)): priorities {:?}, lease TTL {:?}, etcd round trip {:?}, \
+             hooks {:?}",
+            c.priorities, c.ttl, c.rtt, c.hook_time
+        );
+        println!("  {:?}", GroupModel::new(c).bounds());
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bounds") {
+        print_bounds();
+        return ExitCode::SUCCESS;
+    }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
             "ipfo-model [--long | --ci | --smoke]\n\
              ipfo-model pair [--addrs own|alias|both] [--starts cold,settled,taken] [--kinds LIST] \
-             [--faults N] [--horizon-ms N] [--mutation remove-after-report]\n\
+             [--faults N] [--horizon-ms N] [--grace-ms N] [--mutation remove-after-report]\n\
              ipfo-model group [--addrs 1|2] [--preempt] [--cold] [--kinds LIST] [--faults N] \
              [--horizon-ms N] [--mutation fence-keeps-addresses]\n\
+             ipfo-model bounds\n\
              common: [--threads N] [--max-states N]"
         );
         return ExitCode::SUCCESS;
