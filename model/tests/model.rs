@@ -4,7 +4,7 @@
 //! on purpose.
 //!
 //! An optimised build (`cargo test --release -p ipfailover-model`, which `make test` runs)
-//! checks two faults per run; a debug build, which is about twenty times slower, one.
+//! checks two faults per run; a debug build, which explores six to twelve times slower, one.
 
 use std::time::Duration;
 
