@@ -166,7 +166,7 @@ pub fn default_fence_after(timeout: Duration) -> Duration {
 }
 
 /// The settings the core needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
     /// `FAILOVER_PEER_IP`: a new one is watched from scratch.
     pub peer: Option<IpAddr>,
@@ -401,7 +401,7 @@ pub enum Claim {
 }
 
 /// Another host answering for one of our addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Conflict {
     /// The address it answers for.
     pub addr: IpAddr,
@@ -420,7 +420,7 @@ pub struct Conflict {
 }
 
 /// A third host answering for an address the primary answers for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ThirdHost {
     /// The address.
     pub addr: IpAddr,
@@ -664,7 +664,7 @@ pub enum Command {
 }
 
 /// Whether a pause is in force, and since and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pause {
     /// When it began.
     pub since: Instant,
@@ -742,7 +742,7 @@ pub enum Action {
 }
 
 /// What the core knows of one link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Link {
     /// When its last valid heartbeat arrived.
     pub last: Instant,
@@ -788,7 +788,7 @@ impl Link {
 }
 
 /// One of our addresses, judged on its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slot {
     /// The address.
     pub addr: IpAddr,
@@ -838,7 +838,7 @@ impl Slot {
 }
 
 /// A takeover or release under way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Sequence {
     /// A takeover (else a release).
     acquire: bool,
@@ -849,7 +849,7 @@ struct Sequence {
 }
 
 /// Why an automatic probe round runs, and what follows its decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Purpose {
     /// A takeover on silence: answered addresses are a conflict.
     Timeout,
@@ -860,7 +860,7 @@ enum Purpose {
 }
 
 /// The notice of the latest goodbye.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Goodbye {
     at: Instant,
     boot: u64,
@@ -874,7 +874,7 @@ struct Goodbye {
 /// The earliest instant at which any rule wants another look: every rule that waits for a
 /// time registers it here while it is judged, so [`Failover::next_deadline`] cannot disagree
 /// with the rules.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 struct Timers {
     now: Option<Instant>,
     next: Option<Instant>,
@@ -897,7 +897,7 @@ impl Timers {
 }
 
 /// failoverd's decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Failover {
     config: Config,
     state: State,
@@ -1525,6 +1525,13 @@ impl Failover {
                 c.mac = mac;
                 return;
             }
+            // Another address we hold answers during a conflict while holding: the same
+            // episode goes on (a new one would start the grace again at each answer, for ever
+            // while both answer); it is given up with the rest at the end of the grace.
+            if held {
+                c.last_answer = now;
+                return;
+            }
         }
         // While we hold it and the primary does not claim it, an answer is a conflict while
         // holding (the primary silent, or a third host); a claimed one is given back anyway.
@@ -1533,7 +1540,10 @@ impl Failover {
             // reported at once, given up after the grace.
             let manual = manual_slot;
             let claimed = peer_alive && matches!(claim, Claim::Holds { .. }) && !manual;
-            if idle && !claimed && !awaits_proof {
+            // One taken because the primary could not serve it is given back when the
+            // primary shows it can (it answers, heard alive); a silent primary whose kernel
+            // answers for it is a conflict like any other, given up after the grace.
+            if idle && !claimed && (!awaits_proof || !peer_alive) {
                 self.conflict = Some(Conflict {
                     addr,
                     mac,
@@ -1846,11 +1856,6 @@ impl Failover {
 
     /// The addresses an automatic round is about.
     fn candidates(&self, purpose: Purpose, now: Instant) -> Vec<IpAddr> {
-        let kept = self
-            .goodbye
-            .as_ref()
-            .map(|g| g.kept.clone())
-            .unwrap_or_default();
         let lost_link = self.lost_link_since().is_some_and(|t| t <= now);
         let timeout = self.timeout();
         self.slots
@@ -1858,7 +1863,10 @@ impl Failover {
             .filter(|s| !s.held)
             .filter(|s| match purpose {
                 Purpose::Timeout => true,
-                Purpose::Watch => kept.contains(&s.addr),
+                // The host of a stopped heartbeatd answers for what it kept; what it removed
+                // is taken as soon as nobody answers for it (its goodbye's takeover was
+                // refused, say).
+                Purpose::Watch => true,
                 Purpose::Unserved => {
                     s.released_at.is_none()
                         && s.asked_back.is_none()
@@ -1957,6 +1965,15 @@ impl Failover {
     }
 
     fn enter_conflict(&mut self, now: Instant, addr: IpAddr, mac: Mac, out: &mut Vec<Action>) {
+        // The episode goes on (other addresses were taken over meanwhile): told once.
+        if let Some(c) = self.conflict.as_mut().filter(|c| !c.holding) {
+            c.addr = addr;
+            c.mac = mac;
+            c.last_answer = now;
+            self.set_state(State::Conflict, Reason::Conflict, out);
+            self.conflict_round(now, out);
+            return;
+        }
         let c = Conflict {
             addr,
             mac,
@@ -2007,6 +2024,18 @@ impl Failover {
                 }
             } else {
                 self.conflict_misses = 0;
+            }
+            // Each address is judged on its own: those nobody answered for are taken over
+            // now; the conflict goes on for the others.
+            let free: Vec<IpAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| !answered.iter().any(|(b, _)| b == a))
+                .collect();
+            if !free.is_empty() && !self.fence_running {
+                self.round = None;
+                self.start_takeover(free, Reason::Timeout, out);
+                return;
             }
             if let (Some((addr, mac)), Some(c)) = (answered.first(), &mut self.conflict) {
                 c.addr = *addr;
@@ -2129,10 +2158,21 @@ impl Failover {
                     out.push(Action::Notify(Notice::Conflict(c)));
                 }
                 self.end_conflict(None);
-                if let Some(s) = self.slots.iter_mut().find(|s| s.addr == c.addr) {
+                // Every address of ours the other host answered for in this episode.
+                let answered = &self.answers;
+                let addrs: Vec<IpAddr> = self
+                    .slots
+                    .iter()
+                    .filter(|s| {
+                        s.held
+                            && (s.addr == c.addr || answered.since(s.addr, Some(c.since)).is_some())
+                    })
+                    .map(|s| s.addr)
+                    .collect();
+                for s in self.slots.iter_mut().filter(|s| addrs.contains(&s.addr)) {
                     s.manual = false;
                 }
-                self.start_release(vec![c.addr], Reason::Conflict, Some(c.mac), out);
+                self.start_release(addrs, Reason::Conflict, Some(c.mac), out);
                 return;
             } else {
                 self.timers.at(over_at);
@@ -2366,7 +2406,12 @@ impl Failover {
             .unwrap_or_else(|| self.timeout() / 3)
             .max(Duration::from_millis(10));
         let unacked = self.release_id != 0 && self.peer_ack != self.release_id;
-        let waits = self.peer_token != 0 && self.slots.iter().any(|s| s.claim == Claim::Wants);
+        // While a takeover by hand is under way, the primary's wait is not answered: it would
+        // add what we are about to take.
+        let manual_under_way = self.manual_round.is_some() || self.manual_asked;
+        let waits = self.peer_token != 0
+            && !manual_under_way
+            && self.slots.iter().any(|s| s.claim == Claim::Wants);
         let asks = self
             .slots
             .iter()
@@ -2599,6 +2644,15 @@ impl Failover {
                 // Dropped when the peer was heard while Test ran: nothing was done yet. A
                 // takeover that does not depend on the peer's silence goes on.
                 let depends_on_silence = matches!(reason, Reason::Timeout | Reason::Goodbye);
+                if reason == Reason::Manual && (self.stop_requested || !ok) {
+                    // A takeover by hand that will not happen asks nothing back any more: the
+                    // primary, which gave the address up for it, has it again.
+                    for s in &mut self.slots {
+                        if s.asked_back == Some(Reason::Manual) {
+                            s.asked_back = None;
+                        }
+                    }
+                }
                 if self.stop_requested {
                     self.seq = None;
                     let to = self.rest_state();

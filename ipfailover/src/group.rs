@@ -80,7 +80,7 @@ pub fn priority_step(ttl: Duration) -> Duration {
 }
 
 /// The member's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupConfig {
     /// This member's name (its key under `members/`).
     pub name: String,
@@ -98,7 +98,7 @@ pub struct GroupConfig {
 }
 
 /// A live member, as etcd lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Member {
     /// Its name.
     pub name: String,
@@ -156,7 +156,7 @@ impl MemberMode {
 }
 
 /// Who holds an address in etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Holder {
     /// The member's name.
     pub member: String,
@@ -167,7 +167,7 @@ pub struct Holder {
 }
 
 /// The group's keys as etcd has them at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct View {
     /// The revision the view was read or watched at.
     pub revision: i64,
@@ -178,7 +178,7 @@ pub struct View {
 }
 
 /// Why an address changed hands here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupReason {
     /// Nobody held it.
     Unheld,
@@ -221,7 +221,7 @@ impl fmt::Display for GroupReason {
 }
 
 /// Where one address is, here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddrState {
     /// Not ours, and not being acquired.
     Free,
@@ -311,7 +311,7 @@ impl AddrState {
 }
 
 /// The member's lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lease {
     /// None, and none asked for.
     None,
@@ -372,7 +372,7 @@ pub enum GroupNotice {
 }
 
 /// An input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupEvent {
     /// Time passed.
     Tick,
@@ -439,7 +439,7 @@ pub enum GroupEvent {
 }
 
 /// What an administrator can ask of a member (`failoverctl` on it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupCommand {
     /// Keep what is held, acquire nothing new, until `resume` or `until`.
     Pause {
@@ -558,7 +558,7 @@ pub enum GroupAction {
 }
 
 /// An address being probed: how many probes it has had since it joined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pending {
     addr: IpAddr,
     joined: Instant,
@@ -569,7 +569,7 @@ struct Pending {
 /// Probing under way: one probe every `gap` for the addresses that have had fewer than
 /// [`PROBES`]; each is decided a gap after its last probe, by whether anything answered since
 /// it joined. Addresses join at any time (a hundred won one after another share the probes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Round {
     gap: Duration,
     next_probe: Instant,
@@ -617,7 +617,7 @@ impl Round {
 }
 
 /// A group member's decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Group {
     config: GroupConfig,
     lease: Lease,

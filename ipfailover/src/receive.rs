@@ -132,7 +132,7 @@ pub struct Challenge {
 }
 
 /// A challenge sent and not yet answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Pending {
     nonce: u64,
     /// After this instant an echo of `nonce` no longer counts, and a new nonce is drawn.
@@ -140,7 +140,7 @@ struct Pending {
 }
 
 /// The watched peer's freshness, with a secret.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Hash)]
 struct Freshness {
     /// The boot of the peer whose datagrams count, and its sequence window: never evicted.
     verified: Option<(u64, Window)>,
@@ -153,7 +153,7 @@ struct Freshness {
 }
 
 /// Turns datagrams into [`Incoming`] for one daemon.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Receiver {
     key: Option<Key>,
     peer: Option<IpAddr>,
@@ -165,6 +165,17 @@ pub struct Receiver {
     clock_offset_ms: Option<i64>,
     /// The host name in the peer's latest accepted datagram, printable characters only.
     peer_hostname: Option<String>,
+}
+
+/// What decides the fate of the next datagrams: the peer watched, the replay windows and the
+/// freshness (not the key, the counters, or the clock difference and host name, which are only
+/// reported). A model checker hashes the receiver with the daemon that owns it.
+impl std::hash::Hash for Receiver {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.peer.hash(state);
+        self.replay.hash(state);
+        self.fresh.hash(state);
+    }
 }
 
 impl Receiver {

@@ -52,7 +52,7 @@ pub const ECHO_INTERVALS: u32 = 3;
 pub const ADD_RETRY: Duration = Duration::from_secs(1);
 
 /// What heartbeatd is configured to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SenderConfig {
     /// `FAILOVER_INTERVAL`.
     pub interval: Duration,
@@ -190,7 +190,7 @@ struct Alias {
 }
 
 /// heartbeatd's decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Sender {
     config: SenderConfig,
     next_send: Instant,

@@ -771,7 +771,7 @@ impl<'a> Reader<'a> {
 /// Replay protection per boot id with a sliding window, as IPsec's anti-replay (RFC 4303
 /// §3.4.3). It knows nothing of time: freshness across restarts is the challenge's job
 /// ([`crate::receive`]), never the two hosts' clocks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ReplayGuard {
     windows: HashMap<u64, Window>,
     /// Counts accepted datagrams; stamps each window so the least recently accepted is evicted.
@@ -779,7 +779,7 @@ pub struct ReplayGuard {
 }
 
 /// What one boot id has sent so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     /// The highest sequence accepted.
     highest: u64,
@@ -839,6 +839,17 @@ fn shl(x: u64, n: u64) -> u64 {
         .ok()
         .and_then(|n| x.checked_shl(n))
         .unwrap_or(0)
+}
+
+/// The windows in the order of their boot ids, so that two guards that saw the same equal
+/// their hashes whatever the map's order.
+impl std::hash::Hash for ReplayGuard {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut windows: Vec<(&u64, &Window)> = self.windows.iter().collect();
+        windows.sort_unstable_by_key(|(id, _)| **id);
+        windows.hash(state);
+        self.accepted.hash(state);
+    }
 }
 
 impl ReplayGuard {

@@ -805,6 +805,33 @@ fn a_primary_that_cannot_serve_its_address_is_taken_over_after_a_timeout() {
     assert!(!sim.is_held());
 }
 
+/// Found by the model checker (model/, docs/hardening.md): an address taken because the
+/// primary could not serve it waits for the primary to show that it can (to answer for it,
+/// heard alive). When the primary fell silent (heartbeatd stopped) and its kernel answered
+/// for the address again, that was neither the proof (it is not heard) nor a conflict (the
+/// slot waited for proof): both hosts answered for it for as long as heartbeatd was stopped.
+#[test]
+fn a_silent_primary_answering_for_what_it_could_not_serve_is_a_conflict() {
+    let mut sim = Sim::with_timeout(ms(300));
+    sim.core.config.conflict_grace = ms(2000);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.claims = Some(vec![Entry::new(PUB, Role::IDENTITY)]);
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    assert!(sim.is_held(), "taken: it could not serve");
+    // heartbeatd stops (SIGSTOP); the host's kernel answers for its address again.
+    sim.answer(Some(PEER_MAC));
+    let from = sim.elapsed();
+    sim.run_until(from + ms(8000));
+    let released = sim.first(is_release).expect("given up");
+    // Seen at a hold probe (every 500 ms), given up a grace (2 s) later.
+    assert!(released <= from + ms(2600), "{released:?}");
+    assert!(!sim.is_held());
+    assert!(sim
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::Conflict(c) if c.holding)));
+}
+
 #[test]
 fn a_primary_whose_public_link_is_lost_is_taken_over_after_two_timeouts_and_two_rounds() {
     let mut sim = Sim::with_timeout(ms(300));
@@ -1401,6 +1428,43 @@ fn an_address_that_still_answers_is_not_taken_over_and_fence_waits_its_time() {
         .contains(&Notice::ConflictOver { holding: false }));
 }
 
+/// Found by the model checker (model/, docs/hardening.md): while one address answered (the
+/// primary's own, its host up), a conflict's rounds took over none of the others, so a
+/// service address its heartbeatd had removed stayed unheld for as long as the host lived.
+#[test]
+fn in_a_conflict_an_address_nobody_answers_for_is_taken_over_alone() {
+    let mut sim = Sim::new(Sim::config(ms(300), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    // Its heartbeats are dropped (a firewall); both addresses still answer: a conflict.
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.answerers.insert(ALIAS, PEER_MAC);
+    sim.run_until(ms(2000));
+    assert_eq!(sim.core.state(), State::Conflict);
+    assert!(!sim.is_held());
+    // heartbeatd stops and removes its service address (its goodbye dropped too); its host
+    // keeps its own address.
+    sim.answerers.remove(&ALIAS);
+    sim.run_until(ms(2600));
+    assert!(
+        sim.held.contains(&ALIAS),
+        "the service address is taken over"
+    );
+    assert!(
+        !sim.held.contains(&PUB),
+        "not the address that still answers"
+    );
+    let conflicts = sim.notices().into_iter().filter(in_conflict).count();
+    assert_eq!(conflicts, 1, "one episode, told once");
+    assert_eq!(sim.core.conflict().map(|c| c.addr), Some(PUB));
+}
+
 #[test]
 fn a_short_conflict_never_runs_fence() {
     // Loss on both links makes a conflict of a few rounds: over before Fence is due.
@@ -1635,6 +1699,39 @@ fn a_goodbye_of_heartbeatd_alone_leaves_the_own_address_and_takes_the_service_ad
     // heartbeatd added it once told, and it answers: nothing more happens.
     sim.beat(&[PUB, PRIV], ms(100), ms(15_000));
     assert!(sim.held.is_empty(), "{:?}", sim.transitions());
+}
+
+/// Found by the model checker (model/, docs/hardening.md): after the goodbye of heartbeatd
+/// alone, a `Test` that refused the takeover of the service address was never tried again:
+/// the rounds that followed watched the host's own address only, and nobody answered for the
+/// service address for as long as the host lived.
+#[test]
+fn a_refused_takeover_after_a_goodbye_of_heartbeatd_alone_is_tried_again() {
+    let mut sim = Sim::new(Sim::config(ms(300), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.beat(&[PUB, PRIV], ms(100), ms(1000));
+    sim.claims = Some(own());
+    sim.test_ok = false;
+    sim.goodbye(PRIV, true);
+    assert!(sim.held.is_empty(), "Test refused");
+    sim.test_ok = true;
+    // One timeout later, probed like a timeout's.
+    sim.run_until(ms(1000) + ms(300) * 3);
+    assert_eq!(sim.held, BTreeSet::from([ALIAS]));
+    assert_eq!(
+        sim.notices()
+            .iter()
+            .filter(|n| **n == Notice::TakeoverRefused)
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -2313,6 +2410,104 @@ fn takeover_by_hand_of_a_service_address_asks_the_primary_to_give_it_up_first() 
         Some(Role::HOLDS.with(Role::MANAGED)),
         "heartbeatd took it back"
     );
+}
+
+/// Found by the model checker (model/, docs/hardening.md): a takeover by hand of a service
+/// address whose `Test` refused left the address asked back, so the primary, which had given
+/// it up, waited for it for ever, and nobody answered for it.
+#[test]
+fn a_refused_takeover_by_hand_gives_the_service_address_back_to_the_primary() {
+    let mut sim = Sim::alias(ms(300));
+    sim.beat(&[PRIV], ms(100), ms(1000));
+    sim.test_ok = false;
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    assert!(!sim.is_held());
+    assert!(sim.notices().contains(&Notice::TakeoverRefused));
+    let (_, r) = sim.reports().last().cloned().expect("a report");
+    assert_eq!(
+        r.entries,
+        vec![Entry::new(ALIAS, Role::NONE)],
+        "no longer asked back"
+    );
+    assert_eq!(
+        sim.claims.as_ref().map(|c| c[1].role),
+        Some(Role::HOLDS.with(Role::MANAGED)),
+        "the primary has it back"
+    );
+}
+
+/// Found by the model checker (model/, docs/hardening.md): the primary, whose public link had
+/// come back during a takeover by hand of its service address, waited for that address again,
+/// and the report answering its wait said that we hold none of it, in the very turn the
+/// takeover's probe round decided: both hosts added it.
+#[test]
+fn a_wait_is_not_answered_while_a_takeover_by_hand_is_under_way() {
+    let mut sim = Sim::alias(ms(300));
+    sim.beat(&[PRIV], ms(100), ms(1000));
+    // Its public link is down: it gave the service address up.
+    sim.claims = Some(vec![
+        Entry::identity(PRIV, PEER_MAC),
+        Entry::new(ALIAS, Role::MANAGED),
+    ]);
+    sim.beat(&[PRIV], ms(100), ms(1100));
+    sim.feed(Event::Command(Command::Takeover { force: false }));
+    let asked = sim.elapsed();
+    // The link is back: it waits for the address, with a new token, while we probe.
+    sim.claims = Some(alias_wanted());
+    sim.token = 42;
+    sim.beat(&[PRIV], ms(100), ms(2000));
+    let answered_wait = sim.reports().iter().any(|(t, r)| {
+        *t >= asked && r.token == 42 && r.entries == vec![Entry::new(ALIAS, Role::NONE)]
+    });
+    assert!(!answered_wait, "{:?}", sim.reports());
+    assert!(sim.is_held(), "taken over by hand");
+    assert_eq!(
+        sim.claims.as_ref().map(|c| c[1].role),
+        Some(Role::WANTS.with(Role::MANAGED)),
+        "the primary still waits: held by hand"
+    );
+}
+
+/// Found by the model checker (model/, docs/hardening.md): a forced takeover of both of the
+/// primary's addresses while its host still answers for them (its heartbeatd killed). Each
+/// answer for the other address started a new conflict episode, in turn, so the grace never
+/// ran out: both hosts answered for both addresses for as long as the primary's host lived.
+#[test]
+fn a_conflict_while_holding_two_addresses_is_given_up_after_one_grace() {
+    let mut sim = Sim::new(Sim::config(ms(3000), &[PUB, ALIAS]), &[]);
+    let mut claims = own();
+    claims.push(Entry {
+        addr: ALIAS,
+        role: Role::HOLDS.with(Role::MANAGED),
+        mac: PEER_MAC,
+    });
+    sim.claims = Some(claims);
+    sim.core.config.conflict_grace = ms(5000);
+    sim.beat(&[PUB, PRIV], SEC, ms(5000));
+    // heartbeatd is killed: no more heartbeats; its host answers for both addresses.
+    sim.answerers.insert(PUB, PEER_MAC);
+    sim.answerers.insert(ALIAS, PEER_MAC);
+    sim.feed(Event::Command(Command::Takeover { force: true }));
+    assert!(matches!(answers(&sim).last(), Some(Ok(_))));
+    assert!(sim.held.contains(&PUB) && sim.held.contains(&ALIAS));
+    let forced = sim.elapsed();
+    sim.run_until(forced + ms(30_000));
+    let released = sim.first(is_release).expect("given up");
+    // The first hold probe finds the conflict; both go back one grace after it, together.
+    assert!(released <= forced + ms(5000) + ms(1500), "{released:?}");
+    assert!(!sim.is_held(), "{:?}", sim.held);
+    assert!(sim.notices().contains(&Notice::Released {
+        reason: Reason::Conflict,
+        addrs: vec![PUB, ALIAS],
+        to: ReleasedTo::Host(PEER_MAC)
+    }));
+    let told = sim
+        .notices()
+        .into_iter()
+        .filter(|n| matches!(n, Notice::Conflict(c) if c.holding))
+        .count();
+    assert_eq!(told, 1, "one episode, told once");
 }
 
 #[test]
