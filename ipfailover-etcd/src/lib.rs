@@ -19,7 +19,9 @@
 //! - The **lease** thread grants, renews and revokes the member's lease. Each renewal takes
 //!   the time just before it is sent: the core's fencing deadline counts from then, which is
 //!   never later than when etcd restarts the lease's clock. Renewals time out well within a
-//!   TTL, so a hung endpoint cannot make the member miss its deadline unseen.
+//!   TTL, so a hung endpoint cannot make the member miss its deadline unseen, and a renewal
+//!   that fails is sent again at once to the next endpoint: an etcd leader change costs a
+//!   time limit, not a renewal period.
 //! - The **kv** thread puts and deletes the member's key, runs the create-if-absent
 //!   transactions that acquire addresses and the delete-if-ours ones that give them up, and
 //!   every few seconds asks how long each member's lease has left (for the status).
@@ -27,7 +29,12 @@
 //!   hands every change on as a new [`View`], and starts over with a fresh read after a
 //!   compaction, a cancelled watch, an error, a lost leader or a few seconds at most: a lost
 //!   watch event can leave a view wrong only until the next read (vip-manager's #394 and #431
-//!   kept a wrong view for days).
+//!   kept a wrong view for days). A read at a lower revision than one seen, or from another
+//!   cluster, is a restore: handed on as [`Reply::Restored`]. A watch that ends early with
+//!   nothing good is started again after a back-off, not in a loop.
+//!
+//! Answers are bounded: 4 MiB at most (each watch message too), numbers within what etcd can
+//! give ([`api`]), and text from etcd escaped before anyone shows it.
 //!
 //! Endpoints are tried in turn: a request that fails moves every thread to the next one.
 
@@ -46,7 +53,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipfailover::group::{View, RENEWALS_PER_TTL};
+use ipfailover::group::View;
 use ipfailover::shown::shown;
 use mio::Waker;
 use serde_json::Value;
@@ -237,6 +244,12 @@ fn watch_cycle(ttl: Duration) -> Duration {
 /// leaves time for another try on the next one before the deadline.
 fn renew_timeout(ttl: Duration) -> Duration {
     (ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(2))
+}
+
+/// How long one renewal may go on trying endpoints: half a TTL, about what is left between
+/// the send of a renewal and the deadline of the one before.
+fn renew_budget(ttl: Duration) -> Duration {
+    ttl / 2
 }
 
 /// Other requests: a transaction that hangs leaves its address unheld, no worse.
@@ -962,14 +975,16 @@ impl LeaseWorker {
     }
 
     /// One renewal: on a failure (an error, a time-out, a bad answer) it is sent again at once
-    /// to the next endpoint, each endpoint once, while a try still fits in the renewal period:
-    /// an etcd member that cannot reach its leader (a dead leader's followers, forwarding to
-    /// it, hang) costs one time limit, not a period. Every endpoint failing is a failed
-    /// renewal; the core asks again a tenth of a TTL later.
+    /// to the next endpoint, each endpoint once, while a try still fits in half a TTL (a
+    /// renewal is sent a third of a TTL after the last acknowledged one, whose deadline is
+    /// four fifths of a TTL after it: about half a TTL is what is left): an etcd member that
+    /// cannot reach its leader (a dead leader's followers, forwarding to it, hang) costs one
+    /// time limit, not a renewal period. Every endpoint failing is a failed renewal; the core
+    /// asks again a tenth of a TTL later.
     fn renew(&self, lease: i64) -> Reply {
         let started = Instant::now();
         let timeout = renew_timeout(self.ttl);
-        let budget = self.ttl / RENEWALS_PER_TTL;
+        let budget = renew_budget(self.ttl);
         let tries = self.http.endpoints.len().max(1);
         let mut failures = Vec::new();
         for _ in 0..tries {
@@ -1420,6 +1435,88 @@ mod tests {
         assert!(messages(&b"<html>"[..]).next().unwrap().is_err());
         let deep = "[".repeat(100_000);
         assert!(messages(deep.as_bytes()).next().unwrap().is_err());
+    }
+
+    /// An endpoint nothing listens on: a port of this host just freed.
+    fn closed_endpoint() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn http_for(endpoints: &[String]) -> Arc<Http> {
+        let (replies, _) = mpsc::channel();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        Arc::new(Http {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            endpoints: endpoints.to_vec(),
+            current: AtomicUsize::new(0),
+            user: None,
+            token: Mutex::new(None),
+            replies,
+            waker,
+            told: Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn a_renewal_that_hangs_goes_to_the_next_endpoint_after_its_time_limit() {
+        // Connections are taken (the kernel's backlog) and never answered: an etcd member
+        // forwarding to a dead leader.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let hung_at = format!("http://{}", hung.local_addr().unwrap());
+        let endpoints = vec![hung_at.clone(), closed_endpoint()];
+        let http = http_for(&endpoints);
+        let ttl = Duration::from_secs(3);
+        let worker = LeaseWorker {
+            http: Arc::clone(&http),
+            ttl,
+            clock: Clock::default(),
+        };
+        let started = Instant::now();
+        let Reply::RenewFailed(why) = worker.renew(7) else {
+            panic!("renewed against nothing");
+        };
+        let took = started.elapsed();
+        assert!(
+            why.contains(&hung_at) && why.contains(&endpoints[1]),
+            "{why}"
+        );
+        // One time limit for the hung one, then the next at once, within the budget.
+        assert!(took >= renew_timeout(ttl), "{took:?}");
+        assert!(took < renew_budget(ttl), "{took:?}");
+    }
+
+    #[test]
+    fn a_failed_renewal_is_sent_again_at_once_to_the_next_endpoint() {
+        let endpoints = vec![closed_endpoint(), closed_endpoint(), closed_endpoint()];
+        let http = http_for(&endpoints);
+        let worker = LeaseWorker {
+            http: Arc::clone(&http),
+            ttl: Duration::from_secs(3),
+            clock: Clock::default(),
+        };
+        let started = Instant::now();
+        let Reply::RenewFailed(why) = worker.renew(7) else {
+            panic!("renewed against nothing");
+        };
+        // Every endpoint tried, one after another, in this one renewal; none twice.
+        for e in &endpoints {
+            assert_eq!(why.matches(e.as_str()).count(), 1, "{why}");
+        }
+        assert_eq!(http.current.load(Ordering::Relaxed), 3);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The next renewal starts where this one left off: the first endpoint again.
+        assert_eq!(http.endpoint(), endpoints[0]);
     }
 
     #[test]
