@@ -72,6 +72,9 @@ pub struct GroupLab {
     member_procs: BTreeMap<usize, usize>,
     /// Set by [`GroupLab::enable_tls`]: etcd's clients speak TLS and show certificates.
     pub tls: Option<TlsFiles>,
+    /// etcd's election timeout, ms (its heartbeat a tenth of it): 500 unless set before
+    /// etcd starts.
+    pub etcd_election_ms: u64,
 }
 
 /// The lab's TLS material (PEM files in the lab's directory), made by openssl.
@@ -105,6 +108,7 @@ impl GroupLab {
             etcd_procs: BTreeMap::new(),
             member_procs: BTreeMap::new(),
             tls: None,
+            etcd_election_ms: 500,
         };
         lab.build();
         lab
@@ -453,9 +457,9 @@ impl GroupLab {
             format!("--initial-cluster={cluster}"),
             "--initial-cluster-state=new".into(),
             format!("--initial-cluster-token={}", self.prefix),
-            // Short, as a LAN allows: elections within a second.
-            "--heartbeat-interval=50".into(),
-            "--election-timeout=500".into(),
+            // Short, as a LAN allows: elections within a second (by default).
+            format!("--heartbeat-interval={}", self.etcd_election_ms / 10),
+            format!("--election-timeout={}", self.etcd_election_ms),
             "--logger=zap".into(),
             "--log-level=warn".into(),
             // The lab's etcd is thrown away: fsync would only slow the tests.

@@ -150,3 +150,47 @@ fn killing_the_etcd_leader_again_and_again_costs_nothing() {
     );
     assert_eq!(lab.holders_now(&addr), vec![1]);
 }
+
+/// `failoverd -t` refuses a lease TTL etcd would raise to its minimum (1.5 × its election
+/// timeout, rounded up to a second: 2 s at etcd's default of 1000 ms), asking etcd itself
+/// when it answers; the same TTL passes against an etcd whose minimum it meets.
+#[test]
+fn failoverd_t_refuses_a_lease_ttl_etcd_would_raise() {
+    let mut lab = GroupLab::new("ttl", 1, 1);
+    lab.etcd_election_ms = 1000;
+    let one = lab.member_conf(1, &[("FAILOVER_LEASE_TTL", "1s")]);
+    // etcd down: nobody to ask; below etcd's minimum at its default election timeout.
+    let out = lab.check_config(1, &one);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("FAILOVER_LEASE_TTL 1s") && err.contains("no endpoint answered"),
+        "{err}"
+    );
+    lab.start_etcd_cluster();
+    // etcd up, election timeout 1000 ms: it grants 2 s for 1 s, and says so.
+    let out = lab.check_config(1, &one);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("FAILOVER_LEASE_TTL 1s")
+            && err.contains("as http://203.0.113.1:2379 grants it")
+            && err.contains("2s or more"),
+        "{err}"
+    );
+    let two = lab.member_conf(1, &[("FAILOVER_LEASE_TTL", "2s")]);
+    let out = lab.check_config(1, &two);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# lease TTL 2s: http://203.0.113.1:2379 grants it as asked"),
+        "{text}"
+    );
+    // The trial leases were revoked.
+    let leases = lab.etcdctl(&["lease", "list"]);
+    assert!(leases.contains("found 0 leases"), "{leases}");
+}
