@@ -1110,12 +1110,14 @@ pub(crate) mod tests {
                     priority: 200,
                     lease_left_s: Some(2),
                     this: false,
+                    mode: None,
                 },
                 MemberStatus {
                     name: "m2".into(),
                     priority: 150,
                     lease_left_s: Some(3),
                     this: true,
+                    mode: None,
                 },
             ],
             addresses: vec![

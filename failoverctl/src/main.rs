@@ -75,8 +75,12 @@ enum Command {
     /// nothing over (kept across restarts); exit 0 done, 1 refused, 69 no failoverd, 77 not
     /// allowed
     Pause(PauseArgs),
-    /// End a pause: a silent primary is taken over again
+    /// End a pause: a silent primary is taken over again (on a group member: end a pause or
+    /// a drain)
     Resume(ControlArgs),
+    /// On a group member: hand every address it holds to the next members (release hooks)
+    /// and take none until `resume` (kept across restarts, shown to the other members)
+    Drain(ControlArgs),
     /// Give the held addresses back to the primary now (release hooks, then `released`);
     /// refused while the primary is silent, unless --force
     Release(ForceArgs),
@@ -222,6 +226,7 @@ fn main() {
                 | Command::Metrics(_)
                 | Command::Pause(_)
                 | Command::Resume(_)
+                | Command::Drain(_)
                 | Command::Release(_)
                 | Command::Takeover(_)
                 | Command::Watch(_)
@@ -271,6 +276,7 @@ fn main() {
             None => control(&args.common, &p.control, Request::Pause { for_ms: None }),
         },
         (false, Some(Command::Resume(c))) => control(&args.common, c, Request::Resume),
+        (false, Some(Command::Drain(c))) => control(&args.common, c, Request::Drain),
         (false, Some(Command::Release(f))) => control(
             &args.common,
             &f.control,
@@ -380,7 +386,7 @@ fn control(common: &CommonArgs, args: &ControlArgs, request: Request) -> i32 {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     eprintln!(
                         "failoverctl: no failoverd answers at {} ({e}): is it running, with \
-                         this FAILOVER_STATE_DIR? (A group member takes no commands.)",
+                         this FAILOVER_STATE_DIR?",
                         socket.display()
                     );
                     exit::UNAVAILABLE

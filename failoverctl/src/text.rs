@@ -330,9 +330,12 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
     for m in &g.members {
         let _ = writeln!(
             out,
-            "  member {:<12} priority {:>3}  lease {}{}",
+            "  member {:<12} priority {:>3}  {}  lease {}{}",
             shown(&m.name),
             m.priority,
+            m.mode
+                .as_deref()
+                .map_or("live".to_string(), |w| w.to_uppercase()),
             m.lease_left_s.map_or_else(
                 || "?".to_string(),
                 |l| if l < 0 {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use ipfailover::failover::HookPhase;
 use ipfailover::group::{
-    AddrState, Group, GroupAction, GroupConfig, GroupEvent, GroupNotice, GroupReason, Lease, View,
+    AddrState, Group, GroupAction, GroupCommand, GroupConfig, GroupEvent, GroupNotice, GroupReason,
+    Lease, MemberMode, View,
 };
 use ipfailover::settings::{Role, Settings};
 use ipfailover::status::{
@@ -20,6 +21,7 @@ use ipfailover::status::{
 };
 use ipfailover_etcd::{Client, Reply, Request};
 use ipfailover_os::addrs::{self, ResolvedPair};
+use ipfailover_os::control::Request as ControlRequest;
 use ipfailover_os::daemon;
 use ipfailover_os::event;
 use ipfailover_os::hooks::{HookEnv, PhaseReport};
@@ -131,6 +133,9 @@ pub(crate) struct GroupMember {
     last_lease_error: Option<String>,
     /// This member's key seen under another lease (another failoverd with this name?).
     name_clash: NameClash,
+    /// Where the lease in use is recorded, so that the next failoverd revokes it (and only
+    /// it) as its previous life's.
+    lease_file: PathBuf,
 }
 
 impl GroupMember {
@@ -180,7 +185,7 @@ impl GroupMember {
         let etcd = Client::start(etcd_config, waker)
             .map_err(|e| StartError::config(format!("etcd: {e}")))?;
         let now = ipfailover_os::clock::now();
-        let core = Group::new(
+        let mut core = Group::new(
             now,
             GroupConfig {
                 name: member.clone(),
@@ -191,6 +196,27 @@ impl GroupMember {
                 announce_refresh: settings.announce_refresh,
             },
         );
+        if let Err(e) = rt.control.open(&settings.state_dir, daemon::euid()) {
+            log::error!(
+                "no control socket in {} ({e}): failoverctl pause, resume and drain cannot \
+                 reach this failoverd",
+                settings.state_dir.display()
+            );
+        }
+        // A pause or a drain survives a restart: the administrator said so.
+        if let Some((mode, until)) = kept_mode(&settings.state_dir, now) {
+            log::warn!(
+                "member {member} is {} (kept across the restart): it acquires nothing until \
+                 failoverctl resume",
+                mode.as_str()
+            );
+            core.restore_mode(mode, until);
+        }
+        let lease_file = settings.state_dir.join("failoverd.lease");
+        if let Some(previous) = previous_lease(&lease_file, &settings.group, &member) {
+            log::info!("the previous failoverd had lease {previous:x}: revoked once seen");
+            core.previous_life(previous);
+        }
         let hook_dir = settings.script_dir.join(&settings.group);
         log::info!(
             "failoverd {} member {member} (priority {}) of group {} on etcd {}; moves {}; lease \
@@ -225,6 +251,7 @@ impl GroupMember {
             etcd_state: None,
             last_lease_error: None,
             name_clash: NameClash::default(),
+            lease_file,
             settings,
         };
         Ok((member, rt))
@@ -250,6 +277,17 @@ impl GroupMember {
                         );
                     }
                     self.last_lease_error = None;
+                    let record = format!("{} {} {id}\n", self.settings.group, self.member);
+                    if let Err(e) = ipfailover_os::safe_fs::write_atomic(
+                        &self.lease_file,
+                        record.as_bytes(),
+                        0o600,
+                    ) {
+                        log::warn!(
+                            "{}: {e}: a restarted failoverd will wait for this lease to expire",
+                            self.lease_file.display()
+                        );
+                    }
                     Some(GroupEvent::LeaseGranted { id, sent_at })
                 }
                 Reply::GrantFailed(why) => {
@@ -334,13 +372,15 @@ impl GroupMember {
             .any(|m| m.name == self.member && m.lease != id && m.lease != 0);
         if self.name_clash.observe(now, clash, self.settings.lease_ttl) {
             let subject = format!(
-                "{}: another failoverd uses the member name {} in group {}",
+                "{}: another failoverd uses the member name {} in group {}: not joining until it leaves (set FAILOVER_MEMBER_NAME)",
                 self.hostname, self.member, self.settings.group
             );
             let body = format!(
                 "The key of member {} in etcd is attached to a lease that is not this \
-                 failoverd's. Two members with one name (two hosts with the same host name?) \
-                 confuse the group: set FAILOVER_MEMBER_NAME to a name of its own on each.\n",
+                 failoverd's: another failoverd (a host with the same host name, a cloned \
+                 VM?) is a member under this name. This failoverd does not join the group, \
+                 and acquires nothing, while that key lives; it never touches the other's \
+                 keys. Set FAILOVER_MEMBER_NAME to a name of its own on each host.\n",
                 self.member
             );
             log::error!("{subject}");
@@ -364,6 +404,11 @@ impl GroupMember {
     /// SIGHUP: the mail settings, the hooks' timeout and the announcement refresh apply at
     /// once; what makes the member (etcd, the group, its addresses, the priority, the lease)
     /// takes a restart.
+    /// The member key's value: the priority in force and the mode.
+    fn key_value(&self) -> String {
+        self.core.mode().key_value(self.core.config().priority)
+    }
+
     fn reload(&mut self, rt: &mut Runtime) {
         // Not daemon::reload: a group member has no heartbeat secret to read or warn about.
         let settings =
@@ -397,7 +442,6 @@ impl GroupMember {
                 "FAILOVER_GROUP_IP_PAIRS",
                 settings.group_ip_pairs != s.group_ip_pairs,
             ),
-            ("FAILOVER_PRIORITY", settings.priority != s.priority),
             ("FAILOVER_LEASE_TTL", settings.lease_ttl != s.lease_ttl),
             ("FAILOVER_PREEMPT", settings.preempt != s.preempt),
             (
@@ -424,6 +468,16 @@ impl GroupMember {
         if let Some(dir) = rt.hooks.dir().map(Path::to_path_buf) {
             rt.hooks
                 .reconfigure(dir, settings.script_timeout, HookEnv::default());
+        }
+        if settings.priority != self.settings.priority {
+            log::warn!(
+                "SIGHUP: FAILOVER_PRIORITY {} -> {}: published to the group at once",
+                self.settings.priority,
+                settings.priority
+            );
+            self.settings.priority = settings.priority;
+            let now = ipfailover_os::clock::now();
+            self.feed(rt, now, GroupEvent::PriorityChanged(settings.priority));
         }
         self.settings.script_timeout = settings.script_timeout;
         self.settings.announce_refresh = settings.announce_refresh;
@@ -483,11 +537,25 @@ impl GroupMember {
         match action {
             GroupAction::GrantLease => self.ask(Request::Grant),
             GroupAction::Renew { lease } => self.ask(Request::Renew { lease }),
-            GroupAction::Register { lease } => self.ask(Request::Register { lease }),
+            GroupAction::Register { lease } => self.ask(Request::Register {
+                lease,
+                value: self.key_value(),
+            }),
+            GroupAction::Publish { lease } => self.ask(Request::Publish {
+                lease,
+                value: self.key_value(),
+            }),
             GroupAction::Unregister { lease } => self.ask(Request::Unregister { lease }),
             GroupAction::Revoke { lease } => self.ask(Request::Revoke { lease }),
             GroupAction::TryAcquire { addr, lease } => {
                 self.ask(Request::TryAcquire { addr, lease })
+            }
+            GroupAction::ClearStale { addr, epoch } => {
+                log::warn!(
+                    "{addr}: its key in etcd is no claim (attached to no lease, or naming \
+                     another member than its lease's; put by hand?): deleting it to acquire it"
+                );
+                self.ask(Request::ClearStale { addr, epoch })
             }
             GroupAction::GiveUp { addr, lease } => self.ask(Request::GiveUp { addr, lease }),
             GroupAction::Probe { addrs } => {
@@ -590,6 +658,34 @@ impl GroupMember {
                 }
             }
             GroupAction::Notify(notice) => self.notify(rt, &notice),
+            GroupAction::Answer(result) => {
+                match &result {
+                    Ok(m) => log::info!("control: {m}"),
+                    Err(m) => log::warn!("control: {m}"),
+                }
+                rt.control.answer(now, &result);
+                rt.status.mark_dirty();
+            }
+            GroupAction::ModeChanged(mode) => {
+                keep_mode(&self.settings.state_dir, mode, self.core.pause_until(), now);
+                if let Lease::Held { id, .. } = self.core.lease() {
+                    self.ask(Request::Publish {
+                        lease: id,
+                        value: self.key_value(),
+                    });
+                }
+                log::warn!(
+                    "member {} is {} now{}",
+                    self.member,
+                    mode.as_str(),
+                    match mode {
+                        MemberMode::Active => "",
+                        MemberMode::Paused => ": it keeps what it holds and acquires nothing",
+                        MemberMode::Drained => ": it hands on what it holds and acquires nothing",
+                    }
+                );
+                rt.status.mark_dirty();
+            }
             GroupAction::Exit => rt.exit(),
         }
     }
@@ -844,6 +940,31 @@ impl Driver for GroupMember {
         self.reload(rt);
     }
 
+    /// The administrator's commands: pause, resume and drain; a pair's release and takeover
+    /// are refused with what to use instead.
+    fn handle_command(&mut self, rt: &mut Runtime, now: Instant, request: ControlRequest) {
+        let command = match request {
+            ControlRequest::Pause { for_ms } => GroupCommand::Pause {
+                until: for_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms))),
+            },
+            ControlRequest::Resume => GroupCommand::Resume,
+            ControlRequest::Drain => GroupCommand::Drain,
+            ControlRequest::Release { .. } | ControlRequest::Takeover { .. } => {
+                rt.control.answer(
+                    now,
+                    &Err(
+                        "release and takeover are a pair's commands: on a group member, \
+                          failoverctl drain hands its addresses on, pause keeps them, resume \
+                          ends either"
+                            .to_string(),
+                    ),
+                );
+                return;
+            }
+        };
+        self.feed(rt, now, GroupEvent::Command(command));
+    }
+
     fn handle_stop(&mut self, rt: &mut Runtime, now: Instant, signal: i32, count: u32) {
         if count == 1 {
             log::info!(
@@ -905,6 +1026,7 @@ impl Driver for GroupMember {
                 priority: m.priority,
                 lease_left_s: self.lease_times.get(&m.name).copied(),
                 this: m.name == self.member,
+                mode: (m.mode != MemberMode::Active).then(|| m.mode.as_str().to_string()),
             })
             .collect();
         members.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
@@ -968,6 +1090,92 @@ fn addrs_of(rt: &Runtime) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The file that keeps a member's pause or drain across restarts, in the state directory.
+const MODE_FILE: &str = "failoverd.mode";
+
+/// Keeps `mode` in the state directory (removes the file when active): a pause (with its
+/// end, on the wall clock) or a drain survives a restart.
+fn keep_mode(dir: &Path, mode: MemberMode, until: Option<Instant>, now: Instant) {
+    let path = dir.join(MODE_FILE);
+    if mode == MemberMode::Active {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::error!("cannot remove {}: {e}", path.display());
+            }
+        }
+        return;
+    }
+    let until_ms =
+        until.map(|u| daemon::wall_ms().saturating_add(millis(u.saturating_duration_since(now))));
+    let text = serde_json::json!({ "mode": mode.as_str(), "until_ms": until_ms }).to_string();
+    if let Err(e) = ipfailover_os::safe_fs::write_atomic(&path, text.as_bytes(), 0o600) {
+        log::error!(
+            "cannot keep the member's mode in {}: {e} (a restart would end it)",
+            path.display()
+        );
+    }
+}
+
+/// The mode a previous failoverd kept, if any and still in force: the mode, and when a pause
+/// ends on this process's clock.
+fn kept_mode(dir: &Path, now: Instant) -> Option<(MemberMode, Option<Instant>)> {
+    let path = dir.join(MODE_FILE);
+    let text = match ipfailover_os::safe_fs::read_own(&path, daemon::euid()) {
+        Ok(t) => t?,
+        Err(e) => {
+            log::warn!("{e}: not used");
+            return None;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mode = match v["mode"].as_str() {
+        Some("paused") => MemberMode::Paused,
+        Some("drained") => MemberMode::Drained,
+        _ => {
+            log::warn!(
+                "{}: not a mode this failoverd wrote: not used",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let until = match v["until_ms"].as_u64() {
+        None => None,
+        Some(u) => {
+            let wall = daemon::wall_ms();
+            if u <= wall {
+                log::info!("the pause kept in {} has run its time", path.display());
+                keep_mode(dir, MemberMode::Active, None, now);
+                return None;
+            }
+            now.checked_add(Duration::from_millis(u - wall))
+        }
+    };
+    Some((mode, until))
+}
+
+/// The lease the previous failoverd recorded in `path` for this group and member name, if
+/// the record is there, the daemon's own (see [`ipfailover_os::safe_fs::read_own`]), and
+/// for the same group and name.
+fn previous_lease(path: &Path, group: &str, member: &str) -> Option<i64> {
+    let text = match ipfailover_os::safe_fs::read_own(path, daemon::euid()) {
+        Ok(t) => t?,
+        Err(e) => {
+            log::warn!("{e}: not used");
+            return None;
+        }
+    };
+    parse_lease_record(&text, group, member)
+}
+
+/// `group member id` as [`GroupMember`] writes it.
+fn parse_lease_record(text: &str, group: &str, member: &str) -> Option<i64> {
+    let mut words = text.split_whitespace();
+    let (g, m, id) = (words.next()?, words.next()?, words.next()?);
+    let id: i64 = id.parse().ok()?;
+    (g == group && m == member && id > 0 && words.next().is_none()).then_some(id)
+}
+
 /// Whether this member's key has stayed under another lease long enough to say so: right
 /// after a restart the key still carries the previous life's lease until this member's put
 /// lands, so only a clash that lasts a TTL counts; it is told once per episode. Its time is the
@@ -1012,6 +1220,7 @@ fn reason_text(reason: GroupReason) -> &'static str {
         GroupReason::LostClaim => "etcd no longer shows it as this member's",
         GroupReason::TestRefused => "the Test hook refused the takeover",
         GroupReason::LinkDown => "the link of its interface is down here",
+        GroupReason::Drained => "failoverctl drain: handed to the next member",
         GroupReason::Shutdown => "failoverd is stopping",
     }
 }

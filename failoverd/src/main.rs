@@ -44,12 +44,25 @@ fn main() {
     )
 }
 
-/// `-t` in group mode: the TLS files and the password must be readable, and each etcd
-/// endpoint is asked whether it answers (a comment line each; one that does not answer is
-/// said, not an error: etcd may be down while the configuration is right).
+/// `-t` in group mode: every interface of `FAILOVER_GROUP_IP_PAIRS` must exist here (the
+/// daemon would refuse to start), the TLS files and the password must be readable, and each
+/// etcd endpoint is asked whether it answers (a comment line each; one that does not answer
+/// is said, not an error: etcd may be down while the configuration is right).
 fn check_group(settings: &ipfailover::settings::Settings) -> Result<Vec<String>, String> {
     if !settings.group_mode() {
         return Ok(Vec::new());
+    }
+    let missing: Vec<String> = settings
+        .group_ip_pairs
+        .iter()
+        .filter_map(|p| {
+            ipfailover_os::addrs::resolve_as(p, "FAILOVER_GROUP_IP_PAIRS")
+                .err()
+                .map(|e| format!("{e} on this host"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing.join("; "));
     }
     let member = group::member_name(settings);
     let config = group::etcd_config(settings, &member)?;

@@ -1459,6 +1459,17 @@ impl Driver for Pair {
             Request::Resume => Command::Resume,
             Request::Release { force } => Command::Release { force },
             Request::Takeover { force } => Command::Takeover { force },
+            Request::Drain => {
+                rt.control.answer(
+                    now,
+                    &Err(
+                        "drain is a group member's command; on a pair's secondary use \
+                          failoverctl pause, or release"
+                            .to_string(),
+                    ),
+                );
+                return;
+            }
         };
         self.feed(rt, now, Event::Command(command));
     }

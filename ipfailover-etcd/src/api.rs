@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use base64::Engine;
-use ipfailover::group::{Holder, Member, View};
+use ipfailover::group::{Holder, Member, MemberMode, View};
 use ipfailover::shown::shown;
 use serde_json::{json, Value};
 
@@ -158,15 +158,6 @@ impl Keys {
         }})
     }
 
-    /// `kv/put` of this member's key (its priority as the value), attached to `lease`.
-    pub fn register(&self, name: &str, priority: u8, lease: i64) -> Value {
-        json!({
-            "key": b64(self.member(name).as_bytes()),
-            "value": b64(priority.to_string().as_bytes()),
-            "lease": lease.to_string(),
-        })
-    }
-
     /// `kv/txn` that creates the address's key (value: the member's name) with `lease` only
     /// if it does not exist: the only way a member acquires.
     pub fn acquire(&self, addr: IpAddr, name: &str, lease: i64) -> Value {
@@ -188,6 +179,41 @@ impl Keys {
             .map(|a| json!({ "request_txn": self.acquire(*a, name, lease) }))
             .collect();
         json!({ "success": ops })
+    }
+
+    /// `kv/txn` that deletes `key` only if its create revision is `revision` (the same key,
+    /// not one created since).
+    pub fn delete_if_created_at(&self, key: &str, revision: i64) -> Value {
+        let key = b64(key.as_bytes());
+        json!({
+            "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string() }],
+            "success": [{ "request_delete_range": { "key": key } }],
+        })
+    }
+
+    /// `kv/txn` that puts this member's key attached to `lease` only if it does not exist: a
+    /// key in the same name under another lease (a previous life's, or another failoverd's
+    /// with the same name) is never overwritten.
+    pub fn register_if_absent(&self, name: &str, value: &str, lease: i64) -> Value {
+        let key = b64(self.member(name).as_bytes());
+        json!({
+            "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+            "success": [{ "request_put": {
+                "key": key, "value": b64(value.as_bytes()), "lease": lease.to_string(),
+            }}],
+        })
+    }
+
+    /// `kv/txn` that rewrites this member's key (its value: priority and mode) only while it
+    /// is attached to `lease`, this member's.
+    pub fn publish(&self, name: &str, value: &str, lease: i64) -> Value {
+        let key = b64(self.member(name).as_bytes());
+        json!({
+            "compare": [{ "key": key, "target": "LEASE", "result": "EQUAL", "lease": lease.to_string() }],
+            "success": [{ "request_put": {
+                "key": key, "value": b64(value.as_bytes()), "lease": lease.to_string(),
+            }}],
+        })
     }
 
     /// `kv/txn` that deletes `key` only if it is attached to `lease` (still ours).
@@ -446,11 +472,12 @@ impl Store {
         let addrs = format!("{}addrs/", keys.prefix());
         for (key, kv) in &self.keys {
             if let Some(name) = key.strip_prefix(&members) {
-                if let Ok(priority) = kv.value.trim().parse() {
+                if let Some((priority, mode)) = MemberMode::parse_key_value(&kv.value) {
                     view.members.push(Member {
                         name: shown(name).into_owned(),
                         priority,
                         lease: kv.lease,
+                        mode,
                     });
                 }
             } else if let Some(a) = key.strip_prefix(&addrs) {
@@ -594,7 +621,8 @@ mod tests {
             vec![Member {
                 name: "m1".into(),
                 priority: 200,
-                lease: 11
+                lease: 11,
+                mode: MemberMode::Active,
             }]
         );
         let h = &v.holders[&"198.51.100.100".parse::<IpAddr>().unwrap()];

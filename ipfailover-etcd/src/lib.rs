@@ -132,10 +132,20 @@ pub enum Request {
         /// The lease.
         lease: i64,
     },
-    /// Put the member's key, attached to the lease.
+    /// Put the member's key, attached to the lease, if it does not exist.
     Register {
         /// The lease.
         lease: i64,
+        /// The key's value: the priority and the mode (`MemberMode::key_value`).
+        value: String,
+    },
+    /// Rewrite the member's key (a new priority or mode), if it is still attached to the
+    /// lease.
+    Publish {
+        /// The lease.
+        lease: i64,
+        /// The key's value.
+        value: String,
     },
     /// Delete the member's key if it is still attached to the lease.
     Unregister {
@@ -148,6 +158,13 @@ pub enum Request {
         addr: IpAddr,
         /// The lease.
         lease: i64,
+    },
+    /// Delete the address's key if its create revision is still `epoch` (a stale key).
+    ClearStale {
+        /// The address.
+        addr: IpAddr,
+        /// The stale key's create revision.
+        epoch: i64,
     },
     /// Delete the address's key, if it is attached to the lease.
     GiveUp {
@@ -727,7 +744,6 @@ impl Client {
             http: Arc::clone(&http),
             keys: keys.clone(),
             member: config.member.clone(),
-            priority: config.priority,
             ttl: config.ttl,
             member_leases: Arc::clone(&member_leases),
         };
@@ -1020,7 +1036,6 @@ struct KvWorker {
     http: Arc<Http>,
     keys: Keys,
     member: String,
-    priority: u8,
     ttl: Duration,
     member_leases: Arc<Mutex<Vec<(String, i64)>>>,
 }
@@ -1058,9 +1073,18 @@ impl KvWorker {
     fn handle(&self, request: Request) {
         let timeout = request_timeout(self.ttl);
         match request {
-            Request::Register { lease } => {
-                let body = self.keys.register(&self.member, self.priority, lease);
-                if let Err(why) = self.http.call("/v3/kv/put", &body, timeout) {
+            Request::Publish { lease, value } => {
+                let body = self.keys.publish(&self.member, &value, lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("publishing {}", self.keys.member(&self.member)),
+                        why,
+                    });
+                }
+            }
+            Request::Register { lease, value } => {
+                let body = self.keys.register_if_absent(&self.member, &value, lease);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
                     self.http.reply(Reply::Failed {
                         what: format!("putting {}", self.keys.member(&self.member)),
                         why,
@@ -1078,6 +1102,16 @@ impl KvWorker {
                 }
             }
             Request::TryAcquire { .. } => self.try_acquire(vec![request]),
+            Request::ClearStale { addr, epoch } => {
+                let key = self.keys.addr(addr);
+                let body = self.keys.delete_if_created_at(&key, epoch);
+                if let Err(why) = self.http.call("/v3/kv/txn", &body, timeout) {
+                    self.http.reply(Reply::Failed {
+                        what: format!("deleting the stale {key}"),
+                        why,
+                    });
+                }
+            }
             Request::GiveUp { addr, lease } => {
                 let key = self.keys.addr(addr);
                 let body = self.keys.delete_if_ours(&key, lease);

@@ -34,6 +34,8 @@ pub enum Request {
     },
     /// `failoverctl resume`.
     Resume,
+    /// `failoverctl drain` (a group member).
+    Drain,
     /// `failoverctl release [--force]`.
     Release {
         /// Even though the peer is silent.
@@ -52,6 +54,7 @@ impl Request {
         let v = match self {
             Request::Pause { for_ms } => json!({ "command": "pause", "for_ms": for_ms }),
             Request::Resume => json!({ "command": "resume" }),
+            Request::Drain => json!({ "command": "drain" }),
             Request::Release { force } => json!({ "command": "release", "force": force }),
             Request::Takeover { force } => json!({ "command": "takeover", "force": force }),
         };
@@ -71,6 +74,7 @@ impl Request {
                 },
             }),
             Some("resume") => Ok(Request::Resume),
+            Some("drain") => Ok(Request::Drain),
             Some("release") => Ok(Request::Release { force }),
             Some("takeover") => Ok(Request::Takeover { force }),
             Some(other) => Err(format!("unknown command {other:?}")),

@@ -28,8 +28,15 @@
 //!   removed at once: the claim is gone.
 //! - With `FAILOVER_PREEMPT`, a holder gives an address back (release hooks, then the key) when
 //!   a live member that outranks it appears; without it, a holder keeps what it holds.
-//! - A key in this member's name under a lease it no longer has (a previous life: it fenced
-//!   itself, or failoverd was restarted) is revoked: the addresses are not on its interfaces.
+//! - A lease this member had before (it fenced itself, or failoverd was restarted and the
+//!   driver says which lease the previous process recorded, [`Group::previous_life`]) is
+//!   revoked as soon as a view shows keys attached to it: the addresses are not on its
+//!   interfaces. A key in this member's name under any other lease is another failoverd's
+//!   (two hosts with one name): it is never revoked, and this member does not join while that
+//!   key lives (its own key is put only if absent).
+//! - An address key that is not a claim (no lease: put by hand; or attached to a live
+//!   member's lease but naming another member) is treated as free: the member whose turn it
+//!   is deletes it (only if it is still that key) and acquires as usual.
 //! - What is held is announced again after a stall (a turn more than [`STALL`] after the
 //!   previous one: the LAN may have moved on), and every `FAILOVER_ANNOUNCE_REFRESH` when set,
 //!   as a pair's secondary does; while it holds anything, the member wants a turn at least
@@ -99,6 +106,53 @@ pub struct Member {
     pub priority: u8,
     /// The lease its key is attached to.
     pub lease: i64,
+    /// Whether it takes addresses (`failoverctl pause` and `drain` say no).
+    pub mode: MemberMode,
+}
+
+/// Whether a member takes addresses, as its member key says (docs/groups.md, "Commands").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberMode {
+    /// It acquires and releases as the rules say.
+    #[default]
+    Active,
+    /// `failoverctl pause`: it keeps what it holds and takes nothing new.
+    Paused,
+    /// `failoverctl drain`: it gives everything up and takes nothing.
+    Drained,
+}
+
+impl MemberMode {
+    /// The word, as in the member key's value and the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberMode::Active => "live",
+            MemberMode::Paused => "paused",
+            MemberMode::Drained => "drained",
+        }
+    }
+
+    /// The member key's value: the priority, then the mode unless active (`200`,
+    /// `200 drained`).
+    pub fn key_value(self, priority: u8) -> String {
+        match self {
+            MemberMode::Active => priority.to_string(),
+            other => format!("{priority} {}", other.as_str()),
+        }
+    }
+
+    /// Reads a member key's value: `None` if it is not one (the member is not listed).
+    pub fn parse_key_value(value: &str) -> Option<(u8, MemberMode)> {
+        let mut words = value.split_whitespace();
+        let priority: u8 = words.next()?.parse().ok()?;
+        let mode = match words.next() {
+            None => MemberMode::Active,
+            Some("paused") => MemberMode::Paused,
+            Some("drained") => MemberMode::Drained,
+            Some(_) => return None,
+        };
+        words.next().is_none().then_some((priority, mode))
+    }
 }
 
 /// Who holds an address in etcd.
@@ -138,6 +192,8 @@ pub enum GroupReason {
     TestRefused,
     /// The link of its interface went down here: another member can serve it.
     LinkDown,
+    /// `failoverctl drain`: handed to the next member.
+    Drained,
     /// failoverd is stopping.
     Shutdown,
 }
@@ -152,6 +208,7 @@ impl GroupReason {
             GroupReason::LostClaim => "lost-claim",
             GroupReason::TestRefused => "test-refused",
             GroupReason::LinkDown => "link-down",
+            GroupReason::Drained => "drained",
             GroupReason::Shutdown => "shutdown",
         }
     }
@@ -376,8 +433,26 @@ pub enum GroupEvent {
         /// The addresses.
         addrs: Vec<IpAddr>,
     },
+    /// An administrator's command; answered with one [`GroupAction::Answer`].
+    Command(GroupCommand),
+    /// `FAILOVER_PRIORITY` changed (SIGHUP): in force at once, and published.
+    PriorityChanged(u8),
     /// Stop: release everything, revoke the lease, exit.
     Shutdown,
+}
+
+/// What an administrator can ask of a member (`failoverctl` on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupCommand {
+    /// Keep what is held, acquire nothing new, until `resume` or `until`.
+    Pause {
+        /// When the pause ends by itself.
+        until: Option<Instant>,
+    },
+    /// Hand every address to the next members and take none, until `resume`.
+    Drain,
+    /// End a pause or a drain.
+    Resume,
 }
 
 /// What the shell must do, in order.
@@ -412,6 +487,14 @@ pub enum GroupAction {
         addr: IpAddr,
         /// The lease.
         lease: i64,
+    },
+    /// Delete the address's key if it is still the stale one of this create revision (a key
+    /// that is no claim, see [`Group`]); a [`GroupAction::TryAcquire`] follows.
+    ClearStale {
+        /// The address.
+        addr: IpAddr,
+        /// The stale key's create revision.
+        epoch: i64,
     },
     /// Delete the address's key, if it is still ours (attached to `lease`).
     GiveUp {
@@ -462,6 +545,17 @@ pub enum GroupAction {
     },
     /// Tell the administrator.
     Notify(GroupNotice),
+    /// The answer to a [`GroupEvent::Command`].
+    Answer(Result<String, String>),
+    /// The member's mode changed (a command, or a pause that ran out): publish it in the
+    /// member key (when it has a lease) and keep it across a restart.
+    ModeChanged(MemberMode),
+    /// Rewrite the member key's value (priority and mode), if it is still attached to the
+    /// lease.
+    Publish {
+        /// The lease.
+        lease: i64,
+    },
     /// Exit.
     Exit,
 }
@@ -554,6 +648,9 @@ pub struct Group {
     joined: Option<Instant>,
     /// When this member's key was last put: put again if a view lacks it a while later.
     registered_at: Option<Instant>,
+    /// Leases this member had before the current one (a fence, a previous process): revoked
+    /// once a view shows keys attached to them.
+    own_leases: BTreeSet<i64>,
     /// Leases of this member's previous life already revoked.
     revoked: BTreeSet<i64>,
     /// Since when a live member has outranked this one (for preemption).
@@ -570,8 +667,28 @@ pub struct Group {
     hook_epochs: BTreeMap<IpAddr, i64>,
     /// The view was just restored: the next reconcile allows no claim "not visible yet".
     history_cut: bool,
+    /// Paused or drained by the administrator.
+    mode: MemberMode,
+    /// When a `pause --for` ends.
+    pause_until: Option<Instant>,
     stopping: bool,
     now: Instant,
+}
+
+/// Why an address key is no claim, or `""` when it is one. A claim is a key attached to a
+/// lease; when that lease is a live member's, the key names that member. A key put by hand
+/// (`etcdctl put`, no lease) would never go away by itself and a key naming another member
+/// than its lease's is nobody's claim: both are treated as free. A key under a lease no
+/// live member lists is left alone: it is a member's that is leaving (its key goes first), or
+/// it goes with that lease.
+pub fn stale_why(h: &Holder, view: &View) -> &'static str {
+    if h.lease == 0 {
+        return "attached to no lease";
+    }
+    match view.members.iter().find(|m| m.lease == h.lease) {
+        Some(m) if m.name != h.member => "names another member than its lease's",
+        _ => "",
+    }
 }
 
 impl Group {
@@ -594,6 +711,7 @@ impl Group {
             grant_after: None,
             joined: None,
             registered_at: None,
+            own_leases: BTreeSet::new(),
             revoked: BTreeSet::new(),
             outranked_since: None,
             links_down: BTreeSet::new(),
@@ -601,6 +719,8 @@ impl Group {
             epoch_offset: 0,
             hook_epochs: BTreeMap::new(),
             history_cut: false,
+            mode: MemberMode::Active,
+            pause_until: None,
             stopping: false,
             now,
         }
@@ -609,6 +729,36 @@ impl Group {
     /// The settings.
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// The administrator's mode: paused, drained or neither.
+    pub fn mode(&self) -> MemberMode {
+        self.mode
+    }
+
+    /// When a `pause --for` ends.
+    pub fn pause_until(&self) -> Option<Instant> {
+        self.pause_until
+    }
+
+    /// The mode a previous process kept (a pause or a drain survives a restart): in force
+    /// from the start, before anything is acquired.
+    pub fn restore_mode(&mut self, mode: MemberMode, until: Option<Instant>) {
+        self.mode = mode;
+        self.pause_until = if mode == MemberMode::Paused {
+            until
+        } else {
+            None
+        };
+    }
+
+    /// The lease a previous process of this member recorded (in its state directory): its
+    /// keys are revoked once seen, as a fenced lease's are. Only this member's own record
+    /// counts: a key in its name under a lease it never had is another failoverd's.
+    pub fn previous_life(&mut self, lease: i64) {
+        if lease > 0 && Some(lease) != self.lease_id() {
+            self.own_leases.insert(lease);
+        }
     }
 
     /// A new `FAILOVER_ANNOUNCE_REFRESH` (SIGHUP), counted from the last refresh.
@@ -646,8 +796,40 @@ impl Group {
         self.view
             .members
             .iter()
-            .filter(|m| m.name != self.config.name && self.outranks(m))
+            .filter(|m| {
+                m.name != self.config.name && m.mode == MemberMode::Active && self.outranks(m)
+            })
             .count()
+    }
+
+    /// Since when a live member has outranked this one (preemption waits from then).
+    fn update_outranked(&mut self, now: Instant) {
+        if self.rank() == 0 {
+            self.outranked_since = None;
+        } else if self.outranked_since.is_none() {
+            self.outranked_since = Some(now);
+        }
+    }
+
+    /// How often a member key that is not in the view is put again.
+    fn register_period(&self) -> Duration {
+        self.config.lease_ttl / RENEWALS_PER_TTL
+    }
+
+    /// Whether this member's key is in the view under its current lease.
+    fn registered(&self) -> bool {
+        self.view
+            .members
+            .iter()
+            .any(|m| m.name == self.config.name && Some(m.lease) == self.lease_id())
+    }
+
+    /// Whether the view shows a claim on `addr`: a key that is not stale (see [`stale_why`]).
+    fn claimed(&self, addr: IpAddr) -> bool {
+        self.view
+            .holders
+            .get(&addr)
+            .is_some_and(|h| stale_why(h, &self.view).is_empty())
     }
 
     fn outranks(&self, m: &Member) -> bool {
@@ -686,6 +868,19 @@ impl Group {
         for at in self.retry_after.values() {
             if *at > self.now {
                 consider(*at);
+            }
+        }
+        if let Some(at) = self.pause_until {
+            consider(at);
+        }
+        if let (Some(_), true, false, Some(at)) = (
+            self.lease_id(),
+            self.viewed,
+            self.stopping,
+            self.registered_at,
+        ) {
+            if !self.registered() {
+                consider(at + self.register_period());
             }
         }
         for r in [&self.probing, &self.conflicts].into_iter().flatten() {
@@ -815,7 +1010,27 @@ impl Group {
                 self.hooks_done(now, addr, phase, ok, &mut out)
             }
             GroupEvent::LinksDown { addrs } => self.links_changed(addrs, &mut out),
+            GroupEvent::Command(c) => self.command(now, c, &mut out),
+            GroupEvent::PriorityChanged(p) => {
+                self.config.priority = p;
+                if let Some(lease) = self.lease_id() {
+                    out.push(GroupAction::Publish { lease });
+                }
+                self.update_outranked(now);
+                self.reconcile(now, &mut out);
+            }
             GroupEvent::Shutdown => self.shutdown(&mut out),
+        }
+        if self.pause_until.is_some_and(|u| now >= u) {
+            self.pause_until = None;
+            if self.mode == MemberMode::Paused {
+                self.mode = MemberMode::Active;
+                out.push(GroupAction::ModeChanged(MemberMode::Active));
+                self.reconcile(now, &mut out);
+            }
+        }
+        if self.mode == MemberMode::Drained && !self.stopping {
+            self.drain(&mut out);
         }
         self.check_timers(now, &mut out);
         self.start_hooks(&mut out);
@@ -830,27 +1045,16 @@ impl Group {
         out
     }
 
-    /// A new view was taken: joins, the member key, the rank, then what is held.
+    /// A new view was taken: joins, the rank, then what is held.
     fn view_changed(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
         self.viewed = true;
-        let listed = self.view.members.iter().any(|m| m.name == self.config.name);
+        // Listed means this member's key under its current lease: a key in its name
+        // under another lease is a previous life's, or another failoverd's.
+        let listed = self.registered();
         if self.joined.is_none() && listed {
             self.joined = Some(now);
         }
-        // A put that did not get through (etcd was unreachable): again, at most once
-        // per renewal period.
-        if let (false, Some(lease), false) = (listed, self.lease_id(), self.stopping) {
-            let period = self.config.lease_ttl / RENEWALS_PER_TTL;
-            if self.registered_at.is_none_or(|t| now >= t + period) {
-                self.registered_at = Some(now);
-                out.push(GroupAction::Register { lease });
-            }
-        }
-        if self.rank() == 0 {
-            self.outranked_since = None;
-        } else if self.outranked_since.is_none() {
-            self.outranked_since = Some(now);
-        }
+        self.update_outranked(now);
         self.reconcile(now, out);
     }
 
@@ -870,6 +1074,81 @@ impl Group {
         // A claim this member won that the restored keys do not show is gone with the old
         // history: no allowance for one "not visible yet" (see reconcile).
         self.history_cut = true;
+    }
+
+    /// The administrator's commands.
+    fn command(&mut self, now: Instant, c: GroupCommand, out: &mut Vec<GroupAction>) {
+        let held = self.held().len();
+        let before = self.mode;
+        let answer = match c {
+            GroupCommand::Pause { until } => {
+                if self.mode == MemberMode::Drained {
+                    Err("drained: nothing to pause (failoverctl resume first)".to_string())
+                } else {
+                    self.mode = MemberMode::Paused;
+                    self.pause_until = until;
+                    // Addresses waiting for their turn wait no more.
+                    let waiting: Vec<IpAddr> = self
+                        .addrs
+                        .iter()
+                        .filter(|(_, s)| matches!(s, AddrState::Waiting { .. }))
+                        .map(|(a, _)| *a)
+                        .collect();
+                    for a in waiting {
+                        self.set(a, AddrState::Free, out);
+                    }
+                    Ok(format!(
+                        "paused: this member keeps the {held} address(es) it holds and acquires \
+                         nothing {}",
+                        if until.is_some() {
+                            "until the pause ends"
+                        } else {
+                            "until failoverctl resume"
+                        }
+                    ))
+                }
+            }
+            GroupCommand::Drain => {
+                self.mode = MemberMode::Drained;
+                self.pause_until = None;
+                Ok(format!(
+                    "draining: {held} address(es) handed to the next members; nothing is \
+                     acquired here until failoverctl resume"
+                ))
+            }
+            GroupCommand::Resume => {
+                self.pause_until = None;
+                if self.mode == MemberMode::Active {
+                    Ok("not paused or drained: nothing to resume".to_string())
+                } else {
+                    let was = self.mode.as_str();
+                    self.mode = MemberMode::Active;
+                    Ok(format!(
+                        "resumed ({was} before): this member acquires again"
+                    ))
+                }
+            }
+        };
+        if self.mode != before || matches!(c, GroupCommand::Pause { .. }) && answer.is_ok() {
+            out.push(GroupAction::ModeChanged(self.mode));
+        }
+        out.push(GroupAction::Answer(answer));
+        self.reconcile(now, out);
+    }
+
+    /// Drained: every address held is handed on (release hooks, removed, key deleted); one
+    /// still being won is dropped if nothing was done yet.
+    fn drain(&mut self, out: &mut Vec<GroupAction>) {
+        let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        for (addr, state) in addrs {
+            match state {
+                AddrState::Held { epoch } => {
+                    self.start_release(addr, epoch, GroupReason::Drained, out)
+                }
+                AddrState::Waiting { .. } => self.set(addr, AddrState::Free, out),
+                _ => {}
+            }
+        }
     }
 
     /// Nothing held, and no hook running or waiting.
@@ -962,6 +1241,9 @@ impl Group {
         }
         self.probing = None;
         self.conflicts = None;
+        if let Some(old) = self.lease_id() {
+            self.own_leases.insert(old);
+        }
         self.lease = Lease::None;
         out.push(GroupAction::Notify(GroupNotice::Fenced {
             addrs: removed,
@@ -1051,28 +1333,23 @@ impl Group {
 
     /// Compares what etcd says with what this member believes.
     fn reconcile(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
-        // Keys in this member's name under a lease it no longer has (it fenced itself, or
-        // failoverd was restarted): it holds none of those addresses (a fence removes them, a
-        // start removes what it finds), so the old lease is revoked at once rather than left
-        // to expire, and the others need not wait out its TTL.
-        // Only once this member's own key carries the current lease: while another lease
-        // holds it, another failoverd may be using the same name, and its lease is not ours
-        // to revoke.
-        let own_key_is_current = self
-            .view
-            .members
-            .iter()
-            .any(|m| m.name == self.config.name && Some(m.lease) == self.lease_id());
-        if let (Some(current), false, true) = (self.lease_id(), self.stopping, own_key_is_current) {
-            let old: BTreeSet<i64> = self
+        // Keys under a lease this member had before (it fenced itself, or failoverd was
+        // restarted): it holds none of those addresses (a fence removes them, a start removes
+        // what it finds), so the old lease is revoked at once rather than left to expire, and
+        // the others need not wait out its TTL; and this member's own key, put only if absent,
+        // can be put. Only leases it knows were its own: a key in its name under any other
+        // lease may be another failoverd's that uses the same name.
+        if !self.stopping {
+            let seen: BTreeSet<i64> = self
                 .view
                 .holders
                 .values()
-                .filter(|h| h.member == self.config.name && h.lease != current)
                 .map(|h| h.lease)
-                .filter(|l| *l != 0 && !self.revoked.contains(l))
+                .chain(self.view.members.iter().map(|m| m.lease))
+                .filter(|l| self.own_leases.contains(l) && !self.revoked.contains(l))
+                .filter(|l| Some(*l) != self.lease_id())
                 .collect();
-            for lease in old {
+            for lease in seen {
                 self.revoked.insert(lease);
                 out.push(GroupAction::Revoke { lease });
             }
@@ -1087,11 +1364,15 @@ impl Group {
             // A claim won at a revision this view does not reach yet is not visible in it;
             // but right after a restore, a claim the restored keys do not show is gone (an
             // answer to a transaction comes long before etcd can be stopped, restored and
-            // started again, so no claim of the new history is pending then).
-            let ours = holder
-                .as_ref()
-                .is_some_and(|h| h.member == self.config.name && Some(h.epoch) == state.epoch())
-                || (!history_cut && state.epoch().is_some_and(|e| e > self.view.revision));
+            // started again, so no claim of the new history is pending then). A key of ours
+            // rewritten (by hand) without our lease is no claim of ours any more: the others
+            // treat it as free.
+            let ours = holder.as_ref().is_some_and(|h| {
+                h.member == self.config.name
+                    && Some(h.epoch) == state.epoch()
+                    && Some(h.lease) == lease
+            }) || (!history_cut
+                && state.epoch().is_some_and(|e| e > self.view.revision));
             match state {
                 // A key of our lease that this member does not use (a give-up that did not get
                 // through): delete it, or nobody else can have the address.
@@ -1104,7 +1385,7 @@ impl Group {
                 }
                 // Free addresses are scheduled by check_timers.
                 AddrState::Free => {}
-                AddrState::Waiting { .. } if holder.is_some() => {
+                AddrState::Waiting { .. } if self.claimed(addr) => {
                     self.set(addr, AddrState::Free, out);
                 }
                 AddrState::Trying => {}
@@ -1138,6 +1419,7 @@ impl Group {
                 // again.
                 AddrState::Held { epoch }
                     if self.config.preempt
+                        && self.mode == MemberMode::Active
                         && rank > 0
                         && self
                             .outranked_since
@@ -1157,7 +1439,8 @@ impl Group {
     }
 
     fn can_acquire(&self) -> bool {
-        self.viewed
+        self.mode == MemberMode::Active
+            && self.viewed
             && self.lease_id().is_some()
             && self
                 .joined
@@ -1440,6 +1723,19 @@ impl Group {
     }
 
     fn check_timers(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        // A put that did not get through (etcd was unreachable, or the key still stood under
+        // a previous life's lease or another failoverd's): again, at most once per renewal
+        // period, on a view or on time, until the view lists this member under its lease.
+        if let (Some(lease), true, false) = (self.lease_id(), self.viewed, self.stopping) {
+            if !self.registered()
+                && self
+                    .registered_at
+                    .is_none_or(|t| now >= t + self.register_period())
+            {
+                self.registered_at = Some(now);
+                out.push(GroupAction::Register { lease });
+            }
+        }
         // The refresh (FAILOVER_ANNOUNCE_REFRESH): what is held is announced again.
         let held = self.held();
         match (self.config.announce_refresh, held.is_empty()) {
@@ -1493,10 +1789,21 @@ impl Group {
             .map(|(a, _)| *a)
             .collect();
         for addr in due {
-            let free = !self.view.holders.contains_key(&addr) && !self.links_down.contains(&addr);
+            let free = !self.claimed(addr) && !self.links_down.contains(&addr);
             match self.lease_id() {
-                Some(lease) if free && !self.retry_after.contains_key(&addr) && !self.stopping => {
+                Some(lease)
+                    if free
+                        && !self.retry_after.contains_key(&addr)
+                        && !self.stopping
+                        && self.mode == MemberMode::Active =>
+                {
                     self.set(addr, AddrState::Trying, out);
+                    if let Some(h) = self.view.holders.get(&addr) {
+                        out.push(GroupAction::ClearStale {
+                            addr,
+                            epoch: h.epoch,
+                        });
+                    }
                     out.push(GroupAction::TryAcquire { addr, lease });
                 }
                 _ => self.set(addr, AddrState::Free, out),
@@ -1510,7 +1817,7 @@ impl Group {
                 .iter()
                 .filter(|(a, s)| {
                     **s == AddrState::Free
-                        && !self.view.holders.contains_key(a)
+                        && !self.claimed(**a)
                         && !self.retry_after.contains_key(a)
                         && !self.links_down.contains(a)
                 })

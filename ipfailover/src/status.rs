@@ -466,6 +466,9 @@ pub struct MemberStatus {
     pub lease_left_s: Option<i64>,
     /// Whether it is the member writing this file.
     pub this: bool,
+    /// `paused` or `drained` (`failoverctl pause`, `drain`); absent while it takes addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// One of the group's addresses.

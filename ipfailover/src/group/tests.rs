@@ -63,10 +63,12 @@ impl Etcd {
         };
         for (k, kv) in &self.keys {
             if let Some(name) = k.strip_prefix("members/") {
+                let (priority, mode) = MemberMode::parse_key_value(&kv.value).unwrap_or_default();
                 v.members.push(Member {
                     name: name.to_string(),
-                    priority: kv.value.parse().unwrap_or(0),
+                    priority,
                     lease: kv.lease,
+                    mode,
                 });
             } else if let Some(a) = k.strip_prefix("addrs/") {
                 v.holders.insert(
@@ -234,13 +236,18 @@ impl World {
                 }
             }
             GroupAction::Register { lease } => {
-                if self.ok(h) && self.etcd.leases.contains_key(&lease) {
+                // Put only if absent, as the client does.
+                let key = format!("members/{name}");
+                if self.ok(h)
+                    && self.etcd.leases.contains_key(&lease)
+                    && !self.etcd.keys.contains_key(&key)
+                {
                     self.etcd.revision += 1;
                     let create = self.etcd.revision;
                     self.etcd.keys.insert(
                         format!("members/{name}"),
                         Kv {
-                            value: prio.to_string(),
+                            value: self.hosts[h].core.mode().key_value(prio),
                             lease,
                             create,
                         },
@@ -304,6 +311,21 @@ impl World {
                     .push((at, GroupEvent::Acquired { addr, epoch }));
                 self.broadcast();
             }
+            GroupAction::ClearStale { addr, epoch } => {
+                if self.ok(h) {
+                    let key = format!("addrs/{addr}");
+                    if self
+                        .etcd
+                        .keys
+                        .get(&key)
+                        .is_some_and(|kv| kv.create == epoch)
+                    {
+                        self.etcd.keys.remove(&key);
+                        self.etcd.revision += 1;
+                        self.broadcast();
+                    }
+                }
+            }
             GroupAction::GiveUp { addr, lease } => {
                 if self.ok(h) {
                     let key = format!("addrs/{addr}");
@@ -344,6 +366,32 @@ impl World {
             GroupAction::Remove { addr } => {
                 self.hosts[h].held.remove(&addr);
             }
+            GroupAction::ModeChanged(mode) => {
+                let lease = match self.hosts[h].core.lease() {
+                    Lease::Held { id, .. } => id,
+                    _ => 0,
+                };
+                let key = format!("members/{name}");
+                if self.ok(h) && self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                    if let Some(kv) = self.etcd.keys.get_mut(&key) {
+                        kv.value = mode.key_value(prio);
+                    }
+                    self.etcd.revision += 1;
+                    self.broadcast();
+                }
+            }
+            GroupAction::Publish { lease } => {
+                let key = format!("members/{name}");
+                if self.ok(h) && self.etcd.keys.get(&key).is_some_and(|kv| kv.lease == lease) {
+                    let value = self.hosts[h].core.mode().key_value(prio);
+                    if let Some(kv) = self.etcd.keys.get_mut(&key) {
+                        kv.value = value;
+                    }
+                    self.etcd.revision += 1;
+                    self.broadcast();
+                }
+            }
+            GroupAction::Answer(_) => {}
             GroupAction::Exit => self.hosts[h].exited = true,
             GroupAction::Announce { .. }
             | GroupAction::Transition { .. }
@@ -761,10 +809,14 @@ fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     // key still names it.
     let restart = w.elapsed();
     let mut fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    // The lease the old process recorded in its state directory.
+    fresh.previous_life(old);
     std::mem::swap(&mut w.hosts[0].core, &mut fresh);
     w.hosts[0].held.clear();
     w.hosts[0].inbox.clear();
     w.feed(0, GroupEvent::Tick);
+    // Its watch starts with a read of the group.
+    w.broadcast();
     w.run_until(restart + TTL / 2);
     let revoked = w.hosts[0]
         .log
@@ -774,6 +826,132 @@ fn a_restarted_member_revokes_the_lease_of_its_previous_life() {
     // Well before the old lease would have expired, the address is held again.
     w.run_until(restart + TTL - ms(500));
     assert_eq!(w.holders(addr(0)).len(), 1);
+}
+
+#[test]
+fn a_restarted_member_that_knows_no_previous_lease_waits_for_it_and_revokes_nothing() {
+    let mut w = World::new(&[200, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // Its record was lost: the new process cannot tell its previous life's key in its name
+    // from another failoverd's, so it revokes nothing and joins once that key is gone (the
+    // old lease expires); the address is held again within a TTL and a few steps.
+    let restart = w.elapsed();
+    let fresh = Group::new(w.now, w.hosts[0].core.config.clone());
+    w.hosts[0].core = fresh;
+    w.hosts[0].held.clear();
+    w.hosts[0].inbox.clear();
+    w.feed(0, GroupEvent::Tick);
+    w.broadcast();
+    w.run_until(restart + TTL * 2);
+    assert!(!w.hosts[0]
+        .log
+        .iter()
+        .any(|(t, a)| *t > restart && matches!(a, GroupAction::Revoke { .. })));
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    assert!(matches!(w.hosts[0].core.lease(), Lease::Held { .. }));
+}
+
+#[test]
+fn two_members_with_one_name_never_revoke_each_other_and_the_second_does_not_join() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // A clone of m1 (same name, a host of its own) starts.
+    let clone_at = w.elapsed();
+    let config = w.hosts[0].core.config.clone();
+    w.hosts.push(Host {
+        core: Group::new(w.now, config),
+        running: true,
+        up: true,
+        reaches_etcd: true,
+        held: BTreeSet::new(),
+        inbox: Vec::new(),
+        exited: false,
+        log: Vec::new(),
+    });
+    w.feed(2, GroupEvent::Tick);
+    // Its watch starts with a read of the group, before and after it has a lease.
+    w.broadcast();
+    w.run_until(clone_at + ms(100));
+    w.broadcast();
+    w.run_until(clone_at + TTL * 4);
+    for h in [0, 2] {
+        assert!(
+            !w.hosts[h]
+                .log
+                .iter()
+                .any(|(_, a)| matches!(a, GroupAction::Revoke { .. })),
+            "host {h} revoked a lease"
+        );
+    }
+    // m1 kept everything all along, the clone holds nothing and has no key of its own.
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+    assert!(w.hosts[2].held.is_empty());
+    assert!(!w.hosts[0].log.iter().any(
+        |(t, a)| *t > clone_at && matches!(a, GroupAction::Notify(GroupNotice::Fenced { .. }))
+    ));
+    // When m1 dies, its key goes with its lease and the clone joins under that name; the
+    // addresses are held again by one member (m2, already joined, is first to see them free).
+    w.crash(0);
+    let crashed = w.elapsed();
+    w.run_until(crashed + TTL * 3);
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    let Lease::Held { id, .. } = w.hosts[2].core.lease() else {
+        panic!("the clone has no lease");
+    };
+    assert_eq!(w.etcd.keys["members/m1"].lease, id);
+}
+
+#[test]
+fn an_address_key_put_by_hand_is_no_claim_and_is_replaced() {
+    let mut w = World::new(&[200, 100], 2);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // An operator "moves" addr 1 with etcdctl: a key naming m2, under no lease, overwriting
+    // m1's (etcd keeps the key's create revision on a put).
+    let key = format!("addrs/{}", addr(1));
+    let create = w.etcd.keys[&key].create;
+    w.etcd.revision += 1;
+    w.etcd.keys.insert(
+        key.clone(),
+        Kv {
+            value: "m2".into(),
+            lease: 0,
+            create,
+        },
+    );
+    let put_at = w.elapsed();
+    w.broadcast();
+    // m1 no longer has a claim: it removes the address at once; a member then deletes the
+    // stale key and acquires as usual, never two holders on the way (`check` runs at every
+    // step), and the address is held again within a second.
+    w.run_until(put_at + ms(1000));
+    assert_eq!(w.holders(addr(1)).len(), 1, "{:?}", w.etcd.keys.get(&key));
+    let kv = &w.etcd.keys[&key];
+    assert_ne!(kv.lease, 0);
+    assert!(kv.create > create, "a new key, a new epoch");
+    // Nobody touches the key of an address that is properly held.
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // A key under a live member's lease naming another member is no claim either.
+    let lease_m2 = w.etcd.keys["members/m2"].lease;
+    let k0 = format!("addrs/{}", addr(0));
+    let c0 = w.etcd.keys[&k0].create;
+    w.etcd.revision += 1;
+    w.etcd.keys.insert(
+        k0.clone(),
+        Kv {
+            value: "m9".into(),
+            lease: lease_m2,
+            create: c0,
+        },
+    );
+    let t = w.elapsed();
+    w.broadcast();
+    w.run_until(t + ms(1000));
+    assert_eq!(w.holders(addr(0)).len(), 1);
+    assert!(w.etcd.keys[&k0].create > c0);
 }
 
 /// Drives one member by hand up to `until`, acknowledging renewals at once and answering
@@ -839,6 +1017,7 @@ fn an_address_won_while_others_are_probed_is_probed_and_added_too() {
             name: "m1".into(),
             priority: 200,
             lease: 7,
+            mode: MemberMode::Active,
         }],
         holders: BTreeMap::new(),
     };
@@ -1003,6 +1182,7 @@ fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
             name: "m1".into(),
             priority: 200,
             lease: 7,
+            mode: MemberMode::Active,
         }],
         holders: BTreeMap::new(),
     };
@@ -1062,6 +1242,18 @@ fn hook_epochs(w: &World, h: usize, since: Duration) -> Vec<i64> {
         .filter(|(t, _)| *t > since)
         .filter_map(|(_, a)| match a {
             GroupAction::RunHooks { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The answers a host's core gave to commands, in order.
+fn answers(w: &World, h: usize) -> Vec<Result<String, String>> {
+    w.hosts[h]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            GroupAction::Answer(r) => Some(r.clone()),
             _ => None,
         })
         .collect()
@@ -1140,4 +1332,124 @@ fn an_older_view_alone_is_ignored() {
     w.feed(1, GroupEvent::View(stale));
     assert_eq!(w.hosts[1].core.view().revision, revision);
     assert_eq!(w.holders(addr(0)), vec![0]);
+}
+
+#[test]
+fn a_drained_member_hands_everything_on_takes_nothing_and_is_not_preempted_to() {
+    let mut w = World::new(&[200, 150, 100], 2);
+    for h in &mut w.hosts {
+        h.core.config.preempt = true;
+    }
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+    let drained = w.elapsed();
+    w.feed(0, GroupEvent::Command(GroupCommand::Drain));
+    assert!(answers(&w, 0)[0]
+        .as_ref()
+        .is_ok_and(|m| m.contains("draining")));
+    // Both go to m2 (the next priority) within a step and a probe window; never two holders.
+    w.run_until(drained + ms(600));
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    assert_eq!(w.holders(addr(1)), vec![1]);
+    let reasons: Vec<GroupReason> = w.hosts[0]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            GroupAction::Notify(GroupNotice::Released { reason, .. }) => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![GroupReason::Drained, GroupReason::Drained]);
+    // The others see it drained, so that m2 does not hand them back (preemption is on).
+    assert_eq!(
+        w.etcd
+            .view()
+            .members
+            .iter()
+            .find(|m| m.name == "m1")
+            .map(|m| m.mode),
+        Some(MemberMode::Drained)
+    );
+    w.run_until(drained + TTL * 3);
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    // m2 crashes: m3 takes over, the drained m1 still takes nothing.
+    w.crash(1);
+    let crashed = w.elapsed();
+    w.run_until(crashed + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    assert!(w.hosts[0].held.is_empty());
+    // Resumed, m1 is the best live member again and, with preemption, gets them back.
+    let resumed = w.elapsed();
+    w.feed(0, GroupEvent::Command(GroupCommand::Resume));
+    assert!(answers(&w, 0)[1]
+        .as_ref()
+        .is_ok_and(|m| m.contains("resumed")));
+    w.run_until(resumed + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    assert_eq!(w.holders(addr(1)), vec![0]);
+}
+
+#[test]
+fn a_paused_member_keeps_what_it_holds_takes_nothing_new_and_the_pause_runs_out() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // m2, next in line, is paused for two TTLs; then the holder crashes.
+    let paused = w.elapsed();
+    let until = w.now + TTL * 2;
+    w.feed(
+        1,
+        GroupEvent::Command(GroupCommand::Pause { until: Some(until) }),
+    );
+    assert!(answers(&w, 1)[0]
+        .as_ref()
+        .is_ok_and(|m| m.contains("paused")));
+    w.crash(0);
+    // m3 takes over, without waiting for the paused m2's turn.
+    w.run_until(paused + TTL + ms(300));
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    // A paused holder keeps what it holds: pause m3, and it still holds after a while.
+    w.feed(2, GroupEvent::Command(GroupCommand::Pause { until: None }));
+    w.run_until(paused + TTL * 2 - ms(100));
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    assert_eq!(w.hosts[1].core.mode(), MemberMode::Paused);
+    // m2's pause ran out by itself: it is live again, and says so in its key.
+    w.run_until(paused + TTL * 2 + ms(100));
+    assert_eq!(w.hosts[1].core.mode(), MemberMode::Active);
+    assert_eq!(
+        w.etcd
+            .view()
+            .members
+            .iter()
+            .find(|m| m.name == "m2")
+            .map(|m| m.mode),
+        Some(MemberMode::Active)
+    );
+    // Drain refuses nothing, pause on a drained member is refused.
+    w.feed(2, GroupEvent::Command(GroupCommand::Drain));
+    w.feed(2, GroupEvent::Command(GroupCommand::Pause { until: None }));
+    let a = answers(&w, 2);
+    assert!(a[1].is_ok() && a[2].is_err(), "{a:?}");
+    // m3 drained: the address goes to m2, live again.
+    let t = w.elapsed();
+    w.run_until(t + ms(800));
+    assert_eq!(w.holders(addr(0)), vec![1]);
+}
+
+#[test]
+fn a_priority_changed_on_sighup_is_published_and_preemption_follows_it() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    for h in &mut w.hosts {
+        h.core.config.preempt = true;
+    }
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    // m3 becomes the best: published at once, and the address moves to it, never two holders.
+    let t = w.elapsed();
+    w.feed(2, GroupEvent::PriorityChanged(250));
+    let m3 = w.etcd.view().members.into_iter().find(|m| m.name == "m3");
+    assert_eq!(m3.map(|m| m.priority), Some(250));
+    w.run_until(t + TTL * 2);
+    assert_eq!(w.holders(addr(0)), vec![2]);
 }
