@@ -267,7 +267,7 @@ pub fn group_health(s: &Status, g: &ipfailover::status::GroupStatus) -> Vec<(Lev
                     .unwrap_or_default(),
                 g.etcd_error
                     .as_deref()
-                    .map(|e| format!(": {e}"))
+                    .map(|e| format!(": {}", ipfailover::shown::shown(e)))
                     .unwrap_or_default()
             ),
         ));

@@ -6,6 +6,7 @@ use ipfailover::status::{AddressHolder, DaemonState, LinkState, PeerState, Statu
 
 use crate::health::{entered, held_addresses, link_age_ms, link_name, Freshness, Health};
 use crate::observe::{Daemon, Seen};
+use ipfailover::shown::shown;
 use ipfailover::timefmt::{span, wall};
 
 /// How many transitions the text shows, newest first.
@@ -294,7 +295,9 @@ pub fn datagram_counters(s: &Status, accepted_name: &str) -> String {
     text
 }
 
-/// A group member's view: the members, then each address with its holder.
+/// A group member's view: the members, then each address with its holder. What came from
+/// etcd (names, errors) is escaped by failoverd; escaped here again, since a status file is
+/// not trusted to be failoverd's.
 fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus, now_ms: u64) {
     let etcd = match (&g.endpoint, g.etcd_reachable) {
         (Some(e), true) => format!("etcd answers at {e}"),
@@ -303,7 +306,7 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
             e.as_deref().map(|e| format!(" at {e}")).unwrap_or_default(),
             g.etcd_error
                 .as_deref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", shown(e)))
                 .unwrap_or_default()
         ),
         (None, true) => "etcd answers".to_string(),
@@ -328,7 +331,7 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
         let _ = writeln!(
             out,
             "  member {:<12} priority {:>3}  {}  lease {}{}",
-            m.name,
+            shown(&m.name),
             m.priority,
             m.mode
                 .as_deref()
@@ -346,8 +349,8 @@ fn group_block(out: &mut String, s: &Status, g: &ipfailover::status::GroupStatus
     }
     for a in &g.addresses {
         let holder = match (&a.holder, a.epoch) {
-            (Some(h), Some(e)) => format!("held by {h} (epoch {e})"),
-            (Some(h), None) => format!("held by {h}"),
+            (Some(h), Some(e)) => format!("held by {} (epoch {e})", shown(h)),
+            (Some(h), None) => format!("held by {}", shown(h)),
             _ => "NO HOLDER".to_string(),
         };
         let since = a
@@ -515,6 +518,25 @@ mod tests {
     fn text(fo: Option<Status>, hb: Option<Status>) -> String {
         let seen = seen(fo, hb);
         render_text(&seen, &health(&seen, NOW, HOST), NOW)
+    }
+
+    #[test]
+    fn names_and_errors_from_etcd_are_shown_escaped() {
+        let mut s = group_member();
+        if let Some(g) = s.group.as_mut() {
+            g.members[0].name = "m1\n  member FAKE priority 255".into();
+            g.addresses[1].holder = Some("m1\u{1b}[2J\u{202e}".into());
+            g.etcd_reachable = false;
+            g.etcd_error = Some("etcd says: x\r\nHEALTHY".into());
+        }
+        let t = text(Some(s), None);
+        assert!(!t.contains("FAKE priority 255\n"), "{t}");
+        assert!(t.contains("member m1\\n  member FAKE"), "{t}");
+        assert!(
+            !t.contains('\u{1b}') && !t.contains('\u{202e}') && !t.contains('\r'),
+            "{t}"
+        );
+        assert!(t.contains("x\\r\\nHEALTHY"), "{t}");
     }
 
     #[test]

@@ -313,6 +313,16 @@ impl GroupMember {
                     self.check_name(rt, now, &view);
                     Some(GroupEvent::View(view))
                 }
+                Reply::Restored { highest, view } => {
+                    // Logged by the client; the core takes the restored keys as the truth.
+                    log::debug!(
+                        "etcd history went back from revision {highest} to {}",
+                        view.revision
+                    );
+                    self.note_holders(rt, &view);
+                    self.check_name(rt, now, &view);
+                    Some(GroupEvent::Restored(view))
+                }
                 Reply::Acquired { addr, epoch } => Some(GroupEvent::Acquired { addr, epoch }),
                 Reply::AcquireFailed { addr, why } => {
                     log::warn!("acquiring {addr}: no answer from etcd ({why})");

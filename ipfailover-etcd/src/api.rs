@@ -4,13 +4,29 @@
 //! The gateway maps the protocol buffers to JSON: byte fields (keys, values) are base64, and
 //! 64-bit integers (revisions, lease ids, TTLs) are strings. Fields at their default (0, false,
 //! empty) are left out of answers.
+//!
+//! An answer is believed only within bounds: a revision from 1 to [`MAX_REVISION`], a lease id
+//! that is positive, a TTL from 1 s to [`MAX_TTL`]. Anything else (a negative revision,
+//! `i64::MAX`, a number that does not parse) makes the whole answer a bad one: the request
+//! counts as failed. Names and values from etcd reach the view escaped ([`shown`]), so that
+//! no status, mail or log line shows a control character etcd sent.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use base64::Engine;
 use ipfailover::group::{Holder, Member, MemberMode, View};
+use ipfailover::shown::shown;
 use serde_json::{json, Value};
+
+/// The highest revision believed. etcd counts one per write: at a million writes a second,
+/// 2^53 lasts 285 years; a greater one is a broken or hostile answer, and `+ 1` on any
+/// revision believed cannot overflow.
+pub const MAX_REVISION: i64 = 1 << 53;
+
+/// The longest lease TTL believed, seconds. A member asks at most an hour, and etcd raises a
+/// TTL only to its minimum (a few seconds): a day is beyond anything etcd would grant.
+pub const MAX_TTL: i64 = 86_400;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -20,13 +36,73 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
-/// A 64-bit integer field: a string (the gateway's way) or a number; absent is 0.
-fn int(v: &Value) -> i64 {
+/// A 64-bit integer field: a string (the gateway's way) or a number; absent is 0; anything
+/// else (a number that does not parse, or out of `i64`) is a bad answer.
+fn int(v: &Value, what: &str) -> Result<i64, String> {
+    let bad = || {
+        format!(
+            "{what} is not a 64-bit integer: {}",
+            excerpt(&v.to_string())
+        )
+    };
     match v {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        _ => 0,
+        Value::Null => Ok(0),
+        Value::String(s) => s.parse().map_err(|_| bad()),
+        Value::Number(n) => n.as_i64().ok_or_else(bad),
+        _ => Err(bad()),
     }
+}
+
+/// A field that must lie in `range` (checked after [`int`]).
+fn bounded(v: &Value, what: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+    let n = int(v, what)?;
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{what} {n} cannot be right (from {} to {})",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+/// A revision: 1 to [`MAX_REVISION`].
+fn revision(v: &Value, what: &str) -> Result<i64, String> {
+    bounded(v, what, 1..=MAX_REVISION)
+}
+
+/// The start of a text, escaped, for a message.
+pub fn excerpt(text: &str) -> String {
+    let t: String = text.chars().take(200).collect();
+    shown(&t).into_owned()
+}
+
+/// What every answer's header says: the revision etcd is at, and the cluster's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The store's revision when the answer was made.
+    pub revision: i64,
+    /// The cluster's id (0 if not given).
+    pub cluster_id: u64,
+}
+
+fn header(answer: &Value) -> Result<Header, String> {
+    let h = &answer["header"];
+    let cluster_id = match &h["cluster_id"] {
+        Value::Null => 0,
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("cluster id {}", excerpt(s)))?,
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("cluster id {}", excerpt(&n.to_string())))?,
+        other => return Err(format!("cluster id {}", excerpt(&other.to_string()))),
+    };
+    Ok(Header {
+        revision: revision(&h["revision"], "revision")?,
+        cluster_id,
+    })
 }
 
 /// The keys of one group: `/ipfailover/<group>/members/<name>` and
@@ -166,48 +242,60 @@ pub fn authenticate(name: &str, password: &str) -> Value {
     json!({ "name": name, "password": password })
 }
 
-/// The lease a `lease/grant` answer gives: its id and TTL (seconds).
-pub fn granted(answer: &Value) -> Option<(i64, i64)> {
-    let id = int(&answer["ID"]);
-    (id != 0).then(|| (id, int(&answer["TTL"])))
+/// The lease a `lease/grant` answer gives: its id (positive) and TTL (1 s to [`MAX_TTL`]).
+pub fn granted(answer: &Value) -> Result<(i64, i64), String> {
+    let id = bounded(&answer["ID"], "lease id", 1..=i64::MAX)?;
+    let ttl = bounded(&answer["TTL"], "lease TTL", 1..=MAX_TTL)?;
+    Ok((id, ttl))
 }
 
-/// What a `lease/keepalive` answer says: `Some(ttl)` renewed, `None` the lease is gone (etcd
-/// answers a TTL of 0, or none, for a lease it no longer has).
-pub fn kept_alive(answer: &Value) -> Option<i64> {
+/// What a `lease/keepalive` answer for `lease` says: `Some(ttl)` renewed, `None` the lease is
+/// gone (etcd answers a TTL of 0, or none, for a lease it no longer has); an error for an
+/// answer that cannot be right (another lease, a TTL out of bounds).
+pub fn kept_alive(answer: &Value, lease: i64) -> Result<Option<i64>, String> {
     let result = answer.get("result").unwrap_or(answer);
-    let ttl = int(&result["TTL"]);
-    (ttl > 0).then_some(ttl)
+    let id = int(&result["ID"], "lease id")?;
+    if id != 0 && id != lease {
+        return Err(format!("an answer for lease {id:x}, not {lease:x}"));
+    }
+    let ttl = bounded(&result["TTL"], "lease TTL", 0..=MAX_TTL)?;
+    Ok((ttl > 0).then_some(ttl))
 }
 
 /// The remaining TTL of a `lease/timetolive` answer (-1: the lease is gone).
-pub fn time_to_live(answer: &Value) -> i64 {
+pub fn time_to_live(answer: &Value) -> Result<i64, String> {
     match answer.get("TTL") {
-        Some(v) => int(v),
-        None => -1,
+        Some(v) => bounded(v, "lease TTL", -1..=MAX_TTL),
+        None => Ok(-1),
     }
 }
 
 /// Whether a `kv/txn` answer succeeded, and the revision it was made at.
-pub fn txn(answer: &Value) -> (bool, i64) {
-    (
+pub fn txn(answer: &Value) -> Result<(bool, i64), String> {
+    Ok((
         answer["succeeded"].as_bool().unwrap_or(false),
-        int(&answer["header"]["revision"]),
-    )
+        header(answer)?.revision,
+    ))
 }
 
 /// The outcome of [`Keys::acquire_many`]: the revision, and whether each was won, in order.
-/// `None` if the answer does not hold one outcome per address.
-pub fn txn_many(answer: &Value, n: usize) -> Option<(i64, Vec<bool>)> {
-    let responses = answer["responses"].as_array()?;
-    if responses.len() != n {
-        return None;
-    }
+/// An error if the answer does not hold one outcome per address, or its revision cannot be
+/// right.
+pub fn txn_many(answer: &Value, n: usize) -> Result<(i64, Vec<bool>), String> {
+    let responses = answer["responses"]
+        .as_array()
+        .filter(|r| r.len() == n)
+        .ok_or_else(|| {
+            format!(
+                "not one outcome per address: {}",
+                excerpt(&answer.to_string())
+            )
+        })?;
     let won = responses
         .iter()
         .map(|r| r["response_txn"]["succeeded"].as_bool().unwrap_or(false))
         .collect();
-    Some((int(&answer["header"]["revision"]), won))
+    Ok((header(answer)?.revision, won))
 }
 
 /// The token of an `auth/authenticate` answer.
@@ -228,28 +316,51 @@ pub struct Kv {
     pub lease: i64,
 }
 
-fn kv(v: &Value) -> Option<Kv> {
-    let key = String::from_utf8(unb64(v["key"].as_str()?)?).ok()?;
+/// One key of an answer: `Ok(None)` for a key that is not text (nobody's key: left out), an
+/// error for a field that cannot be right. A put has a create revision; a delete (`put`
+/// false) has none.
+fn kv(v: &Value, put: bool) -> Result<Option<Kv>, String> {
+    let Some(key) = v["key"].as_str().and_then(unb64) else {
+        return Err(format!(
+            "a key that is not base64: {}",
+            excerpt(&v.to_string())
+        ));
+    };
+    let Ok(key) = String::from_utf8(key) else {
+        return Ok(None);
+    };
+    // A value that is not text still holds the key: who holds it, shown as it can be.
     let value = v["value"]
         .as_str()
         .and_then(unb64)
-        .and_then(|b| String::from_utf8(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    Some(Kv {
+    let create = if put {
+        revision(&v["create_revision"], "create revision")?
+    } else {
+        0
+    };
+    Ok(Some(Kv {
         key,
         value,
-        create: int(&v["create_revision"]),
-        lease: int(&v["lease"]),
-    })
+        create,
+        lease: bounded(&v["lease"], "lease id", 0..=i64::MAX)?,
+    }))
 }
 
-/// The keys of a `kv/range` answer, and its revision.
-pub fn range(answer: &Value) -> (Vec<Kv>, i64) {
-    let kvs = answer["kvs"]
-        .as_array()
-        .map(|a| a.iter().filter_map(kv).collect())
-        .unwrap_or_default();
-    (kvs, int(&answer["header"]["revision"]))
+/// The keys of a `kv/range` answer, and its header; an error for an answer that cannot be
+/// right.
+pub fn range(answer: &Value) -> Result<(Vec<Kv>, Header), String> {
+    let header = header(answer)?;
+    let mut kvs = Vec::new();
+    if let Some(a) = answer["kvs"].as_array() {
+        for v in a {
+            if let Some(k) = kv(v, true)? {
+                kvs.push(k);
+            }
+        }
+    }
+    Ok((kvs, header))
 }
 
 /// One message of a watch stream.
@@ -276,37 +387,45 @@ pub enum WatchMessage {
     },
 }
 
-/// One message of a `watch` stream.
-pub fn watch_message(message: &Value) -> WatchMessage {
+/// One message of a `watch` stream, with the cluster id of its header (0 if not given); an
+/// error for a message that cannot be right (the watch is then read again from scratch).
+pub fn watch_message(message: &Value) -> Result<(WatchMessage, u64), String> {
     let r = message.get("result").unwrap_or(message);
-    if r["canceled"].as_bool().unwrap_or(false) || int(&r["compact_revision"]) > 0 {
+    let compacted = bounded(&r["compact_revision"], "compact revision", 0..=MAX_REVISION)?;
+    if r["canceled"].as_bool().unwrap_or(false) || compacted > 0 {
         let reason = r["cancel_reason"]
             .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("compacted at revision {}", int(&r["compact_revision"])));
-        return WatchMessage::Cancelled { reason };
+            .map(excerpt)
+            .unwrap_or_else(|| format!("compacted at revision {compacted}"));
+        return Ok((WatchMessage::Cancelled { reason }, 0));
     }
     if let Some(error) = message.get("error") {
-        return WatchMessage::Cancelled {
-            reason: error.to_string(),
-        };
+        let reason = excerpt(&error.to_string());
+        return Ok((WatchMessage::Cancelled { reason }, 0));
     }
-    let revision = int(&r["header"]["revision"]);
-    match r["events"].as_array() {
-        Some(events) => WatchMessage::Events {
-            revision,
-            changes: events
-                .iter()
-                .filter_map(|e| {
-                    let k = kv(&e["kv"])?;
-                    let deleted = e["type"].as_str() == Some("DELETE");
-                    Some((k.key.clone(), (!deleted).then_some(k)))
-                })
-                .collect(),
+    if r["created"].as_bool().unwrap_or(false) && r.get("events").is_none() {
+        return Ok((WatchMessage::Created, 0));
+    }
+    let h = header(r)?;
+    let message = match r["events"].as_array() {
+        Some(events) => {
+            let mut changes = Vec::new();
+            for e in events {
+                let deleted = e["type"].as_str() == Some("DELETE");
+                if let Some(k) = kv(&e["kv"], !deleted)? {
+                    changes.push((k.key.clone(), (!deleted).then_some(k)));
+                }
+            }
+            WatchMessage::Events {
+                revision: h.revision,
+                changes,
+            }
+        }
+        None => WatchMessage::Progress {
+            revision: h.revision,
         },
-        None if r["created"].as_bool().unwrap_or(false) => WatchMessage::Created,
-        None => WatchMessage::Progress { revision },
-    }
+    };
+    Ok((message, h.cluster_id))
 }
 
 /// The group's keys by name, kept up to date from a range and then watch events.
@@ -355,7 +474,7 @@ impl Store {
             if let Some(name) = key.strip_prefix(&members) {
                 if let Some((priority, mode)) = MemberMode::parse_key_value(&kv.value) {
                     view.members.push(Member {
-                        name: name.to_string(),
+                        name: shown(name).into_owned(),
                         priority,
                         lease: kv.lease,
                         mode,
@@ -366,7 +485,9 @@ impl Store {
                     view.holders.insert(
                         addr,
                         Holder {
-                            member: kv.value.clone(),
+                            // Escaped: a member's own name needs no escape, so the
+                            // comparison with it is unchanged.
+                            member: shown(&kv.value).into_owned(),
                             epoch: kv.create,
                             lease: kv.lease,
                         },
@@ -382,7 +503,10 @@ impl Store {
         let members = format!("{}members/", keys.prefix());
         self.keys
             .iter()
-            .filter_map(|(k, kv)| k.strip_prefix(&members).map(|n| (n.to_string(), kv.lease)))
+            .filter_map(|(k, kv)| {
+                k.strip_prefix(&members)
+                    .map(|n| (shown(n).into_owned(), kv.lease))
+            })
             .collect()
     }
 }
@@ -451,8 +575,8 @@ mod tests {
                 {"response_txn":{"header":{}}}]}"#,
         )
         .unwrap();
-        assert_eq!(txn_many(&a, 2), Some((21, vec![true, false])));
-        assert_eq!(txn_many(&a, 3), None);
+        assert_eq!(txn_many(&a, 2), Ok((21, vec![true, false])));
+        assert!(txn_many(&a, 3).is_err());
     }
 
     #[test]
@@ -461,18 +585,18 @@ mod tests {
             r#"{"header":{"revision":"4"},"ID":"7587848329573342467","TTL":"3"}"#,
         )
         .unwrap();
-        assert_eq!(granted(&g), Some((7587848329573342467, 3)));
+        assert_eq!(granted(&g), Ok((7587848329573342467, 3)));
         let ka: Value =
             serde_json::from_str(r#"{"result":{"header":{},"ID":"75","TTL":"3"}}"#).unwrap();
-        assert_eq!(kept_alive(&ka), Some(3));
+        assert_eq!(kept_alive(&ka, 75), Ok(Some(3)));
         // A lease etcd no longer has: TTL 0 is left out.
         let gone: Value = serde_json::from_str(r#"{"result":{"header":{},"ID":"75"}}"#).unwrap();
-        assert_eq!(kept_alive(&gone), None);
+        assert_eq!(kept_alive(&gone, 75), Ok(None));
         let t: Value =
             serde_json::from_str(r#"{"header":{"revision":"12"},"succeeded":true}"#).unwrap();
-        assert_eq!(txn(&t), (true, 12));
+        assert_eq!(txn(&t), Ok((true, 12)));
         let lost: Value = serde_json::from_str(r#"{"header":{"revision":"13"}}"#).unwrap();
-        assert_eq!(txn(&lost), (false, 13));
+        assert_eq!(txn(&lost), Ok((false, 13)));
     }
 
     #[test]
@@ -488,8 +612,8 @@ mod tests {
             b64(b"m1")
         ))
         .unwrap();
-        let (kvs, rev) = range(&r);
-        let mut store = Store::from_range(kvs, rev);
+        let (kvs, header) = range(&r).unwrap();
+        let mut store = Store::from_range(kvs, header.revision);
         let v = store.view(&keys);
         assert_eq!(v.revision, 9);
         assert_eq!(
@@ -512,7 +636,7 @@ mod tests {
             b64(b"/ipfailover/g/addrs/198.51.100.100")
         ))
         .unwrap();
-        let WatchMessage::Events { revision, changes } = watch_message(&w) else {
+        let Ok((WatchMessage::Events { revision, changes }, _)) = watch_message(&w) else {
             panic!("not events");
         };
         store.apply(revision, changes);
@@ -527,15 +651,18 @@ mod tests {
             r#"{"result":{"header":{"revision":"50"},"canceled":true,"compact_revision":"40"}}"#,
         )
         .unwrap();
-        assert!(matches!(watch_message(&c), WatchMessage::Cancelled { .. }));
+        assert!(matches!(
+            watch_message(&c),
+            Ok((WatchMessage::Cancelled { .. }, _))
+        ));
         let created: Value =
             serde_json::from_str(r#"{"result":{"header":{"revision":"5"},"created":true}}"#)
                 .unwrap();
-        assert_eq!(watch_message(&created), WatchMessage::Created);
+        assert_eq!(watch_message(&created), Ok((WatchMessage::Created, 0)));
         let garbage: Value = serde_json::from_str(r#"{"error":{"grpc_code":14}}"#).unwrap();
         assert!(matches!(
             watch_message(&garbage),
-            WatchMessage::Cancelled { .. }
+            Ok((WatchMessage::Cancelled { .. }, _))
         ));
     }
 
@@ -560,5 +687,110 @@ mod tests {
         }
         let v = store.view(&keys);
         assert!(v.members.is_empty() && v.holders.is_empty());
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn numbers_that_cannot_be_right_make_a_bad_answer_not_a_panic() {
+        let max = i64::MAX;
+        // Revisions: negative, zero, absurd, not a number.
+        for rev in ["-5", "0", &max.to_string(), "9007199254740993", "x", "1e3"] {
+            let r = json(&format!(r#"{{"header":{{"revision":"{rev}"}}}}"#));
+            assert!(range(&r).is_err(), "revision {rev}");
+            let w = json(&format!(
+                r#"{{"result":{{"header":{{"revision":"{rev}"}},"events":[]}}}}"#
+            ));
+            assert!(watch_message(&w).is_err(), "watch revision {rev}");
+            let t = json(&format!(
+                r#"{{"header":{{"revision":"{rev}"}},"responses":[{{}}]}}"#
+            ));
+            assert!(txn_many(&t, 1).is_err(), "txn revision {rev}");
+        }
+        let top = json(&format!(r#"{{"header":{{"revision":"{MAX_REVISION}"}}}}"#));
+        assert_eq!(range(&top).unwrap().1.revision, MAX_REVISION);
+        // A key whose create revision or lease cannot be right spoils the answer.
+        let bad_kv = |create: &str, lease: &str| {
+            json(&format!(
+                r#"{{"header":{{"revision":"9"}},"kvs":[{{"key":"{}","value":"{}","create_revision":"{create}","lease":"{lease}"}}]}}"#,
+                b64(b"/ipfailover/g/addrs/198.51.100.100"),
+                b64(b"m1")
+            ))
+        };
+        assert!(range(&bad_kv("3", "11")).is_ok());
+        assert!(range(&bad_kv("-3", "11")).is_err());
+        assert!(range(&bad_kv("3", "-11")).is_err());
+        assert!(range(&bad_kv(&max.to_string(), "11")).is_err());
+        // Leases and TTLs.
+        for (id, ttl) in [
+            ("0", "3"),
+            ("-7", "3"),
+            ("7", "0"),
+            ("7", "-1"),
+            ("7", &max.to_string()),
+        ] {
+            let g = json(&format!(r#"{{"ID":"{id}","TTL":"{ttl}"}}"#));
+            assert!(granted(&g).is_err(), "grant {id} {ttl}");
+        }
+        let g = json(&format!(r#"{{"ID":"{max}","TTL":"2"}}"#));
+        assert_eq!(granted(&g), Ok((max, 2)));
+        let k = json(&format!(r#"{{"result":{{"ID":"7","TTL":"{max}"}}}}"#));
+        assert!(kept_alive(&k, 7).is_err());
+        let k = json(r#"{"result":{"ID":"7","TTL":"-3"}}"#);
+        assert!(kept_alive(&k, 7).is_err());
+        let other = json(r#"{"result":{"ID":"8","TTL":"3"}}"#);
+        assert!(
+            kept_alive(&other, 7).is_err(),
+            "an answer for another lease"
+        );
+        assert!(time_to_live(&json(r#"{"TTL":"-9"}"#)).is_err());
+        assert_eq!(time_to_live(&json(r#"{"TTL":"-1"}"#)), Ok(-1));
+        assert_eq!(time_to_live(&json("{}")), Ok(-1));
+        // A cluster id that is not a number.
+        let c = json(r#"{"header":{"revision":"3","cluster_id":"-1"}}"#);
+        assert!(range(&c).is_err());
+        let c = json(r#"{"header":{"revision":"3","cluster_id":"18446744073709551615"}}"#);
+        assert_eq!(range(&c).unwrap().1.cluster_id, u64::MAX);
+    }
+
+    #[test]
+    fn names_values_and_reasons_from_etcd_reach_the_view_escaped() {
+        let keys = Keys::new("g");
+        let r = json(&format!(
+            r#"{{"header":{{"revision":"9"}},"kvs":[
+              {{"key":"{}","value":"{}","create_revision":"3","lease":"11"}},
+              {{"key":"{}","value":"{}","create_revision":"7","lease":"11"}},
+              {{"key":"{}","value":"{}","create_revision":"8","lease":"12"}},
+              {{"key":"{}","value":"{}","create_revision":"8","lease":"12"}}]}}"#,
+            b64(b"/ipfailover/g/members/evil\n\x1b[31mFAKE"),
+            b64(b"200"),
+            b64(b"/ipfailover/g/addrs/198.51.100.100"),
+            b64("m1\nSubject: forged\r\n\u{202e}".as_bytes()),
+            b64(b"/ipfailover/g/addrs/198.51.100.101"),
+            b64(&[0xff, 0x1b, b'x']),
+            b64(&[b'/', b'i', 0xff]),
+            b64(b"x"),
+        ));
+        let (kvs, header) = range(&r).unwrap();
+        let view = Store::from_range(kvs, header.revision).view(&keys);
+        let texts: Vec<String> = view
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .chain(view.holders.values().map(|h| h.member.clone()))
+            .collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        for t in &texts {
+            assert!(!t.chars().any(char::is_control), "{t:?}");
+            assert!(!t.contains('\u{202e}'), "{t:?}");
+        }
+        // A cancel reason too.
+        let c = json(r#"{"result":{"canceled":true,"cancel_reason":"bad\nline\u001b"}}"#);
+        let Ok((WatchMessage::Cancelled { reason }, _)) = watch_message(&c) else {
+            panic!("not cancelled");
+        };
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
     }
 }

@@ -19,7 +19,9 @@
 //! - The **lease** thread grants, renews and revokes the member's lease. Each renewal takes
 //!   the time just before it is sent: the core's fencing deadline counts from then, which is
 //!   never later than when etcd restarts the lease's clock. Renewals time out well within a
-//!   TTL, so a hung endpoint cannot make the member miss its deadline unseen.
+//!   TTL, so a hung endpoint cannot make the member miss its deadline unseen, and a renewal
+//!   that fails is sent again at once to the next endpoint: an etcd leader change costs a
+//!   time limit, not a renewal period.
 //! - The **kv** thread puts and deletes the member's key, runs the create-if-absent
 //!   transactions that acquire addresses and the delete-if-ours ones that give them up, and
 //!   every few seconds asks how long each member's lease has left (for the status).
@@ -27,7 +29,12 @@
 //!   hands every change on as a new [`View`], and starts over with a fresh read after a
 //!   compaction, a cancelled watch, an error, a lost leader or a few seconds at most: a lost
 //!   watch event can leave a view wrong only until the next read (vip-manager's #394 and #431
-//!   kept a wrong view for days).
+//!   kept a wrong view for days). A read at a lower revision than one seen, or from another
+//!   cluster, is a restore: handed on as [`Reply::Restored`]. A watch that ends early with
+//!   nothing good is started again after a back-off, not in a loop.
+//!
+//! Answers are bounded: 4 MiB at most (each watch message too), numbers within what etcd can
+//! give ([`api`]), and text from etcd escaped before anyone shows it.
 //!
 //! Endpoints are tried in turn: a request that fails moves every thread to the next one.
 
@@ -35,8 +42,9 @@
 
 pub mod api;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,10 +54,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipfailover::group::View;
+use ipfailover::shown::shown;
 use mio::Waker;
 use serde_json::Value;
 
-use crate::api::{Keys, Store, WatchMessage};
+use crate::api::{excerpt, Keys, Store, WatchMessage};
 
 /// How to reach etcd, and who this member is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +200,14 @@ pub enum Reply {
     LeaseLost,
     /// The group's keys, as they are now.
     View(View),
+    /// etcd's history went back (a revision lower than one already seen, or another cluster
+    /// id: a restore from a snapshot): the group's keys read afresh, the new truth.
+    Restored {
+        /// The highest revision seen before.
+        highest: i64,
+        /// The keys now.
+        view: View,
+    },
     /// A create-if-absent transaction's outcome: the epoch if it won.
     Acquired {
         /// The address.
@@ -246,6 +263,12 @@ fn renew_timeout(ttl: Duration) -> Duration {
     (ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(2))
 }
 
+/// How long one renewal may go on trying endpoints: half a TTL, about what is left between
+/// the send of a renewal and the deadline of the one before.
+fn renew_budget(ttl: Duration) -> Duration {
+    ttl / 2
+}
+
 /// Other requests: a transaction that hangs leaves its address unheld, no worse.
 fn request_timeout(ttl: Duration) -> Duration {
     (ttl / 2).clamp(Duration::from_millis(300), Duration::from_secs(5))
@@ -253,6 +276,18 @@ fn request_timeout(ttl: Duration) -> Duration {
 
 /// Addresses tried in one transaction.
 const BATCH: usize = 64;
+
+/// The largest answer read, and the largest message of a watch: a group's keys take a few
+/// hundred bytes each, so 4 MiB is thousands of members and addresses; a larger one is a
+/// broken or hostile etcd, and the request counts as failed rather than filling memory.
+pub const MAX_ANSWER: u64 = 4 << 20;
+
+/// The first wait before a watch that ended early, without a good message, is started again;
+/// doubled at each such end up to [`WATCH_BACKOFF_MAX`]; back to this after a good message.
+const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// The longest wait between two watches that end early.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// How often the members' remaining lease times are asked, for the status (rewritten at
 /// least every 5 s): each member asks about every member, so this is the one cost that grows
@@ -278,11 +313,11 @@ struct Http {
 fn error_of(v: &Value) -> Option<String> {
     let e = v.get("error")?;
     Some(match e {
-        Value::String(s) => s.clone(),
+        Value::String(s) => excerpt(s),
         other => other
             .get("message")
             .and_then(Value::as_str)
-            .map_or_else(|| other.to_string(), str::to_string),
+            .map_or_else(|| excerpt(&other.to_string()), excerpt),
     })
 }
 
@@ -375,7 +410,7 @@ impl Http {
         let text = response
             .body_mut()
             .with_config()
-            .limit(16 << 20)
+            .limit(MAX_ANSWER)
             .read_to_string()
             .map_err(|e| format!("{endpoint}{path}: reading the answer: {e}"))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {
@@ -432,7 +467,7 @@ impl Http {
             .send(body.to_string())
             .map_err(|e| {
                 let text = e.to_string();
-                format!("{endpoint}{path}: {text}{}", tls_hint(&text))
+                format!("{endpoint}{path}: {}{}", shown(&text), tls_hint(&text))
             })
     }
 
@@ -448,8 +483,10 @@ impl Http {
         let mut response = self.post(endpoint, "/v3/auth/authenticate", &body, timeout, None)?;
         let text = response
             .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
             .read_to_string()
-            .map_err(|e| format!("{endpoint}: authenticating: {e}"))?;
+            .map_err(|e| format!("{endpoint}: authenticating: {}", shown(&e.to_string())))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{endpoint}: authenticating: {e}: {}", excerpt(&text)))?;
         if let Some(message) = error_of(&value) {
@@ -460,12 +497,6 @@ impl Http {
         *Self::lock(&self.token) = Some(token.clone());
         Ok(Some(token))
     }
-}
-
-/// The start of a text, for a message.
-fn excerpt(text: &str) -> String {
-    let t: String = text.chars().take(200).collect();
-    t.escape_debug().to_string()
 }
 
 /// The member's connection to etcd. (Dropping it stops the threads.)
@@ -795,6 +826,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
             .map_err(|e| ConfigError(format!("poll waker: {e}")))?,
     );
     let mut lines = Vec::new();
+    let mut answering = None;
     for endpoint in &config.endpoints {
         let http = Http {
             agent: agent.clone(),
@@ -814,9 +846,12 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
             true,
         ) {
             Ok(answer) => {
-                let version = answer["version"].as_str().unwrap_or("?");
+                let version = excerpt(answer["version"].as_str().unwrap_or("?"));
                 let leader = answer["leader"].as_str().unwrap_or("0");
                 let has_leader = leader != "0" && !leader.is_empty();
+                if has_leader && answering.is_none() {
+                    answering = Some((endpoint.clone(), http));
+                }
                 format!(
                     "# etcd {endpoint}: answers (etcd {version}{})",
                     if has_leader {
@@ -830,7 +865,73 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
         };
         lines.push(line);
     }
+    lines.push(check_ttl(config.ttl, answering.as_ref())?);
     Ok(lines)
+}
+
+/// etcd's shortest lease at its default election timeout (1000 ms): 1.5 × that, rounded up
+/// to whole seconds.
+pub const ETCD_DEFAULT_MIN_TTL: Duration = Duration::from_secs(2);
+
+/// Whether etcd grants a lease of `ttl` as asked, or raises it to its minimum (1.5 × its
+/// election timeout, rounded up to a second): a lease etcd raises would be refused here, not
+/// found out at run time (the member would fence by its own TTL, and the others wait for
+/// etcd's). Asked of an endpoint that answers, with a lease granted and revoked at once; when
+/// none answers, a TTL below etcd's minimum at its default election timeout is refused.
+fn check_ttl(ttl: Duration, answering: Option<&(String, Http)>) -> Result<String, ConfigError> {
+    let asked = ttl.as_secs().max(1);
+    let refuse = |granted: u64, by: String| {
+        ConfigError(format!(
+            "FAILOVER_LEASE_TTL {asked}s is shorter than etcd's shortest lease ({granted}s{by}: \
+             1.5 x its election timeout, rounded up to a second): etcd would grant {granted}s, \
+             and the others would wait that long for a dead member's addresses; set \
+             FAILOVER_LEASE_TTL to {granted}s or more (see groups(7), The figures)"
+        ))
+    };
+    if let Some((endpoint, http)) = answering {
+        let timeout = Duration::from_secs(2);
+        let granted = http
+            .call_at(
+                endpoint,
+                "/v3/lease/grant",
+                &api::grant(asked),
+                timeout,
+                true,
+            )
+            .and_then(|a| api::granted(&a));
+        match granted {
+            Ok((id, granted)) => {
+                let _ = http.call_at(
+                    endpoint,
+                    "/v3/lease/revoke",
+                    &api::lease_id(id),
+                    timeout,
+                    true,
+                );
+                let granted = u64::try_from(granted).unwrap_or(0);
+                if granted > asked {
+                    return Err(refuse(granted, format!(", as {endpoint} grants it")));
+                }
+                return Ok(format!(
+                    "# lease TTL {asked}s: {endpoint} grants it as asked"
+                ));
+            }
+            Err(e) => log::debug!("etcd {endpoint}: a trial lease: {e}"),
+        }
+    }
+    let least = ETCD_DEFAULT_MIN_TTL.as_secs();
+    if asked < least {
+        return Err(refuse(
+            least,
+            " at etcd's default election timeout of 1000 ms; no endpoint answered to say \
+             otherwise"
+                .to_string(),
+        ));
+    }
+    Ok(format!(
+        "# lease TTL {asked}s: not asked of etcd (no endpoint with a leader answers); at \
+         least etcd's shortest lease at its default election timeout ({least}s)"
+    ))
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ConfigError> {
@@ -861,27 +962,15 @@ impl LeaseWorker {
                             .call("/v3/lease/grant", &body, request_timeout(self.ttl))
                         {
                             Ok(answer) => match api::granted(&answer) {
-                                Some((id, ttl)) => Reply::Granted { id, ttl, sent_at },
-                                None => Reply::GrantFailed(format!("no lease in {answer}")),
+                                Ok((id, ttl)) => Reply::Granted { id, ttl, sent_at },
+                                Err(e) => Reply::GrantFailed(format!("a bad answer: {e}")),
                             },
                             Err(e) => Reply::GrantFailed(e),
                         };
                     self.http.reply(reply);
                 }
                 Request::Renew { lease } => {
-                    // Taken before sending: etcd restarts the lease's clock later than this.
-                    let sent_at = self.clock.now();
-                    let reply = match self.http.call(
-                        "/v3/lease/keepalive",
-                        &api::lease_id(lease),
-                        renew_timeout(self.ttl),
-                    ) {
-                        Ok(answer) => match api::kept_alive(&answer) {
-                            Some(_) => Reply::Renewed { sent_at },
-                            None => Reply::LeaseLost,
-                        },
-                        Err(e) => Reply::RenewFailed(e),
-                    };
+                    let reply = self.renew(lease);
                     self.http.reply(reply);
                 }
                 Request::Revoke { lease } => {
@@ -899,6 +988,46 @@ impl LeaseWorker {
                 other => log::error!("etcd-lease: not a lease request: {other:?}"),
             }
         }
+    }
+
+    /// One renewal: on a failure (an error, a time-out, a bad answer) it is sent again at once
+    /// to the next endpoint, each endpoint once, while a try still fits in half a TTL (a
+    /// renewal is sent a third of a TTL after the last acknowledged one, whose deadline is
+    /// four fifths of a TTL after it: about half a TTL is what is left): an etcd member that
+    /// cannot reach its leader (a dead leader's followers, forwarding to it, hang) costs one
+    /// time limit, not a renewal period. Every endpoint failing is a failed renewal; the core
+    /// asks again a tenth of a TTL later.
+    fn renew(&self, lease: i64) -> Reply {
+        let started = Instant::now();
+        let timeout = renew_timeout(self.ttl);
+        let budget = renew_budget(self.ttl);
+        let tries = self.http.endpoints.len().max(1);
+        let mut failures = Vec::new();
+        for _ in 0..tries {
+            let endpoint = self.http.endpoint();
+            // Taken before sending: etcd restarts the lease's clock later than this.
+            let sent_at = self.clock.now();
+            let why = match self
+                .http
+                .call("/v3/lease/keepalive", &api::lease_id(lease), timeout)
+            {
+                Ok(answer) => match api::kept_alive(&answer, lease) {
+                    Ok(Some(_)) => return Reply::Renewed { sent_at },
+                    Ok(None) => return Reply::LeaseLost,
+                    Err(e) => {
+                        self.http.rotate(&endpoint);
+                        format!("{endpoint}: a bad answer: {e}")
+                    }
+                },
+                // call() has moved to the next endpoint.
+                Err(e) => e,
+            };
+            failures.push(why);
+            if started.elapsed() + timeout > budget {
+                break;
+            }
+        }
+        Reply::RenewFailed(failures.join("; "))
     }
 }
 
@@ -1013,8 +1142,7 @@ impl KvWorker {
                     .http
                     .call("/v3/kv/txn", &body, request_timeout(self.ttl))
                     .and_then(|a| {
-                        api::txn_many(&a, chunk.len())
-                            .ok_or_else(|| format!("an answer that is not one per address: {a}"))
+                        api::txn_many(&a, chunk.len()).map_err(|e| format!("a bad answer: {e}"))
                     });
                 match answer {
                     Ok((revision, won)) => {
@@ -1052,9 +1180,15 @@ impl KvWorker {
                 request_timeout(self.ttl),
             );
             match answer {
-                Ok(a) => {
-                    times.insert(name, api::time_to_live(&a));
-                }
+                Ok(a) => match api::time_to_live(&a) {
+                    Ok(t) => {
+                        times.insert(name, t);
+                    }
+                    Err(e) => {
+                        log::debug!("etcd: lease time of {name}: a bad answer: {e}");
+                        return;
+                    }
+                },
                 // etcd is not answering: the view says so; no times this round.
                 Err(_) => return,
             }
@@ -1072,49 +1206,167 @@ struct WatchWorker {
     member_leases: Arc<Mutex<Vec<(String, i64)>>>,
 }
 
+/// What the watch has seen of etcd's history, across its cycles: a range at a lower
+/// revision, or from another cluster, is a history that went back (a restore).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct History {
+    /// The highest revision handed on (0: none yet).
+    highest: i64,
+    /// The cluster id of the last range (0: not known).
+    cluster: u64,
+}
+
+impl History {
+    /// Whether a range at `header` says the history went back.
+    fn went_back(&self, header: api::Header) -> bool {
+        let other_cluster =
+            self.cluster != 0 && header.cluster_id != 0 && header.cluster_id != self.cluster;
+        (self.highest > 0 && header.revision < self.highest) || other_cluster
+    }
+}
+
+/// How a watch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WatchEnd {
+    /// It brought changes or progress, or ran its cycle: start again at once.
+    Good,
+    /// It ended early with nothing good (an empty body, a closed connection, a cancel):
+    /// start again after the back-off.
+    Early,
+}
+
+/// A reader that fails once more than its allowance has been read since the last
+/// [`Allowance::renew`]: one watch message may not take more than [`MAX_ANSWER`] bytes.
+struct Capped<R> {
+    inner: R,
+    left: std::rc::Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(std::io::Error::other(format!(
+                "a watch message larger than {} MiB",
+                MAX_ANSWER >> 20
+            )));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads the stream of JSON messages of `reader`, each at most [`MAX_ANSWER`] bytes (what
+/// separates them counts with the next); a larger one ends the stream with an error.
+fn messages<R: Read>(reader: R) -> impl Iterator<Item = Result<Value, String>> {
+    let left = std::rc::Rc::new(Cell::new(MAX_ANSWER));
+    let capped = Capped {
+        inner: reader,
+        left: std::rc::Rc::clone(&left),
+    };
+    let mut stream = serde_json::Deserializer::from_reader(capped).into_iter::<Value>();
+    std::iter::from_fn(move || {
+        let next = stream.next()?;
+        let exhausted = left.get() == 0;
+        left.set(MAX_ANSWER);
+        Some(match next {
+            Ok(v) => Ok(v),
+            Err(_) if exhausted => Err(format!(
+                "a watch message larger than {} MiB",
+                MAX_ANSWER >> 20
+            )),
+            Err(e) if e.is_io() || e.is_eof() => return None,
+            Err(e) => Err(format!("not etcd's JSON: {e}")),
+        })
+    })
+}
+
+/// The next wait after a watch that ended early.
+fn next_backoff(now: Duration) -> Duration {
+    (now * 2).clamp(WATCH_BACKOFF_MIN, WATCH_BACKOFF_MAX)
+}
+
 impl WatchWorker {
     fn run(&self) {
         let mut last_error: Option<String> = None;
+        let mut history = History::default();
+        let mut backoff = WATCH_BACKOFF_MIN;
         while !self.stop.load(Ordering::Relaxed) {
-            match self.cycle() {
-                Ok(()) => last_error = None,
+            let started = Instant::now();
+            let end = match self.cycle(&mut history) {
+                Ok(end) => {
+                    last_error = None;
+                    end
+                }
                 Err(e) => {
                     // The loop hears of it as etcd not answering; the detail is for debugging.
                     if last_error.as_ref() != Some(&e) {
                         log::debug!("etcd watch: {e}");
                     }
                     last_error = Some(e);
-                    // Another endpoint is tried next; not in a tight loop.
-                    thread::sleep(Duration::from_millis(200));
+                    WatchEnd::Early
                 }
+            };
+            // A watch that ran most of its cycle was a good one, whatever ended it.
+            if end == WatchEnd::Good || started.elapsed() >= watch_cycle(self.ttl) / 2 {
+                backoff = WATCH_BACKOFF_MIN;
+            } else {
+                // Not in a loop: an etcd that answers every watch with an empty or broken
+                // body is asked less and less often, up to a few seconds apart.
+                thread::sleep(backoff);
+                backoff = next_backoff(backoff);
             }
         }
     }
 
-    fn publish(&self, store: &Store) {
+    fn publish(&self, store: &Store, restored_from: Option<i64>) {
         *Http::lock(&self.member_leases) = store.member_leases(&self.keys);
-        self.http.reply(Reply::View(store.view(&self.keys)));
+        let view = store.view(&self.keys);
+        self.http.reply(match restored_from {
+            Some(highest) => Reply::Restored { highest, view },
+            None => Reply::View(view),
+        });
     }
 
     /// One read of the prefix, then a watch from the next revision until it ends, fails or
     /// has run a cycle.
-    fn cycle(&self) -> Result<(), String> {
+    fn cycle(&self, history: &mut History) -> Result<WatchEnd, String> {
         let answer = self.http.call(
             "/v3/kv/range",
             &self.keys.range_all(),
             request_timeout(self.ttl),
         )?;
-        let (kvs, revision) = api::range(&answer);
-        if revision <= 0 {
-            return Err(format!(
-                "a range without a revision: {}",
-                excerpt(&answer.to_string())
-            ));
+        let (kvs, header) = api::range(&answer).map_err(|e| {
+            let endpoint = self.http.endpoint();
+            self.http.rotate(&endpoint);
+            format!("{endpoint}/v3/kv/range: a bad answer: {e}")
+        })?;
+        let revision = header.revision;
+        let restored_from = history.went_back(header).then_some(history.highest);
+        if let Some(highest) = restored_from {
+            log::warn!(
+                "etcd's revision went back from {highest} to {revision}{} (restored from a \
+                 snapshot?): reading the group afresh and taking it as the truth",
+                if history.cluster != header.cluster_id {
+                    format!(
+                        ", cluster {:x} is now {:x}",
+                        history.cluster, header.cluster_id
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            history.highest = 0;
         }
+        history.highest = history.highest.max(revision);
+        history.cluster = header.cluster_id;
         let mut store = Store::from_range(kvs, revision);
-        self.publish(&store);
+        self.publish(&store, restored_from);
         let endpoint = self.http.endpoint();
-        let body = self.keys.watch_from(revision + 1);
+        // A revision is at most api::MAX_REVISION: no overflow.
+        let body = self.keys.watch_from(revision.saturating_add(1));
         let cycle = watch_cycle(self.ttl);
         let token = self.http.token_for(&endpoint, request_timeout(self.ttl))?;
         let mut response =
@@ -1129,39 +1381,227 @@ impl WatchWorker {
                 }
             };
         let reader = BufReader::new(response.body_mut().as_reader());
-        let messages = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
-        for message in messages {
+        let started = Instant::now();
+        let mut end = WatchEnd::Early;
+        for message in messages(reader) {
             if self.stop.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(WatchEnd::Good);
             }
-            let message = match message {
-                Ok(m) => m,
-                // The cycle's timeout, or the connection gone: read again.
-                Err(e) if e.is_io() || e.is_eof() => return Ok(()),
-                Err(e) => return Err(format!("{endpoint}/v3/watch: not etcd's JSON: {e}")),
-            };
-            match api::watch_message(&message) {
-                WatchMessage::Created | WatchMessage::Progress { .. } => {}
+            let message = message.map_err(|e| format!("{endpoint}/v3/watch: {e}"))?;
+            let (message, cluster) = api::watch_message(&message)
+                .map_err(|e| format!("{endpoint}/v3/watch: a bad message: {e}"))?;
+            if cluster != 0 && history.cluster != 0 && cluster != history.cluster {
+                return Err(format!(
+                    "{endpoint}/v3/watch: a message from cluster {cluster:x}, not {:x}",
+                    history.cluster
+                ));
+            }
+            match message {
+                WatchMessage::Created => {}
+                WatchMessage::Progress { revision } => {
+                    if revision < store.revision {
+                        return Err(format!(
+                            "{endpoint}/v3/watch: revision {revision} after {}",
+                            store.revision
+                        ));
+                    }
+                    end = WatchEnd::Good;
+                }
                 WatchMessage::Events { revision, changes } => {
+                    // A revision that goes back within a watch: read again (the range tells
+                    // whether the history went back).
+                    if revision < store.revision {
+                        return Err(format!(
+                            "{endpoint}/v3/watch: revision {revision} after {}",
+                            store.revision
+                        ));
+                    }
                     store.apply(revision, changes);
-                    self.publish(&store);
+                    history.highest = history.highest.max(store.revision);
+                    self.publish(&store, None);
+                    end = WatchEnd::Good;
                 }
                 WatchMessage::Cancelled { reason } => {
                     log::info!("etcd watch cancelled ({reason}): reading the group again");
                     if is_auth_error(&reason) {
                         *Http::lock(&self.http.token) = None;
                     }
-                    return Ok(());
+                    return Ok(end);
                 }
             }
         }
-        Ok(())
+        // The cycle's time limit, or the connection gone.
+        if started.elapsed() >= cycle / 2 {
+            end = WatchEnd::Good;
+        }
+        Ok(end)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{gateway_hint, tls_hint};
+    use super::*;
+
+    #[test]
+    fn a_watch_message_is_capped_and_the_stream_ends_with_an_error_not_a_buffer() {
+        let small = br#"{"result":{"created":true}} {"result":{"header":{"revision":"5"}}}"#;
+        let got: Vec<_> = messages(&small[..]).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(Result::is_ok));
+        // An empty body: no message, no error (the watch ended early: back-off).
+        assert_eq!(messages(&b""[..]).count(), 0);
+        // A message of more than MAX_ANSWER bytes: an error, and nothing after it.
+        let mut big = br#"{"result":{"header":{"revision":"5"}}}"#.to_vec();
+        big.extend_from_slice(br#"{"result":{"x":""#);
+        big.resize(big.len() + usize::try_from(MAX_ANSWER).unwrap(), b'a');
+        big.extend_from_slice(br#""}}"#);
+        let got: Vec<_> = messages(&big[..]).collect();
+        assert!(got[0].is_ok());
+        assert!(got[1].as_ref().unwrap_err().contains("larger than 4 MiB"));
+        assert_eq!(got.len(), 2);
+        // Endless whitespace counts too.
+        let blank = vec![b' '; usize::try_from(MAX_ANSWER).unwrap() + 10];
+        let got: Vec<_> = messages(&blank[..]).collect();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
+        // Not JSON, and JSON nested deeper than serde's limit: errors, not a crash.
+        assert!(messages(&b"<html>"[..]).next().unwrap().is_err());
+        let deep = "[".repeat(100_000);
+        assert!(messages(deep.as_bytes()).next().unwrap().is_err());
+    }
+
+    /// An endpoint nothing listens on: a port of this host just freed.
+    fn closed_endpoint() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn http_for(endpoints: &[String]) -> Arc<Http> {
+        let (replies, _) = mpsc::channel();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        Arc::new(Http {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            endpoints: endpoints.to_vec(),
+            current: AtomicUsize::new(0),
+            user: None,
+            token: Mutex::new(None),
+            replies,
+            waker,
+            told: Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn a_renewal_that_hangs_goes_to_the_next_endpoint_after_its_time_limit() {
+        // Connections are taken (the kernel's backlog) and never answered: an etcd member
+        // forwarding to a dead leader.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let hung_at = format!("http://{}", hung.local_addr().unwrap());
+        let endpoints = vec![hung_at.clone(), closed_endpoint()];
+        let http = http_for(&endpoints);
+        let ttl = Duration::from_secs(3);
+        let worker = LeaseWorker {
+            http: Arc::clone(&http),
+            ttl,
+            clock: Clock::default(),
+        };
+        let started = Instant::now();
+        let Reply::RenewFailed(why) = worker.renew(7) else {
+            panic!("renewed against nothing");
+        };
+        let took = started.elapsed();
+        assert!(
+            why.contains(&hung_at) && why.contains(&endpoints[1]),
+            "{why}"
+        );
+        // One time limit for the hung one, then the next at once, within the budget.
+        assert!(took >= renew_timeout(ttl), "{took:?}");
+        assert!(took < renew_budget(ttl), "{took:?}");
+    }
+
+    #[test]
+    fn a_failed_renewal_is_sent_again_at_once_to_the_next_endpoint() {
+        let endpoints = vec![closed_endpoint(), closed_endpoint(), closed_endpoint()];
+        let http = http_for(&endpoints);
+        let worker = LeaseWorker {
+            http: Arc::clone(&http),
+            ttl: Duration::from_secs(3),
+            clock: Clock::default(),
+        };
+        let started = Instant::now();
+        let Reply::RenewFailed(why) = worker.renew(7) else {
+            panic!("renewed against nothing");
+        };
+        // Every endpoint tried, one after another, in this one renewal; none twice.
+        for e in &endpoints {
+            assert_eq!(why.matches(e.as_str()).count(), 1, "{why}");
+        }
+        assert_eq!(http.current.load(Ordering::Relaxed), 3);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The next renewal starts where this one left off: the first endpoint again.
+        assert_eq!(http.endpoint(), endpoints[0]);
+    }
+
+    #[test]
+    fn watches_that_end_early_back_off_up_to_a_few_seconds() {
+        let mut wait = WATCH_BACKOFF_MIN;
+        let mut waits = vec![wait];
+        for _ in 0..8 {
+            wait = next_backoff(wait);
+            waits.push(wait);
+        }
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn a_history_went_back_when_the_revision_does_or_the_cluster_changes() {
+        let h = |revision, cluster_id| api::Header {
+            revision,
+            cluster_id,
+        };
+        let fresh = History::default();
+        assert!(!fresh.went_back(h(1, 7)));
+        let seen = History {
+            highest: 500,
+            cluster: 7,
+        };
+        assert!(!seen.went_back(h(500, 7)));
+        assert!(!seen.went_back(h(600, 7)));
+        assert!(seen.went_back(h(499, 7)));
+        assert!(seen.went_back(h(600, 8)), "another cluster");
+        assert!(!seen.went_back(h(600, 0)), "no cluster id given");
+    }
+
+    #[test]
+    fn a_ttl_etcd_would_raise_is_refused_when_etcd_cannot_say() {
+        let one = check_ttl(Duration::from_secs(1), None).unwrap_err();
+        assert!(one.0.contains("FAILOVER_LEASE_TTL 1s"), "{one}");
+        assert!(one.0.contains("2s or more"), "{one}");
+        let two = check_ttl(Duration::from_secs(2), None).unwrap();
+        assert!(two.contains("not asked of etcd"), "{two}");
+    }
+
+    #[test]
+    fn error_messages_from_etcd_are_escaped() {
+        let v: Value =
+            serde_json::from_str(r#"{"error":"bad\nFAKE LOG LINE\u001b[2J","code":2}"#).unwrap();
+        let e = error_of(&v).unwrap();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        let v: Value = serde_json::from_str(r#"{"error":{"message":"x\ry"}}"#).unwrap();
+        assert_eq!(error_of(&v).unwrap(), "x\\ry");
+    }
 
     #[test]
     fn tls_failures_name_the_setting_to_look_at() {

@@ -396,6 +396,9 @@ pub enum GroupEvent {
     LeaseLost,
     /// The group's keys as they are now.
     View(View),
+    /// etcd's history went back (its revision is lower than one already seen, or it is
+    /// another cluster: a restore from a snapshot): this view, read afresh, is the new truth.
+    Restored(View),
     /// The outcome of a create-if-absent transaction.
     Acquired {
         /// The address.
@@ -656,6 +659,14 @@ pub struct Group {
     links_down: BTreeSet<IpAddr>,
     /// When what is held was last announced by the refresh (`None` while nothing is held).
     refreshed: Option<Instant>,
+    /// Added to an address key's create revision to make the epoch hooks get: 0 until etcd's
+    /// history goes back (a restore), then past every epoch this member has seen, so that
+    /// `FAILOVER_EPOCH` never goes back here.
+    epoch_offset: i64,
+    /// The epoch hooks get for each claim under way or held, fixed when it was won.
+    hook_epochs: BTreeMap<IpAddr, i64>,
+    /// The view was just restored: the next reconcile allows no claim "not visible yet".
+    history_cut: bool,
     /// Paused or drained by the administrator.
     mode: MemberMode,
     /// When a `pause --for` ends.
@@ -705,6 +716,9 @@ impl Group {
             outranked_since: None,
             links_down: BTreeSet::new(),
             refreshed: None,
+            epoch_offset: 0,
+            hook_epochs: BTreeMap::new(),
+            history_cut: false,
             mode: MemberMode::Active,
             pause_until: None,
             stopping: false,
@@ -969,19 +983,16 @@ impl Group {
                 }
             }
             // Views come from a watch and from re-reads: an older one than ours says nothing
-            // new, and would hide keys this member already knows of.
+            // new, and would hide keys this member already knows of. (A history that went
+            // back comes as `Restored`.)
             GroupEvent::View(view) if view.revision < self.view.revision => {}
+            GroupEvent::Restored(view) => {
+                self.restored(view);
+                self.view_changed(now, &mut out);
+            }
             GroupEvent::View(view) => {
                 self.view = view;
-                self.viewed = true;
-                // Listed means this member's key under its current lease: a key in its name
-                // under another lease is a previous life's, or another failoverd's.
-                let listed = self.registered();
-                if self.joined.is_none() && listed {
-                    self.joined = Some(now);
-                }
-                self.update_outranked(now);
-                self.reconcile(now, &mut out);
+                self.view_changed(now, &mut out);
             }
             GroupEvent::Acquired { addr, epoch } => self.acquired(now, addr, epoch, &mut out),
             GroupEvent::AcquireFailed { addr } => {
@@ -1032,6 +1043,37 @@ impl Group {
             self.stopping = false;
         }
         out
+    }
+
+    /// A new view was taken: joins, the rank, then what is held.
+    fn view_changed(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
+        self.viewed = true;
+        // Listed means this member's key under its current lease: a key in its name
+        // under another lease is a previous life's, or another failoverd's.
+        let listed = self.registered();
+        if self.joined.is_none() && listed {
+            self.joined = Some(now);
+        }
+        self.update_outranked(now);
+        self.reconcile(now, out);
+    }
+
+    /// etcd's history went back: `view` is the new truth. The mark of the highest revision
+    /// seen goes with the old history (else no view would be taken until new writes passed
+    /// it), and the epochs hooks get from now on start past every epoch seen so far.
+    fn restored(&mut self, view: View) {
+        let highest = self
+            .view
+            .holders
+            .values()
+            .map(|h| h.epoch)
+            .chain(self.addrs.values().filter_map(|s| s.epoch()))
+            .fold(self.view.revision, i64::max);
+        self.epoch_offset = self.epoch_offset.saturating_add(highest.max(0));
+        self.view = view;
+        // A claim this member won that the restored keys do not show is gone with the old
+        // history: no allowance for one "not visible yet" (see reconcile).
+        self.history_cut = true;
     }
 
     /// The administrator's commands.
@@ -1128,7 +1170,16 @@ impl Group {
             return;
         }
         *state = to;
+        if to.epoch().is_none() {
+            self.hook_epochs.remove(&addr);
+        }
         out.push(GroupAction::Transition { addr, from, to });
+    }
+
+    /// The epoch hooks get for the claim on `addr` (etcd's create revision `epoch`, past
+    /// every epoch seen before a restore of etcd).
+    fn hook_epoch(&self, addr: IpAddr, epoch: i64) -> i64 {
+        self.hook_epochs.get(&addr).copied().unwrap_or(epoch)
     }
 
     fn check_deadline(&mut self, now: Instant, out: &mut Vec<GroupAction>) {
@@ -1274,7 +1325,7 @@ impl Group {
             out.push(GroupAction::RunHooks {
                 phase,
                 addr,
-                epoch,
+                epoch: self.hook_epoch(addr, epoch),
                 reason,
             });
         }
@@ -1304,19 +1355,24 @@ impl Group {
             }
         }
         let addrs: Vec<(IpAddr, AddrState)> = self.addrs.iter().map(|(a, s)| (*a, *s)).collect();
+        let history_cut = std::mem::take(&mut self.history_cut);
         let rank = self.rank();
         let _ = now;
         let lease = self.lease_id();
         for (addr, state) in addrs {
             let holder = self.view.holders.get(&addr).cloned();
-            // A claim won at a revision this view does not reach yet is not visible in it. A
-            // key of ours rewritten (by hand) without our lease is no claim of ours any more:
-            // the others treat it as free.
+            // A claim won at a revision this view does not reach yet is not visible in it;
+            // but right after a restore, a claim the restored keys do not show is gone (an
+            // answer to a transaction comes long before etcd can be stopped, restored and
+            // started again, so no claim of the new history is pending then). A key of ours
+            // rewritten (by hand) without our lease is no claim of ours any more: the others
+            // treat it as free.
             let ours = holder.as_ref().is_some_and(|h| {
                 h.member == self.config.name
                     && Some(h.epoch) == state.epoch()
                     && Some(h.lease) == lease
-            }) || state.epoch().is_some_and(|e| e > self.view.revision);
+            }) || (!history_cut
+                && state.epoch().is_some_and(|e| e > self.view.revision));
             match state {
                 // A key of our lease that this member does not use (a give-up that did not get
                 // through): delete it, or nobody else can have the address.
@@ -1415,6 +1471,8 @@ impl Group {
                 self.set(addr, AddrState::Free, out);
             }
             Some(epoch) => {
+                self.hook_epochs
+                    .insert(addr, epoch.saturating_add(self.epoch_offset));
                 self.set(addr, AddrState::Probing { epoch }, out);
                 self.probing
                     .get_or_insert_with(|| Round::new(GROUP_PROBE_WINDOW / PROBES, now))
@@ -1499,7 +1557,10 @@ impl Group {
                 HookPhase::PostAcq,
             ) => {
                 self.set(addr, AddrState::Held { epoch }, out);
-                out.push(GroupAction::Notify(GroupNotice::TookOver { addr, epoch }));
+                out.push(GroupAction::Notify(GroupNotice::TookOver {
+                    addr,
+                    epoch: self.hook_epoch(addr, epoch),
+                }));
                 if self.stopping {
                     self.start_release(addr, epoch, GroupReason::Shutdown, out);
                 }

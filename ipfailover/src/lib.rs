@@ -6,6 +6,7 @@
 //! - [`failover`]: failoverd's state machine for a pair, fed with events and the current time.
 //! - [`group`]: a group member's state machine (etcd arbitrates), the same shape.
 //! - [`sender`]: heartbeatd's schedule, the same shape.
+//! - [`shown`]: text that came from others, escaped for a terminal, a mail or a log line.
 //! - [`arp`], [`nd`], [`control`]: the codecs of what arrives from others (ARP, neighbour
 //!   discovery, the control socket's lines), golden-tested and fuzzed.
 //!
@@ -26,6 +27,7 @@ pub mod probe;
 pub mod receive;
 pub mod sender;
 pub mod settings;
+pub mod shown;
 pub mod status;
 pub mod timefmt;
 pub mod wire;

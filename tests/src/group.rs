@@ -72,6 +72,9 @@ pub struct GroupLab {
     member_procs: BTreeMap<usize, usize>,
     /// Set by [`GroupLab::enable_tls`]: etcd's clients speak TLS and show certificates.
     pub tls: Option<TlsFiles>,
+    /// etcd's election timeout, ms (its heartbeat a tenth of it): 500 unless set before
+    /// etcd starts.
+    pub etcd_election_ms: u64,
 }
 
 /// The lab's TLS material (PEM files in the lab's directory), made by openssl.
@@ -105,6 +108,7 @@ impl GroupLab {
             etcd_procs: BTreeMap::new(),
             member_procs: BTreeMap::new(),
             tls: None,
+            etcd_election_ms: 500,
         };
         lab.build();
         lab
@@ -453,9 +457,9 @@ impl GroupLab {
             format!("--initial-cluster={cluster}"),
             "--initial-cluster-state=new".into(),
             format!("--initial-cluster-token={}", self.prefix),
-            // Short, as a LAN allows: elections within a second.
-            "--heartbeat-interval=50".into(),
-            "--election-timeout=500".into(),
+            // Short, as a LAN allows: elections within a second (by default).
+            format!("--heartbeat-interval={}", self.etcd_election_ms / 10),
+            format!("--election-timeout={}", self.etcd_election_ms),
             "--logger=zap".into(),
             "--log-level=warn".into(),
             // The lab's etcd is thrown away: fsync would only slow the tests.
@@ -536,6 +540,82 @@ impl GroupLab {
             }
         }
         None
+    }
+
+    /// `etcdctl snapshot save FILE` from etcd member `j` (a snapshot is taken of one
+    /// member); whether it succeeded.
+    pub fn save_etcd_snapshot(&self, j: usize, file: &std::path::Path) -> bool {
+        let endpoint = format!("--endpoints={}://203.0.113.{j}:2379", self.scheme());
+        let file = file.to_string_lossy();
+        let mut argv = vec!["ip", "netns", "exec", "", "etcdctl", &endpoint];
+        let ns = self.ns(Node::Etcd(j));
+        argv[3] = &ns;
+        let tls: Vec<String> = self
+            .tls
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("--cacert={}", t.ca),
+                    format!("--cert={}", t.cert),
+                    format!("--key={}", t.key),
+                ]
+            })
+            .collect();
+        argv.extend(tls.iter().map(String::as_str));
+        argv.extend(["snapshot", "save", &file]);
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Restores the whole etcd cluster from `file` (`etcdctl snapshot restore` for each
+    /// member, its old data directory thrown away) and starts it again: etcd's revision goes
+    /// back to the snapshot's. Waits for a leader.
+    pub fn restore_etcd_cluster(&mut self, file: &std::path::Path) {
+        for j in 1..=self.etcds {
+            self.kill_etcd(j);
+        }
+        let cluster = (1..=self.etcds)
+            .map(|k| format!("e{k}=http://203.0.113.{k}:2380"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for j in 1..=self.etcds {
+            let data = self.dir.join(format!("etcd{j}"));
+            let _ = fs::remove_dir_all(&data);
+            // Offline (files only), but in the lab's namespace all the same.
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.ns(Node::Etcd(j)), "etcdctl"])
+                .args(["snapshot", "restore", &file.to_string_lossy()])
+                .arg(format!("--name=e{j}"))
+                .arg(format!("--initial-cluster={cluster}"))
+                .arg(format!("--initial-cluster-token={}", self.prefix))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://203.0.113.{j}:2380"
+                ))
+                .arg(format!("--data-dir={}", data.display()))
+                .env("ETCDCTL_API", "3")
+                .stdin(Stdio::null())
+                .output()
+                .expect("etcdctl snapshot restore");
+            assert!(
+                out.status.success(),
+                "etcdctl snapshot restore: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for j in 1..=self.etcds {
+            self.start_etcd(j);
+        }
+        assert!(
+            wait_for(Duration::from_secs(20), || self.etcd_leader().is_some()).is_some(),
+            "the restored etcd cluster never elected a leader:\n{}",
+            self.logs()
+        );
     }
 
     /// Kills etcd member `j` (SIGKILL).

@@ -27,7 +27,7 @@ struct Kv {
 
 /// etcd, simulated: one store, leases expiring at their deadline, and a quorum that may be
 /// lost.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Etcd {
     revision: i64,
     keys: BTreeMap<String, Kv>,
@@ -1234,6 +1234,19 @@ fn held_addresses_are_announced_again_after_a_stall_and_by_the_refresh() {
     assert!((3..=5).contains(&refreshes), "{refreshes}: {log:?}");
 }
 
+/// The epochs host `h` handed its hooks after `since`.
+fn hook_epochs(w: &World, h: usize, since: Duration) -> Vec<i64> {
+    w.hosts[h]
+        .log
+        .iter()
+        .filter(|(t, _)| *t > since)
+        .filter_map(|(_, a)| match a {
+            GroupAction::RunHooks { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The answers a host's core gave to commands, in order.
 fn answers(w: &World, h: usize) -> Vec<Result<String, String>> {
     w.hosts[h]
@@ -1244,6 +1257,81 @@ fn answers(w: &World, h: usize) -> Vec<Result<String, String>> {
             _ => None,
         })
         .collect()
+}
+
+/// etcd restored from an older snapshot: its revision goes back. The members take the
+/// restored keys as the truth (a view at a lower revision than they have seen is no longer
+/// ignored for ever), the group fails over again, and the epochs hooks get keep growing.
+#[test]
+fn after_a_restore_of_etcd_the_group_fails_over_and_epochs_keep_growing() {
+    let mut w = World::new(&[200, 150, 100], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let snapshot = w.etcd.clone();
+    // The holder crashes; m2 takes over, at a later epoch.
+    let crash = w.elapsed();
+    w.crash(0);
+    w.run_until(crash + TTL + ms(1000));
+    assert_eq!(w.holders(addr(0)), vec![1]);
+    let before: i64 = (0..3)
+        .flat_map(|h| hook_epochs(&w, h, Duration::ZERO))
+        .max()
+        .expect("hooks ran");
+    assert!(before > snapshot.revision);
+    // Some churn moves the revision further on.
+    for _ in 0..20 {
+        w.etcd.revision += 1;
+    }
+    w.broadcast();
+    w.run_until(w.elapsed() + ms(100));
+    // etcd is restored from the snapshot: m1's key holds the address again, under its old
+    // lease (restored leases live a TTL from the restart: a new leader extends them).
+    let restore = w.elapsed();
+    w.etcd = snapshot;
+    let now = w.now;
+    for at in w.etcd.leases.values_mut() {
+        *at = now + TTL;
+    }
+    let view = w.etcd.view();
+    for h in 1..3 {
+        w.hosts[h]
+            .inbox
+            .push((now + ms(1), GroupEvent::Restored(view.clone())));
+    }
+    // m2 gives up what the restored keys say it does not hold, at once.
+    w.run_until(restore + ms(10));
+    assert!(w.holders(addr(0)).is_empty(), "{:?}", w.holders(addr(0)));
+    // m1 is dead: its restored lease runs out, and the best survivor takes the address.
+    w.run_until(restore + TTL + ms(1500));
+    assert_eq!(w.holders(addr(0)), vec![1], "a failover after the restore");
+    let after = hook_epochs(&w, 1, restore + ms(10));
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|e| *e > before),
+        "epochs {after:?} after the restore, {before} before"
+    );
+    // And the next crash moves it again, to m3, with a greater epoch still.
+    let crash = w.elapsed();
+    w.crash(1);
+    w.run_until(crash + TTL + ms(1000));
+    assert_eq!(w.holders(addr(0)), vec![2]);
+    let last = hook_epochs(&w, 2, crash);
+    assert!(last.iter().all(|e| *e > before), "{last:?}");
+}
+
+/// Without a restore notice, a view older than the one a member has is still ignored.
+#[test]
+fn an_older_view_alone_is_ignored() {
+    let mut w = World::new(&[200, 150], 1);
+    w.run_until(ms(2000));
+    assert_eq!(w.holders(addr(0)), vec![0]);
+    let revision = w.hosts[1].core.view().revision;
+    let mut stale = w.etcd.view();
+    stale.revision = revision - 1;
+    stale.holders.clear();
+    w.feed(1, GroupEvent::View(stale));
+    assert_eq!(w.hosts[1].core.view().revision, revision);
+    assert_eq!(w.holders(addr(0)), vec![0]);
 }
 
 #[test]
