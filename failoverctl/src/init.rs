@@ -1,4 +1,4 @@
-//! `failoverctl init --primary | --secondary`: writes a checked configuration and the secret
+//! `failoverctl init --primary | --secondary | --group NAME`: writes a checked configuration and the secret
 //! file, as AFMfail's `setup` did, asking only what it cannot work out. Non-interactive with
 //! options (configuration management); on a terminal it asks for what is missing, proposing
 //! what this host's interfaces suggest.
@@ -33,6 +33,14 @@ pub struct InitOptions {
     /// `FAILOVER_STATE_DIR` and `FAILOVER_SCRIPT_DIR`, if not the defaults.
     pub state_dir: Option<PathBuf>,
     pub script_dir: Option<PathBuf>,
+    /// A member of this group on etcd rather than a pair's host.
+    pub group: Option<String>,
+    /// The etcd endpoints (member).
+    pub etcd: Vec<String>,
+    /// `FAILOVER_PRIORITY` (member), if given.
+    pub priority: Option<u8>,
+    /// `FAILOVER_MEMBER_NAME` (member), if given.
+    pub member_name: Option<String>,
     /// The file written.
     pub output: PathBuf,
     /// Write over an existing file.
@@ -112,6 +120,63 @@ pub fn init(mut o: InitOptions) -> i32 {
     }
     let locals = interfaces::local_addrs().unwrap_or_default();
     let mut lines: Vec<Line> = Vec::new();
+    if let Some(group) = o.group.clone() {
+        if o.etcd.is_empty() {
+            let answer = ask("etcd's client URLs (http://host:2379 ...)", "").unwrap_or_default();
+            o.etcd = answer.split_whitespace().map(str::to_string).collect();
+        }
+        if o.etcd.is_empty() {
+            eprintln!("failoverctl init --group: etcd's endpoints are needed: --etcd URL [URL...]");
+            return exit::USAGE;
+        }
+        if o.pairs.is_empty() {
+            let answer =
+                ask("The group's addresses (iface:address/prefix ...)", "").unwrap_or_default();
+            o.pairs = answer.split_whitespace().map(str::to_string).collect();
+        }
+        if o.pairs.is_empty() {
+            eprintln!(
+                "failoverctl init --group: the group's addresses are needed: --pairs \
+                 iface:address/prefix"
+            );
+            return exit::USAGE;
+        }
+        lines.push(Line::new(
+            "FAILOVER_ETCD_ENDPOINTS",
+            "--etcd",
+            o.etcd.join(" "),
+        ));
+        lines.push(Line::new("FAILOVER_GROUP", "--group", group));
+        lines.push(Line::new(
+            "FAILOVER_GROUP_IP_PAIRS",
+            "--pairs",
+            o.pairs.join(" "),
+        ));
+        if let Some(p) = o.priority {
+            lines.push(Line::new("FAILOVER_PRIORITY", "--priority", p.to_string()));
+        }
+        if let Some(n) = &o.member_name {
+            lines.push(Line::new(
+                "FAILOVER_MEMBER_NAME",
+                "--member-name",
+                n.clone(),
+            ));
+        }
+        if !o.email.is_empty() {
+            lines.push(Line::new(
+                "FAILOVER_EMAIL_RECIPIENT",
+                "--email",
+                o.email.join(" "),
+            ));
+        }
+        if let Some(d) = &o.script_dir {
+            lines.push(Line::path("FAILOVER_SCRIPT_DIR", "--script-dir", d));
+        }
+        if let Some(d) = &o.state_dir {
+            lines.push(Line::path("FAILOVER_STATE_DIR", "--state-dir", d));
+        }
+        return finish(&o, Role::Failoverd, &lines);
+    }
     if o.primary {
         if o.bcast.is_empty() {
             let proposal = proposed_bcast(&locals)
@@ -199,7 +264,12 @@ pub fn init(mut o: InitOptions) -> i32 {
     } else {
         Role::Failoverd
     };
-    let text = match render(&lines, o.primary) {
+    finish(&o, role, &lines)
+}
+
+/// Renders `lines`, checks and writes them; on a failure, removes whatever it made.
+fn finish(o: &InitOptions, role: Role, lines: &[Line]) -> i32 {
+    let text = match render(lines, o) {
         Ok(text) => text,
         Err(e) => {
             eprintln!("failoverctl init: {e}: nothing written");
@@ -207,7 +277,7 @@ pub fn init(mut o: InitOptions) -> i32 {
         }
     };
     let mut made = Made::default();
-    let code = write_checked(&o, role, &text, &mut made);
+    let code = write_checked(o, role, &text, &mut made);
     if code != exit::OK {
         made.undo();
     }
@@ -217,7 +287,7 @@ pub fn init(mut o: InitOptions) -> i32 {
 /// Makes the secret if it is missing, checks the configuration as `-t` would, then writes
 /// it; what it creates is recorded in `made`, for the caller to remove on failure.
 fn write_checked(o: &InitOptions, role: Role, text: &str, made: &mut Made) -> i32 {
-    if !o.secret_file.exists() {
+    if o.group.is_none() && !o.secret_file.exists() {
         if let Err(e) = make_secret(&o.secret_file, made) {
             eprintln!("failoverctl init: {e}: nothing written");
             return exit::FAILURE;
@@ -256,16 +326,24 @@ fn write_checked(o: &InitOptions, role: Role, text: &str, made: &mut Made) -> i3
     for line in &checked.notes {
         println!("{line}");
     }
-    eprintln!(
-        "failoverctl init: wrote {} ({}); copy {} to the other host (mode 0600)",
-        o.output.display(),
-        if o.primary {
-            "heartbeatd: systemctl enable --now heartbeatd"
-        } else {
-            "failoverd: systemctl enable --now failoverd"
-        },
-        o.secret_file.display()
-    );
+    match &o.group {
+        Some(group) => eprintln!(
+            "failoverctl init: wrote {} (a member of group {group}: systemctl enable --now \
+             failoverd); run init --group {group} on every member, each with a name and a \
+             priority of its own, and the same addresses",
+            o.output.display(),
+        ),
+        None => eprintln!(
+            "failoverctl init: wrote {} ({}); copy {} to the other host (mode 0600)",
+            o.output.display(),
+            if o.primary {
+                "heartbeatd: systemctl enable --now heartbeatd"
+            } else {
+                "failoverd: systemctl enable --now failoverd"
+            },
+            o.secret_file.display()
+        ),
+    }
     exit::OK
 }
 
@@ -358,15 +436,15 @@ fn make_secret(path: &Path, made: &mut Made) -> Result<(), String> {
 
 /// The file's text, each value quoted so that it reads back as given; an error names the
 /// option whose value cannot be written.
-fn render(lines: &[Line], primary: bool) -> Result<String, String> {
+fn render(lines: &[Line], o: &InitOptions) -> Result<String, String> {
+    let on = match (&o.group, o.primary) {
+        (Some(_), _) => "a MEMBER of a group on etcd (runs failoverd)".to_string(),
+        (None, true) => "the PRIMARY (runs heartbeatd)".to_string(),
+        (None, false) => "the SECONDARY (runs failoverd)".to_string(),
+    };
     let mut s = format!(
-        "# /etc/ipfailover/hostconfig on the {} (written by failoverctl init).\n\
-         # Every key: man ipfailover-hostconfig, or docs/configuration.md.\n\n",
-        if primary {
-            "PRIMARY (runs heartbeatd)"
-        } else {
-            "SECONDARY (runs failoverd)"
-        }
+        "# /etc/ipfailover/hostconfig on {on} (written by failoverctl init).\n\
+         # Every key: man ipfailover-hostconfig, or docs/configuration.md.\n\n"
     );
     for line in lines {
         let quoted = line

@@ -90,9 +90,10 @@ enum Command {
     /// A live view of the status: redrawn twice a second on a terminal; elsewhere, a new
     /// block each time something changes
     Watch(WatchArgs),
-    /// Write a checked configuration (and the secret file) for a primary or a secondary:
+    /// Write a checked configuration (and the secret file) for a primary or a secondary, or
+    /// (--group) for a member of a group on etcd:
     /// asks for what is missing on a terminal; with options, asks nothing
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Print the status files as Prometheus text exposition (for node_exporter's textfile
     /// collector); exit 0 whatever the health (ipfailover_health says it), 73 if --output
     /// cannot be written
@@ -111,7 +112,7 @@ struct WatchArgs {
 }
 
 #[derive(Debug, Default, clap::Args)]
-#[command(group(clap::ArgGroup::new("role").required(true).args(["primary", "secondary"])))]
+#[command(group(clap::ArgGroup::new("role").required(true).args(["primary", "secondary", "group"])))]
 struct InitArgs {
     /// This host is the primary (runs heartbeatd)
     #[arg(long)]
@@ -147,6 +148,18 @@ struct InitArgs {
     /// FAILOVER_SCRIPT_DIR, if not the default (secondary)
     #[arg(long, value_name = "DIR")]
     script_dir: Option<PathBuf>,
+    /// This host is a member of the group NAME on etcd (runs failoverd in group mode)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["peer", "bcast", "interval", "timeout"])]
+    group: Option<String>,
+    /// etcd's client URLs (member)
+    #[arg(long, value_name = "URL", num_args = 1..)]
+    etcd: Vec<String>,
+    /// FAILOVER_PRIORITY, 1 to 255 (member)
+    #[arg(long, value_name = "N")]
+    priority: Option<u8>,
+    /// FAILOVER_MEMBER_NAME (member) [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    member_name: Option<String>,
     /// The file to write [default: the configuration file, /etc/ipfailover/hostconfig]
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -257,6 +270,10 @@ fn main() {
             secret_file: i.secret_file.clone(),
             state_dir: i.state_dir.clone(),
             script_dir: i.script_dir.clone(),
+            group: i.group.clone(),
+            etcd: i.etcd.clone(),
+            priority: i.priority,
+            member_name: i.member_name.clone(),
             output: i
                 .output
                 .clone()

@@ -421,3 +421,82 @@ fn init_quotes_what_it_writes_and_writes_nothing_when_it_fails() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// `failoverctl init --group` writes a member's configuration that `check-config` passes, with
+/// no secret file; without etcd's endpoints it asks (no terminal: refuses) and writes nothing.
+#[test]
+fn init_group_writes_a_members_configuration() {
+    let dir = scratch("init-group");
+    let d = dir.to_string_lossy().into_owned();
+    let conf = format!("{d}/etc/hostconfig");
+    let secret = format!("{d}/secret");
+    let out = run(
+        "failoverctl",
+        &[
+            "init",
+            "--group",
+            "web",
+            "--pairs",
+            "eth0:198.51.100.100/24",
+            "--output",
+            &conf,
+            "--secret-file",
+            &secret,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("--etcd"), "{}", text(&out));
+    assert!(!Path::new(&conf).exists());
+    let out = run(
+        "failoverctl",
+        &[
+            "init",
+            "--group",
+            "web",
+            "--etcd",
+            "http://203.0.113.1:2379",
+            "http://203.0.113.2:2379",
+            "--pairs",
+            "eth0:198.51.100.100/24",
+            "eth0:198.51.100.101/24",
+            "--priority",
+            "150",
+            "--member-name",
+            "web-2",
+            "--email",
+            "ops@example.org",
+            "--output",
+            &conf,
+            "--secret-file",
+            &secret,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("init --group web on every member"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !Path::new(&secret).exists(),
+        "a member needs no heartbeat secret"
+    );
+    let out = run("failoverctl", &["check-config", "-c", &conf]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "FAILOVER_ETCD_ENDPOINTS=\"http://203.0.113.1:2379 http://203.0.113.2:2379\"",
+        "FAILOVER_GROUP=\"web\"",
+        "FAILOVER_PRIORITY=\"150\"",
+        "FAILOVER_MEMBER_NAME=\"web-2\"",
+    ] {
+        assert!(shown.contains(line), "{line}:\n{shown}");
+    }
+    // A pair's option with --group is a usage error.
+    let out = run(
+        "failoverctl",
+        &["init", "--group", "web", "--peer", "198.51.100.10"],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
