@@ -89,3 +89,60 @@ fn a_held_address_is_announced_again_every_refresh_as_the_client_sees() {
     let last = status["last_announcement_ms"].as_u64();
     assert!(last >= announced, "{status}");
 }
+
+/// A group member with `FAILOVER_ANNOUNCE_REFRESH` announces what it holds again and again,
+/// as a pair's secondary does, long after the burst of its acquisition.
+#[test]
+fn a_group_members_held_address_is_announced_again_every_refresh() {
+    use ipfailover_e2e::group::{vip, GroupLab, Node};
+    let mut lab = GroupLab::new("gannref", 2, 1);
+    lab.start_etcd_cluster();
+    for i in 1..=2 {
+        lab.start_member(i, &[("FAILOVER_ANNOUNCE_REFRESH", "3s")]);
+    }
+    let addr = vip(0);
+    assert_eq!(
+        lab.wait_one_holder(&addr, Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        lab.logs()
+    );
+    // Past the acquisition's own burst (its last step is at 10 s), for 10 s.
+    std::thread::sleep(Duration::from_secs(11));
+    let watch = lab.spawn_cmd(
+        Node::Cli,
+        "arpwatch",
+        &["/usr/bin/python3", "-c", ARP_WATCH, &addr, "10"],
+    );
+    let started = ipfailover_e2e::wait_for(Duration::from_secs(5), || {
+        lab.proc(watch).log_text().contains("watching")
+    });
+    assert!(started.is_some(), "the ARP watch did not start");
+    assert!(
+        lab.proc(watch).wait_exit(Duration::from_secs(20)).is_some(),
+        "the ARP watch did not end"
+    );
+    let mac = lab.member_mac(1);
+    let seen: Vec<(f64, String)> = lab
+        .proc(watch)
+        .log_text()
+        .lines()
+        .filter_map(|l| {
+            let (t, mac) = l.split_once(' ')?;
+            Some((t.parse().ok()?, mac.to_string()))
+        })
+        .collect();
+    assert!(
+        seen.iter().all(|(_, m)| *m == mac),
+        "announced from another MAC than the holder's {mac}: {seen:?}"
+    );
+    let rounds =
+        seen.windows(2).filter(|w| w[1].0 - w[0].0 > 1.5).count() + usize::from(!seen.is_empty());
+    assert!(
+        rounds >= 2,
+        "{rounds} rounds of announcements in 10 s with a refresh of 3 s: {seen:?}\n{}",
+        lab.logs()
+    );
+    let st = lab.status(1);
+    assert!(st["last_announcement_ms"].as_u64().is_some(), "{st}");
+}
