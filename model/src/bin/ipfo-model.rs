@@ -15,6 +15,8 @@
 //! (the counterexample is printed as a timeline, and as events a test can replay), 2 on a
 //! usage error.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 
