@@ -674,15 +674,43 @@ impl GroupMember {
                         value: self.key_value(),
                     });
                 }
-                log::warn!(
-                    "member {} is {} now{}",
+                let (kind, what) = match mode {
+                    MemberMode::Active => (journal::Event::Resumed, "it acquires again"),
+                    MemberMode::Paused => (
+                        journal::Event::Paused,
+                        "it keeps what it holds and acquires nothing",
+                    ),
+                    MemberMode::Drained => (
+                        journal::Event::Drained,
+                        "it hands on what it holds and acquires nothing",
+                    ),
+                };
+                let subject = format!(
+                    "{} (member {}): {} (group {})",
+                    self.hostname,
                     self.member,
                     mode.as_str(),
-                    match mode {
-                        MemberMode::Active => "",
-                        MemberMode::Paused => ": it keeps what it holds and acquires nothing",
-                        MemberMode::Drained => ": it hands on what it holds and acquires nothing",
-                    }
+                    self.settings.group
+                );
+                let fields = Fields {
+                    peer: Some(&self.member),
+                    reason: Some(mode.as_str()),
+                    ..Fields::default()
+                };
+                event!(Level::Warn, kind, fields, "{subject}: {what}");
+                rt.mail.send(
+                    subject,
+                    format!(
+                        "Member {} of group {} is {} now: {what}{}.\n",
+                        self.member,
+                        self.settings.group,
+                        mode.as_str(),
+                        if mode == MemberMode::Active {
+                            ""
+                        } else {
+                            " until failoverctl resume"
+                        }
+                    ),
                 );
                 rt.status.mark_dirty();
             }
