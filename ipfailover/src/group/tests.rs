@@ -102,6 +102,22 @@ struct Host {
     log: Vec<(Duration, GroupAction)>,
 }
 
+impl Host {
+    /// A host that is up, reaches etcd and runs `core`, with nothing on its interface yet.
+    fn running(core: Group) -> Host {
+        Host {
+            core,
+            running: true,
+            up: true,
+            reaches_etcd: true,
+            held: BTreeSet::new(),
+            inbox: Vec::new(),
+            exited: false,
+            log: Vec::new(),
+        }
+    }
+}
+
 struct World {
     t0: Instant,
     now: Instant,
@@ -130,8 +146,8 @@ impl World {
         let hosts = priorities
             .iter()
             .enumerate()
-            .map(|(i, p)| Host {
-                core: Group::new(
+            .map(|(i, p)| {
+                Host::running(Group::new(
                     t0,
                     GroupConfig {
                         name: format!("m{}", i + 1),
@@ -141,14 +157,7 @@ impl World {
                         addrs: addrs.clone(),
                         announce_refresh: None,
                     },
-                ),
-                running: true,
-                up: true,
-                reaches_etcd: true,
-                held: BTreeSet::new(),
-                inbox: Vec::new(),
-                exited: false,
-                log: Vec::new(),
+                ))
             })
             .collect();
         let mut w = World {
@@ -860,16 +869,7 @@ fn two_members_with_one_name_never_revoke_each_other_and_the_second_does_not_joi
     // A clone of m1 (same name, a host of its own) starts.
     let clone_at = w.elapsed();
     let config = w.hosts[0].core.config.clone();
-    w.hosts.push(Host {
-        core: Group::new(w.now, config),
-        running: true,
-        up: true,
-        reaches_etcd: true,
-        held: BTreeSet::new(),
-        inbox: Vec::new(),
-        exited: false,
-        log: Vec::new(),
-    });
+    w.hosts.push(Host::running(Group::new(w.now, config)));
     w.feed(2, GroupEvent::Tick);
     // Its watch starts with a read of the group, before and after it has a lease.
     w.broadcast();
