@@ -51,6 +51,29 @@ pub fn vip(k: usize) -> String {
     format!("198.51.100.{}", 100 + k)
 }
 
+/// A lab of three members and a three-member etcd cluster, all started, each member with
+/// `extra` in its configuration.
+pub fn three_members(name: &str, extra: &[(&str, &str)]) -> GroupLab {
+    let mut lab = GroupLab::new(name, 3, 3);
+    lab.start_etcd_cluster();
+    for i in 1..=3 {
+        lab.start_member(i, extra);
+    }
+    lab
+}
+
+/// Fails the test if the sampler ever saw two members holding one address, with the timeline
+/// and the lab's logs.
+pub fn never_two(lab: &GroupLab, t: &Timeline) {
+    let two = t.two_holders();
+    assert!(
+        two.is_empty(),
+        "two holders: {two:?}\ntimeline:\n{}\n{}",
+        t.render(),
+        lab.logs()
+    );
+}
+
 /// Member `n`'s name in the group.
 pub fn member_name(n: usize) -> String {
     format!("m{n}")

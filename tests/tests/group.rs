@@ -7,17 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipfailover_e2e::group::{vip, GroupLab};
-
-fn never_two(lab: &GroupLab, t: &ipfailover_e2e::group::Timeline) {
-    let two = t.two_holders();
-    assert!(
-        two.is_empty(),
-        "two holders: {two:?}\ntimeline:\n{}\n{}",
-        t.render(),
-        lab.logs()
-    );
-}
+use ipfailover_e2e::group::{never_two, three_members, vip, GroupLab};
 
 /// Waits (up to 20 s) until member `i`, and only it, holds `addr`.
 fn held_by(lab: &GroupLab, addr: &str, i: usize) {
@@ -27,15 +17,6 @@ fn held_by(lab: &GroupLab, addr: &str, i: usize) {
         "m{i} should hold {addr}:\n{}",
         lab.logs()
     );
-}
-
-fn three_members(name: &str, extra: &[(&str, &str)]) -> GroupLab {
-    let mut lab = GroupLab::new(name, 3, 3);
-    lab.start_etcd_cluster();
-    for i in 1..=3 {
-        lab.start_member(i, extra);
-    }
-    lab
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipfailover_e2e::group::{vip, GroupLab};
+use ipfailover_e2e::group::{never_two, three_members, vip, GroupLab};
 use ipfailover_e2e::wait_for;
 
 /// These tests each run an etcd cluster whose elections are timed: one at a time, so that the
@@ -19,25 +19,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn three_members(name: &str, extra: &[(&str, &str)]) -> GroupLab {
-    let mut lab = GroupLab::new(name, 3, 3);
-    lab.start_etcd_cluster();
-    for i in 1..=3 {
-        lab.start_member(i, extra);
-    }
-    lab
-}
-
-fn never_two(lab: &GroupLab, t: &ipfailover_e2e::group::Timeline) {
-    let two = t.two_holders();
-    assert!(
-        two.is_empty(),
-        "two holders: {two:?}\ntimeline:\n{}\n{}",
-        t.render(),
-        lab.logs()
-    );
 }
 
 /// etcd is restored from a snapshot older than the group's last writes: its revision goes
