@@ -51,7 +51,6 @@ pub(crate) fn etcd_config(
         endpoints: settings.etcd_endpoints.clone(),
         group: settings.group.clone(),
         member: member.to_string(),
-        priority: settings.priority,
         ttl: settings.lease_ttl,
         ca_file: settings.etcd_ca_file.clone(),
         client_cert: settings

@@ -69,8 +69,6 @@ pub struct Config {
     pub group: String,
     /// This member's name.
     pub member: String,
-    /// Its priority (the value of its key).
-    pub priority: u8,
     /// The lease TTL, whole seconds (etcd's unit).
     pub ttl: Duration,
     /// A CA file to verify etcd's certificate with; `None` trusts the system's CA

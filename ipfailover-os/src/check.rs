@@ -158,7 +158,6 @@ fn finish(
             endpoints: settings.etcd_endpoints.clone(),
             group: settings.group.clone(),
             member: settings.member_name.clone().unwrap_or_default(),
-            priority: settings.priority,
             ttl: settings.lease_ttl,
             ca_file: settings.etcd_ca_file.clone(),
             client_cert: settings
